@@ -1,0 +1,55 @@
+"""Every error the project raises on purpose.
+
+Each is a ``ValueError`` so callers that only know the standard library can still catch them; the CLI turns them
+into one line ``nasbench: error: <where>: <rule> (got <value>)`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "NasBenchError",
+    "InvalidSpaceError",
+    "IllegalSubNetworkError",
+    "StoreError",
+    "DataError",
+]
+
+
+class NasBenchError(ValueError):
+    """Base class: ``where`` names a file, file:key, flag or dimension; ``rule`` says what must hold."""
+
+    def __init__(self, where: str, rule: str, got: Any = None, *, show_got: bool = True) -> None:
+        self.where = where
+        self.rule = rule
+        self.got = got
+        self.show_got = show_got
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        text = f"{self.where}: {self.rule}" if self.where else self.rule
+        if self.show_got:
+            text += f" (got {_short(self.got)})"
+        return text
+
+
+class InvalidSpaceError(NasBenchError):
+    """A search-space file breaks a rule: bad YAML, unknown key, wrong type, empty choice, low > high, ..."""
+
+
+class IllegalSubNetworkError(NasBenchError):
+    """An architecture outside the space or the supernet: names the dimension, the value and the allowed range."""
+
+
+class StoreError(NasBenchError):
+    """A DuckDB file is missing, read-only, or has an unknown schema version."""
+
+
+class DataError(NasBenchError):
+    """A data source is missing from the data directory or malformed."""
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

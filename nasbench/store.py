@@ -1,0 +1,296 @@
+"""The DuckDB store: one file holds spaces, supernets, architectures and measurements.
+
+The schema is versioned (table ``meta``) and created on first open. Every write runs in a transaction and binds its
+values as parameters; identifiers in the generated wide views come from the project's own metric names and are
+quoted. Duplicate measurements (same identifying columns) are skipped, so a restarted job adds no duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import duckdb
+
+from nasbench.errors import StoreError
+from nasbench.space import DIMENSIONS, SearchSpace, arch_id, canonical_json
+
+__all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "Measurement", "Store", "connect_read_only", "view_name"]
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = "results/nasbench.duckdb"
+
+_DIMENSION_COLUMNS = ",\n    ".join(f"{d} INTEGER" for d in DIMENSIONS)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS spaces (
+    name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    hash VARCHAR NOT NULL,
+    yaml VARCHAR NOT NULL,
+    path VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (name, hash)
+);
+CREATE TABLE IF NOT EXISTS supernets (
+    id VARCHAR PRIMARY KEY,
+    space VARCHAR NOT NULL,
+    base_model VARCHAR NOT NULL,
+    strategy VARCHAR,
+    kd VARCHAR,
+    peft VARCHAR,
+    data_hash VARCHAR,
+    steps INTEGER,
+    tokens BIGINT,
+    wall_time_s DOUBLE,
+    checkpoint VARCHAR,
+    config VARCHAR,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS architectures (
+    arch_id VARCHAR NOT NULL,
+    space VARCHAR NOT NULL,
+    {_DIMENSION_COLUMNS},
+    per_layer VARCHAR,
+    arch VARCHAR NOT NULL,
+    params BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (space, arch_id)
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    space VARCHAR NOT NULL,
+    arch_id VARCHAR NOT NULL,
+    supernet_id VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    task VARCHAR NOT NULL DEFAULT '',
+    device VARCHAR NOT NULL DEFAULT '',
+    dtype VARCHAR NOT NULL DEFAULT '',
+    batch INTEGER NOT NULL DEFAULT 0,
+    seq_len INTEGER NOT NULL DEFAULT 0,
+    value DOUBLE,
+    unit VARCHAR NOT NULL,
+    spread DOUBLE,
+    n_repeats INTEGER,
+    cost_s DOUBLE,
+    software VARCHAR,
+    extra VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    UNIQUE (space, arch_id, supernet_id, metric, task, device, dtype, batch, seq_len)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured value. The identifying columns are everything up to ``seq_len``."""
+
+    arch_id: str
+    supernet_id: str
+    metric: str
+    value: float | None
+    """``None`` only where a value cannot exist on this machine (e.g. energy without NVML); never invented."""
+    unit: str
+    task: str = ""
+    device: str = ""
+    dtype: str = ""
+    batch: int = 0
+    seq_len: int = 0
+    spread: float | None = None
+    """Interquartile range over repeats, where repeats were taken."""
+    n_repeats: int | None = None
+    cost_s: float | None = None
+    """Seconds this measurement took: the optimizers' simulated time."""
+    software: Mapping[str, str] | None = None
+    extra: Mapping[str, Any] | None = None
+
+
+def view_name(space: str) -> str:
+    """Name of the wide view of a space: ``wide_`` + the space name with non-alphanumerics as ``_``."""
+    return "wide_" + re.sub(r"[^0-9a-zA-Z]+", "_", space).strip("_").lower()
+
+
+def connect_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open an existing DB read-only (a write statement then fails and changes nothing)."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(str(path), "database file not found", str(path))
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise StoreError(str(path), "cannot open as a DuckDB database", str(exc).splitlines()[0]) from None
+
+
+class Store:
+    """A read-write handle on one DuckDB file. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.Error as exc:
+            raise StoreError(str(self.path), "cannot open as a DuckDB database", str(exc).splitlines()[0]) from None
+        self._migrate()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- schema ---------------------------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        has_meta = self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'").fetchone()[0]
+        if has_meta:
+            row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            found = int(row[0]) if row else 0
+            if found > SCHEMA_VERSION:
+                raise StoreError(str(self.path), f"written by a newer nasbench (schema {found}); this one reads "
+                                                 f"schema <= {SCHEMA_VERSION}", found)
+            if found == SCHEMA_VERSION:
+                return
+        with self.transaction():
+            self.con.execute(_SCHEMA)
+            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All statements inside commit together or not at all."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # -- writes ---------------------------------------------------------------------------------------------------
+    def add_space(self, space: SearchSpace) -> None:
+        """Record the space (merged YAML and its hash) and create its wide view; idempotent."""
+        with self.transaction() as con:
+            con.execute("INSERT INTO spaces VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        [space.name, space.version, space.hash, space.yaml_text, space.path, _now()])
+        self.refresh_view(space.name)
+
+    def add_architectures(self, space: SearchSpace, archs: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Insert archs (canonicalised; already stored ones are skipped); returns their arch_ids in order."""
+        rows, ids = [], []
+        for arch in archs:
+            arch = space.canonical(arch)
+            aid = arch_id(arch)
+            ids.append(aid)
+            scalars = [None if isinstance(arch[d], list) else arch[d] for d in DIMENSIONS]
+            per_layer = {d: arch[d] for d in DIMENSIONS if isinstance(arch[d], list)}
+            rows.append([aid, space.name, *scalars, json.dumps(per_layer) if per_layer else None,
+                         canonical_json(arch), space.params(arch), _now()])
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            with self.transaction() as con:
+                con.executemany(f"INSERT INTO architectures VALUES ({marks}) ON CONFLICT DO NOTHING", rows)
+        return ids
+
+    def add_measurements(self, space: str, measurements: Sequence[Measurement]) -> int:
+        """Insert measurements in one transaction, skipping ones already stored; returns how many were new."""
+        if not measurements:
+            return 0
+        before = self.count_measurements(space)
+        rows = [[space, m.arch_id, m.supernet_id, m.metric, m.task, m.device, m.dtype, m.batch, m.seq_len, m.value,
+                 m.unit, m.spread, m.n_repeats, m.cost_s, _json(m.software), _json(m.extra), _now()]
+                for m in measurements]
+        with self.transaction() as con:
+            con.executemany(
+                "INSERT INTO measurements (space, arch_id, supernet_id, metric, task, device, dtype, batch, seq_len, "
+                "value, unit, spread, n_repeats, cost_s, software, extra, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+        self.refresh_view(space)
+        return self.count_measurements(space) - before
+
+    def add_supernet(self, supernet_id: str, space: str, base_model: str, **fields: Any) -> None:
+        """Insert or update one row of ``supernets`` (a training run updates steps, tokens, wall time, checkpoint)."""
+        allowed = {"strategy", "kd", "peft", "data_hash", "steps", "tokens", "wall_time_s", "checkpoint", "config"}
+        unknown = sorted(set(fields) - allowed)
+        if unknown:
+            raise StoreError("supernets", f"unknown column; allowed: {', '.join(sorted(allowed))}", unknown[0])
+        if "config" in fields and not isinstance(fields["config"], str):
+            fields["config"] = json.dumps(fields["config"], sort_keys=True)
+        columns = ["id", "space", "base_model", *fields, "created_at"]
+        values = [supernet_id, space, base_model, *fields.values(), _now()]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:-1])
+        with self.transaction() as con:
+            con.execute(f"INSERT INTO supernets ({', '.join(columns)}) VALUES ({', '.join('?' * len(values))}) "
+                        f"ON CONFLICT (id) DO UPDATE SET {updates}", values)
+
+    # -- reads ----------------------------------------------------------------------------------------------------
+    def count_measurements(self, space: str) -> int:
+        return self.con.execute("SELECT count(*) FROM measurements WHERE space = ?", [space]).fetchone()[0]
+
+    def has_measurement(self, space: str, arch: str, supernet_id: str, metric: str, task: str = "",
+                        device: str = "") -> bool:
+        """True when (arch, supernet, metric, task, device) is stored: what a resumed job skips."""
+        return self.con.execute(
+            "SELECT count(*) FROM measurements WHERE space = ? AND arch_id = ? AND supernet_id = ? AND metric = ? "
+            "AND task = ? AND device = ?", [space, arch, supernet_id, metric, task, device]).fetchone()[0] > 0
+
+    def architectures(self, space: str) -> list[dict[str, Any]]:
+        """Every stored arch of a space, as canonical dicts, in arch_id order."""
+        rows = self.con.execute("SELECT arch FROM architectures WHERE space = ? ORDER BY arch_id", [space]).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run a parameterized query; returns a pandas DataFrame."""
+        return self.con.execute(sql, list(params)).df()
+
+    # -- views ----------------------------------------------------------------------------------------------------
+    def refresh_view(self, space: str) -> None:
+        """(Re)create ``wide_<space>``: one row per (arch, supernet) with ``hp_<dimension>`` and ``metric_<name>``.
+
+        ``metric_params`` is the exact analytic count; every other metric column holds the latest stored value of
+        that (metric, task) across devices and settings (query ``measurements`` to tell those apart).
+        """
+        pairs = self.con.execute(
+            "SELECT DISTINCT metric, task FROM measurements WHERE space = ? AND metric <> 'params' "
+            "ORDER BY metric, task", [space]).fetchall()
+        metric_columns = "".join(
+            f",\n    arg_max(m.value, m.created_at) FILTER (WHERE m.metric = {_literal(metric)} AND m.task = "
+            f"{_literal(task)}) AS {_ident(_column(metric, task))}" for metric, task in pairs)
+        hp = ",\n    ".join(f"a.{d} AS hp_{d}" for d in DIMENSIONS)
+        sql = f"""
+CREATE OR REPLACE VIEW {_ident(view_name(space))} AS
+SELECT a.space, a.arch_id, m.supernet_id,
+    {hp},
+    a.per_layer AS hp_per_layer,
+    a.params AS metric_params{metric_columns}
+FROM architectures a LEFT JOIN measurements m ON m.space = a.space AND m.arch_id = a.arch_id
+WHERE a.space = {_literal(space)}
+GROUP BY ALL
+"""
+        self.con.execute(sql)
+
+
+def _column(metric: str, task: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", f"metric_{metric}" + (f"_{task}" if task else "")).lower()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _json(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)

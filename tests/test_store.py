@@ -1,0 +1,107 @@
+"""The DuckDB store: schema, round trip, idempotent writes, wide views, read-only SQL."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from nasbench.errors import StoreError
+from nasbench.space import arch_id, load_space
+from nasbench.store import SCHEMA_VERSION, Measurement, Store, connect_read_only, view_name
+
+from conftest import SPACES
+
+
+@pytest.fixture
+def space():
+    return load_space(SPACES / "smollm2-135m.yaml")
+
+
+def test_schema_is_created_and_versioned(tmp_path) -> None:
+    path = tmp_path / "b.duckdb"
+    with Store(path):
+        pass
+    con = connect_read_only(path)
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert {"meta", "spaces", "supernets", "architectures", "measurements"} <= tables
+    assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+
+
+def test_newer_schema_is_refused(tmp_path) -> None:
+    path = tmp_path / "b.duckdb"
+    with Store(path) as store:
+        store.con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
+    with pytest.raises(StoreError, match="newer nasbench"):
+        Store(path)
+
+
+def test_round_trip_architectures_and_measurements(tmp_path, space) -> None:
+    archs = space.sample(4, seed=0)
+    with Store(tmp_path / "b.duckdb") as store:
+        store.add_space(space)
+        ids = store.add_architectures(space, archs)
+        assert ids == [arch_id(a) for a in archs]
+        assert store.architectures(space.name) == sorted(archs, key=arch_id)
+        new = store.add_measurements(space.name, [
+            Measurement(ids[0], "pretrained", "ppl", 21.5, "perplexity", seq_len=512, cost_s=3.0),
+            Measurement(ids[0], "pretrained", "acc", 0.61, "accuracy", task="arc_easy", cost_s=9.0),
+            Measurement(ids[1], "pretrained", "latency_ms", 12.0, "ms", device="cpu", dtype="bfloat16", batch=1,
+                        seq_len=512, spread=0.3, n_repeats=10, software={"torch": "2.13.0"}),
+        ])
+        assert new == 3
+        wide = store.query(f"SELECT * FROM {view_name(space.name)} WHERE arch_id = ?", [ids[0]])
+        assert wide.loc[0, "metric_ppl"] == 21.5 and wide.loc[0, "metric_acc_arc_easy"] == 0.61
+        assert wide.loc[0, "metric_params"] == space.params(archs[0])
+        assert wide.loc[0, "hp_embed_dim"] == archs[0]["embed_dim"]
+        assert {c for c in wide.columns if c.startswith("hp_")} >= {f"hp_{d}" for d in archs[0]}
+
+
+def test_writes_are_idempotent(tmp_path, space) -> None:
+    archs = space.sample(3, seed=1)
+    m = Measurement(arch_id(archs[0]), "pretrained", "ppl", 30.0, "perplexity", seq_len=512)
+    with Store(tmp_path / "b.duckdb") as store:
+        for _ in range(2):
+            store.add_space(space)
+            store.add_architectures(space, archs)
+        assert store.add_measurements(space.name, [m]) == 1
+        assert store.add_measurements(space.name, [m, m]) == 0
+        assert store.has_measurement(space.name, m.arch_id, "pretrained", "ppl")
+        assert not store.has_measurement(space.name, m.arch_id, "other-supernet", "ppl")
+        counts = store.con.execute("SELECT (SELECT count(*) FROM spaces), (SELECT count(*) FROM architectures), "
+                                   "(SELECT count(*) FROM measurements)").fetchone()
+        assert counts == (1, 3, 1)
+
+
+def test_failed_transaction_changes_nothing(tmp_path, space) -> None:
+    with Store(tmp_path / "b.duckdb") as store:
+        store.add_architectures(space, space.sample(2, seed=0))
+        with pytest.raises(RuntimeError):
+            with store.transaction() as con:
+                con.execute("DELETE FROM architectures")
+                raise RuntimeError("killed mid-write")
+        assert store.con.execute("SELECT count(*) FROM architectures").fetchone()[0] == 2
+
+
+def test_supernet_rows_upsert(tmp_path, space) -> None:
+    with Store(tmp_path / "b.duckdb") as store:
+        store.add_supernet("sn1", space.name, space.model.source, strategy="sandwich", steps=10, config={"lr": 1e-4})
+        store.add_supernet("sn1", space.name, space.model.source, steps=20, checkpoint="ckpt/step-20")
+        row = store.con.execute("SELECT strategy, steps, checkpoint, config FROM supernets").fetchall()
+        assert row == [("sandwich", 20, "ckpt/step-20", '{"lr": 0.0001}')]
+        with pytest.raises(StoreError, match="unknown column"):
+            store.add_supernet("sn1", space.name, "x", colour="red")
+
+
+def test_read_only_connection_refuses_writes(tmp_path, space) -> None:
+    path = tmp_path / "b.duckdb"
+    with Store(path) as store:
+        store.add_architectures(space, space.sample(2, seed=0))
+    con = connect_read_only(path)
+    with pytest.raises(duckdb.Error, match="read-only"):
+        con.execute("DELETE FROM architectures")
+    assert con.execute("SELECT count(*) FROM architectures").fetchone()[0] == 2
+
+
+def test_missing_db_is_a_store_error(tmp_path) -> None:
+    with pytest.raises(StoreError, match="not found"):
+        connect_read_only(tmp_path / "nope.duckdb")
