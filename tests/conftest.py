@@ -66,7 +66,7 @@ def write_space(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
+def shared_data() -> Path:
     """The real data directory: NASBENCH_DATA_DIR, else ../shared/data beside the repository."""
     path = Path(os.environ.get("NASBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
     if not path.is_dir():
