@@ -1,0 +1,339 @@
+"""Importance sorting: score heads, MLP neurons, embedding channels and layers, then permute the weights.
+
+Scores are activation-based (Minitron): one pass over calibration tokens with forward hooks on a plain HF model.
+A scheme ``<batch>-<seq>`` names how a component's per-token magnitudes are aggregated, first across the sequence of
+each calibration window, then across windows: ``mean``, ``norm`` (L2) or ``var``. Per token, a head's magnitude is
+the L2 norm of its attention output, a neuron's the absolute value of the down projection's input, a channel's the
+absolute value of every LayerNorm/RMSNorm output summed over layers.
+
+Permuting so that prefix slicing takes the most important components preserves the full model's function exactly:
+heads move with their q/k/v rows and o-projection columns (with GQA, kv groups move as units and query heads are
+sorted within their group), neurons with their gate/up rows and down columns, channels with every matrix, norm and
+embedding that touches the residual stream. Layers are not moved: a layer ranking is stored and a sub-network keeps
+its chosen layers in their original order. q/k channels inside a head are not sorted: RoPE ties each channel pair to
+a frequency, so moving them would change the function.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import nn
+
+from nasbench.errors import NasBenchError
+
+__all__ = ["AGGREGATIONS", "SCHEMES", "LAYER_SCHEMES", "Importance", "score", "layer_importance", "apply_order",
+           "family_of"]
+
+AGGREGATIONS = ("mean", "norm", "var")
+SCHEMES = tuple(f"{b}-{s}" for b in AGGREGATIONS for s in AGGREGATIONS)
+LAYER_SCHEMES = ("block-importance", "block-drop")
+
+
+@dataclass
+class Importance:
+    """Scores of one model (higher is more important) and the scheme that produced them."""
+
+    scheme: str
+    heads: list[list[float]]
+    """Per layer, one score per query head."""
+    neurons: list[list[float]]
+    """Per layer, one score per MLP neuron."""
+    channels: list[float]
+    """One score per embedding channel."""
+    layers: list[float] = field(default_factory=list)
+    """One score per layer (block importance or block drop), when computed."""
+    layer_scheme: str = ""
+    tokens: int = 0
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self)), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Importance":
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def layer_order(self) -> list[int]:
+        """Layer indices, most important first (ties keep the original order)."""
+        return sorted(range(len(self.layers)), key=lambda i: -self.layers[i])
+
+    def layers_for(self, n_layers: int) -> list[int]:
+        """The ``n_layers`` most important layers, in their original order."""
+        if not self.layers:
+            return list(range(n_layers))
+        return sorted(self.layer_order()[:n_layers])
+
+
+# --------------------------------------------------------------------------------------------------- family maps
+def family_of(model: nn.Module) -> str:
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type == "llama":
+        return "llama"
+    if model_type == "gpt_neox":
+        return "gpt_neox"
+    raise NasBenchError("model", "importance sorting knows llama and gpt_neox models", model_type)
+
+
+def _layers(model: nn.Module) -> nn.ModuleList:
+    return model.model.layers if family_of(model) == "llama" else model.gpt_neox.layers
+
+
+def _attn_out(layer: nn.Module, family: str) -> nn.Linear:
+    return layer.self_attn.o_proj if family == "llama" else layer.attention.dense
+
+
+def _mlp_out(layer: nn.Module, family: str) -> nn.Linear:
+    return layer.mlp.down_proj if family == "llama" else layer.mlp.dense_4h_to_h
+
+
+# ------------------------------------------------------------------------------------------------------- scoring
+def _aggregate(x: torch.Tensor, how: str, dim: int) -> torch.Tensor:
+    if how == "mean":
+        return x.mean(dim)
+    if how == "norm":
+        return x.norm(dim=dim)
+    if how == "var":
+        return x.var(dim, unbiased=False)
+    raise NasBenchError("--scheme", f"aggregation must be one of {', '.join(AGGREGATIONS)}", how)
+
+
+def _parse_scheme(scheme: str) -> tuple[str, str]:
+    if scheme not in SCHEMES:
+        raise NasBenchError("--scheme", f"must be one of {', '.join(SCHEMES)} (<batch>-<sequence> aggregation)",
+                            scheme)
+    batch, seq = scheme.split("-")
+    return batch, seq
+
+
+@torch.inference_mode()
+def score(model: nn.Module, windows: torch.Tensor, schemes: Iterable[str] = ("mean-mean",), batch_size: int = 4,
+          progress: Callable[[int], None] | None = None) -> dict[str, Importance]:
+    """Activation importance of heads, neurons and channels for each scheme, from one pass over ``windows``.
+
+    ``windows`` is a [n, seq_len] LongTensor of calibration tokens; every scheme reuses the same pass (per window the
+    per-token magnitudes are reduced over the sequence by each sequence aggregation, then kept per window).
+    """
+    schemes = list(dict.fromkeys(schemes))
+    parsed = {s: _parse_scheme(s) for s in schemes}
+    seq_aggs = sorted({seq for _, seq in parsed.values()})
+    family = family_of(model)
+    layers = _layers(model)
+    n_heads = model.config.num_attention_heads
+    # per window: {seq_agg: tensor}; kept as lists and reduced across windows at the end
+    heads: list[dict[str, list[torch.Tensor]]] = [{a: [] for a in seq_aggs} for _ in layers]
+    neurons: list[dict[str, list[torch.Tensor]]] = [{a: [] for a in seq_aggs} for _ in layers]
+    channels: dict[str, list[torch.Tensor]] = {a: [] for a in seq_aggs}
+    channel_sum: list[torch.Tensor | None] = [None]
+
+    def per_window(values: torch.Tensor, store: dict[str, list[torch.Tensor]]) -> None:
+        # values: [batch, seq, components] magnitudes
+        for agg in seq_aggs:
+            store[agg].extend(_aggregate(values.float(), agg, dim=1))
+
+    def head_hook(i: int) -> Callable:
+        def hook(module: nn.Module, args: tuple) -> None:
+            x = args[0]
+            per_head = x.reshape(*x.shape[:-1], n_heads, -1).float().norm(dim=-1)
+            per_window(per_head, heads[i])
+        return hook
+
+    def neuron_hook(i: int) -> Callable:
+        def hook(module: nn.Module, args: tuple) -> None:
+            per_window(args[0].abs(), neurons[i])
+        return hook
+
+    def norm_hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        value = output.abs().float()
+        channel_sum[0] = value if channel_sum[0] is None else channel_sum[0] + value
+
+    handles = []
+    for i, layer in enumerate(layers):
+        handles.append(_attn_out(layer, family).register_forward_pre_hook(head_hook(i)))
+        handles.append(_mlp_out(layer, family).register_forward_pre_hook(neuron_hook(i)))
+        handles.append(layer.input_layernorm.register_forward_hook(norm_hook))
+        handles.append(layer.post_attention_layernorm.register_forward_hook(norm_hook))
+    try:
+        for start in range(0, len(windows), batch_size):
+            batch = windows[start:start + batch_size]
+            channel_sum[0] = None
+            model(input_ids=batch)
+            per_window(channel_sum[0], channels)
+            if progress is not None:
+                progress(batch.numel())
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    out = {}
+    for scheme, (batch_agg, seq_agg) in parsed.items():
+        def reduce(store: dict[str, list[torch.Tensor]]) -> list[float]:
+            return _aggregate(torch.stack(store[seq_agg]), batch_agg, dim=0).tolist()
+
+        out[scheme] = Importance(scheme=scheme, heads=[reduce(h) for h in heads],
+                                 neurons=[reduce(n) for n in neurons], channels=reduce(channels),
+                                 tokens=int(windows.numel()))
+    return out
+
+
+@torch.inference_mode()
+def layer_importance(model: nn.Module, windows: torch.Tensor, scheme: str = "block-importance", batch_size: int = 4,
+                     nll: Callable[[nn.Module, torch.Tensor], float] | None = None) -> list[float]:
+    """One score per layer; higher means the layer matters more.
+
+    ``block-importance``: 1 - cosine similarity of a block's input and output, averaged over tokens (ShortGPT's BI).
+    ``block-drop``: increase of the mean next-token NLL over ``windows`` when the block is skipped (``nll`` computes
+    the mean NLL of a model on windows; the project's perplexity function, so both agree).
+    """
+    family = family_of(model)
+    layers = _layers(model)
+    if scheme == "block-importance":
+        sums = torch.zeros(len(layers), dtype=torch.float64)
+        count = [0]
+
+        def hook(i: int) -> Callable:
+            def run(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+                x = args[0] if args else kwargs["hidden_states"]
+                y = output[0] if isinstance(output, tuple) else output
+                sums[i] += (1 - torch.nn.functional.cosine_similarity(x.float(), y.float(), dim=-1)).sum().double()
+            return run
+
+        handles = [layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+        try:
+            for start in range(0, len(windows), batch_size):
+                batch = windows[start:start + batch_size]
+                model(input_ids=batch)
+                count[0] += batch.numel()
+        finally:
+            for handle in handles:
+                handle.remove()
+        return (sums / max(count[0], 1)).tolist()
+    if scheme == "block-drop":
+        if nll is None:
+            raise NasBenchError("--layers", "block-drop needs an NLL function", scheme)
+        base = nll(model, windows)
+        scores = []
+        for layer in layers:
+            handle = layer.register_forward_hook(_skip_hook, with_kwargs=True)
+            try:
+                scores.append(nll(model, windows) - base)
+            finally:
+                handle.remove()
+        return scores
+    raise NasBenchError("--layers", f"must be one of {', '.join(LAYER_SCHEMES)}", scheme)
+
+
+def _skip_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+    """Replace a block's output by its input: the block is dropped."""
+    x = args[0] if args else kwargs["hidden_states"]
+    return (x, *output[1:]) if isinstance(output, tuple) else x
+
+
+# --------------------------------------------------------------------------------------------------- permutation
+def _order(scores: list[float]) -> torch.Tensor:
+    """Indices by descending score; ties keep the original order (stable), so equal scores change nothing."""
+    values = torch.tensor(scores, dtype=torch.float64)
+    return torch.sort(-values, stable=True).indices
+
+
+@torch.no_grad()
+def apply_order(model: nn.Module, importance: Importance) -> dict[str, Any]:
+    """Permute ``model``'s weights in place so that prefixes hold the most important components.
+
+    Returns the permutations applied (``channels``, per-layer ``heads`` and ``neurons``) for the record.
+    """
+    family = family_of(model)
+    layers = _layers(model)
+    config = model.config
+    n_heads = config.num_attention_heads
+    n_kv = getattr(config, "num_key_value_heads", None) or n_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
+    record: dict[str, Any] = {"heads": [], "neurons": []}
+    for i, layer in enumerate(layers):
+        head_perm, kv_perm = _head_permutation(importance.heads[i], n_heads, n_kv if family == "llama" else n_heads)
+        neuron_perm = _order(importance.neurons[i])
+        if family == "llama":
+            attn, mlp = layer.self_attn, layer.mlp
+            _rows(attn.q_proj, _expand(head_perm, head_dim))
+            _rows(attn.k_proj, _expand(kv_perm, head_dim))
+            _rows(attn.v_proj, _expand(kv_perm, head_dim))
+            _cols(attn.o_proj, _expand(head_perm, head_dim))
+            _rows(mlp.gate_proj, neuron_perm)
+            _rows(mlp.up_proj, neuron_perm)
+            _cols(mlp.down_proj, neuron_perm)
+        else:
+            attn, mlp = layer.attention, layer.mlp
+            _rows(attn.query_key_value, _expand(head_perm, 3 * head_dim))  # per head: [q, k, v] chunks
+            _cols(attn.dense, _expand(head_perm, head_dim))
+            _rows(mlp.dense_h_to_4h, neuron_perm)
+            _cols(mlp.dense_4h_to_h, neuron_perm)
+        record["heads"].append(head_perm.tolist())
+        record["neurons"].append(neuron_perm.tolist())
+    channel_perm = _order(importance.channels)
+    _permute_channels(model, family, channel_perm)
+    record["channels"] = channel_perm.tolist()
+    return record
+
+
+def _head_permutation(scores: list[float], n_heads: int, n_kv: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query-head order and kv-head order: groups by summed score, then heads within each group."""
+    per_group = n_heads // n_kv
+    values = torch.tensor(scores, dtype=torch.float64).reshape(n_kv, per_group)
+    kv_perm = _order(values.sum(1).tolist())
+    head_perm = torch.cat([g * per_group + _order(values[g].tolist()) for g in kv_perm.tolist()])
+    return head_perm, kv_perm
+
+
+def _expand(perm: torch.Tensor, block: int) -> torch.Tensor:
+    """Block permutation -> element permutation (each index covers ``block`` consecutive rows or columns)."""
+    return (perm[:, None] * block + torch.arange(block)[None, :]).reshape(-1)
+
+
+def _rows(linear: nn.Linear, perm: torch.Tensor) -> None:
+    linear.weight.data = linear.weight.data[perm].contiguous()
+    if linear.bias is not None:
+        linear.bias.data = linear.bias.data[perm].contiguous()
+
+
+def _cols(linear: nn.Linear, perm: torch.Tensor) -> None:
+    linear.weight.data = linear.weight.data[:, perm].contiguous()
+
+
+def _vector(module: nn.Module, perm: torch.Tensor) -> None:
+    for name in ("weight", "bias"):
+        param = getattr(module, name, None)
+        if param is not None:
+            param.data = param.data[perm].contiguous()
+
+
+def _permute_channels(model: nn.Module, family: str, perm: torch.Tensor) -> None:
+    if family == "llama":
+        base, embed, final_norm = model.model, model.model.embed_tokens, model.model.norm
+    else:
+        base, embed, final_norm = model.gpt_neox, model.gpt_neox.embed_in, model.gpt_neox.final_layer_norm
+    head = model.get_output_embeddings()
+    tied = head is not None and head.weight is embed.weight
+    embed.weight.data = embed.weight.data[:, perm].contiguous()
+    if tied:
+        head.weight = embed.weight
+    elif head is not None:
+        head.weight.data = head.weight.data[:, perm].contiguous()
+    _vector(final_norm, perm)
+    for layer in base.layers:
+        _vector(layer.input_layernorm, perm)
+        _vector(layer.post_attention_layernorm, perm)
+        if family == "llama":
+            attn, mlp = layer.self_attn, layer.mlp
+            for linear in (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj):
+                _cols(linear, perm)
+            for linear in (attn.o_proj, mlp.down_proj):
+                _rows(linear, perm)
+        else:
+            attn, mlp = layer.attention, layer.mlp
+            for linear in (attn.query_key_value, mlp.dense_h_to_4h):
+                _cols(linear, perm)
+            for linear in (attn.dense, mlp.dense_4h_to_h):
+                _rows(linear, perm)
