@@ -1,0 +1,61 @@
+"""Export a sub-network as a standalone HF model directory (safetensors, config, tokenizer, provenance)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from nasbench.errors import NasBenchError
+from nasbench.models import load_tokenizer
+from nasbench.space import SearchSpace, arch_id
+from nasbench.supernet.families import check_extractable
+from nasbench.supernet.model import Supernet
+
+__all__ = ["export", "PROVENANCE_FILE"]
+
+#: Written next to the weights: the space, the arch and its id, the parameter count and the weights' origin.
+PROVENANCE_FILE = "nasbench.json"
+
+
+def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, supernet_dir: str | Path | None = None,
+           *, supernet: Supernet | None = None, dtype: torch.dtype = torch.float32) -> Path:
+    """Write the dense model of ``arch`` to ``out_dir`` so that ``AutoModelForCausalLM.from_pretrained(out_dir)``
+    loads it, with the tokenizer and :data:`PROVENANCE_FILE`.
+
+    Weights come from ``supernet`` if given, else from ``supernet_dir`` (a ``save_pretrained`` directory of trained
+    supernet weights), else from the space's base model. Returns ``out_dir``. Raises IllegalSubNetworkError for
+    archs outside the space or with per-layer widths (a dense HF config has one width for all layers).
+    """
+    canon = space.canonical(arch)
+    check_extractable(space.family, canon)  # fail before loading anything
+    origin = "supernet object"
+    if supernet is None:
+        if supernet_dir is not None:
+            origin = str(supernet_dir)
+            if not Path(supernet_dir).is_dir():
+                raise NasBenchError("--supernet", "no such directory", str(supernet_dir))
+            model = AutoModelForCausalLM.from_pretrained(supernet_dir, dtype=dtype, local_files_only=True)
+            supernet = Supernet(model, space)
+        else:
+            origin = space.model.source
+            supernet = Supernet.from_space(space, dtype=dtype)
+    dense = supernet.extract(canon)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dense.save_pretrained(out)
+    _tokenizer(space, supernet_dir).save_pretrained(out)
+    provenance = {"space": space.name, "space_hash": space.hash, "arch": canon, "arch_id": arch_id(canon),
+                  "params": space.params(canon), "weights": origin}
+    (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _tokenizer(space: SearchSpace, supernet_dir: str | Path | None) -> Any:
+    if supernet_dir is not None and any((Path(supernet_dir) / f).is_file()
+                                        for f in ("tokenizer.json", "tokenizer_config.json")):
+        return AutoTokenizer.from_pretrained(supernet_dir, local_files_only=True)
+    return load_tokenizer(space.model)

@@ -1,0 +1,482 @@
+"""Per-family wiring: which HF modules become elastic and which rows / columns a sub-network activates.
+
+Channel selection inside a head (``head_size`` slicing) follows the rotary embedding, so that the sliced supernet is
+*exactly* the dense HF model with ``head_dim = d`` extracted from it. HF's ``rotate_half`` pairs channel ``i`` with
+``i + r/2`` over the ``r`` rotary channels of a head (``r = head_dim`` for Llama, ``int(head_dim *
+partial_rotary_factor)`` rounded up to even for GPT-NeoX); the remaining ``head_dim - r`` channels pass through. A
+head of the reference (size ``D``, rotary width ``R``) cut to size ``d`` (rotary width ``r``) keeps the channels::
+
+    [0, r/2)  +  [R/2, R/2 + r/2)  +  [R, R + d - r)
+
+i.e. the first ``r/2`` rotary pairs, in order, then the first pass-through channels; q, k, v and the
+o-projection's inputs use the same channels. The rotary frequencies of the sub-network are those of head size ``d``
+(``inv_freq`` is computed over ``d``, as the extracted model does) and attention scales by ``1/sqrt(d)``.
+
+Query heads with grouped-query attention: HF Llama orders query heads group-major (query head ``j`` reads kv head
+``j // (H/G)``). A sub-network with ``g`` kv heads and ``h`` query heads keeps the first ``g`` kv heads and, in each
+of their groups, the first ``h/g`` query heads -- unless explicit index lists say otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXRotaryEmbedding
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+
+from nasbench.errors import IllegalSubNetworkError, NasBenchError
+from nasbench.space import ModelReference
+from nasbench.supernet.modules import (
+    ElasticBlocks,
+    ElasticEmbedding,
+    ElasticLayerNorm,
+    ElasticLinear,
+    ElasticRMSNorm,
+    Index,
+    as_index,
+)
+
+__all__ = [
+    "LayerPlan", "Plan", "Wiring", "LlamaWiring", "GPTNeoXWiring", "wiring_for", "head_channels", "check_extractable",
+]
+
+_STATIC_ROPE = ("default", "linear", "llama3", "yarn")
+
+
+# ------------------------------------------------------------------------------------------------------- rotary
+class _HeadDimConfig:
+    """A read-only view of an HF config with ``head_dim`` replaced (what the rope init functions read)."""
+
+    def __init__(self, config: Any, head_dim: int) -> None:
+        self._config = config
+        self.head_dim = head_dim
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._config, name)
+
+
+class ElasticRotaryMixin:
+    """Rotary embedding of the active head size: ``inv_freq`` computed over ``d`` exactly as HF does for a dense
+    model with ``head_dim = d`` (per ``d``, cached); the full head size uses the module's own buffers."""
+
+    sub_head_size: int | None = None
+
+    def _init_elastic(self, head_size: int) -> None:
+        if self.rope_type not in _STATIC_ROPE:
+            raise NasBenchError("model.config.rope_parameters.rope_type",
+                                         f"the supernet supports static rotary types ({', '.join(_STATIC_ROPE)})",
+                                         self.rope_type)
+        self.full_head_size = head_size
+        self.sub_head_size = None
+        self._rope_by_size: dict[int, tuple[torch.Tensor, float]] = {}
+
+    def set_sub_network(self, head_size: int | None = None) -> None:
+        self.sub_head_size = None if head_size == self.full_head_size else head_size
+
+    def reset_super_network(self) -> None:
+        self.sub_head_size = None
+
+    def _rope(self, head_size: int | None) -> tuple[torch.Tensor, float]:
+        if head_size is None:
+            return self.inv_freq, self.attention_scaling
+        if head_size not in self._rope_by_size:
+            init = self.compute_default_rope_parameters if self.rope_type == "default" else \
+                ROPE_INIT_FUNCTIONS[self.rope_type]
+            inv_freq, scaling = init(_HeadDimConfig(self.config, head_size))
+            self._rope_by_size[head_size] = (inv_freq.to(self.inv_freq.device), scaling)
+        return self._rope_by_size[head_size]
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        inv_freq, scaling = self._rope(self.sub_head_size)
+        freqs = position_ids[..., None].float() * inv_freq.to(device=x.device, dtype=torch.float)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos = emb.cos() * scaling
+        sin = emb.sin() * scaling
+        return cos.to(dtype=x.dtype), sin.to(dtype=x.dtype)
+
+
+class ElasticLlamaRotaryEmbedding(ElasticRotaryMixin, LlamaRotaryEmbedding):
+    pass
+
+
+class ElasticGPTNeoXRotaryEmbedding(ElasticRotaryMixin, GPTNeoXRotaryEmbedding):
+    pass
+
+
+def _rotary_width(head_size: int, factor: float) -> int:
+    """Channels HF rotates in a head: ``2 * len(inv_freq)`` with ``inv_freq`` over ``int(head_size * factor)``."""
+    return 2 * math.ceil(int(head_size * factor) / 2)
+
+
+def head_channels(d: int, full: int, rotary_factor: float = 1.0) -> list[int]:
+    """Channels of a size-``full`` head that form the size-``d`` head (see the module docstring)."""
+    big, small = _rotary_width(full, rotary_factor), _rotary_width(d, rotary_factor)
+    if small > d:
+        raise IllegalSubNetworkError("arch.head_size", "must be even (the rotary embedding pairs channels)", d)
+    rotary = list(range(small // 2)) + list(range(big // 2, big // 2 + small // 2))
+    passthrough = list(range(big, big + d - small))
+    channels = rotary + passthrough
+    if small > big or (channels and max(channels) >= full):
+        raise IllegalSubNetworkError("arch.head_size", f"cannot be cut from head size {full} with rotary factor "
+                                                       f"{rotary_factor}", d)
+    return channels
+
+
+# ---------------------------------------------------------------------------------------------------- the plan
+@dataclass(frozen=True)
+class LayerPlan:
+    """The resolved selection of one active layer."""
+
+    source: int
+    """The reference layer it runs."""
+    heads: tuple[int, ...]
+    """Query heads of the reference, group by group."""
+    kv_heads: tuple[int, ...]
+    """Key/value heads of the reference (``== heads`` without GQA)."""
+    neurons: Index
+    """MLP neurons."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated sub-network: the canonical arch plus every index it activates."""
+
+    arch: dict[str, Any]
+    channels: Index
+    """Embedding channels (the residual stream)."""
+    head_channels: Index
+    """Channels inside each head."""
+    layers: tuple[LayerPlan, ...]
+
+
+def _indices(values: Any, size: int, length: int, where: str) -> list[int]:
+    """``values`` as distinct ints in ``0..size-1``, exactly ``length`` of them."""
+    if isinstance(values, torch.Tensor):
+        values = values.tolist()
+    if not isinstance(values, (list, tuple)):
+        raise IllegalSubNetworkError(where, "must be a list of indices", values)
+    out = []
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < size:
+            raise IllegalSubNetworkError(f"{where}[{i}]", f"must be an index in 0..{size - 1}", v)
+        out.append(int(v))
+    if len(out) != length:
+        raise IllegalSubNetworkError(where, f"needs exactly {length} indices (the arch's value)", values)
+    if len(set(out)) != len(out):
+        raise IllegalSubNetworkError(where, "indices must be distinct", values)
+    return out
+
+
+def _per_layer_arg(value: Any, n_layers: int, where: str) -> list[Any]:
+    """An index-list argument given once for all layers (a flat list) or per active layer (a list of lists)."""
+    if value is None:
+        return [None] * n_layers
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (list, tuple, torch.Tensor)) for v in value):
+        if len(value) != n_layers:
+            raise IllegalSubNetworkError(where, f"a per-layer list needs one entry per active layer "
+                                                f"(n_layers={n_layers})", value)
+        return list(value)
+    return [value] * n_layers
+
+
+# -------------------------------------------------------------------------------------------------- the wiring
+class Wiring:
+    """Makes one HF model elastic in place and applies :class:`Plan` s to it. Subclasses name the modules."""
+
+    family: str = ""
+    base_prefix: str = ""
+    """Attribute of the CausalLM holding the decoder (``model`` / ``gpt_neox``)."""
+    rotary_factor: float = 1.0
+
+    def __init__(self, model: nn.Module, reference: ModelReference) -> None:
+        self.model = model
+        self.ref = reference
+        self.base = getattr(model, self.base_prefix)
+        self.layers_path = f"{self.base_prefix}.layers"
+        self.blocks = ElasticBlocks.make_elastic(self.base.layers)
+        self._make_elastic()
+        self.q_per_kv = reference.n_heads // reference.n_kv_groups
+        self.reset()  # a model made elastic before may still hold another supernet's selection
+
+    # -- subclasses -----------------------------------------------------------------------------------------------
+    def _make_elastic(self) -> None:
+        raise NotImplementedError
+
+    def _attention(self, layer: nn.Module) -> nn.Module:
+        raise NotImplementedError
+
+    def _attention_defaults(self, index: int) -> dict[str, Any]:
+        """The attention module's shape attributes in the reference model (what HF's ``__init__`` sets)."""
+        raise NotImplementedError
+
+    def _apply_layer(self, position: int, layer: nn.Module, plan: LayerPlan, whole: Plan) -> None:
+        raise NotImplementedError
+
+    def _reset_layer(self, index: int, layer: nn.Module) -> None:
+        raise NotImplementedError
+
+    def sub_config(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        """The config entries of the dense model extracted for a uniform ``arch``."""
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------------------------
+    def plan(self, arch: dict[str, Any], *, layers: Sequence[int] | None = None, heads: Any = None,
+             kv_groups: Any = None, neurons: Any = None, channels: Sequence[int] | None = None) -> Plan:
+        """Resolve a canonical ``arch`` and the optional explicit index lists into a :class:`Plan`."""
+        ref = self.ref
+        n = arch["n_layers"]
+        sources = list(range(n)) if layers is None else _indices(layers, ref.n_layers, n, "layers")
+        chan = as_index(range(arch["embed_dim"]) if channels is None else
+                        _indices(channels, ref.embed_dim, arch["embed_dim"], "channels"), ref.embed_dim)
+        inside = as_index(head_channels(arch["head_size"], ref.head_size, self.rotary_factor), ref.head_size)
+        heads_arg = _per_layer_arg(heads, n, "heads")
+        kv_arg = _per_layer_arg(kv_groups, n, "kv_groups")
+        neurons_arg = _per_layer_arg(neurons, n, "neurons")
+        plans = []
+        for p, source in enumerate(sources):
+            h, i = arch["n_heads"], arch["intermediate_size"]
+            h = h[p] if isinstance(h, list) else h
+            i = i[p] if isinstance(i, list) else i
+            q_heads, kv_heads = self._heads(h, arch["n_kv_groups"], heads_arg[p], kv_arg[p], p)
+            cells = range(i) if neurons_arg[p] is None else \
+                _indices(neurons_arg[p], ref.intermediate_size, i, f"neurons[{p}]")
+            plans.append(LayerPlan(source, tuple(q_heads), tuple(kv_heads), as_index(cells, ref.intermediate_size)))
+        return Plan(arch, chan, inside, tuple(plans))
+
+    def _heads(self, h: int, g: int, heads: Any, kv: Any, p: int) -> tuple[list[int], list[int]]:
+        ref, q = self.ref, h // g
+        if self.family == "gpt_neox":
+            if kv is not None:
+                raise IllegalSubNetworkError("kv_groups", "gpt_neox has no grouped-query attention; choose heads "
+                                                          "with heads=", kv)
+            chosen = list(range(h)) if heads is None else _indices(heads, ref.n_heads, h, f"heads[{p}]")
+            return chosen, chosen
+        if kv is not None:
+            kv = _indices(kv, ref.n_kv_groups, g, f"kv_groups[{p}]")
+        if heads is None:
+            kv = list(range(g)) if kv is None else kv
+            return [k * self.q_per_kv + j for k in kv for j in range(q)], kv
+        heads = _indices(heads, ref.n_heads, h, f"heads[{p}]")
+        groups = [j // self.q_per_kv for j in heads]
+        kv = groups[::q] if kv is None else kv
+        expected = [k for k in kv for _ in range(q)]
+        if groups != expected:
+            raise IllegalSubNetworkError(
+                f"heads[{p}]", f"must list {q} query heads of each kv group in order {kv} (query head j belongs to "
+                               f"kv group j // {self.q_per_kv})", heads)
+        return heads, kv
+
+    def apply(self, plan: Plan) -> None:
+        self.blocks.set_sub_network([lp.source for lp in plan.layers])
+        self.embedding.set_sub_network(plan.channels)
+        self.final_norm.set_sub_network(plan.channels)
+        self.head.set_sub_network(in_index=plan.channels)
+        self.rotary.set_sub_network(plan.arch["head_size"])
+        active = {lp.source for lp in plan.layers}
+        for index, layer in self.blocks._modules.items():
+            if int(index) not in active:
+                self._reset_layer(int(index), layer)
+        for position, lp in enumerate(plan.layers):
+            self._apply_layer(position, self.blocks[lp.source], lp, plan)
+
+    def reset(self) -> None:
+        self.blocks.reset_super_network()
+        self.embedding.reset_super_network()
+        self.final_norm.reset_super_network()
+        self.head.reset_super_network()
+        self.rotary.reset_super_network()
+        for index, layer in self.blocks._modules.items():
+            self._reset_layer(int(index), layer)
+
+    def _restore_attention(self, index: int, layer: nn.Module) -> None:
+        attention = self._attention(layer)
+        for key, value in self._attention_defaults(index).items():
+            setattr(attention, key, value)
+
+
+def _linear(module: nn.Module) -> ElasticLinear:
+    """The elastic linear inside ``module`` (itself, or the ``base_layer`` of a peft wrapper)."""
+    while not isinstance(module, ElasticLinear) and hasattr(module, "base_layer"):
+        module = module.base_layer
+    if not isinstance(module, ElasticLinear):
+        raise TypeError(f"expected an elastic linear layer, got {type(module).__name__}")
+    return module
+
+
+def _make_linear(parent: nn.Module, name: str) -> None:
+    target = getattr(parent, name)
+    while hasattr(target, "base_layer"):
+        target = target.base_layer
+    if not isinstance(target, nn.Linear):
+        raise TypeError(f"{name}: expected nn.Linear, got {type(target).__name__}")
+    ElasticLinear.make_elastic(target)
+
+
+def _rows(units: Sequence[int], unit_size: int, inside: Sequence[int]) -> list[int]:
+    return [u * unit_size + c for u in units for c in inside]
+
+
+class LlamaWiring(Wiring):
+    family = "llama"
+    base_prefix = "model"
+    rotary_factor = 1.0
+
+    def _make_elastic(self) -> None:
+        base = self.base
+        self.embedding = ElasticEmbedding.make_elastic(base.embed_tokens)
+        self.final_norm = ElasticRMSNorm.make_elastic(base.norm)
+        _make_linear(self.model, "lm_head")
+        self.head = _linear(self.model.lm_head)
+        if not isinstance(base.rotary_emb, ElasticRotaryMixin):
+            base.rotary_emb.__class__ = ElasticLlamaRotaryEmbedding
+            base.rotary_emb._init_elastic(self.ref.head_size)
+        self.rotary = base.rotary_emb
+        for layer in self.blocks._modules.values():
+            for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+                _make_linear(layer.self_attn, name)
+            for name in ("gate_proj", "up_proj", "down_proj"):
+                _make_linear(layer.mlp, name)
+            ElasticRMSNorm.make_elastic(layer.input_layernorm)
+            ElasticRMSNorm.make_elastic(layer.post_attention_layernorm)
+
+    def _attention(self, layer: nn.Module) -> nn.Module:
+        return layer.self_attn
+
+    def _attention_defaults(self, index: int) -> dict[str, Any]:
+        d = self.ref.head_size
+        return {"head_dim": d, "scaling": d ** -0.5, "num_key_value_groups": self.q_per_kv, "layer_idx": index}
+
+    def _apply_layer(self, position: int, layer: nn.Module, plan: LayerPlan, whole: Plan) -> None:
+        ref, attention, mlp = self.ref, layer.self_attn, layer.mlp
+        d = whole.arch["head_size"]
+        inside = range(d) if isinstance(whole.head_channels, int) else whole.head_channels.tolist()
+        q_rows = as_index(_rows(plan.heads, ref.head_size, inside), ref.n_heads * ref.head_size)
+        kv_rows = as_index(_rows(plan.kv_heads, ref.head_size, inside), ref.n_kv_groups * ref.head_size)
+        e = whole.channels
+        _linear(attention.q_proj).set_sub_network(e, q_rows)
+        _linear(attention.k_proj).set_sub_network(e, kv_rows)
+        _linear(attention.v_proj).set_sub_network(e, kv_rows)
+        _linear(attention.o_proj).set_sub_network(q_rows, e)
+        attention.head_dim = d
+        attention.scaling = d ** -0.5
+        attention.num_key_value_groups = len(plan.heads) // len(plan.kv_heads)
+        attention.layer_idx = position  # the KV cache holds the active layers in order
+        _linear(mlp.gate_proj).set_sub_network(e, plan.neurons)
+        _linear(mlp.up_proj).set_sub_network(e, plan.neurons)
+        _linear(mlp.down_proj).set_sub_network(plan.neurons, e)
+        layer.input_layernorm.set_sub_network(e)
+        layer.post_attention_layernorm.set_sub_network(e)
+
+    def _reset_layer(self, index: int, layer: nn.Module) -> None:
+        for module in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
+                       layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
+            _linear(module).reset_super_network()
+        layer.input_layernorm.reset_super_network()
+        layer.post_attention_layernorm.reset_super_network()
+        self._restore_attention(index, layer)
+
+    def sub_config(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        return {"hidden_size": arch["embed_dim"], "num_hidden_layers": arch["n_layers"],
+                "num_attention_heads": _uniform(arch, "n_heads", "num_attention_heads"),
+                "num_key_value_heads": arch["n_kv_groups"], "head_dim": arch["head_size"],
+                "intermediate_size": _uniform(arch, "intermediate_size", "intermediate_size")}
+
+
+class GPTNeoXWiring(Wiring):
+    family = "gpt_neox"
+    base_prefix = "gpt_neox"
+
+    def __init__(self, model: nn.Module, reference: ModelReference) -> None:
+        self.rotary_factor = float(model.config.rope_parameters.get("partial_rotary_factor", 1.0))
+        super().__init__(model, reference)
+
+    def _make_elastic(self) -> None:
+        base = self.base
+        self.embedding = ElasticEmbedding.make_elastic(base.embed_in)
+        self.final_norm = ElasticLayerNorm.make_elastic(base.final_layer_norm)
+        _make_linear(self.model, "lm_head")
+        self.head = _linear(self.model.lm_head)
+        if not isinstance(base.rotary_emb, ElasticRotaryMixin):
+            base.rotary_emb.__class__ = ElasticGPTNeoXRotaryEmbedding
+            base.rotary_emb._init_elastic(self.ref.head_size)
+        self.rotary = base.rotary_emb
+        for layer in self.blocks._modules.values():
+            for name in ("query_key_value", "dense"):
+                _make_linear(layer.attention, name)
+            for name in ("dense_h_to_4h", "dense_4h_to_h"):
+                _make_linear(layer.mlp, name)
+            ElasticLayerNorm.make_elastic(layer.input_layernorm)
+            ElasticLayerNorm.make_elastic(layer.post_attention_layernorm)
+
+    def _attention(self, layer: nn.Module) -> nn.Module:
+        return layer.attention
+
+    def _attention_defaults(self, index: int) -> dict[str, Any]:
+        d = self.ref.head_size
+        return {"head_size": d, "scaling": d ** -0.5, "rotary_ndims": int(d * self.rotary_factor), "layer_idx": index}
+
+    def _apply_layer(self, position: int, layer: nn.Module, plan: LayerPlan, whole: Plan) -> None:
+        ref, attention, mlp = self.ref, layer.attention, layer.mlp
+        d, size = whole.arch["head_size"], ref.head_size
+        inside = range(d) if isinstance(whole.head_channels, int) else whole.head_channels.tolist()
+        # query_key_value rows are laid out per head as [q_h | k_h | v_h], each ``head_size`` rows
+        qkv_rows = as_index([h * 3 * size + part * size + c for h in plan.heads for part in range(3) for c in inside],
+                            3 * ref.n_heads * size)
+        out_cols = as_index(_rows(plan.heads, size, inside), ref.n_heads * size)
+        e = whole.channels
+        _linear(attention.query_key_value).set_sub_network(e, qkv_rows)
+        _linear(attention.dense).set_sub_network(out_cols, e)
+        attention.head_size = d
+        attention.scaling = d ** -0.5
+        attention.rotary_ndims = int(d * self.rotary_factor)
+        attention.layer_idx = position
+        _linear(mlp.dense_h_to_4h).set_sub_network(e, plan.neurons)
+        _linear(mlp.dense_4h_to_h).set_sub_network(plan.neurons, e)
+        layer.input_layernorm.set_sub_network(e)
+        layer.post_attention_layernorm.set_sub_network(e)
+
+    def _reset_layer(self, index: int, layer: nn.Module) -> None:
+        for module in (layer.attention.query_key_value, layer.attention.dense, layer.mlp.dense_h_to_4h,
+                       layer.mlp.dense_4h_to_h):
+            _linear(module).reset_super_network()
+        layer.input_layernorm.reset_super_network()
+        layer.post_attention_layernorm.reset_super_network()
+        self._restore_attention(index, layer)
+
+    def sub_config(self, arch: Mapping[str, Any]) -> dict[str, Any]:
+        return {"hidden_size": arch["embed_dim"], "num_hidden_layers": arch["n_layers"],
+                "num_attention_heads": _uniform(arch, "n_heads", "num_attention_heads"),
+                "intermediate_size": _uniform(arch, "intermediate_size", "intermediate_size")}
+
+
+def _uniform(arch: Mapping[str, Any], name: str, key: str) -> int:
+    value = arch[name]
+    if isinstance(value, list):
+        if len(set(value)) != 1:
+            raise IllegalSubNetworkError(
+                f"arch.{name}", f"cannot extract a dense HF model: HF's config for this family has one {key} for all "
+                                f"layers; per-layer values only run sliced in the supernet", value)
+        return value[0]
+    return value
+
+
+def check_extractable(family: str, arch: Mapping[str, Any]) -> None:
+    """Raise IllegalSubNetworkError when ``arch`` has per-layer widths (a dense HF config cannot hold them)."""
+    _uniform(arch, "n_heads", "num_attention_heads")
+    _uniform(arch, "intermediate_size", "intermediate_size")
+
+
+def wiring_for(family: str) -> type[Wiring]:
+    if family == "llama":
+        return LlamaWiring
+    if family == "gpt_neox":
+        return GPTNeoXWiring
+    raise NasBenchError("model.family", "the supernet knows llama and gpt_neox", family)
