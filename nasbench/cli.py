@@ -89,6 +89,52 @@ def _cmd_space_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------------- importance
+def _cmd_importance(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.importance import sort_model
+    from nasbench.space import load_space
+
+    space = load_space(args.space)
+    _positive("--tokens", args.tokens)
+    importance = sort_model(space, args.out, scheme=args.scheme, layer_scheme=args.layers, tokens=args.tokens,
+                            seq_len=args.seq_len, data_dir=data.data_dir(args.data_dir))
+    if args.db:
+        from nasbench.store import Store
+
+        with Store(args.db) as store:
+            store.add_space(space)
+            store.add_supernet(Path(args.out).name, space.name, space.model.source, strategy="importance-sorted",
+                               checkpoint=str(args.out), tokens=importance.tokens,
+                               config={"scheme": args.scheme, "layers": args.layers, "seq_len": args.seq_len})
+    order = importance.layer_order()
+    print(f"sorted supernet -> {args.out} ({args.scheme}, {args.layers}, {importance.tokens} calibration tokens)")
+    print(f"layers, most important first: {order}")
+    return 0
+
+
+def _cmd_importance_rpd(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.rpd import run_rpd
+    from nasbench.space import load_space
+
+    spaces = [load_space(p) for p in args.spaces]
+    _positive("--n", args.n)
+    _positive("--tokens", args.tokens)
+    result = run_rpd(spaces, n=args.n, seed=args.seed, tokens=args.tokens, ppl_tokens=args.ppl_tokens,
+                     seq_len=args.seq_len, schemes=args.schemes, layer_schemes=args.layers,
+                     data_dir=data.data_dir(args.data_dir), db=args.db)
+    print(result.table())
+    print(json.dumps({"bench": "rpd", "rpd": result.rpd, "n": args.n, "tokens": args.tokens,
+                      "ppl_tokens": args.ppl_tokens, "seconds": round(result.seconds, 1)}))
+    return 0
+
+
+def _positive(flag: str, value: int) -> None:
+    if value < 1:
+        raise NasBenchError(flag, "must be >= 1", value)
+
+
 # --------------------------------------------------------------------------------------------------------- sql
 _READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
 
@@ -149,15 +195,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="also record the space and the archs in this DuckDB file")
     p.set_defaults(func=_cmd_space_sample)
 
+    from nasbench.importance import LAYER_SCHEMES, SCHEMES
+
+    p = verbs.add_parser("importance", help="score and sort heads, neurons, channels and layers; save the sorted "
+                                            "supernet (`nasbench importance rpd ...`: the RPD study)")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--scheme", choices=SCHEMES, default="mean-mean",
+                   help="<batch>-<sequence> aggregation of activations (default mean-mean, the seed's best)")
+    p.add_argument("--layers", choices=LAYER_SCHEMES, default="block-importance")
+    p.add_argument("--tokens", type=int, default=8192, help="calibration token budget (default 8192)")
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--out", required=True, help="directory for the sorted supernet")
+    p.add_argument("--db", help="record the sorted supernet in this DuckDB file")
+    p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
+    p.set_defaults(func=_cmd_importance)
+    p = verbs.add_parser("importance-rpd", help="the RPD study")
+    p.prog = "nasbench importance rpd"
+    p.add_argument("spaces", nargs="+", metavar="SPACE", help="spaces sharing one base model")
+    p.add_argument("--n", type=int, default=200, help="archs per space (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokens", type=int, default=4096, help="calibration token budget (default 4096)")
+    p.add_argument("--ppl-tokens", type=int, default=1024,
+                   help="WikiText-2 test tokens per perplexity (default 1024)")
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--schemes", nargs="+", choices=SCHEMES, default=list(SCHEMES))
+    p.add_argument("--layers", nargs="+", choices=LAYER_SCHEMES, default=list(LAYER_SCHEMES))
+    p.add_argument("--db", help="store per-arch perplexities in this DuckDB file")
+    p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
+    p.set_defaults(func=_cmd_importance_rpd)
+
     p = verbs.add_parser("sql", help="run a read-only SQL query on a benchmark DB")
     p.add_argument("query", metavar="QUERY")
     p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=_cmd_sql)
+    # `importance rpd` is reached through `importance`: keep its internal name out of the verb list
+    verbs._choices_actions = [a for a in verbs._choices_actions if a.dest != "importance-rpd"]
+    verbs.metavar = "{" + ",".join(a.dest for a in verbs._choices_actions) + "}"
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["importance", "rpd"]:  # `importance rpd` is a verb of its own beside `importance SPACE`
+        argv = ["importance-rpd", *argv[2:]]
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)

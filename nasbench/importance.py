@@ -26,8 +26,8 @@ from torch import nn
 
 from nasbench.errors import NasBenchError
 
-__all__ = ["AGGREGATIONS", "SCHEMES", "LAYER_SCHEMES", "Importance", "score", "layer_importance", "apply_order",
-           "family_of"]
+__all__ = ["AGGREGATIONS", "SCHEMES", "LAYER_SCHEMES", "IMPORTANCE_FILE", "Importance", "score", "layer_importance",
+           "apply_order", "family_of", "calibration_windows", "sort_model", "load_importance", "sub_network_indices"]
 
 AGGREGATIONS = ("mean", "norm", "var")
 SCHEMES = tuple(f"{b}-{s}" for b in AGGREGATIONS for s in AGGREGATIONS)
@@ -337,3 +337,104 @@ def _permute_channels(model: nn.Module, family: str, perm: torch.Tensor) -> None
                 _cols(linear, perm)
             for linear in (attn.dense, mlp.dense_4h_to_h):
                 _rows(linear, perm)
+
+
+# ------------------------------------------------------------------------------------------------------- runner
+#: Written next to the sorted supernet's weights: the scores, the scheme and the permutations applied.
+IMPORTANCE_FILE = "importance.json"
+
+
+def calibration_windows(space: Any, tokenizer: Any, data_dir: Path | None, tokens: int,
+                        seq_len: int = 512) -> torch.Tensor:
+    """``tokens`` calibration tokens as [n, seq_len] windows, an equal share from each source of ``data.calibration``.
+
+    Each file is tokenized once with no special tokens and its share cut from its start, so the mix is the same for
+    every run with the same budget.
+    """
+    from nasbench import data
+    from nasbench.profile.perplexity import tokenize_corpus, windows
+
+    if "calibration" not in space.data:
+        raise NasBenchError(f"{space.path}:data.calibration", "importance needs a calibration data source", None,
+                            show_got=False)
+    source = space.data["calibration"]
+    parts = [type(source)(source.name, source.kind, (p,), source.hf[i:i + 1] if source.hf else ())
+             for i, p in enumerate(source.paths)]
+    share = max(seq_len, tokens // len(parts) // seq_len * seq_len)
+    chunks = [windows(tokenize_corpus(tokenizer, data.read_text(p, data_dir)), seq_len, share) for p in parts]
+    return torch.cat(chunks)
+
+
+def sort_model(space: Any, out: str | Path, *, scheme: str = "mean-mean", layer_scheme: str = "block-importance",
+               tokens: int = 8192, seq_len: int = 512, data_dir: Path | None = None, batch_size: int = 4,
+               progress: bool = True) -> Importance:
+    """Score the space's base model, permute it, and save the sorted supernet to ``out`` (safetensors, tokenizer,
+    :data:`IMPORTANCE_FILE`). Returns the importance (with layer scores)."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from nasbench.models import load_base_model, load_tokenizer
+    from nasbench.profile.perplexity import perplexity
+
+    if layer_scheme not in LAYER_SCHEMES:
+        raise NasBenchError("--layers", f"must be one of {', '.join(LAYER_SCHEMES)}", layer_scheme)
+    _parse_scheme(scheme)
+    tokenizer = load_tokenizer(space.model)
+    model = load_base_model(space.model, dtype=torch.float32)
+    calib = calibration_windows(space, tokenizer, data_dir, tokens, seq_len)
+    start = time.perf_counter()
+    with tqdm(total=calib.numel(), unit="tok", desc="importance", disable=not progress) as bar:
+        importance = score(model, calib, [scheme], batch_size=batch_size, progress=bar.update)[scheme]
+    nll = (lambda m, w: perplexity(m, w, batch_size=batch_size).nll)
+    importance.layers = layer_importance(model, calib, layer_scheme, batch_size=batch_size, nll=nll)
+    importance.layer_scheme = layer_scheme
+    record = apply_order(model, importance)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    payload = asdict(importance) | {"space": space.name, "space_hash": space.hash, "permutation": record,
+                                    "layer_order": importance.layer_order(), "seconds": time.perf_counter() - start}
+    (out / IMPORTANCE_FILE).write_text(json.dumps(payload), encoding="utf-8")
+    return importance
+
+
+def load_importance(supernet_dir: str | Path) -> Importance | None:
+    """The importance saved with a sorted supernet, or ``None`` for a directory without one."""
+    path = Path(supernet_dir) / IMPORTANCE_FILE
+    if not path.is_file():
+        return None
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    keys = Importance.__dataclass_fields__
+    return Importance(**{k: v for k, v in payload.items() if k in keys})
+
+
+# ------------------------------------------------------------------------------------------ sub-network indices
+def sub_network_indices(importance: Importance, arch: dict[str, Any], family: str, q_per_kv: int,
+                        layers: bool = True) -> dict[str, Any]:
+    """Index lists for :meth:`Supernet.set_sub_network` that select ``arch``'s most important components of an
+    *unsorted* supernet: the same sub-network that prefix slicing of the sorted (permuted) supernet activates.
+
+    ``q_per_kv`` is the reference's query heads per kv head (1 for gpt_neox); ``layers=False`` keeps the first
+    ``n_layers`` layers (no layer ranking).
+    """
+    n = arch["n_layers"]
+    sources = importance.layers_for(n) if layers and importance.layers else list(range(n))
+    heads, kv_groups, neurons = [], [], []
+    for p, source in enumerate(sources):
+        h = arch["n_heads"][p] if isinstance(arch["n_heads"], list) else arch["n_heads"]
+        i = arch["intermediate_size"][p] if isinstance(arch["intermediate_size"], list) else arch["intermediate_size"]
+        n_ref = len(importance.heads[source])
+        head_perm, kv_perm = _head_permutation(importance.heads[source], n_ref, n_ref // q_per_kv)
+        g = arch["n_kv_groups"] if family == "llama" else h
+        chosen_kv = kv_perm[:g].tolist()
+        q = h // g
+        heads.append([j for k in chosen_kv for j in [j for j in head_perm.tolist() if j // q_per_kv == k][:q]])
+        kv_groups.append(chosen_kv)
+        neurons.append(_order(importance.neurons[source])[:i].tolist())
+    out = {"layers": sources, "heads": heads, "neurons": neurons,
+           "channels": _order(importance.channels)[:arch["embed_dim"]].tolist()}
+    if family == "llama":
+        out["kv_groups"] = kv_groups
+    return out

@@ -118,3 +118,28 @@ def test_importance_round_trips_through_json(tmp_path) -> None:
     importance = score(model, x)["mean-mean"]
     importance.save(tmp_path / "importance.json")
     assert Importance.load(tmp_path / "importance.json") == importance
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt_neox"])
+def test_index_lists_on_the_unsorted_supernet_equal_prefixes_of_the_sorted_one(tmp_path, family) -> None:
+    from nasbench.importance import sub_network_indices
+    from nasbench.models import tiny_space
+    from nasbench.supernet import Supernet
+
+    space = tiny_space(tmp_path, family, seed=3)
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(space.model.hf).eval()
+    x = torch.randint(0, base.config.vocab_size, (4, 16), generator=torch.Generator().manual_seed(0))
+    importance = score(base, x, ["norm-mean"])["norm-mean"]
+    importance.layers = layer_importance(base, x)
+    permuted = copy.deepcopy(base)
+    apply_order(permuted, importance)
+    unsorted, sorted_ = Supernet(base, space), Supernet(permuted, space)
+    ref = space.reference
+    q_per_kv = ref.n_heads // ref.n_kv_groups
+    for arch in space.sample(10, seed=1):
+        indices = sub_network_indices(importance, arch, family, q_per_kv)
+        sorted_.set_sub_network(arch, layers=indices["layers"])
+        unsorted.set_sub_network(arch, **indices)
+        torch.testing.assert_close(unsorted(input_ids=x).logits, sorted_(input_ids=x).logits, atol=1e-5, rtol=1e-5)
