@@ -2,7 +2,12 @@
 
 The public API lives here; implementation modules follow the data flow
 space -> supernet -> importance -> train -> profile -> store -> surrogate -> optimize -> pareto.
+Modules that import torch or transformers are loaded on first use, so ``import nasbench`` stays fast.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from nasbench.errors import (
     DataError,
@@ -13,6 +18,21 @@ from nasbench.errors import (
 )
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, load_space
 from nasbench.store import Measurement, Store
+
+_LAZY = {
+    "Supernet": "nasbench.supernet",
+    "export": "nasbench.supernet",
+    "load_base_model": "nasbench.models",
+    "load_tokenizer": "nasbench.models",
+    "tiny_space": "nasbench.models",
+    "Importance": "nasbench.importance",
+    "sort_model": "nasbench.importance",
+    "run_rpd": "nasbench.rpd",
+    "bench_slicing": "nasbench.bench",
+    "bench_importance": "nasbench.bench",
+    "perplexity": "nasbench.profile",
+    "wikitext_perplexity": "nasbench.profile",
+}
 
 __all__ = [
     "DIMENSIONS",
@@ -26,5 +46,14 @@ __all__ = [
     "StoreError",
     "arch_id",
     "load_space",
+    *_LAZY,
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nasbench' has no attribute {name!r}")

@@ -135,6 +135,59 @@ def _positive(flag: str, value: int) -> None:
         raise NasBenchError(flag, "must be >= 1", value)
 
 
+# ------------------------------------------------------------------------------------------------------ export
+def _parse_arch(text: str) -> dict[str, Any]:
+    """``--arch``: the ``arch`` object printed by ``space sample``, a whole sample line, or ``@file`` holding either."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.is_file():
+            raise NasBenchError("--arch", "file not found", str(path))
+        text = path.read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NasBenchError("--arch", f"not valid JSON ({exc.msg} at char {exc.pos})", text) from None
+    if isinstance(value, dict) and isinstance(value.get("arch"), dict):
+        value = value["arch"]
+    if not isinstance(value, dict):
+        raise NasBenchError("--arch", "must be a JSON object of dimensions (or a `space sample` line)", value)
+    return value
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from nasbench.importance import load_importance
+    from nasbench.space import arch_id, load_space
+    from nasbench.supernet import export
+
+    space = load_space(args.space)
+    arch = space.canonical(_parse_arch(args.arch), where="--arch")
+    indices: dict[str, Any] = {}
+    if args.supernet:
+        importance = load_importance(args.supernet)
+        if importance is not None and importance.layers:  # a sorted supernet keeps its most important layers
+            indices["layers"] = importance.layers_for(arch["n_layers"])
+    out = export(space, arch, args.out, supernet_dir=args.supernet, **indices)
+    print(f"exported {arch_id(arch)} ({space.params(arch):,} params) -> {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------- bench
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from nasbench import bench
+    from nasbench.space import load_space
+
+    space = load_space(args.space)
+    if args.what == "slicing":
+        result = bench.bench_slicing(space, n=args.n, seed=args.seed, seq_len=args.seq_len, batch=args.batch)
+    else:
+        from nasbench import data
+
+        result = bench.bench_importance(space, tokens=args.tokens, seq_len=args.seq_len,
+                                        data_dir=data.data_dir(args.data_dir))
+    print(json.dumps(result))
+    return 0
+
+
 # --------------------------------------------------------------------------------------------------------- sql
 _READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
 
@@ -223,6 +276,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="store per-arch perplexities in this DuckDB file")
     p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
     p.set_defaults(func=_cmd_importance_rpd)
+
+    p = verbs.add_parser("export", help="write a sub-network as a plain HF model directory")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--arch", required=True, metavar="JSON",
+                   help="the arch object of `space sample` (or a whole sample line, or @FILE)")
+    p.add_argument("--supernet", metavar="DIR", help="weights from this supernet directory (default: the base model)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=_cmd_export)
+
+    bench = verbs.add_parser("bench", help="measurements that end with one JSON line of figures")
+    bench_verbs = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    p = bench_verbs.add_parser("slicing", help="sliced supernet vs extracted dense model forward time")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--n", type=int, default=10, help="random archs (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--batch", type=int, default=1)
+    p.set_defaults(func=_cmd_bench)
+    p = bench_verbs.add_parser("importance", help="importance scoring pass vs a plain forward over the same tokens")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--tokens", type=int, default=4096)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
+    p.set_defaults(func=_cmd_bench)
 
     p = verbs.add_parser("sql", help="run a read-only SQL query on a benchmark DB")
     p.add_argument("query", metavar="QUERY")

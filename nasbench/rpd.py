@@ -69,7 +69,7 @@ def run_rpd(spaces: Sequence[SearchSpace], *, n: int, seed: int, tokens: int, pp
             batch_size: int = 4, progress: bool = True) -> RpdResult:
     """Run the study on spaces that share one base model (e.g. the joint, fixed-head and fixed-head-size variants).
 
-    The supernet is built over the first space; every other space's archs must lie inside it.
+    One supernet serves every space (they share the base model and so the reference dimensions).
     """
     from nasbench import data
     from nasbench.models import load_tokenizer
@@ -116,9 +116,10 @@ def run_rpd(spaces: Sequence[SearchSpace], *, n: int, seed: int, tokens: int, pp
     try:
         with tqdm(total=n * len(spaces) * (1 + len(variants)), unit="eval", desc="rpd", disable=not progress) as bar:
             for space in spaces:
+                supernet.space = space  # spaces sharing the base model share the supernet; archs validate in their own
                 gains: dict[tuple[str, str], list[float]] = {v: [] for v in variants}
                 for arch in space.sample(n, seed=seed):
-                    canon = first.canonical(arch)
+                    canon = space.canonical(arch)
                     aid = arch_id(canon)
                     done = _stored(store, space.name, aid, task) if store is not None else {}
                     arch_rows = []
@@ -132,7 +133,7 @@ def run_rpd(spaces: Sequence[SearchSpace], *, n: int, seed: int, tokens: int, pp
                             else:
                                 imp = importance[variant[0]]
                                 imp.layers, imp.layer_scheme = layer_scores[variant[1]], variant[1]
-                                supernet.set_sub_network(canon, **sub_network_indices(imp, canon, first.family,
+                                supernet.set_sub_network(canon, **sub_network_indices(imp, canon, space.family,
                                                                                       q_per_kv))
                             value, seconds = ppl()
                         arch_rows.append({"space": space.name, "arch": canon, "supernet_id": sid, "ppl": value,

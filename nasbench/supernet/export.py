@@ -22,12 +22,13 @@ PROVENANCE_FILE = "nasbench.json"
 
 
 def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, supernet_dir: str | Path | None = None,
-           *, supernet: Supernet | None = None, dtype: torch.dtype = torch.float32) -> Path:
+           *, supernet: Supernet | None = None, dtype: torch.dtype = torch.float32, **indices: Any) -> Path:
     """Write the dense model of ``arch`` to ``out_dir`` so that ``AutoModelForCausalLM.from_pretrained(out_dir)``
     loads it, with the tokenizer and :data:`PROVENANCE_FILE`.
 
     Weights come from ``supernet`` if given, else from ``supernet_dir`` (a ``save_pretrained`` directory of trained
-    supernet weights), else from the space's base model. Returns ``out_dir``. Raises IllegalSubNetworkError for
+    supernet weights), else from the space's base model. ``indices`` are :meth:`Supernet.set_sub_network`'s index
+    lists (e.g. the layers a sorted supernet ranks highest). Returns ``out_dir``. Raises IllegalSubNetworkError for
     archs outside the space or with per-layer widths (a dense HF config has one width for all layers).
     """
     canon = space.canonical(arch)
@@ -43,13 +44,14 @@ def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, sup
         else:
             origin = space.model.source
             supernet = Supernet.from_space(space, dtype=dtype)
-    dense = supernet.extract(canon)
+    dense = supernet.extract(canon, **indices)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dense.save_pretrained(out)
     _tokenizer(space, supernet_dir).save_pretrained(out)
     provenance = {"space": space.name, "space_hash": space.hash, "arch": canon, "arch_id": arch_id(canon),
-                  "params": space.params(canon), "weights": origin}
+                  "params": space.params(canon), "weights": origin,
+                  "indices": {k: v for k, v in indices.items() if v is not None}}
     (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
     return out
 
