@@ -188,6 +188,42 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------- profile
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.profile.runner import ProfileConfig, parse_shard, profile
+    from nasbench.space import load_space
+
+    space = load_space(args.space)
+    for flag, value in (("--n", args.n), ("--ppl-tokens", args.ppl_tokens), ("--seq-len", args.seq_len)):
+        if value < (0 if flag == "--n" else 1):
+            raise NasBenchError(flag, "must be >= 1" if flag != "--n" else "must be >= 0", value)
+    config = ProfileConfig(
+        n=args.n, seed=args.seed, grid_params=args.grid_params, metrics=tuple(_csv(args.metrics)),
+        tasks=tuple(_csv(args.tasks)), limit_items=args.limit_items, ppl_tokens=args.ppl_tokens,
+        seq_len=args.seq_len, latency_batch=args.latency_batch, latency_seq_len=args.latency_seq_len,
+        latency_repeats=args.latency_repeats, decode_tokens=args.decode_tokens, device=args.device, dtype=args.dtype,
+        shard=parse_shard(args.shard))
+    summary = profile(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir))
+    print(json.dumps({"profile": space.name, "supernet_id": summary.supernet_id, "archs": summary.archs,
+                      "profiled": summary.profiled, "new_rows": summary.rows, "seconds": round(summary.seconds, 1),
+                      "db": str(args.db)}))
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from nasbench.store import Store
+
+    with Store(args.out) as store:
+        added = store.merge(args.inputs)
+    print(json.dumps({"merge": str(args.out), "new_rows": added}))
+    return 0
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 # --------------------------------------------------------------------------------------------------------- sql
 _READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
 
@@ -284,6 +320,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--supernet", metavar="DIR", help="weights from this supernet directory (default: the base model)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=_cmd_export)
+
+    p = verbs.add_parser("profile", help="measure sub-networks into DuckDB (resumable, shardable)")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--supernet", metavar="DIR", help="a supernet directory (default: the pretrained base model)")
+    p.add_argument("--n", type=int, default=10, help="seeded random archs (smallest and largest are always added)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grid-params", type=int, metavar="K", help="also N archs over K parameter bins")
+    p.add_argument("--metrics", default="ppl,latency,memory", help="comma list of ppl,acc,latency,memory,energy")
+    p.add_argument("--tasks", default="arc_easy,piqa,winogrande", help="comma list of lm-eval tasks for acc")
+    p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
+    p.add_argument("--ppl-tokens", type=int, default=4096, metavar="T", help="WikiText-2 test tokens (default 4096)")
+    p.add_argument("--seq-len", type=int, default=512, metavar="L", help="perplexity window (default 512)")
+    p.add_argument("--latency-batch", type=int, default=1)
+    p.add_argument("--latency-seq-len", type=int, default=128)
+    p.add_argument("--latency-repeats", type=int, default=10)
+    p.add_argument("--decode-tokens", type=int, default=0, help="also per-token decode latency over this many steps")
+    p.add_argument("--device", default="cpu", metavar="D")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
+    p.add_argument("--shard", default="0/1", metavar="i/n", help="profile every n-th arch starting at i")
+    p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
+    p.set_defaults(func=_cmd_profile)
+    p = verbs.add_parser("merge", help="merge shard DBs into one, without duplicates")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("inputs", nargs="+", metavar="IN")
+    p.set_defaults(func=_cmd_merge)
 
     bench = verbs.add_parser("bench", help="measurements that end with one JSON line of figures")
     bench_verbs = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)

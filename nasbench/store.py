@@ -183,36 +183,54 @@ class Store:
 
     def add_architectures(self, space: SearchSpace, archs: Iterable[Mapping[str, Any]]) -> list[str]:
         """Insert archs (canonicalised; already stored ones are skipped); returns their arch_ids in order."""
-        rows, ids = [], []
-        for arch in archs:
-            arch = space.canonical(arch)
-            aid = arch_id(arch)
-            ids.append(aid)
-            scalars = [None if isinstance(arch[d], list) else arch[d] for d in DIMENSIONS]
-            per_layer = {d: arch[d] for d in DIMENSIONS if isinstance(arch[d], list)}
-            rows.append([aid, space.name, *scalars, json.dumps(per_layer) if per_layer else None,
-                         canonical_json(arch), space.params(arch), _now()])
-        if rows:
-            marks = ", ".join("?" * len(rows[0]))
-            with self.transaction() as con:
-                con.executemany(f"INSERT INTO architectures VALUES ({marks}) ON CONFLICT DO NOTHING", rows)
-        return ids
+        with self.transaction() as con:
+            return _insert_architectures(con, space, archs)
 
     def add_measurements(self, space: str, measurements: Sequence[Measurement]) -> int:
         """Insert measurements in one transaction, skipping ones already stored; returns how many were new."""
-        if not measurements:
-            return 0
         before = self.count_measurements(space)
-        rows = [[space, m.arch_id, m.supernet_id, m.metric, m.task, m.device, m.dtype, m.batch, m.seq_len, m.value,
-                 m.unit, m.spread, m.n_repeats, m.cost_s, _json(m.software), _json(m.extra), _now()]
-                for m in measurements]
         with self.transaction() as con:
-            con.executemany(
-                "INSERT INTO measurements (space, arch_id, supernet_id, metric, task, device, dtype, batch, seq_len, "
-                "value, unit, spread, n_repeats, cost_s, software, extra, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
+            _insert_measurements(con, space, measurements)
         self.refresh_view(space)
         return self.count_measurements(space) - before
+
+    def add_results(self, space: SearchSpace, arch: Mapping[str, Any], measurements: Sequence[Measurement]) -> None:
+        """An arch and its measurements in one transaction: a job killed mid-arch leaves nothing of that arch."""
+        with self.transaction() as con:
+            _insert_architectures(con, space, [arch])
+            _insert_measurements(con, space.name, measurements)
+        self.refresh_view(space.name)
+
+    def merge(self, sources: Sequence[str | Path]) -> dict[str, int]:
+        """Copy every row of other DuckDB files into this one, skipping rows already here (same keys).
+
+        Returns the number of new rows per table. Sources are attached read-only.
+        """
+        tables = ("spaces", "supernets", "architectures", "measurements")
+        before = {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+        for i, source in enumerate(sources):
+            source = Path(source)
+            if not source.is_file():
+                raise StoreError(str(source), "database file not found", str(source))
+            if source.resolve() == self.path.resolve():
+                raise StoreError(str(source), "cannot merge a database into itself", str(source))
+            alias = f"merge_source_{i}"
+            self.con.execute(f"ATTACH {_literal(str(source))} AS {alias} (READ_ONLY)")
+            try:
+                version = self.con.execute(f"SELECT value FROM {alias}.meta WHERE key = 'schema_version'").fetchone()
+                if version is None or int(version[0]) != SCHEMA_VERSION:
+                    raise StoreError(str(source), f"schema version must be {SCHEMA_VERSION}",
+                                     None if version is None else version[0])
+                with self.transaction() as con:
+                    for table in tables:
+                        columns = ", ".join(r[0] for r in con.execute(f"DESCRIBE {table}").fetchall())
+                        con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {alias}.{table} "
+                                    "ON CONFLICT DO NOTHING")
+            finally:
+                self.con.execute(f"DETACH {alias}")
+        for (space,) in self.con.execute("SELECT DISTINCT space FROM architectures").fetchall():
+            self.refresh_view(space)
+        return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] - before[t] for t in tables}
 
     def add_supernet(self, supernet_id: str, space: str, base_model: str, **fields: Any) -> None:
         """Insert or update one row of ``supernets`` (a training run updates steps, tokens, wall time, checkpoint)."""
@@ -274,6 +292,33 @@ WHERE a.space = {_literal(space)}
 GROUP BY ALL
 """
         self.con.execute(sql)
+
+
+def _insert_architectures(con: duckdb.DuckDBPyConnection, space: SearchSpace,
+                          archs: Iterable[Mapping[str, Any]]) -> list[str]:
+    rows, ids = [], []
+    for arch in archs:
+        arch = space.canonical(arch)
+        aid = arch_id(arch)
+        ids.append(aid)
+        scalars = [None if isinstance(arch[d], list) else arch[d] for d in DIMENSIONS]
+        per_layer = {d: arch[d] for d in DIMENSIONS if isinstance(arch[d], list)}
+        rows.append([aid, space.name, *scalars, json.dumps(per_layer) if per_layer else None, canonical_json(arch),
+                     space.params(arch), _now()])
+    if rows:
+        marks = ", ".join("?" * len(rows[0]))
+        con.executemany(f"INSERT INTO architectures VALUES ({marks}) ON CONFLICT DO NOTHING", rows)
+    return ids
+
+
+def _insert_measurements(con: duckdb.DuckDBPyConnection, space: str, measurements: Sequence[Measurement]) -> None:
+    rows = [[space, m.arch_id, m.supernet_id, m.metric, m.task, m.device, m.dtype, m.batch, m.seq_len, m.value,
+             m.unit, m.spread, m.n_repeats, m.cost_s, _json(m.software), _json(m.extra), _now()] for m in measurements]
+    if rows:
+        con.executemany(
+            "INSERT INTO measurements (space, arch_id, supernet_id, metric, task, device, dtype, batch, seq_len, "
+            "value, unit, spread, n_repeats, cost_s, software, extra, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
 
 
 def _column(metric: str, task: str) -> str:

@@ -1,0 +1,120 @@
+"""Accuracy through lm-eval, in-process, on local copies of the benchmarks.
+
+The task YAMLs shipped in ``nasbench/profile/tasks/`` read the data directory's files with the prompts and metrics
+of lm-eval's built-in tasks of the same names. :func:`write_tasks` writes them out with the data directory filled in
+(the same files serve ``lm_eval --include_path DIR`` on an exported model); :func:`evaluate` runs them on an
+in-memory model (the sliced supernet or a dense model) through ``HFLM(pretrained=<model>)``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from nasbench.errors import DataError, NasBenchError
+
+__all__ = ["TASKS", "PRIMARY_METRIC", "TaskScore", "write_tasks", "evaluate"]
+
+TASK_SOURCE = Path(__file__).with_name("tasks")
+#: Every shipped task, in the order the seed's tables list them.
+TASKS = ("arc_easy", "arc_challenge", "boolq", "hellaswag", "openbookqa", "piqa", "social_iqa", "winogrande", "mmlu",
+         "truthfulqa_mc2", "lambada")
+#: The metric each task reports in the wide view first (all are higher-is-better).
+PRIMARY_METRIC = {task: "acc" for task in TASKS} | {"truthfulqa_mc2": "mc2"}
+#: lm-eval metric name -> (our metric name, unit). Perplexity of LAMBADA targets is stored as ``lambada_ppl``.
+_METRICS = {"acc": ("acc", "accuracy"), "acc_norm": ("acc_norm", "accuracy"), "mc2": ("mc2", "accuracy"),
+            "perplexity": ("target_ppl", "perplexity")}
+_TRUTHFULQA_SOURCE = "truthfulqa/mc_task.json"
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    task: str
+    metric: str
+    """``acc``, ``acc_norm``, ``mc2`` or ``target_ppl`` (LAMBADA's perplexity of the target word)."""
+    value: float
+    unit: str
+    n_items: int
+    seconds: float
+    """Wall time of the whole task (shared by its metrics)."""
+
+
+def write_tasks(data_dir: Path, out_dir: str | Path) -> Path:
+    """Write every task YAML to ``out_dir`` with ``data_dir`` filled in; returns ``out_dir``.
+
+    TruthfulQA's answer maps are converted to ``{choices, labels}`` lists there (``truthfulqa_mc.jsonl``), in the
+    file's order, as lm-eval's HF copy of the dataset has them.
+    """
+    if data_dir is None:
+        raise DataError("--data-dir", "the local task files need a data directory (NASBENCH_DATA_DIR); online, use "
+                                      "lm-eval's built-in tasks of the same names", None, show_got=False)
+    data_dir, out = Path(data_dir).resolve(), Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for source in sorted(TASK_SOURCE.iterdir()):
+        if source.suffix == ".py" or source.suffix == ".yaml" or source.name.endswith("_yaml"):
+            text = source.read_text(encoding="utf-8")
+            text = text.replace("__DATA_DIR__", str(data_dir)).replace("__TASK_DIR__", str(out))
+            (out / source.name).write_text(text, encoding="utf-8")
+    for source in TASK_SOURCE.glob("*.yaml"):
+        for line in source.read_text(encoding="utf-8").splitlines():
+            if "__DATA_DIR__/" in line:
+                path = data_dir / line.split("__DATA_DIR__/", 1)[1].strip()
+                if not path.is_file():
+                    raise DataError(str(path), f"file not found (task {source.stem})", str(path))
+    truthful = data_dir / _TRUTHFULQA_SOURCE
+    if not truthful.is_file():
+        raise DataError(str(truthful), "file not found (task truthfulqa_mc2)", str(truthful))
+    with open(out / "truthfulqa_mc.jsonl", "w", encoding="utf-8") as f:
+        for item in json.loads(truthful.read_text(encoding="utf-8")):
+            row = {"question": item["question"]}
+            for key in ("mc1_targets", "mc2_targets"):
+                row[key] = {"choices": list(item[key]), "labels": list(item[key].values())}
+            f.write(json.dumps(row) + "\n")
+    return out
+
+
+def evaluate(model: Any, tokenizer: Any, tasks: Sequence[str], task_dir: str | Path, limit: int | None = None,
+             batch_size: int = 8) -> list[TaskScore]:
+    """Run ``tasks`` with lm-eval on an in-memory model; one :class:`TaskScore` per (task, metric).
+
+    ``limit`` takes the first items of each task in file order, as lm-eval's ``--limit`` does.
+    """
+    import logging
+
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise NasBenchError("--tasks", f"each must be one of {', '.join(TASKS)}", unknown[0])
+    if limit is not None and limit < 1:
+        raise NasBenchError("--limit-items", "must be >= 1", limit)
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)  # lm-eval logs every request batch at INFO
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu"
+              if _device(model) == "cpu" else _device(model))
+    manager = TaskManager(include_path=str(task_dir), include_defaults=False)
+    scores = []
+    for task in tasks:
+        start = time.perf_counter()
+        out = simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit, log_samples=False,
+                              bootstrap_iters=0, verbosity="WARNING")
+        seconds = time.perf_counter() - start
+        results, n_items = out["results"][task], int(out["n-samples"][task]["effective"])
+        for key, value in results.items():
+            name = key.split(",")[0]
+            if name in _METRICS and isinstance(value, (int, float)):
+                metric, unit = _METRICS[name]
+                scores.append(TaskScore(task, metric, float(value), unit, n_items, seconds))
+    return scores
+
+
+def _device(model: Any) -> str:
+    try:
+        return str(next(model.parameters()).device)
+    except (StopIteration, AttributeError):
+        return "cpu"

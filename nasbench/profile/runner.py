@@ -1,0 +1,269 @@
+"""Profile sub-networks into DuckDB: perplexity, lm-eval accuracy, latency, memory, FLOPs (params come with the arch).
+
+Which archs: seeded samples, an optional parameter grid, the smallest and the largest, deduplicated by arch_id and
+split deterministically by ``shard``. Resumable: a metric already stored for (arch, supernet, metric, task, device)
+is skipped, and each arch's new rows are committed in one transaction, so a kill loses at most the arch in flight
+and a restart adds no duplicates. Perplexity and accuracy run on the sliced supernet; latency and memory on the
+extracted dense model.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from nasbench.errors import NasBenchError
+from nasbench.space import SearchSpace, arch_id
+from nasbench.store import Measurement, Store
+
+__all__ = ["METRICS", "ProfileConfig", "ProfileSummary", "select_archs", "profile", "parse_shard"]
+
+#: What ``--metrics`` may name. ``flops`` is always stored (analytic, free); params live in ``architectures``.
+METRICS = ("ppl", "acc", "latency", "memory", "energy")
+PRETRAINED = "pretrained"
+
+
+@dataclass
+class ProfileConfig:
+    """Everything that decides which rows a profiling run writes."""
+
+    n: int = 10
+    """Seeded random archs."""
+    seed: int = 0
+    grid_params: int | None = None
+    """Also ``n`` archs spread over this many parameter bins."""
+    metrics: tuple[str, ...] = ("ppl", "latency", "memory")
+    tasks: tuple[str, ...] = ("arc_easy", "piqa", "winogrande")
+    limit_items: int | None = None
+    """First M items of each task, as lm-eval's ``--limit``."""
+    ppl_tokens: int = 4096
+    seq_len: int = 512
+    """Perplexity window length."""
+    latency_batch: int = 1
+    latency_seq_len: int = 128
+    latency_repeats: int = 10
+    decode_tokens: int = 0
+    device: str = "cpu"
+    dtype: str = "bfloat16"
+    """Weights' dtype for every metric (bf16 on this CPU is ~3x fp32 with the same perplexity)."""
+    batch_size: int = 4
+    shard: tuple[int, int] = (0, 1)
+    """(i, n): this process profiles archs i, i + n, i + 2n, ... of the deduplicated list."""
+
+
+@dataclass
+class ProfileSummary:
+    archs: int
+    """Archs in this shard."""
+    profiled: int
+    """Archs that needed at least one new measurement."""
+    rows: int
+    """New measurement rows."""
+    seconds: float
+    supernet_id: str
+    failures: list[str] = field(default_factory=list)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise NasBenchError("--shard", "must be i/n, e.g. 0/4", text) from None
+    if n < 1 or not 0 <= i < n:
+        raise NasBenchError("--shard", "needs 0 <= i < n", text)
+    return i, n
+
+
+def select_archs(space: SearchSpace, config: ProfileConfig) -> list[dict[str, Any]]:
+    """Samples, grid, smallest and largest, deduplicated in that order, then this shard's share."""
+    archs = space.sample(config.n, seed=config.seed) if config.n else []
+    if config.grid_params:
+        archs += space.sample_grid(config.n, config.grid_params, seed=config.seed)
+    archs += [space.smallest(), space.largest()]
+    seen: dict[str, dict[str, Any]] = {}
+    for arch in archs:
+        seen.setdefault(arch_id(arch), space.canonical(arch))
+    unique = list(seen.values())
+    i, n = config.shard
+    return unique[i::n]
+
+
+def _software() -> dict[str, str]:
+    out = {}
+    for package in ("torch", "transformers", "lm_eval", "nasbench"):
+        try:
+            out[package] = importlib.metadata.version(package.replace("_", "-"))
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = "unknown"
+    return out
+
+
+def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supernet_dir: str | Path | None = None,
+            data_dir: Path | None = None, progress: bool = True) -> ProfileSummary:
+    """Profile this shard's archs into ``db``; returns a summary. See the module docstring."""
+    from nasbench.importance import load_importance
+    from nasbench.models import load_tokenizer
+    from nasbench.supernet import Supernet
+
+    unknown = [m for m in config.metrics if m not in METRICS]
+    if unknown:
+        raise NasBenchError("--metrics", f"each must be one of {', '.join(METRICS)}", unknown[0])
+    from nasbench.profile.accuracy import TASKS
+
+    bad_tasks = [t for t in config.tasks if t not in TASKS] if "acc" in config.metrics else []
+    if bad_tasks:
+        raise NasBenchError("--tasks", f"each must be one of {', '.join(TASKS)}", bad_tasks[0])
+    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}.get(config.dtype)
+    if dtype is None:
+        raise NasBenchError("--dtype", "must be bfloat16, float16 or float32", config.dtype)
+    start = time.perf_counter()
+    archs = select_archs(space, config)
+    supernet_id = PRETRAINED if supernet_dir is None else Path(supernet_dir).name
+    software = _software()
+    device = config.device
+    with Store(db) as store:
+        store.add_space(space)
+        if supernet_dir is None:
+            store.add_supernet(PRETRAINED, space.name, space.model.source)
+        elif store.con.execute("SELECT count(*) FROM supernets WHERE id = ?", [supernet_id]).fetchone()[0] == 0:
+            store.add_supernet(supernet_id, space.name, space.model.source, checkpoint=str(supernet_dir))
+        todo = [(a, _missing(store, space, a, supernet_id, config)) for a in archs]
+        todo = [(a, missing) for a, missing in todo if missing]
+        summary = ProfileSummary(len(archs), len(todo), 0, 0.0, supernet_id)
+        if not todo:
+            summary.seconds = time.perf_counter() - start
+            return summary
+        if supernet_dir is None:
+            supernet = Supernet.from_space(space, dtype=dtype)
+        else:
+            from transformers import AutoModelForCausalLM
+
+            if not Path(supernet_dir).is_dir():
+                raise NasBenchError("--supernet", "no such directory", str(supernet_dir))
+            model = AutoModelForCausalLM.from_pretrained(supernet_dir, dtype=dtype, local_files_only=True)
+            supernet = Supernet(model, space)
+        supernet.to(device)
+        importance = load_importance(supernet_dir) if supernet_dir is not None else None
+        tokenizer = load_tokenizer(space.model)
+        evaluation, task_dir = _prepare(space, tokenizer, config, data_dir, todo)
+        with tqdm(total=len(todo), unit="arch", desc=f"profile {space.name}", disable=not progress) as bar:
+            for arch, missing in todo:
+                layers = importance.layers_for(arch["n_layers"]) if importance and importance.layers else None
+                rows = _measure(space, supernet, tokenizer, arch, missing, config, evaluation, task_dir, layers)
+                store.add_results(space, arch, [Measurement(**r, supernet_id=supernet_id, software=software)
+                                                for r in rows])
+                summary.rows += len(rows)
+                bar.update()
+                elapsed_h = bar.format_dict["elapsed"] / 3600
+                bar.set_postfix(archs_per_h=f"{bar.n / elapsed_h:.0f}" if elapsed_h else "-")
+        supernet.reset()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet_id: str,
+             config: ProfileConfig) -> list[tuple[str, str]]:
+    """(metric, task) pairs this arch still lacks; ``flops`` rides along with any of them."""
+    from nasbench.profile.accuracy import PRIMARY_METRIC
+
+    aid, device = arch_id(arch), config.device
+    wanted: list[tuple[str, str, str]] = []  # (group, stored metric, task)
+    for metric in config.metrics:
+        if metric == "acc":
+            wanted += [("acc", PRIMARY_METRIC[t], t) for t in config.tasks]
+        else:
+            wanted.append((metric, {"latency": "latency_ms", "memory": "memory_mb", "energy": "energy_j"}.get(
+                metric, metric), ""))
+    return [(group, task) for group, stored, task in wanted
+            if not store.has_measurement(space.name, aid, supernet_id, stored, task, device)]
+
+
+def _prepare(space: SearchSpace, tokenizer: Any, config: ProfileConfig, data_dir: Path | None,
+             todo: Sequence[tuple[dict[str, Any], list[tuple[str, str]]]]) -> tuple[Any, Path | None]:
+    """Tokenize the perplexity corpus once and write the task files once, when some arch needs them."""
+    groups = {group for _, missing in todo for group, _ in missing}
+    evaluation = task_dir = None
+    if "ppl" in groups:
+        from nasbench import data
+        from nasbench.profile.perplexity import WIKITEXT2_TEST, tokenize_corpus, windows
+
+        source = space.data.get("perplexity", WIKITEXT2_TEST)
+        evaluation = windows(tokenize_corpus(tokenizer, data.read_text(source, data_dir)), config.seq_len,
+                             config.ppl_tokens)
+    if "acc" in groups:
+        import tempfile
+
+        from nasbench.profile.accuracy import write_tasks
+
+        task_dir = write_tasks(data_dir, Path(tempfile.mkdtemp(prefix="nasbench-tasks-")))
+    return evaluation, task_dir
+
+
+def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, Any],
+             missing: list[tuple[str, str]], config: ProfileConfig, evaluation: Any, task_dir: Path | None,
+             layers: list[int] | None) -> list[dict[str, Any]]:
+    """Every missing measurement of one arch, as Measurement keyword dicts (supernet and software added later)."""
+    from nasbench.profile.accuracy import evaluate
+    from nasbench.profile.latency import energy_j, measure_latency, peak_memory_mb
+    from nasbench.profile.perplexity import perplexity
+
+    aid, device, dtype = arch_id(arch), config.device, config.dtype
+    groups = {group for group, _ in missing}
+    rows: list[dict[str, Any]] = [dict(arch_id=aid, metric="flops", value=float(space.flops(arch, config.seq_len)),
+                                       unit="flop/token", device=device, seq_len=config.seq_len, cost_s=0.0)]
+    supernet.set_sub_network(arch, layers=layers)
+    if "ppl" in groups:
+        result = perplexity(supernet, evaluation, batch_size=config.batch_size)
+        rows.append(dict(arch_id=aid, metric="ppl", value=result.ppl, unit="perplexity", device=device, dtype=dtype,
+                         seq_len=config.seq_len, cost_s=result.seconds,
+                         extra={"tokens": int(evaluation.numel()), "nll": result.nll,
+                                "scored_tokens": result.n_scored_tokens}))
+    tasks = [task for group, task in missing if group == "acc"]
+    if tasks:
+        for score in evaluate(supernet.model, tokenizer, tasks, task_dir, limit=config.limit_items,
+                              batch_size=config.batch_size * 2):
+            rows.append(dict(arch_id=aid, metric=score.metric, value=score.value, unit=score.unit, task=score.task,
+                             device=device, dtype=dtype, cost_s=score.seconds,
+                             extra={"items": score.n_items, "limit_items": config.limit_items}))
+    if groups & {"latency", "memory", "energy"}:
+        dense, memory = peak_memory_mb(lambda: _extract_and_run(supernet, arch, layers, config), device)
+        if "memory" in groups:
+            rows.append(dict(arch_id=aid, metric="memory_mb", value=memory, unit="MiB", device=device, dtype=dtype,
+                             batch=config.latency_batch, seq_len=config.latency_seq_len,
+                             extra={"what": "peak growth while extracting the dense model and running one forward"}))
+        if "latency" in groups:
+            lat = measure_latency(dense, batch=config.latency_batch, seq_len=config.latency_seq_len,
+                                  repeats=config.latency_repeats, decode_tokens=config.decode_tokens)
+            rows.append(dict(arch_id=aid, metric="latency_ms", value=lat.median_ms, unit="ms", device=device,
+                             dtype=lat.dtype, batch=lat.batch, seq_len=lat.seq_len, spread=lat.iqr_ms,
+                             n_repeats=lat.repeats, cost_s=lat.seconds,
+                             extra={"threads": lat.threads, "cv": lat.cv, "timer": "cuda-events"
+                                    if device.startswith("cuda") else "perf_counter"}))
+            if lat.decode_ms_per_token is not None:
+                rows.append(dict(arch_id=aid, metric="decode_ms_per_token", value=lat.decode_ms_per_token, unit="ms",
+                                 device=device, dtype=lat.dtype, batch=lat.batch, seq_len=lat.seq_len,
+                                 n_repeats=lat.repeats, extra={"decode_tokens": config.decode_tokens}))
+        if "energy" in groups:
+            ids = torch.randint(0, dense.config.vocab_size, (config.latency_batch, config.latency_seq_len))
+            with torch.inference_mode():
+                _, joules = energy_j(lambda: dense(input_ids=ids.to(device), use_cache=False), device)
+            rows.append(dict(arch_id=aid, metric="energy_j", value=joules, unit="J", device=device, dtype=dtype,
+                             batch=config.latency_batch, seq_len=config.latency_seq_len,
+                             extra=None if joules is not None else {"reason": "no NVML device"}))
+        del dense
+    return rows
+
+
+def _extract_and_run(supernet: Any, arch: dict[str, Any], layers: list[int] | None, config: ProfileConfig) -> Any:
+    dense = supernet.extract(arch, layers=layers).to(config.device).eval()
+    ids = torch.zeros((config.latency_batch, config.latency_seq_len), dtype=torch.long, device=config.device)
+    with torch.inference_mode():
+        dense(input_ids=ids, use_cache=False)
+    return dense

@@ -1,0 +1,145 @@
+"""Profiling into DuckDB on a tiny model: rows, resume without duplicates, shards + merge, the wide view."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from nasbench.cli import main
+from nasbench.errors import NasBenchError
+from nasbench.profile.runner import ProfileConfig, parse_shard, profile, select_archs
+from nasbench.space import arch_id, load_space
+from nasbench.store import Store, connect_read_only
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    from nasbench.models import tiny_space
+
+    space = tiny_space(tmp_path, "llama", seed=5)
+    rng = np.random.default_rng(2)
+    data = tmp_path / "data"
+    (data / "wikitext-2-raw").mkdir(parents=True)
+    (data / "wikitext-2-raw/wiki.test.raw").write_text(" ".join(f"w{i}" for i in rng.integers(3, 96, 3000)))
+    doc = yaml.safe_load(open(space.path))
+    doc["data"] = {"perplexity": {"kind": "text", "path": "wikitext-2-raw/wiki.test.raw"}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return load_space(tmp_path / "space.yaml"), data
+
+
+FAST = dict(ppl_tokens=256, seq_len=64, latency_seq_len=16, latency_repeats=3, dtype="float32")
+
+
+def rows(db, sql="SELECT count(*) FROM measurements"):
+    con = connect_read_only(db)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_select_archs_dedups_adds_extremes_and_shards(tiny) -> None:
+    space, _ = tiny
+    config = ProfileConfig(n=12, seed=1)
+    archs = select_archs(space, config)
+    ids = [arch_id(a) for a in archs]
+    assert len(ids) == len(set(ids))
+    assert arch_id(space.smallest()) in ids and arch_id(space.largest()) in ids
+    shards = [select_archs(space, ProfileConfig(n=12, seed=1, shard=(i, 3))) for i in range(3)]
+    assert sorted(arch_id(a) for s in shards for a in s) == sorted(ids)
+    with pytest.raises(NasBenchError, match="--shard"):
+        parse_shard("3/3")
+
+
+def test_profile_writes_every_metric_and_resumes_without_duplicates(tiny, tmp_path) -> None:
+    space, data = tiny
+    db = tmp_path / "b.duckdb"
+    config = ProfileConfig(n=3, seed=0, metrics=("ppl", "latency", "memory", "energy"), **FAST)
+    first = profile(space, db, config, data_dir=data, progress=False)
+    n_archs = first.archs
+    per_arch = {"flops", "ppl", "latency_ms", "memory_mb", "energy_j"}
+    assert first.rows == n_archs * len(per_arch)
+    stored = rows(db, "SELECT metric, count(*) FROM measurements GROUP BY metric")
+    assert dict(stored) == {m: n_archs for m in per_arch}
+    assert rows(db, "SELECT count(*) FROM measurements WHERE metric = 'energy_j' AND value IS NULL")[0][0] == n_archs
+    # a second run finds everything stored: nothing is measured, nothing added
+    again = profile(space, db, config, data_dir=data, progress=False)
+    assert again.profiled == 0 and again.rows == 0
+    assert rows(db)[0][0] == first.rows
+    # an arch lost in flight (its rows gone) is measured again, and only it
+    victim = arch_id(space.largest())
+    with Store(db) as store:
+        store.con.execute("DELETE FROM measurements WHERE arch_id = ?", [victim])
+    third = profile(space, db, config, data_dir=data, progress=False)
+    assert third.profiled == 1 and rows(db)[0][0] == first.rows
+
+
+def test_perplexity_in_the_db_equals_the_dense_model(tiny, tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from nasbench.models import load_tokenizer
+    from nasbench.profile.perplexity import perplexity, tokenize_corpus, windows
+    from nasbench.supernet import Supernet
+
+    space, data = tiny
+    db = tmp_path / "b.duckdb"
+    profile(space, db, ProfileConfig(n=2, seed=3, metrics=("ppl",), **FAST), data_dir=data, progress=False)
+    supernet = Supernet(AutoModelForCausalLM.from_pretrained(space.model.hf), space)
+    text = (data / "wikitext-2-raw/wiki.test.raw").read_text()
+    ids = windows(tokenize_corpus(load_tokenizer(space.model), text), 64, 256)
+    for aid, value in rows(db, "SELECT arch_id, value FROM measurements WHERE metric = 'ppl'"):
+        arch = json.loads(rows(db, f"SELECT arch FROM architectures WHERE arch_id = '{aid}'")[0][0])
+        dense = supernet.extract(arch)
+        assert value == pytest.approx(perplexity(dense, ids).ppl, rel=1e-5)
+
+
+def test_shards_merge_into_the_single_run(tiny, tmp_path, capsys) -> None:
+    space, data = tiny
+    config = dict(n=4, seed=2, metrics=("ppl",), **FAST)
+    whole = tmp_path / "whole.duckdb"
+    profile(space, whole, ProfileConfig(**config), data_dir=data, progress=False)
+    parts = [tmp_path / f"shard{i}.duckdb" for i in range(2)]
+    for i, part in enumerate(parts):
+        profile(space, part, ProfileConfig(**config, shard=(i, 2)), data_dir=data, progress=False)
+    merged = tmp_path / "merged.duckdb"
+    assert main(["merge", str(merged), *map(str, parts)]) == 0
+    assert main(["merge", str(merged), *map(str, parts)]) == 0  # again: no duplicates
+    out = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(out[-1])["new_rows"]["measurements"] == 0
+    key = "SELECT arch_id, metric, round(value, 6) FROM measurements ORDER BY 1, 2"
+    assert rows(merged, key) == rows(whole, key)
+    view = rows(merged, "SELECT count(*), count(metric_ppl), count(metric_params) FROM wide_tiny_llama")[0]
+    assert view[0] == view[1] == view[2] == len(rows(whole, "SELECT DISTINCT arch_id FROM measurements"))
+
+
+def test_accuracy_rows_from_lm_eval(tiny, tmp_path, shared_data) -> None:
+    space, data = tiny
+    for source in ("commonsense_eval", "mmlu", "truthfulqa", "lambada"):
+        (data / source).symlink_to(shared_data / source)
+    db = tmp_path / "b.duckdb"
+    config = ProfileConfig(n=1, seed=0, metrics=("acc",), tasks=("arc_easy", "winogrande", "truthfulqa_mc2"),
+                           limit_items=3, **FAST)
+    summary = profile(space, db, config, data_dir=data, progress=False)
+    got = rows(db, "SELECT task, metric, value, extra FROM measurements WHERE task <> '' ORDER BY 1, 2")
+    assert {(t, m) for t, m, _, _ in got} == {("arc_easy", "acc"), ("arc_easy", "acc_norm"), ("winogrande", "acc"),
+                                              ("truthfulqa_mc2", "mc2")}
+    for _, _, value, extra in got:
+        assert 0.0 <= value <= 1.0 and json.loads(extra)["items"] == 3
+    view = rows(db, "SELECT metric_acc_arc_easy, metric_mc2_truthfulqa_mc2 FROM wide_tiny_llama "
+                    "WHERE metric_acc_arc_easy IS NOT NULL")
+    assert len(view) == summary.archs
+
+
+def test_profile_cli_bad_flags(capsys, tiny) -> None:
+    space, data = tiny
+    capsys.readouterr()  # the fixture's own output
+    for argv, fragment in ((["--metrics", "ppl,speed"], "--metrics"), (["--shard", "x"], "--shard"),
+                           (["--tasks", "arc_easy,nope", "--metrics", "acc"], "--tasks")):
+        code = main(["profile", space.path, "--n", "1", "--data-dir", str(data), "--db",
+                     str(data / "x.duckdb"), *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
