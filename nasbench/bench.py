@@ -11,7 +11,7 @@ import torch
 from nasbench.errors import NasBenchError
 from nasbench.space import SearchSpace
 
-__all__ = ["bench_slicing", "bench_importance"]
+__all__ = ["bench_slicing", "bench_importance", "bench_profile", "matmul_flops_per_s"]
 
 
 def _forward_seconds(model: torch.nn.Module, ids: torch.Tensor) -> float:
@@ -113,6 +113,52 @@ def bench_importance(space: SearchSpace, tokens: int = 4096, seq_len: int = 512,
         "scoring_tokens_per_s": windows.numel() / statistics.median(scoring_s),
         "tokens": int(windows.numel()),
         "schemes": len(SCHEMES),
+        "dtype": str(dtype).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def matmul_flops_per_s(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repeats: int = 10) -> float:
+    """This machine's measured dense matmul rate (n x n @ n x n, best of ``repeats``), in FLOP/s."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.matmul(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def bench_profile(space: SearchSpace, ppl_tokens: int = 2048, seq_len: int = 512, latency_seq_len: int = 128,
+                  repeats: int = 20, data_dir: Any = None, dtype: torch.dtype = torch.bfloat16) -> dict[str, Any]:
+    """Perplexity-eval throughput of the largest arch as a fraction of (measured matmul rate / its FLOPs per token),
+    and the coefficient of variation of its dense latency over ``repeats``."""
+    from nasbench import data
+    from nasbench.models import load_tokenizer
+    from nasbench.profile.latency import measure_latency
+    from nasbench.profile.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
+    from nasbench.supernet import Supernet
+
+    supernet = Supernet.from_space(space, dtype=dtype)
+    arch = space.largest()
+    source = space.data.get("perplexity", WIKITEXT2_TEST)
+    ids = windows(tokenize_corpus(load_tokenizer(space.model), data.read_text(source, data_dir)), seq_len, ppl_tokens)
+    supernet.set_sub_network(arch)
+    perplexity(supernet, ids[:1])  # warm-up
+    result = perplexity(supernet, ids)
+    rate = matmul_flops_per_s(dtype)
+    flops = space.flops(arch, seq_len)
+    latency = measure_latency(supernet.extract(arch), seq_len=latency_seq_len, repeats=repeats)
+    return {
+        "bench": "profile",
+        "space": space.name,
+        "flop_bound_fraction": result.tokens_per_s * flops / rate,
+        "latency_cv": latency.cv,
+        "ppl_tokens_per_s": result.tokens_per_s,
+        "matmul_gflops": rate / 1e9,
+        "flops_per_token": flops,
+        "latency_ms": latency.median_ms,
         "dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
     }

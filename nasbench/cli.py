@@ -179,11 +179,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     if args.what == "slicing":
         result = bench.bench_slicing(space, n=args.n, seed=args.seed, seq_len=args.seq_len, batch=args.batch)
-    else:
+    elif args.what == "importance":
         from nasbench import data
 
         result = bench.bench_importance(space, tokens=args.tokens, seq_len=args.seq_len,
                                         data_dir=data.data_dir(args.data_dir))
+    else:
+        from nasbench import data
+
+        result = bench.bench_profile(space, ppl_tokens=args.ppl_tokens, seq_len=args.seq_len,
+                                     data_dir=data.data_dir(args.data_dir))
     print(json.dumps(result))
     return 0
 
@@ -217,6 +222,15 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     with Store(args.out) as store:
         added = store.merge(args.inputs)
     print(json.dumps({"merge": str(args.out), "new_rows": added}))
+    return 0
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.profile.accuracy import TASKS, write_tasks
+
+    out = write_tasks(data.data_dir(args.data_dir), args.out)
+    print(f"wrote {len(TASKS)} task files to {out}: lm_eval --include_path {out} --tasks {','.join(TASKS)}")
     return 0
 
 
@@ -342,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", metavar="i/n", help="profile every n-th arch starting at i")
     p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
     p.set_defaults(func=_cmd_profile)
+    p = verbs.add_parser("tasks", help="write the local lm-eval task YAMLs (for lm_eval --include_path)")
+    p.add_argument("out", metavar="DIR")
+    p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
+    p.set_defaults(func=_cmd_tasks)
     p = verbs.add_parser("merge", help="merge shard DBs into one, without duplicates")
     p.add_argument("out", metavar="OUT")
     p.add_argument("inputs", nargs="+", metavar="IN")
@@ -359,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_verbs.add_parser("importance", help="importance scoring pass vs a plain forward over the same tokens")
     p.add_argument("space", metavar="SPACE")
     p.add_argument("--tokens", type=int, default=4096)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
+    p.set_defaults(func=_cmd_bench)
+
+    p = bench_verbs.add_parser("profile", help="perplexity throughput vs the matmul rate; latency CV")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--ppl-tokens", type=int, default=2048)
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
     p.set_defaults(func=_cmd_bench)
