@@ -45,7 +45,7 @@ def _cmd_space_show(args: argparse.Namespace) -> int:
     ref = space.reference
     print(f"{space.name} v{space.version}: {space.description}".rstrip(": "))
     print(f"model       {space.model.source} ({space.family})")
-    print(f"reference   " + ", ".join(f"{k}={getattr(ref, k)}" for k in (
+    print("reference   " + ", ".join(f"{k}={getattr(ref, k)}" for k in (
         "n_layers", "embed_dim", "n_heads", "n_kv_groups", "head_size", "intermediate_size", "vocab_size",
         "tied_head")))
     print("dimensions")

@@ -188,7 +188,6 @@ def layer_importance(model: nn.Module, windows: torch.Tensor, scheme: str = "blo
     ``block-drop``: increase of the mean next-token NLL over ``windows`` when the block is skipped (``nll`` computes
     the mean NLL of a model on windows; the project's perplexity function, so both agree).
     """
-    family = family_of(model)
     layers = _layers(model)
     if scheme == "block-importance":
         sums = torch.zeros(len(layers), dtype=torch.float64)

@@ -72,3 +72,25 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.fail(f"data directory not found: {path} (set NASBENCH_DATA_DIR)")
     return path
+
+
+@pytest.fixture
+def tiny_with_data(tmp_path: Path) -> tuple[Any, Path]:
+    """A tiny random llama space (nasbench.models.tiny_space) with its own data directory: a calibration text and a
+    WikiText-2 stand-in, both random words of the tiny tokenizer. Returns (space, data_dir)."""
+    import numpy as np
+
+    from nasbench.models import tiny_space
+    from nasbench.space import load_space
+
+    space = tiny_space(tmp_path, "llama", seed=2)
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    for name in ("calib.txt", "wikitext-2-raw/wiki.test.raw"):
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        (data / name).write_text(" ".join(f"w{i}" for i in rng.integers(3, 96, 3000)), encoding="utf-8")
+    doc = yaml.safe_load(Path(space.path).read_text(encoding="utf-8"))
+    doc["data"] = {"calibration": {"kind": "text", "path": "calib.txt"},
+                   "perplexity": {"kind": "text", "path": "wikitext-2-raw/wiki.test.raw"}}
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return load_space(tmp_path / "space.yaml"), data

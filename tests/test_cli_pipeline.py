@@ -4,31 +4,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pytest
 import torch
-import yaml
 from transformers import AutoModelForCausalLM
 
 from nasbench.cli import main
 from nasbench.space import arch_id, load_space
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    """A tiny llama space with a calibration and a perplexity source in its own data directory."""
-    from nasbench.models import tiny_space
-
-    space = tiny_space(tmp_path, "llama", seed=4)
-    rng = np.random.default_rng(1)
-    data = tmp_path / "data"
-    for name in ("calib.txt", "wikitext-2-raw/wiki.test.raw"):
-        (data / name).parent.mkdir(parents=True, exist_ok=True)
-        (data / name).write_text(" ".join(f"w{i}" for i in rng.integers(3, 96, 2000)), encoding="utf-8")
-    doc = yaml.safe_load(open(space.path))
-    doc["data"] = {"calibration": {"kind": "text", "path": "calib.txt"}}
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return load_space(tmp_path / "space.yaml"), data
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -37,10 +17,10 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_export_takes_a_sample_line_and_reloads(capsys, tiny, tmp_path) -> None:
+def test_export_takes_a_sample_line_and_reloads(capsys, tiny_with_data, tmp_path) -> None:
     from nasbench.supernet import Supernet
 
-    space, _ = tiny
+    space, _ = tiny_with_data
     code, line, _ = run(capsys, "space", "sample", space.path, "--n", "1", "--seed", "2")
     arch = json.loads(line)["arch"]
     code, out, err = run(capsys, "export", space.path, "--arch", line.strip(), "--out", str(tmp_path / "sub"))
@@ -54,11 +34,11 @@ def test_export_takes_a_sample_line_and_reloads(capsys, tiny, tmp_path) -> None:
     torch.testing.assert_close(model(input_ids=x).logits, supernet(input_ids=x).logits, atol=1e-5, rtol=1e-5)
 
 
-def test_importance_then_export_from_the_sorted_supernet(capsys, tiny, tmp_path) -> None:
+def test_importance_then_export_from_the_sorted_supernet(capsys, tiny_with_data, tmp_path) -> None:
     from nasbench.importance import load_importance, sub_network_indices
     from nasbench.supernet import Supernet
 
-    space, data = tiny
+    space, data = tiny_with_data
     sorted_dir, db = tmp_path / "sorted", tmp_path / "b.duckdb"
     code, out, err = run(capsys, "importance", space.path, "--scheme", "norm-mean", "--layers", "block-drop",
                          "--tokens", "256", "--seq-len", "32", "--out", str(sorted_dir), "--data-dir", str(data),
@@ -86,16 +66,16 @@ def test_importance_then_export_from_the_sorted_supernet(capsys, tiny, tmp_path)
     assert json.loads(out) == {"id": "sorted", "strategy": "importance-sorted", "checkpoint": str(sorted_dir)}
 
 
-def test_bench_slicing_ends_with_one_json_line(capsys, tiny) -> None:
-    space, _ = tiny
+def test_bench_slicing_ends_with_one_json_line(capsys, tiny_with_data) -> None:
+    space, _ = tiny_with_data
     code, out, err = run(capsys, "bench", "slicing", space.path, "--n", "2", "--seq-len", "16")
     assert code == 0, err
     figures = json.loads(out.strip().splitlines()[-1])
     assert figures["bench"] == "slicing" and figures["median_ratio"] > 0 and figures["tokens_per_s"] > 0
 
 
-def test_bench_importance_ends_with_one_json_line(capsys, tiny) -> None:
-    space, data = tiny
+def test_bench_importance_ends_with_one_json_line(capsys, tiny_with_data) -> None:
+    space, data = tiny_with_data
     code, out, err = run(capsys, "bench", "importance", space.path, "--tokens", "256", "--seq-len", "32",
                          "--data-dir", str(data))
     assert code == 0, err
@@ -103,8 +83,8 @@ def test_bench_importance_ends_with_one_json_line(capsys, tiny) -> None:
     assert figures["bench"] == "importance" and figures["ratio"] > 0 and figures["tokens"] == 256
 
 
-def test_importance_rpd_prints_the_table_and_a_json_line(capsys, tiny, tmp_path) -> None:
-    space, data = tiny
+def test_importance_rpd_prints_the_table_and_a_json_line(capsys, tiny_with_data, tmp_path) -> None:
+    space, data = tiny_with_data
     code, out, err = run(capsys, "importance", "rpd", space.path, "--n", "3", "--tokens", "128", "--ppl-tokens",
                          "128", "--seq-len", "32", "--schemes", "mean-mean", "--layers", "block-importance",
                          "--data-dir", str(data))

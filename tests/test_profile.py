@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import torch
-import yaml
 
 from nasbench.cli import main
 from nasbench.errors import NasBenchError
 from nasbench.profile.runner import ProfileConfig, parse_shard, profile, select_archs
-from nasbench.space import arch_id, load_space
+from nasbench.space import arch_id
 from nasbench.store import Store, connect_read_only
-
-
-@pytest.fixture
-def tiny(tmp_path):
-    from nasbench.models import tiny_space
-
-    space = tiny_space(tmp_path, "llama", seed=5)
-    rng = np.random.default_rng(2)
-    data = tmp_path / "data"
-    (data / "wikitext-2-raw").mkdir(parents=True)
-    (data / "wikitext-2-raw/wiki.test.raw").write_text(" ".join(f"w{i}" for i in rng.integers(3, 96, 3000)))
-    doc = yaml.safe_load(open(space.path))
-    doc["data"] = {"perplexity": {"kind": "text", "path": "wikitext-2-raw/wiki.test.raw"}}
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return load_space(tmp_path / "space.yaml"), data
 
 
 FAST = dict(ppl_tokens=256, seq_len=64, latency_seq_len=16, latency_repeats=3, dtype="float32")
@@ -42,8 +24,8 @@ def rows(db, sql="SELECT count(*) FROM measurements"):
         con.close()
 
 
-def test_select_archs_dedups_adds_extremes_and_shards(tiny) -> None:
-    space, _ = tiny
+def test_select_archs_dedups_adds_extremes_and_shards(tiny_with_data) -> None:
+    space, _ = tiny_with_data
     config = ProfileConfig(n=12, seed=1)
     archs = select_archs(space, config)
     ids = [arch_id(a) for a in archs]
@@ -55,8 +37,8 @@ def test_select_archs_dedups_adds_extremes_and_shards(tiny) -> None:
         parse_shard("3/3")
 
 
-def test_profile_writes_every_metric_and_resumes_without_duplicates(tiny, tmp_path) -> None:
-    space, data = tiny
+def test_profile_writes_every_metric_and_resumes_without_duplicates(tiny_with_data, tmp_path) -> None:
+    space, data = tiny_with_data
     db = tmp_path / "b.duckdb"
     config = ProfileConfig(n=3, seed=0, metrics=("ppl", "latency", "memory", "energy"), **FAST)
     first = profile(space, db, config, data_dir=data, progress=False)
@@ -78,14 +60,14 @@ def test_profile_writes_every_metric_and_resumes_without_duplicates(tiny, tmp_pa
     assert third.profiled == 1 and rows(db)[0][0] == first.rows
 
 
-def test_perplexity_in_the_db_equals_the_dense_model(tiny, tmp_path) -> None:
+def test_perplexity_in_the_db_equals_the_dense_model(tiny_with_data, tmp_path) -> None:
     from transformers import AutoModelForCausalLM
 
     from nasbench.models import load_tokenizer
     from nasbench.profile.perplexity import perplexity, tokenize_corpus, windows
     from nasbench.supernet import Supernet
 
-    space, data = tiny
+    space, data = tiny_with_data
     db = tmp_path / "b.duckdb"
     profile(space, db, ProfileConfig(n=2, seed=3, metrics=("ppl",), **FAST), data_dir=data, progress=False)
     supernet = Supernet(AutoModelForCausalLM.from_pretrained(space.model.hf), space)
@@ -97,8 +79,8 @@ def test_perplexity_in_the_db_equals_the_dense_model(tiny, tmp_path) -> None:
         assert value == pytest.approx(perplexity(dense, ids).ppl, rel=1e-5)
 
 
-def test_shards_merge_into_the_single_run(tiny, tmp_path, capsys) -> None:
-    space, data = tiny
+def test_shards_merge_into_the_single_run(tiny_with_data, tmp_path, capsys) -> None:
+    space, data = tiny_with_data
     config = dict(n=4, seed=2, metrics=("ppl",), **FAST)
     whole = tmp_path / "whole.duckdb"
     profile(space, whole, ProfileConfig(**config), data_dir=data, progress=False)
@@ -116,8 +98,8 @@ def test_shards_merge_into_the_single_run(tiny, tmp_path, capsys) -> None:
     assert view[0] == view[1] == view[2] == len(rows(whole, "SELECT DISTINCT arch_id FROM measurements"))
 
 
-def test_accuracy_rows_from_lm_eval(tiny, tmp_path, shared_data) -> None:
-    space, data = tiny
+def test_accuracy_rows_from_lm_eval(tiny_with_data, tmp_path, shared_data) -> None:
+    space, data = tiny_with_data
     for source in ("commonsense_eval", "mmlu", "truthfulqa", "lambada"):
         (data / source).symlink_to(shared_data / source)
     db = tmp_path / "b.duckdb"
@@ -134,8 +116,8 @@ def test_accuracy_rows_from_lm_eval(tiny, tmp_path, shared_data) -> None:
     assert len(view) == summary.archs
 
 
-def test_profile_cli_bad_flags(capsys, tiny) -> None:
-    space, data = tiny
+def test_profile_cli_bad_flags(capsys, tiny_with_data) -> None:
+    space, data = tiny_with_data
     capsys.readouterr()  # the fixture's own output
     for argv, fragment in ((["--metrics", "ppl,speed"], "--metrics"), (["--shard", "x"], "--shard"),
                            (["--tasks", "arc_easy,nope", "--metrics", "acc"], "--tasks")):

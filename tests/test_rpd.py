@@ -6,27 +6,9 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 
 from nasbench.rpd import PRETRAINED, run_rpd, supernet_id
-from nasbench.space import load_space
 from nasbench.store import connect_read_only
-
-
-@pytest.fixture
-def tiny_with_data(tmp_path):
-    from nasbench.models import tiny_space
-
-    space = tiny_space(tmp_path, "llama", seed=2)
-    rng = np.random.default_rng(0)
-    data = tmp_path / "data"
-    for name in ("calib.txt", "wikitext-2-raw/wiki.test.raw"):
-        (data / name).parent.mkdir(parents=True, exist_ok=True)
-        (data / name).write_text(" ".join(f"w{i}" for i in rng.integers(3, 96, 3000)), encoding="utf-8")
-    doc = yaml.safe_load(open(space.path))
-    doc["data"] = {"calibration": {"kind": "text", "path": "calib.txt"}}
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return load_space(tmp_path / "space.yaml"), data
 
 
 def test_rpd_rows_arithmetic_and_resume(tiny_with_data, tmp_path) -> None:

@@ -9,7 +9,6 @@ in-memory model (the sliced supernet or a dense model) through ``HFLM(pretrained
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
