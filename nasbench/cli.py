@@ -184,12 +184,33 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         result = bench.bench_importance(space, tokens=args.tokens, seq_len=args.seq_len,
                                         data_dir=data.data_dir(args.data_dir))
+    elif args.what == "train":
+        from nasbench.train import bench_train
+
+        result = bench_train(space, batch_size=args.batch_size, seq_len=args.seq_len)
     else:
         from nasbench import data
 
         result = bench.bench_profile(space, ppl_tokens=args.ppl_tokens, seq_len=args.seq_len,
                                      data_dir=data.data_dir(args.data_dir))
     print(json.dumps(result))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------- train
+def _cmd_train(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.space import load_space
+    from nasbench.train import train
+
+    space = load_space(args.space)
+    result = train(space, strategy=args.strategy, kd=args.kd, peft=args.peft, preset=args.preset, out=args.out,
+                   db=args.db, max_steps=args.max_steps, batch_size=args.batch_size, seq_len=args.seq_len,
+                   resume=args.resume, sorted_supernet=args.sorted_supernet, data_dir=data.data_dir(args.data_dir),
+                   seed=args.seed)
+    print(json.dumps({"train": result.supernet_id, "steps": result.steps, "tokens": result.tokens,
+                      "wall_time_s": round(result.wall_time_s, 1), "complete": result.complete,
+                      "losses": result.losses, "out": str(result.out)}))
     return 0
 
 
@@ -335,6 +356,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=_cmd_export)
 
+    from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRESETS, STRATEGIES
+
+    p = verbs.add_parser("train", help="fine-tune the supernet once (sandwich rule, KD, LoRA; resumable)")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--strategy", choices=STRATEGIES, default="sandwich")
+    p.add_argument("--kd", choices=KD_LOSSES, default="cosine", help="in-place distillation loss (default cosine)")
+    p.add_argument("--peft", choices=PEFT_MODES, default="lora")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="quick")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--sorted-supernet", metavar="DIR", help="the sorted supernet the importance-* strategies start from")
+    p.add_argument("--db", help="record the run in this DuckDB file's supernets table")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
+    p.set_defaults(func=_cmd_train)
+
     p = verbs.add_parser("profile", help="measure sub-networks into DuckDB (resumable, shardable)")
     p.add_argument("space", metavar="SPACE")
     p.add_argument("--supernet", metavar="DIR", help="a supernet directory (default: the pretrained base model)")
@@ -381,6 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
     p.set_defaults(func=_cmd_bench)
 
+    p = bench_verbs.add_parser("train", help="a sandwich step vs the dense steps of the same sub-networks")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.set_defaults(func=_cmd_bench)
     p = bench_verbs.add_parser("profile", help="perplexity throughput vs the matmul rate; latency CV")
     p.add_argument("space", metavar="SPACE")
     p.add_argument("--ppl-tokens", type=int, default=2048)

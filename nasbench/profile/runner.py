@@ -95,6 +95,18 @@ def select_archs(space: SearchSpace, config: ProfileConfig) -> list[dict[str, An
     return unique[i::n]
 
 
+def _supernet_id(directory: Path) -> str:
+    """A trained supernet's id as its training run recorded it (``train.json``), else the directory's name."""
+    import json
+
+    run = directory / "train.json"
+    if run.is_file():
+        recorded = json.loads(run.read_text(encoding="utf-8")).get("supernet_id")
+        if recorded:
+            return str(recorded)
+    return directory.name
+
+
 def _software() -> dict[str, str]:
     out = {}
     for package in ("torch", "transformers", "lm_eval", "nasbench"):
@@ -125,7 +137,7 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
         raise NasBenchError("--dtype", "must be bfloat16, float16 or float32", config.dtype)
     start = time.perf_counter()
     archs = select_archs(space, config)
-    supernet_id = PRETRAINED if supernet_dir is None else Path(supernet_dir).name
+    supernet_id = PRETRAINED if supernet_dir is None else _supernet_id(Path(supernet_dir))
     software = _software()
     device = config.device
     with Store(db) as store:

@@ -1,0 +1,551 @@
+"""The one fit loop: sampled sub-networks, in-place distillation, LoRA or full fine-tuning, resumable checkpoints,
+data parallel over processes (``torchrun`` / ``accelerate launch``), progress and the ``supernets`` row.
+
+One optimizer step: the sampler's picks (largest first when it is the teacher) each run forward + backward on every
+micro-batch of the step, their gradients accumulating in the same buffers; then (with several processes) gradients
+are averaged across processes, clipped, and AdamW steps under a warmup + cosine schedule.
+
+Data parallel: every process samples the same sub-networks (same seed, same sampler state), so the graphs match;
+each takes its own rows of the global micro-batch. Gradients are averaged by one all-reduce per step over the
+parameters that have a gradient (identical on every process, since the archs are). We do not wrap the model in
+``DistributedDataParallel``: with a different sub-network per backward, DDP would need ``find_unused_parameters`` and
+``no_sync`` for all but the last backward of a step; one explicit all-reduce after the last backward is the same
+arithmetic without the bucket bookkeeping.
+
+Checkpoints (``out/checkpoints/step-NNNNNN``) are written to a temporary directory and renamed, so a ``kill -9`` loses
+at most the steps since the last one: the trainable weights (safetensors), optimizer, scheduler, sampler state, data
+position, counters and, per process, the Python, numpy and torch RNG states. ``resume=True`` restores all of it and
+continues exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from nasbench.errors import NasBenchError
+from nasbench.importance import IMPORTANCE_FILE, Importance, load_importance
+from nasbench.space import SearchSpace
+from nasbench.supernet import Supernet
+from nasbench.train.config import (IMPORTANCE_STRATEGIES, KD_LOSSES, PEFT_MODES, STRATEGIES, TrainConfig,
+                                   config_from_dict, make_config)
+from nasbench.train.data import IGNORE_INDEX, TrainData, build_data
+from nasbench.train.distill import distill_loss, student_loss
+from nasbench.train.lora import apply_lora
+from nasbench.train.strategies import Pick, Sampler, make_sampler, sub_network_kwargs
+
+__all__ = ["TrainResult", "train", "lm_loss", "run_picks", "RUN_FILE", "CHECKPOINTS"]
+
+#: Written in ``out``: the run's identity and config (what ``resume`` checks).
+RUN_FILE = "train.json"
+#: Checkpoints live in ``out/CHECKPOINTS/step-NNNNNN``.
+CHECKPOINTS = "checkpoints"
+#: Options a resumed run may change; any other given option must equal the stored one.
+_RESUMABLE = ("steps", "stop_at", "checkpoint_every", "keep_checkpoints")
+
+
+@dataclass
+class TrainResult:
+    """What a training call did."""
+
+    supernet_id: str
+    steps: int
+    """Optimizer steps done in total (all calls of the run)."""
+    tokens: int
+    """Data tokens (non-padding, all processes) consumed in total; each is seen by every sampled sub-network."""
+    wall_time_s: float
+    """Training wall clock in total (all calls), without model loading."""
+    losses: dict[str, float]
+    """The last step's loss per sampled role (``largest``, ``smallest``, ``random``, ``bin<j>``, ``full``)."""
+    checkpoint: str | None
+    """The newest checkpoint directory."""
+    out: str
+    """The output directory; once the run is complete it is a ``from_pretrained`` supernet directory."""
+    complete: bool
+    """All ``steps`` are done and the final supernet is written (False after ``stop_at``)."""
+    history: list[dict[str, float]] = field(default_factory=list)
+    """Per step of this call: the losses per role (for tests and plots)."""
+
+
+# ---------------------------------------------------------------------------------------------------------- losses
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross entropy (float32) over the labelled positions (``labels != -100``)."""
+    shift = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    target = labels[:, 1:].reshape(-1).to(logits.device)
+    count = (target != IGNORE_INDEX).sum()
+    total = F.cross_entropy(shift, target, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / count.clamp(min=1)
+
+
+def run_picks(supernet: Supernet, picks: list[Pick], batch: dict[str, torch.Tensor], *, kd: str = "none",
+              teacher_first: bool = False, temperature: float = 1.0, alpha: float = 0.5,
+              precision: str = "bf16-mixed", importance: Importance | None = None, scale: float = 1.0) -> list[float]:
+    """Forward + backward of each pick on ``batch`` (gradients accumulate); returns each pick's loss.
+
+    With ``teacher_first`` the first pick (the largest) trains on the LM loss and, unless ``kd == "none"``, its
+    detached logits are the students' distillation target: ``(1 - alpha) * lm + alpha * kd``. Losses are multiplied
+    by ``scale`` before ``backward`` (``1 / grad_accum``). The supernet is reset afterwards.
+    """
+    autocast = (torch.autocast(batch["input_ids"].device.type, dtype=torch.bfloat16) if precision == "bf16-mixed"
+                else contextlib.nullcontext())
+    teacher: torch.Tensor | None = None
+    out = []
+    try:
+        for i, pick in enumerate(picks):
+            if pick.arch is None:
+                supernet.reset()
+            else:
+                supernet.set_sub_network(pick.arch, **sub_network_kwargs(pick.arch, importance))
+            with autocast:
+                logits = supernet(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  use_cache=False).logits
+            loss = lm_loss(logits, batch["labels"])
+            if teacher_first and i == 0:
+                if kd != "none":
+                    teacher = logits.detach()
+            elif teacher is not None:
+                loss = student_loss(loss, distill_loss(logits, teacher, kd, temperature,
+                                                       mask=batch["attention_mask"].bool()), alpha)
+            (loss * scale).backward()
+            out.append(float(loss.detach()))
+            del logits, loss
+    finally:
+        supernet.reset()
+    return out
+
+
+def _loss_keys(picks: list[Pick]) -> list[str]:
+    """One name per pick: its role, numbered when a role repeats (``random.1``, ``random.2``)."""
+    roles = [p.role for p in picks]
+    seen: dict[str, int] = {}
+    keys = []
+    for role in roles:
+        seen[role] = seen.get(role, 0) + 1
+        keys.append(f"{role}.{seen[role]}" if roles.count(role) > 1 else role)
+    return keys
+
+
+# ------------------------------------------------------------------------------------------------------ processes
+@dataclass(frozen=True)
+class _Procs:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def _processes() -> _Procs:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device("cuda", local) if cuda else torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        if cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if world > 1:
+        return _Procs(dist.get_rank(), dist.get_world_size(), device)
+    return _Procs(0, 1, device)
+
+
+# ----------------------------------------------------------------------------------------------------- the public
+def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str, out: str | Path,
+          db: str | Path | None = None, max_steps: int | None = None, batch_size: int | None = None,
+          seq_len: int | None = None, resume: bool = False, sorted_supernet: str | Path | None = None,
+          data_dir: str | Path | None = None, seed: int = 0, progress: bool = True, **overrides: Any) -> TrainResult:
+    """Fine-tune the space's supernet and write it to ``out`` (a ``from_pretrained`` directory, LoRA merged, plus
+    :data:`RUN_FILE`, ``adapter/`` for LoRA, ``importance.json`` for sorted supernets, and ``checkpoints/``).
+
+    ``strategy``: :data:`~nasbench.train.config.STRATEGIES`; the ``importance-*`` ones need ``sorted_supernet`` (a
+    directory written by ``nasbench importance SPACE --out DIR``). ``kd``: :data:`~nasbench.train.config.KD_LOSSES` (in-place
+    distillation from the largest sub-network; needs a strategy that runs it). ``peft``: ``lora`` or ``full``.
+    ``preset``: ``quick`` or ``paper``; ``max_steps``, ``batch_size``, ``seq_len``, ``seed`` and ``overrides``
+    (any :class:`~nasbench.train.config.TrainConfig` field) replace its values. ``db``: the DuckDB file whose
+    ``supernets`` table gets the run's row (updated at every checkpoint). ``resume``: continue from the newest
+    checkpoint in ``out`` (a fresh start when there is none).
+    """
+    if strategy not in STRATEGIES:
+        raise NasBenchError("--strategy", f"must be one of {', '.join(STRATEGIES)}", strategy)
+    if kd not in KD_LOSSES:
+        raise NasBenchError("--kd", f"must be one of {', '.join(KD_LOSSES)}", kd)
+    if peft not in PEFT_MODES:
+        raise NasBenchError("--peft", f"must be one of {', '.join(PEFT_MODES)}", peft)
+    if strategy in IMPORTANCE_STRATEGIES and sorted_supernet is None:
+        raise NasBenchError("--sorted-supernet", f"{strategy} starts from a sorted supernet directory (nasbench "
+                                                 f"importance SPACE --out DIR)", None, show_got=False)
+    if strategy not in IMPORTANCE_STRATEGIES and sorted_supernet is not None:
+        raise NasBenchError("--sorted-supernet", f"only the importance-* strategies train a sorted supernet; use "
+                                                 f"importance-{strategy} or leave it out", str(sorted_supernet))
+    if kd != "none" and strategy in ("standard", "random", "importance-random"):
+        raise NasBenchError("--kd", f"in-place distillation needs the largest sub-network in every step; {strategy} "
+                                    f"runs one network per step (use sandwich-type strategies or --kd none)", kd)
+    if not isinstance(resume, bool):
+        raise NasBenchError("--resume", "must be true or false", resume)
+    explicit = {k: v for k, v in dict(overrides, steps=max_steps, batch_size=batch_size, seq_len=seq_len,
+                                      seed=seed).items() if v is not None}
+    config = make_config(preset, **explicit)
+    out = Path(out)
+    sorted_dir = None if sorted_supernet is None else Path(sorted_supernet)
+    if sorted_dir is not None and not sorted_dir.is_dir():
+        raise NasBenchError("--sorted-supernet", "no such directory", str(sorted_dir))
+    identity = {"space": space.name, "space_hash": space.hash, "strategy": strategy, "kd": kd, "peft": peft,
+                "preset": preset, "sorted_supernet": None if sorted_dir is None else str(sorted_dir.resolve())}
+    run_file = out / RUN_FILE
+    if resume and run_file.is_file():
+        config, supernet_id = _resumed_config(run_file, identity, explicit)
+    else:
+        if run_file.is_file() and _checkpoints(out):
+            raise NasBenchError("--out", "holds a training run already: pass --resume to continue it, or choose "
+                                         "another directory", str(out))
+        supernet_id = _supernet_id(identity, config)
+    return _Run(space, config, identity, supernet_id, out, db, sorted_dir, data_dir, progress).fit(resume)
+
+
+def _supernet_id(identity: dict[str, Any], config: TrainConfig) -> str:
+    payload = json.dumps({"identity": identity, "config": config.to_dict()}, sort_keys=True)
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:8]
+    return f"{identity['space']}-{identity['strategy']}-{identity['kd']}-{identity['peft']}-{digest}"
+
+
+def _resumed_config(run_file: Path, identity: dict[str, Any], explicit: dict[str, Any]) -> tuple[TrainConfig, str]:
+    record = json.loads(run_file.read_text(encoding="utf-8"))
+    for key, value in identity.items():
+        if record["identity"].get(key) != value:
+            raise NasBenchError(f"--{key.replace('_', '-')}", f"differs from the run being resumed in "
+                                                              f"{run_file.parent} ({record['identity'].get(key)!r})",
+                                value)
+    stored = record["config"]
+    values = dict(stored, stop_at=None)
+    for key, value in explicit.items():
+        if key in _RESUMABLE:
+            values[key] = value
+        elif key in stored and (list(value) if isinstance(value, tuple) else value) != stored[key]:
+            raise NasBenchError(f"--{key.replace('_', '-')}", f"differs from the run being resumed ({stored[key]!r}); "
+                                                              f"only {', '.join(_RESUMABLE)} may change", value)
+    return config_from_dict(values), record["supernet_id"]
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    """Complete checkpoints (renamed from their temporary directory), oldest first."""
+    root = out / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"step-\d{6,}", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+# ---------------------------------------------------------------------------------------------------------- a run
+class _Run:
+    def __init__(self, space: SearchSpace, config: TrainConfig, identity: dict[str, Any], supernet_id: str,
+                 out: Path, db: str | Path | None, sorted_dir: Path | None, data_dir: str | Path | None,
+                 progress: bool) -> None:
+        self.space, self.config, self.identity, self.supernet_id = space, config, identity, supernet_id
+        self.out, self.db, self.sorted_dir, self.progress = out, db, sorted_dir, progress
+        self.procs = _processes()
+        self.strategy, self.kd, self.peft = identity["strategy"], identity["kd"], identity["peft"]
+        self.step = self.position = self.tokens = 0
+        self.wall = 0.0
+        self.losses: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+        self.last_checkpoint: Path | None = None
+        _seed_everything(config.seed)
+        self.importance: Importance | None = None
+        self.tokenizer = self._tokenizer()
+        self.data: TrainData = build_data(space, self.tokenizer, source=config.data_source, seq_len=config.seq_len,
+                                          packing=config.packing, data_dir=data_dir, seed=config.seed)
+        self.supernet = self._supernet()
+        self.sampler: Sampler = make_sampler(self.strategy, space, config, supernet=self.supernet,
+                                             importance=self.importance)
+        if self.peft == "lora":
+            torch.manual_seed(config.seed)  # the same adapters' initialisation on every process
+            self.supernet = apply_lora(self.supernet, config.lora_r, config.lora_alpha, config.lora_dropout)
+        else:
+            for p in self.supernet.parameters():
+                p.requires_grad_(True)
+        self.supernet.to(self.procs.device)
+        if config.gradient_checkpointing:
+            self.supernet.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.params = [(n, p) for n, p in self.supernet.model.named_parameters() if p.requires_grad]
+        self._broadcast_params()
+        decay = [p for n, p in self.params if p.ndim >= 2]
+        no_decay = [p for n, p in self.params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": config.weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=config.betas)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+
+    # -- setup --------------------------------------------------------------------------------------------------------
+    def _tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        from nasbench.models import load_tokenizer
+
+        if self.sorted_dir is not None and any((self.sorted_dir / f).is_file()
+                                               for f in ("tokenizer.json", "tokenizer_config.json")):
+            return AutoTokenizer.from_pretrained(self.sorted_dir, local_files_only=True)
+        return load_tokenizer(self.space.model)
+
+    def _supernet(self) -> Supernet:
+        from transformers import AutoModelForCausalLM
+
+        from nasbench.models import load_base_model
+
+        if self.sorted_dir is None:
+            return Supernet(load_base_model(self.space.model, dtype=torch.float32), self.space)
+        self.importance = load_importance(self.sorted_dir)
+        if self.importance is None or not self.importance.layers:
+            raise NasBenchError("--sorted-supernet", f"needs {IMPORTANCE_FILE} with layer scores (written by nasbench "
+                                                     f"importance SPACE --out DIR)", str(self.sorted_dir))
+        model = AutoModelForCausalLM.from_pretrained(self.sorted_dir, dtype=torch.float32, local_files_only=True)
+        return Supernet(model, self.space)
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.config
+        if step < c.warmup_steps:
+            return (step + 1) / c.warmup_steps
+        span = max(1, c.steps - c.warmup_steps)
+        progress = min(1.0, (step - c.warmup_steps) / span)
+        return c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _broadcast_params(self) -> None:
+        if self.procs.world > 1:
+            with torch.no_grad():
+                for _, p in self.params:
+                    dist.broadcast(p.data, src=0)
+
+    # -- the loop -----------------------------------------------------------------------------------------------------
+    def fit(self, resume: bool) -> TrainResult:
+        c, procs = self.config, self.procs
+        if resume:
+            self._load_latest()
+        if procs.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._write_run_file()
+            self._store()
+        stop = c.steps if c.stop_at is None else min(c.steps, c.stop_at)
+        bar = tqdm(total=c.steps, initial=self.step, unit="step", desc=f"train {self.strategy}",
+                   disable=not (self.progress and procs.main), dynamic_ncols=True)
+        self.supernet.train()
+        try:
+            while self.step < stop:
+                start = time.perf_counter()
+                step_tokens = self._train_step()
+                seconds = time.perf_counter() - start
+                self.wall += seconds
+                self.tokens += step_tokens
+                self.step += 1
+                self.history.append(dict(self.losses))
+                bar.update(1)
+                bar.set_postfix_str(f"{step_tokens / seconds:,.0f} tok/s " +
+                                    " ".join(f"{k}={v:.3f}" for k, v in self.losses.items()))
+                if self.step % c.checkpoint_every == 0 or self.step == stop:
+                    self._checkpoint()
+        finally:
+            bar.close()
+            self.supernet.reset()
+        complete = self.step >= c.steps
+        if complete:
+            self._finish()
+        return TrainResult(self.supernet_id, self.step, self.tokens, self.wall, dict(self.losses),
+                           None if self.last_checkpoint is None else str(self.last_checkpoint), str(self.out),
+                           complete, self.history)
+
+    def _micro_batches(self) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
+        """This process's rows of each micro-batch of the step, and the step's global token count per batch."""
+        c, procs = self.config, self.procs
+        for _ in range(c.grad_accum):
+            rows = self.data.rows(self.position, c.batch_size * procs.world)
+            self.position += len(rows)
+            tokens = int(self.data.attention_mask[rows].sum())
+            local = rows[procs.rank * c.batch_size:(procs.rank + 1) * c.batch_size]
+            batch = {k: v.to(procs.device) for k, v in self.data.batch(local).items()}
+            yield batch, tokens
+
+    def _train_step(self) -> int:
+        c = self.config
+        picks = self.sampler.step()
+        keys = _loss_keys(picks)
+        losses = dict.fromkeys(keys, 0.0)
+        tokens = 0
+        for batch, batch_tokens in self._micro_batches():
+            tokens += batch_tokens
+            values = run_picks(self.supernet, picks, batch, kd=self.kd, teacher_first=self.sampler.teacher,
+                               temperature=c.kd_temperature, alpha=c.kd_alpha, precision=c.precision,
+                               importance=self.importance, scale=1.0 / c.grad_accum)
+            for key, value in zip(keys, values):
+                losses[key] += value / c.grad_accum
+        self._all_reduce_grads()
+        if c.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_([p for _, p in self.params], c.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.losses = losses
+        return tokens
+
+    def _all_reduce_grads(self) -> None:
+        if self.procs.world == 1:
+            return
+        grads = [p.grad for _, p in self.params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch._utils._flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= self.procs.world
+        for g, synced in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+            g.copy_(synced)
+
+    # -- checkpoints --------------------------------------------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        procs, root = self.procs, self.out / CHECKPOINTS
+        final = root / f"step-{self.step:06d}"
+        tmp = root / f".tmp-step-{self.step:06d}"
+        if procs.main:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        procs.barrier()
+        torch.save(_rng_state(), tmp / f"rng-{procs.rank}.pt")
+        procs.barrier()
+        if procs.main:
+            weights = {n: p.detach().contiguous().cpu() for n, p in self.params}
+            save_file(weights, str(tmp / "trainable.safetensors"))
+            torch.save({"step": self.step, "position": self.position, "tokens": self.tokens, "wall_time_s": self.wall,
+                        "losses": self.losses, "world": procs.world, "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict()},
+                       tmp / "state.pt")
+            for f in tmp.iterdir():
+                _fsync(f)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _fsync(root)
+            for old in _checkpoints(self.out)[:-self.config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+            self._store(checkpoint=final)
+        self.last_checkpoint = final
+        procs.barrier()
+
+    def _load_latest(self) -> None:
+        found = _checkpoints(self.out)
+        if not found:
+            return
+        path = found[-1]
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        if state["world"] != self.procs.world:
+            raise NasBenchError("--nproc-per-node", f"the checkpoint {path} was written by {state['world']} "
+                                                    f"processes; resume with as many", self.procs.world)
+        weights = load_file(str(path / "trainable.safetensors"))
+        with torch.no_grad():
+            for name, p in self.params:
+                p.copy_(weights[name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.step, self.position, self.tokens = state["step"], state["position"], state["tokens"]
+        self.wall, self.losses = state["wall_time_s"], state["losses"]
+        _set_rng_state(torch.load(path / f"rng-{self.procs.rank}.pt", weights_only=False))
+        self.last_checkpoint = path
+
+    # -- outputs ------------------------------------------------------------------------------------------------------
+    def _write_run_file(self) -> None:
+        record = {"supernet_id": self.supernet_id, "identity": self.identity, "config": self.config.to_dict(),
+                  "data_hash": self.data.data_hash, "data_rows": len(self.data), "data_dropped": self.data.dropped,
+                  "world": self.procs.world}
+        _atomic_write(self.out / RUN_FILE, json.dumps(record, indent=2) + "\n")
+
+    def _store(self, checkpoint: Path | None = None) -> None:
+        if self.db is None:
+            return
+        from nasbench.store import Store
+
+        base = self.identity["sorted_supernet"] or self.space.model.source
+        with Store(self.db) as store:
+            store.add_space(self.space)
+            store.add_supernet(self.supernet_id, self.space.name, base, strategy=self.strategy, kd=self.kd,
+                               peft=self.peft, data_hash=self.data.data_hash, steps=self.step, tokens=self.tokens,
+                               wall_time_s=self.wall,
+                               checkpoint=None if checkpoint is None else str(checkpoint),
+                               config={**self.config.to_dict(), "preset": self.identity["preset"],
+                                       "sorted_supernet": self.identity["sorted_supernet"]})
+
+    def _finish(self) -> None:
+        """Write the trained supernet to ``out`` (rank 0): adapters, then the merged model, tokenizer, importance."""
+        if self.procs.main:
+            model = self.supernet.model
+            if self.peft == "lora":
+                model.save_pretrained(self.out / "adapter")
+                model = model.merge_and_unload()
+                self.supernet = Supernet(model, self.space)
+            model.save_pretrained(self.out)
+            self.tokenizer.save_pretrained(self.out)
+            if self.sorted_dir is not None:
+                shutil.copyfile(self.sorted_dir / IMPORTANCE_FILE, self.out / IMPORTANCE_FILE)
+            self._store(checkpoint=self.out)
+        self.procs.barrier()
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
