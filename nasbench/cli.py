@@ -33,8 +33,28 @@ def _cmd_space_validate(args: argparse.Namespace) -> int:
 
     for path in args.paths:
         space = load_space(path)
-        print(f"ok  {path}  ({space.name} v{space.version}, {space.family}, {space.model.source})")
+        note = ""
+        if args.check_model:
+            note = "; " + _check_model(space)
+        print(f"ok  {path}  ({space.name} v{space.version}, {space.family}, {space.model.source}{note})")
     return 0
+
+
+def _check_model(space: Any) -> str:
+    """Cross-check ``model.reference`` against the model's own config where it can be loaded here."""
+    from nasbench.models import check_reference, load_config
+
+    try:
+        config = load_config(space.model)
+    except NasBenchError as exc:
+        if exc.where == "model.hf":  # a hub id not in the local cache: nothing to compare with offline
+            return "reference not checked: model not available offline"
+        raise
+    try:
+        check_reference(space.model, config)
+    except NasBenchError as exc:
+        raise NasBenchError(f"{space.path}:{exc.where}", exc.rule, exc.got, show_got=exc.show_got) from None
+    return "reference matches the model config"
 
 
 def _cmd_space_show(args: argparse.Namespace) -> int:
@@ -305,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     space_verbs = space.add_subparsers(dest="space_verb", required=True, parser_class=_Parser)
     p = space_verbs.add_parser("validate", help="exit 0 when every file is a valid search space")
     p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--check-model", action="store_true",
+                   help="also compare model.reference with the model's config where it loads offline")
     p.set_defaults(func=_cmd_space_validate)
     p = space_verbs.add_parser("show", help="dimensions, cardinality, smallest..largest params")
     p.add_argument("path", metavar="PATH")

@@ -20,6 +20,7 @@ from nasbench.space import DIMENSIONS, ModelSpec, SearchSpace, load_space
 __all__ = [
     "load_base_model",
     "load_tokenizer",
+    "load_config",
     "check_reference",
     "reference_from_config",
     "tiny_model",
@@ -89,6 +90,20 @@ def load_base_model(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> PreT
             raise _unreachable(spec, exc) from None
     check_reference(spec, model.config)
     return model.eval()
+
+
+def load_config(spec: ModelSpec) -> Any:
+    """The HF config of ``spec``'s model without its weights (GGUF metadata, a local directory or the local cache)."""
+    from transformers import AutoConfig
+
+    if spec.gguf_file:
+        directory, file = _gguf_path(spec)
+        return AutoConfig.from_pretrained(directory, gguf_file=file)
+    source = _hf_source(spec)
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise _unreachable(spec, exc) from None
 
 
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:

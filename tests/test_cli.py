@@ -152,3 +152,22 @@ def test_console_script_runs_as_a_module() -> None:
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == "nasbench: error: missing.yaml: file not found " \
                                                            "(got 'missing.yaml')"
+
+
+def test_validate_check_model_cross_checks_the_reference(capsys, tmp_path) -> None:
+    import yaml
+
+    from nasbench.models import tiny_space
+
+    space = tiny_space(tmp_path, "llama", seed=0)
+    code, out, err = run(capsys, "space", "validate", "--check-model", space.path)
+    assert code == 0 and "reference matches the model config" in out, err
+    doc = yaml.safe_load(open(space.path))
+    doc["model"]["reference"]["intermediate_size"] += 8
+    doc["dimensions"]["intermediate_size"] = {"int": {"low": 1, "high": doc["model"]["reference"]["intermediate_size"]}}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    code, _, err = run(capsys, "space", "validate", "--check-model", str(bad))
+    assert_one_line_error(code, err, f"{bad}:model.reference.intermediate_size", "disagrees with the model")
+    code, out, _ = run(capsys, "space", "validate", "--check-model", str(SPACES / "llama-3.1-8b.yaml"))
+    assert code == 0 and "not available offline" in out
