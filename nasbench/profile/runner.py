@@ -169,9 +169,10 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
             for arch, missing in todo:
                 layers = importance.layers_for(arch["n_layers"]) if importance and importance.layers else None
                 rows = _measure(space, supernet, tokenizer, arch, missing, config, evaluation, task_dir, layers)
+                before = store.count_measurements(space.name)
                 store.add_results(space, arch, [Measurement(**r, supernet_id=supernet_id, software=software)
                                                 for r in rows])
-                summary.rows += len(rows)
+                summary.rows += store.count_measurements(space.name) - before
                 bar.update()
                 elapsed_h = bar.format_dict["elapsed"] / 3600
                 bar.set_postfix(archs_per_h=f"{bar.n / elapsed_h:.0f}" if elapsed_h else "-")
