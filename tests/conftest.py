@@ -68,7 +68,7 @@ def write_space(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data directory: NASBENCH_DATA_DIR, else ../shared/data beside the repository."""
-    path = Path(os.environ.get("NASBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
+    path = Path(os.environ.get("NASBENCH_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
     if not path.is_dir():
         pytest.fail(f"data directory not found: {path} (set NASBENCH_DATA_DIR)")
     return path
