@@ -96,24 +96,22 @@ def load_config(spec: ModelSpec) -> Any:
     """The HF config of ``spec``'s model without its weights (GGUF metadata, a local directory or the local cache)."""
     from transformers import AutoConfig
 
-    if spec.gguf_file:
-        directory, file = _gguf_path(spec)
-        return AutoConfig.from_pretrained(directory, gguf_file=file)
-    source = _hf_source(spec)
-    try:
-        return AutoConfig.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise _unreachable(spec, exc) from None
+    return _from_source(AutoConfig, spec)
 
 
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     """The tokenizer that goes with :func:`load_base_model` (from the GGUF file or the ``hf:`` source)."""
+    return _from_source(AutoTokenizer, spec)
+
+
+def _from_source(auto: Any, spec: ModelSpec) -> Any:
+    """``auto.from_pretrained`` on the GGUF file or the ``hf:`` source, offline."""
     if spec.gguf_file:
         directory, file = _gguf_path(spec)
-        return AutoTokenizer.from_pretrained(directory, gguf_file=file)
+        return auto.from_pretrained(directory, gguf_file=file)
     source = _hf_source(spec)
     try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=True)
+        return auto.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise _unreachable(spec, exc) from None
 
