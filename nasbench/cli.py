@@ -455,6 +455,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
     p.set_defaults(func=_cmd_bench)
 
+    from nasbench._cli_benchmark import add_bench_verbs, add_verbs
+
+    add_verbs(verbs)
+    add_bench_verbs(bench_verbs)
+
     p = verbs.add_parser("sql", help="run a read-only SQL query on a benchmark DB")
     p.add_argument("query", metavar="QUERY")
     p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")

@@ -33,6 +33,7 @@ __all__ = [
     "Constraints",
     "SearchSpace",
     "load_space",
+    "parse_space",
     "arch_id",
     "canonical_json",
 ]
@@ -484,6 +485,82 @@ class SearchSpace:
                 total += attn + mlp + 4 * e  # two LayerNorms
         return total
 
+    def params_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """:meth:`params` of every row of an :meth:`encode` matrix at once (spaces without per-layer dimensions)."""
+        cols = self._columns(matrix)
+        ref = self.reference
+        e, layers, d = cols["embed_dim"], cols["n_layers"], cols["head_size"]
+        h, g, i = cols["n_heads"], cols["n_kv_groups"], cols["intermediate_size"]
+        total = ref.vocab_size * e * (1 if ref.tied_head else 2)
+        if self.family == "llama":
+            attn = e * h * d + 2 * e * g * d + h * d * e
+            if ref.attention_bias:
+                attn = attn + h * d + 2 * g * d + e
+            mlp = 3 * e * i + ((2 * i + e) if ref.mlp_bias else 0)
+            return total + e + layers * (attn + mlp + 2 * e)
+        attn = e * 3 * h * d + 3 * h * d + h * d * e + e
+        mlp = e * i + i + i * e + e
+        return total + 2 * e + layers * (attn + mlp + 4 * e)
+
+    def flops_matrix(self, matrix: np.ndarray, seq_len: int = 512) -> np.ndarray:
+        """:meth:`flops` of every row of an :meth:`encode` matrix at once (spaces without per-layer dimensions)."""
+        cols = self._columns(matrix)
+        e, layers, d = cols["embed_dim"], cols["n_layers"], cols["head_size"]
+        h, g, i = cols["n_heads"], cols["n_kv_groups"], cols["intermediate_size"]
+        mlp_mats = 3 if self.family == "llama" else 2
+        matmul = self.reference.vocab_size * e + layers * (e * h * d * 2 + 2 * e * g * d + mlp_mats * e * i)
+        attention = layers * (2 * 2 * h * d * (seq_len + 1) / 2)
+        return (2 * matmul + attention).astype(np.int64)
+
+    def valid_mask(self, matrix: np.ndarray) -> np.ndarray:
+        """:meth:`is_valid` of every row of an :meth:`encode` matrix at once (spaces without per-layer dimensions).
+
+        The same rules as :meth:`check`, written over columns so that a batch of 100k configs validates in
+        milliseconds; ``tests/test_space.py`` checks the two agree on valid and invalid archs.
+        """
+        x = np.asarray(matrix, dtype=np.float64)
+        ok = np.all(np.isfinite(x) & (x == np.floor(x)), axis=1) if x.size else np.ones(len(x), dtype=bool)
+        cols = self._columns(np.where(np.isfinite(x), x, 0))
+        ref = self.reference
+        for name in DIMENSIONS:
+            dim, v = self.dimensions[name], cols[name]
+            if name == "n_kv_groups" and self.family == "gpt_neox":
+                cols[name] = cols["n_heads"]  # as canonical(): no grouped-query attention in gpt_neox
+                continue
+            if dim.kind in ("int", "log_int"):
+                ok &= (v >= dim.values[0]) & (v <= dim.values[1])
+            else:
+                ok &= np.isin(v, dim.values)
+        bounds = {"embed_dim": ref.embed_dim, "n_layers": ref.n_layers, "head_size": ref.head_size,
+                  "n_kv_groups": ref.n_kv_groups if self.family == "llama" else ref.n_heads,
+                  "n_heads": ref.n_heads, "intermediate_size": ref.intermediate_size}
+        for name, high in bounds.items():
+            ok &= (cols[name] >= 1) & (cols[name] <= high)
+        h, g, e = cols["n_heads"], np.maximum(cols["n_kv_groups"], 1), cols["embed_dim"]
+        ok &= h % g == 0
+        if self.family == "llama":
+            ok &= h // g <= ref.n_heads // ref.n_kv_groups
+            ok &= e % np.maximum(h, 1) == 0
+        else:
+            ok &= h * cols["head_size"] == e
+        params = self.params_matrix(np.stack([cols[n] for n in DIMENSIONS], axis=1))
+        if self.constraints.min_params is not None:
+            ok &= params >= self.constraints.min_params
+        if self.constraints.max_params is not None:
+            ok &= params <= self.constraints.max_params
+        return ok
+
+    def _columns(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
+        if self.per_layer:
+            raise IllegalSubNetworkError(self.name, "batch operations need a space without per-layer dimensions",
+                                         ", ".join(self.per_layer))
+        x = np.asarray(matrix)
+        if x.ndim != 2 or x.shape[1] != len(DIMENSIONS):
+            raise IllegalSubNetworkError(self.name, f"a batch is an n x {len(DIMENSIONS)} matrix in the order "
+                                                    f"{', '.join(DIMENSIONS)}", x.shape)
+        x = x.astype(np.int64)
+        return {name: x[:, j] for j, name in enumerate(DIMENSIONS)}
+
     def flops(self, arch: Mapping[str, Any], seq_len: int = 512) -> int:
         """Forward FLOPs per token at context length ``seq_len``: 2 per multiply-add.
 
@@ -596,6 +673,17 @@ def load_space(path: str | Path) -> SearchSpace:
     path = Path(path)
     doc = _load_merged(path, stack=())
     return _parse(doc, str(path))
+
+
+def parse_space(text: str, where: str) -> SearchSpace:
+    """A space from merged YAML text (what the store records), e.g. to rebuild a benchmark's space from its DB."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidSpaceError(where, "malformed YAML", str(exc).splitlines()[0]) from None
+    if not isinstance(doc, dict):
+        raise InvalidSpaceError(where, "a search space is a YAML mapping", type(doc).__name__)
+    return _parse(doc, where)
 
 
 def _read_yaml(path: Path, where: str) -> dict[str, Any]:

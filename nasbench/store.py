@@ -22,7 +22,7 @@ from nasbench.space import DIMENSIONS, SearchSpace, arch_id, canonical_json
 
 __all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "Measurement", "Store", "connect_read_only", "view_name"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = "results/nasbench.duckdb"
 
 _DIMENSION_COLUMNS = ",\n    ".join(f"{d} INTEGER" for d in DIMENSIONS)
@@ -81,6 +81,60 @@ CREATE TABLE IF NOT EXISTS measurements (
     extra VARCHAR,
     created_at TIMESTAMP NOT NULL,
     UNIQUE (space, arch_id, supernet_id, metric, task, device, dtype, batch, seq_len)
+);
+-- schema 2: surrogate fidelity cards and optimizer comparisons
+CREATE TABLE IF NOT EXISTS surrogate_cards (
+    space VARCHAR NOT NULL,
+    supernet_id VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    transform VARCHAR NOT NULL,
+    n_train INTEGER NOT NULL,
+    n_test INTEGER NOT NULL,
+    kendall_tau DOUBLE,
+    spearman_rho DOUBLE,
+    r2 DOUBLE,
+    mae DOUBLE,
+    coverage_90 DOUBLE,
+    loso_kendall_tau DOUBLE,
+    loso_n INTEGER,
+    cv VARCHAR,
+    data_hash VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (space, supernet_id, metric)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    space VARCHAR NOT NULL,
+    supernet_id VARCHAR,
+    mode VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    seed INTEGER NOT NULL,
+    objectives VARCHAR NOT NULL,
+    max_evals INTEGER,
+    max_sim_time_s DOUBLE,
+    workers INTEGER,
+    n_evals INTEGER,
+    sim_time_s DOUBLE,
+    wall_time_s DOUBLE,
+    hv DOUBLE,
+    hv_norm DOUBLE,
+    igd DOUBLE,
+    front_share DOUBLE,
+    config VARCHAR,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_traces (
+    run_id VARCHAR NOT NULL,
+    eval INTEGER NOT NULL,
+    sim_time_s DOUBLE NOT NULL,
+    arch_id VARCHAR,
+    objectives VARCHAR,
+    hv DOUBLE,
+    hv_norm DOUBLE,
+    igd DOUBLE,
+    front_share DOUBLE,
+    PRIMARY KEY (run_id, eval)
 );
 """
 
@@ -206,7 +260,7 @@ class Store:
 
         Returns the number of new rows per table. Sources are attached read-only.
         """
-        tables = ("spaces", "supernets", "architectures", "measurements")
+        tables = ("spaces", "supernets", "architectures", "measurements", "surrogate_cards", "runs", "run_traces")
         before = {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
         for i, source in enumerate(sources):
             source = Path(source)
@@ -218,11 +272,13 @@ class Store:
             self.con.execute(f"ATTACH {_literal(str(source))} AS {alias} (READ_ONLY)")
             try:
                 version = self.con.execute(f"SELECT value FROM {alias}.meta WHERE key = 'schema_version'").fetchone()
-                if version is None or int(version[0]) != SCHEMA_VERSION:
-                    raise StoreError(str(source), f"schema version must be {SCHEMA_VERSION}",
+                if version is None or not 1 <= int(version[0]) <= SCHEMA_VERSION:
+                    raise StoreError(str(source), f"schema version must be 1..{SCHEMA_VERSION}",
                                      None if version is None else version[0])
+                present = {r[0] for r in self.con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [alias]).fetchall()}
                 with self.transaction() as con:
-                    for table in tables:
+                    for table in (t for t in tables if t in present):
                         columns = ", ".join(r[0] for r in con.execute(f"DESCRIBE {table}").fetchall())
                         con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {alias}.{table} "
                                     "ON CONFLICT DO NOTHING")
@@ -246,6 +302,17 @@ class Store:
         with self.transaction() as con:
             con.execute(f"INSERT INTO supernets ({', '.join(columns)}) VALUES ({', '.join('?' * len(values))}) "
                         f"ON CONFLICT (id) DO UPDATE SET {updates}", values)
+
+    def add_cards(self, cards: Iterable[Any]) -> None:
+        """Insert or replace surrogate fidelity cards (one per space, supernet, metric)."""
+        columns = ["space", "supernet_id", "metric", "model", "transform", "n_train", "n_test", "kendall_tau",
+                   "spearman_rho", "r2", "mae", "coverage_90", "loso_kendall_tau", "loso_n", "cv", "data_hash"]
+        with self.transaction() as con:
+            for card in cards:
+                values = [getattr(card, c) for c in columns]
+                values[columns.index("cv")] = json.dumps(card.cv, sort_keys=True)
+                con.execute(f"INSERT OR REPLACE INTO surrogate_cards ({', '.join(columns)}, created_at) "
+                            f"VALUES ({', '.join('?' * len(columns))}, ?)", [*values, _now()])
 
     # -- reads ----------------------------------------------------------------------------------------------------
     def count_measurements(self, space: str) -> int:

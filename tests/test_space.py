@@ -262,3 +262,24 @@ def test_malformed_yaml_names_the_line(write_space) -> None:
     with pytest.raises(InvalidSpaceError) as info:
         load_space(path)
     assert info.value.where.startswith(f"{path}:") and "malformed YAML" in info.value.rule
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", "smollm2-135m-fixed-head", "pythia-410m", "llama-3.1-8b"])
+def test_batch_rules_and_counts_equal_the_per_arch_ones(name) -> None:
+    """valid_mask / params_matrix / flops_matrix (the vectorised query path) agree with check / params / flops on
+    valid archs and on archs with one dimension changed (often breaking a rule)."""
+    space = load_space(SPACES / f"{name}.yaml")
+    archs = space.sample(150, seed=1)
+    x = space.encode(archs)
+    assert (space.params_matrix(x) == [space.params(a) for a in archs]).all()
+    assert (space.flops_matrix(x) == [space.flops(a) for a in archs]).all()
+    rng = np.random.default_rng(0)
+    mutated = np.repeat(x, 8, axis=0)
+    for row in mutated:
+        j = int(rng.integers(len(DIMENSIONS)))
+        candidates = space.dimensions[DIMENSIONS[j]].candidates()
+        row[j] = rng.choice(candidates) if rng.random() < 0.7 else row[j] + rng.choice([-1, 1])
+    mask = space.valid_mask(mutated)
+    expected = [space.is_valid(dict(zip(DIMENSIONS, map(int, row)))) for row in mutated]
+    assert 0 < mask.sum() < len(mask)
+    assert mask.tolist() == expected

@@ -1,0 +1,163 @@
+"""The benchmark-side verbs of the CLI: ``fit``, ``query`` and ``bench query`` (parsers and handlers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from nasbench.errors import NasBenchError
+
+__all__ = ["add_verbs", "add_bench_verbs"]
+
+SHIPPED_DB = "results/smollm2-135m.duckdb"
+
+
+def _csv(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from nasbench.surrogate import Benchmark
+
+    cache = None if args.no_cache else args.cache
+    models = _csv(args.models) if args.models else None
+    kwargs = {"models": models} if models else {}
+    return Benchmark.open(args.db, args.space, args.supernet, device=args.device, cache=cache, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------------------ fit
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from nasbench.store import Store
+    from nasbench.surrogate import print_cards
+
+    bm = _open(args)
+    cards = bm.fit(_csv(args.metrics))
+    if not args.no_store:
+        with Store(args.db) as store:
+            stored = {r[0]: r[1] for r in store.con.execute(
+                "SELECT metric, data_hash FROM surrogate_cards WHERE space = ? AND supernet_id = ?",
+                [bm.space.name, bm.supernet_id]).fetchall()}
+            fresh = [c for c in cards if stored.get(c.metric) != c.data_hash]
+            if fresh:  # an unchanged card is not rewritten: the DB file stays byte-identical
+                store.add_cards(fresh)
+    if args.format == "json":
+        for card in cards:
+            print(json.dumps(asdict(card), sort_keys=True))
+    else:
+        print_cards(cards)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------- query
+def _read_archs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from nasbench.cli import _parse_arch
+
+    if (args.arch is None) == (args.file is None):
+        raise NasBenchError("--arch/--file", "give exactly one of them", None, show_got=False)
+    if args.arch is not None:
+        return [_parse_arch(args.arch)]
+    path = Path(args.file)
+    if not path.is_file():
+        raise NasBenchError("--file", "file not found", str(path))
+    archs = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                archs.append(_parse_arch(line))
+            except NasBenchError as exc:
+                raise NasBenchError(f"{path}:{n}", exc.rule, exc.got, show_got=exc.show_got) from None
+    if not archs:
+        raise NasBenchError("--file", "holds no archs (one JSON object per line)", str(path))
+    return archs
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    archs = _read_archs(args)
+    bm = _open(args)
+    frame = bm.query(archs, _csv(args.metrics), mode=args.mode, noise=args.noise, seed=args.seed)
+    for row in frame.to_dict("records"):
+        arch = {k[3:]: int(v) for k, v in row.items() if k.startswith("hp_")}
+        metrics = {k[7:]: _number(v) for k, v in row.items() if k.startswith("metric_")}
+        print(json.dumps({"arch_id": row["arch_id"], "arch": arch, "supernet_id": bm.supernet_id, **metrics,
+                          "source": str(row["source"])}))
+    return 0
+
+
+def _number(value: Any) -> Any:
+    value = float(value)
+    if math.isnan(value):
+        return None
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+# ---------------------------------------------------------------------------------------------------------- bench
+def _cmd_bench_query(args: argparse.Namespace) -> int:
+    from nasbench.surrogate._bench import bench_query
+
+    for flag, value in (("--n-batch", args.n_batch), ("--n-single", args.n_single)):
+        if value < 1:
+            raise NasBenchError(flag, "must be >= 1", value)
+    result = bench_query(args.db, args.space, args.supernet, _csv(args.metrics), n_batch=args.n_batch,
+                         n_single=args.n_single, cache=None if args.no_cache else args.cache,
+                         models=_csv(args.models))
+    print(json.dumps(result))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------------- parsers
+def _benchmark_args(p: argparse.ArgumentParser, db_default: str | None, space_flag: bool) -> None:
+    from nasbench.surrogate import CANDIDATES, DEFAULT_CACHE
+
+    if space_flag:
+        p.add_argument("--space", required=db_default is None, default=None if db_default is None else "smollm2-135m",
+                       help="a space YAML file or the name of a space stored in the DB")
+    p.add_argument("--db", default=db_default, required=db_default is None,
+                   help="benchmark DuckDB file" + (f" (default {db_default})" if db_default else ""))
+    p.add_argument("--supernet", help="supernet id (needed when the DB holds several for the space)")
+    p.add_argument("--device", help="use only measurements taken on this device (e.g. cpu)")
+    p.add_argument("--cache", default=DEFAULT_CACHE, help=f"surrogate cache directory (default {DEFAULT_CACHE}/)")
+    p.add_argument("--no-cache", action="store_true", help="fit in memory; read and write no cache files")
+    p.add_argument("--models", help=f"surrogate candidates cross-validation chooses from (default all: "
+                                    f"{','.join(CANDIDATES)})")
+
+
+def add_verbs(verbs: Any) -> None:
+    from nasbench.store import DEFAULT_DB
+    from nasbench.surrogate import MODES
+
+    p = verbs.add_parser("fit", help="fit cached surrogates (model chosen by cross-validation) and print their "
+                                     "fidelity cards")
+    _benchmark_args(p, None, space_flag=True)
+    p.add_argument("--metrics", help="comma list (default: the space's objectives), e.g. ppl,latency_ms,acc_avg")
+    p.add_argument("--no-store", action="store_true", help="do not write the cards into the DB's surrogate_cards")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=_cmd_fit)
+
+    p = verbs.add_parser("query", help="metrics of archs: measured where profiled, predicted elsewhere (JSON lines)")
+    p.add_argument("space", metavar="SPACE", help="a space YAML file or the name of a space stored in the DB")
+    p.add_argument("--arch", help="one arch as JSON (or a `space sample` line, or @file)")
+    p.add_argument("--file", help="JSONL file of archs (or of `space sample` lines)")
+    p.add_argument("--metrics", help="comma list (default: the space's objectives)")
+    p.add_argument("--mode", choices=MODES, default="auto",
+                   help="auto: measured else predicted; table: measured only; surrogate: predicted only")
+    p.add_argument("--noise", action="store_true", help="draw predictions from the predictive distribution")
+    p.add_argument("--seed", type=int, default=0, help="seed of --noise")
+    _benchmark_args(p, DEFAULT_DB, space_flag=False)
+    p.set_defaults(func=_cmd_query)
+
+
+def add_bench_verbs(bench_verbs: Any) -> None:
+    p = bench_verbs.add_parser("query", help="batched and single queries vs Syne Tune's add_surrogate")
+    _benchmark_args(p, SHIPPED_DB, space_flag=True)
+    p.add_argument("--metrics", help="comma list (default: the space's objectives, params excluded)")
+    p.add_argument("--n-batch", type=int, default=100_000)
+    p.add_argument("--n-single", type=int, default=200)
+    p.set_defaults(func=_cmd_bench_query)
+

@@ -1,0 +1,121 @@
+"""What a surrogate learns from: the measured rows of one (space, supernet), one column per metric.
+
+Metric names are the wide view's column names without ``metric_``: ``ppl``, ``latency_ms``, ``memory_mb``,
+``acc_arc_easy``, ``acc_norm_piqa``, ... plus ``acc_avg`` (the mean ``acc`` over the tasks this supernet was evaluated
+on; an arch counts only with all of them). ``params`` and ``flops`` are exact functions of the arch and are computed
+from the space, never learned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from nasbench.errors import NasBenchError
+from nasbench.space import SearchSpace
+
+__all__ = ["EXACT_METRICS", "LOG_METRICS", "WEIGHT_FREE_METRICS", "MeasuredTable", "is_maximized", "read_table",
+           "supernets_of"]
+
+EXACT_METRICS = ("params", "flops")
+"""Computed from the arch by the space's formulas (flops at seq_len 512, as the profiler stores them)."""
+
+WEIGHT_FREE_METRICS = ("latency_ms", "memory_mb", "energy_j")
+"""Measured on the dense extracted model: the same for every supernet (they depend on shapes, not weights), so a
+supernet without its own rows borrows them from the others."""
+
+LOG_METRICS = ("ppl", "latency_ms", "memory_mb", "energy_j", "cost_s")
+"""Positive metrics spanning orders of magnitude: modelled as log(value). Perplexities of untrained sub-networks
+run from 1e1 to 1e34."""
+
+_MAXIMIZED_PREFIXES = ("acc", "mc2")
+
+
+def is_maximized(metric: str) -> bool:
+    """Accuracies (acc*, mc2*) are better when higher; everything else is minimized."""
+    return metric.startswith(_MAXIMIZED_PREFIXES)
+
+
+@dataclass
+class MeasuredTable:
+    """Measured values of one (space, supernet): rows are archs (index ``arch_id``), columns are metrics."""
+
+    space: str
+    supernet_id: str
+    archs: dict[str, dict[str, Any]]
+    """arch_id -> canonical arch."""
+    values: pd.DataFrame
+    costs: pd.DataFrame
+    """Seconds each value took to measure (NaN where not recorded)."""
+    avg_tasks: tuple[str, ...]
+    """The tasks ``acc_avg`` averages."""
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.values.columns)
+
+    def column(self, metric: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(arch_ids, values, costs) of the archs that have ``metric``."""
+        values = self.values[metric].dropna()
+        return list(values.index), values.to_numpy(dtype=np.float64), \
+            self.costs.loc[values.index, metric].to_numpy(dtype=np.float64)
+
+    def data_hash(self, metric: str) -> str:
+        """Hash of what a surrogate of ``metric`` is fitted on: the arch ids, values and costs, in arch_id order."""
+        ids, values, costs = self.column(metric)
+        order = np.argsort(ids)
+        payload = json.dumps({"ids": [ids[i] for i in order], "values": values[order].tolist(),
+                              "costs": np.nan_to_num(costs[order], nan=-1.0).tolist(),
+                              "avg_tasks": list(self.avg_tasks) if metric == "acc_avg" else []})
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def supernets_of(con: duckdb.DuckDBPyConnection, space: str) -> list[str]:
+    """Supernets with weight-dependent measurements (ppl, accuracy) in ``space``, sorted."""
+    skip = (*WEIGHT_FREE_METRICS, *EXACT_METRICS)
+    rows = con.execute(f"SELECT DISTINCT supernet_id FROM measurements WHERE space = ? AND metric NOT IN "
+                       f"({', '.join('?' * len(skip))}) ORDER BY 1", [space, *skip]).fetchall()
+    return [r[0] for r in rows]
+
+
+def read_table(con: duckdb.DuckDBPyConnection, space: SearchSpace, supernet_id: str,
+               device: str | None = None) -> MeasuredTable:
+    """The latest value of every (arch, metric, task) of ``supernet_id``; weight-free metrics fall back to other
+    supernets' rows; ``device`` keeps only rows measured there."""
+    rows = con.execute(
+        "SELECT arch_id, supernet_id, metric, task, value, cost_s, created_at FROM measurements "
+        "WHERE space = ? AND value IS NOT NULL AND (? IS NULL OR device = ? OR device = '') "
+        f"AND (supernet_id = ? OR metric IN ({', '.join('?' * len(WEIGHT_FREE_METRICS))})) "
+        f"AND metric NOT IN ({', '.join('?' * len(EXACT_METRICS))})",
+        [space.name, device, device, supernet_id, *WEIGHT_FREE_METRICS, *EXACT_METRICS]).df()
+    if rows.empty:
+        raise NasBenchError("--supernet", f"no measurements of space {space.name!r} for this supernet"
+                                          + ("" if device is None else f" on device {device!r}"), supernet_id)
+    rows["own"] = rows["supernet_id"] == supernet_id
+    rows["name"] = np.where(rows["task"] == "", rows["metric"], rows["metric"] + "_" + rows["task"])
+    # own rows first, then the newest: the one kept per (arch, metric)
+    rows = rows.sort_values(["own", "created_at"], ascending=False).drop_duplicates(["arch_id", "name"])
+    values = rows.pivot(index="arch_id", columns="name", values="value")
+    costs = rows.pivot(index="arch_id", columns="name", values="cost_s").reindex_like(values)
+    acc = rows[(rows["metric"] == "acc") & rows["own"]]
+    avg_tasks = tuple(sorted(acc["task"].unique()))
+    if avg_tasks:
+        cols = [f"acc_{t}" for t in avg_tasks]
+        complete = values[cols].notna().all(axis=1)
+        values["acc_avg"] = values[cols].mean(axis=1).where(complete)
+        costs["acc_avg"] = costs[cols].sum(axis=1, min_count=1).where(complete)
+    ids = list(values.index)
+    archs = {r[0]: json.loads(r[1]) for r in con.execute(
+        "SELECT arch_id, arch FROM architectures WHERE space = ? AND arch_id IN (SELECT unnest(?))",
+        [space.name, ids]).fetchall()}
+    missing = [i for i in ids if i not in archs]
+    if missing:
+        raise NasBenchError("measurements", "every measured arch_id needs its row in architectures", missing[0])
+    return MeasuredTable(space.name, supernet_id, archs, values.sort_index(axis=1), costs.sort_index(axis=1),
+                         avg_tasks)

@@ -1,0 +1,115 @@
+"""The benchmark as a Syne Tune blackbox, for ``UserBlackboxBackend`` and any Syne Tune scheduler.
+
+One dummy fidelity (``step`` = 1): Syne Tune's simulator needs a fidelity axis; the benchmark has none. Objectives are
+``metric_<objective>`` and ``metric_cost_s``, the seconds the evaluation would have taken (the measured cost of the
+objectives, predicted for unmeasured archs): use it as the simulator's ``elapsed_time_attr``.
+
+Syne Tune samples every dimension independently, so a config may break a structural rule of the space (e.g. 9 heads
+with embed_dim 648 is fine, with 576 + 6 kv groups it is not). Such a config is not a network: it evaluates to the
+worst value of each objective in the measured table, at the simulator's minimum cost. It never joins a Pareto front,
+and the searchers restored in :mod:`nasbench.optimize` propose only valid archs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from syne_tune.blackbox_repository.blackbox import Blackbox
+from syne_tune.config_space import choice
+
+from nasbench.errors import IllegalSubNetworkError, NasBenchError
+from nasbench.space import DIMENSIONS
+from nasbench.surrogate._data import is_maximized
+
+__all__ = ["BenchmarkBlackbox", "COST", "FIDELITY"]
+
+FIDELITY = "step"
+COST = "metric_cost_s"
+
+
+class BenchmarkBlackbox(Blackbox):
+    """``mode="surrogate"``: every arch of the space; ``mode="table"``: measured archs only (others are invalid)."""
+
+    def __init__(self, benchmark: Any, objectives: list[str], mode: str = "surrogate", noise: bool = False) -> None:
+        if mode not in ("table", "surrogate"):
+            raise NasBenchError("--mode", "must be table or surrogate", mode)
+        if not objectives:
+            raise NasBenchError("--objectives", "needs at least one objective", "(empty)")
+        for o in objectives:
+            if o not in benchmark.metrics or o == "cost_s":
+                raise NasBenchError("--objectives", f"must be among {', '.join(m for m in benchmark.metrics if m != 'cost_s')}", o)
+        space = benchmark.space
+        super().__init__(configuration_space=space.to_syne_tune(), fidelity_space={FIDELITY: choice([1])},
+                         objectives_names=[f"metric_{o}" for o in objectives] + [COST])
+        self.benchmark, self.objectives, self.mode, self.noise = benchmark, objectives, mode, noise
+        self.minimize = [not is_maximized(o) for o in objectives]
+        measured = benchmark.measured()
+        keep = measured[[f"metric_{o}" for o in objectives]].notna().all(axis=1)
+        self.table = measured[keep].reset_index(drop=True)
+        """The measured archs with every objective: the true front in table mode, the worst values always."""
+        values = self.table[[f"metric_{o}" for o in objectives]].to_numpy(dtype=np.float64)
+        self.worst = np.where(self.minimize, values.max(axis=0), values.min(axis=0))
+        self._cache: dict[tuple[int, ...], np.ndarray] = {}
+
+    @property
+    def fidelity_values(self) -> np.ndarray:
+        return np.array([1])
+
+    def hyperparameters(self) -> pd.DataFrame:
+        """The measured archs as Syne Tune configs (table mode searches only these)."""
+        return self.table[[f"hp_{d}" for d in self.configuration_space]].rename(columns=lambda c: c[3:])
+
+    def is_valid(self, configuration: dict[str, Any]) -> bool:
+        try:
+            self.benchmark.space.from_syne_tune(configuration)
+        except IllegalSubNetworkError:
+            return False
+        return True
+
+    def evaluate(self, configuration: dict[str, Any], seed: int | None = None) -> np.ndarray:
+        """Objective values then cost, in :attr:`objectives_names` order."""
+        key = tuple(int(configuration[k]) for k in self.configuration_space)
+        if not self.noise and key in self._cache:
+            return self._cache[key]
+        try:
+            arch = self.benchmark.space.from_syne_tune(configuration)
+        except IllegalSubNetworkError:
+            return np.append(self.worst, 0.0)
+        frame = self.benchmark.query([arch], [*self.objectives, "cost_s"],
+                                     mode="table" if self.mode == "table" else "auto", noise=self.noise, seed=seed)
+        row = frame[[*(f"metric_{o}" for o in self.objectives), COST]].to_numpy(dtype=np.float64)[0]
+        if np.isnan(row[:-1]).any():  # table mode, unmeasured arch: not part of this benchmark
+            row = np.append(self.worst, 0.0)
+        if not self.noise:
+            self._cache[key] = row
+        return row
+
+    def _objective_function(self, configuration: dict[str, Any], fidelity: dict | None = None,
+                            seed: int | None = None) -> Any:
+        row = self.evaluate(configuration, seed)
+        if fidelity is None:
+            return row[None, :]
+        return dict(zip(self.objectives_names, row.tolist()))
+
+    def hyperparameter_objectives_values(self, predict_curves: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(X, y) of the measured archs, as Syne Tune's ``add_surrogate`` wants them (fidelity column included)."""
+        x = self.hyperparameters()
+        x[FIDELITY] = 1
+        y = pd.DataFrame(np.column_stack([self.table[[f"metric_{o}" for o in self.objectives]].to_numpy(),
+                                          self._table_costs()]), columns=self.objectives_names)
+        return x, y
+
+    def _table_costs(self) -> np.ndarray:
+        frame = self.benchmark.query(self.table[[f"hp_{d}" for d in DIMENSIONS]], [*self.objectives, "cost_s"],
+                                     mode="table")
+        return frame[COST].to_numpy(dtype=np.float64)
+
+    def objective_directions(self) -> list[str]:
+        return ["min" if m else "max" for m in self.minimize]
+
+    def __repr__(self) -> str:
+        return (f"BenchmarkBlackbox({self.benchmark.space.name}, {self.benchmark.supernet_id}, mode={self.mode}, "
+                f"objectives={self.objectives})")
+

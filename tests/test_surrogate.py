@@ -1,0 +1,292 @@
+"""Surrogates and the Benchmark API on a synthetic benchmark DB: cards, cache, queries, the Syne Tune blackbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nasbench.cli import main
+from nasbench.errors import IllegalSubNetworkError, NasBenchError
+from nasbench.space import arch_id, load_space
+from nasbench.store import Measurement, Store
+from nasbench.surrogate import Benchmark
+from nasbench.surrogate._regressors import make_regressor
+
+SPACE = Path(__file__).resolve().parents[1] / "spaces" / "smollm2-135m.yaml"
+FAST = ("extra-trees", "gp")
+
+
+def _truth(space, arch, supernet: str) -> dict[str, float]:
+    """A smooth synthetic benchmark: bigger is better and slower; the trained supernet is uniformly better."""
+    p = space.params(arch) / 1e6
+    shift = 0.0 if supernet == "pretrained" else -1.0
+    return {"ppl": float(np.exp(9.0 - p / 20.0 + shift)), "latency_ms": 20.0 + 1.5 * p + 3.0 * arch["n_layers"],
+            "acc_arc_easy": 0.25 + p / 400.0, "acc_piqa": 0.5 + p / 500.0}
+
+
+def _measurements(space, arch, supernet: str, rng: np.random.Generator) -> list[Measurement]:
+    a, t = arch_id(arch), _truth(space, arch, supernet)
+    noise = lambda: float(rng.normal(0, 0.01))  # noqa: E731
+    rows = [Measurement(a, supernet, "ppl", t["ppl"] * (1 + noise()), "perplexity", device="cpu", seq_len=512,
+                        cost_s=2.0 + noise()),
+            Measurement(a, supernet, "acc", t["acc_arc_easy"] + noise(), "accuracy", task="arc_easy", device="cpu",
+                        cost_s=4.0),
+            Measurement(a, supernet, "acc_norm", t["acc_arc_easy"] - 0.05, "accuracy", task="arc_easy",
+                        device="cpu", cost_s=4.0),
+            Measurement(a, supernet, "acc", t["acc_piqa"] + noise(), "accuracy", task="piqa", device="cpu",
+                        cost_s=5.0)]
+    if supernet == "pretrained":  # latency is measured once, on the dense model
+        rows.append(Measurement(a, supernet, "latency_ms", t["latency_ms"] * (1 + noise()), "ms", device="cpu",
+                                dtype="bfloat16", batch=1, seq_len=128, cost_s=0.5))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def bench_db(tmp_path_factory) -> tuple[Path, object, list[dict]]:
+    """60 archs measured on two supernets (latency on the first only)."""
+    space = load_space(SPACE)
+    path = tmp_path_factory.mktemp("bench") / "bench.duckdb"
+    archs = space.sample(60, seed=4)
+    rng = np.random.default_rng(0)
+    with Store(path) as store:
+        store.add_space(space)
+        for supernet in ("pretrained", "trained"):
+            for arch in archs:
+                store.add_results(space, arch, _measurements(space, arch, supernet, rng))
+    return path, space, archs
+
+
+def _open(bench_db, tmp_path, supernet="pretrained", **kw) -> Benchmark:
+    path, space, _ = bench_db
+    return Benchmark.open(path, space.name, supernet, cache=tmp_path / "cache", models=kw.pop("models", FAST), **kw)
+
+
+def test_cards_rank_a_smooth_benchmark_well(bench_db, tmp_path) -> None:
+    bm = _open(bench_db, tmp_path)
+    cards = {c.metric: c for c in bm.fit(["ppl", "latency_ms", "acc_avg"])}
+    assert set(cards) == {"ppl", "latency_ms", "acc_avg"}
+    for card in cards.values():
+        assert card.n_train + card.n_test == 60 and card.n_test == 12
+        assert card.kendall_tau > 0.6, card
+        assert 0.0 <= card.coverage_90 <= 1.0
+        assert set(card.cv) == set(FAST)
+        assert card.model in FAST
+    assert cards["ppl"].transform == "log" and cards["acc_avg"].transform == "identity"
+    # the other supernet ranks archs the same way: its transfer tau is high; latency is shared, so no transfer
+    assert cards["ppl"].loso_kendall_tau > 0.6 and cards["ppl"].loso_n == 60
+    assert cards["latency_ms"].loso_kendall_tau is None
+
+
+def test_a_supernet_must_be_chosen_when_several_exist(bench_db, tmp_path) -> None:
+    path, space, _ = bench_db
+    with pytest.raises(NasBenchError, match="several supernets.*pretrained, trained"):
+        Benchmark.open(path, space.name, cache=None)
+    with pytest.raises(NasBenchError, match="must be one of pretrained, trained"):
+        Benchmark.open(path, space.name, "nope", cache=None)
+
+
+def test_latency_is_borrowed_by_a_supernet_without_its_own(bench_db, tmp_path) -> None:
+    path, space, archs = bench_db
+    trained = _open(bench_db, tmp_path, "trained")
+    pretrained = _open(bench_db, tmp_path, "pretrained")
+    a = trained.query(archs[:5], ["ppl", "latency_ms"], mode="table")
+    b = pretrained.query(archs[:5], ["ppl", "latency_ms"], mode="table")
+    np.testing.assert_array_equal(a["metric_latency_ms"], b["metric_latency_ms"])
+    assert (a["metric_ppl"] < b["metric_ppl"]).all()  # the trained supernet's own perplexities
+
+
+def test_table_rows_are_exact_and_unmeasured_archs_are_predicted(bench_db, tmp_path) -> None:
+    path, space, archs = bench_db
+    bm = _open(bench_db, tmp_path)
+    measured = bm.measured().set_index("arch_id")
+    out = bm.query(archs[:10], ["ppl", "acc_avg", "params", "flops"])
+    assert list(out["source"]) == ["table"] * 10
+    ids = [arch_id(space.canonical(a)) for a in archs[:10]]
+    assert list(out["arch_id"]) == ids
+    np.testing.assert_array_equal(out["metric_ppl"], measured.loc[ids, "metric_ppl"])
+    assert list(out["metric_params"]) == [space.params(a) for a in archs[:10]]
+    assert list(out["metric_flops"]) == [space.flops(a) for a in archs[:10]]
+
+    new = [a for a in space.sample(200, seed=99) if arch_id(space.canonical(a)) not in measured.index][:20]
+    auto = bm.query(new, ["ppl", "latency_ms"])
+    assert set(auto["source"]) == {"surrogate"}
+    assert auto[["metric_ppl", "metric_latency_ms"]].notna().all().all()
+    table = bm.query(new, ["ppl"], mode="table")
+    assert table["metric_ppl"].isna().all() and set(table["source"]) == {"missing"}
+    forced = bm.query(archs[:10], ["ppl"], mode="surrogate")
+    assert set(forced["source"]) == {"surrogate"}
+    assert not np.array_equal(forced["metric_ppl"], out["metric_ppl"])
+
+
+def test_batch_path_equals_single_path(bench_db, tmp_path) -> None:
+    """Large batches go through dedup + DuckDB sha256 arch ids; small ones through Python: same answers."""
+    _, space, _ = bench_db
+    bm = _open(bench_db, tmp_path)
+    archs = space.sample(150, seed=5)
+    frame = pd.DataFrame(archs * 2)  # duplicates exercise the dedup
+    batch = bm.query(frame, ["ppl", "latency_ms", "cost_s"])
+    single = pd.concat([bm.query([a], ["ppl", "latency_ms", "cost_s"]) for a in archs * 2], ignore_index=True)
+    assert list(batch["arch_id"]) == [arch_id(space.canonical(a)) for a in archs * 2]
+    pd.testing.assert_frame_equal(batch, single)
+    hp = bm.query(frame.add_prefix("hp_"), ["ppl"])  # hp_ columns are accepted too
+    np.testing.assert_array_equal(hp["metric_ppl"], batch["metric_ppl"])
+
+
+def test_noise_is_seeded_and_leaves_measured_values_alone(bench_db, tmp_path) -> None:
+    _, space, archs = bench_db
+    bm = _open(bench_db, tmp_path)
+    mixed = archs[:3] + space.sample(40, seed=11)
+    a = bm.query(mixed, ["ppl"], noise=True, seed=1)
+    b = bm.query(mixed, ["ppl"], noise=True, seed=1)
+    c = bm.query(mixed, ["ppl"], noise=True, seed=2)
+    plain = bm.query(mixed, ["ppl"])
+    pd.testing.assert_frame_equal(a, b)
+    predicted = (a["source"] == "surrogate").to_numpy()
+    assert predicted.sum() > 10
+    assert not np.allclose(a["metric_ppl"][predicted], c["metric_ppl"][predicted])
+    np.testing.assert_array_equal(a["metric_ppl"][~predicted], plain["metric_ppl"][~predicted])
+
+
+def test_cost_counts_an_evaluation_once(bench_db, tmp_path) -> None:
+    _, _, archs = bench_db
+    bm = _open(bench_db, tmp_path)
+    both = bm.query(archs[:2], ["acc_arc_easy", "acc_norm_arc_easy", "cost_s"], mode="table")
+    assert both["metric_cost_s"].tolist() == [4.0, 4.0]  # acc and acc_norm come from one lm-eval run
+    avg = bm.query(archs[:2], ["acc_avg", "cost_s"], mode="table")
+    assert avg["metric_cost_s"].tolist() == [9.0, 9.0]
+
+
+def test_invalid_configs_name_the_row_and_the_rule(bench_db, tmp_path) -> None:
+    _, space, archs = bench_db
+    bm = _open(bench_db, tmp_path)
+    rows = archs[:1] * 100 + [dict(archs[1], embed_dim=570)]
+    with pytest.raises(IllegalSubNetworkError, match=r"configs\[100\]\.embed_dim: must be choice"):
+        bm.query(pd.DataFrame(rows), ["ppl"])
+    with pytest.raises(IllegalSubNetworkError, match=r"configs\[0\]"):
+        bm.query([dict(archs[0], n_kv_groups=3, n_heads=2)], ["ppl"])  # 2 heads cannot form 3 kv groups
+    with pytest.raises(NasBenchError, match="--metrics"):
+        bm.query(archs[:1], ["ppl", "bleu"])
+    with pytest.raises(NasBenchError, match="--mode"):
+        bm.query(archs[:1], ["ppl"], mode="fast")
+
+
+def test_cache_is_reused_refitted_on_new_data_and_refuses_tampering(bench_db, tmp_path, monkeypatch) -> None:
+    import nasbench.surrogate.benchmark as benchmark_module
+
+    path, space, _ = bench_db
+    _open(bench_db, tmp_path).fit(["ppl"])
+    files = sorted((tmp_path / "cache" / space.name / "pretrained").iterdir())
+    assert [f.name for f in files] == ["ppl.joblib", "ppl.json"]
+    meta = json.loads(files[1].read_text())
+    assert meta["data_hash"] and meta["versions"]["scikit-learn"] and meta["card"]["metric"] == "ppl"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("refitted although the cache matches")
+
+    monkeypatch.setattr(benchmark_module, "fit_surrogate", refuse)
+    assert _open(bench_db, tmp_path).fit(["ppl"])[0].data_hash == meta["data_hash"]
+    monkeypatch.undo()
+
+    with Store(path) as store:  # new data: a changed value makes the cached model stale
+        store.con.execute("UPDATE measurements SET value = value * 2 WHERE metric = 'ppl' AND arch_id = "
+                          "(SELECT min(arch_id) FROM measurements)")
+    try:
+        card = _open(bench_db, tmp_path).fit(["ppl"])[0]
+        assert card.data_hash != meta["data_hash"]
+        assert json.loads(files[1].read_text())["data_hash"] == card.data_hash
+    finally:
+        with Store(path) as store:
+            store.con.execute("UPDATE measurements SET value = value / 2 WHERE metric = 'ppl' AND arch_id = "
+                              "(SELECT min(arch_id) FROM measurements)")
+
+    _open(bench_db, tmp_path).fit(["ppl"])
+    with open(files[0], "ab") as f:
+        f.write(b"tampered")
+    with pytest.raises(NasBenchError, match="file hash does not match its metadata"):
+        _open(bench_db, tmp_path).fit(["ppl"])
+
+
+def test_fast_prediction_paths_equal_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    x, x_new = rng.random((80, 6)) * 10, rng.random((300, 6)) * 10
+    y = np.sin(x).sum(axis=1) + 0.1 * rng.standard_normal(80)
+    boost = make_regressor("quantile-boosting", 0).fit(x, y)
+    for k, model in enumerate(boost.models):
+        np.testing.assert_allclose(boost._predict(k, x_new), model.predict(x_new.astype(np.float32)), rtol=1e-12)
+    gp = make_regressor("gp", 0).fit(x, y)
+    sk = gp.model.predict((x_new - gp.mu) / gp.sigma) * gp.y_sigma + gp.y_mu
+    np.testing.assert_allclose(gp.predict_mean(x_new), sk, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gp.predict_dist(x_new)[0], sk, rtol=1e-9, atol=1e-9)
+    forest = make_regressor("random-forest", 0).fit(x, y)
+    np.testing.assert_allclose(forest.predict_mean(x_new), forest.model.predict(x_new.astype(np.float32)),
+                               rtol=1e-12)
+
+
+def test_blackbox_answers_syne_tune(bench_db, tmp_path) -> None:
+    from syne_tune import StoppingCriterion, Tuner
+    from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
+    from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
+    from syne_tune.optimizer.schedulers.searchers.random_searcher import MultiObjectiveRandomSearcher
+    from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
+
+    _, space, archs = bench_db
+    bm = _open(bench_db, tmp_path)
+    bb = bm.blackbox(["ppl", "latency_ms"], mode="surrogate")
+    assert bb.objectives_names == ["metric_ppl", "metric_latency_ms", "metric_cost_s"]
+    config = {k: archs[0][k] for k in bb.configuration_space}
+    row = bb.objective_function(config)
+    assert row.shape == (1, 3)
+    measured = bm.query(archs[:1], ["ppl", "latency_ms"], mode="table")
+    np.testing.assert_array_equal(row[0, :2], measured[["metric_ppl", "metric_latency_ms"]].to_numpy()[0])
+    assert row[0, 2] == pytest.approx(2.0 + 0.5, abs=0.1)  # the measured cost of ppl + latency
+    broken = dict(config, n_heads=2, n_kv_groups=3)  # Syne Tune samples dimensions independently
+    assert not bb.is_valid(broken)
+    np.testing.assert_array_equal(bb.objective_function(broken), [[*bb.worst, 0.0]])
+
+    backend = UserBlackboxBackend(blackbox=bb, elapsed_time_attr="metric_cost_s")
+    # Syne Tune 0.16's RandomSearch baseline wraps a single-objective searcher: use the multi-objective one
+    scheduler = SingleFidelityScheduler(bb.configuration_space, metrics=["metric_ppl", "metric_latency_ms"],
+                                        do_minimize=True, random_seed=0,
+                                        searcher=MultiObjectiveRandomSearcher(bb.configuration_space, random_seed=0))
+    tuner = Tuner(trial_backend=backend, scheduler=scheduler, stop_criterion=StoppingCriterion(max_num_evaluations=12),
+                  n_workers=1, sleep_time=0, callbacks=[SimulatorCallback()], save_tuner=False,
+                  tuner_name="nasbench-test", results_update_interval=1e9, print_update_interval=1e9)
+    tuner.run()
+    assert tuner.tuning_status.num_trials_finished >= 10
+
+
+def test_cli_fit_query_and_bench(bench_db, tmp_path, capsys) -> None:
+    path, space, archs = bench_db
+    common = ["--db", str(path), "--supernet", "pretrained", "--cache", str(tmp_path / "c")]
+    assert main(["fit", "--space", space.name, "--metrics", "ppl,latency_ms", "--models", "extra-trees",
+                 *common]) == 0
+    out = capsys.readouterr().out
+    assert "ppl" in out and "latency_ms" in out and "extra-trees" in out
+    with Store(path) as store:
+        cards = store.query("SELECT metric, model, kendall_tau FROM surrogate_cards WHERE supernet_id = 'pretrained'")
+    assert set(cards["metric"]) >= {"ppl", "latency_ms"}
+
+    jsonl = tmp_path / "archs.jsonl"
+    jsonl.write_text("\n".join(json.dumps({"arch_id": "x", "arch": a}) for a in archs[:2]) + "\n")
+    assert main(["query", str(SPACE), "--file", str(jsonl), "--metrics", "ppl,params,cost_s", *common,
+                 "--models", "extra-trees"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["arch_id"] for r in lines] == [arch_id(space.canonical(a)) for a in archs[:2]]
+    assert all(r["source"] == "table" and r["params"] == space.params(a) for r, a in zip(lines, archs))
+
+    assert main(["query", space.name, "--arch", json.dumps(dict(archs[0], n_layers=99)), *common]) == 2
+    assert "n_layers" in capsys.readouterr().err
+    assert main(["query", space.name, *common]) == 2
+    assert "give exactly one" in capsys.readouterr().err
+    assert main(["fit", "--space", space.name, "--models", "svm", *common]) == 2
+    assert "--models" in capsys.readouterr().err
+
+    assert main(["bench", "query", "--space", space.name, *common, "--metrics", "ppl", "--n-batch", "500",
+                 "--n-single", "3"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["bench"] == "query" and result["batch_configs_per_s"] > 0 and result["single_query_ms"] > 0
+    assert result["vs_syne_tune_add_surrogate"] > 0
