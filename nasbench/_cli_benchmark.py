@@ -1,10 +1,12 @@
-"""The benchmark-side verbs of the CLI: ``fit``, ``query`` and ``bench query`` (parsers and handlers)."""
+"""The benchmark-side verbs of the CLI: ``fit``, ``query``, ``compare``, ``pareto``, ``bench query`` and ``bench
+compare`` (parsers and handlers)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +99,75 @@ def _number(value: Any) -> Any:
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
+# -------------------------------------------------------------------------------------------------------- compare
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from nasbench.optimize import CompareSettings, compare, write_report
+
+    objectives, methods = _csv(args.objectives) or [], _csv(args.methods) or []
+    for flag, value in (("--seeds", args.seeds), ("--max-evals", args.max_evals), ("--workers", args.workers),
+                        ("--processes", args.processes), ("--ehvi-max-evals", args.ehvi_max_evals)):
+        if value < 1:
+            raise NasBenchError(flag, "must be >= 1", value)
+    bm = _open(args)
+    blackbox = bm.blackbox(objectives, mode=args.mode)
+    settings = CompareSettings(space=bm.space.name, objectives=tuple(objectives), methods=tuple(methods),
+                               seeds=tuple(range(args.seeds)), max_evals=args.max_evals,
+                               max_sim_time_s=args.max_sim_time, workers=args.workers, mode=args.mode,
+                               supernet_id=bm.supernet_id, method_max_evals=(("ehvi", args.ehvi_max_evals),))
+    runs_db = args.runs_db or args.db
+    runs = compare(blackbox, settings, runs_db, true_table=blackbox.table, arch_id_of=blackbox.arch_id_of,
+                   processes=args.processes)
+    column = "hv_norm" if args.mode == "table" else "hv"
+    summary = runs.groupby("method").agg(runs=("seed", "count"), evals=("n_evals", "mean"),
+                                         hv=(column, "mean"), hv_sd=(column, "std"),
+                                         front_share=("front_share", "mean"), sim_time_s=("sim_time_s", "mean"))
+    print(f"{bm.space.name} / {bm.supernet_id}, {args.mode} mode, objectives {', '.join(objectives)}: "
+          f"final {column} (mean, sd over seeds)")
+    print(summary.reindex([m for m in methods if m in summary.index]).to_string(float_format=lambda v: f"{v:.4g}"))
+    if args.report:
+        written = write_report(runs_db, bm.space.name, objectives, args.report, mode=args.mode,
+                               supernet_id=bm.supernet_id)
+        print("report: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------------- pareto
+def _cmd_pareto(args: argparse.Namespace) -> int:
+    from nasbench.pareto import measured_front, plot_front
+    from nasbench.space import DIMENSIONS
+
+    result = measured_front(args.db, args.space, _csv(args.objectives) or [], where=args.where,
+                            supernet_id=args.supernet, device=args.device)
+    columns = ["arch_id", *(f"metric_{o}" for o in result.objectives), *(f"hp_{d}" for d in DIMENSIONS), "knee"]
+    front = result.front[columns]
+    if args.format == "csv":
+        sys.stdout.write(front.to_csv(index=False))
+    elif args.format == "json":
+        for row in front.to_dict("records"):
+            print(json.dumps({k: (_number(v) if k.startswith(("metric_", "hp_")) else v) for k, v in row.items()}))
+    else:
+        print(f"{len(front)} Pareto-optimal of {len(result.rows)} measured archs ({', '.join(result.objectives)}; "
+              f"{'min' if result.minimize[0] else 'max'}/{'min' if result.minimize[1] else 'max'})")
+        print(front.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+        knee = result.front[result.front["knee"]].iloc[0]
+        arch = {d: int(knee[f"hp_{d}"]) for d in DIMENSIONS}
+        print(f"knee: {result.knee_arch_id} -> nasbench export SPACE --arch '{json.dumps(arch)}' --out DIR")
+    if args.plot:
+        print(f"plot: {plot_front(result, args.plot)}", file=sys.stderr if args.format != "table" else sys.stdout)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------------- bench
+def _cmd_bench_compare(args: argparse.Namespace) -> int:
+    from nasbench.optimize import bench_compare
+
+    result = bench_compare(args.db, args.space, objectives=tuple(_csv(args.objectives) or []), mode=args.mode,
+                           seeds=args.seeds, max_evals=args.max_evals, ehvi_max_evals=args.ehvi_max_evals,
+                           processes=args.processes, supernet_id=args.supernet)
+    print(json.dumps(result))
+    return 0
+
+
 def _cmd_bench_query(args: argparse.Namespace) -> int:
     from nasbench.surrogate._bench import bench_query
 
@@ -152,8 +222,51 @@ def add_verbs(verbs: Any) -> None:
     _benchmark_args(p, DEFAULT_DB, space_flag=False)
     p.set_defaults(func=_cmd_query)
 
+    from nasbench.optimize.methods import METHODS
+
+    p = verbs.add_parser("compare", help="multi-objective optimizers in Syne Tune's simulator on the benchmark")
+    p.add_argument("space", metavar="SPACE", help="a space YAML file or the name of a space stored in the DB")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {','.join(METHODS)}")
+    _compare_args(p)
+    p.add_argument("--max-sim-time", type=float, help="simulated seconds per run")
+    p.add_argument("--workers", type=int, default=1, help="simulated parallel workers")
+    p.add_argument("--runs-db", help="DuckDB file for the runs and run_traces tables (default: --db)")
+    p.add_argument("--report", metavar="DIR", help="write HV curves, final fronts and the HV table here")
+    _benchmark_args(p, DEFAULT_DB, space_flag=False)
+    p.set_defaults(func=_cmd_compare)
+
+    p = verbs.add_parser("pareto", help="the Pareto front and knee of measured archs (never the surrogate)")
+    p.add_argument("--db", required=True, help="benchmark DuckDB file")
+    p.add_argument("--space", required=True, help="a space YAML file or the name of a space stored in the DB")
+    p.add_argument("--supernet", help="supernet id (needed when the DB holds several for the space)")
+    p.add_argument("--device", help="use only measurements taken on this device")
+    p.add_argument("--objectives", default="ppl,latency_ms", help="comma list (default ppl,latency_ms)")
+    p.add_argument("--where", help='SQL condition over the measured columns, e.g. "metric_latency_ms < 200"')
+    p.add_argument("--plot", metavar="OUT.png", help="draw all rows, the front and the knee")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=_cmd_pareto)
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--objectives", default="ppl,latency_ms", help="2 or 3 metrics (default ppl,latency_ms)")
+    p.add_argument("--mode", choices=("table", "surrogate"), default="table",
+                   help="table: profiled archs only; surrogate: the whole space")
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--max-evals", type=int, default=1000, help="evaluations per run (a table of N archs allows N)")
+    p.add_argument("--ehvi-max-evals", type=int, default=100,
+                   help="EHVI's cap (its GP refits make 1,000 evaluations take minutes per run)")
+    p.add_argument("--processes", type=int, default=2, help="runs in parallel processes")
+
 
 def add_bench_verbs(bench_verbs: Any) -> None:
+    from nasbench.optimize.methods import METHODS
+
+    p = bench_verbs.add_parser("compare", help=f"the full optimizer comparison ({len(METHODS)} methods x seeds x "
+                                               f"evals), timed")
+    _benchmark_args(p, SHIPPED_DB, space_flag=True)
+    _compare_args(p)
+    p.set_defaults(func=_cmd_bench_compare, mode="surrogate")
+
     p = bench_verbs.add_parser("query", help="batched and single queries vs Syne Tune's add_surrogate")
     _benchmark_args(p, SHIPPED_DB, space_flag=True)
     p.add_argument("--metrics", help="comma list (default: the space's objectives, params excluded)")

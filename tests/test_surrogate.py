@@ -226,7 +226,7 @@ def test_fast_prediction_paths_equal_sklearn() -> None:
                                rtol=1e-12)
 
 
-def test_blackbox_answers_syne_tune(bench_db, tmp_path) -> None:
+def test_blackbox_answers_syne_tune(bench_db, tmp_path, monkeypatch) -> None:
     from syne_tune import StoppingCriterion, Tuner
     from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
     from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
@@ -247,6 +247,7 @@ def test_blackbox_answers_syne_tune(bench_db, tmp_path) -> None:
     assert not bb.is_valid(broken)
     np.testing.assert_array_equal(bb.objective_function(broken), [[*bb.worst, 0.0]])
 
+    monkeypatch.setenv("SYNETUNE_FOLDER", str(tmp_path / "syne-tune"))  # not ~/syne-tune
     backend = UserBlackboxBackend(blackbox=bb, elapsed_time_attr="metric_cost_s")
     # Syne Tune 0.16's RandomSearch baseline wraps a single-objective searcher: use the multi-objective one
     scheduler = SingleFidelityScheduler(bb.configuration_space, metrics=["metric_ppl", "metric_latency_ms"],
@@ -290,3 +291,45 @@ def test_cli_fit_query_and_bench(bench_db, tmp_path, capsys) -> None:
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["bench"] == "query" and result["batch_configs_per_s"] > 0 and result["single_query_ms"] > 0
     assert result["vs_syne_tune_add_surrogate"] > 0
+
+
+def test_cli_compare_report_and_pareto(bench_db, tmp_path, capsys) -> None:
+    from nasbench.pareto import non_dominated_mask
+    from nasbench.store import connect_read_only
+
+    path, space, _ = bench_db
+    common = ["--db", str(path), "--supernet", "trained", "--cache", str(tmp_path / "c"), "--models", "extra-trees"]
+    runs_db = tmp_path / "runs.duckdb"
+    args = ["compare", space.name, "--methods", "rs,nsga2", "--seeds", "2", "--max-evals", "15", "--processes", "1",
+            "--runs-db", str(runs_db), "--report", str(tmp_path / "report"), *common]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "hv_norm" in out and "nsga2" in out
+    con = connect_read_only(runs_db)
+    runs = con.execute("SELECT method, seed, n_evals, hv_norm, supernet_id FROM runs ORDER BY 1, 2").fetchall()
+    n_traces = con.execute("SELECT count(*) FROM run_traces").fetchone()[0]
+    con.close()
+    assert [(r[0], r[1], r[2], r[4]) for r in runs] == [("nsga2", 0, 15, "trained"), ("nsga2", 1, 15, "trained"),
+                                                        ("rs", 0, 15, "trained"), ("rs", 1, 15, "trained")]
+    assert all(0 < r[3] <= 1 for r in runs) and n_traces == 60
+    for name in ("hv_vs_time.png", "hv_vs_evals.png", "fronts.png", "hv_table.md"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    assert main(args) == 0  # a rerun skips every stored run
+    con = connect_read_only(runs_db)
+    assert con.execute("SELECT count(*) FROM run_traces").fetchone()[0] == 60
+    con.close()
+    capsys.readouterr()
+    assert main(["compare", space.name, "--methods", "rs", "--seeds", "1", "--max-evals", "10", "--mode",
+                 "surrogate", "--processes", "1", "--runs-db", str(runs_db), *common]) == 0
+    assert "hv" in capsys.readouterr().out
+    assert main(["compare", space.name, "--methods", "rs,cmaes", "--runs-db", str(runs_db), *common]) == 2
+    assert "--methods" in capsys.readouterr().err
+
+    assert main(["pareto", "--db", str(path), "--space", space.name, "--supernet", "trained", "--objectives",
+                 "ppl,latency_ms,acc_avg", "--format", "json"]) == 0
+    front = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    y = np.array([[r["metric_ppl"], r["metric_latency_ms"], r["metric_acc_avg"]] for r in front])
+    assert non_dominated_mask(y, [True, True, False]).all() and sum(r["knee"] for r in front) == 1
+    assert main(["pareto", "--db", str(path), "--space", space.name, "--supernet", "trained", "--where",
+                 "metric_latency_ms <", "--plot", str(tmp_path / "f.png")]) == 2
+    assert "--where" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from syne_tune.blackbox_repository.blackbox import Blackbox
 from syne_tune.config_space import choice
 
 from nasbench.errors import IllegalSubNetworkError, NasBenchError
-from nasbench.space import DIMENSIONS
+from nasbench.space import DIMENSIONS, arch_id
 from nasbench.surrogate._data import is_maximized
 
 __all__ = ["BenchmarkBlackbox", "COST", "FIDELITY"]
@@ -67,6 +67,13 @@ class BenchmarkBlackbox(Blackbox):
         except IllegalSubNetworkError:
             return False
         return True
+
+    def arch_id_of(self, configuration: dict[str, Any]) -> str | None:
+        """arch_id of a config (None when it breaks a rule of the space)."""
+        try:
+            return arch_id(self.benchmark.space.from_syne_tune(configuration))
+        except IllegalSubNetworkError:
+            return None
 
     def evaluate(self, configuration: dict[str, Any], seed: int | None = None) -> np.ndarray:
         """Objective values then cost, in :attr:`objectives_names` order."""

@@ -1,0 +1,523 @@
+"""Run methods x seeds in Syne Tune's simulator on a benchmark blackbox; trace HV, IGD and front share into DuckDB.
+
+Each run is one ``Tuner`` over ``UserBlackboxBackend`` with ``SimulatorCallback`` and ``sleep_time=0``: simulated
+time advances by each evaluation's ``metric_cost_s``, real time only by the optimizer's own work. Syne Tune's
+per-trial output (its logger, its printed tables and the files it writes per tuning job) is silenced; one tqdm bar
+counts runs.
+
+Quality is measured in one space shared by all methods and seeds (:class:`Truth`): objectives minimised, perplexity
+as ln(ppl), then scaled so that the true table's front runs from 0 (ideal) to 1 (nadir) in each objective; the
+hypervolume reference point is 1.1 in every objective, so points far behind the front add nothing. In table mode the true front of the table gives
+``hv_norm`` (HV / HV of the true front), IGD to it, and the share of its archs found; in surrogate mode the whole
+space is searchable and no true front exists, so those three stay NULL and only ``hv`` is traced.
+
+Runs are resumable: a run's id hashes everything that determines it (space, supernet, mode, method, seed,
+objectives, budgets, workers, method options and a fingerprint of the true table), and ids already in ``runs`` are
+skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import random
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import multiprocessing
+import numpy as np
+
+from nasbench.errors import NasBenchError
+from nasbench.optimize.methods import LOG_SCALE, METHODS, make_scheduler
+from nasbench.pareto import hypervolume, non_dominated_mask, objective_directions
+
+__all__ = ["COST_METRIC", "REF_POINT", "CompareSettings", "RunResult", "Truth", "make_truth", "run_id", "run_one",
+           "measured_table", "compare", "bench_compare"]
+
+COST_METRIC = "metric_cost_s"
+"""The blackbox column holding each evaluation's simulated elapsed seconds."""
+REF_POINT = 1.1
+"""Hypervolume reference point in every normalised objective (0 = best measured, 1 = worst measured)."""
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """What a comparison runs: everything that goes into a run id."""
+
+    space: str
+    """Space name (as in the DB)."""
+    objectives: tuple[str, ...]
+    """Metric names without ``metric_`` (``("ppl", "latency_ms")``); directions follow the metric."""
+    methods: tuple[str, ...] = tuple(METHODS)
+    seeds: tuple[int, ...] = tuple(range(10))
+    max_evals: int = 1000
+    """Evaluations per run (a table of N archs allows at most N: the run then ends early)."""
+    max_sim_time_s: float | None = None
+    """Simulated-time budget per run, seconds; None: evaluations only."""
+    workers: int = 1
+    """Simulated parallel workers."""
+    mode: str = "table"
+    """``table``: only profiled archs; ``surrogate``: the whole space."""
+    supernet_id: str | None = None
+    method_max_evals: tuple[tuple[str, int], ...] = ()
+    """Per-method caps below ``max_evals`` (EHVI's GP refits make 1,000 evaluations too slow)."""
+    method_options: tuple[tuple[str, str], ...] = ()
+    """Per-method searcher options as JSON text, e.g. ``(("nsga2", '{"population_size": 50}'),)``."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("table", "surrogate"):
+            raise NasBenchError("--mode", "must be 'table' or 'surrogate'", self.mode)
+        if len(self.objectives) < 2:
+            raise NasBenchError("--objectives", "need at least two objectives", list(self.objectives))
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise NasBenchError("--methods", f"unknown method; known: {', '.join(METHODS)}", unknown)
+        if self.max_evals < 1:
+            raise NasBenchError("--max-evals", "must be at least 1", self.max_evals)
+        if self.workers < 1:
+            raise NasBenchError("--workers", "must be at least 1", self.workers)
+        if self.max_sim_time_s is not None and self.max_sim_time_s <= 0:
+            raise NasBenchError("--max-sim-time", "must be positive", self.max_sim_time_s)
+
+    @property
+    def metrics(self) -> list[str]:
+        return [f"metric_{o}" for o in self.objectives]
+
+    @property
+    def minimize(self) -> list[bool]:
+        return objective_directions(self.objectives)
+
+    def evals_for(self, method: str) -> int:
+        return min(self.max_evals, dict(self.method_max_evals).get(method, self.max_evals))
+
+    def options_for(self, method: str) -> dict[str, Any]:
+        return json.loads(dict(self.method_options).get(method, "{}"))
+
+
+@dataclass
+class Truth:
+    """The shared quality space and, in table mode, the true front.
+
+    Quality space: each objective minimised (maximised ones negated), perplexity as ln(ppl) (the cross-entropy:
+    sub-network perplexities span 1e1..1e30, so linear scaling would flatten every front but one point), then
+    scaled so the true front's ideal point is 0 and its nadir 1.
+    """
+
+    lower: np.ndarray
+    """Per objective, in transformed minimisation units: maps to 0."""
+    upper: np.ndarray
+    """Maps to 1."""
+    minimize: tuple[bool, ...]
+    log_scale: tuple[bool, ...]
+    front: np.ndarray | None = None
+    """True front in the quality space (table mode)."""
+    front_ids: frozenset[str] = frozenset()
+    hv: float | None = None
+    """HV of the true front (table mode)."""
+    fingerprint: str = ""
+    rows: list[dict[str, Any]] | None = None
+    """Table mode: the profiled archs as configs (dimension name -> value)."""
+    arch_ids: dict[tuple, str] = field(default_factory=dict)
+    """Table mode: config key -> arch_id."""
+
+    def transform(self, Y: Any) -> np.ndarray:
+        """Metric values -> minimised, log-scaled values (before the [ideal, nadir] scaling)."""
+        return _transform(Y, self.minimize, self.log_scale)
+
+    def normalize(self, Y: Any) -> np.ndarray:
+        span = np.where(self.upper > self.lower, self.upper - self.lower, 1.0)
+        return (self.transform(Y) - self.lower) / span
+
+
+def _transform(Y: Any, minimize: Sequence[bool], log_scale: Sequence[bool]) -> np.ndarray:
+    Y = np.array(Y, dtype=float, ndmin=2)
+    logged = np.asarray(log_scale, dtype=bool)
+    if logged.any():
+        if (Y[:, logged] <= 0).any():
+            raise NasBenchError("objectives", "log-scaled metrics (ppl) must be positive",
+                                Y[:, logged][(Y[:, logged] <= 0).any(axis=1)][:3].tolist())
+        Y[:, logged] = np.log(Y[:, logged])
+    return Y * np.where(np.asarray(minimize, dtype=bool), 1.0, -1.0)
+
+
+def _dimension_column(table: Any, name: str) -> str:
+    for column in (name, f"hp_{name}"):
+        if column in table.columns:
+            return column
+    raise NasBenchError("true table", f"no column for dimension {name!r} (nor hp_{name})", list(table.columns))
+
+
+def make_truth(settings: CompareSettings, config_space: dict[str, Any], true_table: Any = None,
+               bounds: tuple[Sequence[float], Sequence[float]] | None = None) -> Truth:
+    """The quality space and (table mode) the true front, from the true table.
+
+    ``true_table``: DataFrame with ``arch_id``, the ``metric_<objective>`` columns and the dimension columns (plain
+    or ``hp_``-prefixed); its front's ideal and nadir become 0 and 1. ``bounds``: (best, worst) per objective in
+    the metrics' own units, overriding the table's (needed in surrogate mode when no table is given).
+    """
+    from syne_tune.config_space import Domain
+
+    metrics, minimize = settings.metrics, tuple(settings.minimize)
+    log_scale = tuple(o in LOG_SCALE for o in settings.objectives)
+    if true_table is None and (settings.mode == "table" or bounds is None):
+        raise NasBenchError("true table", f"{settings.mode} mode needs the measured table"
+                            + ("" if settings.mode == "table" else " or explicit bounds"), None, show_got=False)
+    truth = Truth(lower=np.zeros(len(metrics)), upper=np.ones(len(metrics)), minimize=minimize, log_scale=log_scale)
+    table = None
+    if true_table is not None:
+        missing = [c for c in metrics + ["arch_id"] if c not in true_table.columns]
+        if missing:
+            raise NasBenchError("true table", "missing columns", missing)
+        table = true_table.dropna(subset=metrics).reset_index(drop=True)
+        if table.empty:
+            raise NasBenchError("true table", "no row has every objective measured", metrics)
+        T = truth.transform(table[metrics].to_numpy(dtype=float))
+        mask = non_dominated_mask(T, True)
+        truth.lower, truth.upper = T[mask].min(axis=0), T[mask].max(axis=0)
+        truth.fingerprint = hashlib.sha256(table[["arch_id"] + metrics].to_csv(index=False).encode()).hexdigest()[:16]
+    if bounds is not None:
+        B = truth.transform(np.asarray(bounds, dtype=float))
+        if B.shape != (2, len(metrics)):
+            raise NasBenchError("bounds", f"need (best, worst) with {len(metrics)} values each", bounds)
+        truth.lower, truth.upper = B.min(axis=0), B.max(axis=0)
+    if settings.mode == "table":
+        names = [k for k, v in config_space.items() if isinstance(v, Domain)]
+        cols = {n: _dimension_column(table, n) for n in names}
+        truth.rows = [{n: int(r[cols[n]]) for n in names} for _, r in table.iterrows()]
+        truth.arch_ids = {tuple(row[n] for n in names): str(a) for row, a in zip(truth.rows, table["arch_id"])}
+        F = truth.normalize(table[metrics].to_numpy(dtype=float))
+        mask = non_dominated_mask(F, True)
+        truth.front = F[mask]
+        truth.front_ids = frozenset(table["arch_id"][mask].astype(str))
+        truth.hv = hypervolume(truth.front, np.full(len(metrics), REF_POINT), True)
+    return truth
+
+
+@dataclass
+class RunResult:
+    """One finished run: the ``runs`` row and its per-evaluation ``run_traces`` rows."""
+
+    run: dict[str, Any]
+    traces: list[dict[str, Any]]
+
+
+def run_id(settings: CompareSettings, method: str, seed: int, fingerprint: str) -> str:
+    key = {"space": settings.space, "supernet_id": settings.supernet_id, "mode": settings.mode, "method": method,
+           "seed": seed, "objectives": list(settings.objectives), "max_evals": settings.evals_for(method),
+           "max_sim_time_s": settings.max_sim_time_s, "workers": settings.workers,
+           "options": settings.options_for(method), "table": fingerprint}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _quiet_syne_tune(tmp: str) -> Iterator[None]:
+    """Silence Syne Tune for one run: loggers, printed tables, and its tuner folder redirected to ``tmp``."""
+    names = ["syne_tune", "botorch", "gpytorch", "linear_operator"]
+    levels = {n: logging.getLogger(n).level for n in names}
+    old_folder = os.environ.get("SYNETUNE_FOLDER")
+    os.environ["SYNETUNE_FOLDER"] = tmp
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+        if old_folder is None:
+            os.environ.pop("SYNETUNE_FOLDER", None)
+        else:
+            os.environ["SYNETUNE_FOLDER"] = old_folder
+
+
+@contextlib.contextmanager
+def _float64(enabled: bool) -> Iterator[None]:
+    """EHVI's BoTorch GP needs double precision; restore the caller's default afterwards."""
+    if not enabled:
+        yield
+        return
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _seed_everything(seed: int) -> None:
+    # Syne Tune 0.16 samples random configs from the global numpy RNG (``Domain.sample()`` without a state) and
+    # the simulator backend draws from it too, so the run is reproducible only with the global RNG seeded.
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def run_one(blackbox: Any, settings: CompareSettings, method: str, seed: int, truth: Truth,
+            config_space: dict[str, Any] | None = None,
+            arch_id_of: Callable[[dict[str, Any]], str] | None = None) -> RunResult:
+    """Run ``method`` with ``seed`` on ``blackbox`` and compute its traces (no DB access)."""
+    from syne_tune import StoppingCriterion, Tuner
+    from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
+    from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
+
+    config_space = dict(config_space if config_space is not None else blackbox.configuration_space)
+    metrics, minimize = settings.metrics, settings.minimize
+    missing = [m for m in metrics + [COST_METRIC] if m not in blackbox.objectives_names]
+    if missing:
+        raise NasBenchError("blackbox", f"lacks objectives; has {blackbox.objectives_names}", missing)
+    max_evals = settings.evals_for(method)
+    _seed_everything(seed)
+    scheduler = make_scheduler(method, config_space, metrics, ["min" if m else "max" for m in minimize], seed,
+                               table_rows=truth.rows if settings.mode == "table" else None,
+                               **settings.options_for(method))
+    backend = UserBlackboxBackend(blackbox=blackbox, elapsed_time_attr=COST_METRIC)
+    stop = StoppingCriterion(max_num_trials_completed=max_evals, max_wallclock_time=settings.max_sim_time_s)
+    callback = SimulatorCallback()
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="nasbench-tuner-") as tmp, _quiet_syne_tune(tmp), \
+            _float64(method == "ehvi"):
+        tuner = Tuner(trial_backend=backend, scheduler=scheduler, stop_criterion=stop, n_workers=settings.workers,
+                      sleep_time=0, callbacks=[callback], results_update_interval=1e9, print_update_interval=1e9,
+                      save_tuner=False, tuner_name=f"{method}-{seed}",
+                      output_logger=_silent_logger())
+        tuner.run()
+        results = callback.dataframe()
+    wall = time.perf_counter() - start
+    results = results.sort_values(["st_tuner_time", "trial_id"], kind="stable").drop_duplicates("trial_id")
+    results = results.head(max_evals).reset_index(drop=True)
+    if settings.max_sim_time_s is not None:
+        results = results[results["st_tuner_time"] <= settings.max_sim_time_s].reset_index(drop=True)
+    names = [k for k in config_space if f"config_{k}" in results.columns]
+    configs = [{n: row[f"config_{n}"] for n in names} for _, row in results.iterrows()]
+    traces = _traces(results, configs, settings, truth, config_space, arch_id_of)
+    last = traces[-1] if traces else {}
+    final_front = [t["arch_id"] for t, keep in zip(traces, _front_mask(traces, settings, truth)) if keep]
+    rid = run_id(settings, method, seed, truth.fingerprint)
+    run = {
+        "run_id": rid, "space": settings.space, "supernet_id": settings.supernet_id, "mode": settings.mode,
+        "method": method, "seed": seed, "objectives": ",".join(settings.objectives), "max_evals": max_evals,
+        "max_sim_time_s": settings.max_sim_time_s, "workers": settings.workers, "n_evals": len(traces),
+        "sim_time_s": float(last.get("sim_time_s", 0.0)), "wall_time_s": wall, "hv": last.get("hv"),
+        "hv_norm": last.get("hv_norm"), "igd": last.get("igd"), "front_share": last.get("front_share"),
+        "config": json.dumps({
+            "description": METHODS[method], "options": settings.options_for(method),
+            "lower": truth.lower.tolist(), "upper": truth.upper.tolist(), "ref_point": REF_POINT,
+            "true_hv": truth.hv, "true_front_size": len(truth.front_ids) or None, "table": truth.fingerprint,
+            "final_front": final_front,
+        }),
+        "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
+    }
+    return RunResult(run=run, traces=[{"run_id": rid, **t} for t in traces])
+
+
+def _silent_logger() -> Any:
+    """A ``TunerLogger`` whose every ``print_*`` method is a no-op (the Tuner's emoji status lines)."""
+    from syne_tune.tuner_logger import TunerLogger
+
+    quiet = {name: (lambda self, *args, **kwargs: None) for name in dir(TunerLogger) if name.startswith("print")}
+    return type("SilentTunerLogger", (TunerLogger,), quiet)(use_colors=False, use_emojis=False)
+
+
+def _front_mask(traces: list[dict[str, Any]], settings: CompareSettings, truth: Truth) -> np.ndarray:
+    if not traces:
+        return np.zeros(0, dtype=bool)
+    Y = np.array([[json.loads(t["objectives"])[m] for m in settings.metrics] for t in traces])
+    return non_dominated_mask(Y, settings.minimize)
+
+
+def _traces(results: Any, configs: list[dict[str, Any]], settings: CompareSettings, truth: Truth,
+            config_space: dict[str, Any], arch_id_of: Callable[[dict[str, Any]], str] | None) -> list[dict]:
+    from syne_tune.config_space import Domain
+
+    if results.empty:
+        return []
+    metrics = settings.metrics
+    Y = results[metrics].to_numpy(dtype=float)
+    F = truth.normalize(Y)
+    ref = np.full(len(metrics), REF_POINT)
+    dims = [k for k, v in config_space.items() if isinstance(v, Domain)]
+    table_mode = settings.mode == "table"
+    out = []
+    hv = 0.0
+    front: np.ndarray = np.zeros((0, len(metrics)))
+    nearest = np.full(len(truth.front), np.inf) if table_mode else None
+    found: set[str] = set()
+    for e in range(len(F)):
+        y = F[e]
+        # The front only changes (and HV only grows) when the new point is not weakly dominated by it.
+        if not ((front <= y).all(axis=1)).any():
+            keep = ~((y <= front).all(axis=1) & (y < front).any(axis=1))
+            front = np.vstack([front[keep], y])
+            hv = hypervolume(front, ref, True)
+        config = configs[e]
+        if table_mode:
+            aid = truth.arch_ids.get(tuple(int(config[n]) for n in dims))
+        elif arch_id_of is not None:
+            aid = arch_id_of(config)
+        else:
+            from nasbench.space import arch_id
+
+            aid = arch_id({k: int(v) for k, v in config.items()})
+        row = {"eval": e + 1, "sim_time_s": float(results["st_tuner_time"].iloc[e]), "arch_id": aid,
+               "objectives": json.dumps({m: float(v) for m, v in zip(metrics, Y[e])}), "hv": hv,
+               "hv_norm": None, "igd": None, "front_share": None}
+        if table_mode:
+            nearest = np.minimum(nearest, np.sqrt(((truth.front - y) ** 2).sum(axis=1)))
+            if aid in truth.front_ids:
+                found.add(aid)
+            row.update(hv_norm=hv / truth.hv if truth.hv else None, igd=float(nearest.mean()),
+                       front_share=len(found) / len(truth.front_ids))
+        out.append(row)
+    return out
+
+
+def measured_table(db: str | Path, space: str, supernet_id: str | None = None) -> Any:
+    """The measured rows of ``wide_<space>`` (read-only): the true table for table mode and for the bounds.
+
+    With several supernets in the view, ``supernet_id`` picks one (else the DB must hold exactly one).
+    """
+    from nasbench.store import connect_read_only, view_name
+
+    con = connect_read_only(db)
+    try:
+        df = con.execute(f'SELECT * FROM "{view_name(space)}" ORDER BY arch_id, supernet_id').df()
+    except Exception as exc:  # duckdb's catalog error for a space without a view
+        raise NasBenchError("--space", f"no measured rows in {db}", space) from exc
+    finally:
+        con.close()
+    if supernet_id is not None:
+        df = df[df["supernet_id"] == supernet_id]
+    elif df["supernet_id"].nunique() > 1:
+        raise NasBenchError("--supernet", "the DB holds several supernets for this space; pick one",
+                            sorted(df["supernet_id"].unique()))
+    if df.empty:
+        raise NasBenchError("--space", f"no measured rows in {db}", (space, supernet_id))
+    return df.reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------------ driver
+_RUN_COLUMNS = ["run_id", "space", "supernet_id", "mode", "method", "seed", "objectives", "max_evals",
+                "max_sim_time_s", "workers", "n_evals", "sim_time_s", "wall_time_s", "hv", "hv_norm", "igd",
+                "front_share", "config", "created_at"]
+_TRACE_COLUMNS = ["run_id", "eval", "sim_time_s", "arch_id", "objectives", "hv", "hv_norm", "igd", "front_share"]
+
+# Set in the parent before forking workers, so the blackbox is inherited instead of pickled.
+_JOB: dict[str, Any] = {}
+
+
+def _work(task: tuple[str, int]) -> RunResult:
+    method, seed = task
+    return run_one(_JOB["blackbox"], _JOB["settings"], method, seed, _JOB["truth"], _JOB["config_space"],
+                   _JOB["arch_id_of"])
+
+
+def _write(store: Any, result: RunResult) -> None:
+    import pandas as pd
+
+    runs = pd.DataFrame([result.run], columns=_RUN_COLUMNS)
+    traces = pd.DataFrame(result.traces, columns=_TRACE_COLUMNS)
+    with store.transaction() as con:
+        con.register("_new_run", runs)
+        con.register("_new_traces", traces)
+        con.execute(f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) SELECT * FROM _new_run")
+        con.execute(f"INSERT INTO run_traces ({', '.join(_TRACE_COLUMNS)}) SELECT * FROM _new_traces")
+        con.unregister("_new_run")
+        con.unregister("_new_traces")
+
+
+def compare(blackbox: Any, settings: CompareSettings, db: str | Path, true_table: Any = None,
+            config_space: dict[str, Any] | None = None,
+            bounds: tuple[Sequence[float], Sequence[float]] | None = None,
+            arch_id_of: Callable[[dict[str, Any]], str] | None = None, processes: int = 1,
+            progress: bool = True) -> Any:
+    """Run every (method, seed) of ``settings`` not yet in ``db``; return their ``runs`` rows as a DataFrame.
+
+    :param blackbox: a Syne Tune ``Blackbox`` whose objectives include ``metric_<o>`` and ``metric_cost_s``.
+    :param true_table: measured rows (``arch_id``, dimension columns, ``metric_<o>``): the profiled archs in table
+        mode, normalisation bounds in both modes.
+    :param config_space: the searchers' space (default: the blackbox's).
+    :param arch_id_of: surrogate mode: config -> arch_id (default: hash of the config as an arch).
+    :param processes: runs in parallel processes (forked; each run stays single-threaded and seeded).
+    """
+    from tqdm.auto import tqdm
+
+    from nasbench.store import Store
+
+    config_space = dict(config_space if config_space is not None else blackbox.configuration_space)
+    truth = make_truth(settings, config_space, true_table, bounds)
+    tasks = [(m, s) for m in settings.methods for s in settings.seeds]
+    with Store(db) as store:
+        ids = {run_id(settings, m, s, truth.fingerprint): (m, s) for m, s in tasks}
+        done = set(store.con.execute("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?))",
+                                     [list(ids)]).fetchall())
+        done = {r[0] for r in done}
+        todo = [ids[r] for r in ids if r not in done]
+        bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="runs", unit="run", disable=not progress)
+        _JOB.update(blackbox=blackbox, settings=settings, truth=truth, config_space=config_space,
+                    arch_id_of=arch_id_of)
+        try:
+            if processes > 1 and len(todo) > 1:
+                ctx = multiprocessing.get_context("fork")
+                with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
+                    for result in pool.map(_work, todo):
+                        _write(store, result)
+                        bar.update(1)
+            else:
+                for task in todo:
+                    _write(store, _work(task))
+                    bar.update(1)
+        finally:
+            _JOB.clear()
+            bar.close()
+        return store.query("SELECT * FROM runs WHERE run_id IN (SELECT unnest(?)) ORDER BY method, seed",
+                           [list(ids)])
+
+
+def bench_compare(db: str | Path, space: str, objectives: Sequence[str] = ("ppl", "latency_ms"),
+                  mode: str = "surrogate", seeds: int = 10, max_evals: int = 1000, ehvi_max_evals: int = 100,
+                  processes: int = 2, methods: Sequence[str] = tuple(METHODS), blackbox: Any = None,
+                  true_table: Any = None, supernet_id: str | None = None,
+                  out_db: str | Path | None = None) -> dict[str, Any]:
+    """The full comparison, timed: 7 methods x ``seeds`` x ``max_evals`` (EHVI capped at ``ehvi_max_evals``).
+
+    Runs into a fresh temporary DB (so nothing is skipped) unless ``out_db`` is given. ``blackbox``/``true_table``
+    default to the benchmark's (``Benchmark.open(db, space).blackbox(objectives, mode)`` and its measured rows).
+    MOASHA is not among the methods: the blackbox has one dummy fidelity, so it would be random search.
+    """
+    arch_id_of = None
+    if blackbox is None:
+        from nasbench.surrogate import Benchmark  # the surrogate stage; imported only for the default blackbox
+
+        bm = Benchmark.open(db, space, supernet_id)
+        blackbox = bm.blackbox(list(objectives), mode=mode)
+        supernet_id, space = bm.supernet_id, bm.space.name
+        arch_id_of = blackbox.arch_id_of
+        if true_table is None:
+            true_table = blackbox.table
+    if true_table is None:
+        true_table = measured_table(db, space, supernet_id)
+    settings = CompareSettings(space=space, objectives=tuple(objectives), methods=tuple(methods),
+                               seeds=tuple(range(seeds)), max_evals=max_evals, mode=mode, supernet_id=supernet_id,
+                               method_max_evals=(("ehvi", ehvi_max_evals),))
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="nasbench-bench-") as tmp:
+        target = Path(out_db) if out_db is not None else Path(tmp) / "compare.duckdb"
+        runs = compare(blackbox, settings, target, true_table=true_table, arch_id_of=arch_id_of,
+                       processes=processes, progress=True)
+    seconds = time.perf_counter() - start
+    return {"bench": "compare", "seconds": round(seconds, 2), "runs": int(len(runs)),
+            "evals": int(runs["n_evals"].sum()), "methods": list(methods), "seeds": seeds, "max_evals": max_evals,
+            "ehvi_max_evals": ehvi_max_evals, "mode": mode, "processes": processes,
+            "moasha": "left out: one dummy fidelity, successive halving would be random search"}

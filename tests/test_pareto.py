@@ -1,0 +1,125 @@
+"""Pareto helpers against brute force and hand-computed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nasbench.errors import NasBenchError
+from nasbench.pareto import (crowding_distance, hypervolume, igd, knee_point, measured_front, non_dominated_mask,
+                             non_dominated_ranks, normalize, objective_directions, pareto_front, plot_front)
+
+
+def _brute_mask(Y: np.ndarray, minimize: list[bool]) -> np.ndarray:
+    sign = np.where(minimize, 1.0, -1.0)
+    Z = Y * sign
+    keep = []
+    for i in range(len(Z)):
+        dominated = any((Z[j] <= Z[i]).all() and (Z[j] < Z[i]).any() for j in range(len(Z)) if j != i)
+        keep.append(not dominated)
+    return np.array(keep)
+
+
+@pytest.mark.parametrize("minimize", [[True, True], [True, False], [False, True, True], [False, False, True]])
+def test_mask_matches_brute_force(minimize: list[bool]) -> None:
+    rng = np.random.default_rng(len(minimize) * 10 + sum(minimize))
+    for trial in range(20):
+        # Small integer values make ties and exact duplicates common.
+        Y = rng.integers(0, 6, size=(int(rng.integers(1, 40)), len(minimize))).astype(float)
+        assert (non_dominated_mask(Y, minimize) == _brute_mask(Y, minimize)).all()
+
+
+def test_ranks_peel_fronts() -> None:
+    Y = np.random.default_rng(1).random((60, 2))
+    ranks = non_dominated_ranks(Y, [True, False])
+    assert (ranks == 0).tolist() == non_dominated_mask(Y, [True, False]).tolist()
+    rest = ranks > 0
+    assert ((ranks[rest] == 1) == non_dominated_mask(Y[rest], [True, False])).all()
+
+
+def test_pareto_front_sorted_by_first_objective() -> None:
+    Y = np.array([[3.0, 1.0], [1.0, 3.0], [2.0, 2.0], [3.0, 3.0]])
+    assert pareto_front(Y).tolist() == [1, 2, 0]
+
+
+def test_knee_two_objectives_is_farthest_from_chord() -> None:
+    # Normalised front; the chord is x + y = 1. Distances: (0.2, 0.3) -> 0.354, (0.5, 0.15) -> 0.247.
+    Y = np.array([[0.0, 1.0], [0.2, 0.3], [0.5, 0.15], [1.0, 0.0], [0.9, 0.9]])
+    assert knee_point(Y) == 1
+    # Same front with the second objective maximised (negated values): same knee.
+    assert knee_point(Y * [1, -1], [True, False]) == 1
+
+
+def test_knee_three_objectives_is_closest_to_ideal() -> None:
+    Y = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.4, 0.4, 0.5]])
+    assert knee_point(Y) == 3
+
+
+def test_hypervolume_hand_values() -> None:
+    Y = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]])
+    assert hypervolume(Y, [4.0, 4.0]) == pytest.approx(3 + 2 + 1)
+    # A point outside the reference box adds nothing; a maximised objective mirrors the box.
+    assert hypervolume(np.vstack([Y, [5.0, 0.0]]), [4.0, 4.0]) == pytest.approx(6.0)
+    assert hypervolume(Y * [1, -1], [4.0, -4.0], [True, False]) == pytest.approx(6.0)
+    assert hypervolume([[1.0, 1.0, 1.0]], [2.0, 3.0, 4.0]) == pytest.approx(1 * 2 * 3)
+    assert hypervolume([[5.0, 5.0]], [4.0, 4.0]) == 0.0
+
+
+def test_igd() -> None:
+    front = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    assert igd(front, front) == 0.0
+    assert igd(front + [0.3, 0.4], front) == pytest.approx(0.5)
+    assert igd(np.vstack([front, [[5.0, 5.0]]]), front) == 0.0
+
+
+def test_normalize_and_crowding() -> None:
+    Y = np.array([[1.0, 10.0], [3.0, 10.0], [2.0, 10.0]])
+    assert normalize(Y).tolist() == [[0.0, 0.0], [1.0, 0.0], [0.5, 0.0]]
+    d = crowding_distance(np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]))
+    assert np.isinf(d[[0, 2]]).all() and d[1] == pytest.approx(2.0)
+
+
+def test_errors_name_the_values() -> None:
+    with pytest.raises(NasBenchError, match="finite"):
+        non_dominated_mask([[1.0, np.nan]])
+    with pytest.raises(NasBenchError, match="one minimize flag per objective"):
+        non_dominated_mask([[1.0, 2.0]], [True])
+    with pytest.raises(NasBenchError, match="reference point"):
+        hypervolume([[1.0, 2.0]], [3.0])
+
+
+def test_directions() -> None:
+    assert objective_directions(["ppl", "metric_latency_ms", "acc_arc_easy", "mc2_truthfulqa", "params"]) == \
+        [True, True, False, False, True]
+
+
+def test_measured_front_filter_knee_and_plot(tmp_path) -> None:
+    from nasbench.space import arch_id, load_space
+    from nasbench.store import Measurement, Store
+
+    space = load_space(Path(__file__).resolve().parents[1] / "spaces" / "smollm2-135m.yaml")
+    archs = space.sample(6, seed=0)
+    ids = [arch_id(space.canonical(a)) for a in archs]
+    values = [(10.0, 50.0), (20.0, 20.0), (40.0, 12.0), (80.0, 10.0), (30.0, 30.0), (15.0, None)]
+    db = tmp_path / "b.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        for arch, a, (ppl, latency) in zip(archs, ids, values):
+            rows = [Measurement(a, "pretrained", "ppl", ppl, "perplexity")]
+            if latency is not None:
+                rows.append(Measurement(a, "pretrained", "latency_ms", latency, "ms", device="cpu"))
+            store.add_results(space, arch, rows)
+    result = measured_front(db, space.name, ["ppl", "latency_ms"])
+    assert len(result.rows) == 5  # the arch without latency is left out, not imputed
+    assert result.front["arch_id"].tolist() == ids[:4]
+    assert result.knee_arch_id in set(ids[1:3])
+    assert result.front["knee"].sum() == 1
+    filtered = measured_front(db, space.name, ["ppl", "latency_ms"], where="metric_latency_ms < 25")
+    assert set(filtered.rows["arch_id"]) == set(ids[1:4])
+    assert plot_front(result, tmp_path / "front.png").stat().st_size > 0
+    with pytest.raises(NasBenchError, match="--where"):
+        measured_front(db, space.name, ["ppl", "latency_ms"], where="no_such_column > 1")
+    with pytest.raises(NasBenchError, match="not measured"):
+        measured_front(db, space.name, ["ppl", "energy_j"])
