@@ -319,9 +319,13 @@ def test_cli_compare_report_and_pareto(bench_db, tmp_path, capsys) -> None:
     assert con.execute("SELECT count(*) FROM run_traces").fetchone()[0] == 60
     con.close()
     capsys.readouterr()
-    assert main(["compare", space.name, "--methods", "rs", "--seeds", "1", "--max-evals", "10", "--mode",
+    assert main(["compare", space.name, "--methods", "rs,nsga2", "--seeds", "1", "--max-evals", "30", "--mode",
                  "surrogate", "--processes", "1", "--runs-db", str(runs_db), *common]) == 0
     assert "hv" in capsys.readouterr().out
+    con = connect_read_only(runs_db)
+    ids = con.execute("SELECT t.arch_id FROM run_traces t JOIN runs USING (run_id) WHERE mode = 'surrogate'").fetchall()
+    con.close()
+    assert len(ids) == 60 and all(i[0] is not None for i in ids)  # every suggestion was repaired into the space
     assert main(["compare", space.name, "--methods", "rs,cmaes", "--runs-db", str(runs_db), *common]) == 2
     assert "--methods" in capsys.readouterr().err
 
@@ -333,3 +337,25 @@ def test_cli_compare_report_and_pareto(bench_db, tmp_path, capsys) -> None:
     assert main(["pareto", "--db", str(path), "--space", space.name, "--supernet", "trained", "--where",
                  "metric_latency_ms <", "--plot", str(tmp_path / "f.png")]) == 2
     assert "--where" in capsys.readouterr().err
+
+
+def test_invalid_suggestions_are_repaired_to_the_nearest_valid_arch() -> None:
+    from nasbench.optimize.searchers import DiscreteSpace, nearest_valid
+
+    space = load_space(SPACE)
+    config_space = space.to_syne_tune()
+    discrete = DiscreteSpace(config_space)
+    def valid(config: dict) -> bool:
+        try:
+            space.from_syne_tune(config)
+        except IllegalSubNetworkError:
+            return False
+        return True
+
+    good = {k: v for k, v in space.largest().items()}
+    assert nearest_valid(discrete, good, valid) is good
+    broken = dict(good, n_heads=2, n_kv_groups=3)
+    repaired = nearest_valid(discrete, broken, valid)
+    assert valid(repaired) and not valid(broken)
+    changed = [k for k in broken if broken[k] != repaired[k]]
+    assert len(changed) == 1 and changed[0] in ("n_heads", "n_kv_groups")

@@ -281,6 +281,7 @@ def run_one(blackbox: Any, settings: CompareSettings, method: str, seed: int, tr
     _seed_everything(seed)
     scheduler = make_scheduler(method, config_space, metrics, ["min" if m else "max" for m in minimize], seed,
                                table_rows=truth.rows if settings.mode == "table" else None,
+                               is_valid=getattr(blackbox, "is_valid", None),
                                **settings.options_for(method))
     backend = UserBlackboxBackend(blackbox=blackbox, elapsed_time_attr=COST_METRIC)
     stop = StoppingCriterion(max_num_trials_completed=max_evals, max_wallclock_time=settings.max_sim_time_s)

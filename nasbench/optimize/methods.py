@@ -19,7 +19,7 @@ final state), so successive halving has no rungs to stop trials at and would red
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from nasbench.errors import NasBenchError
 
@@ -46,12 +46,14 @@ METHODS: dict[str, str] = {
 
 
 def make_scheduler(method: str, config_space: dict[str, Any], metrics: list[str], modes: list[str], seed: int,
-                   table_rows: Sequence[dict[str, Any]] | None = None, **options: Any) -> TrialScheduler:
+                   table_rows: Sequence[dict[str, Any]] | None = None,
+                   is_valid: Callable[[dict[str, Any]], bool] | None = None, **options: Any) -> TrialScheduler:
     """A seeded scheduler for ``method`` over ``config_space``.
 
     :param metrics: result keys of the objectives (``metric_ppl``, ...); :param modes: ``"min"``/``"max"`` each.
     :param table_rows: table mode: the profiled archs as configs; suggestions are projected onto them and the BO
         methods rank exactly these candidates.
+    :param is_valid: whole-space mode: the space's rules; invalid suggestions are repaired to the nearest valid arch.
     :param options: passed to the searcher (``population_size`` for nsga2/morea, ``num_init_random`` for the BO
         methods, ...).
     """
@@ -88,4 +90,4 @@ def make_scheduler(method: str, config_space: dict[str, Any], metrics: list[str]
                                         candidates=table_rows, random_seed=seed, **options)
     log_metrics = [m for m in metrics if m.removeprefix("metric_") in LOG_SCALE]
     return MultiObjectiveScheduler(config_space, metrics, modes, searcher, random_seed=seed, table_rows=table_rows,
-                                   log_metrics=log_metrics)
+                                   log_metrics=log_metrics, is_valid=None if table_rows is not None else is_valid)

@@ -15,10 +15,11 @@ most N distinct evaluations.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from syne_tune.backend.trial_status import Trial
@@ -38,6 +39,7 @@ __all__ = [
     "NSGA2Searcher",
     "LocalSearcher",
     "ScalarizedBOSearcher",
+    "nearest_valid",
 ]
 
 logger = logging.getLogger(__name__)
@@ -184,6 +186,34 @@ class TableIndex:
         return dict(self.rows[i])
 
 
+def nearest_valid(space: DiscreteSpace, config: dict[str, Any], is_valid: Callable[[dict[str, Any]], bool],
+                  radius: int = 2) -> dict[str, Any]:
+    """``config`` if valid, else the valid config nearest to it (Euclidean in the [0, 1] encoding) among those that
+    change at most ``radius`` dimensions, tried nearest first (ties in a fixed order, so the repair is
+    deterministic). Returns ``config`` unchanged when none is valid (it then evaluates as invalid)."""
+    if is_valid(config):
+        return config
+    here = space.positions(config)
+    scale = np.maximum(space.sizes - 1, 1)
+    for r in range(1, radius + 1):
+        candidates = []
+        for dims in itertools.combinations(range(len(space.names)), r):
+            for values in itertools.product(*(range(space.sizes[j]) for j in dims)):
+                if all(here[j] != v for j, v in zip(dims, values)):
+                    pos = here.copy()
+                    pos[list(dims)] = values
+                    candidates.append(pos)
+        if not candidates:
+            continue
+        positions = np.stack(candidates)
+        distance = (((positions - here) / scale) ** 2).sum(axis=1)
+        for i in np.argsort(distance, kind="stable"):
+            candidate = dict(config, **space.from_positions(positions[i]))
+            if is_valid(candidate):
+                return candidate
+    return config
+
+
 # ---------------------------------------------------------------------------------------------------- scheduler
 class MultiObjectiveScheduler(SingleFidelityScheduler):
     """``SingleFidelityScheduler`` with one mode per metric and optional table projection.
@@ -194,11 +224,15 @@ class MultiObjectiveScheduler(SingleFidelityScheduler):
     :param searcher: any 0.16 multi-objective ``BaseSearcher`` (ours or Syne Tune's).
     :param table_rows: table mode: the profiled archs as configs; suggestions are projected onto them.
     :param log_metrics: metrics handed to the searcher as their natural log (must be positive).
+    :param is_valid: whole-space mode: the space's structural rules. Syne Tune's domains are independent, so a
+        suggestion may not be a network (2 heads in 3 kv groups); it is repaired to the nearest valid arch, as table
+        mode projects onto the nearest profiled one, and the searcher is told what was evaluated.
     """
 
     def __init__(self, config_space: dict[str, Any], metrics: list[str], modes: list[str], searcher: BaseSearcher,
                  random_seed: int, table_rows: Sequence[dict[str, Any]] | None = None,
-                 log_metrics: Sequence[str] = ()) -> None:
+                 log_metrics: Sequence[str] = (),
+                 is_valid: Callable[[dict[str, Any]], bool] | None = None) -> None:
         if len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
             raise NasBenchError("modes", "need 'min' or 'max' for each metric", list(modes))
         super().__init__(config_space=config_space, metrics=list(metrics), do_minimize=True, searcher=searcher,
@@ -206,7 +240,9 @@ class MultiObjectiveScheduler(SingleFidelityScheduler):
         self.modes = list(modes)
         self._signs = [1.0 if m == "min" else -1.0 for m in modes]
         self._log = [name in set(log_metrics) for name in metrics]
-        self.table = TableIndex(DiscreteSpace(config_space), table_rows) if table_rows is not None else None
+        self.space = DiscreteSpace(config_space)
+        self.table = TableIndex(self.space, table_rows) if table_rows is not None else None
+        self.is_valid = is_valid
 
     def suggest(self) -> TrialSuggestion | None:
         config = self.searcher.suggest()
@@ -219,6 +255,13 @@ class MultiObjectiveScheduler(SingleFidelityScheduler):
             if hasattr(self.searcher, "replace_last_suggestion"):
                 # EHVI keeps its own copy of each suggestion as GP input; it must be the arch actually evaluated.
                 self.searcher.replace_last_suggestion(config)
+        elif self.is_valid is not None:
+            full = cast_config_values(config, self.config_space)
+            repaired = nearest_valid(self.space, full, lambda c: self.is_valid({**self.config_space, **c}))
+            if repaired is not full:
+                config = repaired
+                if hasattr(self.searcher, "replace_last_suggestion"):
+                    self.searcher.replace_last_suggestion(config)
         config = cast_config_values(config, self.config_space)
         return TrialSuggestion.start_suggestion(postprocess_config(config, self.config_space))
 

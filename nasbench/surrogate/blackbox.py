@@ -4,10 +4,11 @@ One dummy fidelity (``step`` = 1): Syne Tune's simulator needs a fidelity axis; 
 ``metric_<objective>`` and ``metric_cost_s``, the seconds the evaluation would have taken (the measured cost of the
 objectives, predicted for unmeasured archs): use it as the simulator's ``elapsed_time_attr``.
 
-Syne Tune samples every dimension independently, so a config may break a structural rule of the space (e.g. 9 heads
-with embed_dim 648 is fine, with 576 + 6 kv groups it is not). Such a config is not a network: it evaluates to the
-worst value of each objective in the measured table, at the simulator's minimum cost. It never joins a Pareto front,
-and the searchers restored in :mod:`nasbench.optimize` propose only valid archs.
+Syne Tune samples every dimension independently, so a config may break a structural rule of the space (2 heads
+cannot form 3 kv groups). Such a config is not a network: it evaluates to the worst value of each objective in the
+measured table, at the simulator's minimum cost, and never joins a Pareto front. The comparison runner avoids them:
+its scheduler repairs every suggestion to the nearest valid arch (:func:`nasbench.optimize.searchers.nearest_valid`)
+using :meth:`BenchmarkBlackbox.is_valid`.
 """
 
 from __future__ import annotations
