@@ -10,13 +10,35 @@
 - :mod:`~nasbench.train.bench`: :func:`bench_train` (a sandwich step vs the same sub-networks trained dense).
 """
 
-from nasbench.train.bench import bench_train
+from __future__ import annotations
+
+from typing import Any
+
 from nasbench.train.config import (IMPORTANCE_STRATEGIES, KD_LOSSES, PEFT_MODES, PRESETS, STRATEGIES, TrainConfig,
                                    make_config)
-from nasbench.train.distill import distill_loss
-from nasbench.train.lora import apply_lora, make_lora_elastic
-from nasbench.train.loop import TrainResult, lm_loss, train
-from nasbench.train.strategies import Pick, Sampler, make_sampler
+
+# torch-heavy modules load on first use: the CLI reads the strategy names from config without importing torch
+_LAZY = {
+    "bench_train": "nasbench.train.bench",
+    "distill_loss": "nasbench.train.distill",
+    "apply_lora": "nasbench.train.lora",
+    "make_lora_elastic": "nasbench.train.lora",
+    "TrainResult": "nasbench.train.loop",
+    "lm_loss": "nasbench.train.loop",
+    "train": "nasbench.train.loop",
+    "Pick": "nasbench.train.strategies",
+    "Sampler": "nasbench.train.strategies",
+    "make_sampler": "nasbench.train.strategies",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'nasbench.train' has no attribute {name!r}")
+
 
 __all__ = [
     "train",
