@@ -163,7 +163,7 @@ def _cmd_bench_compare(args: argparse.Namespace) -> int:
 
     result = bench_compare(args.db, args.space, objectives=tuple(_csv(args.objectives) or []), mode=args.mode,
                            seeds=args.seeds, max_evals=args.max_evals, ehvi_max_evals=args.ehvi_max_evals,
-                           processes=args.processes, supernet_id=args.supernet)
+                           processes=args.processes, supernet_id=args.supernet, out_db=args.runs_db)
     print(json.dumps(result))
     return 0
 
@@ -265,6 +265,7 @@ def add_bench_verbs(bench_verbs: Any) -> None:
                                                f"evals), timed")
     _benchmark_args(p, SHIPPED_DB, space_flag=True)
     _compare_args(p)
+    p.add_argument("--runs-db", help="keep the runs in this DuckDB file (default: a temporary one)")
     p.set_defaults(func=_cmd_bench_compare, mode="surrogate")
 
     p = bench_verbs.add_parser("query", help="batched and single queries vs Syne Tune's add_surrogate")

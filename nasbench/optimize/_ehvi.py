@@ -27,9 +27,10 @@ class EHVISearcher(ExpectedHyperVolumeImprovement):
     objectives normalised to [0, 1] by their observed range and puts the reference point at the observed worst plus
     10 % of the range (BoTorch's usual choice). The acquisition is evaluated on a candidate set instead of by gradient
     ascent on the one-hot relaxation: the unevaluated table rows in table mode, else ``num_raw_samples`` random
-    configs. Marginal-likelihood fits happen every ``refit_every`` suggestions; in between the last
-hyperparameters are reused with the new data (the fit is ~90 % of the cost). Observations are paired with their configs by trial id (0.16 pairs them by list position, which breaks
-    with several workers). Runs in float64 (the runner sets ``torch.set_default_dtype`` around the run).
+    configs. Marginal-likelihood fits happen every ``refit_every`` suggestions; in between, the last
+    hyperparameters are reused with the new data (the fit is ~90 % of the cost). Observations are paired with their
+    configs by trial id (0.16 pairs them by list position, which breaks with several workers). Runs in float64 (the
+    runner sets ``torch.set_default_dtype`` around the run).
     """
 
     def __init__(self, config_space: dict[str, Any], candidates: Sequence[dict[str, Any]] | None = None,
