@@ -7,7 +7,6 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 from nasbench.errors import NasBenchError
@@ -59,24 +58,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------------------- query
 def _read_archs(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from nasbench.cli import _parse_arch
+    from nasbench.cli import _parse_arch, _read_arch_lines
 
     if (args.arch is None) == (args.file is None):
         raise NasBenchError("--arch/--file", "give exactly one of them", None, show_got=False)
     if args.arch is not None:
         return [_parse_arch(args.arch)]
-    path = Path(args.file)
-    if not path.is_file():
-        raise NasBenchError("--file", "file not found", str(path))
-    archs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                archs.append(_parse_arch(line))
-            except NasBenchError as exc:
-                raise NasBenchError(f"{path}:{n}", exc.rule, exc.got, show_got=exc.show_got) from None
+    archs = _read_arch_lines(args.file, "--file")
     if not archs:
-        raise NasBenchError("--file", "holds no archs (one JSON object per line)", str(path))
+        raise NasBenchError("--file", "holds no archs (one JSON object per line)", args.file)
     return archs
 
 

@@ -174,6 +174,23 @@ def _parse_arch(text: str) -> dict[str, Any]:
     return value
 
 
+def _read_arch_lines(path: str | None, flag: str = "--archs") -> list[dict[str, Any]]:
+    """``--archs FILE``: one arch per line (an arch object or a `space sample` line); none without a file."""
+    if path is None:
+        return []
+    file = Path(path)
+    if not file.is_file():
+        raise NasBenchError(flag, "file not found", path)
+    archs = []
+    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                archs.append(_parse_arch(line))
+            except NasBenchError as exc:
+                raise NasBenchError(f"{path}:{n}", exc.rule, exc.got, show_got=exc.show_got) from None
+    return archs
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from nasbench.importance import load_importance
     from nasbench.space import arch_id, load_space
@@ -245,7 +262,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         if value < (0 if flag == "--n" else 1):
             raise NasBenchError(flag, "must be >= 1" if flag != "--n" else "must be >= 0", value)
     config = ProfileConfig(
-        n=args.n, seed=args.seed, grid_params=args.grid_params, metrics=tuple(_csv(args.metrics)),
+        n=args.n, seed=args.seed, grid_params=args.grid_params, archs=tuple(_read_arch_lines(args.archs)),
+        metrics=tuple(_csv(args.metrics)),
         tasks=tuple(_csv(args.tasks)), limit_items=args.limit_items, ppl_tokens=args.ppl_tokens,
         seq_len=args.seq_len, latency_batch=args.latency_batch, latency_seq_len=args.latency_seq_len,
         latency_repeats=args.latency_repeats, decode_tokens=args.decode_tokens, device=args.device, dtype=args.dtype,
@@ -403,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=10, help="seeded random archs (smallest and largest are always added)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid-params", type=int, metavar="K", help="also N archs over K parameter bins")
+    p.add_argument("--archs", metavar="FILE", help="also these archs: JSONL of arch objects or `space sample` lines")
     p.add_argument("--metrics", default="ppl,latency,memory", help="comma list of ppl,acc,latency,memory,energy")
     p.add_argument("--tasks", default="arc_easy,piqa,winogrande", help="comma list of lm-eval tasks for acc")
     p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")

@@ -37,6 +37,18 @@ def test_select_archs_dedups_adds_extremes_and_shards(tiny_with_data) -> None:
         parse_shard("3/3")
 
 
+def test_explicit_archs_come_first_and_are_checked(tiny_with_data) -> None:
+    from nasbench.errors import IllegalSubNetworkError
+
+    space, _ = tiny_with_data
+    mine = space.sample(2, seed=7)
+    archs = select_archs(space, ProfileConfig(n=0, archs=tuple(mine)))
+    assert [arch_id(a) for a in archs[:2]] == [arch_id(space.canonical(a)) for a in mine]
+    assert len(archs) == len({arch_id(a) for a in [*mine, space.smallest(), space.largest()]})
+    with pytest.raises(IllegalSubNetworkError, match=r"--archs\[0\]\.n_layers"):
+        select_archs(space, ProfileConfig(n=0, archs=(dict(mine[0], n_layers=99),)))
+
+
 def test_profile_writes_every_metric_and_resumes_without_duplicates(tiny_with_data, tmp_path) -> None:
     space, data = tiny_with_data
     db = tmp_path / "b.duckdb"

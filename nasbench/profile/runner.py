@@ -38,6 +38,8 @@ class ProfileConfig:
     seed: int = 0
     grid_params: int | None = None
     """Also ``n`` archs spread over this many parameter bins."""
+    archs: tuple[dict[str, Any], ...] = ()
+    """Explicit archs, profiled first (e.g. a Pareto front or an optimizer's picks)."""
     metrics: tuple[str, ...] = ("ppl", "latency", "memory")
     tasks: tuple[str, ...] = ("arc_easy", "piqa", "winogrande")
     limit_items: int | None = None
@@ -82,8 +84,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def select_archs(space: SearchSpace, config: ProfileConfig) -> list[dict[str, Any]]:
-    """Samples, grid, smallest and largest, deduplicated in that order, then this shard's share."""
-    archs = space.sample(config.n, seed=config.seed) if config.n else []
+    """Explicit archs, samples, grid, smallest and largest, deduplicated in that order, then this shard's share."""
+    archs = [space.check(a, f"--archs[{i}]") for i, a in enumerate(config.archs)]
+    archs += space.sample(config.n, seed=config.seed) if config.n else []
     if config.grid_params:
         archs += space.sample_grid(config.n, config.grid_params, seed=config.seed)
     archs += [space.smallest(), space.largest()]
