@@ -116,7 +116,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(summary.reindex([m for m in methods if m in summary.index]).to_string(float_format=lambda v: f"{v:.4g}"))
     if args.report:
         written = write_report(runs_db, bm.space.name, objectives, args.report, mode=args.mode,
-                               supernet_id=bm.supernet_id)
+                               supernet_id=bm.supernet_id, run_ids=list(runs["run_id"]))
         print("report: " + ", ".join(str(p) for p in written))
     return 0
 

@@ -76,6 +76,9 @@ def make_scheduler(method: str, config_space: dict[str, Any], metrics: list[str]
     elif method == "morea":
         from syne_tune.optimizer.schedulers.multiobjective import MultiObjectiveRegularizedEvolution
 
+        # population 20 and tournaments of 5, as NSGA-II here: 0.16's default population of 100 keeps MOREA purely
+        # random for the first 100 evaluations, i.e. for a whole table-mode budget
+        options = {"population_size": 20, "sample_size": 5, **options}
         searcher = MultiObjectiveRegularizedEvolution(config_space, random_seed=seed, **options)
     elif method == "ehvi":
         from nasbench.optimize._ehvi import EHVISearcher

@@ -20,15 +20,18 @@ __all__ = ["load_runs", "hv_curves", "write_report"]
 
 
 def load_runs(db: str | Path, space: str, objectives: Sequence[str], mode: str | None = None,
-              supernet_id: str | None = None) -> tuple[Any, Any]:
-    """``runs`` and ``run_traces`` rows of one space and objective set (read-only), as DataFrames."""
+              supernet_id: str | None = None, run_ids: Sequence[str] | None = None) -> tuple[Any, Any]:
+    """``runs`` and ``run_traces`` rows of one space and objective set (read-only), as DataFrames; ``run_ids``
+    keeps one comparison's runs (a DB may hold several with other budgets)."""
     from nasbench.store import connect_read_only
 
     con = connect_read_only(db)
     try:
         where = "r.space = ? AND r.objectives = ?" + (" AND r.mode = ?" if mode else "") \
-            + (" AND r.supernet_id = ?" if supernet_id else "")
-        params = [space, ",".join(objectives)] + ([mode] if mode else []) + ([supernet_id] if supernet_id else [])
+            + (" AND r.supernet_id = ?" if supernet_id else "") \
+            + (" AND r.run_id IN (SELECT unnest(?))" if run_ids is not None else "")
+        params = [space, ",".join(objectives)] + ([mode] if mode else []) + ([supernet_id] if supernet_id else []) \
+            + ([list(run_ids)] if run_ids is not None else [])
         runs = con.execute(f"SELECT * FROM runs r WHERE {where} ORDER BY method, seed", params).df()
         traces = con.execute(f"SELECT t.* FROM run_traces t JOIN runs r USING (run_id) WHERE {where} "
                              "ORDER BY t.run_id, t.eval", params).df()
@@ -72,14 +75,15 @@ def _order(methods: Sequence[str]) -> list[str]:
 
 
 def write_report(db: str | Path, space: str, objectives: Sequence[str], out_dir: str | Path,
-                 mode: str | None = None, supernet_id: str | None = None) -> list[Path]:
+                 mode: str | None = None, supernet_id: str | None = None,
+                 run_ids: Sequence[str] | None = None) -> list[Path]:
     """Write ``hv_vs_time.png``, ``hv_vs_evals.png``, ``fronts.png``, ``hv_table.csv`` and ``hv_table.md``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs, traces = load_runs(db, space, objectives, mode, supernet_id)
+    runs, traces = load_runs(db, space, objectives, mode, supernet_id, run_ids)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
