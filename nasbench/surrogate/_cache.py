@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nasbench.errors import NasBenchError
-from nasbench.surrogate._fit import FidelityCard, Surrogate
+from nasbench.surrogate._fit import Surrogate
 
 __all__ = ["DEFAULT_CACHE", "FORMAT", "cache_paths", "load_cached", "save_cached", "versions"]
 
@@ -97,10 +97,6 @@ def save_cached(root: str | Path, surrogate: Surrogate) -> Path:
     tmp_meta.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp_meta, meta_file)
     return model_file
-
-
-def card_of(meta_file: Path) -> FidelityCard:
-    return FidelityCard(**json.loads(meta_file.read_text(encoding="utf-8"))["card"])
 
 
 def _sha256(path: Path) -> str:

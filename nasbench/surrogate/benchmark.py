@@ -8,7 +8,6 @@ rest; ``blackbox`` wraps the same answers as a Syne Tune blackbox for its simula
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -424,8 +423,3 @@ def print_cards(cards: Sequence[FidelityCard], file: Any = None) -> None:
     for r in [header, *rows]:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip(), file=file)
 
-
-def card_json(card: FidelityCard) -> str:
-    from dataclasses import asdict
-
-    return json.dumps(asdict(card), sort_keys=True)
