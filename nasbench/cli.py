@@ -203,8 +203,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
         importance = load_importance(args.supernet)
         if importance is not None and importance.layers:  # a sorted supernet keeps its most important layers
             indices["layers"] = importance.layers_for(arch["n_layers"])
-    out = export(space, arch, args.out, supernet_dir=args.supernet, **indices)
-    print(f"exported {arch_id(arch)} ({space.params(arch):,} params) -> {out}")
+    from nasbench.profile.runner import PRETRAINED, _supernet_id  # the id `nasbench profile --supernet` stores
+
+    supernet_id = PRETRAINED if args.supernet is None else _supernet_id(Path(args.supernet))
+    measurements: list[dict[str, Any]] = []
+    if args.db:  # the model card shows what the benchmark measured for this arch on these weights
+        from nasbench.publish import arch_measurements
+
+        measurements = arch_measurements(args.db, space.name, arch_id(arch), supernet_id)
+    out = export(space, arch, args.out, supernet_dir=args.supernet, supernet_id=supernet_id,
+                 measurements=measurements, **indices)
+    print(f"exported {arch_id(arch)} ({space.params(arch):,} params) -> {out} "
+          f"(model card README.md: {len(measurements)} measured values)")
     return 0
 
 
@@ -281,6 +291,13 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     with Store(args.out) as store:
         added = store.merge(args.inputs)
     print(json.dumps({"merge": str(args.out), "new_rows": added}))
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from nasbench.publish import publish
+
+    print(json.dumps(publish(args.db, args.out)))
     return 0
 
 
@@ -394,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the arch object of `space sample` (or a whole sample line, or @FILE)")
     p.add_argument("--supernet", metavar="DIR", help="weights from this supernet directory (default: the base model)")
     p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--db", metavar="PATH", help="show this benchmark's measurements of the arch in the model card")
     p.set_defaults(func=_cmd_export)
 
     from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRESETS, STRATEGIES
@@ -445,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT")
     p.add_argument("inputs", nargs="+", metavar="IN")
     p.set_defaults(func=_cmd_merge)
+    p = verbs.add_parser("publish", help="Parquet tables + Croissant-style card + Syne Tune blackboxes of a DB")
+    p.add_argument("db", metavar="DB")
+    p.add_argument("--out", required=True, metavar="DIR", help="new, empty, or an earlier publication (replaced)")
+    p.set_defaults(func=_cmd_publish)
 
     bench = verbs.add_parser("bench", help="measurements that end with one JSON line of figures")
     bench_verbs = bench.add_subparsers(dest="what", required=True, parser_class=_Parser)

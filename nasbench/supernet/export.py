@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from nasbench.cards import model_card
 from nasbench.errors import NasBenchError
 from nasbench.models import load_tokenizer
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet.families import check_extractable
 from nasbench.supernet.model import Supernet
 
-__all__ = ["export", "PROVENANCE_FILE"]
+__all__ = ["export", "PROVENANCE_FILE", "CARD_FILE"]
 
 #: Written next to the weights: the space, the arch and its id, the parameter count and the weights' origin.
 PROVENANCE_FILE = "nasbench.json"
+#: The model card: YAML front matter as the HF hub reads it (license, base_model, tags, library_name, model-index).
+CARD_FILE = "README.md"
 
 
 def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, supernet_dir: str | Path | None = None,
-           *, supernet: Supernet | None = None, dtype: torch.dtype = torch.float32, **indices: Any) -> Path:
+           *, supernet: Supernet | None = None, dtype: torch.dtype = torch.float32, supernet_id: str | None = None,
+           measurements: Sequence[Mapping[str, Any]] = (), **indices: Any) -> Path:
     """Write the dense model of ``arch`` to ``out_dir`` so that ``AutoModelForCausalLM.from_pretrained(out_dir)``
-    loads it, with the tokenizer and :data:`PROVENANCE_FILE`.
+    loads it, with the tokenizer, :data:`PROVENANCE_FILE` and a model card (:data:`CARD_FILE`).
+
+    The card (:func:`nasbench.cards.model_card`) shows ``measurements`` (this arch's rows of a benchmark DB, with
+    their protocol) under ``supernet_id`` (default: ``pretrained``, or the supernet directory's name).
 
     Weights come from ``supernet`` if given, else from ``supernet_dir`` (a ``save_pretrained`` directory of trained
     supernet weights), else from the space's base model. ``indices`` are :meth:`Supernet.set_sub_network`'s index
@@ -53,6 +60,16 @@ def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, sup
                   "params": space.params(canon), "weights": origin,
                   "indices": {k: v for k, v in indices.items() if v is not None}}
     (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
+    if supernet_id is None:
+        supernet_id = "pretrained" if supernet_dir is None else Path(supernet_dir).name
+    roles = ["perplexity"]
+    if supernet_dir is not None:
+        roles += [role for role, marker in (("calibration", "importance.json"), ("finetune", "train.json"))
+                  if (Path(supernet_dir) / marker).is_file()]
+    card = model_card(space, canon, arch_id=provenance["arch_id"], params=provenance["params"],
+                      flops=space.flops(canon), supernet_id=supernet_id, weights=origin,
+                      measurements=measurements, data_roles=roles)
+    (out / CARD_FILE).write_text(card, encoding="utf-8")
     return out
 
 
