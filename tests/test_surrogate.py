@@ -177,18 +177,23 @@ def test_invalid_configs_name_the_row_and_the_rule(bench_db, tmp_path) -> None:
 def test_cache_is_reused_refitted_on_new_data_and_refuses_tampering(bench_db, tmp_path, monkeypatch) -> None:
     import nasbench.surrogate.benchmark as benchmark_module
 
-    path, space, _ = bench_db
-    _open(bench_db, tmp_path).fit(["ppl"])
+    path, space, archs = bench_db
+    first = _open(bench_db, tmp_path)
+    first.fit(["ppl"])
     files = sorted((tmp_path / "cache" / space.name / "pretrained").iterdir())
-    assert [f.name for f in files] == ["ppl.joblib", "ppl.json"]
-    meta = json.loads(files[1].read_text())
+    assert [f.name for f in files] == ["ppl.json"]  # JSON only: nothing in the cache is ever unpickled
+    meta = json.loads(files[0].read_text())
     assert meta["data_hash"] and meta["versions"]["scikit-learn"] and meta["card"]["metric"] == "ppl"
 
     def refuse(*args, **kwargs):
         raise AssertionError("refitted although the cache matches")
 
     monkeypatch.setattr(benchmark_module, "fit_surrogate", refuse)
-    assert _open(bench_db, tmp_path).fit(["ppl"])[0].data_hash == meta["data_hash"]
+    second = _open(bench_db, tmp_path)
+    assert second.fit(["ppl"])[0].data_hash == meta["data_hash"]
+    # the refit from the cached selection predicts exactly what the fitted model predicted
+    pd.testing.assert_frame_equal(first.query(archs[:5], ["ppl"], mode="surrogate"),
+                                  second.query(archs[:5], ["ppl"], mode="surrogate"))
     monkeypatch.undo()
 
     with Store(path) as store:  # new data: a changed value makes the cached model stale
@@ -197,17 +202,54 @@ def test_cache_is_reused_refitted_on_new_data_and_refuses_tampering(bench_db, tm
     try:
         card = _open(bench_db, tmp_path).fit(["ppl"])[0]
         assert card.data_hash != meta["data_hash"]
-        assert json.loads(files[1].read_text())["data_hash"] == card.data_hash
+        assert json.loads(files[0].read_text())["data_hash"] == card.data_hash
     finally:
         with Store(path) as store:
             store.con.execute("UPDATE measurements SET value = value / 2 WHERE metric = 'ppl' AND arch_id = "
                               "(SELECT min(arch_id) FROM measurements)")
-
     _open(bench_db, tmp_path).fit(["ppl"])
-    with open(files[0], "ab") as f:
-        f.write(b"tampered")
-    with pytest.raises(NasBenchError, match="file hash does not match its metadata"):
+
+    # tampered entries are stale, never trusted: an unknown model, a wrong scale, predictions a refit cannot match
+    good = files[0].read_text()
+    fitted = []
+    real_fit = benchmark_module.fit_surrogate
+    monkeypatch.setattr(benchmark_module, "fit_surrogate", lambda *a, **k: fitted.append(1) or real_fit(*a, **k))
+    for change in ({"model": "os.system"}, {"scale": "nan"}, {"probe": [1.0] * 8}, {"card": {"model": "gp"}}):
+        doc = json.loads(good)
+        doc.update(change)
+        files[0].write_text(json.dumps(doc))
         _open(bench_db, tmp_path).fit(["ppl"])
+    files[0].write_bytes(b"\xff\xfe not json")
+    _open(bench_db, tmp_path).fit(["ppl"])
+    assert len(fitted) == 5
+
+
+def test_cache_never_unpickles_and_refuses_symlinks_out_of_the_root(bench_db, tmp_path) -> None:
+    import pickle
+
+    path, space, _ = bench_db
+    folder = tmp_path / "cache" / space.name / "pretrained"
+    folder.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    (folder / "ppl.joblib").write_bytes(pickle.dumps(Evil()))  # a format-1 cache file planted in a clone
+    (folder / "ppl.json").write_text(json.dumps({"file_sha256": "whatever", "versions": {}}))
+    _open(bench_db, tmp_path).fit(["ppl"])
+    assert not marker.exists()
+    assert json.loads((folder / "ppl.json").read_text())["format"] == 2
+
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text("{}")
+    (folder / "latency_ms.json").symlink_to(outside)
+    with pytest.raises(NasBenchError, match="symlink out of the cache root"):
+        _open(bench_db, tmp_path).fit(["latency_ms"])
+    (tmp_path / "cache" / space.name / "trained").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(NasBenchError, match="leaves the cache root"):
+        _open(bench_db, tmp_path, supernet="trained").fit(["ppl"])
 
 
 def test_fast_prediction_paths_equal_sklearn() -> None:

@@ -1,37 +1,47 @@
-"""The surrogate cache: ``<root>/<space>/<supernet>/<metric>.joblib`` plus ``<metric>.json`` (its metadata).
+"""The surrogate cache: ``<root>/<space>/<supernet>/<metric>.json``, plain JSON that holds no code.
 
-A cached model is reused while the hash of the data it was fitted on and the library versions match; otherwise it is
-refitted. Loading unpickles, so only files this module wrote are loaded: names are checked, the path must stay under
-the cache root, and the file's SHA-256 must equal the one recorded in its metadata (a file that fails this is refused,
-never unpickled).
+What is expensive in a fit is the selection (cross-validating every candidate, calibrating, scoring held-out archs);
+its outcome is small: the fidelity card (which model won, on which scale) and the calibration scale. The cache keeps
+exactly that, and on load the chosen model is refitted on the benchmark's rows (:func:`refit_surrogate`: seeded,
+deterministic, a fraction of a second). Nothing is unpickled, so a swapped or planted cache file can at worst hold
+wrong numbers, never run code: a file that does not parse, names an unknown model, or whose refit does not
+reproduce the predictions recorded at fit time is treated as stale and refitted. Names are checked, and neither the
+folder nor the file may lead (by ``..`` or a symlink) out of the cache root.
+
+A cached entry is reused while the hash of the data it was fitted on and the library versions match.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import os
 import re
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nasbench.errors import NasBenchError
-from nasbench.surrogate._fit import Surrogate
+from nasbench.surrogate._fit import FidelityCard, Surrogate, refit_surrogate
+from nasbench.surrogate._regressors import CANDIDATES
 
 __all__ = ["DEFAULT_CACHE", "FORMAT", "cache_paths", "load_cached", "save_cached", "versions"]
 
 DEFAULT_CACHE = "surrogates"
-FORMAT = 1
-"""Bumped whenever fitting or the stored object changes, so old files are refitted."""
+FORMAT = 2
+"""Bumped whenever fitting or the stored entry changes, so old entries are refitted. 2: JSON only (1 was joblib)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_MAX_META_BYTES = 1 << 20
+_PROBE_ROWS = 8
+"""Training rows whose predictions the entry records: a refit must reproduce them to be trusted."""
 
 
 def versions() -> dict[str, str]:
-    """Libraries whose pickles must match for a cached model to be loaded."""
-    import joblib
+    """Libraries whose behaviour a refit depends on: an entry is reused only under the same ones."""
     import numpy
     import scipy
     import sklearn
@@ -39,69 +49,89 @@ def versions() -> dict[str, str]:
     import nasbench
 
     return {"python": f"{sys.version_info.major}.{sys.version_info.minor}", "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "joblib": joblib.__version__,
-            "nasbench": nasbench.__version__, "format": str(FORMAT)}
+            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "nasbench": nasbench.__version__,
+            "format": str(FORMAT)}
 
 
-def cache_paths(root: str | Path, space: str, supernet_id: str, metric: str) -> tuple[Path, Path]:
-    """(model file, metadata file); refuses names that could leave the cache root."""
+def cache_paths(root: str | Path, space: str, supernet_id: str, metric: str) -> Path:
+    """The entry's file; refuses names, folders or symlinks that could leave the cache root."""
     for what, name in (("space", space), ("supernet", supernet_id), ("metric", metric)):
-        if not _NAME.match(name) or ".." in name:
+        if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
             raise NasBenchError("surrogates", f"a {what} name in the cache may hold only letters, digits and _.+- "
                                               f"(and no '..')", name)
     root = Path(root).resolve()
     folder = (root / space / supernet_id).resolve()
     if not folder.is_relative_to(root):
-        raise NasBenchError("surrogates", "cache path leaves the cache root", str(folder))
-    return folder / f"{metric}.joblib", folder / f"{metric}.json"
+        raise NasBenchError("surrogates", "cache path leaves the cache root (a symlink?)", str(folder))
+    file = folder / f"{metric}.json"
+    if file.is_symlink() and not file.resolve().is_relative_to(root):
+        raise NasBenchError(str(file), "is a symlink out of the cache root: refusing to read or replace it",
+                            str(file.resolve()))
+    return file
 
 
-def load_cached(root: str | Path, space: str, supernet_id: str, metric: str, data_hash: str) -> Surrogate | None:
-    """The cached surrogate when its data hash and versions match; None when absent or stale (refit it)."""
-    model_file, meta_file = cache_paths(root, space, supernet_id, metric)
-    if not (model_file.is_file() and meta_file.is_file()):
+def load_cached(root: str | Path, space: str, supernet_id: str, metric: str, data_hash: str, x: np.ndarray,
+                y: np.ndarray, cost: np.ndarray, seed: int = 0) -> Surrogate | None:
+    """The surrogate rebuilt from its cached selection when the entry matches (data hash, versions) and its refit
+    reproduces the recorded predictions; None when absent, stale or not trustworthy (fit it afresh)."""
+    file = cache_paths(root, space, supernet_id, metric)
+    if not file.is_file():
         return None
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        if file.stat().st_size > _MAX_META_BYTES:
+            return None
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return None
-    if meta.get("data_hash") != data_hash or meta.get("versions") != versions():
+    if not isinstance(meta, dict) or meta.get("data_hash") != data_hash or meta.get("versions") != versions():
         return None
-    digest = _sha256(model_file)
-    if digest != meta.get("file_sha256"):
-        raise NasBenchError(str(model_file), "file hash does not match its metadata: refusing to load it (delete "
-                                             "the file to refit)", digest[:16])
-    import joblib
-
-    surrogate = joblib.load(model_file)
-    if not isinstance(surrogate, Surrogate):
-        raise NasBenchError(str(model_file), "is not a nasbench surrogate", type(surrogate).__name__)
+    entry = _entry(meta, space, supernet_id, metric, len(y))
+    if entry is None:
+        return None
+    card, scale, probe = entry
+    surrogate = refit_surrogate(x, y, cost, card=card, scale=scale, seed=seed)
+    got = surrogate.regressor.predict_mean(x[:_PROBE_ROWS])
+    if not np.allclose(got, probe, rtol=1e-9, atol=1e-12):
+        return None
     return surrogate
 
 
-def save_cached(root: str | Path, surrogate: Surrogate) -> Path:
-    """Write the model, then its metadata (with the model's hash) — each through a temporary file and a rename."""
-    import joblib
-
-    model_file, meta_file = cache_paths(root, surrogate.space, surrogate.supernet_id, surrogate.metric)
-    model_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = model_file.with_suffix(".joblib.tmp")
-    joblib.dump(surrogate, tmp, compress=3)
-    os.replace(tmp, model_file)
-    meta: dict[str, Any] = {"space": surrogate.space, "supernet_id": surrogate.supernet_id,
+def save_cached(root: str | Path, surrogate: Surrogate, x: np.ndarray) -> Path:
+    """Write the entry (card, scale, the predictions a refit must reproduce) through a temporary file and a rename."""
+    file = cache_paths(root, surrogate.space, surrogate.supernet_id, surrogate.metric)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    probe = [float(v) for v in surrogate.regressor.predict_mean(x[:_PROBE_ROWS])]
+    meta: dict[str, Any] = {"format": FORMAT, "space": surrogate.space, "supernet_id": surrogate.supernet_id,
                             "metric": surrogate.metric, "model": surrogate.model_name,
                             "transform": surrogate.transform, "data_hash": surrogate.card.data_hash,
-                            "file_sha256": _sha256(model_file), "versions": versions(),
+                            "scale": surrogate.scale, "probe": probe, "versions": versions(),
                             "card": asdict(surrogate.card)}
-    tmp_meta = meta_file.with_suffix(".json.tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp_meta, meta_file)
-    return model_file
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, file)
+    return file
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _entry(meta: dict[str, Any], space: str, supernet_id: str, metric: str,
+           n_rows: int) -> tuple[FidelityCard, float, np.ndarray] | None:
+    """(card, scale, probe predictions) from a parsed entry, or None when anything is off."""
+    card_doc = meta.get("card")
+    names = {f.name for f in fields(FidelityCard)}
+    if not isinstance(card_doc, dict) or set(card_doc) != names:
+        return None
+    try:
+        card = FidelityCard(**card_doc)
+    except TypeError:
+        return None
+    scale, probe = meta.get("scale"), meta.get("probe")
+    if (card.space, card.supernet_id, card.metric) != (space, supernet_id, metric) or card.model not in CANDIDATES \
+            or card.transform not in ("log", "identity") or meta.get("model") != card.model:
+        return None
+    if not _finite(scale) or scale <= 0 or not isinstance(probe, list) or len(probe) != min(_PROBE_ROWS, n_rows) \
+            or not all(_finite(v) for v in probe):
+        return None
+    return card, float(scale), np.asarray(probe, dtype=np.float64)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

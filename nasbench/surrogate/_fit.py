@@ -9,7 +9,8 @@ The procedure, per (space, supernet, metric):
 4. the winner is refitted on the train split and scored on the held-out archs (tau, rho, R2, MAE on the model's
    scale, coverage of the 90% interval); with other supernets in the DB, a model fitted on their rows alone predicts
    this supernet's archs (leave-one-strategy-out tau);
-5. the winner is refitted on every measured arch: that is the cached surrogate.
+5. the winner is refitted on every measured arch (:func:`refit_surrogate`): that is the surrogate; the cache
+   keeps steps 1-4's outcome as JSON and repeats step 5 on load.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from nasbench.surrogate._regressors import CANDIDATES, GP_MAX_ROWS, Z90, make_regressor
 
-__all__ = ["FidelityCard", "Surrogate", "fit_surrogate", "MIN_ROWS"]
+__all__ = ["FidelityCard", "Surrogate", "fit_surrogate", "refit_surrogate", "MIN_ROWS"]
 
 MIN_ROWS = 10
 """Fewer measured archs than this cannot be split into train, CV folds and a test set."""
@@ -134,14 +135,25 @@ def fit_surrogate(x: np.ndarray, y: np.ndarray, cost: np.ndarray, *, space: str,
                         loso_kendall_tau=loso_tau, loso_n=loso_n,
                         cv={c: round(float(v), 4) for c, v in cv_tau.items()}, data_hash=data_hash)
 
-    final = make_regressor(best, seed).fit(x, z)
+    return refit_surrogate(x, y, cost, card=card, scale=scale, seed=seed)
+
+
+def refit_surrogate(x: np.ndarray, y: np.ndarray, cost: np.ndarray, *, card: FidelityCard, scale: float,
+                    seed: int = 0) -> Surrogate:
+    """Step 5 alone: fit the model the card names on every measured arch (and the cost model).
+
+    Seeded and deterministic, so the cache stores only the selection (card, calibration scale: plain JSON) and
+    rebuilds the surrogate from the DB's rows with this function instead of unpickling a fitted model.
+    """
+    final = make_regressor(card.model, seed).fit(x, _forward(y, card.transform))
     known = np.isfinite(cost) & (cost > 0)
     cost_model = None
     if known.sum() >= MIN_ROWS:
         cost_model = make_regressor("extra-trees", seed).fit(x[known], np.log(cost[known]))
     cost_median = float(np.median(cost[known])) if known.any() else 0.0
-    return Surrogate(space=space, supernet_id=supernet_id, metric=metric, transform=transform, model_name=best,
-                     regressor=final, scale=scale, cost_regressor=cost_model, cost_median=cost_median, card=card)
+    return Surrogate(space=card.space, supernet_id=card.supernet_id, metric=card.metric, transform=card.transform,
+                     model_name=card.model, regressor=final, scale=scale, cost_regressor=cost_model,
+                     cost_median=cost_median, card=card)
 
 
 # ------------------------------------------------------------------------------------------------------- helpers

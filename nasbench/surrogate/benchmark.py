@@ -133,20 +133,21 @@ class Benchmark:
             raise NasBenchError("--metrics", f"must be one of {', '.join(self.table.metrics)} (measured here)",
                                 metric)
         data_hash = self._data_hash(metric)
+        ids, y, cost = self.table.column(metric)
+        if len(ids) < MIN_ROWS:
+            raise NasBenchError(f"--metrics {metric}", f"a surrogate needs at least {MIN_ROWS} measured archs",
+                                len(ids))
+        x = self._encode_ids(ids, self.table)
         surrogate = None if self.cache is None else load_cached(self.cache, self.space.name, self.supernet_id,
-                                                                  metric, data_hash)
+                                                                  metric, data_hash, x, y, cost, seed=self.seed)
         if surrogate is None:
-            ids, y, cost = self.table.column(metric)
-            if len(ids) < MIN_ROWS:
-                raise NasBenchError(f"--metrics {metric}", f"a surrogate needs at least {MIN_ROWS} measured archs",
-                                    len(ids))
             others = self._others(metric)
-            surrogate = fit_surrogate(self._encode_ids(ids, self.table), y, cost, space=self.space.name,
+            surrogate = fit_surrogate(x, y, cost, space=self.space.name,
                                       supernet_id=self.supernet_id, metric=metric,
                                       transform="log" if metric in LOG_METRICS else "identity", data_hash=data_hash,
                                       others=others, candidates=self.candidates, seed=self.seed)
             if self.cache is not None:
-                save_cached(self.cache, surrogate)
+                save_cached(self.cache, surrogate, x)
         self._surrogates[metric] = surrogate
         return surrogate
 
