@@ -492,7 +492,8 @@ def _readme(card: dict[str, Any]) -> str:
     lines += [f"| `{m['column']}` | {m['unit']} | {m['direction']} | {m['rows']} |" for m in nb["metrics"]]
     lines += ["", "## Load", "", "```python", "import pandas as pd, duckdb",
               'pd.read_parquet("measurements.parquet")',
-              "duckdb.sql(\"SELECT * FROM 'architectures.parquet' JOIN 'measurements.parquet' USING (space, arch_id)\")",
+              "duckdb.sql(\"SELECT * FROM 'architectures.parquet' JOIN 'measurements.parquet' "
+              "USING (space, arch_id)\")",
               "from syne_tune.blackbox_repository.blackbox_tabular import deserialize"]
     lines += [f'deserialize("{bb["path"]}")  # one task per supernet' for bb in nb["syne_tune"]]
     lines += ["```", "", "## Data sources and licences", "", "| role | file | dataset | licence |",
