@@ -76,7 +76,16 @@ def _cmd_space_show(args: argparse.Namespace) -> int:
     c = space.constraints
     if c.min_params is not None or c.max_params is not None:
         print(f"constraints min_params={c.min_params} max_params={c.max_params}")
-    print(f"cardinality {space.cardinality():.4g} (dimension combinations before constraints)")
+    count = space.cardinality()  # an int; per-layer spaces reach 10^1000 and more, beyond a float
+    if count < 10**300:
+        text = f"{count:.4g}"
+    else:
+        import math
+
+        digits = int(math.log10(count))
+        lead = str(count // 10 ** (digits - 3))
+        text = f"{lead[0]}.{lead[1:4]}e+{digits}"
+    print(f"cardinality {text} (dimension combinations before constraints)")
     print(f"params      {space.params(small):,} .. {space.params(large):,} (smallest .. largest)")
     if space.objectives:
         print("objectives  " + ", ".join(f"{o.name} ({'min' if o.minimize else 'max'}, {o.unit})"
@@ -327,11 +336,15 @@ def _cmd_sql(args: argparse.Namespace) -> int:
         statements = duckdb.extract_statements(args.query)
     except duckdb.Error as exc:
         raise NasBenchError("QUERY", "not valid SQL", str(exc).splitlines()[0]) from None
+    if not statements:
+        raise NasBenchError("QUERY", "is empty: give one SELECT, EXPLAIN or PRAGMA statement", args.query)
     for statement in statements:
         kind = statement.type.name
         if kind not in _READ_ONLY_STATEMENTS:
             raise NasBenchError("QUERY", "nasbench sql is read-only: only SELECT, EXPLAIN and PRAGMA statements run",
                                 kind)
+    if len(statements) > 1:
+        raise NasBenchError("QUERY", "give exactly one statement", len(statements))
     con = connect_read_only(args.db)
     try:
         frame = con.execute(args.query).df()
@@ -512,12 +525,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Integer flags (argparse dests) that may be 0; every other integer flag must be >= 1 (``--n`` of ``profile`` may be 0:
+#: the smallest and largest archs are always profiled). ``train`` validates its own flags in ``TrainConfig``.
+_INT_FLAG_MINIMUM = {"seed": 0, "decode_tokens": 0, "eval_every": 0}
+_INT_FLAG_MAXIMUM = 2**31 - 1
+#: Comma-list flags: when given they name at least one item, each once.
+_LIST_FLAGS = ("metrics", "methods", "objectives", "tasks", "models")
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Every numeric and list flag, checked in one place before any work: integers in range, floats finite and > 0,
+    comma lists non-empty and without repeats."""
+    import math
+
+    if getattr(args, "verb", None) == "train":
+        return
+    for dest, value in vars(args).items():
+        if value is None or isinstance(value, bool) or dest == "func":
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if isinstance(value, int):
+            low = 0 if dest == "n" and args.verb == "profile" else _INT_FLAG_MINIMUM.get(dest, 1)
+            if value < low:
+                raise NasBenchError(flag, f"must be >= {low}", value)
+            if value > _INT_FLAG_MAXIMUM:
+                raise NasBenchError(flag, f"must be <= {_INT_FLAG_MAXIMUM}", value)
+        elif isinstance(value, float):
+            if not math.isfinite(value) or value <= 0:
+                raise NasBenchError(flag, "must be a finite number > 0", value)
+        elif dest in _LIST_FLAGS and isinstance(value, str):
+            items = _csv(value)
+            if not items:
+                raise NasBenchError(flag, "must name at least one item (a comma list)", value)
+            repeated = sorted({i for i in items if items.count(i) > 1})
+            if repeated:
+                raise NasBenchError(flag, "names an item twice", ",".join(repeated))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["importance", "rpd"]:  # `importance rpd` is a verb of its own beside `importance SPACE`
         argv = ["importance-rpd", *argv[2:]]
     try:
         args = build_parser().parse_args(argv)
+        _check_flags(args)
         return int(args.func(args) or 0)
     except _UsageError as exc:
         return _fail(str(exc).removeprefix("nasbench: "))
