@@ -51,5 +51,30 @@ class DataError(NasBenchError):
 
 
 def _short(value: Any, limit: int = 120) -> str:
-    text = repr(value)
+    """A bounded excerpt of ``value``: never more than ``limit`` characters, and never the repr of a whole huge or
+    deeply nested value (reprlib stops after a few items and levels before anything is formatted)."""
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _make_repr() -> Any:
+    import reprlib
+    from itertools import islice
+
+    class _Repr(reprlib.Repr):
+        def repr_dict(self, x: dict, level: int) -> str:  # insertion order, as repr() (reprlib sorts keys)
+            if not x:
+                return "{}"
+            if level <= 0:
+                return "{...}"
+            items = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}" for k, v in islice(x.items(),
+                                                                                                   self.maxdict)]
+            return "{" + ", ".join(items) + (", ..." if len(x) > self.maxdict else "") + "}"
+
+    r = _Repr()
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxset, r.maxdict = 4, 24, 24, 12, 12
+    r.maxstring, r.maxlong, r.maxother = 160, 60, 160
+    return r
+
+
+_REPR = _make_repr()

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -54,6 +55,31 @@ _REFERENCE_KEYS = {
 }
 _DATA_KINDS = ("text", "instructions", "tasks")
 _MAX_ENUMERATION = 200_000
+
+# Bounds that hold before anything is expanded or stored: a space file is data from anywhere.
+_MAX_FILE_BYTES = 1 << 20
+"""A space file (or an included one) is at most 1 MiB."""
+_MAX_NODES = 20_000
+"""YAML nodes after expanding aliases (an alias bomb stops here, before it is built)."""
+_MAX_DEPTH = 32
+"""Nesting depth of the YAML document."""
+_MAX_INCLUDES = 8
+"""Length of an ``include:`` chain."""
+_INT32_MAX = 2**31 - 1
+"""DuckDB INTEGER: dimension columns, version."""
+_INT64_MAX = 2**63 - 1
+"""DuckDB BIGINT: params, min_params, max_params."""
+#: Largest reference values nasbench accepts (far beyond today's LLMs; they keep per-layer lists, enumerations and
+#: parameter counts bounded).
+_REFERENCE_MAX = {"n_layers": 1024, "embed_dim": 1 << 20, "n_heads": 1024, "n_kv_groups": 1024, "head_size": 4096,
+                  "intermediate_size": 1 << 22, "vocab_size": 1 << 24}
+_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
+#: Metrics an objective may name (the project's vocabulary); task metrics may carry a task suffix (``acc_arc_easy``).
+METRICS = ("ppl", "acc_avg", "latency_ms", "decode_ms_per_token", "params", "flops", "memory_mb", "energy_j", "cost_s")
+TASK_METRICS = ("acc", "acc_norm", "mc2", "target_ppl")
+_MAXIMIZED = ("acc", "acc_norm", "mc2", "acc_avg")
+_SAMPLE_PATIENCE = 20_000
+"""Draws in a row without a valid arch after which sampling gives up (constraints that admit (almost) nothing)."""
 
 
 # ----------------------------------------------------------------------------------------------------------- parts
@@ -340,17 +366,26 @@ class SearchSpace:
     # -- sampling -------------------------------------------------------------------------------------------------
     def sample(self, n: int = 1, seed: int = 0, max_trials: int = 100_000) -> list[dict[str, Any]]:
         """``n`` valid architectures drawn by rejection sampling; the same seed gives the same list."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InvalidSpaceError("--seed", "must be an integer >= 0", seed)
         rng = np.random.default_rng(seed)
         out: list[dict[str, Any]] = []
-        trials = 0
+        trials = misses = 0
+        patience = min(max_trials, _SAMPLE_PATIENCE)
         while len(out) < n:
             trials += 1
-            if trials > max_trials * max(1, n):
+            if misses >= patience:
                 raise InvalidSpaceError(f"{self.path}:constraints",
-                                        f"no valid architecture found in {trials - 1} trials", None, show_got=False)
+                                        f"no valid architecture in {misses:,} draws in a row: the constraints (and "
+                                        f"structural rules) admit (almost) no arch; widen min_params..max_params",
+                                        {"min_params": self.constraints.min_params,
+                                         "max_params": self.constraints.max_params})
             arch = self._draw(rng)
             if self.is_valid(arch):
                 out.append(self.canonical(arch))
+                misses = 0
+            else:
+                misses += 1
         return out
 
     def _draw(self, rng: np.random.Generator) -> dict[str, Any]:
@@ -378,8 +413,7 @@ class SearchSpace:
         return self._extreme(largest=True)
 
     def _extreme(self, largest: bool) -> dict[str, Any]:
-        pick = max if largest else min
-        base = {name: pick(dim.candidates()) for name, dim in self.dimensions.items()}
+        base = {name: dim.high if largest else dim.low for name, dim in self.dimensions.items()}
         if self.family == "gpt_neox":
             base["n_kv_groups"] = base["n_heads"]
         try:
@@ -389,9 +423,15 @@ class SearchSpace:
         # The extremes of the coupled dimensions (heads, kv groups, head size, embed dim) may clash: search the
         # coupled dimensions for the valid combination with the fewest (most) parameters.
         coupled = ["n_heads", "n_kv_groups", "head_size", "embed_dim"]
-        lists = [self.dimensions[d].candidates() for d in coupled]
-        if math.prod(len(v) for v in lists) > _MAX_ENUMERATION:
-            lists = [v if d in ("n_heads", "n_kv_groups") else [pick(v)] for d, v in zip(coupled, lists)]
+        if math.prod(self.dimensions[d].count() for d in coupled) > _MAX_ENUMERATION:
+            if self.dimensions["n_heads"].count() * self.dimensions["n_kv_groups"].count() > _MAX_ENUMERATION:
+                raise InvalidSpaceError(f"{self.path}:dimensions", f"n_heads x n_kv_groups must have at most "
+                                                                   f"{_MAX_ENUMERATION:,} combinations",
+                                        self.dimensions["n_heads"].count() * self.dimensions["n_kv_groups"].count())
+            lists = [self.dimensions[d].candidates() if d in ("n_heads", "n_kv_groups")
+                     else [base[d]] for d in coupled]
+        else:
+            lists = [self.dimensions[d].candidates() for d in coupled]
         best: tuple[int, dict[str, Any]] | None = None
         for combo in _product(lists):
             trial = dict(base, **dict(zip(coupled, combo)))
@@ -419,8 +459,12 @@ class SearchSpace:
         Bin edges run from the smallest to the largest valid parameter count (clipped by min/max params). The
         smallest and largest archs seed the end bins when they meet the constraints. Bins may stay empty.
         """
-        if k < 1:
-            raise InvalidSpaceError("--grid-params", "must be >= 1", k)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidSpaceError("--grid-params", "must be an integer >= 1", k)
+        if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
+            raise InvalidSpaceError("--grid-trials", "must be an integer >= 1", trials)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InvalidSpaceError("--seed", "must be an integer >= 0", seed)
         rng = np.random.default_rng(seed)
         low, high = self.params(self.smallest()), self.params(self.largest())
         if self.constraints.min_params is not None:
@@ -451,6 +495,9 @@ class SearchSpace:
         Within a bin archs are drawn without replacement until the bin is used up, then with replacement.
         """
         bins = [b for b in self.grid(k, seed, trials) if b]
+        if not bins:
+            raise InvalidSpaceError(f"{self.path}:constraints", f"no valid architecture in {trials:,} draws (raise "
+                                                                f"--grid-trials or widen the constraints)", trials)
         rng = np.random.default_rng(seed + 1)
         order = [list(rng.permutation(len(b))) for b in bins]
         out = []
@@ -677,40 +724,107 @@ def load_space(path: str | Path) -> SearchSpace:
 
 def parse_space(text: str, where: str) -> SearchSpace:
     """A space from merged YAML text (what the store records), e.g. to rebuild a benchmark's space from its DB."""
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidSpaceError(where, "malformed YAML", str(exc).splitlines()[0]) from None
-    if not isinstance(doc, dict):
-        raise InvalidSpaceError(where, "a search space is a YAML mapping", type(doc).__name__)
-    return _parse(doc, where)
+    if not isinstance(text, str):
+        raise InvalidSpaceError(where, "a search space is YAML text", type(text).__name__)
+    if len(text.encode("utf-8", "surrogatepass")) > _MAX_FILE_BYTES:
+        raise InvalidSpaceError(where, f"must be at most {_MAX_FILE_BYTES:,} bytes", len(text))
+    return _parse(_yaml_mapping(text, where), where)
 
 
 def _read_yaml(path: Path, where: str) -> dict[str, Any]:
     if not path.is_file():
         raise InvalidSpaceError(where, "file not found", str(path))
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > _MAX_FILE_BYTES:
+            raise InvalidSpaceError(str(path), f"must be at most {_MAX_FILE_BYTES:,} bytes", size)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidSpaceError(str(path), "cannot read the file", exc.strerror or str(exc)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise InvalidSpaceError(f"{path}:{line}", "must be UTF-8 text", raw[exc.start:exc.start + 4]) from None
+    return _yaml_mapping(text, str(path))
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses duplicate keys (YAML says they are an error; PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key_node.value!r}",
+                                                            key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_mapping(text: str, where: str) -> dict[str, Any]:
+    """Parse YAML text into a mapping, refusing alias bombs, deep nesting and duplicate keys before building it."""
+    loader = _StrictLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise InvalidSpaceError(where, f"nests too deeply (at most {_MAX_DEPTH} levels)", None,
+                                    show_got=False) from None
+        if node is None:
+            raise InvalidSpaceError(where, "a search space is a YAML mapping", "an empty document")
+        _check_size(node, where)
+        doc = loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InvalidSpaceError(f"{path}{line}", "malformed YAML", problem) from None
+        raise InvalidSpaceError(f"{where}{line}", "malformed YAML", problem) from None
+    finally:
+        loader.dispose()
     if not isinstance(doc, dict):
-        raise InvalidSpaceError(str(path), "a search space is a YAML mapping", type(doc).__name__)
+        raise InvalidSpaceError(where, "a search space is a YAML mapping", type(doc).__name__)
     return doc
 
 
+def _check_size(root: yaml.Node, where: str) -> None:
+    """Count the nodes the document expands to (aliases counted at every use) and its depth, without recursion."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > _MAX_NODES:
+            raise InvalidSpaceError(where, f"expands to more than {_MAX_NODES:,} YAML nodes (aliases count at every "
+                                           f"use)", None, show_got=False)
+        if depth > _MAX_DEPTH:
+            line = node.start_mark.line + 1 if node.start_mark is not None else 0
+            raise InvalidSpaceError(f"{where}:{line}", f"nests too deeply (at most {_MAX_DEPTH} levels)", depth)
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+
+
 def _load_merged(path: Path, stack: tuple[Path, ...], where: str | None = None) -> dict[str, Any]:
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise InvalidSpaceError(where or str(path), "cannot resolve the path", str(exc)) from None
     if resolved in stack:
         chain = " -> ".join(str(p) for p in (*stack, resolved))
         raise InvalidSpaceError(f"{stack[-1]}:include", "include cycle", chain)
+    if len(stack) >= _MAX_INCLUDES:
+        raise InvalidSpaceError(f"{stack[-1]}:include", f"includes nest at most {_MAX_INCLUDES} deep", len(stack))
     doc = _read_yaml(path, where or str(path))
     include = doc.pop("include", None)
     if include is None:
         return doc
-    if not isinstance(include, str):
+    if not isinstance(include, str) or not include.strip() or "\x00" in include:
         raise InvalidSpaceError(f"{path}:include", "must be a path string", include)
     base = _load_merged(path.parent / include, (*stack, resolved), where=f"{path}:include")
     return _deep_merge(base, doc)
@@ -746,11 +860,13 @@ class _Reader:
                                 f"unknown key; allowed: {', '.join(sorted(allowed))}", unknown[0])
         return value
 
-    def integer(self, value: Any, key: str, minimum: int | None = 1) -> int:
+    def integer(self, value: Any, key: str, minimum: int | None = 1, maximum: int = _INT32_MAX) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, "must be an integer", value)
         if minimum is not None and value < minimum:
             raise self.fail(key, f"must be >= {minimum}", value)
+        if value > maximum:
+            raise self.fail(key, f"must be <= {maximum:,}", value)
         return value
 
     def string(self, value: Any, key: str) -> str:
@@ -777,6 +893,9 @@ def _parse(doc: dict[str, Any], file: str) -> SearchSpace:
         if key not in doc:
             raise r.fail(key, "required key is missing", None, show_got=False)
     name = r.string(doc["name"], "name")
+    if not _NAME_PATTERN.match(name) or ".." in name:
+        raise r.fail("name", "may hold only letters, digits and _.+- (at most 100, no '..'): it names DB views and "
+                             "cache folders", name)
     version = r.integer(doc["version"], "version")
     description = doc.get("description", "")
     if not isinstance(description, str):
@@ -815,7 +934,7 @@ def _parse_model(r: _Reader, value: Any) -> ModelSpec:
     for key in ("n_layers", "embed_dim", "n_heads", "n_kv_groups", "head_size", "intermediate_size", "vocab_size"):
         if key not in ref:
             raise r.fail(f"model.reference.{key}", "required key is missing", None, show_got=False)
-        values[key] = r.integer(ref[key], f"model.reference.{key}")
+        values[key] = r.integer(ref[key], f"model.reference.{key}", maximum=_REFERENCE_MAX[key])
     if "tied_head" not in ref:
         raise r.fail("model.reference.tied_head", "required key is missing", None, show_got=False)
     values["tied_head"] = r.boolean(ref["tied_head"], "model.reference.tied_head")
@@ -892,8 +1011,8 @@ def _parse_dimension(r: _Reader, name: str, spec: Any, key: str) -> Dimension:
 
 def _parse_constraints(r: _Reader, value: Any) -> Constraints:
     c = r.mapping(value, "constraints", {"min_params", "max_params"})
-    low = r.integer(c["min_params"], "constraints.min_params") if "min_params" in c else None
-    high = r.integer(c["max_params"], "constraints.max_params") if "max_params" in c else None
+    low = r.integer(c["min_params"], "constraints.min_params", maximum=_INT64_MAX) if "min_params" in c else None
+    high = r.integer(c["max_params"], "constraints.max_params", maximum=_INT64_MAX) if "max_params" in c else None
     if low is not None and high is not None and low > high:
         raise r.fail("constraints", "unsatisfiable: min_params must be <= max_params",
                      {"min_params": low, "max_params": high})
@@ -910,8 +1029,15 @@ def _parse_objectives(r: _Reader, value: Any) -> tuple[Objective, ...]:
         for k in ("name", "minimize", "unit"):
             if k not in o:
                 raise r.fail(f"{key}.{k}", "required key is missing", None, show_got=False)
-        out.append(Objective(r.string(o["name"], f"{key}.name"), r.boolean(o["minimize"], f"{key}.minimize"),
-                             r.string(o["unit"], f"{key}.unit")))
+        name = r.string(o["name"], f"{key}.name")
+        if not _known_metric(name):
+            raise r.fail(f"{key}.name", f"unknown metric; known: {', '.join(METRICS)}, or {', '.join(TASK_METRICS)} "
+                                        f"with an optional _<task> suffix", name)
+        minimize = r.boolean(o["minimize"], f"{key}.minimize")
+        if minimize != (name.split("_")[0] not in ("acc", "mc2")):
+            raise r.fail(f"{key}.minimize", f"{name} is {'maximized' if minimize else 'minimized'} everywhere in "
+                                            f"nasbench", minimize)
+        out.append(Objective(name, minimize, r.string(o["unit"], f"{key}.unit")))
     names = [o.name for o in out]
     if len(set(names)) != len(names):
         raise r.fail("objectives", "names must be distinct", names)
@@ -932,6 +1058,13 @@ def _parse_data(r: _Reader, value: Any) -> dict[str, DataSource]:
         tasks = r.strings(s["tasks"], f"{key}.tasks") if "tasks" in s else ()
         if kind == "tasks" and not tasks:
             raise r.fail(f"{key}.tasks", "a tasks source lists its task names", None, show_got=False)
+        for i, task in enumerate(tasks):
+            if task not in _known_tasks():
+                raise r.fail(f"{key}.tasks[{i}]", f"unknown task; known: {', '.join(sorted(_known_tasks()))}", task)
+        for i, path in enumerate(paths):
+            if not _inside_data_dir(path):
+                raise r.fail(f"{key}.path" + (f"[{i}]" if len(paths) > 1 else ""),
+                             "must be a relative path inside the data directory (no '..', no absolute path)", path)
         if kind != "tasks" and not paths:
             raise r.fail(f"{key}.path", "a text or instructions source needs a path in the data directory", None,
                          show_got=False)
@@ -945,16 +1078,17 @@ def _check_satisfiable(r: _Reader, space: SearchSpace) -> None:
     small, large = space.smallest(), space.largest()  # raises when the structural rules cannot be met
     dims, ref = space.dimensions, space.reference
     if dims["n_heads"].kind == "choice":  # a listed head count that no kv grouping admits is a typo, not a choice
-        groups, sizes, embeds = (dims[d].candidates() for d in ("n_kv_groups", "head_size", "embed_dim"))
+        groups, sizes, embed = dims["n_kv_groups"].candidates(), dims["head_size"].candidates(), dims["embed_dim"]
         q_per_kv = ref.n_heads // ref.n_kv_groups
         for h in dims["n_heads"].values:
             if space.family == "llama":
-                ok = any(h % g == 0 and h // g <= q_per_kv for g in groups) and any(e % h == 0 for e in embeds)
+                ok = any(h % g == 0 and h // g <= q_per_kv for g in groups) and _has_multiple(embed, h)
             else:
-                ok = any(h * d in embeds for d in sizes)
+                ok = any(embed.contains(h * d) for d in sizes)
             if not ok:
-                rule = (f"n_heads={h} can never meet the structural rules (n_kv_groups in {groups}, at most "
-                        f"{q_per_kv} query heads per group, embed_dim in {embeds} divisible by n_heads)" if space.family == "llama" else
+                rule = (f"n_heads={h} can never meet the structural rules (n_kv_groups {dims['n_kv_groups'].describe()}"
+                        f", at most {q_per_kv} query heads per group, embed_dim {embed.describe()} divisible by "
+                        f"n_heads)" if space.family == "llama" else
                         f"n_heads={h} can never meet n_heads * head_size == embed_dim")
                 raise r.fail("dimensions.n_heads.choice", rule, list(dims["n_heads"].values))
     c = space.constraints
@@ -964,6 +1098,56 @@ def _check_satisfiable(r: _Reader, space: SearchSpace) -> None:
     if c.min_params is not None and space.params(large) < c.min_params:
         raise r.fail("constraints.min_params",
                      f"unsatisfiable: the largest arch has only {space.params(large)} params", c.min_params)
+    if space.params(large) > _INT64_MAX:
+        raise r.fail("model.reference", "the largest arch's parameter count must fit in 64 bits", space.params(large))
+    if (c.min_params is not None or c.max_params is not None) and not space.per_layer \
+            and space.cardinality() <= _MAX_ENUMERATION * 5:
+        # exact: enumerate every combination (vectorised) and ask whether any meets the structural rules and the
+        # constraints; larger spaces are left to sampling, which gives up after a bounded run of misses
+        if not _any_valid(space):
+            raise r.fail("constraints", "unsatisfiable: no arch of the space has min_params <= params <= max_params",
+                         {"min_params": c.min_params, "max_params": c.max_params})
+
+
+def _any_valid(space: SearchSpace) -> bool:
+    lists = [np.asarray(space.dimensions[d].candidates(), dtype=np.int64) for d in DIMENSIONS]
+    grids = np.meshgrid(*lists, indexing="ij")
+    matrix = np.stack([g.ravel() for g in grids], axis=1)
+    return bool(space.valid_mask(matrix).any())
+
+
+def _has_multiple(dim: Dimension, h: int) -> bool:
+    """Some value of ``dim`` is divisible by ``h`` (without listing a range's values)."""
+    if dim.kind in ("int", "log_int"):
+        low, high = dim.values
+        return (low + h - 1) // h * h <= high
+    return any(v % h == 0 for v in dim.values)
+
+
+def _known_metric(name: str) -> bool:
+    if name in METRICS or name in TASK_METRICS:
+        return True
+    return any(name.startswith(m + "_") and name[len(m) + 1:] in _known_tasks() for m in TASK_METRICS)
+
+
+def _known_tasks() -> frozenset[str]:
+    """The evaluation tasks nasbench ships (the lm-eval task YAMLs of ``nasbench/profile/tasks/``), read without
+    importing the profiling stage."""
+    global _TASKS
+    if _TASKS is None:
+        _TASKS = frozenset(p.stem for p in (Path(__file__).parent / "profile" / "tasks").glob("*.yaml"))
+    return _TASKS
+
+
+_TASKS: frozenset[str] | None = None
+
+
+def _inside_data_dir(path: str) -> bool:
+    """A data path stays inside the data directory: relative, no ``..``, no drive, no home, no NUL."""
+    if "\x00" in path or "\\" in path or path.startswith("~") or PureWindowsPath(path).drive:
+        return False
+    pure = PurePosixPath(path)
+    return not pure.is_absolute() and ".." not in pure.parts and pure != PurePosixPath(".")
 
 
 # -------------------------------------------------------------------------------------------------------- helpers
