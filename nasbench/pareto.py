@@ -264,7 +264,7 @@ def measured_front(db: str | Path, space: str, objectives: Sequence[str], where:
                             ",".join(c[7:] for c in missing))
     condition = " AND ".join(f'"{c}" IS NOT NULL' for c in columns)
     params: list[Any] = []
-    if where:
+    if where is not None:
         sql, params = parse_filter(where, list(table.columns))
         condition += f" AND ({sql})"
     from nasbench.store import SAFE_CONFIG

@@ -343,9 +343,7 @@ class Store:
         before = {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
         for i, source in enumerate(sources):
             source = Path(source)
-            if not source.is_file():
-                raise StoreError(str(source), "database file not found", str(source))
-            if source.resolve() == self.path.resolve():
+            if source.exists() and source.resolve() == self.path.resolve():
                 raise StoreError(str(source), "cannot merge a database into itself", str(source))
             open_db(source).close()  # a nasbench DB of a known schema, not held by a writer
             alias = f"merge_source_{i}"
