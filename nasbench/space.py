@@ -766,8 +766,9 @@ class _StrictLoader(yaml.SafeLoader):
 
 def _yaml_mapping(text: str, where: str) -> dict[str, Any]:
     """Parse YAML text into a mapping, refusing alias bombs, deep nesting and duplicate keys before building it."""
-    loader = _StrictLoader(text)
+    loader = None
     try:
+        loader = _StrictLoader(text)  # its reader already refuses non-printable characters
         try:
             node = loader.get_single_node()
         except RecursionError:
@@ -783,7 +784,8 @@ def _yaml_mapping(text: str, where: str) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InvalidSpaceError(f"{where}{line}", "malformed YAML", problem) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(doc, dict):
         raise InvalidSpaceError(where, "a search space is a YAML mapping", type(doc).__name__)
     return doc

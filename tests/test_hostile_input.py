@@ -277,6 +277,7 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 
 SPACE_CASES = {
     "not UTF-8": (b"name: \xff\xfe\n", "must be UTF-8"),
+    "control character": ("name: a\x16b\n", "malformed YAML"),
     "deep nesting": ("name: " + "[" * 5000 + "]" * 5000 + "\n", "nests too deeply"),
     "deep mapping": ("name: " + "{a: " * 100 + "1" + "}" * 100 + "\n", "nests too deeply"),
     "alias bomb in name": (BOMB + "name: *i\n", "YAML nodes"),
