@@ -102,7 +102,9 @@ def _cmd_space_sample(args: argparse.Namespace) -> int:
     space = load_space(args.path)
     if args.n < 1:
         raise NasBenchError("--n", "must be >= 1", args.n)
-    if args.grid_params is not None:
+    if args.band is not None:
+        archs = _band(space, args.band, args.n, args.seed)
+    elif args.grid_params is not None:
         archs = space.sample_grid(args.n, args.grid_params, seed=args.seed, trials=args.grid_trials)
     else:
         archs = space.sample(args.n, seed=args.seed)
@@ -116,6 +118,26 @@ def _cmd_space_sample(args: argparse.Namespace) -> int:
     for arch in archs:
         out.write(json.dumps({"arch_id": arch_id(arch), "params": space.params(arch), "arch": arch}) + "\n")
     return 0
+
+
+def _band(space: Any, fraction: float, n: int, seed: int, draws: int = 200_000) -> list[dict[str, Any]]:
+    """The first ``n`` distinct seeded samples whose params are within +-1 pp of ``fraction`` of the largest's."""
+    import math
+
+    if not (isinstance(fraction, float) and math.isfinite(fraction) and 0.0 < fraction <= 1.0):
+        raise NasBenchError("--band", "must be a fraction in (0, 1]", fraction)
+    full = space.params(space.largest())
+    low, high = (fraction - 0.01) * full, (fraction + 0.01) * full
+    found: dict[str, dict[str, Any]] = {}
+    from nasbench.space import arch_id
+
+    for chunk in range(0, draws, 5_000):
+        for arch in space.sample(5_000, seed=seed * 1_000_003 + chunk):
+            if low <= space.params(arch) <= high:
+                found.setdefault(arch_id(arch), arch)
+                if len(found) == n:
+                    return list(found.values())
+    raise NasBenchError("--band", f"only {len(found)} of {n} archs found in {draws:,} draws within +-1 pp", fraction)
 
 
 # -------------------------------------------------------------------------------------------------- importance
@@ -201,27 +223,27 @@ def _read_arch_lines(path: str | None, flag: str = "--archs") -> list[dict[str, 
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from nasbench.importance import load_importance
     from nasbench.space import arch_id, load_space
-    from nasbench.supernet import export
+    from nasbench.supernet import Supernet, export
+    from nasbench.train.artifact import load_model
 
     space = load_space(args.space)
     arch = space.canonical(_parse_arch(args.arch), where="--arch")
-    indices: dict[str, Any] = {}
-    if args.supernet:
-        importance = load_importance(args.supernet)
-        if importance is not None and importance.layers:  # a sorted supernet keeps its most important layers
-            indices["layers"] = importance.layers_for(arch["n_layers"])
-    from nasbench.profile.runner import PRETRAINED, _supernet_id  # the id `nasbench profile --supernet` stores
+    from nasbench.supernet.families import check_extractable
 
-    supernet_id = PRETRAINED if args.supernet is None else _supernet_id(Path(args.supernet))
+    check_extractable(space.family, arch)  # fail before loading anything
+    loaded = load_model(space, args.supernet)  # the base model, a trained directory or an artifact (rebuilt)
+    indices: dict[str, Any] = {}
+    if loaded.importance is not None and loaded.importance.layers:  # a sorted supernet keeps its top layers
+        indices["layers"] = loaded.importance.layers_for(arch["n_layers"])
+    supernet_id = loaded.supernet_id  # the id `nasbench profile --supernet` stores
     measurements: list[dict[str, Any]] = []
     if args.db:  # the model card shows what the benchmark measured for this arch on these weights
         from nasbench.publish import arch_measurements
 
         measurements = arch_measurements(args.db, space.name, arch_id(arch), supernet_id)
-    out = export(space, arch, args.out, supernet_dir=args.supernet, supernet_id=supernet_id,
-                 measurements=measurements, **indices)
+    out = export(space, arch, args.out, supernet_dir=args.supernet, supernet=Supernet(loaded.model, space),
+                 supernet_id=supernet_id, measurements=measurements, **indices)
     print(f"exported {arch_id(arch)} ({space.params(arch):,} params) -> {out} "
           f"(model card README.md: {len(measurements)} measured values)")
     return 0
@@ -263,10 +285,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(space, strategy=args.strategy, kd=args.kd, peft=args.peft, preset=args.preset, out=args.out,
                    db=args.db, max_steps=args.max_steps, batch_size=args.batch_size, seq_len=args.seq_len,
                    resume=args.resume, sorted_supernet=args.sorted_supernet, data_dir=data.data_dir(args.data_dir),
-                   seed=args.seed)
+                   seed=args.seed, precision=args.precision, lr=args.lr, stop_at=args.stop_at,
+                   checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
+                   eval_every=args.eval_every, eval_archs=args.eval_archs, resume_from=args.resume_from)
     print(json.dumps({"train": result.supernet_id, "steps": result.steps, "tokens": result.tokens,
                       "wall_time_s": round(result.wall_time_s, 1), "complete": result.complete,
                       "losses": result.losses, "out": str(result.out)}))
+    return 0
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from nasbench.space import load_space
+    from nasbench.train.artifact import pack, read_manifest
+
+    space = load_space(args.space)
+    out = pack(space, args.run, args.out)
+    manifest = read_manifest(out)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(json.dumps({"pack": manifest["id"], "out": str(out), "bytes": size,
+                      "steps_total": manifest["training"]["steps_total"],
+                      "tokens_total": manifest["training"]["tokens_total"], "files": manifest["files"]}))
     return 0
 
 
@@ -386,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-params", type=int, metavar="K", help="spread the archs over K parameter-count bins")
     p.add_argument("--grid-trials", type=int, default=10_000, metavar="N",
                    help="rejection-sampling draws that fill the bins (default 10000)")
+    p.add_argument("--band", type=float, metavar="FRACTION",
+                   help="only archs within +-1 percentage point of FRACTION of the largest arch's params (e.g. 0.5)")
     p.add_argument("--db", help="also record the space and the archs in this DuckDB file")
     p.set_defaults(func=_cmd_space_sample)
 
@@ -444,7 +484,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--data-dir", help="data directory (default: NASBENCH_DATA_DIR)")
+    from nasbench.train.config import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, help="bf16-mixed, fp32, or auto: measure both matmul rates and "
+                                                           "take the faster (the preset's default: auto)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
+    p.add_argument("--stop-at", type=int, metavar="STEP", help="end this call after STEP steps (checkpointed); "
+                                                                "--resume continues the same schedule")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="checkpoint every N steps")
+    p.add_argument("--checkpoint-minutes", type=float, metavar="M",
+                   help="... and every M minutes of training (default 10): a kill loses at most that")
+    p.add_argument("--eval-every", type=int, metavar="N", help="recovery curve every N steps (0: off)")
+    p.add_argument("--eval-archs", metavar="FILE", help="JSONL of probe archs for the curve")
+    p.add_argument("--resume-from", metavar="ARTIFACT",
+                   help="continue training a packed supernet (results/supernets/<id>): its sorted base and adapters, "
+                        "a fresh optimizer and schedule")
     p.set_defaults(func=_cmd_train)
+
+    p = verbs.add_parser("pack", help="pack a LoRA training run's newest checkpoint as a small supernet artifact")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("run", metavar="RUN_DIR", help="the training run's --out directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="the artifact directory, e.g. results/supernets/<id>")
+    p.set_defaults(func=_cmd_pack)
 
     p = verbs.add_parser("profile", help="measure sub-networks into DuckDB (resumable, shardable)")
     p.add_argument("space", metavar="SPACE")

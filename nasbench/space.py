@@ -1013,8 +1013,11 @@ def _parse_dimension(r: _Reader, name: str, spec: Any, key: str) -> Dimension:
 
 def _parse_constraints(r: _Reader, value: Any) -> Constraints:
     c = r.mapping(value, "constraints", {"min_params", "max_params"})
-    low = r.integer(c["min_params"], "constraints.min_params", maximum=_INT64_MAX) if "min_params" in c else None
-    high = r.integer(c["max_params"], "constraints.max_params", maximum=_INT64_MAX) if "max_params" in c else None
+    # null lifts a bound an included file sets
+    low = (r.integer(c["min_params"], "constraints.min_params", maximum=_INT64_MAX)
+           if c.get("min_params") is not None else None)
+    high = (r.integer(c["max_params"], "constraints.max_params", maximum=_INT64_MAX)
+            if c.get("max_params") is not None else None)
     if low is not None and high is not None and low > high:
         raise r.fail("constraints", "unsatisfiable: min_params must be <= max_params",
                      {"min_params": low, "max_params": high})

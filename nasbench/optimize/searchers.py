@@ -187,7 +187,7 @@ class TableIndex:
 
 
 def nearest_valid(space: DiscreteSpace, config: dict[str, Any], is_valid: Callable[[dict[str, Any]], bool],
-                  radius: int = 2) -> dict[str, Any]:
+                  radius: int = 3) -> dict[str, Any]:
     """``config`` if valid, else the valid config nearest to it (Euclidean in the [0, 1] encoding) among those that
     change at most ``radius`` dimensions, tried nearest first (ties in a fixed order, so the repair is
     deterministic). Returns ``config`` unchanged when none is valid (it then evaluates as invalid)."""

@@ -62,9 +62,14 @@ class BenchmarkBlackbox(Blackbox):
         """The measured archs as Syne Tune configs (table mode searches only these)."""
         return self.table[[f"hp_{d}" for d in self.configuration_space]].rename(columns=lambda c: c[3:])
 
+    def _arch(self, configuration: dict[str, Any]) -> dict[str, Any]:
+        """The config as an arch of the space, its constraints (min/max params) included."""
+        space = self.benchmark.space
+        return space.check(space.from_syne_tune(configuration))
+
     def is_valid(self, configuration: dict[str, Any]) -> bool:
         try:
-            self.benchmark.space.from_syne_tune(configuration)
+            self._arch(configuration)
         except IllegalSubNetworkError:
             return False
         return True
@@ -72,7 +77,7 @@ class BenchmarkBlackbox(Blackbox):
     def arch_id_of(self, configuration: dict[str, Any]) -> str | None:
         """arch_id of a config (None when it breaks a rule of the space)."""
         try:
-            return arch_id(self.benchmark.space.from_syne_tune(configuration))
+            return arch_id(self._arch(configuration))
         except IllegalSubNetworkError:
             return None
 
@@ -82,7 +87,7 @@ class BenchmarkBlackbox(Blackbox):
         if not self.noise and key in self._cache:
             return self._cache[key]
         try:
-            arch = self.benchmark.space.from_syne_tune(configuration)
+            arch = self._arch(configuration)
         except IllegalSubNetworkError:
             return np.append(self.worst, 0.0)
         frame = self.benchmark.query([arch], [*self.objectives, "cost_s"],
