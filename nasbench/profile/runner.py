@@ -99,15 +99,10 @@ def select_archs(space: SearchSpace, config: ProfileConfig) -> list[dict[str, An
 
 
 def _supernet_id(directory: Path) -> str:
-    """A trained supernet's id as its training run recorded it (``train.json``), else the directory's name."""
-    import json
+    """The id ``--supernet directory`` is stored under (a run's recorded id, an artifact's id, or the name)."""
+    from nasbench.train.artifact import supernet_id_of
 
-    run = directory / "train.json"
-    if run.is_file():
-        recorded = json.loads(run.read_text(encoding="utf-8")).get("supernet_id")
-        if recorded:
-            return str(recorded)
-    return directory.name
+    return supernet_id_of(directory)
 
 
 def _software() -> dict[str, str]:
@@ -123,7 +118,6 @@ def _software() -> dict[str, str]:
 def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supernet_dir: str | Path | None = None,
             data_dir: Path | None = None, progress: bool = True) -> ProfileSummary:
     """Profile this shard's archs into ``db``; returns a summary. See the module docstring."""
-    from nasbench.importance import load_importance
     from nasbench.models import load_tokenizer
     from nasbench.supernet import Supernet
 
@@ -155,17 +149,12 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
         if not todo:
             summary.seconds = time.perf_counter() - start
             return summary
-        if supernet_dir is None:
-            supernet = Supernet.from_space(space, dtype=dtype)
-        else:
-            from transformers import AutoModelForCausalLM
+        from nasbench.train.artifact import load_model
 
-            if not Path(supernet_dir).is_dir():
-                raise NasBenchError("--supernet", "no such directory", str(supernet_dir))
-            model = AutoModelForCausalLM.from_pretrained(supernet_dir, dtype=dtype, local_files_only=True)
-            supernet = Supernet(model, space)
+        loaded = load_model(space, supernet_dir, dtype)  # the base model, a trained directory or an artifact
+        supernet = Supernet(loaded.model, space)
         supernet.to(device)
-        importance = load_importance(supernet_dir) if supernet_dir is not None else None
+        importance = loaded.importance
         tokenizer = load_tokenizer(space.model)
         evaluation, task_dir = _prepare(space, tokenizer, config, data_dir, todo)
         with tqdm(total=len(todo), unit="arch", desc=f"profile {space.name}", disable=not progress) as bar:

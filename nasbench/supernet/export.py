@@ -40,7 +40,7 @@ def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, sup
     """
     canon = space.canonical(arch)
     check_extractable(space.family, canon)  # fail before loading anything
-    origin = "supernet object"
+    origin = "supernet object" if supernet_dir is None else str(supernet_dir)
     if supernet is None:
         if supernet_dir is not None:
             origin = str(supernet_dir)
@@ -64,7 +64,8 @@ def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, sup
         supernet_id = "pretrained" if supernet_dir is None else Path(supernet_dir).name
     roles = ["perplexity"]
     if supernet_dir is not None:
-        roles += [role for role, marker in (("calibration", "importance.json"), ("finetune", "train.json"))
+        roles += [role for role, marker in (("calibration", "importance.json"), ("finetune", "train.json"),
+                                            ("recovery", "manifest.json"))
                   if (Path(supernet_dir) / marker).is_file()]
     card = model_card(space, canon, arch_id=provenance["arch_id"], params=provenance["params"],
                       flops=space.flops(canon), supernet_id=supernet_id, weights=origin,

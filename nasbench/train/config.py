@@ -6,13 +6,14 @@ The names follow the CLI flags (``batch_size`` is ``--batch-size``); an error na
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from nasbench.errors import NasBenchError
 
-__all__ = ["STRATEGIES", "IMPORTANCE_STRATEGIES", "KD_LOSSES", "PEFT_MODES", "PRECISIONS", "PRESETS", "TrainConfig",
-           "make_config"]
+__all__ = ["STRATEGIES", "IMPORTANCE_STRATEGIES", "KD_LOSSES", "KD_TEACHERS", "PEFT_MODES", "PRECISIONS", "PRESETS",
+           "TrainConfig", "make_config"]
 
 #: How sub-networks are drawn each step (see :mod:`nasbench.train.strategies`).
 STRATEGIES = ("standard", "random", "sandwich", "grid-params", "importance-random", "importance-grid-params",
@@ -23,7 +24,11 @@ IMPORTANCE_STRATEGIES = tuple(s for s in STRATEGIES if s.startswith("importance-
 KD_LOSSES = ("none", "cosine", "kl", "reverse-kl", "jsd", "symmetric-kl", "mse")
 #: ``lora``: peft LoRA adapters on every linear layer (the LM head too, unless it is tied); ``full``: every weight.
 PEFT_MODES = ("lora", "full")
-PRECISIONS = ("bf16-mixed", "fp32")
+#: ``auto`` measures this CPU's (or GPU's) bf16 and fp32 matmul rates and picks (see :mod:`nasbench.train.precision`).
+PRECISIONS = ("auto", "bf16-mixed", "fp32")
+#: The distillation teacher: ``largest`` (in-place: the step's largest sub-network, trained on the LM loss) or
+#: ``base`` (the starting model's full network, frozen: every sampled sub-network, the largest too, is a student).
+KD_TEACHERS = ("largest", "base")
 
 
 @dataclass
@@ -60,18 +65,34 @@ class TrainConfig:
     """Student and teacher logits are divided by it; divergences are scaled by its square."""
     kd_alpha: float = 0.5
     """Student loss ``(1 - alpha) * lm + alpha * kd``; the teacher (largest) trains on the LM loss only."""
+    kd_teacher: str = "largest"
+    """``largest`` (in-place distillation) or ``base`` (the frozen starting model; see :data:`KD_TEACHERS`)."""
     lora_r: int = 32
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    precision: str = "bf16-mixed"
-    """``bf16-mixed``: fp32 weights, forward under ``torch.autocast(bfloat16)``; ``fp32``: no autocast."""
+    precision: str = "auto"
+    """``bf16-mixed``: forward under ``torch.autocast(bfloat16)`` (trainable weights fp32; frozen linear weights are
+    stored in bf16, which is what autocast would compute with anyway); ``fp32``: no autocast; ``auto``: bf16-mixed
+    where this machine's bf16 matmuls are >= 1.5x its fp32 ones, else fp32 (measured at the start of the run)."""
+    train_norms: bool = False
+    """LoRA: also train the RMSNorm / LayerNorm weights (a few thousand values that rescale pruned activations)."""
     gradient_checkpointing: bool = False
     data_source: str = "finetune"
     """The space's ``data:`` source to train on (``instructions`` or ``text``)."""
     packing: bool = False
     """Instructions: pack examples into full ``seq_len`` rows instead of one padded example per row."""
     checkpoint_every: int = 20
-    """Write a resumable checkpoint every N steps (and at the end)."""
+    """Write a resumable checkpoint every N steps (and at the end) (``--checkpoint-every``)."""
+    checkpoint_minutes: float = 10.0
+    """... and whenever this many minutes of training passed since the last one (``--checkpoint-minutes``), so a
+    kill loses at most that much work whatever a step costs."""
+    eval_every: int = 0
+    """Every N steps (and at the end), the recovery curve: perplexity of the probe archs (``eval_archs``, else the
+    full model and the smallest sub-network) on the space's perplexity data, appended to ``out/curve.jsonl``; 0: off."""
+    eval_tokens: int = 4096
+    """Tokens of the curve's perplexity (the project's definition: the first N tokens, windows of 512)."""
+    eval_archs: str | None = None
+    """A JSONL file of probe archs for the curve (``nasbench space sample`` lines or bare archs)."""
     keep_checkpoints: int = 2
     """Checkpoints kept on disk (the newest)."""
     stop_at: int | None = None
@@ -104,7 +125,14 @@ class TrainConfig:
         self.betas = (float(betas[0]), float(betas[1]))
         if self.precision not in PRECISIONS:
             raise NasBenchError("--precision", f"must be one of {', '.join(PRECISIONS)}", self.precision)
-        for name in ("gradient_checkpointing", "packing"):
+        if self.kd_teacher not in KD_TEACHERS:
+            raise NasBenchError("--kd-teacher", f"must be one of {', '.join(KD_TEACHERS)}", self.kd_teacher)
+        _int(self, "eval_every", minimum=0)
+        _int(self, "eval_tokens", minimum=16)
+        if not (isinstance(self.checkpoint_minutes, (int, float)) and not isinstance(self.checkpoint_minutes, bool)
+                and self.checkpoint_minutes > 0 and math.isfinite(self.checkpoint_minutes)):
+            raise NasBenchError("--checkpoint-minutes", "must be a finite number > 0", self.checkpoint_minutes)
+        for name in ("gradient_checkpointing", "packing", "train_norms"):
             if not isinstance(getattr(self, name), bool):
                 raise NasBenchError(_flag(name), "must be true or false", getattr(self, name))
         if not isinstance(self.data_source, str) or not self.data_source:
@@ -127,6 +155,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                   lora_r=32, lora_alpha=16, lora_dropout=0.05, checkpoint_every=20),
     "paper": dict(steps=125, batch_size=4, grad_accum=4, seq_len=512, lr=2e-4, warmup_steps=10, weight_decay=0.0,
                   n_random=2, lora_r=32, lora_alpha=16, lora_dropout=0.05, checkpoint_every=25),
+    # ``recovery``: Minitron-style recovery of the pruned sub-networks: logit distillation (use --kd kl) from the frozen
+    # starting model (kd_teacher=base, kd_alpha=1: KD only, no LM term, so the full model stays the pretrained one and
+    # every ratio is to it) on plain text (the space's ``recovery`` source; never the perplexity corpus), rows of
+    # 4 x 512 tokens, LoRA r=32 plus the norm weights, no dropout (a single pass over the data), the curve every 50
+    # steps. ``steps`` sizes the cosine schedule: set it to what the machine can train (see the README).
+    "recovery": dict(steps=1000, batch_size=4, grad_accum=1, seq_len=512, lr=5e-4, warmup_steps=20, n_random=2,
+                     grid_bins=5, lora_r=32, lora_alpha=32, lora_dropout=0.0, train_norms=True, kd_alpha=1.0,
+                     kd_teacher="base", data_source="recovery", checkpoint_every=50, checkpoint_minutes=10.0,
+                     eval_every=50),
 }
 
 

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from nasbench.errors import NasBenchError
 from nasbench.train.config import KD_LOSSES
 
-__all__ = ["KD_LOSSES", "distill_loss", "student_loss"]
+__all__ = ["KD_LOSSES", "distill_loss", "student_loss", "TeacherTargets", "kl_to_targets"]
 
-_CHUNK = 1024  # tokens per chunk: bounds the float32 copies of [tokens, vocab]
+_CHUNK = 512  # tokens per chunk: bounds the float32 copies of [tokens, vocab]
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -81,3 +81,65 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, temper
 def student_loss(lm: torch.Tensor, kd: torch.Tensor, alpha: float) -> torch.Tensor:
     """``(1 - alpha) * lm + alpha * kd``: a student sub-network's loss."""
     return (1.0 - alpha) * lm + alpha * kd
+
+
+class TeacherTargets:
+    """A frozen teacher's tempered distribution over the vocabulary, computed once per batch and shared by every
+    student of the step: probabilities (bf16, ``[tokens, vocab]``) and their negative entropy (float32)."""
+
+    def __init__(self, teacher_logits: torch.Tensor, temperature: float = 1.0, mask: torch.Tensor | None = None):
+        t = teacher_logits.detach().reshape(-1, teacher_logits.shape[-1])
+        self.keep = None if mask is None else mask.reshape(-1).to(t.device)
+        if self.keep is not None:
+            t = t[self.keep]
+        self.temperature = temperature
+        probs, neg_entropy = [], []
+        for lo in range(0, t.shape[0], _CHUNK):
+            log_p = F.log_softmax(t[lo:lo + _CHUNK].float() / temperature, -1)
+            p = log_p.exp()
+            neg_entropy.append((p * log_p).sum(-1))
+            probs.append(p.to(torch.bfloat16))
+        self.probs = torch.cat(probs) if probs else t.new_zeros((0, t.shape[-1]), dtype=torch.bfloat16)
+        self.neg_entropy = torch.cat(neg_entropy) if neg_entropy else t.new_zeros((0,), dtype=torch.float32)
+
+
+class _KLFromTargets(torch.autograd.Function):
+    """Sum over tokens of ``KL(p || softmax(s))`` = ``sum p log p - p.s + logsumexp(s)``, chunked; the backward
+    recomputes ``softmax(s) - p`` chunk by chunk, so no ``[tokens, vocab]`` float32 tensor is kept between the two."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, probs: torch.Tensor, neg_entropy: torch.Tensor) -> torch.Tensor:
+        lse = torch.empty(s.shape[0], dtype=torch.float32, device=s.device)
+        total = torch.zeros((), dtype=torch.float64, device=s.device)
+        for lo in range(0, s.shape[0], _CHUNK):
+            sc = s[lo:lo + _CHUNK].float()
+            lse[lo:lo + _CHUNK] = torch.logsumexp(sc, -1)
+            dot = (probs[lo:lo + _CHUNK].float() * sc).sum(-1)
+            total += (neg_entropy[lo:lo + _CHUNK] - dot + lse[lo:lo + _CHUNK]).double().sum()
+        ctx.save_for_backward(s, probs, lse)
+        return total.float()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        s, probs, lse = ctx.saved_tensors
+        out = torch.empty_like(s)
+        for lo in range(0, s.shape[0], _CHUNK):
+            g = torch.exp(s[lo:lo + _CHUNK].float() - lse[lo:lo + _CHUNK, None]) - probs[lo:lo + _CHUNK].float()
+            out[lo:lo + _CHUNK] = (g * grad).to(s.dtype)
+        return out, None, None
+
+
+def kl_to_targets(student: torch.Tensor, targets: TeacherTargets) -> torch.Tensor:
+    """Mean per-token ``T**2 * KL(teacher || student)`` against precomputed :class:`TeacherTargets` (the ``kl`` loss
+    of :func:`distill_loss`, up to the bf16 rounding of the teacher's probabilities, at a fraction of its cost)."""
+    s = student.reshape(-1, student.shape[-1])
+    if targets.keep is not None:
+        s = s[targets.keep]
+    if s.shape[0] == 0:
+        return student.new_zeros((), dtype=torch.float32) * student.sum()
+    if s.shape != targets.probs.shape:
+        raise NasBenchError("teacher", f"targets must have the student's shape {tuple(s.shape)}",
+                            tuple(targets.probs.shape))
+    T = targets.temperature
+    total = _KLFromTargets.apply(s / T if T != 1.0 else s, targets.probs, targets.neg_entropy)
+    return total * (T ** 2) / s.shape[0]

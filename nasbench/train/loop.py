@@ -21,6 +21,7 @@ continues exactly where the run stopped.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -47,18 +48,25 @@ from nasbench.supernet import Supernet
 from nasbench.train.config import (IMPORTANCE_STRATEGIES, KD_LOSSES, PEFT_MODES, STRATEGIES, TrainConfig,
                                    config_from_dict, make_config)
 from nasbench.train.data import IGNORE_INDEX, TrainData, build_data
-from nasbench.train.distill import distill_loss, student_loss
+from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets, student_loss
+from nasbench.supernet.modules import ElasticLayerNorm, ElasticLinear, ElasticRMSNorm
 from nasbench.train.lora import apply_lora
+from nasbench.train.precision import resolve_precision
 from nasbench.train.strategies import Pick, Sampler, make_sampler, sub_network_kwargs
 
-__all__ = ["TrainResult", "train", "lm_loss", "run_picks", "RUN_FILE", "CHECKPOINTS"]
+__all__ = ["TrainResult", "train", "lm_loss", "run_picks", "teacher_forward", "RUN_FILE", "CHECKPOINTS", "CURVE_FILE"]
 
 #: Written in ``out``: the run's identity and config (what ``resume`` checks).
 RUN_FILE = "train.json"
 #: Checkpoints live in ``out/CHECKPOINTS/step-NNNNNN``.
 CHECKPOINTS = "checkpoints"
 #: Options a resumed run may change; any other given option must equal the stored one.
-_RESUMABLE = ("steps", "stop_at", "checkpoint_every", "keep_checkpoints")
+_RESUMABLE = ("steps", "stop_at", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "eval_every")
+#: A checkpoint's non-tensor state (JSON); tensors are in ``*.safetensors`` beside it.
+STATE_FILE = "state.json"
+#: The recovery curve: one JSON line per probe arch and evaluation.
+CURVE_FILE = "curve.jsonl"
+_LOSS_CHUNK = 1024  # tokens per float32 chunk of the loss (bounds the [tokens, vocab] copies)
 
 
 @dataclass
@@ -86,26 +94,35 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------------------------------------- losses
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross entropy (float32) over the labelled positions (``labels != -100``)."""
-    shift = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    """Mean next-token cross entropy (float32) over the labelled positions (``labels != -100``).
+
+    Computed in chunks of tokens, so no float32 copy of the whole ``[tokens, vocab]`` logits is materialised."""
+    shift = logits[:, :-1].reshape(-1, logits.shape[-1])
     target = labels[:, 1:].reshape(-1).to(logits.device)
     count = (target != IGNORE_INDEX).sum()
-    total = F.cross_entropy(shift, target, ignore_index=IGNORE_INDEX, reduction="sum")
+    total = shift.new_zeros((), dtype=torch.float32)
+    for lo in range(0, shift.shape[0], _LOSS_CHUNK):
+        total = total + F.cross_entropy(shift[lo:lo + _LOSS_CHUNK].float(), target[lo:lo + _LOSS_CHUNK],
+                                        ignore_index=IGNORE_INDEX, reduction="sum")
     return total / count.clamp(min=1)
 
 
 def run_picks(supernet: Supernet, picks: list[Pick], batch: dict[str, torch.Tensor], *, kd: str = "none",
               teacher_first: bool = False, temperature: float = 1.0, alpha: float = 0.5,
-              precision: str = "bf16-mixed", importance: Importance | None = None, scale: float = 1.0) -> list[float]:
+              precision: str = "bf16-mixed", importance: Importance | None = None, scale: float = 1.0,
+              teacher_logits: torch.Tensor | None = None) -> list[float]:
     """Forward + backward of each pick on ``batch`` (gradients accumulate); returns each pick's loss.
 
     With ``teacher_first`` the first pick (the largest) trains on the LM loss and, unless ``kd == "none"``, its
-    detached logits are the students' distillation target: ``(1 - alpha) * lm + alpha * kd``. Losses are multiplied
-    by ``scale`` before ``backward`` (``1 / grad_accum``). The supernet is reset afterwards.
+    detached logits are the students' distillation target: ``(1 - alpha) * lm + alpha * kd``. With
+    ``teacher_logits`` (a frozen teacher's logits of ``batch``) every pick is a student of those instead. Losses are
+    multiplied by ``scale`` before ``backward`` (``1 / grad_accum``). The supernet is reset afterwards.
     """
     autocast = (torch.autocast(batch["input_ids"].device.type, dtype=torch.bfloat16) if precision == "bf16-mixed"
                 else contextlib.nullcontext())
-    teacher: torch.Tensor | None = None
+    teacher: torch.Tensor | None = teacher_logits if kd != "none" else None
+    mask = batch["attention_mask"].bool()
+    targets: TeacherTargets | None = None
     out = []
     try:
         for i, pick in enumerate(picks):
@@ -116,19 +133,34 @@ def run_picks(supernet: Supernet, picks: list[Pick], batch: dict[str, torch.Tens
             with autocast:
                 logits = supernet(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                   use_cache=False).logits
-            loss = lm_loss(logits, batch["labels"])
-            if teacher_first and i == 0:
+            if teacher_logits is None and teacher_first and i == 0:
+                loss = lm_loss(logits, batch["labels"])
                 if kd != "none":
                     teacher = logits.detach()
             elif teacher is not None:
-                loss = student_loss(loss, distill_loss(logits, teacher, kd, temperature,
-                                                       mask=batch["attention_mask"].bool()), alpha)
+                if targets is None and kd == "kl" and teacher_logits is not None:
+                    targets = TeacherTargets(teacher, temperature, mask)  # once, for every student of the batch
+                kd_term = (kl_to_targets(logits, targets) if targets is not None
+                           else distill_loss(logits, teacher, kd, temperature, mask=mask))
+                # alpha == 1: distillation only (the LM term would cost a second pass over the logits for nothing)
+                loss = kd_term if alpha >= 1.0 else student_loss(lm_loss(logits, batch["labels"]), kd_term, alpha)
+            else:
+                loss = lm_loss(logits, batch["labels"])
             (loss * scale).backward()
             out.append(float(loss.detach()))
             del logits, loss
     finally:
         supernet.reset()
     return out
+
+
+@torch.no_grad()
+def teacher_forward(model: torch.nn.Module, batch: dict[str, torch.Tensor], precision: str) -> torch.Tensor:
+    """A frozen teacher's logits of ``batch`` (in the autocast dtype when ``precision`` is ``bf16-mixed``)."""
+    autocast = (torch.autocast(batch["input_ids"].device.type, dtype=torch.bfloat16) if precision == "bf16-mixed"
+                else contextlib.nullcontext())
+    with autocast:
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
 
 
 def _loss_keys(picks: list[Pick]) -> list[str]:
@@ -176,7 +208,8 @@ def _processes() -> _Procs:
 def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str, out: str | Path,
           db: str | Path | None = None, max_steps: int | None = None, batch_size: int | None = None,
           seq_len: int | None = None, resume: bool = False, sorted_supernet: str | Path | None = None,
-          data_dir: str | Path | None = None, seed: int = 0, progress: bool = True, **overrides: Any) -> TrainResult:
+          data_dir: str | Path | None = None, seed: int = 0, progress: bool = True,
+          resume_from: str | Path | None = None, **overrides: Any) -> TrainResult:
     """Fine-tune the space's supernet and write it to ``out`` (a ``from_pretrained`` directory, LoRA merged, plus
     :data:`RUN_FILE`, ``adapter/`` for LoRA, ``importance.json`` for sorted supernets, and ``checkpoints/``).
 
@@ -194,6 +227,18 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
         raise NasBenchError("--kd", f"must be one of {', '.join(KD_LOSSES)}", kd)
     if peft not in PEFT_MODES:
         raise NasBenchError("--peft", f"must be one of {', '.join(PEFT_MODES)}", peft)
+    if resume_from is not None:
+        from nasbench.train.artifact import is_artifact, read_manifest
+
+        if not is_artifact(resume_from):
+            raise NasBenchError("--resume-from", "must be a supernet artifact directory (with manifest.json, written "
+                                                 "by nasbench pack)", str(resume_from))
+        if sorted_supernet is not None and Path(sorted_supernet).resolve() != Path(resume_from).resolve():
+            raise NasBenchError("--sorted-supernet", "--resume-from brings its own sorted supernet; leave it out",
+                                str(sorted_supernet))
+        if read_manifest(resume_from)["training"]["peft"] != peft:
+            raise NasBenchError("--peft", "must be the artifact's (lora)", peft)
+        sorted_supernet = resume_from
     if strategy in IMPORTANCE_STRATEGIES and sorted_supernet is None:
         raise NasBenchError("--sorted-supernet", f"{strategy} starts from a sorted supernet directory (nasbench "
                                                  f"importance SPACE --out DIR)", None, show_got=False)
@@ -214,6 +259,8 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
         raise NasBenchError("--sorted-supernet", "no such directory", str(sorted_dir))
     identity = {"space": space.name, "space_hash": space.hash, "strategy": strategy, "kd": kd, "peft": peft,
                 "preset": preset, "sorted_supernet": None if sorted_dir is None else str(sorted_dir.resolve())}
+    if resume_from is not None:
+        identity["resume_from"] = read_manifest(resume_from, verify=False)["files"]["trainable.safetensors"]
     run_file = out / RUN_FILE
     if resume and run_file.is_file():
         config, supernet_id = _resumed_config(run_file, identity, explicit)
@@ -265,6 +312,7 @@ class _Run:
                  progress: bool) -> None:
         self.space, self.config, self.identity, self.supernet_id = space, config, identity, supernet_id
         self.out, self.db, self.sorted_dir, self.progress = out, db, sorted_dir, progress
+        self.data_dir = data_dir
         self.procs = _processes()
         self.strategy, self.kd, self.peft = identity["strategy"], identity["kd"], identity["peft"]
         self.step = self.position = self.tokens = 0
@@ -274,19 +322,41 @@ class _Run:
         self.last_checkpoint: Path | None = None
         _seed_everything(config.seed)
         self.importance: Importance | None = None
+        self.resume_weights: dict[str, torch.Tensor] | None = None
         self.tokenizer = self._tokenizer()
         self.data: TrainData = build_data(space, self.tokenizer, source=config.data_source, seq_len=config.seq_len,
                                           packing=config.packing, data_dir=data_dir, seed=config.seed)
         self.supernet = self._supernet()
         self.sampler: Sampler = make_sampler(self.strategy, space, config, supernet=self.supernet,
                                              importance=self.importance)
+        self.precision = resolve_precision(config.precision, self.procs.device.type)
+        # the frozen teacher: a copy of the starting model (sorted, before any adapter), never trained
+        self.teacher: torch.nn.Module | None = None
+        if config.kd_teacher == "base" and self.kd != "none":
+            self.teacher = copy.deepcopy(self.supernet.hf_model).eval().requires_grad_(False)
         if self.peft == "lora":
             torch.manual_seed(config.seed)  # the same adapters' initialisation on every process
             self.supernet = apply_lora(self.supernet, config.lora_r, config.lora_alpha, config.lora_dropout)
+            if config.train_norms:
+                for module in self.supernet.model.modules():
+                    if isinstance(module, (ElasticRMSNorm, ElasticLayerNorm)):
+                        module.requires_grad_(True)
+            if self.resume_weights is not None:
+                from nasbench.train.artifact import load_trainable
+
+                load_trainable(self.supernet.model, self.resume_weights, flag="--resume-from")
         else:
             for p in self.supernet.parameters():
                 p.requires_grad_(True)
+        if self.precision == "bf16-mixed":
+            # autocast would cast every frozen linear weight to bf16 at every forward; store them so once (the
+            # same numbers, no per-forward copies). Trainable weights stay fp32 (AdamW updates need the mantissa).
+            for model in (self.supernet.model, self.teacher):
+                if model is not None:
+                    _frozen_linears_to_bf16(model)
         self.supernet.to(self.procs.device)
+        if self.teacher is not None:
+            self.teacher.to(self.procs.device)
         if config.gradient_checkpointing:
             self.supernet.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.params = [(n, p) for n, p in self.supernet.model.named_parameters() if p.requires_grad]
@@ -317,6 +387,12 @@ class _Run:
 
         if self.sorted_dir is None:
             return Supernet(load_base_model(self.space.model, dtype=torch.float32), self.space)
+        from nasbench.train.artifact import is_artifact, load_model
+
+        if is_artifact(self.sorted_dir):  # --resume-from: the sorted base rebuilt, the adapters loaded after LoRA
+            loaded = load_model(self.space, self.sorted_dir, merge=False, flag="--resume-from")
+            self.importance, self.resume_weights = loaded.importance, loaded.trainable
+            return Supernet(loaded.model, self.space)
         self.importance = load_importance(self.sorted_dir)
         if self.importance is None or not self.importance.layers:
             raise NasBenchError("--sorted-supernet", f"needs {IMPORTANCE_FILE} with layer scores (written by nasbench "
@@ -348,9 +424,12 @@ class _Run:
             self._write_run_file()
             self._store()
         stop = c.steps if c.stop_at is None else min(c.steps, c.stop_at)
+        if c.eval_every and self.step == 0 and not (self.out / CURVE_FILE).is_file():
+            self._evaluate()  # the curve's first point: the untrained supernet
         bar = tqdm(total=c.steps, initial=self.step, unit="step", desc=f"train {self.strategy}",
                    disable=not (self.progress and procs.main), dynamic_ncols=True)
         self.supernet.train()
+        self.checkpoint_wall = time.perf_counter()
         try:
             while self.step < stop:
                 start = time.perf_counter()
@@ -363,7 +442,9 @@ class _Run:
                 bar.update(1)
                 bar.set_postfix_str(f"{step_tokens / seconds:,.0f} tok/s " +
                                     " ".join(f"{k}={v:.3f}" for k, v in self.losses.items()))
-                if self.step % c.checkpoint_every == 0 or self.step == stop:
+                if c.eval_every and (self.step % c.eval_every == 0 or self.step == stop):
+                    self._evaluate()
+                if self.step % c.checkpoint_every == 0 or self.step == stop or self._minutes_due():
                     self._checkpoint()
         finally:
             bar.close()
@@ -374,6 +455,70 @@ class _Run:
         return TrainResult(self.supernet_id, self.step, self.tokens, self.wall, dict(self.losses),
                            None if self.last_checkpoint is None else str(self.last_checkpoint), str(self.out),
                            complete, self.history)
+
+    def _minutes_due(self) -> bool:
+        """``checkpoint_minutes`` of wall clock passed since the last checkpoint (rank 0 decides for all)."""
+        due = time.perf_counter() - self.checkpoint_wall >= 60.0 * self.config.checkpoint_minutes
+        if self.procs.world > 1:
+            flag = torch.tensor([int(due)], device=self.procs.device)
+            dist.broadcast(flag, src=0)
+            due = bool(flag.item())
+        return due
+
+    def _evaluate(self) -> None:
+        """One point of the recovery curve per probe arch: the project's perplexity (first ``eval_tokens`` tokens
+        of the space's perplexity data, windows of 512), appended to :data:`CURVE_FILE` (rank 0)."""
+        if self.procs.main:
+            from nasbench.profile.perplexity import perplexity
+
+            windows = self._eval_windows()
+            dtype = torch.bfloat16 if self.precision == "bf16-mixed" else None
+            lines = []
+            for role, arch in self._probes():
+                if arch is None:
+                    self.supernet.reset()
+                else:
+                    self.supernet.set_sub_network(arch, **sub_network_kwargs(arch, self.importance))
+                try:
+                    result = perplexity(self.supernet, windows, batch_size=4, autocast_dtype=dtype)
+                finally:
+                    self.supernet.reset()
+                lines.append({"step": self.step, "tokens": self.tokens, "wall_time_s": round(self.wall, 3),
+                              "role": role, "params": self.space.params(arch or self.space.largest()),
+                              "ppl": result.ppl, "eval_tokens": int(windows.numel()),
+                              "precision": self.precision, "peft": self.peft})
+            with open(self.out / CURVE_FILE, "a", encoding="utf-8") as f:
+                for line in lines:
+                    f.write(json.dumps(line) + "\n")
+            self.supernet.train()
+        self.procs.barrier()
+
+    def _eval_windows(self) -> torch.Tensor:
+        if getattr(self, "_windows", None) is None:
+            from nasbench import data as sources
+            from nasbench.profile.perplexity import tokenize_corpus, windows
+
+            if "perplexity" not in self.space.data:
+                raise NasBenchError("--eval-every", "the curve needs the space's data.perplexity source", None,
+                                    show_got=False)
+            text = sources.read_text(self.space.data["perplexity"], sources.data_dir(self.data_dir))
+            tokens = self.config.eval_tokens
+            self._windows = windows(tokenize_corpus(self.tokenizer, text, tokens), min(512, tokens), tokens)
+        return self._windows
+
+    def _probes(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """The curve's archs: ``eval_archs`` (role ``probe<i>``), else the full model and the smallest admitted."""
+        from nasbench.train.strategies import smallest_admitted
+
+        if self.config.eval_archs is None:
+            return [("full", None), ("smallest", smallest_admitted(self.space))]
+        path = Path(self.config.eval_archs)
+        try:
+            lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        except (OSError, ValueError) as exc:
+            raise NasBenchError("--eval-archs", "must be a readable JSONL file of archs", str(exc)) from None
+        archs = [self.space.canonical(x.get("arch", x), where=f"{path}") for x in lines]
+        return [("full", None)] + [(f"probe{i}", a) for i, a in enumerate(archs)]
 
     def _micro_batches(self) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
         """This process's rows of each micro-batch of the step, and the step's global token count per batch."""
@@ -394,9 +539,11 @@ class _Run:
         tokens = 0
         for batch, batch_tokens in self._micro_batches():
             tokens += batch_tokens
+            teacher = None if self.teacher is None else teacher_forward(self.teacher, batch, self.precision)
             values = run_picks(self.supernet, picks, batch, kd=self.kd, teacher_first=self.sampler.teacher,
-                               temperature=c.kd_temperature, alpha=c.kd_alpha, precision=c.precision,
-                               importance=self.importance, scale=1.0 / c.grad_accum)
+                               temperature=c.kd_temperature, alpha=c.kd_alpha, precision=self.precision,
+                               importance=self.importance, scale=1.0 / c.grad_accum, teacher_logits=teacher)
+            del teacher
             for key, value in zip(keys, values):
                 losses[key] += value / c.grad_accum
         self._all_reduce_grads()
@@ -422,6 +569,7 @@ class _Run:
 
     # -- checkpoints --------------------------------------------------------------------------------------------------
     def _checkpoint(self) -> None:
+        """Write a checkpoint: tensors in safetensors, everything else in JSON (nothing a load would execute)."""
         procs, root = self.procs, self.out / CHECKPOINTS
         final = root / f"step-{self.step:06d}"
         tmp = root / f".tmp-step-{self.step:06d}"
@@ -430,15 +578,20 @@ class _Run:
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
         procs.barrier()
-        torch.save(_rng_state(), tmp / f"rng-{procs.rank}.pt")
+        rng_tensors, rng_json = _rng_state()
+        save_file(rng_tensors, str(tmp / f"rng-{procs.rank}.safetensors"))
+        (tmp / f"rng-{procs.rank}.json").write_text(json.dumps(rng_json), encoding="utf-8")
         procs.barrier()
         if procs.main:
             weights = {n: p.detach().contiguous().cpu() for n, p in self.params}
             save_file(weights, str(tmp / "trainable.safetensors"))
-            torch.save({"step": self.step, "position": self.position, "tokens": self.tokens, "wall_time_s": self.wall,
-                        "losses": self.losses, "world": procs.world, "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict()},
-                       tmp / "state.pt")
+            opt_tensors, opt_json = _split_tensors(self.optimizer.state_dict(), "optimizer")
+            save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+            state = {"step": self.step, "position": self.position, "tokens": self.tokens, "wall_time_s": self.wall,
+                     "losses": self.losses, "world": procs.world, "optimizer": opt_json,
+                     "scheduler": self.scheduler.state_dict(), "sampler": self.sampler.state_dict(),
+                     "precision": self.precision}
+            (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
             for f in tmp.iterdir():
                 _fsync(f)
             if final.exists():
@@ -449,6 +602,7 @@ class _Run:
                 shutil.rmtree(old, ignore_errors=True)
             self._store(checkpoint=final)
         self.last_checkpoint = final
+        self.checkpoint_wall = time.perf_counter()
         procs.barrier()
 
     def _load_latest(self) -> None:
@@ -456,20 +610,33 @@ class _Run:
         if not found:
             return
         path = found[-1]
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        if not (path / STATE_FILE).is_file():
+            raise NasBenchError("--resume", f"{path} is not a checkpoint of this version (no {STATE_FILE}; older "
+                                            f"runs pickled their state, which is no longer loaded): start a new run",
+                                str(path))
+        try:
+            state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+            weights = load_file(str(path / "trainable.safetensors"))
+            opt_tensors = load_file(str(path / "optimizer.safetensors"))
+            rng_tensors = load_file(str(path / f"rng-{self.procs.rank}.safetensors"))
+            rng_json = json.loads((path / f"rng-{self.procs.rank}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise NasBenchError("--resume", f"cannot read the checkpoint {path}", str(exc)) from None
         if state["world"] != self.procs.world:
             raise NasBenchError("--nproc-per-node", f"the checkpoint {path} was written by {state['world']} "
                                                     f"processes; resume with as many", self.procs.world)
-        weights = load_file(str(path / "trainable.safetensors"))
         with torch.no_grad():
             for name, p in self.params:
+                if name not in weights or weights[name].shape != p.shape:
+                    raise NasBenchError("--resume", f"the checkpoint {path} does not match the model's trainable "
+                                                    f"weights", name)
                 p.copy_(weights[name])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(_join_tensors(state["optimizer"], opt_tensors, "optimizer"))
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.step, self.position, self.tokens = state["step"], state["position"], state["tokens"]
         self.wall, self.losses = state["wall_time_s"], state["losses"]
-        _set_rng_state(torch.load(path / f"rng-{self.procs.rank}.pt", weights_only=False))
+        _set_rng_state(rng_tensors, rng_json)
         self.last_checkpoint = path
 
     # -- outputs ------------------------------------------------------------------------------------------------------
@@ -497,7 +664,7 @@ class _Run:
     def _finish(self) -> None:
         """Write the trained supernet to ``out`` (rank 0): adapters, then the merged model, tokenizer, importance."""
         if self.procs.main:
-            model = self.supernet.model
+            model = self.supernet.model.float()  # frozen weights stored in bf16 for speed: merge and save in fp32
             if self.peft == "lora":
                 model.save_pretrained(self.out / "adapter")
                 model = model.merge_and_unload()
@@ -511,25 +678,77 @@ class _Run:
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
+@torch.no_grad()
+def _frozen_linears_to_bf16(model: torch.nn.Module) -> None:
+    """Store the frozen weights of elastic linear layers in bf16. A head tied to the token embedding keeps fp32
+    (casting it would cast the embedding, and with it the residual stream)."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    for module in model.modules():
+        if isinstance(module, ElasticLinear) and not module.weight.requires_grad and id(module.weight) not in embeddings:
+            module.weight.data = module.weight.data.to(torch.bfloat16)
+            if module.bias is not None and not module.bias.requires_grad:
+                module.bias.data = module.bias.data.to(torch.bfloat16)
+            module.clear_cache()
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """This process's RNG states as (tensors, JSON): python, numpy, torch (and CUDA)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+        for i, t in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = t
+    return tensors, {"python": [version, list(internal), gauss],
+                     "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
 
 
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def _set_rng_state(tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> None:
+    version, internal, gauss = values["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = values["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _split_tensors(value: Any, prefix: str) -> tuple[dict[str, torch.Tensor], Any]:
+    """A nested state dict as (flat tensors for safetensors, the JSON rest with ``{"__tensor__": key}`` marks)."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(v: Any, key: str) -> Any:
+        if isinstance(v, torch.Tensor):
+            tensors[key] = v.detach().contiguous().cpu()
+            return {"__tensor__": key}
+        if isinstance(v, dict):
+            return {"__dict__": [[walk(k, f"{key}.k{i}"), walk(x, f"{key}.{i}")] for i, (k, x) in enumerate(v.items())]}
+        if isinstance(v, (list, tuple)):
+            return [walk(x, f"{key}.{i}") for i, x in enumerate(v)]
+        return v
+
+    return tensors, walk(value, prefix)
+
+
+def _join_tensors(value: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
+    """The inverse of :func:`_split_tensors`."""
+    def walk(v: Any) -> Any:
+        if isinstance(v, dict) and set(v) == {"__tensor__"}:
+            return tensors[v["__tensor__"]]
+        if isinstance(v, dict) and set(v) == {"__dict__"}:
+            return {walk(k): walk(x) for k, x in v["__dict__"]}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(value)
 
 
 def _fsync(path: Path) -> None:

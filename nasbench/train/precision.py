@@ -1,0 +1,49 @@
+"""``--precision auto``: measure this machine's matmul rates in bf16 and fp32 and pick the faster.
+
+CPUs differ by an order of magnitude here: with AMX or AVX-512 BF16, bf16 matmuls run 3-6x faster than fp32; on an
+AVX2-only CPU they are emulated and run 10-100x slower. So the precision is measured, never assumed. The same rates
+are the denominators of ``nasbench bench train``'s utilisation (achieved FLOP/s over the measured matmul rate).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import torch
+
+__all__ = ["matmul_rate", "resolve_precision", "BF16_MIN_SPEEDUP"]
+
+#: ``auto`` picks bf16-mixed when its matmuls are at least this much faster than fp32 (autocast adds casts).
+BF16_MIN_SPEEDUP = 1.5
+
+
+@lru_cache(maxsize=None)
+def matmul_rate(dtype: torch.dtype = torch.float32, device: str = "cpu", m: int = 2048, k: int = 576,
+                n: int = 1536, seconds: float = 0.5) -> float:
+    """Achieved GFLOP/s of ``[m, k] @ [k, n]`` in ``dtype`` (default: a SmolLM2 MLP projection over 2,048 tokens),
+    timed for about ``seconds`` after a warm-up; cached per process."""
+    a = torch.randn(m, k, device=device).to(dtype)
+    b = torch.randn(k, n, device=device).to(dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for _ in range(2):
+        a @ b
+    sync()
+    count, start = 0, time.perf_counter()
+    while True:
+        a @ b
+        count += 1
+        if count % 4 == 0:
+            sync()
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                break
+    return 2.0 * m * k * n * count / elapsed / 1e9
+
+
+def resolve_precision(precision: str, device: str = "cpu") -> str:
+    """``precision`` itself, or for ``auto`` the faster of ``bf16-mixed`` and ``fp32`` on ``device``."""
+    if precision != "auto":
+        return precision
+    fast = matmul_rate(torch.bfloat16, device) >= BF16_MIN_SPEEDUP * matmul_rate(torch.float32, device)
+    return "bf16-mixed" if fast else "fp32"

@@ -1,0 +1,148 @@
+"""Recovery training on tiny random models: the fused KL, a frozen-teacher run with its curve, checkpoints without
+pickles, and the small artifact (pack, rebuild, tamper refusal, --resume-from)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM
+
+from nasbench.errors import NasBenchError
+from nasbench.importance import sort_model
+from nasbench.space import load_space
+from nasbench.supernet import Supernet
+from nasbench.train import apply_lora, train
+from nasbench.train.artifact import MANIFEST, WEIGHTS, load_model, pack, read_manifest
+from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets
+from nasbench.train.loop import CHECKPOINTS, CURVE_FILE
+from nasbench.train.precision import resolve_precision
+from nasbench.train.strategies import sub_network_kwargs
+
+
+def test_precision_auto_measures_and_picks_one():
+    assert resolve_precision("auto") in ("bf16-mixed", "fp32")
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16-mixed") == "bf16-mixed"
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_kl_to_targets_equals_the_kl_loss_and_its_gradient(temperature):
+    torch.manual_seed(0)
+    student = torch.randn(2, 40, 300, requires_grad=True)
+    teacher = torch.randn(2, 40, 300) * 2
+    mask = torch.rand(2, 40) > 0.3
+    want = distill_loss(student, teacher, "kl", temperature, mask=mask)
+    (want_grad,) = torch.autograd.grad(want, student)
+    got = kl_to_targets(student, TeacherTargets(teacher, temperature, mask))
+    (got_grad,) = torch.autograd.grad(got, student)
+    # the teacher's probabilities are kept in bf16: agreement to bf16's precision
+    torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-3)
+    torch.testing.assert_close(got_grad, want_grad, rtol=2e-2, atol=2e-5)
+    assert float(kl_to_targets(teacher, TeacherTargets(teacher, temperature, mask))) < 1e-2
+
+
+@pytest.fixture
+def sorted_tiny(tiny_with_data, tmp_path):
+    """The tiny space with a ``recovery`` text source, and its sorted supernet directory."""
+    space, data = tiny_with_data
+    doc = yaml.safe_load(Path(space.path).read_text(encoding="utf-8"))
+    doc["data"]["recovery"] = {"kind": "text", "path": "calib.txt"}
+    Path(space.path).write_text(yaml.safe_dump(doc), encoding="utf-8")
+    space = load_space(space.path)
+    sorted_dir = tmp_path / "sorted"
+    sort_model(space, sorted_dir, tokens=256, seq_len=32, data_dir=data, progress=False)
+    return space, data, sorted_dir
+
+
+def _recovery(space, data, sorted_dir, out, **kwargs):
+    options = dict(strategy="importance-grid-params", kd="kl", peft="lora", preset="recovery", out=out,
+                   sorted_supernet=sorted_dir, data_dir=data, max_steps=3, batch_size=2, seq_len=16,
+                   precision="fp32", eval_every=2, eval_tokens=64, grid_bins=2, grid_trials=200, progress=False)
+    options.update(kwargs)
+    return train(space, **options)
+
+
+def _logits(model, space, arch, importance, ids):
+    supernet = Supernet(model, space)
+    supernet.set_sub_network(arch, **sub_network_kwargs(arch, importance))
+    with torch.no_grad():
+        return supernet(input_ids=ids).logits
+
+
+def test_a_recovery_run_packs_into_an_artifact_that_rebuilds_the_trained_sub_networks(sorted_tiny, tmp_path):
+    space, data, sorted_dir = sorted_tiny
+    run = tmp_path / "run"
+    result = _recovery(space, data, sorted_dir, run)
+    assert result.complete and result.steps == 3
+    # the frozen teacher: every pick is a student, the largest one too
+    assert set(result.losses) >= {"largest", "smallest"}
+    curve = [json.loads(line) for line in (run / CURVE_FILE).read_text().splitlines()]
+    assert sorted({p["step"] for p in curve}) == [0, 2, 3]
+    assert {p["role"] for p in curve} == {"full", "smallest"}
+    assert all(p["ppl"] > 1 and p["eval_tokens"] == 64 for p in curve)
+    # a checkpoint holds tensors in safetensors and the rest in JSON: nothing a load would execute
+    newest = sorted((run / CHECKPOINTS).iterdir())[-1]
+    assert {f.suffix for f in newest.iterdir()} == {".safetensors", ".json"}
+
+    artifact = pack(space, run, tmp_path / "supernets" / "tiny-recovered")
+    manifest = read_manifest(artifact)
+    assert manifest["id"] == "tiny-recovered" and manifest["training"]["steps_total"] == 3
+    assert manifest["training"]["tokens_total"] == result.tokens > 0
+    assert set(manifest["files"]) == {"importance.json", WEIGHTS, "curve.jsonl"}
+
+    # the rebuilt model equals the sorted supernet with the (bf16-stored) trained weights merged
+    loaded = load_model(space, artifact)
+    reference = Supernet(AutoModelForCausalLM.from_pretrained(sorted_dir, dtype=torch.float32), space)
+    reference = apply_lora(reference, manifest["training"]["lora_r"], manifest["training"]["lora_alpha"], 0.0)
+    stored = {k: v.float() for k, v in load_file(str(artifact / WEIGHTS)).items()}
+    params = dict(reference.model.named_parameters())
+    assert set(stored) <= set(params) and any("norm" in k for k in stored)
+    with torch.no_grad():
+        for name, value in stored.items():
+            params[name].copy_(value)
+    merged = reference.model.merge_and_unload()
+    ids = torch.randint(3, space.reference.vocab_size, (2, 10), generator=torch.Generator().manual_seed(0))
+    for arch in (space.largest(), space.sample(1, seed=4)[0]):
+        torch.testing.assert_close(_logits(loaded.model, space, arch, loaded.importance, ids),
+                                   _logits(merged, space, arch, loaded.importance, ids), rtol=1e-4, atol=1e-4)
+    # the training changed the model: the artifact is not the untrained sorted supernet
+    untrained = AutoModelForCausalLM.from_pretrained(sorted_dir, dtype=torch.float32)
+    arch = space.sample(1, seed=4)[0]
+    assert not torch.allclose(_logits(loaded.model, space, arch, loaded.importance, ids),
+                              _logits(untrained, space, arch, loaded.importance, ids), atol=1e-5)
+
+    # --resume-from continues the adapters in a new run; the packed chain adds up
+    resumed = _recovery(space, data, None, tmp_path / "run2", max_steps=2, resume_from=artifact)
+    assert resumed.complete
+    second = read_manifest(pack(space, tmp_path / "run2", tmp_path / "supernets" / "tiny-recovered-2"))
+    assert [c["steps"] for c in second["training"]["chain"]] == [3, 2]
+    assert second["training"]["tokens_total"] == result.tokens + resumed.tokens
+
+
+def test_a_tampered_artifact_is_refused(sorted_tiny, tmp_path):
+    space, data, sorted_dir = sorted_tiny
+    _recovery(space, data, sorted_dir, tmp_path / "run", max_steps=1, eval_every=0)
+    artifact = pack(space, tmp_path / "run", tmp_path / "art")
+    manifest = json.loads((artifact / MANIFEST).read_text())
+    (artifact / MANIFEST).write_text(json.dumps({**manifest, "files": {"../escape": "0" * 64}}))
+    with pytest.raises(NasBenchError, match="missing"):
+        read_manifest(artifact)
+    (artifact / MANIFEST).write_text(json.dumps(manifest))
+    weights = load_file(str(artifact / WEIGHTS))
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1
+    save_file(weights, str(artifact / WEIGHTS))
+    with pytest.raises(NasBenchError, match="sha256 differs"):
+        load_model(space, artifact)
+
+
+def test_checkpoints_follow_the_clock_as_well_as_the_step_count(sorted_tiny, tmp_path):
+    space, data, sorted_dir = sorted_tiny
+    run = tmp_path / "run"
+    _recovery(space, data, sorted_dir, run, max_steps=3, eval_every=0, checkpoint_every=100,
+              checkpoint_minutes=1e-9, keep_checkpoints=5)
+    assert [p.name for p in sorted((run / CHECKPOINTS).iterdir())] == ["step-000001", "step-000002", "step-000003"]
