@@ -146,3 +146,16 @@ def test_checkpoints_follow_the_clock_as_well_as_the_step_count(sorted_tiny, tmp
     _recovery(space, data, sorted_dir, run, max_steps=3, eval_every=0, checkpoint_every=100,
               checkpoint_minutes=1e-9, keep_checkpoints=5)
     assert [p.name for p in sorted((run / CHECKPOINTS).iterdir())] == ["step-000001", "step-000002", "step-000003"]
+
+
+def test_bench_train_reports_throughput_against_the_measured_matmul_rate(tiny_with_data):
+    from nasbench.train.bench import bench_train
+
+    space, _ = tiny_with_data
+    result = bench_train(space, batch_size=2, seq_len=16, repeats=1, precision="fp32")
+    assert result["tokens_per_s"] > 0 and result["matmul_gflop_s"] > 0 and result["ratio"] > 0
+    assert 0 < result["utilization"] < 1.5 and result["teacher_s"] > 0  # kl: the frozen teacher runs
+    assert result["step_s"] == pytest.approx(result["teacher_s"] + result["students_s"])
+    plain = bench_train(space, kd="none", peft="full", batch_size=2, seq_len=16, repeats=1, precision="fp32",
+                        dense=False)
+    assert plain["teacher_s"] == 0 and "ratio" not in plain

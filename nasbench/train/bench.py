@@ -1,9 +1,18 @@
-"""``bench train``: the time of one sandwich step on the supernet against the sum of the same sub-networks' steps
-as dense models (forward + backward + optimizer step each, on the models ``extract`` builds, with the same LoRA).
+"""``bench train``: how fast one sandwich step runs, against this machine's own matmul rate, and what weight sharing
+costs against training the same sub-networks as dense models.
 
-The ratio is what weight sharing costs per step: slicing, gathers and the shared optimizer against training each
-sub-network as a plain HF model. Goal: ``ratio <= 1.15``. Inputs are random token ids (compute only, no data files);
-times are medians over ``repeats`` steps after one warmup step.
+- ``tokens_per_s``: data tokens of one step (``batch_size x seq_len``, each seen by every sampled sub-network and
+  by the frozen teacher) over the step's wall clock (teacher forward + every student's forward and backward +
+  AdamW), as the recovery run trains.
+- ``utilization``: the step's model FLOPs over its time, as a share of the measured matmul rate in the step's
+  precision (:func:`nasbench.train.precision.matmul_rate`). Model FLOPs per token come from the space's formula
+  (:meth:`SearchSpace.flops`): a forward is ``F``, a LoRA backward ``F`` (gradients of the activations; the
+  adapters' own are < 10%), a full backward ``2F``; the teacher runs one forward of the full model. Goal >= 40%.
+- ``ratio``: the students' part of the step on the supernet over the sum of the same sub-networks' steps as dense
+  models (``extract``), same LoRA and loss (goal <= 1.15): slicing and the shared optimizer against plain HF models.
+
+Inputs are random token ids (compute only, no data files); times are medians over ``repeats`` steps after one
+warm-up step.
 """
 
 from __future__ import annotations
@@ -17,74 +26,76 @@ import torch
 from nasbench.errors import NasBenchError
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet import Supernet
-from nasbench.train.config import KD_LOSSES, PEFT_MODES
-from nasbench.train.lora import apply_lora
-from nasbench.train.loop import run_picks
+from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS
+from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets
+from nasbench.train.loop import lm_loss, prepare_trainable, run_picks, teacher_forward
+from nasbench.train.precision import matmul_rate, resolve_precision
 from nasbench.train.strategies import Pick, SandwichSampler
 
 __all__ = ["bench_train"]
 
 
-def bench_train(space: SearchSpace, *, peft: str = "lora", kd: str = "cosine", batch_size: int = 2,
-                seq_len: int = 128, n_random: int = 2, repeats: int = 3, seed: int = 0, precision: str = "bf16-mixed",
-                lora_r: int = 32, lora_alpha: int = 16, supernet: Supernet | None = None) -> dict[str, Any]:
-    """``{"bench": "train", "ratio": sandwich_s / sum(dense_s), ...}`` for largest + smallest + ``n_random`` random
-    sub-networks of ``space`` (``supernet``: a plain, not yet LoRA-wrapped supernet to use instead of the base)."""
+def bench_train(space: SearchSpace, *, peft: str = "lora", kd: str = "kl", batch_size: int = 4, seq_len: int = 512,
+                n_random: int = 2, repeats: int = 3, seed: int = 0, precision: str = "auto", lora_r: int = 32,
+                lora_alpha: int = 32, dense: bool = True, supernet: Supernet | None = None) -> dict[str, Any]:
+    """One JSON-able dict of figures (see the module docstring) for largest + smallest + ``n_random`` random
+    sub-networks of ``space`` distilled from the frozen full model (``kd="none"``: LM loss, no teacher).
+    ``supernet``: a plain, not yet LoRA-wrapped supernet to use instead of the base model."""
     if peft not in PEFT_MODES:
         raise NasBenchError("--peft", f"must be one of {', '.join(PEFT_MODES)}", peft)
     if kd not in KD_LOSSES:
         raise NasBenchError("--kd", f"must be one of {', '.join(KD_LOSSES)}", kd)
+    if precision not in PRECISIONS:
+        raise NasBenchError("--precision", f"must be one of {', '.join(PRECISIONS)}", precision)
     for name, value in (("--batch-size", batch_size), ("--seq-len", seq_len), ("--repeats", repeats)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise NasBenchError(name, "must be an integer >= 1", value)
+    precision = resolve_precision(precision)
+    rate = matmul_rate(torch.bfloat16 if precision == "bf16-mixed" else torch.float32) * 1e9
     torch.manual_seed(seed)
     supernet = supernet if supernet is not None else Supernet.from_space(space, dtype=torch.float32)
     picks = SandwichSampler(space, seed, n_random).step()
-    dense = [_dense(supernet, p, peft, lora_r, lora_alpha) for p in picks]  # before the supernet gets adapters
-    if peft == "lora":
-        supernet = apply_lora(supernet, lora_r, lora_alpha, dropout=0.0)
-    else:
-        for p in supernet.parameters():
-            p.requires_grad_(True)
+    models = [_dense(supernet, p, peft, lora_r, lora_alpha, precision) for p in picks] if dense else []
+    supernet, teacher = prepare_trainable(supernet, peft=peft, precision=precision, teacher=kd != "none",
+                                          lora_r=lora_r, lora_alpha=lora_alpha)
     supernet.train()
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(space.reference.vocab_size, (batch_size, seq_len), generator=generator)
     batch = {"input_ids": ids, "labels": ids, "attention_mask": torch.ones_like(ids)}
     optimizer = _optimizer(supernet)
+    logits: list[torch.Tensor] = []
 
-    def sandwich_step() -> None:
-        run_picks(supernet, picks, batch, kd=kd, teacher_first=True, precision=precision)
+    def teacher_step() -> None:
+        logits[:] = [teacher_forward(teacher, batch, precision)] if teacher is not None else []
+
+    def students_step() -> None:
+        run_picks(supernet, picks, batch, kd=kd, precision=precision, teacher_logits=logits[0] if logits else None,
+                  alpha=1.0 if logits else 0.5)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    sandwich_s = _median_time(sandwich_step, repeats)
-    teacher = _teacher_logits(dense[0][0], batch, precision) if kd != "none" else None
-    dense_s = []
-    for i, (model, opt) in enumerate(dense):
-        def dense_step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt, student: bool = i > 0) -> None:
-            from nasbench.train.distill import distill_loss, student_loss
-            from nasbench.train.loop import lm_loss
-
-            with _autocast(precision):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                               use_cache=False).logits
-            loss = lm_loss(logits, batch["labels"])
-            if student and teacher is not None:
-                loss = student_loss(loss, distill_loss(logits, teacher, kd), 0.5)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        dense_s.append(_median_time(dense_step, repeats))
-    total = sum(dense_s)
-    return {"bench": "train", "ratio": sandwich_s / total, "goal": 1.15, "sandwich_s": sandwich_s,
-            "dense_s": dense_s, "dense_sum_s": total, "archs": [arch_id(p.arch) for p in picks],
-            "roles": [p.role for p in picks], "params": [space.params(p.arch) for p in picks], "peft": peft, "kd": kd,
-            "batch_size": batch_size, "seq_len": seq_len, "precision": precision, "repeats": repeats,
-            "threads": torch.get_num_threads()}
+    teacher_s = _median_time(teacher_step, repeats) if teacher is not None else 0.0
+    students_s = _median_time(students_step, repeats)
+    step_s = teacher_s + students_s
+    tokens = batch_size * seq_len
+    backward = 1 if peft == "lora" else 2
+    flops = tokens * (sum((1 + backward) * space.flops(p.arch, seq_len) for p in picks)
+                      + (space.flops(space.largest(), seq_len) if teacher is not None else 0))
+    out: dict[str, Any] = {
+        "bench": "train", "tokens_per_s": tokens / step_s, "utilization": flops / step_s / rate, "goal": 0.40,
+        "step_s": step_s, "teacher_s": teacher_s, "students_s": students_s, "model_tflop_per_step": flops / 1e12,
+        "matmul_gflop_s": rate / 1e9, "precision": precision, "archs": [arch_id(p.arch) for p in picks],
+        "roles": [p.role for p in picks], "params": [space.params(p.arch) for p in picks], "peft": peft, "kd": kd,
+        "batch_size": batch_size, "seq_len": seq_len, "repeats": repeats, "threads": torch.get_num_threads()}
+    if dense:
+        target = logits[0] if logits else None
+        dense_s = [_median_time(lambda m=m, o=o: _dense_step(m, o, batch, kd, target, precision), repeats)
+                   for m, o in models]
+        out.update(ratio=students_s / sum(dense_s), ratio_goal=1.15, dense_s=dense_s, dense_sum_s=sum(dense_s))
+    return out
 
 
-def _dense(supernet: Supernet, pick: Pick, peft: str, r: int, alpha: int) -> tuple[Any, torch.optim.Optimizer]:
+def _dense(supernet: Supernet, pick: Pick, peft: str, r: int, alpha: int, precision: str) -> tuple[Any, Any]:
     model = supernet.extract(pick.arch)
     if peft == "lora":
         from peft import LoraConfig, get_peft_model
@@ -93,6 +104,12 @@ def _dense(supernet: Supernet, pick: Pick, peft: str, r: int, alpha: int) -> tup
         head = model.get_output_embeddings()
         targets = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not (tied and m is head)]
         model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets))
+        if precision == "bf16-mixed":  # as the supernet: frozen linear weights stored in bf16
+            embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+            for m in model.modules():
+                if (type(m) is torch.nn.Linear and not m.weight.requires_grad
+                        and id(m.weight) not in embeddings):
+                    m.weight.data = m.weight.data.to(torch.bfloat16)
     else:
         for p in model.parameters():
             p.requires_grad_(True)
@@ -100,20 +117,25 @@ def _dense(supernet: Supernet, pick: Pick, peft: str, r: int, alpha: int) -> tup
     return model, _optimizer(model)
 
 
-def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-
-
-def _autocast(precision: str) -> Any:
+def _dense_step(model: Any, optimizer: Any, batch: dict[str, torch.Tensor], kd: str, teacher: torch.Tensor | None,
+                precision: str) -> None:
     import contextlib
 
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16-mixed" else contextlib.nullcontext()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16-mixed" else contextlib.nullcontext()
+    with autocast:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    if teacher is not None:
+        loss = (kl_to_targets(logits, TeacherTargets(teacher)) if kd == "kl"
+                else distill_loss(logits, teacher, kd))
+    else:
+        loss = lm_loss(logits, batch["labels"])
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
 
-@torch.no_grad()
-def _teacher_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], precision: str) -> torch.Tensor:
-    with _autocast(precision):
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
 
 def _median_time(fn: Any, repeats: int) -> float:

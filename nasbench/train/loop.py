@@ -54,7 +54,7 @@ from nasbench.train.lora import apply_lora
 from nasbench.train.precision import resolve_precision
 from nasbench.train.strategies import Pick, Sampler, make_sampler, sub_network_kwargs
 
-__all__ = ["TrainResult", "train", "lm_loss", "run_picks", "teacher_forward", "RUN_FILE", "CHECKPOINTS", "CURVE_FILE"]
+__all__ = ["TrainResult", "train", "lm_loss", "run_picks", "teacher_forward", "prepare_trainable", "RUN_FILE", "CHECKPOINTS", "CURVE_FILE"]
 
 #: Written in ``out``: the run's identity and config (what ``resume`` checks).
 RUN_FILE = "train.json"
@@ -152,6 +152,30 @@ def run_picks(supernet: Supernet, picks: list[Pick], batch: dict[str, torch.Tens
     finally:
         supernet.reset()
     return out
+
+
+def prepare_trainable(supernet: Supernet, *, peft: str, precision: str, teacher: bool = False, lora_r: int = 32,
+                      lora_alpha: int = 16, lora_dropout: float = 0.0,
+                      train_norms: bool = False) -> tuple[Supernet, torch.nn.Module | None]:
+    """The supernet made trainable (``lora``: peft adapters, plus the norm weights with ``train_norms``; ``full``:
+    every weight) and, with ``teacher``, a frozen copy of the starting model (taken before any adapter). Under
+    ``bf16-mixed`` the frozen linear weights are stored in bf16: autocast would cast them at every forward to the
+    same numbers; trainable weights stay fp32 (AdamW's updates need the mantissa)."""
+    frozen = copy.deepcopy(supernet.hf_model).eval().requires_grad_(False) if teacher else None
+    if peft == "lora":
+        supernet = apply_lora(supernet, lora_r, lora_alpha, lora_dropout)
+        if train_norms:
+            for module in supernet.model.modules():
+                if isinstance(module, (ElasticRMSNorm, ElasticLayerNorm)):
+                    module.requires_grad_(True)
+    else:
+        for p in supernet.parameters():
+            p.requires_grad_(True)
+    if precision == "bf16-mixed":
+        for model in (supernet.model, frozen):
+            if model is not None:
+                _frozen_linears_to_bf16(model)
+    return supernet, frozen
 
 
 @torch.no_grad()
@@ -330,30 +354,16 @@ class _Run:
         self.sampler: Sampler = make_sampler(self.strategy, space, config, supernet=self.supernet,
                                              importance=self.importance)
         self.precision = resolve_precision(config.precision, self.procs.device.type)
-        # the frozen teacher: a copy of the starting model (sorted, before any adapter), never trained
-        self.teacher: torch.nn.Module | None = None
-        if config.kd_teacher == "base" and self.kd != "none":
-            self.teacher = copy.deepcopy(self.supernet.hf_model).eval().requires_grad_(False)
-        if self.peft == "lora":
-            torch.manual_seed(config.seed)  # the same adapters' initialisation on every process
-            self.supernet = apply_lora(self.supernet, config.lora_r, config.lora_alpha, config.lora_dropout)
-            if config.train_norms:
-                for module in self.supernet.model.modules():
-                    if isinstance(module, (ElasticRMSNorm, ElasticLayerNorm)):
-                        module.requires_grad_(True)
-            if self.resume_weights is not None:
-                from nasbench.train.artifact import load_trainable
+        torch.manual_seed(config.seed)  # the same adapters' initialisation on every process
+        self.supernet, self.teacher = prepare_trainable(self.supernet, peft=self.peft, precision=self.precision,
+                                                        teacher=config.kd_teacher == "base" and self.kd != "none",
+                                                        lora_r=config.lora_r, lora_alpha=config.lora_alpha,
+                                                        lora_dropout=config.lora_dropout,
+                                                        train_norms=config.train_norms)
+        if self.resume_weights is not None:
+            from nasbench.train.artifact import load_trainable
 
-                load_trainable(self.supernet.model, self.resume_weights, flag="--resume-from")
-        else:
-            for p in self.supernet.parameters():
-                p.requires_grad_(True)
-        if self.precision == "bf16-mixed":
-            # autocast would cast every frozen linear weight to bf16 at every forward; store them so once (the
-            # same numbers, no per-forward copies). Trainable weights stay fp32 (AdamW updates need the mantissa).
-            for model in (self.supernet.model, self.teacher):
-                if model is not None:
-                    _frozen_linears_to_bf16(model)
+            load_trainable(self.supernet.model, self.resume_weights, flag="--resume-from")
         self.supernet.to(self.procs.device)
         if self.teacher is not None:
             self.teacher.to(self.procs.device)
