@@ -1,14 +1,13 @@
-"""The benchmark-side verbs of the CLI: ``fit``, ``query``, ``compare``, ``pareto``, ``bench query`` and ``bench
-compare`` (parsers and handlers)."""
+"""The benchmark-side verbs: ``fit``, ``query``, ``compare``, ``pareto``, ``bench query`` and ``bench compare``."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
+from nasbench.cli._common import csv_list, number, parse_arch, read_arch_lines
 from nasbench.errors import NasBenchError
 
 __all__ = ["add_verbs", "add_bench_verbs"]
@@ -16,17 +15,11 @@ __all__ = ["add_verbs", "add_bench_verbs"]
 SHIPPED_DB = "results/smollm2-135m.duckdb"
 
 
-def _csv(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _open(args: argparse.Namespace) -> Any:
     from nasbench.surrogate import Benchmark
 
     cache = None if args.no_cache else args.cache
-    models = _csv(args.models) if args.models else None
+    models = csv_list(args.models) if args.models else None
     kwargs = {"models": models} if models else {}
     return Benchmark.open(args.db, args.space, args.supernet, device=args.device, cache=cache, **kwargs)
 
@@ -39,7 +32,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from nasbench.surrogate import print_cards
 
     bm = _open(args)
-    cards = bm.fit(_csv(args.metrics))
+    cards = bm.fit(csv_list(args.metrics))
     if not args.no_store:
         with Store(args.db) as store:
             stored = {r[0]: r[1] for r in store.con.execute(
@@ -58,13 +51,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------------------- query
 def _read_archs(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from nasbench.cli import _parse_arch, _read_arch_lines
-
     if (args.arch is None) == (args.file is None):
         raise NasBenchError("--arch/--file", "give exactly one of them", None, show_got=False)
     if args.arch is not None:
-        return [_parse_arch(args.arch)]
-    archs = _read_arch_lines(args.file, "--file")
+        return [parse_arch(args.arch)]
+    archs = read_arch_lines(args.file, "--file")
     if not archs:
         raise NasBenchError("--file", "holds no archs (one JSON object per line)", args.file)
     return archs
@@ -73,27 +64,20 @@ def _read_archs(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _cmd_query(args: argparse.Namespace) -> int:
     archs = _read_archs(args)
     bm = _open(args)
-    frame = bm.query(archs, _csv(args.metrics), mode=args.mode, noise=args.noise, seed=args.seed)
+    frame = bm.query(archs, csv_list(args.metrics), mode=args.mode, noise=args.noise, seed=args.seed)
     for row in frame.to_dict("records"):
         arch = {k[3:]: int(v) for k, v in row.items() if k.startswith("hp_")}
-        metrics = {k[7:]: _number(v) for k, v in row.items() if k.startswith("metric_")}
+        metrics = {k[7:]: number(v) for k, v in row.items() if k.startswith("metric_")}
         print(json.dumps({"arch_id": row["arch_id"], "arch": arch, "supernet_id": bm.supernet_id, **metrics,
                           "source": str(row["source"])}))
     return 0
-
-
-def _number(value: Any) -> Any:
-    value = float(value)
-    if math.isnan(value):
-        return None
-    return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
 # -------------------------------------------------------------------------------------------------------- compare
 def _cmd_compare(args: argparse.Namespace) -> int:
     from nasbench.optimize import CompareSettings, compare, write_report
 
-    objectives, methods = _csv(args.objectives) or [], _csv(args.methods) or []
+    objectives, methods = csv_list(args.objectives) or [], csv_list(args.methods) or []
     for flag, value in (("--seeds", args.seeds), ("--max-evals", args.max_evals), ("--workers", args.workers),
                         ("--processes", args.processes), ("--ehvi-max-evals", args.ehvi_max_evals)):
         if value < 1:
@@ -126,7 +110,7 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
     from nasbench.pareto import measured_front, plot_front
     from nasbench.space import DIMENSIONS
 
-    result = measured_front(args.db, args.space, _csv(args.objectives) or [], where=args.where,
+    result = measured_front(args.db, args.space, csv_list(args.objectives) or [], where=args.where,
                             supernet_id=args.supernet, device=args.device)
     columns = ["arch_id", *(f"metric_{o}" for o in result.objectives), *(f"hp_{d}" for d in DIMENSIONS), "knee"]
     front = result.front[columns]
@@ -134,7 +118,7 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
         sys.stdout.write(front.to_csv(index=False))
     elif args.format == "json":
         for row in front.to_dict("records"):
-            print(json.dumps({k: (_number(v) if k.startswith(("metric_", "hp_")) else v) for k, v in row.items()}))
+            print(json.dumps({k: (number(v) if k.startswith(("metric_", "hp_")) else v) for k, v in row.items()}))
     else:
         print(f"{len(front)} Pareto-optimal of {len(result.rows)} measured archs ({', '.join(result.objectives)}; "
               f"{'min' if result.minimize[0] else 'max'}/{'min' if result.minimize[1] else 'max'})")
@@ -151,7 +135,7 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
 def _cmd_bench_compare(args: argparse.Namespace) -> int:
     from nasbench.optimize import bench_compare
 
-    result = bench_compare(args.db, args.space, objectives=tuple(_csv(args.objectives) or []), mode=args.mode,
+    result = bench_compare(args.db, args.space, objectives=tuple(csv_list(args.objectives) or []), mode=args.mode,
                            seeds=args.seeds, max_evals=args.max_evals, ehvi_max_evals=args.ehvi_max_evals,
                            processes=args.processes, supernet_id=args.supernet, out_db=args.runs_db)
     print(json.dumps(result))
@@ -164,9 +148,9 @@ def _cmd_bench_query(args: argparse.Namespace) -> int:
     for flag, value in (("--n-batch", args.n_batch), ("--n-single", args.n_single)):
         if value < 1:
             raise NasBenchError(flag, "must be >= 1", value)
-    result = bench_query(args.db, args.space, args.supernet, _csv(args.metrics), n_batch=args.n_batch,
+    result = bench_query(args.db, args.space, args.supernet, csv_list(args.metrics), n_batch=args.n_batch,
                          n_single=args.n_single, cache=None if args.no_cache else args.cache,
-                         models=_csv(args.models))
+                         models=csv_list(args.models))
     print(json.dumps(result))
     return 0
 

@@ -1,0 +1,101 @@
+"""The ``nasbench`` command line. Thin: parse, call one function, print.
+
+One module per group of verbs: ``space`` (validate, show, sample), ``supernet`` (importance, export, train, pack),
+``profile`` (profile, tasks, merge, publish, sql), ``bench`` (the measurements), ``benchmark`` (fit, query, compare,
+pareto). Bad input ends with one line ``nasbench: error: <where>: <rule> (got <value>)`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from nasbench.cli import bench, benchmark, profile, space, supernet
+from nasbench.cli._common import EXIT_USAGE, Parser, UsageError, csv_list
+from nasbench.errors import NasBenchError
+
+__all__ = ["build_parser", "main", "entry", "EXIT_USAGE"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="nasbench", description="LLM compression by two-stage NAS, as a queryable benchmark.")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
+    space.add_verbs(verbs)
+    supernet.add_verbs(verbs)
+    profile.add_verbs(verbs)
+    bench_verbs = bench.add_verbs(verbs)
+    benchmark.add_verbs(verbs)
+    benchmark.add_bench_verbs(bench_verbs)
+    profile.add_sql_verb(verbs)
+    # `importance rpd` is reached through `importance`: keep its internal name out of the verb list
+    verbs._choices_actions = [a for a in verbs._choices_actions if a.dest != "importance-rpd"]
+    verbs.metavar = "{" + ",".join(a.dest for a in verbs._choices_actions) + "}"
+    return parser
+
+
+#: Integer flags (argparse dests) that may be 0; every other integer flag must be >= 1 (``--n`` of ``profile`` may be 0:
+#: the smallest and largest archs are always profiled). ``train`` validates its own flags in ``TrainConfig``.
+_INT_FLAG_MINIMUM = {"seed": 0, "decode_tokens": 0, "eval_every": 0}
+_INT_FLAG_MAXIMUM = 2**31 - 1
+#: Comma-list flags: when given they name at least one item, each once.
+_LIST_FLAGS = ("metrics", "methods", "objectives", "tasks", "models")
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Every numeric and list flag, checked in one place before any work: integers in range, floats finite and > 0,
+    comma lists non-empty and without repeats."""
+    import math
+
+    if getattr(args, "verb", None) == "train":
+        return
+    for dest, value in vars(args).items():
+        if value is None or isinstance(value, bool) or dest == "func":
+            continue
+        flag = "--" + dest.replace("_", "-")
+        if isinstance(value, int):
+            low = 0 if dest == "n" and args.verb == "profile" else _INT_FLAG_MINIMUM.get(dest, 1)
+            if value < low:
+                raise NasBenchError(flag, f"must be >= {low}", value)
+            if value > _INT_FLAG_MAXIMUM:
+                raise NasBenchError(flag, f"must be <= {_INT_FLAG_MAXIMUM}", value)
+        elif isinstance(value, float):
+            if not math.isfinite(value) or value <= 0:
+                raise NasBenchError(flag, "must be a finite number > 0", value)
+        elif dest in _LIST_FLAGS and isinstance(value, str):
+            items = csv_list(value)
+            if not items:
+                raise NasBenchError(flag, "must name at least one item (a comma list)", value)
+            repeated = sorted({i for i in items if items.count(i) > 1})
+            if repeated:
+                raise NasBenchError(flag, "names an item twice", ",".join(repeated))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["importance", "rpd"]:  # `importance rpd` is a verb of its own beside `importance SPACE`
+        argv = ["importance-rpd", *argv[2:]]
+    try:
+        args = build_parser().parse_args(argv)
+        _check_flags(args)
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        return _fail(str(exc).removeprefix("nasbench: "))
+    except NasBenchError as exc:
+        return _fail(exc.line())
+    except BrokenPipeError:  # `nasbench space sample ... | head` closes stdout early: not an error
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(line: str) -> int:
+    print(f"nasbench: error: {line}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+

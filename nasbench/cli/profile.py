@@ -1,0 +1,148 @@
+"""The verbs that measure and keep: ``profile``, ``tasks``, ``merge``, ``publish`` and ``sql``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from nasbench.cli._common import DATA_DIR_HELP, csv_list, read_arch_lines
+from nasbench.errors import NasBenchError
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.profile.runner import ProfileConfig, parse_shard, profile
+    from nasbench.space import load_space
+
+    space = load_space(args.space)
+    for flag, value in (("--n", args.n), ("--ppl-tokens", args.ppl_tokens), ("--seq-len", args.seq_len)):
+        if value < (0 if flag == "--n" else 1):
+            raise NasBenchError(flag, "must be >= 1" if flag != "--n" else "must be >= 0", value)
+    config = ProfileConfig(
+        n=args.n, seed=args.seed, grid_params=args.grid_params, archs=tuple(read_arch_lines(args.archs)),
+        metrics=tuple(csv_list(args.metrics)),
+        tasks=tuple(csv_list(args.tasks)), limit_items=args.limit_items, ppl_tokens=args.ppl_tokens,
+        seq_len=args.seq_len, latency_batch=args.latency_batch, latency_seq_len=args.latency_seq_len,
+        latency_repeats=args.latency_repeats, decode_tokens=args.decode_tokens, device=args.device, dtype=args.dtype,
+        shard=parse_shard(args.shard))
+    summary = profile(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir))
+    print(json.dumps({"profile": space.name, "supernet_id": summary.supernet_id, "archs": summary.archs,
+                      "profiled": summary.profiled, "new_rows": summary.rows, "seconds": round(summary.seconds, 1),
+                      "db": str(args.db)}))
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from nasbench.store import Store
+
+    with Store(args.out) as store:
+        added = store.merge(args.inputs)
+    print(json.dumps({"merge": str(args.out), "new_rows": added}))
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from nasbench.publish import publish
+
+    print(json.dumps(publish(args.db, args.out)))
+    return 0
+
+
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.profile.accuracy import TASKS, write_tasks
+
+    out = write_tasks(data.data_dir(args.data_dir), args.out)
+    print(f"wrote {len(TASKS)} task files to {out}: lm_eval --include_path {out} --tasks {','.join(TASKS)}")
+    return 0
+
+
+
+_READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from nasbench.store import connect_read_only
+
+    try:
+        statements = duckdb.extract_statements(args.query)
+    except duckdb.Error as exc:
+        raise NasBenchError("QUERY", "not valid SQL", str(exc).splitlines()[0]) from None
+    if not statements:
+        raise NasBenchError("QUERY", "is empty: give one SELECT, EXPLAIN or PRAGMA statement", args.query)
+    for statement in statements:
+        kind = statement.type.name
+        if kind not in _READ_ONLY_STATEMENTS:
+            raise NasBenchError("QUERY", "nasbench sql is read-only: only SELECT, EXPLAIN and PRAGMA statements run",
+                                kind)
+    if len(statements) > 1:
+        raise NasBenchError("QUERY", "give exactly one statement", len(statements))
+    con = connect_read_only(args.db)
+    try:
+        frame = con.execute(args.query).df()
+    except duckdb.Error as exc:
+        raise NasBenchError("QUERY", "query failed", str(exc).splitlines()[0]) from None
+    finally:
+        con.close()
+    if args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif args.format == "json":
+        text = frame.to_json(orient="records", lines=True, date_format="iso") if len(frame) else ""
+        sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+    else:
+        print(frame.to_string(index=False) if len(frame) else "(no rows)")
+    return 0
+
+
+
+def add_verbs(verbs: Any) -> None:
+    from nasbench.store import DEFAULT_DB
+
+    p = verbs.add_parser("profile", help="measure sub-networks into DuckDB (resumable, shardable)")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--supernet", metavar="DIR", help="a supernet directory (default: the pretrained base model)")
+    p.add_argument("--n", type=int, default=10, help="seeded random archs (smallest and largest are always added)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grid-params", type=int, metavar="K", help="also N archs over K parameter bins")
+    p.add_argument("--archs", metavar="FILE", help="also these archs: JSONL of arch objects or `space sample` lines")
+    p.add_argument("--metrics", default="ppl,latency,memory", help="comma list of ppl,acc,latency,memory,energy")
+    p.add_argument("--tasks", default="arc_easy,piqa,winogrande", help="comma list of lm-eval tasks for acc")
+    p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
+    p.add_argument("--ppl-tokens", type=int, default=4096, metavar="T", help="WikiText-2 test tokens (default 4096)")
+    p.add_argument("--seq-len", type=int, default=512, metavar="L", help="perplexity window (default 512)")
+    p.add_argument("--latency-batch", type=int, default=1)
+    p.add_argument("--latency-seq-len", type=int, default=128)
+    p.add_argument("--latency-repeats", type=int, default=10)
+    p.add_argument("--decode-tokens", type=int, default=0, help="also per-token decode latency over this many steps")
+    p.add_argument("--device", default="cpu", metavar="D")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
+    p.add_argument("--shard", default="0/1", metavar="i/n", help="profile every n-th arch starting at i")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.set_defaults(func=_cmd_profile)
+    p = verbs.add_parser("tasks", help="write the local lm-eval task YAMLs (for lm_eval --include_path)")
+    p.add_argument("out", metavar="DIR")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.set_defaults(func=_cmd_tasks)
+    p = verbs.add_parser("merge", help="merge shard DBs into one, without duplicates")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("inputs", nargs="+", metavar="IN")
+    p.set_defaults(func=_cmd_merge)
+    p = verbs.add_parser("publish", help="Parquet tables + Croissant-style card + Syne Tune blackboxes of a DB")
+    p.add_argument("db", metavar="DB")
+    p.add_argument("--out", required=True, metavar="DIR", help="new, empty, or an earlier publication (replaced)")
+    p.set_defaults(func=_cmd_publish)
+
+
+def add_sql_verb(verbs: Any) -> None:
+    from nasbench.store import DEFAULT_DB
+
+    p = verbs.add_parser("sql", help="run a read-only SQL query on a benchmark DB")
+    p.add_argument("query", metavar="QUERY")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=_cmd_sql)

@@ -1,0 +1,192 @@
+"""The verbs that make and move supernets: ``importance`` (and ``importance rpd``), ``export``, ``train``, ``pack``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from nasbench.cli._common import DATA_DIR_HELP, parse_arch, positive
+
+
+def _cmd_importance(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.importance import sort_model
+    from nasbench.space import load_space
+
+    space = load_space(args.space)
+    positive("--tokens", args.tokens)
+    importance = sort_model(space, args.out, scheme=args.scheme, layer_scheme=args.layers, tokens=args.tokens,
+                            seq_len=args.seq_len, data_dir=data.data_dir(args.data_dir))
+    if args.db:
+        from nasbench.store import Store
+
+        with Store(args.db) as store:
+            store.add_space(space)
+            store.add_supernet(Path(args.out).name, space.name, space.model.source, strategy="importance-sorted",
+                               checkpoint=str(args.out), tokens=importance.tokens,
+                               config={"scheme": args.scheme, "layers": args.layers, "seq_len": args.seq_len})
+    order = importance.layer_order()
+    print(f"sorted supernet -> {args.out} ({args.scheme}, {args.layers}, {importance.tokens} calibration tokens)")
+    print(f"layers, most important first: {order}")
+    return 0
+
+
+def _cmd_importance_rpd(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.rpd import run_rpd
+    from nasbench.space import load_space
+
+    spaces = [load_space(p) for p in args.spaces]
+    positive("--n", args.n)
+    positive("--tokens", args.tokens)
+    result = run_rpd(spaces, n=args.n, seed=args.seed, tokens=args.tokens, ppl_tokens=args.ppl_tokens,
+                     seq_len=args.seq_len, schemes=args.schemes, layer_schemes=args.layers,
+                     data_dir=data.data_dir(args.data_dir), db=args.db)
+    print(result.table())
+    print(json.dumps({"bench": "rpd", "rpd": result.rpd, "n": args.n, "tokens": args.tokens,
+                      "ppl_tokens": args.ppl_tokens, "seconds": round(result.seconds, 1)}))
+    return 0
+
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from nasbench.space import arch_id, load_space
+    from nasbench.supernet import Supernet, export
+    from nasbench.train.artifact import load_model
+
+    space = load_space(args.space)
+    arch = space.canonical(parse_arch(args.arch), where="--arch")
+    from nasbench.supernet.families import check_extractable
+
+    check_extractable(space.family, arch)  # fail before loading anything
+    loaded = load_model(space, args.supernet)  # the base model, a trained directory or an artifact (rebuilt)
+    indices: dict[str, Any] = {}
+    if loaded.importance is not None and loaded.importance.layers:  # a sorted supernet keeps its top layers
+        indices["layers"] = loaded.importance.layers_for(arch["n_layers"])
+    supernet_id = loaded.supernet_id  # the id `nasbench profile --supernet` stores
+    measurements: list[dict[str, Any]] = []
+    if args.db:  # the model card shows what the benchmark measured for this arch on these weights
+        from nasbench.publish import arch_measurements
+
+        measurements = arch_measurements(args.db, space.name, arch_id(arch), supernet_id)
+    out = export(space, arch, args.out, supernet_dir=args.supernet, supernet=Supernet(loaded.model, space),
+                 supernet_id=supernet_id, measurements=measurements, **indices)
+    print(f"exported {arch_id(arch)} ({space.params(arch):,} params) -> {out} "
+          f"(model card README.md: {len(measurements)} measured values)")
+    return 0
+
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.space import load_space
+    from nasbench.train import train
+
+    space = load_space(args.space)
+    result = train(space, strategy=args.strategy, kd=args.kd, peft=args.peft, preset=args.preset, out=args.out,
+                   db=args.db, max_steps=args.max_steps, batch_size=args.batch_size, seq_len=args.seq_len,
+                   resume=args.resume, sorted_supernet=args.sorted_supernet, data_dir=data.data_dir(args.data_dir),
+                   seed=args.seed, precision=args.precision, lr=args.lr, stop_at=args.stop_at,
+                   checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
+                   eval_every=args.eval_every, eval_archs=args.eval_archs, resume_from=args.resume_from)
+    print(json.dumps({"train": result.supernet_id, "steps": result.steps, "tokens": result.tokens,
+                      "wall_time_s": round(result.wall_time_s, 1), "complete": result.complete,
+                      "losses": result.losses, "out": str(result.out)}))
+    return 0
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from nasbench.space import load_space
+    from nasbench.train.artifact import pack, read_manifest
+
+    space = load_space(args.space)
+    out = pack(space, args.run, args.out)
+    manifest = read_manifest(out)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(json.dumps({"pack": manifest["id"], "out": str(out), "bytes": size,
+                      "steps_total": manifest["training"]["steps_total"],
+                      "tokens_total": manifest["training"]["tokens_total"], "files": manifest["files"]}))
+    return 0
+
+
+
+def add_verbs(verbs: Any) -> None:
+    from nasbench.importance import LAYER_SCHEMES, SCHEMES
+
+    p = verbs.add_parser("importance", help="score and sort heads, neurons, channels and layers; save the sorted "
+                                            "supernet (`nasbench importance rpd ...`: the RPD study)")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--scheme", choices=SCHEMES, default="mean-mean",
+                   help="<batch>-<sequence> aggregation of activations (default mean-mean, the seed's best)")
+    p.add_argument("--layers", choices=LAYER_SCHEMES, default="block-importance")
+    p.add_argument("--tokens", type=int, default=8192, help="calibration token budget (default 8192)")
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--out", required=True, help="directory for the sorted supernet")
+    p.add_argument("--db", help="record the sorted supernet in this DuckDB file")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.set_defaults(func=_cmd_importance)
+    p = verbs.add_parser("importance-rpd", help="the RPD study")
+    p.prog = "nasbench importance rpd"
+    p.add_argument("spaces", nargs="+", metavar="SPACE", help="spaces sharing one base model")
+    p.add_argument("--n", type=int, default=200, help="archs per space (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokens", type=int, default=4096, help="calibration token budget (default 4096)")
+    p.add_argument("--ppl-tokens", type=int, default=1024,
+                   help="WikiText-2 test tokens per perplexity (default 1024)")
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--schemes", nargs="+", choices=SCHEMES, default=list(SCHEMES))
+    p.add_argument("--layers", nargs="+", choices=LAYER_SCHEMES, default=list(LAYER_SCHEMES))
+    p.add_argument("--db", help="store per-arch perplexities in this DuckDB file")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.set_defaults(func=_cmd_importance_rpd)
+
+    p = verbs.add_parser("export", help="write a sub-network as a plain HF model directory")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--arch", required=True, metavar="JSON",
+                   help="the arch object of `space sample` (or a whole sample line, or @FILE)")
+    p.add_argument("--supernet", metavar="DIR", help="weights from this supernet directory (default: the base model)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--db", metavar="PATH", help="show this benchmark's measurements of the arch in the model card")
+    p.set_defaults(func=_cmd_export)
+
+    from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRESETS, STRATEGIES
+
+    p = verbs.add_parser("train", help="fine-tune the supernet once (sandwich rule, KD, LoRA; resumable)")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--strategy", choices=STRATEGIES, default="sandwich")
+    p.add_argument("--kd", choices=KD_LOSSES, default="cosine", help="in-place distillation loss (default cosine)")
+    p.add_argument("--peft", choices=PEFT_MODES, default="lora")
+    p.add_argument("--preset", choices=tuple(PRESETS), default="quick")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--sorted-supernet", metavar="DIR", help="the sorted supernet the importance-* strategies start from")
+    p.add_argument("--db", help="record the run in this DuckDB file's supernets table")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    from nasbench.train.config import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, help="bf16-mixed, fp32, or auto: measure both matmul rates and "
+                                                           "take the faster (the preset's default: auto)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
+    p.add_argument("--stop-at", type=int, metavar="STEP", help="end this call after STEP steps (checkpointed); "
+                                                                "--resume continues the same schedule")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="checkpoint every N steps")
+    p.add_argument("--checkpoint-minutes", type=float, metavar="M",
+                   help="... and every M minutes of training (default 10): a kill loses at most that")
+    p.add_argument("--eval-every", type=int, metavar="N", help="recovery curve every N steps (0: off)")
+    p.add_argument("--eval-archs", metavar="FILE", help="JSONL of probe archs for the curve")
+    p.add_argument("--resume-from", metavar="ARTIFACT",
+                   help="continue training a packed supernet (results/supernets/<id>): its sorted base and adapters, "
+                        "a fresh optimizer and schedule")
+    p.set_defaults(func=_cmd_train)
+
+    p = verbs.add_parser("pack", help="pack a LoRA training run's newest checkpoint as a small supernet artifact")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("run", metavar="RUN_DIR", help="the training run's --out directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="the artifact directory, e.g. results/supernets/<id>")
+    p.set_defaults(func=_cmd_pack)
