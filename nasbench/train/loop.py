@@ -479,7 +479,7 @@ class _Run:
         """One point of the recovery curve per probe arch: the project's perplexity (first ``eval_tokens`` tokens
         of the space's perplexity data, windows of 512), appended to :data:`CURVE_FILE` (rank 0)."""
         if self.procs.main:
-            from nasbench.profile.perplexity import perplexity
+            from nasbench.perplexity import perplexity
 
             windows = self._eval_windows()
             dtype = torch.bfloat16 if self.precision == "bf16-mixed" else None
@@ -506,7 +506,7 @@ class _Run:
     def _eval_windows(self) -> torch.Tensor:
         if getattr(self, "_windows", None) is None:
             from nasbench import data as sources
-            from nasbench.profile.perplexity import tokenize_corpus, windows
+            from nasbench.perplexity import tokenize_corpus, windows
 
             if "perplexity" not in self.space.data:
                 raise NasBenchError("--eval-every", "the curve needs the space's data.perplexity source", None,
