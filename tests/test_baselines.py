@@ -160,3 +160,20 @@ def test_baseline_config_checks_its_flags() -> None:
         BaselineConfig("slicegpt", slicing=1.5)
     with pytest.raises(NasBenchError, match="--metrics"):
         BaselineConfig("wanda-2:4", metrics=("flops",))
+
+
+def test_cli_baseline_writes_rows_and_rejects_bad_flags(tiny_with_data, tmp_path, capsys) -> None:
+    import json
+
+    from nasbench.cli import main
+
+    space, data = tiny_with_data
+    db = tmp_path / "cli.duckdb"
+    argv = ["baseline", str(space.path), "--method", "magnitude-2:4", "--metrics", "ppl", "--ppl-tokens", "512",
+            "--seq-len", "32", "--data-dir", str(data), "--db", str(db)]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["supernet_id"] == "baseline-magnitude-2:4" and out["new_rows"] == 2 and out["values"]["ppl"] > 1
+    assert main(argv) == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_rows"] == 0
+    assert main([*argv[:3], "slicegpt", "--slicing", "0", *argv[4:]]) == 2
+    assert "--slicing" in capsys.readouterr().err

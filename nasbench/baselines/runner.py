@@ -116,9 +116,15 @@ def _full_arch(space: SearchSpace) -> dict[str, Any]:
 
 
 def _software() -> dict[str, str]:
-    from nasbench.profile.runner import _software as software
+    import importlib.metadata
 
-    return software()
+    out = {}
+    for package in ("torch", "transformers", "lm_eval", "nasbench"):
+        try:
+            out[package] = importlib.metadata.version(package.replace("_", "-"))
+        except importlib.metadata.PackageNotFoundError:
+            out[package] = "unknown"
+    return out
 
 
 def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,

@@ -1,8 +1,8 @@
 """The ``nasbench`` command line. Thin: parse, call one function, print.
 
 One module per group of verbs: ``space`` (validate, show, sample), ``supernet`` (importance, export, train, pack),
-``profile`` (profile, tasks, merge, publish, sql), ``bench`` (the measurements), ``benchmark`` (fit, query, compare,
-pareto). Bad input ends with one line ``nasbench: error: <where>: <rule> (got <value>)`` on stderr and exit code 2.
+``profile`` (profile, tasks, merge, publish, sql), ``baseline`` (the pruning baselines), ``bench`` (the
+measurements), ``benchmark`` (fit, query, compare, pareto). Bad input ends with one line ``nasbench: error: <where>: <rule> (got <value>)`` on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from nasbench.cli import bench, benchmark, profile, space, supernet
+from nasbench.cli import baseline, bench, benchmark, profile, space, supernet
 from nasbench.cli._common import EXIT_USAGE, Parser, UsageError, csv_list
 from nasbench.errors import NasBenchError
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_verbs(verbs)
     supernet.add_verbs(verbs)
     profile.add_verbs(verbs)
+    baseline.add_verbs(verbs)
     bench_verbs = bench.add_verbs(verbs)
     benchmark.add_verbs(verbs)
     benchmark.add_bench_verbs(bench_verbs)
