@@ -30,8 +30,8 @@ _LAZY = {
     "run_rpd": "nasbench.rpd",
     "bench_slicing": "nasbench.bench",
     "bench_importance": "nasbench.bench",
-    "perplexity": "nasbench.profile",
-    "wikitext_perplexity": "nasbench.profile",
+    "perplexity": "nasbench.perplexity",
+    "wikitext_perplexity": "nasbench.perplexity",
 }
 
 __all__ = [

@@ -137,7 +137,7 @@ def bench_profile(space: SearchSpace, ppl_tokens: int = 2048, seq_len: int = 512
     from nasbench import data
     from nasbench.models import load_tokenizer
     from nasbench.profile.latency import measure_latency
-    from nasbench.profile.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
+    from nasbench.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
     from nasbench.supernet import Supernet
 
     supernet = Supernet.from_space(space, dtype=dtype)

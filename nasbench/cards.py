@@ -14,6 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from nasbench.metrics import direction
+
 __all__ = ["SEED_PAPER", "SEED_CITATION", "DataLicense", "data_license", "task_license", "base_model_info",
            "metric_direction", "model_card"]
 
@@ -115,13 +117,9 @@ def base_model_info(model: Any) -> tuple[str | None, str | None]:
     return (model.hf if looks_like_hub_id else None), None
 
 
-_MAXIMIZED_PREFIXES = ("acc", "mc2")
-
-
 def metric_direction(metric: str) -> str:
-    """``maximize`` for accuracies (acc*, mc2*), else ``minimize`` (the convention of nasbench.pareto)."""
-    bare = metric[len("metric_"):] if metric.startswith("metric_") else metric
-    return "maximize" if bare.startswith(_MAXIMIZED_PREFIXES) else "minimize"
+    """``maximize`` for accuracies (acc*, mc2*), else ``minimize`` (the metric registry's direction)."""
+    return direction(metric)
 
 
 # ------------------------------------------------------------------------------------------------ model card

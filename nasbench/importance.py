@@ -351,7 +351,7 @@ def calibration_windows(space: Any, tokenizer: Any, data_dir: Path | None, token
     every run with the same budget.
     """
     from nasbench import data
-    from nasbench.profile.perplexity import tokenize_corpus, windows
+    from nasbench.perplexity import tokenize_corpus, windows
 
     if "calibration" not in space.data:
         raise NasBenchError(f"{space.path}:data.calibration", "importance needs a calibration data source", None,
@@ -374,7 +374,7 @@ def sort_model(space: Any, out: str | Path, *, scheme: str = "mean-mean", layer_
     from tqdm.auto import tqdm
 
     from nasbench.models import load_base_model, load_tokenizer
-    from nasbench.profile.perplexity import perplexity
+    from nasbench.perplexity import perplexity
 
     if layer_scheme not in LAYER_SCHEMES:
         raise NasBenchError("--layers", f"must be one of {', '.join(LAYER_SCHEMES)}", layer_scheme)

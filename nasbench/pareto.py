@@ -4,21 +4,18 @@ Every function takes an ``(n, m)`` matrix of objective values and one ``minimize
 maximised objectives mix freely (``ppl`` and ``latency_ms`` go down, ``acc`` goes up). Internally everything is turned
 into minimisation by negating the maximised columns once (:func:`to_minimization`).
 
-Offline fronts (:func:`measured_front`) come from measured rows of a benchmark DB only, never from a surrogate: the
-arch_id they name is a sub-network that was actually profiled, ready for ``nasbench export``.
+Ground floor: numpy (and pymoo for the hypervolume) only, so the optimizers use it without importing a later stage.
+Offline fronts of a benchmark DB are :mod:`nasbench.front`.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from nasbench.errors import NasBenchError
+from nasbench.metrics import directions
 
 __all__ = [
     "to_minimization",
@@ -31,24 +28,12 @@ __all__ = [
     "hypervolume",
     "igd",
     "objective_directions",
-    "MeasuredFront",
-    "measured_front",
-    "parse_filter",
-    "plot_front",
 ]
 
-# Metrics whose larger values are better; every other metric (ppl, latency_ms, params, flops, memory_mb, energy_j,
-# cost_s) is minimised. Task metrics carry a suffix (``acc_arc_easy``), so the prefix decides.
-_MAXIMIZED_PREFIXES = ("acc", "mc2")
-
-
 def objective_directions(objectives: Sequence[str]) -> list[bool]:
-    """``minimize`` flags for metric names (with or without the ``metric_`` prefix): accuracies are maximised."""
-    flags = []
-    for name in objectives:
-        bare = name[len("metric_"):] if name.startswith("metric_") else name
-        flags.append(not bare.startswith(_MAXIMIZED_PREFIXES))
-    return flags
+    """``minimize`` flags for metric names (with or without the ``metric_`` prefix), from the metric registry:
+    accuracies are maximised."""
+    return directions(objectives)
 
 
 def _matrix(Y: Any, where: str) -> np.ndarray:
@@ -219,268 +204,3 @@ def igd(Y: Any, front: Any) -> float:
         raise NasBenchError("igd", "points and front need the same objectives", (Y.shape[1], F.shape[1]))
     d = np.sqrt(((F[:, None, :] - Y[None, :, :]) ** 2).sum(axis=2))
     return float(d.min(axis=1).mean())
-
-
-# ------------------------------------------------------------------------------------------------- measured fronts
-@dataclass(frozen=True)
-class MeasuredFront:
-    """The Pareto front of measured rows of one space."""
-
-    objectives: tuple[str, ...]
-    """Metric names without the ``metric_`` prefix, in column order."""
-    minimize: tuple[bool, ...]
-    rows: Any
-    """pandas DataFrame of every candidate row that passed the filter (``arch_id``, ``hp_*``, ``metric_*``), with a
-    boolean ``pareto`` column."""
-    front: Any
-    """The non-dominated rows only, sorted by the first objective, with a boolean ``knee`` column."""
-    knee_arch_id: str
-    """arch_id of the knee point: feed it to ``nasbench export``."""
-
-
-def measured_front(db: str | Path, space: str, objectives: Sequence[str], where: str | None = None,
-                   supernet_id: str | None = None, device: str | None = None) -> MeasuredFront:
-    """Front over the measured archs of one (space, supernet) in ``db`` (read-only), optionally filtered.
-
-    The rows are :meth:`nasbench.surrogate.Benchmark.measured`: measured values only, never a prediction (latency and
-    memory, measured once on the dense model, are shared by every supernet; ``acc_avg`` is available). ``where`` is a
-    filter over its columns (``"metric_latency_ms < 200 AND hp_n_layers >= 20"``, see :func:`parse_filter`): parsed
-    by nasbench, its column names checked and its values bound as parameters, never pasted into SQL; it runs on an
-    in-memory copy that cannot touch any file. Rows missing any objective are left out (never imputed).
-    """
-    import duckdb
-
-    from nasbench.surrogate import Benchmark
-
-    names = [o[len("metric_"):] if o.startswith("metric_") else o for o in objectives]
-    if len(names) < 2:
-        raise NasBenchError("--objectives", "a front needs at least two objectives", list(objectives))
-    table = Benchmark.open(db, space, supernet_id, device=device, cache=None).measured()
-    columns = [f"metric_{o}" for o in names]
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise NasBenchError("--objectives", f"metrics not measured here; known: "
-                                            f"{', '.join(c[7:] for c in table.columns if c.startswith('metric_'))}",
-                            ",".join(c[7:] for c in missing))
-    condition = " AND ".join(f'"{c}" IS NOT NULL' for c in columns)
-    params: list[Any] = []
-    if where is not None:
-        sql, params = parse_filter(where, list(table.columns))
-        condition += f" AND ({sql})"
-    from nasbench.store import SAFE_CONFIG
-
-    con = duckdb.connect(":memory:", config=dict(SAFE_CONFIG))
-    try:
-        con.register("measured", table)
-        try:
-            df = con.execute(f"SELECT * FROM measured WHERE {condition} ORDER BY arch_id", params).df()
-        except duckdb.Error as exc:  # e.g. a number compared with a string column
-            raise NasBenchError("--where", "cannot be evaluated over the measured columns",
-                                str(exc).splitlines()[0]) from None
-    finally:
-        con.close()
-    if df.empty:
-        raise NasBenchError("--where", "no measured rows left after the filter", where)
-    minimize = objective_directions(names)
-    Y = df[columns].to_numpy(dtype=float)
-    mask = non_dominated_mask(Y, minimize)
-    df = df.assign(pareto=mask)
-    order = pareto_front(Y, minimize)
-    # the knee is found on ln(ppl), as the comparison measures fronts: sub-network perplexities span orders of
-    # magnitude and on a linear scale the knee would sit wherever the largest perplexity is
-    from nasbench.optimize.methods import LOG_SCALE
-
-    logged = np.array([o in LOG_SCALE and (Y[:, i] > 0).all() for i, o in enumerate(names)])
-    knee = knee_point(np.where(logged, np.log(np.where(logged, Y, 1.0)), Y), minimize)
-    front = df.iloc[order].assign(knee=lambda d: d.index == df.index[knee]).reset_index(drop=True)
-    return MeasuredFront(tuple(names), tuple(minimize), df, front, str(df["arch_id"].iloc[knee]))
-
-
-# ---------------------------------------------------------------------------------------------------- --where
-_FILTER_MAX_CHARS = 1000
-_FILTER_MAX_DEPTH = 16
-_FILTER_TOKEN = re.compile(r"""\s*(?:
-    (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
-  | '(?P<string>(?:[^']|'')*)'
-  | (?P<op><=|>=|<>|!=|==|=|<|>)
-  | (?P<punct>[(),])
-  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
-)""", re.VERBOSE)
-_KEYWORDS = {"AND", "OR", "NOT", "IS", "NULL", "IN", "BETWEEN", "TRUE", "FALSE"}
-
-
-def parse_filter(text: str, columns: Sequence[str]) -> tuple[str, list[Any]]:
-    """A ``--where`` filter as (SQL with ``?`` placeholders, bound values).
-
-    The grammar is small on purpose: comparisons ``<column> <op> <value>`` (op one of ``= == != <> < <= > >=``),
-    ``<column> [NOT] BETWEEN <value> AND <value>``, ``<column> [NOT] IN (<value>, ...)``, ``<column> IS [NOT] NULL``,
-    joined by ``AND``, ``OR``, ``NOT`` and parentheses. Columns must be among ``columns`` (quoted as identifiers);
-    values are numbers, ``'strings'``, ``TRUE`` or ``FALSE`` and are bound, never pasted. Anything else (a second
-    statement, a function call, a sub-query) is refused with the position of the first token that does not fit.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise NasBenchError("--where", "must be a non-empty condition", text)
-    if len(text) > _FILTER_MAX_CHARS:
-        raise NasBenchError("--where", f"must be at most {_FILTER_MAX_CHARS} characters", len(text))
-    tokens: list[tuple[str, str, int]] = []
-    pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
-        m = _FILTER_TOKEN.match(text, pos)
-        if m is None:
-            start = len(text) - len(text[pos:].lstrip())
-            raise NasBenchError("--where", f"unexpected character at position {start} (the filter is not SQL: "
-                                           f"columns, comparisons, AND/OR/NOT, parentheses)", text[start:start + 20])
-        kind = m.lastgroup or ""
-        value = m.group(kind)
-        tokens.append((kind, value.upper() if kind == "word" and value.upper() in _KEYWORDS else value, m.start(kind)))
-        pos = m.end()
-    return _FilterParser(tokens, list(columns), text).parse()
-
-
-class _FilterParser:
-    """Recursive descent over the tokens of :func:`parse_filter`; depth-bounded, so no input can exhaust the stack."""
-
-    def __init__(self, tokens: list[tuple[str, str, int]], columns: list[str], text: str) -> None:
-        self.tokens, self.columns, self.text, self.i = tokens, columns, text, 0
-        self.params: list[Any] = []
-
-    def parse(self) -> tuple[str, list[Any]]:
-        sql = self._or(0)
-        if self.i < len(self.tokens):
-            self._fail("expected AND, OR or the end of the condition")
-        return sql, self.params
-
-    def _peek(self) -> tuple[str, str, int] | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def _fail(self, rule: str) -> None:
-        token = self._peek()
-        where = f" at position {token[2]}" if token else " at the end"
-        raise NasBenchError("--where", rule + where, token[1] if token else self.text[-20:])
-
-    def _take(self, kind: str, value: str | None = None) -> bool:
-        token = self._peek()
-        if token is not None and token[0] == kind and (value is None or token[1] == value):
-            self.i += 1
-            return True
-        return False
-
-    def _or(self, depth: int) -> str:
-        if depth > _FILTER_MAX_DEPTH:
-            self._fail(f"nests deeper than {_FILTER_MAX_DEPTH} levels")
-        parts = [self._and(depth)]
-        while self._take("word", "OR"):
-            parts.append(self._and(depth))
-        return " OR ".join(parts)
-
-    def _and(self, depth: int) -> str:
-        parts = [self._not(depth)]
-        while self._take("word", "AND"):
-            parts.append(self._not(depth))
-        return " AND ".join(parts)
-
-    def _not(self, depth: int) -> str:
-        if self._take("word", "NOT"):
-            if depth + 1 > _FILTER_MAX_DEPTH:
-                self._fail(f"nests deeper than {_FILTER_MAX_DEPTH} levels")
-            return f"NOT ({self._not(depth + 1)})"
-        if self._take("punct", "("):
-            inner = self._or(depth + 1)
-            if not self._take("punct", ")"):
-                self._fail("expected ')'")
-            return f"({inner})"
-        return self._comparison()
-
-    def _column(self) -> str:
-        token = self._peek()
-        if token is None or token[0] != "word" or token[1] in _KEYWORDS:
-            self._fail("expected a column name (arch_id, hp_<dimension> or metric_<metric>)")
-        name = token[1]
-        if name not in self.columns:
-            raise NasBenchError("--where", f"unknown column at position {token[2]}; known: "
-                                           f"{', '.join(self.columns)}", name)
-        self.i += 1
-        return '"' + name + '"'
-
-    def _value(self) -> str:
-        token = self._peek()
-        if token is None:
-            self._fail("expected a value")
-        kind, text, _ = token
-        if kind == "number":
-            value: Any = float(text) if any(c in text for c in ".eE") else int(text)
-            if isinstance(value, float) and not math.isfinite(value):
-                self._fail("numbers must be finite")
-            if isinstance(value, int) and not -2**63 <= value < 2**63:
-                self._fail("integers must fit in 64 bits")
-        elif kind == "string":
-            value = text.replace("''", "'")
-        elif kind == "word" and text in ("TRUE", "FALSE"):
-            value = text == "TRUE"
-        else:
-            self._fail("expected a number, a 'string', TRUE or FALSE")
-        self.i += 1
-        self.params.append(value)
-        return "?"
-
-    def _comparison(self) -> str:
-        column = self._column()
-        if self._take("word", "IS"):
-            negate = self._take("word", "NOT")
-            if not self._take("word", "NULL"):
-                self._fail("expected NULL after IS")
-            return f"{column} IS {'NOT ' if negate else ''}NULL"
-        negate = self._take("word", "NOT")
-        if self._take("word", "BETWEEN"):
-            low = self._value()
-            if not self._take("word", "AND"):
-                self._fail("expected AND in BETWEEN")
-            return f"{column} {'NOT ' if negate else ''}BETWEEN {low} AND {self._value()}"
-        if self._take("word", "IN"):
-            if not self._take("punct", "("):
-                self._fail("expected '(' after IN")
-            values = [self._value()]
-            while self._take("punct", ","):
-                values.append(self._value())
-            if not self._take("punct", ")"):
-                self._fail("expected ')'")
-            return f"{column} {'NOT ' if negate else ''}IN ({', '.join(values)})"
-        if negate:
-            self._fail("expected BETWEEN or IN after NOT")
-        token = self._peek()
-        if token is None or token[0] != "op":
-            self._fail("expected a comparison (= != <> < <= > >=), BETWEEN, IN or IS [NOT] NULL")
-        self.i += 1
-        op = {"==": "=", "!=": "<>"}.get(token[1], token[1])
-        return f"{column} {op} {self._value()}"
-
-
-def plot_front(result: MeasuredFront, out: str | Path, title: str | None = None) -> Path:
-    """Scatter of all filtered rows, the front as a step line and the knee marked (first two objectives)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x, y = (f"metric_{o}" for o in result.objectives[:2])
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.scatter(result.rows[x], result.rows[y], s=12, c="0.7", label="measured")
-    ax.plot(result.front[x], result.front[y], "o-", ms=5, drawstyle="steps-post", label="Pareto front")
-    knee = result.front[result.front["knee"]]
-    ax.scatter(knee[x], knee[y], s=160, facecolors="none", edgecolors="red", linewidths=2,
-               label=f"knee {result.knee_arch_id}")
-    ax.set_xlabel(result.objectives[0])
-    ax.set_ylabel(result.objectives[1])
-    if result.objectives[1] == "ppl" or result.objectives[0] == "ppl":
-        # Perplexities of compressed sub-networks span orders of magnitude.
-        (ax.set_yscale if result.objectives[1] == "ppl" else ax.set_xscale)("log")
-    ax.set_title(title or " vs ".join(result.objectives[:2]))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out

@@ -37,6 +37,7 @@ import numpy as np
 from nasbench.cards import (SEED_CITATION, SEED_PAPER, base_model_info, data_license, metric_direction,
                             task_license)
 from nasbench.errors import NasBenchError, StoreError
+from nasbench.metrics import COST, WEIGHT_FREE, unit
 from nasbench.space import DIMENSIONS, SearchSpace, parse_space
 from nasbench.store import SCHEMA_VERSION, connect_read_only, view_name
 
@@ -45,9 +46,8 @@ __all__ = ["CARD_FILE", "publish", "arch_measurements"]
 CARD_FILE = "croissant.json"
 PROJECT_LICENSE = "Apache-2.0"
 FIDELITY = "step"
-COST = "metric_cost_s"
-# Shape-only metrics (measured on the dense model of an arch; nasbench.surrogate.WEIGHT_FREE_METRICS) and exact ones.
-_BORROWED = ("latency_ms", "memory_mb", "energy_j", "flops")
+# Shape-only metrics (measured on the dense model of an arch) and exact ones, from the metric registry.
+_BORROWED = (*WEIGHT_FREE, "flops")
 
 _TABLES = {  # table -> deterministic row order
     "spaces": "name, hash",
@@ -76,8 +76,6 @@ _COLUMN_NOTES = {
     "software": "library versions (JSON)",
     "extra": "protocol settings and per-value details (JSON), e.g. tokens, limit_items, threads",
 }
-_UNITS = {"ppl": "perplexity", "latency_ms": "ms", "memory_mb": "MiB", "energy_j": "J", "flops": "flop/token",
-          "params": "params", "cost_s": "s", "acc": "accuracy", "acc_norm": "accuracy", "mc2": "accuracy"}
 
 
 def publish(db: str | Path, out: str | Path) -> dict[str, Any]:
@@ -258,7 +256,7 @@ def _write_blackbox(con: duckdb.DuckDBPyConnection, space: SearchSpace, path: Pa
         "objectives_names": objectives, "task_names": supernets,
         "metric_elapsed_time": COST, "metric_default": "metric_ppl" if "ppl" in names else objectives[0],
         "objectives_directions": directions,
-        "objectives_units": {o: _unit(o[len("metric_"):]) for o in objectives},
+        "objectives_units": {o: unit(o[len("metric_"):]) for o in objectives},
         "space": space.name, "space_hash": space.hash, "arch_ids": [aid for aid, _ in archs],
         "note": "NaN: not measured. Shape metrics (latency, memory, energy, flops) are borrowed from another "
                 "supernet where a supernet has none; metric_cost_s sums the seconds of that row's values.",
@@ -387,7 +385,7 @@ def _field(record: str, rel: str, column: str, kind: str) -> dict[str, Any]:
                              "source": {"fileObject": {"@id": rel}, "extract": {"column": column}}}
     if column.startswith("metric_"):
         bare = column[len("metric_"):]
-        entry["description"] = f"{bare}: {_unit(bare)}, {metric_direction(bare)} (latest value per arch)"
+        entry["description"] = f"{bare}: {unit(bare)}, {metric_direction(bare)} (latest value per arch)"
     elif column.startswith("hp_"):
         entry["description"] = f"dimension {column[3:]} of the arch"
     elif column in DIMENSIONS:
@@ -395,12 +393,6 @@ def _field(record: str, rel: str, column: str, kind: str) -> dict[str, Any]:
     elif column in _COLUMN_NOTES:
         entry["description"] = _COLUMN_NOTES[column]
     return entry
-
-
-def _unit(name: str) -> str:
-    if name in _UNITS:
-        return _UNITS[name]
-    return "accuracy" if name.startswith(("acc", "mc2")) else ""
 
 
 def _provenance(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

@@ -73,7 +73,7 @@ def run_rpd(spaces: Sequence[SearchSpace], *, n: int, seed: int, tokens: int, pp
     """
     from nasbench import data
     from nasbench.models import load_tokenizer
-    from nasbench.profile.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
+    from nasbench.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
     from nasbench.supernet import Supernet
 
     start = time.perf_counter()

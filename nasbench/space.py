@@ -22,6 +22,8 @@ import numpy as np
 import yaml
 
 from nasbench.errors import IllegalSubNetworkError, InvalidSpaceError
+from nasbench.metrics import OBJECTIVE_METRICS, TASK_METRICS, is_maximized
+from nasbench.metrics import unit as metric_unit
 
 __all__ = [
     "DIMENSIONS",
@@ -74,10 +76,8 @@ _INT64_MAX = 2**63 - 1
 _REFERENCE_MAX = {"n_layers": 1024, "embed_dim": 1 << 20, "n_heads": 1024, "n_kv_groups": 1024, "head_size": 4096,
                   "intermediate_size": 1 << 22, "vocab_size": 1 << 24}
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
-#: Metrics an objective may name (the project's vocabulary); task metrics may carry a task suffix (``acc_arc_easy``).
-METRICS = ("ppl", "acc_avg", "latency_ms", "decode_ms_per_token", "params", "flops", "memory_mb", "energy_j", "cost_s")
-TASK_METRICS = ("acc", "acc_norm", "mc2", "target_ppl")
-_MAXIMIZED = ("acc", "acc_norm", "mc2", "acc_avg")
+#: Metrics an objective may name (the metric registry); task metrics may carry a task suffix (``acc_arc_easy``).
+METRICS = OBJECTIVE_METRICS
 _SAMPLE_PATIENCE = 20_000
 """Draws in a row without a valid arch after which sampling gives up (constraints that admit (almost) nothing)."""
 
@@ -1039,10 +1039,13 @@ def _parse_objectives(r: _Reader, value: Any) -> tuple[Objective, ...]:
             raise r.fail(f"{key}.name", f"unknown metric; known: {', '.join(METRICS)}, or {', '.join(TASK_METRICS)} "
                                         f"with an optional _<task> suffix", name)
         minimize = r.boolean(o["minimize"], f"{key}.minimize")
-        if minimize != (name.split("_")[0] not in ("acc", "mc2")):
+        if minimize == is_maximized(name):
             raise r.fail(f"{key}.minimize", f"{name} is {'maximized' if minimize else 'minimized'} everywhere in "
                                             f"nasbench", minimize)
-        out.append(Objective(name, minimize, r.string(o["unit"], f"{key}.unit")))
+        unit = r.string(o["unit"], f"{key}.unit")
+        if metric_unit(name) and unit != metric_unit(name):
+            raise r.fail(f"{key}.unit", f"{name} is measured in {metric_unit(name)} everywhere in nasbench", unit)
+        out.append(Objective(name, minimize, unit))
     names = [o.name for o in out]
     if len(set(names)) != len(names):
         raise r.fail("objectives", "names must be distinct", names)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from nasbench.errors import NasBenchError
-from nasbench.pareto import (crowding_distance, hypervolume, igd, knee_point, measured_front, non_dominated_mask,
-                             non_dominated_ranks, normalize, objective_directions, pareto_front, plot_front)
+from nasbench.front import measured_front, plot_front
+from nasbench.pareto import (crowding_distance, hypervolume, igd, knee_point, non_dominated_mask, non_dominated_ranks,
+                             normalize, objective_directions, pareto_front)
 
 
 def _brute_mask(Y: np.ndarray, minimize: list[bool]) -> np.ndarray:

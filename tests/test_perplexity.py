@@ -1,4 +1,4 @@
-"""nasbench.profile.perplexity: the one perplexity definition, checked against HF's own loss and exact cases."""
+"""nasbench.perplexity: the one perplexity definition, checked against HF's own loss and exact cases."""
 
 from __future__ import annotations
 

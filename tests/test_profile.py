@@ -76,7 +76,7 @@ def test_perplexity_in_the_db_equals_the_dense_model(tiny_with_data, tmp_path) -
     from transformers import AutoModelForCausalLM
 
     from nasbench.models import load_tokenizer
-    from nasbench.profile.perplexity import perplexity, tokenize_corpus, windows
+    from nasbench.perplexity import perplexity, tokenize_corpus, windows
     from nasbench.supernet import Supernet
 
     space, data = tiny_with_data

@@ -107,7 +107,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------------------- pareto
 def _cmd_pareto(args: argparse.Namespace) -> int:
-    from nasbench.pareto import measured_front, plot_front
+    from nasbench.front import measured_front, plot_front
     from nasbench.space import DIMENSIONS
 
     result = measured_front(args.db, args.space, csv_list(args.objectives) or [], where=args.where,

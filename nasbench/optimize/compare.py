@@ -37,14 +37,15 @@ import multiprocessing
 import numpy as np
 
 from nasbench.errors import NasBenchError
-from nasbench.optimize.methods import LOG_SCALE, METHODS, make_scheduler
+from nasbench.metrics import COST, LOG_SCALE
+from nasbench.optimize.methods import METHODS, make_scheduler
 from nasbench.pareto import hypervolume, non_dominated_mask, objective_directions
 
 __all__ = ["COST_METRIC", "REF_POINT", "CompareSettings", "RunResult", "Truth", "make_truth", "run_id", "run_one",
            "measured_table", "compare", "bench_compare"]
 
-COST_METRIC = "metric_cost_s"
-"""The blackbox column holding each evaluation's simulated elapsed seconds."""
+COST_METRIC = COST
+"""The blackbox column holding each evaluation's simulated elapsed seconds (the registry's ``cost_s`` column)."""
 REF_POINT = 1.1
 """Hypervolume reference point in every normalised objective (0 = best measured, 1 = worst measured)."""
 

@@ -22,16 +22,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from nasbench.errors import NasBenchError
+from nasbench.metrics import LOG_SCALE, metric_name
 
 if TYPE_CHECKING:  # Syne Tune is imported when a scheduler is made: the CLI lists METHODS without loading it
     from syne_tune.optimizer.scheduler import TrialScheduler
 
 __all__ = ["METHODS", "LOG_SCALE", "make_scheduler"]
 
-LOG_SCALE = frozenset({"ppl"})
-"""Objectives handed to searchers (and measured) on a log scale: ln(ppl) is the cross-entropy. The transform is
-monotone, so dominance-based searchers do not notice; GP-based ones get values spanning a few units instead of
-1e1..1e30."""
+# Objectives handed to searchers (and measured) on a log scale (the metric registry's ``log_scale``): ln(ppl) is the
+# cross-entropy. The transform is monotone, so dominance-based searchers do not notice; GP-based ones get values
+# spanning a few units instead of 1e1..1e30.
 
 METHODS: dict[str, str] = {
     "rs": "random search",
@@ -91,6 +91,6 @@ def make_scheduler(method: str, config_space: dict[str, Any], metrics: list[str]
     else:  # rsbo, lsbo: METHODS was checked above
         searcher = ScalarizedBOSearcher(config_space, scalarization="random" if method == "rsbo" else "linear",
                                         candidates=table_rows, random_seed=seed, **options)
-    log_metrics = [m for m in metrics if m.removeprefix("metric_") in LOG_SCALE]
+    log_metrics = [m for m in metrics if metric_name(m) in LOG_SCALE]
     return MultiObjectiveScheduler(config_space, metrics, modes, searcher, random_seed=seed, table_rows=table_rows,
                                    log_metrics=log_metrics, is_valid=None if table_rows is not None else is_valid)

@@ -1,6 +1,7 @@
-"""Profiling sub-networks: perplexity (more measurements join here: accuracy, latency, memory)."""
+"""Profiling sub-networks: accuracy, latency, memory, energy and the runner; the perplexity definition they share is
+:mod:`nasbench.perplexity` (re-exported here)."""
 
-from nasbench.profile.perplexity import (
+from nasbench.perplexity import (
     WIKITEXT2_TEST,
     PerplexityResult,
     perplexity,

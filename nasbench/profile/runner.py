@@ -19,13 +19,14 @@ import torch
 from tqdm.auto import tqdm
 
 from nasbench.errors import NasBenchError
+from nasbench.metrics import PROFILE_ITEMS
 from nasbench.space import SearchSpace, arch_id
 from nasbench.store import Measurement, Store
 
 __all__ = ["METRICS", "ProfileConfig", "ProfileSummary", "select_archs", "profile", "parse_shard"]
 
 #: What ``--metrics`` may name. ``flops`` is always stored (analytic, free); params live in ``architectures``.
-METRICS = ("ppl", "acc", "latency", "memory", "energy")
+METRICS = PROFILE_ITEMS
 PRETRAINED = "pretrained"
 
 
@@ -197,7 +198,7 @@ def _prepare(space: SearchSpace, tokenizer: Any, config: ProfileConfig, data_dir
     evaluation = task_dir = None
     if "ppl" in groups:
         from nasbench import data
-        from nasbench.profile.perplexity import WIKITEXT2_TEST, tokenize_corpus, windows
+        from nasbench.perplexity import WIKITEXT2_TEST, tokenize_corpus, windows
 
         source = space.data.get("perplexity", WIKITEXT2_TEST)
         evaluation = windows(tokenize_corpus(tokenizer, data.read_text(source, data_dir)), config.seq_len,
@@ -217,7 +218,7 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
     """Every missing measurement of one arch, as Measurement keyword dicts (supernet and software added later)."""
     from nasbench.profile.accuracy import evaluate
     from nasbench.profile.latency import energy_j, measure_latency, peak_memory_mb
-    from nasbench.profile.perplexity import perplexity
+    from nasbench.perplexity import perplexity
 
     aid, device, dtype = arch_id(arch), config.device, config.dtype
     groups = {group for group, _ in missing}

@@ -18,28 +18,19 @@ import numpy as np
 import pandas as pd
 
 from nasbench.errors import NasBenchError
+from nasbench.metrics import EXACT, LOG_FIT, WEIGHT_FREE, is_maximized
 from nasbench.space import SearchSpace
 
 __all__ = ["EXACT_METRICS", "LOG_METRICS", "WEIGHT_FREE_METRICS", "MeasuredTable", "is_maximized", "read_table",
            "supernets_of"]
 
-EXACT_METRICS = ("params", "flops")
-"""Computed from the arch by the space's formulas (flops at seq_len 512, as the profiler stores them)."""
-
-WEIGHT_FREE_METRICS = ("latency_ms", "memory_mb", "energy_j")
-"""Measured on the dense extracted model: the same for every supernet (they depend on shapes, not weights), so a
-supernet without its own rows borrows them from the others."""
-
-LOG_METRICS = ("ppl", "latency_ms", "memory_mb", "energy_j", "cost_s")
-"""Positive metrics spanning orders of magnitude: modelled as log(value). Perplexities of untrained sub-networks
-run from 1e1 to 1e34."""
-
-_MAXIMIZED_PREFIXES = ("acc", "mc2")
-
-
-def is_maximized(metric: str) -> bool:
-    """Accuracies (acc*, mc2*) are better when higher; everything else is minimized."""
-    return metric.startswith(_MAXIMIZED_PREFIXES)
+# From the metric registry: EXACT_METRICS are computed from the arch by the space's formulas (flops at seq_len 512, as
+# the profiler stores them); WEIGHT_FREE_METRICS are measured on the dense extracted model, the same for every
+# supernet, so a supernet without its own rows borrows them from the others; LOG_METRICS are modelled as log(value)
+# (perplexities of untrained sub-networks run from 1e1 to 1e34).
+EXACT_METRICS = EXACT
+WEIGHT_FREE_METRICS = WEIGHT_FREE
+LOG_METRICS = LOG_FIT
 
 
 @dataclass

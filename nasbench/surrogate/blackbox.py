@@ -22,12 +22,11 @@ from syne_tune.config_space import choice
 
 from nasbench.errors import IllegalSubNetworkError, NasBenchError
 from nasbench.space import DIMENSIONS, arch_id
-from nasbench.surrogate._data import is_maximized
+from nasbench.metrics import COST, is_maximized
 
 __all__ = ["BenchmarkBlackbox", "COST", "FIDELITY"]
 
 FIDELITY = "step"
-COST = "metric_cost_s"
 
 
 class BenchmarkBlackbox(Blackbox):

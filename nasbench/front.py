@@ -1,0 +1,106 @@
+"""Offline Pareto analysis, the last stage: the front and knee of the measured rows of a benchmark DB, and its plot.
+
+Fronts come from measured rows only, never from a surrogate: the arch_id they name is a sub-network that was actually
+profiled, ready for ``nasbench export``. The numpy core is :mod:`nasbench.pareto`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from nasbench.errors import NasBenchError
+from nasbench.metrics import LOG_SCALE, METRIC_PREFIX, metric_column, metric_name
+from nasbench.pareto import knee_point, non_dominated_mask, objective_directions, pareto_front
+from nasbench.store.filter import filter_rows
+
+__all__ = ["MeasuredFront", "measured_front", "plot_front"]
+
+
+# ------------------------------------------------------------------------------------------------- measured fronts
+@dataclass(frozen=True)
+class MeasuredFront:
+    """The Pareto front of measured rows of one space."""
+
+    objectives: tuple[str, ...]
+    """Metric names without the ``metric_`` prefix, in column order."""
+    minimize: tuple[bool, ...]
+    rows: Any
+    """pandas DataFrame of every candidate row that passed the filter (``arch_id``, ``hp_*``, ``metric_*``), with a
+    boolean ``pareto`` column."""
+    front: Any
+    """The non-dominated rows only, sorted by the first objective, with a boolean ``knee`` column."""
+    knee_arch_id: str
+    """arch_id of the knee point: feed it to ``nasbench export``."""
+
+
+def measured_front(db: str | Path, space: str, objectives: Sequence[str], where: str | None = None,
+                   supernet_id: str | None = None, device: str | None = None) -> MeasuredFront:
+    """Front over the measured archs of one (space, supernet) in ``db`` (read-only), optionally filtered.
+
+    The rows are :meth:`nasbench.surrogate.Benchmark.measured`: measured values only, never a prediction (latency and
+    memory, measured once on the dense model, are shared by every supernet; ``acc_avg`` is available). ``where`` is a
+    filter over its columns (``"metric_latency_ms < 200 AND hp_n_layers >= 20"``, see
+    :func:`nasbench.store.filter.parse_filter`): parsed by nasbench, its column names checked and its values bound as
+    parameters, never pasted into SQL; it runs on an in-memory copy that cannot touch any file. Rows missing any
+    objective are left out (never imputed).
+    """
+    from nasbench.surrogate import Benchmark
+
+    names = [metric_name(o) for o in objectives]
+    if len(names) < 2:
+        raise NasBenchError("--objectives", "a front needs at least two objectives", list(objectives))
+    table = Benchmark.open(db, space, supernet_id, device=device, cache=None).measured()
+    columns = [metric_column(o) for o in names]
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise NasBenchError("--objectives", f"metrics not measured here; known: "
+                                            f"{', '.join(metric_name(c) for c in table.columns if c.startswith(METRIC_PREFIX))}",
+                            ",".join(metric_name(c) for c in missing))
+    df = filter_rows(table, columns, where)
+    if df.empty:
+        raise NasBenchError("--where", "no measured rows left after the filter", where)
+    minimize = objective_directions(names)
+    Y = df[columns].to_numpy(dtype=float)
+    mask = non_dominated_mask(Y, minimize)
+    df = df.assign(pareto=mask)
+    order = pareto_front(Y, minimize)
+    # the knee is found on ln(ppl), as the comparison measures fronts: sub-network perplexities span orders of
+    # magnitude and on a linear scale the knee would sit wherever the largest perplexity is
+    logged = np.array([o in LOG_SCALE and (Y[:, i] > 0).all() for i, o in enumerate(names)])
+    knee = knee_point(np.where(logged, np.log(np.where(logged, Y, 1.0)), Y), minimize)
+    front = df.iloc[order].assign(knee=lambda d: d.index == df.index[knee]).reset_index(drop=True)
+    return MeasuredFront(tuple(names), tuple(minimize), df, front, str(df["arch_id"].iloc[knee]))
+
+
+
+def plot_front(result: MeasuredFront, out: str | Path, title: str | None = None) -> Path:
+    """Scatter of all filtered rows, the front as a step line and the knee marked (first two objectives)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x, y = (metric_column(o) for o in result.objectives[:2])
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(result.rows[x], result.rows[y], s=12, c="0.7", label="measured")
+    ax.plot(result.front[x], result.front[y], "o-", ms=5, drawstyle="steps-post", label="Pareto front")
+    knee = result.front[result.front["knee"]]
+    ax.scatter(knee[x], knee[y], s=160, facecolors="none", edgecolors="red", linewidths=2,
+               label=f"knee {result.knee_arch_id}")
+    ax.set_xlabel(result.objectives[0])
+    ax.set_ylabel(result.objectives[1])
+    if result.objectives[1] == "ppl" or result.objectives[0] == "ppl":
+        # Perplexities of compressed sub-networks span orders of magnitude.
+        (ax.set_yscale if result.objectives[1] == "ppl" else ax.set_xscale)("log")
+    ax.set_title(title or " vs ".join(result.objectives[:2]))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,128 @@
+"""The metric registry: every metric nasbench knows, once, with its unit, direction, scale and origin.
+
+Ground floor (imports nothing of nasbench): the space validates its ``objectives`` against it, the surrogates take their
+log transform and exact/weight-free sets from it, fronts and hypervolumes their directions and log scales, ``publish``
+its units. Column names of the wide views are made and read here only (:func:`metric_column`, :func:`hp_column`,
+:func:`metric_name`, :func:`hp_name`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+__all__ = ["Metric", "METRICS", "TASK_METRICS", "OBJECTIVE_METRICS", "COST", "LOG_SCALE", "LOG_FIT", "EXACT",
+           "WEIGHT_FREE", "PROFILE_ITEMS", "metric", "is_maximized", "directions", "direction", "unit", "metric_column",
+           "metric_name", "hp_column", "hp_name", "METRIC_PREFIX", "HP_PREFIX"]
+
+METRIC_PREFIX = "metric_"
+HP_PREFIX = "hp_"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of the benchmark."""
+
+    name: str
+    """The bare name (``ppl``); a task metric's columns carry the task as a suffix (``acc_arc_easy``)."""
+    unit: str
+    """As the space files' ``objectives[].unit`` and the published card write it ('' where none is recorded)."""
+    maximize: bool = False
+    """Larger is better (accuracies); everything else is minimised."""
+    log_scale: bool = False
+    """Fronts, hypervolumes and knees are taken on log(value): values span orders of magnitude."""
+    log_fit: bool = False
+    """Surrogates model log(value) (positive metrics spanning orders of magnitude)."""
+    exact: bool = False
+    """Computed from the arch by the space's formulas, never measured."""
+    weight_free: bool = False
+    """Measured on the dense extracted model: depends on shapes, not weights, so it is shared by every supernet."""
+    task: bool = False
+    """Measured per lm-eval task (the column carries the task suffix)."""
+    profiled_by: str = ""
+    """The ``nasbench profile --metrics`` item that measures it ('' : derived or computed)."""
+
+    @property
+    def column(self) -> str:
+        return METRIC_PREFIX + self.name
+
+
+_ALL = (
+    Metric("ppl", "perplexity", log_scale=True, log_fit=True, profiled_by="ppl"),
+    Metric("acc_avg", "accuracy", maximize=True),
+    Metric("latency_ms", "ms", log_fit=True, weight_free=True, profiled_by="latency"),
+    Metric("decode_ms_per_token", "", profiled_by="latency"),
+    Metric("params", "params", exact=True),
+    Metric("flops", "flop/token", exact=True),
+    Metric("memory_mb", "MiB", log_fit=True, weight_free=True, profiled_by="memory"),
+    Metric("energy_j", "J", log_fit=True, weight_free=True, profiled_by="energy"),
+    Metric("cost_s", "s", log_fit=True),
+    Metric("acc", "accuracy", maximize=True, task=True, profiled_by="acc"),
+    Metric("acc_norm", "accuracy", maximize=True, task=True, profiled_by="acc"),
+    Metric("mc2", "accuracy", maximize=True, task=True, profiled_by="acc"),
+    Metric("target_ppl", "", task=True, profiled_by="acc"),
+)
+#: The items of ``nasbench profile --metrics``: each measures the registry's metrics whose ``profiled_by`` names it.
+PROFILE_ITEMS = ("ppl", "acc", "latency", "memory", "energy")
+#: name -> Metric, in the order above.
+METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
+#: Metrics an objective may name as they are; :data:`TASK_METRICS` also with a task suffix.
+OBJECTIVE_METRICS = tuple(m.name for m in _ALL if not m.task)
+TASK_METRICS = tuple(m.name for m in _ALL if m.task)
+COST = METRICS["cost_s"].column
+LOG_SCALE = frozenset(m.name for m in _ALL if m.log_scale)
+LOG_FIT = tuple(m.name for m in _ALL if m.log_fit)
+EXACT = tuple(m.name for m in _ALL if m.exact)
+WEIGHT_FREE = tuple(m.name for m in _ALL if m.weight_free)
+_MAXIMIZED_PREFIXES = tuple(m.name for m in _ALL if m.maximize and m.task)
+
+
+def metric_column(name: str, task: str = "") -> str:
+    """``metric_<name>[_<task>]``, the wide views' column of a metric."""
+    return f"{METRIC_PREFIX}{name}_{task}" if task else METRIC_PREFIX + name
+
+
+def metric_name(column: str) -> str:
+    """The metric name of a wide-view column (``metric_acc_arc_easy`` -> ``acc_arc_easy``); a bare name stays."""
+    return column.removeprefix(METRIC_PREFIX)
+
+
+def hp_column(dimension: str) -> str:
+    return HP_PREFIX + dimension
+
+
+def hp_name(column: str) -> str:
+    return column.removeprefix(HP_PREFIX)
+
+
+def metric(name: str) -> Metric | None:
+    """The registry entry of a metric name or column, a task metric's with its task suffix; None when unknown."""
+    bare = metric_name(name)
+    if bare in METRICS:
+        return METRICS[bare]
+    matches = [m for m in TASK_METRICS if bare.startswith(m + "_")]
+    return METRICS[max(matches, key=len)] if matches else None
+
+
+def is_maximized(name: str) -> bool:
+    """Accuracies (acc*, mc2*) are better when higher; everything else is minimised."""
+    found = metric(name)
+    return found.maximize if found is not None else metric_name(name).startswith(_MAXIMIZED_PREFIXES)
+
+
+def directions(names: Sequence[str]) -> list[bool]:
+    """``minimize`` flags for metric names or columns: accuracies are maximised."""
+    return [not is_maximized(n) for n in names]
+
+
+def direction(name: str) -> str:
+    """``maximize`` or ``minimize``."""
+    return "maximize" if is_maximized(name) else "minimize"
+
+
+def unit(name: str) -> str:
+    """The unit of a metric name or column ('' when unknown and not an accuracy)."""
+    found = metric(name)
+    if found is None:
+        return "accuracy" if is_maximized(name) else ""
+    return found.unit

@@ -1,0 +1,183 @@
+"""Perplexity, once and for all: the one definition every stage of the project uses.
+
+The whole text of WikiText-2 raw test (``wiki.test.raw``) is tokenized once with no special tokens; the first ``T``
+tokens are cut into non-overlapping windows of ``seq_len`` (default 512); every token of a window but its first is
+scored; ``ppl = exp(total NLL / scored tokens)``.
+
+The three steps are separate functions (:func:`tokenize_corpus`, :func:`windows`, :func:`perplexity`) so a caller
+that scores many sub-networks tokenizes once; :func:`wikitext_perplexity` chains them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from nasbench import data
+from nasbench.errors import DataError, NasBenchError
+from nasbench.space import DataSource
+
+__all__ = [
+    "WIKITEXT2_TEST",
+    "PerplexityResult",
+    "tokenize_corpus",
+    "windows",
+    "perplexity",
+    "wikitext_perplexity",
+]
+
+#: The perplexity corpus: ``wiki.test.raw`` in the data directory, or its HF split online.
+WIKITEXT2_TEST = DataSource(
+    "perplexity", "text", ("wikitext-2-raw/wiki.test.raw",), ("Salesforce/wikitext:wikitext-2-raw-v1@test",)
+)
+_AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
+
+
+@dataclass(frozen=True)
+class PerplexityResult:
+    """One perplexity measurement."""
+
+    ppl: float
+    """``exp(nll)``."""
+    nll: float
+    """Mean negative log-likelihood per scored token, in nats (the total was summed in float64)."""
+    n_scored_tokens: int
+    """``n_windows * (seq_len - 1)``: every token of a window but its first."""
+    n_windows: int
+    seq_len: int
+    seconds: float
+    """Wall clock of the forward passes and the loss."""
+    tokens_per_s: float
+    """Tokens fed to the model (``n_windows * seq_len``) per second."""
+
+
+def tokenize_corpus(tokenizer: Any, text: str, max_tokens: int | None = None) -> torch.Tensor:
+    """``text`` tokenized whole, with no special tokens, as a 1-D ``LongTensor``; the first ``max_tokens`` if given.
+
+    The text is always tokenized whole and cut afterwards, so the first ``T`` tokens do not depend on ``T``.
+    """
+    ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
+    out = torch.tensor(ids, dtype=torch.long)
+    return out if max_tokens is None else out[:max_tokens]
+
+
+def windows(ids: torch.Tensor, seq_len: int = 512, max_tokens: int | None = None) -> torch.Tensor:
+    """The first ``T = max_tokens`` tokens of ``ids`` (all of them when ``None``) as ``[n_windows, seq_len]``.
+
+    Windows do not overlap; a trailing partial window (the last ``T % seq_len`` tokens) is dropped, so
+    ``n_windows = T // seq_len``. ``T`` must be at least ``seq_len`` and at most the corpus length.
+    """
+    if ids.dim() != 1:
+        raise DataError("ids", "must be a 1-D tensor of token ids", tuple(ids.shape))
+    if seq_len < 2:
+        raise DataError("--seq-len", "must be >= 2 (the first token of a window is not scored)", seq_len)
+    n = ids.numel()
+    t = n if max_tokens is None else max_tokens
+    if t > n:
+        raise DataError("--ppl-tokens", f"must be <= the corpus length ({n} tokens)", t)
+    if t < seq_len:
+        rule = f"must be >= --seq-len={seq_len} (one full window)"
+        raise DataError("--ppl-tokens", rule + (f"; the corpus has only {n} tokens" if max_tokens is None else ""), t)
+    n_windows = t // seq_len
+    return ids[: n_windows * seq_len].reshape(n_windows, seq_len)
+
+
+def perplexity(
+    model: Callable[..., Any],
+    ids_windows: torch.Tensor,
+    *,
+    batch_size: int = 4,
+    autocast_dtype: torch.dtype | None = None,
+    progress: bool = False,
+) -> PerplexityResult:
+    """Perplexity of ``model`` on ``ids_windows`` (``[n_windows, seq_len]``, from :func:`windows`).
+
+    ``model`` is anything called as ``model(input_ids=...)`` that returns an object with ``.logits`` of shape
+    ``[batch, seq_len, vocab]`` (an HF causal LM, the supernet). In a window, position ``i`` predicts token ``i + 1``;
+    the logits of the last position are unused and the first token is never scored. The forward pass runs under
+    ``torch.autocast`` with ``autocast_dtype`` (``torch.bfloat16`` or ``torch.float16``) when given; the loss is
+    always computed in float32 and summed in float64. An ``nn.Module`` is put in eval mode for the call and then back.
+    """
+    if ids_windows.dim() != 2 or ids_windows.shape[1] < 2:
+        raise DataError("ids_windows", "must be [n_windows, seq_len] with seq_len >= 2", tuple(ids_windows.shape))
+    if batch_size < 1:
+        raise NasBenchError("--batch-size", "must be >= 1", batch_size)
+    if autocast_dtype is not None and autocast_dtype not in _AUTOCAST_DTYPES:
+        raise NasBenchError("autocast_dtype", "must be None, torch.bfloat16 or torch.float16", autocast_dtype)
+    n_windows, seq_len = ids_windows.shape
+    device = _device(model)
+    ids_windows = ids_windows.to(device=device, dtype=torch.long)
+
+    bar = tqdm(total=n_windows * seq_len, unit="tok", unit_scale=True, desc="ppl", disable=not progress)
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for lo in range(0, n_windows, batch_size):
+                batch = ids_windows[lo: lo + batch_size]
+                with torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext():
+                    logits = model(input_ids=batch).logits
+                if logits.shape[:2] != batch.shape:
+                    raise NasBenchError("model", "logits must be [batch, seq_len, vocab]", tuple(logits.shape))
+                for row, ids in zip(logits, batch):  # one window at a time bounds the float32 copy of the logits
+                    nll = F.cross_entropy(row[:-1].float(), ids[1:], reduction="none")
+                    total += nll.double().sum()
+                bar.update(batch.numel())
+        total_nll = total.item()  # waits for the device, so the wall clock below covers all the work
+        seconds = time.perf_counter() - start
+    finally:
+        bar.close()
+        if was_training:
+            model.train()
+    n_scored = n_windows * (seq_len - 1)
+    mean = total_nll / n_scored
+    return PerplexityResult(
+        ppl=math.exp(mean),
+        nll=mean,
+        n_scored_tokens=n_scored,
+        n_windows=n_windows,
+        seq_len=seq_len,
+        seconds=seconds,
+        tokens_per_s=n_windows * seq_len / seconds if seconds > 0 else float("inf"),
+    )
+
+
+def wikitext_perplexity(
+    model: Callable[..., Any],
+    tokenizer: Any,
+    data_dir: Path | None,
+    max_tokens: int | None = None,
+    seq_len: int = 512,
+    *,
+    batch_size: int = 4,
+    autocast_dtype: torch.dtype | None = None,
+    progress: bool = False,
+) -> PerplexityResult:
+    """:func:`perplexity` on the first ``max_tokens`` tokens (all when ``None``) of WikiText-2 raw test.
+
+    ``data_dir`` is the data directory (``wikitext-2-raw/wiki.test.raw`` in it); ``None`` loads the HF split online.
+    """
+    text = data.read_text(WIKITEXT2_TEST, data_dir)
+    ids = windows(tokenize_corpus(tokenizer, text), seq_len, max_tokens)
+    return perplexity(model, ids, batch_size=batch_size, autocast_dtype=autocast_dtype, progress=progress)
+
+
+def _device(model: Any) -> torch.device:
+    device = getattr(model, "device", None)
+    if isinstance(device, torch.device):
+        return device
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            return p.device
+    return torch.device("cpu")
