@@ -55,8 +55,18 @@ def test_profile_writes_every_metric_and_resumes_without_duplicates(tiny_with_da
     config = ProfileConfig(n=3, seed=0, metrics=("ppl", "latency", "memory", "energy"), **FAST)
     first = profile(space, db, config, data_dir=data, progress=False)
     n_archs = first.archs
-    per_arch = {"flops", "ppl", "latency_ms", "memory_mb", "energy_j"}
+    per_arch = {"flops", "ppl", "latency_ms", "memory_mb", "weights_mb", "kv_bytes_per_token", "energy_j"}
     assert first.rows == n_archs * len(per_arch)
+    # memory: exact weight bytes (= params x dtype bytes), exact KV bytes per token, a measured prefill peak on top
+    size = {"bfloat16": 2, "float32": 4}[config.dtype]
+    for aid, params, layers, kv, head, weights, kv_bytes, total in rows(db, """
+            SELECT a.arch_id, a.params, a.n_layers, a.n_kv_groups, a.head_size, w.value, k.value, m.value
+            FROM architectures a JOIN measurements w ON w.arch_id = a.arch_id AND w.metric = 'weights_mb'
+            JOIN measurements k ON k.arch_id = a.arch_id AND k.metric = 'kv_bytes_per_token'
+            JOIN measurements m ON m.arch_id = a.arch_id AND m.metric = 'memory_mb'"""):
+        assert weights == params * size / 2**20
+        assert kv_bytes == 2 * layers * kv * head * size
+        assert total >= weights  # a tiny model's prefill may fit in pages the allocator already holds
     stored = rows(db, "SELECT metric, count(*) FROM measurements GROUP BY metric")
     assert dict(stored) == {m: n_archs for m in per_arch}
     assert rows(db, "SELECT count(*) FROM measurements WHERE metric = 'energy_j' AND value IS NULL")[0][0] == n_archs

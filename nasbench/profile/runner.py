@@ -90,7 +90,9 @@ def select_archs(space: SearchSpace, config: ProfileConfig) -> list[dict[str, An
     archs += space.sample(config.n, seed=config.seed) if config.n else []
     if config.grid_params:
         archs += space.sample_grid(config.n, config.grid_params, seed=config.seed)
-    archs += [space.smallest(), space.largest()]
+    from nasbench.train.strategies import smallest_admitted
+
+    archs += [smallest_admitted(space), space.largest()]  # the smallest the space's constraints admit
     seen: dict[str, dict[str, Any]] = {}
     for arch in archs:
         seen.setdefault(arch_id(arch), space.canonical(arch))
@@ -217,7 +219,7 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
              layers: list[int] | None) -> list[dict[str, Any]]:
     """Every missing measurement of one arch, as Measurement keyword dicts (supernet and software added later)."""
     from nasbench.profile.accuracy import evaluate
-    from nasbench.profile.latency import energy_j, measure_latency, peak_memory_mb
+    from nasbench.profile.latency import energy_j, measure_latency, memory_footprint
     from nasbench.perplexity import perplexity
 
     aid, device, dtype = arch_id(arch), config.device, config.dtype
@@ -239,11 +241,19 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
                              device=device, dtype=dtype, cost_s=score.seconds,
                              extra={"items": score.n_items, "limit_items": config.limit_items}))
     if groups & {"latency", "memory", "energy"}:
-        dense, memory = peak_memory_mb(lambda: _extract_and_run(supernet, arch, layers, config), device)
+        dense = _extract_and_run(supernet, arch, layers, config)
         if "memory" in groups:
-            rows.append(dict(arch_id=aid, metric="memory_mb", value=memory, unit="MiB", device=device, dtype=dtype,
-                             batch=config.latency_batch, seq_len=config.latency_seq_len,
-                             extra={"what": "peak growth while extracting the dense model and running one forward"}))
+            fp = memory_footprint(dense, batch=config.latency_batch, seq_len=config.latency_seq_len)
+            common = dict(arch_id=aid, device=device, dtype=dtype, batch=config.latency_batch,
+                          seq_len=config.latency_seq_len)
+            if fp.total_mb is not None:  # no meter (not Linux): the exact parts below still stand
+                rows.append(dict(common, metric="memory_mb", value=fp.total_mb, unit="MiB",
+                                 extra={"what": "weights (exact) + measured peak of one prefill", "weights_mb":
+                                        fp.weights_mb, "prefill_peak_mb": fp.prefill_peak_mb, "method": fp.method}))
+            rows.append(dict(common, metric="weights_mb", value=fp.weights_mb, unit="MiB",
+                             extra={"what": "exact bytes of the weights in the stored dtype, tied tensors once"}))
+            rows.append(dict(common, metric="kv_bytes_per_token", value=float(fp.kv_bytes_per_token),
+                             unit="bytes/token", extra={"what": "2 x layers x kv heads x head size x dtype bytes"}))
         if "latency" in groups:
             lat = measure_latency(dense, batch=config.latency_batch, seq_len=config.latency_seq_len,
                                   repeats=config.latency_repeats, decode_tokens=config.decode_tokens)
