@@ -17,9 +17,10 @@ from nasbench.errors import (
     StoreError,
 )
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, load_space
-from nasbench.store import Measurement, Store
 
 _LAZY = {
+    "Measurement": "nasbench.store",  # duckdb loads on first use: training needs none (GPU machines lack it)
+    "Store": "nasbench.store",
     "Supernet": "nasbench.supernet",
     "export": "nasbench.supernet",
     "load_base_model": "nasbench.models",

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Here, after the training call: bash tools/gpu/fetch.sh FILES_AT [--force]
+#
+# FILES_AT is where the device tool put the call's $OUT files. Checks every part against SHA256SUMS, joins them,
+# unpacks the artifact to results/supernets/<id>/ (its manifest's sha256 of every file checked with
+# nasbench.train.artifact.read_manifest), keeps timing.json, run-curve.jsonl and the tail of train.log in
+# results/gpu-runs/<id>/, and prints how to profile it.
+set -euo pipefail
+DIR=${1:?usage: fetch.sh FILES_AT [--force]}
+shift
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+"${PYTHON:-python}" "$HERE/gpu.py" fetch "$DIR" "$@"
