@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Integer flags (argparse dests) that may be 0; every other integer flag must be >= 1 (``--n`` of ``profile`` may be 0:
 #: the smallest and largest archs are always profiled). ``train`` validates its own flags in ``TrainConfig``.
-_INT_FLAG_MINIMUM = {"seed": 0, "decode_tokens": 0, "eval_every": 0}
+_INT_FLAG_MINIMUM = {"seed": 0, "decode_tokens": 0, "eval_every": 0, "grid": 0}
 _INT_FLAG_MAXIMUM = 2**31 - 1
 #: Comma-list flags: when given they name at least one item, each once.
 _LIST_FLAGS = ("metrics", "methods", "objectives", "tasks", "models")

@@ -20,17 +20,59 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     for flag, value in (("--n", args.n), ("--ppl-tokens", args.ppl_tokens), ("--seq-len", args.seq_len)):
         if value < (0 if flag == "--n" else 1):
             raise NasBenchError(flag, "must be >= 1" if flag != "--n" else "must be >= 0", value)
-    config = ProfileConfig(
-        n=args.n, seed=args.seed, grid_params=args.grid_params, archs=tuple(read_arch_lines(args.archs)),
-        metrics=tuple(csv_list(args.metrics)),
-        tasks=tuple(csv_list(args.tasks)), limit_items=args.limit_items, ppl_tokens=args.ppl_tokens,
-        seq_len=args.seq_len, latency_batch=args.latency_batch, latency_seq_len=args.latency_seq_len,
-        latency_repeats=args.latency_repeats, decode_tokens=args.decode_tokens, device=args.device, dtype=args.dtype,
-        shard=parse_shard(args.shard))
+    config = _protocol(args, n=args.n, seed=args.seed, grid_params=args.grid_params,
+                       archs=tuple(read_arch_lines(args.archs)), shard=parse_shard(args.shard))
     summary = profile(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir))
     print(json.dumps({"profile": space.name, "supernet_id": summary.supernet_id, "archs": summary.archs,
                       "profiled": summary.profiled, "new_rows": summary.rows, "seconds": round(summary.seconds, 1),
                       "db": str(args.db)}))
+    return 0
+
+
+def _protocol_flags(p: argparse.ArgumentParser) -> None:
+    """The measurement protocol's flags, shared by ``profile`` and ``build``."""
+    p.add_argument("--metrics", default="ppl,latency,memory", help="comma list of ppl,acc,latency,memory,energy")
+    p.add_argument("--tasks", default="arc_easy,piqa,winogrande", help="comma list of lm-eval tasks for acc")
+    p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
+    p.add_argument("--ppl-tokens", type=int, default=4096, metavar="T", help="WikiText-2 test tokens (default 4096)")
+    p.add_argument("--seq-len", type=int, default=512, metavar="L", help="perplexity window (default 512)")
+    p.add_argument("--latency-batch", type=int, default=1)
+    p.add_argument("--latency-seq-len", type=int, default=128)
+    p.add_argument("--latency-repeats", type=int, default=10)
+    p.add_argument("--decode-tokens", type=int, default=0, help="also per-token decode latency over this many steps")
+    p.add_argument("--device", default="cpu", metavar="D")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+
+
+def _protocol(args: argparse.Namespace, **fields: Any) -> Any:
+    from nasbench.profile.runner import ProfileConfig
+
+    return ProfileConfig(metrics=tuple(csv_list(args.metrics)), tasks=tuple(csv_list(args.tasks)),
+                         limit_items=args.limit_items, ppl_tokens=args.ppl_tokens, seq_len=args.seq_len,
+                         latency_batch=args.latency_batch, latency_seq_len=args.latency_seq_len,
+                         latency_repeats=args.latency_repeats, decode_tokens=args.decode_tokens, device=args.device,
+                         dtype=args.dtype, **fields)
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nasbench import data
+    from nasbench.profile.build import build
+    from nasbench.space import load_space
+
+    space = load_space(args.space)
+    bands = tuple(Path(p) for p in csv_list(args.bands)) if args.bands else ()
+    for path in bands:
+        if not path.is_file():
+            raise NasBenchError("--bands", "no such file", str(path))
+    summary = build(space, supernet=args.supernet, db=args.db, shards=args.shards, config=_protocol(args),
+                    total=args.total, per_shard=args.per_shard, grid=args.grid, grid_bins=args.grid_bins,
+                    seed=args.seed, bands=bands, minutes=args.minutes, data_dir=data.data_dir(args.data_dir))
+    print(json.dumps({"build": space.name, "archs": summary.archs, "shards": summary.shards,
+                      "complete_shards": summary.done_shards, "profiled": summary.profiled,
+                      "stopped_by_deadline": summary.stopped, "seconds": round(summary.seconds, 1),
+                      "merged_rows": summary.merged, "db": str(args.db)}))
     return 0
 
 
@@ -109,21 +151,27 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid-params", type=int, metavar="K", help="also N archs over K parameter bins")
     p.add_argument("--archs", metavar="FILE", help="also these archs: JSONL of arch objects or `space sample` lines")
-    p.add_argument("--metrics", default="ppl,latency,memory", help="comma list of ppl,acc,latency,memory,energy")
-    p.add_argument("--tasks", default="arc_easy,piqa,winogrande", help="comma list of lm-eval tasks for acc")
-    p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
-    p.add_argument("--ppl-tokens", type=int, default=4096, metavar="T", help="WikiText-2 test tokens (default 4096)")
-    p.add_argument("--seq-len", type=int, default=512, metavar="L", help="perplexity window (default 512)")
-    p.add_argument("--latency-batch", type=int, default=1)
-    p.add_argument("--latency-seq-len", type=int, default=128)
-    p.add_argument("--latency-repeats", type=int, default=10)
-    p.add_argument("--decode-tokens", type=int, default=0, help="also per-token decode latency over this many steps")
-    p.add_argument("--device", default="cpu", metavar="D")
-    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    _protocol_flags(p)
     p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
     p.add_argument("--shard", default="0/1", metavar="i/n", help="profile every n-th arch starting at i")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.set_defaults(func=_cmd_profile)
+    p = verbs.add_parser("build", help="build a benchmark in committed shards (resumable), then merge them")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--supernet", metavar="DIR", help="a supernet artifact or directory (default: the base model)")
+    p.add_argument("--db", required=True, help="the benchmark DB the shards merge into")
+    p.add_argument("--shards", default="results/shards", metavar="DIR", help="shard DBs (default results/shards)")
+    p.add_argument("--total", type=int, default=2000, help="archs in the plan (default 2000)")
+    p.add_argument("--per-shard", type=int, default=250, help="archs per shard (default 250)")
+    p.add_argument("--grid", type=int, default=500, help="archs of the plan spread over parameter bins (default 500)")
+    p.add_argument("--grid-bins", type=int, default=10)
+    p.add_argument("--bands", metavar="FILES", help="comma list of band JSONL files, profiled first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=float, help="start no arch after this many minutes (resume later)")
+    _protocol_flags(p)
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.set_defaults(func=_cmd_build)
+
     p = verbs.add_parser("tasks", help="write the local lm-eval task YAMLs (for lm_eval --include_path)")
     p.add_argument("out", metavar="DIR")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)

@@ -58,6 +58,10 @@ class ProfileConfig:
     batch_size: int = 4
     shard: tuple[int, int] = (0, 1)
     """(i, n): this process profiles archs i, i + n, i + 2n, ... of the deduplicated list."""
+    deadline: float | None = None
+    """``time.time()`` after which no new arch is started (the arch in flight finishes and is committed)."""
+    endpoints: bool = True
+    """Also profile the smallest admitted and the largest arch."""
 
 
 @dataclass
@@ -71,6 +75,8 @@ class ProfileSummary:
     seconds: float
     supernet_id: str
     failures: list[str] = field(default_factory=list)
+    stopped: bool = False
+    """The deadline ended the run before every arch was profiled."""
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -92,7 +98,8 @@ def select_archs(space: SearchSpace, config: ProfileConfig) -> list[dict[str, An
         archs += space.sample_grid(config.n, config.grid_params, seed=config.seed)
     from nasbench.train.strategies import smallest_admitted
 
-    archs += [smallest_admitted(space), space.largest()]  # the smallest the space's constraints admit
+    if config.endpoints:
+        archs += [smallest_admitted(space), space.largest()]  # the smallest the space's constraints admit
     seen: dict[str, dict[str, Any]] = {}
     for arch in archs:
         seen.setdefault(arch_id(arch), space.canonical(arch))
@@ -109,13 +116,34 @@ def _supernet_id(directory: Path) -> str:
 
 
 def _software() -> dict[str, str]:
+    """Library versions and the machine every row was measured on (CPU model, the flags that decide bf16 speed,
+    threads)."""
     out = {}
     for package in ("torch", "transformers", "lm_eval", "nasbench"):
         try:
             out[package] = importlib.metadata.version(package.replace("_", "-"))
         except importlib.metadata.PackageNotFoundError:
             out[package] = "unknown"
+    out.update(machine())
     return out
+
+
+def machine() -> dict[str, str]:
+    """``cpu`` (model name), ``cpu_flags`` (of avx2, avx512f, avx512_bf16, amx_bf16, amx_tile), ``threads``."""
+    model, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"cpu": model, "cpu_flags": ",".join(f for f in wanted if f in flags),
+            "threads": str(torch.get_num_threads())}
 
 
 def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supernet_dir: str | Path | None = None,
@@ -145,7 +173,8 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
         if supernet_dir is None:
             store.add_supernet(PRETRAINED, space.name, space.model.source)
         elif store.con.execute("SELECT count(*) FROM supernets WHERE id = ?", [supernet_id]).fetchone()[0] == 0:
-            store.add_supernet(supernet_id, space.name, space.model.source, checkpoint=str(supernet_dir))
+            store.add_supernet(supernet_id, space.name, space.model.source, checkpoint=str(supernet_dir),
+                               **_artifact_fields(supernet_dir))
         todo = [(a, _missing(store, space, a, supernet_id, config)) for a in archs]
         todo = [(a, missing) for a, missing in todo if missing]
         summary = ProfileSummary(len(archs), len(todo), 0, 0.0, supernet_id)
@@ -162,6 +191,9 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
         evaluation, task_dir = _prepare(space, tokenizer, config, data_dir, todo)
         with tqdm(total=len(todo), unit="arch", desc=f"profile {space.name}", disable=not progress) as bar:
             for arch, missing in todo:
+                if config.deadline is not None and time.time() >= config.deadline:
+                    summary.stopped = True
+                    break
                 layers = importance.layers_for(arch["n_layers"]) if importance and importance.layers else None
                 rows = _measure(space, supernet, tokenizer, arch, missing, config, evaluation, task_dir, layers)
                 before = store.count_measurements(space.name)
@@ -174,6 +206,20 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
         supernet.reset()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _artifact_fields(supernet_dir: str | Path) -> dict[str, Any]:
+    """A packed supernet's training record and weights' sha256 for its ``supernets`` row (nothing for a directory)."""
+    from nasbench.train.artifact import WEIGHTS, is_artifact, read_manifest
+
+    if not is_artifact(supernet_dir):
+        return {}
+    manifest = read_manifest(supernet_dir)
+    training = manifest["training"]
+    return dict(strategy=training["strategy"], kd=training["kd"], peft=training["peft"],
+                data_hash=training.get("data_hash"), steps=training["steps_total"], tokens=training["tokens_total"],
+                wall_time_s=training["wall_time_s_total"],
+                config={**training, "sha256": manifest["files"][WEIGHTS], "base": manifest["base"]})
 
 
 def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet_id: str,

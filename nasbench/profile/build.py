@@ -1,0 +1,108 @@
+"""Build a benchmark in committed shards: a fixed, seeded list of archs cut into shards that each fit a run of a
+couple of hours, profiled shard by shard into ``results/shards/``, then merged into the benchmark DB.
+
+The arch list is a function of the space, the seed and the sizes only: the band archs first (every
+``results/bands/<space>-*.jsonl``), then ``grid`` archs spread over ``grid_bins`` parameter bins, then seeded
+samples, deduplicated in that order, then the smallest admitted and the largest. Shard ``k`` holds archs
+``k * per_shard .. (k + 1) * per_shard - 1`` and lives in ``<shards>/<space>-<supernet>-<k:03d>.duckdb``. Profiling
+is resumable per arch, so ``build`` run again (on this machine or a fresh clone, with the shard DBs committed)
+continues where the last one stopped; ``minutes`` bounds one call (the arch in flight finishes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nasbench.errors import NasBenchError
+from nasbench.profile.runner import ProfileConfig, profile
+from nasbench.space import SearchSpace, arch_id
+
+__all__ = ["BuildSummary", "plan_archs", "build"]
+
+
+@dataclass
+class BuildSummary:
+    archs: int
+    """Archs in the plan."""
+    shards: int
+    done_shards: list[int]
+    """Shards with every arch profiled."""
+    profiled: int
+    """Archs measured by this call."""
+    seconds: float
+    merged: dict[str, int] | None
+    stopped: bool
+
+
+def plan_archs(space: SearchSpace, *, total: int, seed: int = 0, grid: int = 0, grid_bins: int = 10,
+               bands: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """The build's arch list (see the module docstring), ``total`` long (fewer only if the space is smaller)."""
+    archs: list[dict[str, Any]] = []
+    for path in bands:
+        for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()):
+            if line.strip():
+                record = json.loads(line)
+                archs.append(space.check(record.get("arch", record), f"{path}:{i + 1}"))
+    if grid:
+        archs += space.sample_grid(grid, grid_bins, seed=seed)
+    seen: dict[str, dict[str, Any]] = {}
+    for arch in archs:
+        seen.setdefault(arch_id(arch), space.canonical(arch))
+    draw = 0
+    while len(seen) < total and draw < 50:  # seeded samples fill the rest (collisions are rare)
+        for arch in space.sample(total, seed=seed * 1000 + draw):
+            if len(seen) >= total:
+                break
+            seen.setdefault(arch_id(arch), arch)
+        draw += 1
+    return list(seen.values())[:total]
+
+
+def shard_path(shards: Path, space: SearchSpace, supernet_id: str, k: int) -> Path:
+    return shards / f"{space.name}-{supernet_id}-{k:03d}.duckdb"
+
+
+def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, shards: str | Path,
+          config: ProfileConfig, total: int = 2000, per_shard: int = 250, grid: int = 500, grid_bins: int = 10,
+          seed: int = 0, bands: tuple[Path, ...] = (), minutes: float | None = None,
+          data_dir: Path | None = None, progress: bool = True) -> BuildSummary:
+    """Profile the plan's shards in order (resuming), then merge every shard into ``db``."""
+    from nasbench.store import Store
+    from nasbench.train.artifact import supernet_id_of
+
+    if per_shard < 1 or total < 1:
+        raise NasBenchError("--per-shard" if per_shard < 1 else "--total", "must be >= 1", min(per_shard, total))
+    start = time.time()
+    deadline = None if minutes is None else start + 60.0 * minutes
+    archs = plan_archs(space, total=total, seed=seed, grid=grid, grid_bins=grid_bins, bands=bands)
+    supernet_id = supernet_id_of(supernet)
+    shards = Path(shards)
+    shards.mkdir(parents=True, exist_ok=True)
+    n_shards = (len(archs) + per_shard - 1) // per_shard
+    done, profiled, stopped = [], 0, False
+    for k in range(n_shards):
+        chunk = tuple(archs[k * per_shard:(k + 1) * per_shard])
+        if deadline is not None and time.time() >= deadline:
+            stopped = True
+            break
+        shard_config = dataclasses.replace(config, archs=chunk, n=0, grid_params=None, shard=(0, 1),
+                                           deadline=deadline, endpoints=k == n_shards - 1)
+        summary = profile(space, shard_path(shards, space, supernet_id, k), shard_config, supernet_dir=supernet,
+                          data_dir=data_dir, progress=progress)
+        profiled += summary.profiled
+        if summary.stopped:
+            stopped = True
+            break
+        done.append(k)
+    present = [shard_path(shards, space, supernet_id, k) for k in range(n_shards)]
+    present = [p for p in present if p.is_file()]
+    merged = None
+    if present:
+        with Store(db) as store:
+            merged = store.merge([str(p) for p in present])
+    return BuildSummary(len(archs), n_shards, done, profiled, time.time() - start, merged, stopped)
