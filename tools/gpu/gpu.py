@@ -339,7 +339,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     latest. Writes ``{"stopped_by": "complete" | "deadline" | "error", ...}`` to ``--status``."""
     run, t0 = Path(args.run), args.t0
     with open(args.log, "ab") as log:
-        proc = subprocess.Popen(args.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(args.command, stdout=log, stderr=subprocess.STDOUT, process_group=0)
+        # its own process group (killed as one), not its own session: one would outlive the call if it were cut
     started = time.time()
     reference: str | None = None
     soft_seen = False
@@ -371,7 +372,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
               "ended_at_s": round(time.time() - t0, 1), "newest_checkpoint": _newest_checkpoint(run)}
     Path(args.status).write_text(json.dumps(status) + "\n", encoding="utf-8")
     print(f"gpu: watch: {json.dumps(status)}", flush=True)
-    return 0 if status["stopped_by"] != "error" and status["newest_checkpoint"] else 5
+    return 0 if status["newest_checkpoint"] else 5  # a checkpoint packs, however the process ended
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
@@ -420,6 +421,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = {
         "gpu": versions.get("gpu") or "none (cpu)", "torch": versions.get("torch"),
         "transformers": versions.get("transformers"), "peft": versions.get("peft"), "cuda": versions.get("cuda"),
+        "matmul_tflops_bf16": versions.get("matmul_tflops_bf16"),
         "steps": state.get("step"), "tokens": tokens, "train_wall_s": round(wall, 1),
         "tokens_per_s": round(tokens / wall, 1) if wall else None,
         "precision": state.get("precision"), "max_steps": config.get("steps"), "batch_size": config.get("batch_size"),

@@ -12,7 +12,14 @@
 # continues training ARTIFACT (nasbench train --resume-from) for MAX_STEPS x BATCH x 512 tokens (default: 30M tokens
 # at BATCH 64), stops it right after a checkpoint once NASBENCH_GPU_SOFT_S seconds of the call passed (at
 # NASBENCH_GPU_HARD_S at the latest), packs the newest checkpoint and leaves in $OUT: artifact.tar.NNN (parts below
-# 16 MiB) + SHA256SUMS, run-curve.jsonl, timing.json (tokens/s, GPU, versions, timeline) and train.log.
+# 16 MiB) + SHA256SUMS, run-curve.jsonl, timing.json (tokens/s, GPU, versions, timeline) and train.log. Out of GPU
+# memory before the first checkpoint, it tries again with half the batch.
+#
+# Settings (environment): NASBENCH_GPU_SOFT_S / _HARD_S (440 / 490 s after the call's start), NASBENCH_GPU_TOKENS
+# (30000000: the default MAX_STEPS), NASBENCH_GPU_BATCH (64), NASBENCH_GPU_SEQ_LEN (512), NASBENCH_GPU_EVAL_EVERY
+# (100 steps), NASBENCH_GPU_CHECKPOINT_MINUTES (0.5) / _EVERY (100 steps), NASBENCH_GPU_PRECISION (bf16-mixed),
+# NASBENCH_GPU_ID (the new artifact's id: ARTIFACT's name + -h200), NASBENCH_GPU_SPACE, NASBENCH_GPU_PROBES,
+# NASBENCH_GPU_STAGE (/tmp/nasbench-carry), NASBENCH_GPU_PYTHON (python3), NASBENCH_GPU_PREFLIGHT (1; 0: skip).
 set -euo pipefail
 T0=$(date +%s.%N)
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -55,8 +62,8 @@ case "$mode" in
     SPACE=${NASBENCH_GPU_SPACE:-spaces/smollm2-135m.yaml}
     PROBES=${NASBENCH_GPU_PROBES:-results/bands/smollm2-135m-probes.jsonl}
     PRECISION=${NASBENCH_GPU_PRECISION:-bf16-mixed}
-    SOFT=${NASBENCH_GPU_SOFT_S:-420}
-    HARD=${NASBENCH_GPU_HARD_S:-480}
+    SOFT=${NASBENCH_GPU_SOFT_S:-440}
+    HARD=${NASBENCH_GPU_HARD_S:-490}
     NEW_ID=${NASBENCH_GPU_ID:-$(basename "$ART")-h200}
     RUN="$STAGE/run"
     [ -f "$ART/manifest.json" ] || { echo "gpu: $ART is not a supernet artifact (no manifest.json)" >&2; exit 2; }
@@ -64,21 +71,39 @@ case "$mode" in
     gpu assemble --stage "$STAGE"
     install_wheels
     export NASBENCH_DATA_DIR="$STAGE/data"
-    rm -rf "$RUN" "$STAGE/artifact" "$STAGE/artifact.tar" "$STAGE/watch.json"
+    rm -rf "$RUN" "$STAGE/artifact" "$STAGE/artifact.tar" "$STAGE/watch.json" "$STAGE/attempt.log" \
+      "$STAGE/pack.json"
     mkdir -p "$STAGE/artifact"
     ready=$(since)
-    echo "gpu: training $ART for $STEPS steps x $BATCH x $SEQ tokens (soft stop at +${SOFT}s, hard at +${HARD}s)"
-    rc=0
-    gpu watch --run "$RUN" --t0 "$T0" --soft "$SOFT" --hard "$HARD" --poll "${NASBENCH_GPU_POLL_S:-2}" \
-      --log "$OUT/train.log" --status "$STAGE/watch.json" -- \
-      "$PY" "$HERE/gpu.py" nasbench train "$SPACE" --preset recovery --strategy importance-grid-params --kd kl --peft lora \
-      --resume-from "$ART" --out "$RUN" --max-steps "$STEPS" --batch-size "$BATCH" --seq-len "$SEQ" \
-      --eval-every "${NASBENCH_GPU_EVAL_EVERY:-100}" --eval-archs "$PROBES" --precision "$PRECISION" \
-      --checkpoint-minutes "${NASBENCH_GPU_CHECKPOINT_MINUTES:-0.5}" \
-      --checkpoint-every "${NASBENCH_GPU_CHECKPOINT_EVERY:-100}" || rc=$?
+    while :; do
+      echo "gpu: training $ART for $STEPS steps x $BATCH x $SEQ tokens (soft stop at +${SOFT}s, hard at +${HARD}s)"
+      rm -rf "$RUN"
+      rc=0
+      gpu watch --run "$RUN" --t0 "$T0" --soft "$SOFT" --hard "$HARD" --poll "${NASBENCH_GPU_POLL_S:-2}" \
+        --log "$STAGE/attempt.log" --status "$STAGE/watch.json" -- \
+        "$PY" "$HERE/gpu.py" nasbench train "$SPACE" --preset recovery --strategy importance-grid-params --kd kl \
+        --peft lora --resume-from "$ART" --out "$RUN" --max-steps "$STEPS" --batch-size "$BATCH" --seq-len "$SEQ" \
+        --eval-every "${NASBENCH_GPU_EVAL_EVERY:-100}" --eval-archs "$PROBES" --precision "$PRECISION" \
+        --checkpoint-minutes "${NASBENCH_GPU_CHECKPOINT_MINUTES:-0.5}" \
+        --checkpoint-every "${NASBENCH_GPU_CHECKPOINT_EVERY:-100}" || rc=$?
+      cat "$STAGE/attempt.log" >>"$OUT/train.log"
+      # out of memory before the first checkpoint: half the batch (same token budget unless MAX_STEPS was given)
+      if [ "$rc" != 0 ] && [ "$BATCH" -gt 8 ] && grep -q "OutOfMemoryError\|CUDA out of memory" "$STAGE/attempt.log"; then
+        BATCH=$(( BATCH / 2 ))
+        [ -n "${3:-}" ] || STEPS=$(( (TOKENS + BATCH * SEQ - 1) / (BATCH * SEQ) ))
+        echo "gpu: out of GPU memory: again with batch $BATCH"
+        rm -f "$STAGE/attempt.log"
+        continue
+      fi
+      rm -f "$STAGE/attempt.log"
+      break
+    done
     trained=$(since)
-    [ "$rc" = 0 ] || { echo "gpu: training ended without a usable checkpoint (rc $rc); last lines of train.log:";
-                       tail -c 3000 "$OUT/train.log" | tr '\r' '\n' | tail -n 25; }
+    if grep -q '"stopped_by": "error"' "$STAGE/watch.json" 2>/dev/null; then
+      echo "gpu: WARNING: the training process failed; last lines of train.log:"
+      tail -c 3000 "$OUT/train.log" | tr '\r' '\n' | tail -n 25
+    fi
+    [ "$rc" = 0 ] || echo "gpu: no checkpoint to pack (rc $rc)"
     prc=0
     if [ "$rc" = 0 ]; then
       gpu nasbench pack "$SPACE" "$RUN" --out "$STAGE/artifact/$NEW_ID" >"$STAGE/pack.json" || prc=$?
