@@ -30,7 +30,7 @@ def bench_slicing(space: SearchSpace, n: int = 10, seed: int = 0, seq_len: int =
     torch thread count the process has.
     """
     from nasbench.supernet import Supernet
-    from nasbench.supernet.families import check_extractable
+    from nasbench.supernet.wiring import check_extractable
 
     for name, value in (("n", n), ("seq_len", seq_len), ("batch", batch), ("repeats", repeats)):
         if value < 1:

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from nasbench.errors import NasBenchError
+from nasbench.families import Family, family_of_model_type
+from nasbench.families import family as family_entry
 
 __all__ = ["AGGREGATIONS", "SCHEMES", "LAYER_SCHEMES", "IMPORTANCE_FILE", "Importance", "score", "layer_importance",
            "apply_order", "family_of", "calibration_windows", "sort_model", "load_importance", "sub_network_indices"]
@@ -69,25 +71,27 @@ class Importance:
 
 
 # --------------------------------------------------------------------------------------------------- family maps
+# The HF module names come from the family registry (nasbench.families): the supernet's wiring reads the same ones.
 def family_of(model: nn.Module) -> str:
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type == "llama":
-        return "llama"
-    if model_type == "gpt_neox":
-        return "gpt_neox"
-    raise NasBenchError("model", "importance sorting knows llama and gpt_neox models", model_type)
+    return _family(model).name
+
+
+def _family(model: nn.Module) -> Family:
+    return family_of_model_type(getattr(getattr(model, "config", None), "model_type", None), "importance sorting")
 
 
 def _layers(model: nn.Module) -> nn.ModuleList:
-    return model.model.layers if family_of(model) == "llama" else model.gpt_neox.layers
+    return getattr(model, _family(model).modules.base).layers
 
 
-def _attn_out(layer: nn.Module, family: str) -> nn.Linear:
-    return layer.self_attn.o_proj if family == "llama" else layer.attention.dense
+def _attn_out(layer: nn.Module, family: Family) -> nn.Linear:
+    m = family.modules
+    return getattr(getattr(layer, m.attention), m.attn_out)
 
 
-def _mlp_out(layer: nn.Module, family: str) -> nn.Linear:
-    return layer.mlp.down_proj if family == "llama" else layer.mlp.dense_4h_to_h
+def _mlp_out(layer: nn.Module, family: Family) -> nn.Linear:
+    m = family.modules
+    return getattr(getattr(layer, m.mlp), m.mlp_out)
 
 
 # ------------------------------------------------------------------------------------------------------- scoring
@@ -120,7 +124,7 @@ def score(model: nn.Module, windows: torch.Tensor, schemes: Iterable[str] = ("me
     schemes = list(dict.fromkeys(schemes))
     parsed = {s: _parse_scheme(s) for s in schemes}
     seq_aggs = sorted({seq for _, seq in parsed.values()})
-    family = family_of(model)
+    family = _family(model)
     layers = _layers(model)
     n_heads = model.config.num_attention_heads
     # per window: {seq_agg: tensor}; kept as lists and reduced across windows at the end
@@ -154,8 +158,8 @@ def score(model: nn.Module, windows: torch.Tensor, schemes: Iterable[str] = ("me
     for i, layer in enumerate(layers):
         handles.append(_attn_out(layer, family).register_forward_pre_hook(head_hook(i)))
         handles.append(_mlp_out(layer, family).register_forward_pre_hook(neuron_hook(i)))
-        handles.append(layer.input_layernorm.register_forward_hook(norm_hook))
-        handles.append(layer.post_attention_layernorm.register_forward_hook(norm_hook))
+        for name in family.modules.norms:
+            handles.append(getattr(layer, name).register_forward_hook(norm_hook))
     try:
         for start in range(0, len(windows), batch_size):
             batch = windows[start:start + batch_size]
@@ -244,7 +248,8 @@ def apply_order(model: nn.Module, importance: Importance) -> dict[str, Any]:
 
     Returns the permutations applied (``channels``, per-layer ``heads`` and ``neurons``) for the record.
     """
-    family = family_of(model)
+    family = _family(model)
+    m = family.modules
     layers = _layers(model)
     config = model.config
     n_heads = config.num_attention_heads
@@ -252,23 +257,20 @@ def apply_order(model: nn.Module, importance: Importance) -> dict[str, Any]:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_heads
     record: dict[str, Any] = {"heads": [], "neurons": []}
     for i, layer in enumerate(layers):
-        head_perm, kv_perm = _head_permutation(importance.heads[i], n_heads, n_kv if family == "llama" else n_heads)
+        head_perm, kv_perm = _head_permutation(importance.heads[i], n_heads,
+                                               n_heads if family.kv_follows_heads else n_kv)
         neuron_perm = _order(importance.neurons[i])
-        if family == "llama":
-            attn, mlp = layer.self_attn, layer.mlp
-            _rows(attn.q_proj, _expand(head_perm, head_dim))
-            _rows(attn.k_proj, _expand(kv_perm, head_dim))
-            _rows(attn.v_proj, _expand(kv_perm, head_dim))
-            _cols(attn.o_proj, _expand(head_perm, head_dim))
-            _rows(mlp.gate_proj, neuron_perm)
-            _rows(mlp.up_proj, neuron_perm)
-            _cols(mlp.down_proj, neuron_perm)
-        else:
-            attn, mlp = layer.attention, layer.mlp
-            _rows(attn.query_key_value, _expand(head_perm, 3 * head_dim))  # per head: [q, k, v] chunks
-            _cols(attn.dense, _expand(head_perm, head_dim))
-            _rows(mlp.dense_h_to_4h, neuron_perm)
-            _cols(mlp.dense_4h_to_h, neuron_perm)
+        attn, mlp = getattr(layer, m.attention), getattr(layer, m.mlp)
+        # a fused q_rows linear holds per head [q, k, v] chunks
+        q_block = 3 * head_dim if m.fused_qkv else head_dim
+        for name in m.q_rows:
+            _rows(getattr(attn, name), _expand(head_perm, q_block))
+        for name in m.kv_rows:
+            _rows(getattr(attn, name), _expand(kv_perm, head_dim))
+        _cols(getattr(attn, m.attn_out), _expand(head_perm, head_dim))
+        for name in m.mlp_in:
+            _rows(getattr(mlp, name), neuron_perm)
+        _cols(getattr(mlp, m.mlp_out), neuron_perm)
         record["heads"].append(head_perm.tolist())
         record["neurons"].append(neuron_perm.tolist())
     channel_perm = _order(importance.channels)
@@ -308,11 +310,10 @@ def _vector(module: nn.Module, perm: torch.Tensor) -> None:
             param.data = param.data[perm].contiguous()
 
 
-def _permute_channels(model: nn.Module, family: str, perm: torch.Tensor) -> None:
-    if family == "llama":
-        base, embed, final_norm = model.model, model.model.embed_tokens, model.model.norm
-    else:
-        base, embed, final_norm = model.gpt_neox, model.gpt_neox.embed_in, model.gpt_neox.final_layer_norm
+def _permute_channels(model: nn.Module, family: Family, perm: torch.Tensor) -> None:
+    m = family.modules
+    base = getattr(model, m.base)
+    embed, final_norm = getattr(base, m.embedding), getattr(base, m.final_norm)
     head = model.get_output_embeddings()
     tied = head is not None and head.weight is embed.weight
     embed.weight.data = embed.weight.data[:, perm].contiguous()
@@ -322,20 +323,13 @@ def _permute_channels(model: nn.Module, family: str, perm: torch.Tensor) -> None
         head.weight.data = head.weight.data[:, perm].contiguous()
     _vector(final_norm, perm)
     for layer in base.layers:
-        _vector(layer.input_layernorm, perm)
-        _vector(layer.post_attention_layernorm, perm)
-        if family == "llama":
-            attn, mlp = layer.self_attn, layer.mlp
-            for linear in (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj):
-                _cols(linear, perm)
-            for linear in (attn.o_proj, mlp.down_proj):
-                _rows(linear, perm)
-        else:
-            attn, mlp = layer.attention, layer.mlp
-            for linear in (attn.query_key_value, mlp.dense_h_to_4h):
-                _cols(linear, perm)
-            for linear in (attn.dense, mlp.dense_4h_to_h):
-                _rows(linear, perm)
+        for name in m.norms:
+            _vector(getattr(layer, name), perm)
+        attn, mlp = getattr(layer, m.attention), getattr(layer, m.mlp)
+        for linear in (*(getattr(attn, n) for n in (*m.q_rows, *m.kv_rows)), *(getattr(mlp, n) for n in m.mlp_in)):
+            _cols(linear, perm)
+        for linear in (getattr(attn, m.attn_out), getattr(mlp, m.mlp_out)):
+            _rows(linear, perm)
 
 
 # ------------------------------------------------------------------------------------------------------- runner
@@ -419,6 +413,7 @@ def sub_network_indices(importance: Importance, arch: dict[str, Any], family: st
     ``n_layers`` layers (no layer ranking).
     """
     n = arch["n_layers"]
+    follows = family_entry(family).kv_follows_heads
     sources = importance.layers_for(n) if layers and importance.layers else list(range(n))
     heads, kv_groups, neurons = [], [], []
     for p, source in enumerate(sources):
@@ -426,7 +421,7 @@ def sub_network_indices(importance: Importance, arch: dict[str, Any], family: st
         i = arch["intermediate_size"][p] if isinstance(arch["intermediate_size"], list) else arch["intermediate_size"]
         n_ref = len(importance.heads[source])
         head_perm, kv_perm = _head_permutation(importance.heads[source], n_ref, n_ref // q_per_kv)
-        g = arch["n_kv_groups"] if family == "llama" else h
+        g = h if follows else arch["n_kv_groups"]
         chosen_kv = kv_perm[:g].tolist()
         q = h // g
         heads.append([j for k in chosen_kv for j in [j for j in head_perm.tolist() if j // q_per_kv == k][:q]])
@@ -434,6 +429,6 @@ def sub_network_indices(importance: Importance, arch: dict[str, Any], family: st
         neurons.append(_order(importance.neurons[source])[:i].tolist())
     out = {"layers": sources, "heads": heads, "neurons": neurons,
            "channels": _order(importance.channels)[:arch["embed_dim"]].tolist()}
-    if family == "llama":
+    if not follows:
         out["kv_groups"] = kv_groups
     return out

@@ -15,6 +15,7 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from nasbench.errors import InvalidSpaceError, NasBenchError
+from nasbench.families import FAMILIES, family as family_entry
 from nasbench.space import DIMENSIONS, ModelSpec, SearchSpace, load_space
 
 __all__ = [
@@ -27,9 +28,6 @@ __all__ = [
     "tiny_tokenizer",
     "tiny_space",
 ]
-
-_MODEL_TYPES = {"llama": "llama", "gpt_neox": "gpt_neox"}
-
 
 # ------------------------------------------------------------------------------------------------------ sources
 def _gguf_path(spec: ModelSpec) -> tuple[Path, str]:
@@ -119,34 +117,16 @@ def _from_source(auto: Any, spec: ModelSpec) -> Any:
 # ------------------------------------------------------------------------------------------------ cross-check
 def reference_from_config(family: str, config: Any) -> dict[str, Any]:
     """The ``model.reference`` entries an HF config implies (the keys of :class:`~nasbench.space.ModelReference`)."""
-    heads = config.num_attention_heads
-    out = {
-        "n_layers": config.num_hidden_layers,
-        "embed_dim": config.hidden_size,
-        "n_heads": heads,
-        "intermediate_size": config.intermediate_size,
-        "vocab_size": config.vocab_size,
-        "tied_head": bool(getattr(config, "tie_word_embeddings", False)),
-    }
-    if family == "llama":
-        out["n_kv_groups"] = getattr(config, "num_key_value_heads", None) or heads
-        out["head_size"] = getattr(config, "head_dim", None) or config.hidden_size // heads
-        out["attention_bias"] = bool(getattr(config, "attention_bias", False))
-        out["mlp_bias"] = bool(getattr(config, "mlp_bias", False))
-    else:
-        out["n_kv_groups"] = heads
-        out["head_size"] = config.hidden_size // heads
-    return out
+    return family_entry(family).reference_from_config(config)
 
 
 def check_reference(spec: ModelSpec, config: Any) -> None:
     """Raise InvalidSpaceError naming the first ``model.reference`` key that disagrees with the model's config."""
     model_type = getattr(config, "model_type", None)
-    if model_type != _MODEL_TYPES.get(spec.family):
+    entry = FAMILIES.get(spec.family)
+    if entry is None or model_type != entry.model_type:
         raise InvalidSpaceError("model.family", f"the model at {spec.source} is a {model_type!r} model", spec.family)
-    if spec.family == "gpt_neox" and not getattr(config, "use_parallel_residual", True):
-        raise InvalidSpaceError("model", f"{spec.source}: the supernet's gpt_neox wiring expects a parallel residual "
-                                         "(use_parallel_residual: true)", False)
+    entry.check_config(config, spec.source)
     actual = reference_from_config(spec.family, config)
     for key, value in actual.items():
         expected = getattr(spec.reference, key)
@@ -157,31 +137,17 @@ def check_reference(spec: ModelSpec, config: Any) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- tiny models
-_TINY_DEFAULTS = {
-    "llama": {"vocab_size": 96, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 6,
-              "num_key_value_heads": 2, "head_dim": 10, "intermediate_size": 64, "tie_word_embeddings": True,
-              "max_position_embeddings": 128, "rms_norm_eps": 1e-5},
-    "gpt_neox": {"vocab_size": 96, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                 "intermediate_size": 96, "tie_word_embeddings": False, "max_position_embeddings": 128,
-                 "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}},
-}
-
-
 def tiny_model(family: str, seed: int = 0, **config: Any) -> PreTrainedModel:
     """A small random HF model of ``family`` (2 layers, width 48-64, vocab 96 unless ``config`` overrides).
 
     Weights are drawn with a large scale (and norm weights around 1) so that slicing mistakes change the logits.
     """
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
-
-    if family not in _TINY_DEFAULTS:
-        raise NasBenchError("family", f"must be one of {', '.join(_TINY_DEFAULTS)}", family)
-    values = {**_TINY_DEFAULTS[family], **config}
+    if family not in FAMILIES:
+        raise NasBenchError("family", f"must be one of {', '.join(FAMILIES)}", family)
+    entry = FAMILIES[family]
+    values = {**entry.tiny_config, **config}
     torch.manual_seed(seed)
-    if family == "llama":
-        model: PreTrainedModel = LlamaForCausalLM(LlamaConfig(**values))
-    else:
-        model = GPTNeoXForCausalLM(GPTNeoXConfig(**values))
+    model: PreTrainedModel = entry.hf_model(values)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -226,7 +192,7 @@ def tiny_space(directory: str | Path, family: str, seed: int = 0, dimensions: di
             "head_size": {"choice": list(range(2, ref["head_size"] + 1, 2))},
             "intermediate_size": {"int": {"low": 1, "high": ref["intermediate_size"]}},
         }
-        if family == "llama":
+        if not family_entry(family).kv_follows_heads:
             dimensions["n_kv_groups"] = {"int": {"low": 1, "high": ref["n_kv_groups"]}}
     doc = {
         "name": f"tiny-{family}",

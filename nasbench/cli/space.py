@@ -54,7 +54,8 @@ def _cmd_space_show(args: argparse.Namespace) -> int:
     print("dimensions")
     for name in DIMENSIONS:
         dim = space.dimensions[name]
-        note = "  (follows n_heads: gpt_neox has no GQA)" if name == "n_kv_groups" and space.family == "gpt_neox" else ""
+        follows = name == "n_kv_groups" and space.model_family.kv_follows_heads
+        note = f"  (follows n_heads: {space.family} has no GQA)" if follows else ""
         print(f"  {name:<18} {dim.describe()}{note}")
     c = space.constraints
     if c.min_params is not None or c.max_params is not None:

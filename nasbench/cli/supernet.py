@@ -58,7 +58,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     space = load_space(args.space)
     arch = space.canonical(parse_arch(args.arch), where="--arch")
-    from nasbench.supernet.families import check_extractable
+    from nasbench.supernet.wiring import check_extractable
 
     check_extractable(space.family, arch)  # fail before loading anything
     loaded = load_model(space, args.supernet)  # the base model, a trained directory or an artifact (rebuilt)

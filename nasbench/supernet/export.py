@@ -13,7 +13,7 @@ from nasbench.cards import model_card
 from nasbench.errors import NasBenchError
 from nasbench.models import load_tokenizer
 from nasbench.space import SearchSpace, arch_id
-from nasbench.supernet.families import check_extractable
+from nasbench.supernet.wiring import check_extractable
 from nasbench.supernet.model import Supernet
 
 __all__ = ["export", "PROVENANCE_FILE", "CARD_FILE"]

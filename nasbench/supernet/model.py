@@ -13,7 +13,7 @@ from transformers.initialization import no_init_weights
 from nasbench.errors import NasBenchError
 from nasbench.models import check_reference, load_base_model
 from nasbench.space import SearchSpace
-from nasbench.supernet.families import Plan, Wiring, check_extractable, wiring_for
+from nasbench.supernet.wiring import Plan, Wiring, check_extractable, wiring_for
 from nasbench.supernet.modules import ElasticEmbedding, ElasticLayerNorm, ElasticLinear, ElasticModule, ElasticRMSNorm
 
 __all__ = ["Supernet"]

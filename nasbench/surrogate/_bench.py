@@ -34,7 +34,7 @@ def sample_matrix(space: SearchSpace, n: int, seed: int = 0) -> np.ndarray:
             else:
                 low, high = dim.values
                 x[:, j] = np.minimum(high, np.floor(np.exp(rng.uniform(np.log(low), np.log(high + 1), size=m))))
-        if space.family == "gpt_neox":
+        if space.model_family.kv_follows_heads:
             x[:, DIMENSIONS.index("n_kv_groups")] = x[:, DIMENSIONS.index("n_heads")]
         x = x[space.valid_mask(x)]
         parts.append(x)

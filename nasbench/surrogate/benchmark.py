@@ -287,7 +287,7 @@ class Benchmark:
 
     def _arch_ids(self, x: np.ndarray) -> np.ndarray:
         """arch_id of every row: Python for small batches, DuckDB's sha256 over the canonical JSON for large ones."""
-        if self.space.family == "gpt_neox":
+        if self.space.model_family.kv_follows_heads:
             x = x.copy()
             x[:, DIMENSIONS.index("n_kv_groups")] = x[:, DIMENSIONS.index("n_heads")]
         if len(x) <= _SMALL:
@@ -351,7 +351,7 @@ def _as_records(configs: Any) -> list[Mapping[str, Any]]:
 
 
 def _as_matrix(configs: Any, space: SearchSpace) -> np.ndarray:
-    """n x 6 float matrix in DIMENSIONS order; fixed dimensions filled in; gpt_neox's n_kv_groups = n_heads."""
+    """n x 6 float matrix in DIMENSIONS order; fixed dimensions filled in; n_kv_groups = n_heads where kv groups follow heads."""
     if isinstance(configs, np.ndarray):
         x = np.asarray(configs, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(DIMENSIONS):
@@ -379,13 +379,13 @@ def _as_matrix(configs: Any, space: SearchSpace) -> np.ndarray:
         dim = space.dimensions[name]
         if name in columns:
             x[:, j] = _numeric(columns[name], name)
-        elif name == "n_kv_groups" and space.family == "gpt_neox":
+        elif name == "n_kv_groups" and space.model_family.kv_follows_heads:
             pass  # filled below from n_heads
         elif dim.kind == "fixed":
             x[:, j] = dim.values[0]
         else:
             raise IllegalSubNetworkError(f"configs.{name}", "missing dimension", None, show_got=False)
-    if space.family == "gpt_neox":
+    if space.model_family.kv_follows_heads:
         x[:, DIMENSIONS.index("n_kv_groups")] = x[:, DIMENSIONS.index("n_heads")]
     return x
 

@@ -1,4 +1,5 @@
-"""Per-family wiring: which HF modules become elastic and which rows / columns a sub-network activates.
+"""Per-family wiring: which HF modules become elastic and which rows / columns a sub-network activates. The module
+names, the HF config keys and whether kv groups follow heads come from the family registry (:mod:`nasbench.families`).
 
 Channel selection inside a head (``head_size`` slicing) follows the rotary embedding, so that the sliced supernet is
 *exactly* the dense HF model with ``head_dim = d`` extracted from it. HF's ``rotate_half`` pairs channel ``i`` with
@@ -30,6 +31,7 @@ from transformers.models.gpt_neox.modeling_gpt_neox import GPTNeoXRotaryEmbeddin
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
 from nasbench.errors import IllegalSubNetworkError, NasBenchError
+from nasbench.families import GPT_NEOX, LLAMA, Family, Modules, uniform
 from nasbench.space import ModelReference
 from nasbench.supernet.modules import (
     ElasticBlocks,
@@ -189,17 +191,19 @@ def _per_layer_arg(value: Any, n_layers: int, where: str) -> list[Any]:
 
 # -------------------------------------------------------------------------------------------------- the wiring
 class Wiring:
-    """Makes one HF model elastic in place and applies :class:`Plan` s to it. Subclasses name the modules."""
+    """Makes one HF model elastic in place and applies :class:`Plan` s to it. Subclasses slice the family's modules
+    (their names: ``self.names``, from the family registry)."""
 
-    family: str = ""
-    base_prefix: str = ""
-    """Attribute of the CausalLM holding the decoder (``model`` / ``gpt_neox``)."""
+    rules: Family
     rotary_factor: float = 1.0
 
     def __init__(self, model: nn.Module, reference: ModelReference) -> None:
         self.model = model
         self.ref = reference
-        self.base = getattr(model, self.base_prefix)
+        self.family = self.rules.name
+        self.names: Modules = self.rules.modules
+        self.base = getattr(model, self.names.base)
+        self.base_prefix = self.names.base
         self.layers_path = f"{self.base_prefix}.layers"
         self.blocks = ElasticBlocks.make_elastic(self.base.layers)
         self._make_elastic()
@@ -210,9 +214,6 @@ class Wiring:
     def _make_elastic(self) -> None:
         raise NotImplementedError
 
-    def _attention(self, layer: nn.Module) -> nn.Module:
-        raise NotImplementedError
-
     def _attention_defaults(self, index: int) -> dict[str, Any]:
         """The attention module's shape attributes in the reference model (what HF's ``__init__`` sets)."""
         raise NotImplementedError
@@ -220,12 +221,35 @@ class Wiring:
     def _apply_layer(self, position: int, layer: nn.Module, plan: LayerPlan, whole: Plan) -> None:
         raise NotImplementedError
 
+    # -- shared: module names from the registry -------------------------------------------------------------------
+    def _attention(self, layer: nn.Module) -> nn.Module:
+        return getattr(layer, self.names.attention)
+
+    def _mlp(self, layer: nn.Module) -> nn.Module:
+        return getattr(layer, self.names.mlp)
+
+    def _make_blocks_elastic(self, norm: Any) -> None:
+        """Every block's attention and MLP linears and its two norms (``norm``: the family's elastic norm class)."""
+        for layer in self.blocks._modules.values():
+            for name in self.names.attention_linears:
+                _make_linear(self._attention(layer), name)
+            for name in self.names.mlp_linears:
+                _make_linear(self._mlp(layer), name)
+            for name in self.names.norms:
+                norm.make_elastic(getattr(layer, name))
+
     def _reset_layer(self, index: int, layer: nn.Module) -> None:
-        raise NotImplementedError
+        attention, mlp = self._attention(layer), self._mlp(layer)
+        for module in (*(getattr(attention, n) for n in self.names.attention_linears),
+                       *(getattr(mlp, n) for n in self.names.mlp_linears)):
+            _linear(module).reset_super_network()
+        for name in self.names.norms:
+            getattr(layer, name).reset_super_network()
+        self._restore_attention(index, layer)
 
     def sub_config(self, arch: Mapping[str, Any]) -> dict[str, Any]:
         """The config entries of the dense model extracted for a uniform ``arch``."""
-        raise NotImplementedError
+        return self.rules.hf_config(arch)
 
     # -- shared ---------------------------------------------------------------------------------------------------
     def plan(self, arch: dict[str, Any], *, layers: Sequence[int] | None = None, heads: Any = None,
@@ -253,10 +277,10 @@ class Wiring:
 
     def _heads(self, h: int, g: int, heads: Any, kv: Any, p: int) -> tuple[list[int], list[int]]:
         ref, q = self.ref, h // g
-        if self.family == "gpt_neox":
+        if self.rules.kv_follows_heads:
             if kv is not None:
-                raise IllegalSubNetworkError("kv_groups", "gpt_neox has no grouped-query attention; choose heads "
-                                                          "with heads=", kv)
+                raise IllegalSubNetworkError("kv_groups", f"{self.family} has no grouped-query attention; choose "
+                                                          f"heads with heads=", kv)
             chosen = list(range(h)) if heads is None else _indices(heads, ref.n_heads, h, f"heads[{p}]")
             return chosen, chosen
         if kv is not None:
@@ -325,158 +349,104 @@ def _rows(units: Sequence[int], unit_size: int, inside: Sequence[int]) -> list[i
 
 
 class LlamaWiring(Wiring):
-    family = "llama"
-    base_prefix = "model"
+    rules = LLAMA
     rotary_factor = 1.0
 
     def _make_elastic(self) -> None:
-        base = self.base
-        self.embedding = ElasticEmbedding.make_elastic(base.embed_tokens)
-        self.final_norm = ElasticRMSNorm.make_elastic(base.norm)
+        base, names = self.base, self.names
+        self.embedding = ElasticEmbedding.make_elastic(getattr(base, names.embedding))
+        self.final_norm = ElasticRMSNorm.make_elastic(getattr(base, names.final_norm))
         _make_linear(self.model, "lm_head")
         self.head = _linear(self.model.lm_head)
         if not isinstance(base.rotary_emb, ElasticRotaryMixin):
             base.rotary_emb.__class__ = ElasticLlamaRotaryEmbedding
             base.rotary_emb._init_elastic(self.ref.head_size)
         self.rotary = base.rotary_emb
-        for layer in self.blocks._modules.values():
-            for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
-                _make_linear(layer.self_attn, name)
-            for name in ("gate_proj", "up_proj", "down_proj"):
-                _make_linear(layer.mlp, name)
-            ElasticRMSNorm.make_elastic(layer.input_layernorm)
-            ElasticRMSNorm.make_elastic(layer.post_attention_layernorm)
-
-    def _attention(self, layer: nn.Module) -> nn.Module:
-        return layer.self_attn
+        self._make_blocks_elastic(ElasticRMSNorm)
 
     def _attention_defaults(self, index: int) -> dict[str, Any]:
         d = self.ref.head_size
         return {"head_dim": d, "scaling": d ** -0.5, "num_key_value_groups": self.q_per_kv, "layer_idx": index}
 
     def _apply_layer(self, position: int, layer: nn.Module, plan: LayerPlan, whole: Plan) -> None:
-        ref, attention, mlp = self.ref, layer.self_attn, layer.mlp
+        ref, names, attention, mlp = self.ref, self.names, self._attention(layer), self._mlp(layer)
         d = whole.arch["head_size"]
         inside = range(d) if isinstance(whole.head_channels, int) else whole.head_channels.tolist()
         q_rows = as_index(_rows(plan.heads, ref.head_size, inside), ref.n_heads * ref.head_size)
         kv_rows = as_index(_rows(plan.kv_heads, ref.head_size, inside), ref.n_kv_groups * ref.head_size)
         e = whole.channels
-        _linear(attention.q_proj).set_sub_network(e, q_rows)
-        _linear(attention.k_proj).set_sub_network(e, kv_rows)
-        _linear(attention.v_proj).set_sub_network(e, kv_rows)
-        _linear(attention.o_proj).set_sub_network(q_rows, e)
+        for name in names.q_rows:
+            _linear(getattr(attention, name)).set_sub_network(e, q_rows)
+        for name in names.kv_rows:
+            _linear(getattr(attention, name)).set_sub_network(e, kv_rows)
+        _linear(getattr(attention, names.attn_out)).set_sub_network(q_rows, e)
         attention.head_dim = d
         attention.scaling = d ** -0.5
         attention.num_key_value_groups = len(plan.heads) // len(plan.kv_heads)
         attention.layer_idx = position  # the KV cache holds the active layers in order
-        _linear(mlp.gate_proj).set_sub_network(e, plan.neurons)
-        _linear(mlp.up_proj).set_sub_network(e, plan.neurons)
-        _linear(mlp.down_proj).set_sub_network(plan.neurons, e)
-        layer.input_layernorm.set_sub_network(e)
-        layer.post_attention_layernorm.set_sub_network(e)
-
-    def _reset_layer(self, index: int, layer: nn.Module) -> None:
-        for module in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj,
-                       layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
-            _linear(module).reset_super_network()
-        layer.input_layernorm.reset_super_network()
-        layer.post_attention_layernorm.reset_super_network()
-        self._restore_attention(index, layer)
-
-    def sub_config(self, arch: Mapping[str, Any]) -> dict[str, Any]:
-        return {"hidden_size": arch["embed_dim"], "num_hidden_layers": arch["n_layers"],
-                "num_attention_heads": _uniform(arch, "n_heads", "num_attention_heads"),
-                "num_key_value_heads": arch["n_kv_groups"], "head_dim": arch["head_size"],
-                "intermediate_size": _uniform(arch, "intermediate_size", "intermediate_size")}
+        for name in names.mlp_in:
+            _linear(getattr(mlp, name)).set_sub_network(e, plan.neurons)
+        _linear(getattr(mlp, names.mlp_out)).set_sub_network(plan.neurons, e)
+        for name in names.norms:
+            getattr(layer, name).set_sub_network(e)
 
 
 class GPTNeoXWiring(Wiring):
-    family = "gpt_neox"
-    base_prefix = "gpt_neox"
+    rules = GPT_NEOX
 
     def __init__(self, model: nn.Module, reference: ModelReference) -> None:
         self.rotary_factor = float(model.config.rope_parameters.get("partial_rotary_factor", 1.0))
         super().__init__(model, reference)
 
     def _make_elastic(self) -> None:
-        base = self.base
-        self.embedding = ElasticEmbedding.make_elastic(base.embed_in)
-        self.final_norm = ElasticLayerNorm.make_elastic(base.final_layer_norm)
+        base, names = self.base, self.names
+        self.embedding = ElasticEmbedding.make_elastic(getattr(base, names.embedding))
+        self.final_norm = ElasticLayerNorm.make_elastic(getattr(base, names.final_norm))
         _make_linear(self.model, "lm_head")
         self.head = _linear(self.model.lm_head)
         if not isinstance(base.rotary_emb, ElasticRotaryMixin):
             base.rotary_emb.__class__ = ElasticGPTNeoXRotaryEmbedding
             base.rotary_emb._init_elastic(self.ref.head_size)
         self.rotary = base.rotary_emb
-        for layer in self.blocks._modules.values():
-            for name in ("query_key_value", "dense"):
-                _make_linear(layer.attention, name)
-            for name in ("dense_h_to_4h", "dense_4h_to_h"):
-                _make_linear(layer.mlp, name)
-            ElasticLayerNorm.make_elastic(layer.input_layernorm)
-            ElasticLayerNorm.make_elastic(layer.post_attention_layernorm)
-
-    def _attention(self, layer: nn.Module) -> nn.Module:
-        return layer.attention
+        self._make_blocks_elastic(ElasticLayerNorm)
 
     def _attention_defaults(self, index: int) -> dict[str, Any]:
         d = self.ref.head_size
         return {"head_size": d, "scaling": d ** -0.5, "rotary_ndims": int(d * self.rotary_factor), "layer_idx": index}
 
     def _apply_layer(self, position: int, layer: nn.Module, plan: LayerPlan, whole: Plan) -> None:
-        ref, attention, mlp = self.ref, layer.attention, layer.mlp
+        ref, names, attention, mlp = self.ref, self.names, self._attention(layer), self._mlp(layer)
         d, size = whole.arch["head_size"], ref.head_size
         inside = range(d) if isinstance(whole.head_channels, int) else whole.head_channels.tolist()
-        # query_key_value rows are laid out per head as [q_h | k_h | v_h], each ``head_size`` rows
+        # the fused query_key_value rows are laid out per head as [q_h | k_h | v_h], each ``head_size`` rows
         qkv_rows = as_index([h * 3 * size + part * size + c for h in plan.heads for part in range(3) for c in inside],
                             3 * ref.n_heads * size)
         out_cols = as_index(_rows(plan.heads, size, inside), ref.n_heads * size)
         e = whole.channels
-        _linear(attention.query_key_value).set_sub_network(e, qkv_rows)
-        _linear(attention.dense).set_sub_network(out_cols, e)
+        for name in names.q_rows:
+            _linear(getattr(attention, name)).set_sub_network(e, qkv_rows)
+        _linear(getattr(attention, names.attn_out)).set_sub_network(out_cols, e)
         attention.head_size = d
         attention.scaling = d ** -0.5
         attention.rotary_ndims = int(d * self.rotary_factor)
         attention.layer_idx = position
-        _linear(mlp.dense_h_to_4h).set_sub_network(e, plan.neurons)
-        _linear(mlp.dense_4h_to_h).set_sub_network(plan.neurons, e)
-        layer.input_layernorm.set_sub_network(e)
-        layer.post_attention_layernorm.set_sub_network(e)
-
-    def _reset_layer(self, index: int, layer: nn.Module) -> None:
-        for module in (layer.attention.query_key_value, layer.attention.dense, layer.mlp.dense_h_to_4h,
-                       layer.mlp.dense_4h_to_h):
-            _linear(module).reset_super_network()
-        layer.input_layernorm.reset_super_network()
-        layer.post_attention_layernorm.reset_super_network()
-        self._restore_attention(index, layer)
-
-    def sub_config(self, arch: Mapping[str, Any]) -> dict[str, Any]:
-        return {"hidden_size": arch["embed_dim"], "num_hidden_layers": arch["n_layers"],
-                "num_attention_heads": _uniform(arch, "n_heads", "num_attention_heads"),
-                "intermediate_size": _uniform(arch, "intermediate_size", "intermediate_size")}
+        for name in names.mlp_in:
+            _linear(getattr(mlp, name)).set_sub_network(e, plan.neurons)
+        _linear(getattr(mlp, names.mlp_out)).set_sub_network(plan.neurons, e)
+        for name in names.norms:
+            getattr(layer, name).set_sub_network(e)
 
 
-def _uniform(arch: Mapping[str, Any], name: str, key: str) -> int:
-    value = arch[name]
-    if isinstance(value, list):
-        if len(set(value)) != 1:
-            raise IllegalSubNetworkError(
-                f"arch.{name}", f"cannot extract a dense HF model: HF's config for this family has one {key} for all "
-                                f"layers; per-layer values only run sliced in the supernet", value)
-        return value[0]
-    return value
+_WIRINGS: dict[str, type[Wiring]] = {w.rules.name: w for w in (LlamaWiring, GPTNeoXWiring)}
 
 
 def check_extractable(family: str, arch: Mapping[str, Any]) -> None:
     """Raise IllegalSubNetworkError when ``arch`` has per-layer widths (a dense HF config cannot hold them)."""
-    _uniform(arch, "n_heads", "num_attention_heads")
-    _uniform(arch, "intermediate_size", "intermediate_size")
+    uniform(arch, "n_heads", "num_attention_heads")
+    uniform(arch, "intermediate_size", "intermediate_size")
 
 
-def wiring_for(family: str) -> type[Wiring]:
-    if family == "llama":
-        return LlamaWiring
-    if family == "gpt_neox":
-        return GPTNeoXWiring
-    raise NasBenchError("model.family", "the supernet knows llama and gpt_neox", family)
+def wiring_for(name: str) -> type[Wiring]:
+    if name not in _WIRINGS:
+        raise NasBenchError("model.family", f"the supernet knows {' and '.join(_WIRINGS)}", name)
+    return _WIRINGS[name]
