@@ -24,7 +24,7 @@ from nasbench.train.artifact import pack, read_manifest
 REPO = Path(__file__).resolve().parents[1]
 GPU = REPO / "tools" / "gpu"
 #: Not on the device machine (gguf arrives as a wheel and is only read for GGUF models; the tiny model is not one).
-BLOCKED = ("duckdb", "lm_eval", "syne_tune", "gguf", "fastparquet", "pymoo", "botorch")
+BLOCKED = ("duckdb", "lm_eval", "syne_tune", "gguf", "fastparquet", "pymoo", "dill")
 SITECUSTOMIZE = f"""
 import importlib.abc, sys
 class _Blocked(importlib.abc.MetaPathFinder):

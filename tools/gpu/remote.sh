@@ -18,8 +18,9 @@
 # Settings (environment): NASBENCH_GPU_SOFT_S / _HARD_S (440 / 490 s after the call's start), NASBENCH_GPU_TOKENS
 # (30000000: the default MAX_STEPS), NASBENCH_GPU_BATCH (64), NASBENCH_GPU_SEQ_LEN (512), NASBENCH_GPU_EVAL_EVERY
 # (100 steps), NASBENCH_GPU_CHECKPOINT_MINUTES (0.5) / _EVERY (100 steps), NASBENCH_GPU_PRECISION (bf16-mixed),
-# NASBENCH_GPU_ID (the new artifact's id: ARTIFACT's name + -h200), NASBENCH_GPU_SPACE, NASBENCH_GPU_PROBES,
-# NASBENCH_GPU_STAGE (/tmp/nasbench-carry), NASBENCH_GPU_PYTHON (python3), NASBENCH_GPU_PREFLIGHT (1; 0: skip).
+# NASBENCH_GPU_LR (the preset's), NASBENCH_GPU_ID (the new artifact's id: ARTIFACT's name + -h200),
+# NASBENCH_GPU_SPACE, NASBENCH_GPU_PROBES, NASBENCH_GPU_STAGE (/tmp/nasbench-carry), NASBENCH_GPU_PYTHON (python3),
+# NASBENCH_GPU_PREFLIGHT (1; 0: skip).
 set -euo pipefail
 T0=$(date +%s.%N)
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -85,7 +86,7 @@ case "$mode" in
         --peft lora --resume-from "$ART" --out "$RUN" --max-steps "$STEPS" --batch-size "$BATCH" --seq-len "$SEQ" \
         --eval-every "${NASBENCH_GPU_EVAL_EVERY:-100}" --eval-archs "$PROBES" --precision "$PRECISION" \
         --checkpoint-minutes "${NASBENCH_GPU_CHECKPOINT_MINUTES:-0.5}" \
-        --checkpoint-every "${NASBENCH_GPU_CHECKPOINT_EVERY:-100}" || rc=$?
+        --checkpoint-every "${NASBENCH_GPU_CHECKPOINT_EVERY:-100}" ${NASBENCH_GPU_LR:+--lr "$NASBENCH_GPU_LR"} || rc=$?
       cat "$STAGE/attempt.log" >>"$OUT/train.log"
       # out of memory before the first checkpoint: half the batch (same token budget unless MAX_STEPS was given)
       if [ "$rc" != 0 ] && [ "$BATCH" -gt 8 ] && grep -q "OutOfMemoryError\|CUDA out of memory" "$STAGE/attempt.log"; then
