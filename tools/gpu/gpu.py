@@ -90,6 +90,13 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     artifact = Path(args.artifact)
     if not (artifact / "manifest.json").is_file():
         raise SystemExit(f"gpu: {artifact} is not a supernet artifact (no manifest.json): pack or commit it first")
+    if artifact.is_absolute():
+        if not artifact.resolve().is_relative_to(root.resolve()):
+            raise SystemExit(f"gpu: {artifact} is outside the repository: it would not travel to the device")
+        artifact = artifact.resolve().relative_to(root.resolve())
+    if args.tree_bytes is None and subprocess.run(["git", "check-ignore", "-q", str(artifact / "manifest.json")],
+                                                  cwd=root).returncode == 0:
+        raise SystemExit(f"gpu: {artifact} is ignored by git: it would not travel to the device (commit it)")
     if args.base:
         base = Path(args.base)
         package, file = args.package or "", args.file or base.name
@@ -161,7 +168,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     calls = []
     for i, (folder, _) in enumerate(parts, 1):
         last = i == len(parts)
-        command = (f"bash tools/gpu/remote.sh train {artifact.as_posix()}" if last else "bash tools/gpu/remote.sh stage")
+        command = f"bash tools/gpu/remote.sh train {artifact.as_posix()}" if last else "bash tools/gpu/remote.sh stage"
         calls.append({"call": i, "carry": [folder.relative_to(root).as_posix() if folder.is_relative_to(root)
                                            else str(folder)], "command": command,
                       "timeout_s": 600 if last else 120,
@@ -224,9 +231,9 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         raise SystemExit(f"gpu: nothing staged in {stage}: this machine got none of the stage calls")
     missing = [i for i in range(1, info["parts"] + 1) if i not in have]
     if missing:
-        print(f"gpu: MISSING base parts {missing} of {info['parts']}: the machine went cold between calls (staged files "
-              f"live only while it is warm, ~30 s). Send the stage calls for those parts again, back to back, then "
-              f"this call.", file=sys.stderr)
+        print(f"gpu: MISSING base parts {missing} of {info['parts']}: the machine went cold between calls (staged "
+              f"files live only while it is warm, ~30 s). Send the stage calls for those parts again, back to back, "
+              f"then this call.", file=sys.stderr)
         return 3
     package = stage / "pkg" / info["package"]
     target = package / info["file"]
@@ -235,7 +242,8 @@ def cmd_assemble(args: argparse.Namespace) -> int:
         (package / "__init__.py").write_text('"""Stand-in for the PyPI package: holds its GGUF file only."""\n')
         tmp = target.with_name(target.name + ".tmp")
         with open(tmp, "wb") as out:
-            with gzip.GzipFile(fileobj=_Joined([stage / "parts" / f"base.gz.{i:03d}" for i in range(1, info["parts"] + 1)])) as src:
+            parts = [stage / "parts" / f"base.gz.{i:03d}" for i in range(1, info["parts"] + 1)]
+            with gzip.GzipFile(fileobj=_Joined(parts)) as src:
                 shutil.copyfileobj(src, out, MIB)
         if sha256(tmp) != info["sha256"]:
             raise SystemExit(f"gpu: the joined base model's sha256 differs from {info['sha256']}")

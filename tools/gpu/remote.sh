@@ -89,7 +89,8 @@ case "$mode" in
         --checkpoint-every "${NASBENCH_GPU_CHECKPOINT_EVERY:-100}" ${NASBENCH_GPU_LR:+--lr "$NASBENCH_GPU_LR"} || rc=$?
       cat "$STAGE/attempt.log" >>"$OUT/train.log"
       # out of memory before the first checkpoint: half the batch (same token budget unless MAX_STEPS was given)
-      if [ "$rc" != 0 ] && [ "$BATCH" -gt 8 ] && grep -q "OutOfMemoryError\|CUDA out of memory" "$STAGE/attempt.log"; then
+      if [ "$rc" != 0 ] && [ "$BATCH" -gt 8 ] \
+          && grep -q "OutOfMemoryError\|CUDA out of memory" "$STAGE/attempt.log"; then
         BATCH=$(( BATCH / 2 ))
         [ -n "${3:-}" ] || STEPS=$(( (TOKENS + BATCH * SEQ - 1) / (BATCH * SEQ) ))
         echo "gpu: out of GPU memory: again with batch $BATCH"
