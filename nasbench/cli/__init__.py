@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from nasbench.cli import baseline, bench, benchmark, profile, space, supernet
+from nasbench.cli import baseline, bench, benchmark, profile, report, space, supernet
 from nasbench.cli._common import EXIT_USAGE, Parser, UsageError, csv_list
 from nasbench.errors import NasBenchError
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_verbs(verbs)
     benchmark.add_bench_verbs(bench_verbs)
     profile.add_sql_verb(verbs)
+    report.add_verbs(verbs)
     # `importance rpd` is reached through `importance`: keep its internal name out of the verb list
     verbs._choices_actions = [a for a in verbs._choices_actions if a.dest != "importance-rpd"]
     verbs.metavar = "{" + ",".join(a.dest for a in verbs._choices_actions) + "}"

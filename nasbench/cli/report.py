@@ -1,0 +1,56 @@
+"""The ``report`` verb: REPORT.md, its figures and the README's generated blocks, from the DB only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from nasbench.errors import NasBenchError
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from nasbench.report import update_readme, write_report
+    from nasbench.space import load_space
+
+    space = load_space(args.space)
+    bands_dir = Path(args.bands)
+    bands = {p.stem.rsplit("-", 1)[-1]: p for p in sorted(bands_dir.glob(f"{space.name}-*.jsonl"))
+             if p.stem.rsplit("-", 1)[-1].isdigit()}
+    if not bands:
+        raise NasBenchError("--bands", f"holds no {space.name}-<percent>.jsonl band file", str(bands_dir))
+    curve = Path(args.curve) if args.curve else _newest_curve(space.name)
+    out = Path(args.out) if args.out else Path("results") / space.name
+    sections = write_report(args.db, space, out, bands=bands, curve=curve)
+    replaced = 0
+    if args.readme:
+        readme = Path(args.readme)
+        replaced = update_readme(readme, sections, Path(out).relative_to(readme.parent.resolve())
+                                 .as_posix() if Path(out).is_absolute() else Path(out).as_posix())
+    print(json.dumps({"report": str(out / "REPORT.md"), "sections": list(sections), "readme_blocks": replaced}))
+    return 0
+
+
+def _newest_curve(space: str) -> Path | None:
+    """The curve of the space's artifact in results/supernets/ trained on the most tokens."""
+    from nasbench.train.artifact import is_artifact, read_manifest
+
+    best, tokens = None, -1
+    for directory in sorted(Path("results/supernets").glob("*")):
+        if is_artifact(directory) and (directory / "curve.jsonl").is_file():
+            manifest = read_manifest(directory, verify=False)
+            if manifest["space"]["name"] == space and manifest["training"]["tokens_total"] > tokens:
+                best, tokens = directory / "curve.jsonl", manifest["training"]["tokens_total"]
+    return best
+
+
+def add_verbs(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser("report", help="REPORT.md + figures (and the README's generated blocks) from the DB")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--db", required=True, help="the benchmark DB")
+    p.add_argument("--out", metavar="DIR", help="default results/<space name>")
+    p.add_argument("--bands", default="results/bands", metavar="DIR", help="band files <space>-<percent>.jsonl")
+    p.add_argument("--curve", metavar="FILE", help="a recovery curve.jsonl (default: the space's artifact in "
+                                                   "results/supernets/ with the most training tokens)")
+    p.add_argument("--readme", metavar="FILE", help="also rewrite this file's `<!-- nasbench report: NAME -->` blocks")
+    p.set_defaults(func=_cmd_report)

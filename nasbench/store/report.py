@@ -1,0 +1,41 @@
+"""The report's reads, in one place: measured values by arch and supernet (bound parameters only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["metric_values", "supernet_rows"]
+
+
+def metric_values(db: str | Path, space: str, metric: str, arch_ids: Sequence[str] | None = None,
+                  task: str = "") -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(supernet_id, arch_id): {value, dtype, seq_len, extra}}`` of one metric (and task) of a space."""
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(db)
+    try:
+        sql = ("SELECT supernet_id, arch_id, value, dtype, seq_len, extra FROM measurements "
+               "WHERE space = ? AND metric = ? AND task = ?")
+        params: list[Any] = [space, metric, task]
+        if arch_ids is not None:
+            sql += " AND list_contains(?, arch_id)"
+            params.append(list(arch_ids))
+        rows = con.execute(sql + " ORDER BY supernet_id, arch_id", params).fetchall()
+    finally:
+        con.close()
+    return {(s, a): {"value": v, "dtype": d, "seq_len": n, "extra": e} for s, a, v, d, n, e in rows}
+
+
+def supernet_rows(db: str | Path, space: str) -> list[dict[str, Any]]:
+    """The space's ``supernets`` rows (id, strategy, kd, peft, steps, tokens, wall time, config), by id."""
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(db)
+    try:
+        cur = con.execute("SELECT id, strategy, kd, peft, steps, tokens, wall_time_s, checkpoint, config "
+                          "FROM supernets WHERE space = ? ORDER BY id", [space])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+    finally:
+        con.close()

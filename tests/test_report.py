@@ -1,0 +1,51 @@
+"""nasbench report: band ratios against the goals, a curve figure, byte-identical reruns, README blocks."""
+
+from __future__ import annotations
+
+import json
+
+from nasbench.cli import main
+from nasbench.models import tiny_space
+from nasbench.report import band_ratios
+from nasbench.space import arch_id
+from nasbench.store import Measurement, Store
+
+
+def _db(space, path, bands):
+    with Store(path) as store:
+        store.add_space(space)
+        store.add_supernet("trained-x", space.name, "tiny", tokens=1000, steps=3)
+        for supernet, scale in (("pretrained", 100.0), ("trained-x", 2.0)):
+            archs = [space.largest(), *(a for archs in bands.values() for a in archs)]
+            for i, arch in enumerate(archs):
+                value = 10.0 if i == 0 else 10.0 * scale * (1 + i / 10)
+                store.add_results(space, arch, [Measurement(arch_id=arch_id(arch), supernet_id=supernet, metric="ppl",
+                                                            value=value, unit="perplexity", seq_len=512)])
+
+
+def test_report_rebuilds_the_recovery_section_byte_identically(tmp_path):
+    space = tiny_space(tmp_path / "s", "llama")
+    bands = {"50": space.sample(3, seed=1), "75": space.sample(3, seed=2)}
+    band_dir = tmp_path / "bands"
+    band_dir.mkdir()
+    for label, archs in bands.items():
+        (band_dir / f"{space.name}-{label}.jsonl").write_text("".join(json.dumps({"arch": a}) + "\n" for a in archs))
+    db = tmp_path / "b.duckdb"
+    _db(space, db, bands)
+    ratios = band_ratios(db, space, {k: band_dir / f"{space.name}-{k}.jsonl" for k in bands})
+    assert ratios["full"] == {"pretrained": 10.0, "trained-x": 10.0}
+    assert min(ratios["bands"]["50"]["trained-x"]) == 2.0 * 1.1
+    curve = tmp_path / "curve.jsonl"
+    curve.write_text("".join(json.dumps({"tokens": t, "role": r, "ppl": p, "params": n}) + "\n" for t, r, p, n in
+                             [(0, "full", 10, 100), (0, "probe0", 900, 50), (8, "full", 10, 100), (8, "probe0", 40, 50)]))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- nasbench report: recovery -->\nold\n<!-- /nasbench report: recovery -->\nend\n")
+    args = ["report", space.path, "--db", str(db), "--bands", str(band_dir), "--curve", str(curve), "--out",
+            str(tmp_path / "out"), "--readme", str(readme)]
+    assert main(args) == 0
+    report = (tmp_path / "out" / "REPORT.md").read_bytes()
+    assert b"not met" in report and (tmp_path / "out" / "recovery-curve.png").stat().st_size > 0
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n") and "2.2x" in text
+    assert main(args) == 0
+    assert (tmp_path / "out" / "REPORT.md").read_bytes() == report and readme.read_text() == text
