@@ -1,6 +1,6 @@
 """What a published benchmark and an exported sub-network say about themselves: licences, citation, model cards.
 
-Ground floor (no torch, no DuckDB): :mod:`nasbench.publish` builds the benchmark's Croissant-style card from these
+Ground floor (no torch, no DuckDB): :mod:`nasbench.store.publish` builds the benchmark's Croissant-style card from these
 tables and :func:`nasbench.supernet.export` writes :func:`model_card` as the ``README.md`` of every exported model.
 The licences are the ones the data directory's README states for each file (``shared/data/README.md``); a source
 this table does not know is reported as such, never guessed.

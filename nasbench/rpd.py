@@ -175,6 +175,4 @@ def _open_store(db: str | Path, spaces: Sequence[SearchSpace], first: SearchSpac
 
 def _stored(store: Any, space: str, aid: str, task: str) -> dict[str, float]:
     """Perplexities already stored for an arch (what a resumed study reuses), by supernet id."""
-    rows = store.con.execute("SELECT supernet_id, value FROM measurements WHERE space = ? AND arch_id = ? AND "
-                             "metric = 'ppl' AND task = ?", [space, aid, task]).fetchall()
-    return dict(rows)
+    return store.values_by_supernet(space, aid, "ppl", task)

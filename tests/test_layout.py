@@ -25,18 +25,19 @@ STAGES = {
     "nasbench.importance": 3,
     "nasbench.train": 4,
     "nasbench.profile": 5,
-    "nasbench.store": 1, "nasbench.publish": 6,
+    "nasbench.store": 1,
     "nasbench.surrogate": 7,
     "nasbench.optimize": 8,
     "nasbench.front": 9,
     "nasbench.cli": 10, "nasbench.__main__": 10, "nasbench.bench": 10, "nasbench.rpd": 10, "nasbench.baselines": 10,
+    "nasbench.report": 10,
 }
 #: Known exceptions, each a debt to pay off (nasbench/train/ is being changed elsewhere): the artifact reader and the
 #: training loop share the checkpoint file names.
 ALLOWED_LATER: set[tuple[str, str]] = set()
 ALLOWED_CYCLES = [{"nasbench.train.artifact", "nasbench.train.loop"}]
-ALLOWED_LONG = {"nasbench/train/loop.py", "nasbench/publish.py", "nasbench/store/__init__.py",
-                "nasbench/supernet/wiring.py", "nasbench/optimize/compare.py", "nasbench/optimize/searchers.py"}
+ALLOWED_LONG = {"nasbench/train/loop.py", "nasbench/supernet/wiring.py", "nasbench/optimize/compare.py",
+                "nasbench/optimize/searchers.py"}
 
 
 def _modules() -> dict[str, Path]:

@@ -207,7 +207,7 @@ def test_model_card_names_the_hub_base_model_and_licences() -> None:
 
 
 def test_shipped_publication_matches_the_shipped_db(tmp_path) -> None:
-    from nasbench.publish import publish
+    from nasbench.store.publish import publish
 
     repo = SPACES.parent
     shipped = repo / "results" / "published" / "smollm2-135m"

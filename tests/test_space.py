@@ -284,3 +284,17 @@ def test_batch_rules_and_counts_equal_the_per_arch_ones(name) -> None:
     expected = [space.is_valid(dict(zip(DIMENSIONS, map(int, row)))) for row in mutated]
     assert 0 < mask.sum() < len(mask)
     assert mask.tolist() == expected
+
+
+def test_batch_arch_ids_equal_arch_id() -> None:
+    """arch_ids (numpy, nasbench.space) and the DuckDB one (nasbench.store.arch_ids) hash each row's canonical JSON
+    exactly as arch_id does."""
+    from nasbench.space import arch_ids
+    from nasbench.store import arch_ids as sql_arch_ids
+
+    space = load_space(SPACES / "smollm2-135m.yaml")
+    archs = space.sample(300, seed=4)
+    x = space.encode(archs).astype(np.int64)
+    expected = [arch_id(a) for a in archs]
+    assert arch_ids(x) == expected
+    assert list(sql_arch_ids(x)) == expected

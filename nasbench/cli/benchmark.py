@@ -35,9 +35,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     cards = bm.fit(csv_list(args.metrics))
     if not args.no_store:
         with Store(args.db) as store:
-            stored = {r[0]: r[1] for r in store.con.execute(
-                "SELECT metric, data_hash FROM surrogate_cards WHERE space = ? AND supernet_id = ?",
-                [bm.space.name, bm.supernet_id]).fetchall()}
+            stored = store.card_hashes(bm.space.name, bm.supernet_id)
             fresh = [c for c in cards if stored.get(c.metric) != c.data_hash]
             if fresh:  # an unchanged card is not rewritten: the DB file stays byte-identical
                 store.add_cards(fresh)

@@ -86,7 +86,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from nasbench.publish import publish
+    from nasbench.store.publish import publish
 
     print(json.dumps(publish(args.db, args.out)))
     return 0
@@ -102,34 +102,10 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
 
 
 
-_READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
-
-
 def _cmd_sql(args: argparse.Namespace) -> int:
-    import duckdb
+    from nasbench.store.queries import read_only_query
 
-    from nasbench.store import connect_read_only
-
-    try:
-        statements = duckdb.extract_statements(args.query)
-    except duckdb.Error as exc:
-        raise NasBenchError("QUERY", "not valid SQL", str(exc).splitlines()[0]) from None
-    if not statements:
-        raise NasBenchError("QUERY", "is empty: give one SELECT, EXPLAIN or PRAGMA statement", args.query)
-    for statement in statements:
-        kind = statement.type.name
-        if kind not in _READ_ONLY_STATEMENTS:
-            raise NasBenchError("QUERY", "nasbench sql is read-only: only SELECT, EXPLAIN and PRAGMA statements run",
-                                kind)
-    if len(statements) > 1:
-        raise NasBenchError("QUERY", "give exactly one statement", len(statements))
-    con = connect_read_only(args.db)
-    try:
-        frame = con.execute(args.query).df()
-    except duckdb.Error as exc:
-        raise NasBenchError("QUERY", "query failed", str(exc).splitlines()[0]) from None
-    finally:
-        con.close()
+    frame = read_only_query(args.db, args.query)
     if args.format == "csv":
         sys.stdout.write(frame.to_csv(index=False))
     elif args.format == "json":
@@ -138,7 +114,6 @@ def _cmd_sql(args: argparse.Namespace) -> int:
     else:
         print(frame.to_string(index=False) if len(frame) else "(no rows)")
     return 0
-
 
 
 def add_verbs(verbs: Any) -> None:

@@ -68,7 +68,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     supernet_id = loaded.supernet_id  # the id `nasbench profile --supernet` stores
     measurements: list[dict[str, Any]] = []
     if args.db:  # the model card shows what the benchmark measured for this arch on these weights
-        from nasbench.publish import arch_measurements
+        from nasbench.store.publish import arch_measurements
 
         measurements = arch_measurements(args.db, space.name, arch_id(arch), supernet_id)
     out = export(space, arch, args.out, supernet_dir=args.supernet, supernet=Supernet(loaded.model, space),

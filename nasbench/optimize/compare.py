@@ -396,15 +396,9 @@ def measured_table(db: str | Path, space: str, supernet_id: str | None = None) -
 
     With several supernets in the view, ``supernet_id`` picks one (else the DB must hold exactly one).
     """
-    from nasbench.store import connect_read_only, view_name
+    from nasbench.store.queries import wide_rows
 
-    con = connect_read_only(db)
-    try:
-        df = con.execute(f'SELECT * FROM "{view_name(space)}" ORDER BY arch_id, supernet_id').df()
-    except Exception as exc:  # duckdb's catalog error for a space without a view
-        raise NasBenchError("--space", f"no measured rows in {db}", space) from exc
-    finally:
-        con.close()
+    df = wide_rows(db, space)
     if supernet_id is not None:
         df = df[df["supernet_id"] == supernet_id]
     elif df["supernet_id"].nunique() > 1:
@@ -416,11 +410,6 @@ def measured_table(db: str | Path, space: str, supernet_id: str | None = None) -
 
 
 # ------------------------------------------------------------------------------------------------------ driver
-_RUN_COLUMNS = ["run_id", "space", "supernet_id", "mode", "method", "seed", "objectives", "max_evals",
-                "max_sim_time_s", "workers", "n_evals", "sim_time_s", "wall_time_s", "hv", "hv_norm", "igd",
-                "front_share", "config", "created_at"]
-_TRACE_COLUMNS = ["run_id", "eval", "sim_time_s", "arch_id", "objectives", "hv", "hv_norm", "igd", "front_share"]
-
 # Set in the parent before forking workers, so the blackbox is inherited instead of pickled.
 _JOB: dict[str, Any] = {}
 
@@ -438,17 +427,9 @@ def _work(task: tuple[str, int]) -> RunResult:
 
 
 def _write(store: Any, result: RunResult) -> None:
-    import pandas as pd
+    from nasbench.store.runs import write_run
 
-    runs = pd.DataFrame([result.run], columns=_RUN_COLUMNS)
-    traces = pd.DataFrame(result.traces, columns=_TRACE_COLUMNS)
-    with store.transaction() as con:
-        con.register("_new_run", runs)
-        con.register("_new_traces", traces)
-        con.execute(f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) SELECT * FROM _new_run")
-        con.execute(f"INSERT INTO run_traces ({', '.join(_TRACE_COLUMNS)}) SELECT * FROM _new_traces")
-        con.unregister("_new_run")
-        con.unregister("_new_traces")
+    write_run(store, result.run, result.traces)
 
 
 def compare(blackbox: Any, settings: CompareSettings, db: str | Path, true_table: Any = None,
@@ -468,15 +449,14 @@ def compare(blackbox: Any, settings: CompareSettings, db: str | Path, true_table
     from tqdm.auto import tqdm
 
     from nasbench.store import Store
+    from nasbench.store.runs import done_runs, runs_by_id
 
     config_space = dict(config_space if config_space is not None else blackbox.configuration_space)
     truth = make_truth(settings, config_space, true_table, bounds)
     tasks = [(m, s) for m in settings.methods for s in settings.seeds]
     with Store(db) as store:
         ids = {run_id(settings, m, s, truth.fingerprint): (m, s) for m, s in tasks}
-        done = set(store.con.execute("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?))",
-                                     [list(ids)]).fetchall())
-        done = {r[0] for r in done}
+        done = done_runs(store, list(ids))
         todo = [ids[r] for r in ids if r not in done]
         bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="runs", unit="run", disable=not progress)
         _JOB.update(blackbox=blackbox, settings=settings, truth=truth, config_space=config_space,
@@ -495,8 +475,7 @@ def compare(blackbox: Any, settings: CompareSettings, db: str | Path, true_table
         finally:
             _JOB.clear()
             bar.close()
-        return store.query("SELECT * FROM runs WHERE run_id IN (SELECT unnest(?)) ORDER BY method, seed",
-                           [list(ids)])
+        return runs_by_id(store, list(ids))
 
 
 def bench_compare(db: str | Path, space: str, objectives: Sequence[str] = ("ppl", "latency_ms"),

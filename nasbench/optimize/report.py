@@ -23,20 +23,9 @@ def load_runs(db: str | Path, space: str, objectives: Sequence[str], mode: str |
               supernet_id: str | None = None, run_ids: Sequence[str] | None = None) -> tuple[Any, Any]:
     """``runs`` and ``run_traces`` rows of one space and objective set (read-only), as DataFrames; ``run_ids``
     keeps one comparison's runs (a DB may hold several with other budgets)."""
-    from nasbench.store import connect_read_only
+    from nasbench.store.runs import load_runs as read_runs
 
-    con = connect_read_only(db)
-    try:
-        where = "r.space = ? AND r.objectives = ?" + (" AND r.mode = ?" if mode else "") \
-            + (" AND r.supernet_id = ?" if supernet_id else "") \
-            + (" AND r.run_id IN (SELECT unnest(?))" if run_ids is not None else "")
-        params = [space, ",".join(objectives)] + ([mode] if mode else []) + ([supernet_id] if supernet_id else []) \
-            + ([list(run_ids)] if run_ids is not None else [])
-        runs = con.execute(f"SELECT * FROM runs r WHERE {where} ORDER BY method, seed", params).df()
-        traces = con.execute(f"SELECT t.* FROM run_traces t JOIN runs r USING (run_id) WHERE {where} "
-                             "ORDER BY t.run_id, t.eval", params).df()
-    finally:
-        con.close()
+    runs, traces = read_runs(db, space, objectives, mode, supernet_id, run_ids)
     if runs.empty:
         raise NasBenchError("--report", f"no runs for this space and objectives in {db}",
                             (space, ",".join(objectives), mode))

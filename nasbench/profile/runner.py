@@ -172,7 +172,7 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
         store.add_space(space)
         if supernet_dir is None:
             store.add_supernet(PRETRAINED, space.name, space.model.source)
-        elif store.con.execute("SELECT count(*) FROM supernets WHERE id = ?", [supernet_id]).fetchone()[0] == 0:
+        elif not store.has_supernet(supernet_id):
             store.add_supernet(supernet_id, space.name, space.model.source, checkpoint=str(supernet_dir),
                                **_artifact_fields(supernet_dir))
         todo = [(a, _missing(store, space, a, supernet_id, config)) for a in archs]

@@ -8,10 +8,7 @@ quoted. Duplicate measurements (same identifying columns) are skipped, so a rest
 from __future__ import annotations
 
 import json
-import re
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -19,246 +16,13 @@ import duckdb
 
 from nasbench.errors import StoreError
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, canonical_json
+from nasbench.store.connect import SAFE_CONFIG, connect_read_only, open_db
+from nasbench.store.ids import arch_ids
+from nasbench.store.schema import (DEFAULT_DB, SCHEMA, SCHEMA_VERSION, Measurement, _column, _ident, _json, _literal,
+                                   _now, view_name)
 
 __all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "SAFE_CONFIG", "Measurement", "Store", "connect_read_only", "open_db",
-           "view_name"]
-
-SCHEMA_VERSION = 2
-DEFAULT_DB = "results/nasbench.duckdb"
-
-_DIMENSION_COLUMNS = ",\n    ".join(f"{d} INTEGER" for d in DIMENSIONS)
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
-CREATE TABLE IF NOT EXISTS spaces (
-    name VARCHAR NOT NULL,
-    version INTEGER NOT NULL,
-    hash VARCHAR NOT NULL,
-    yaml VARCHAR NOT NULL,
-    path VARCHAR,
-    created_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (name, hash)
-);
-CREATE TABLE IF NOT EXISTS supernets (
-    id VARCHAR PRIMARY KEY,
-    space VARCHAR NOT NULL,
-    base_model VARCHAR NOT NULL,
-    strategy VARCHAR,
-    kd VARCHAR,
-    peft VARCHAR,
-    data_hash VARCHAR,
-    steps INTEGER,
-    tokens BIGINT,
-    wall_time_s DOUBLE,
-    checkpoint VARCHAR,
-    config VARCHAR,
-    created_at TIMESTAMP NOT NULL
-);
-CREATE TABLE IF NOT EXISTS architectures (
-    arch_id VARCHAR NOT NULL,
-    space VARCHAR NOT NULL,
-    {_DIMENSION_COLUMNS},
-    per_layer VARCHAR,
-    arch VARCHAR NOT NULL,
-    params BIGINT NOT NULL,
-    created_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (space, arch_id)
-);
-CREATE TABLE IF NOT EXISTS measurements (
-    space VARCHAR NOT NULL,
-    arch_id VARCHAR NOT NULL,
-    supernet_id VARCHAR NOT NULL,
-    metric VARCHAR NOT NULL,
-    task VARCHAR NOT NULL DEFAULT '',
-    device VARCHAR NOT NULL DEFAULT '',
-    dtype VARCHAR NOT NULL DEFAULT '',
-    batch INTEGER NOT NULL DEFAULT 0,
-    seq_len INTEGER NOT NULL DEFAULT 0,
-    value DOUBLE,
-    unit VARCHAR NOT NULL,
-    spread DOUBLE,
-    n_repeats INTEGER,
-    cost_s DOUBLE,
-    software VARCHAR,
-    extra VARCHAR,
-    created_at TIMESTAMP NOT NULL,
-    UNIQUE (space, arch_id, supernet_id, metric, task, device, dtype, batch, seq_len)
-);
--- schema 2: surrogate fidelity cards and optimizer comparisons
-CREATE TABLE IF NOT EXISTS surrogate_cards (
-    space VARCHAR NOT NULL,
-    supernet_id VARCHAR NOT NULL,
-    metric VARCHAR NOT NULL,
-    model VARCHAR NOT NULL,
-    transform VARCHAR NOT NULL,
-    n_train INTEGER NOT NULL,
-    n_test INTEGER NOT NULL,
-    kendall_tau DOUBLE,
-    spearman_rho DOUBLE,
-    r2 DOUBLE,
-    mae DOUBLE,
-    coverage_90 DOUBLE,
-    loso_kendall_tau DOUBLE,
-    loso_n INTEGER,
-    cv VARCHAR,
-    data_hash VARCHAR NOT NULL,
-    created_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (space, supernet_id, metric)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id VARCHAR PRIMARY KEY,
-    space VARCHAR NOT NULL,
-    supernet_id VARCHAR,
-    mode VARCHAR NOT NULL,
-    method VARCHAR NOT NULL,
-    seed INTEGER NOT NULL,
-    objectives VARCHAR NOT NULL,
-    max_evals INTEGER,
-    max_sim_time_s DOUBLE,
-    workers INTEGER,
-    n_evals INTEGER,
-    sim_time_s DOUBLE,
-    wall_time_s DOUBLE,
-    hv DOUBLE,
-    hv_norm DOUBLE,
-    igd DOUBLE,
-    front_share DOUBLE,
-    config VARCHAR,
-    created_at TIMESTAMP NOT NULL
-);
-CREATE TABLE IF NOT EXISTS run_traces (
-    run_id VARCHAR NOT NULL,
-    eval INTEGER NOT NULL,
-    sim_time_s DOUBLE NOT NULL,
-    arch_id VARCHAR,
-    objectives VARCHAR,
-    hv DOUBLE,
-    hv_norm DOUBLE,
-    igd DOUBLE,
-    front_share DOUBLE,
-    PRIMARY KEY (run_id, eval)
-);
-"""
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One measured value. The identifying columns are everything up to ``seq_len``."""
-
-    arch_id: str
-    supernet_id: str
-    metric: str
-    value: float | None
-    """``None`` only where a value cannot exist on this machine (e.g. energy without NVML); never invented."""
-    unit: str
-    task: str = ""
-    device: str = ""
-    dtype: str = ""
-    batch: int = 0
-    seq_len: int = 0
-    spread: float | None = None
-    """Interquartile range over repeats, where repeats were taken."""
-    n_repeats: int | None = None
-    cost_s: float | None = None
-    """Seconds this measurement took: the optimizers' simulated time."""
-    software: Mapping[str, str] | None = None
-    extra: Mapping[str, Any] | None = None
-
-
-def view_name(space: str) -> str:
-    """Name of the wide view of a space: ``wide_`` + the space name with non-alphanumerics as ``_``."""
-    return "wide_" + re.sub(r"[^0-9a-zA-Z]+", "_", space).strip("_").lower()
-
-
-_DUCKDB_MAGIC = b"DUCK"
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-#: Settings of every read-only connection: DuckDB may read the DB file and nothing else on the machine (no COPY TO,
-#: read_csv/read_text/glob, ATTACH of other files, IMPORT/EXPORT DATABASE, extension installs), and SQL cannot turn
-#: them back on (``lock_configuration``).
-SAFE_CONFIG: dict[str, Any] = {
-    "enable_external_access": False,
-    "autoload_known_extensions": False,
-    "autoinstall_known_extensions": False,
-    "allow_community_extensions": False,
-    "allow_persistent_secrets": False,
-    "lock_configuration": True,
-}
-
-
-def open_db(path: str | Path, *, read_only: bool = True, create: bool = False) -> duckdb.DuckDBPyConnection:
-    """The one way the project opens a benchmark DB: the file must be a nasbench DuckDB file of a known schema.
-
-    Every problem is a :class:`StoreError` naming it: a missing, zero-byte, SQLite, non-DuckDB, corrupt or truncated
-    file, a DuckDB file without nasbench's ``meta`` table (an unrelated DB), a schema version this nasbench does not
-    know, or a file another process holds open for writing (DuckDB allows one writer and no concurrent readers
-    across processes: readers get "in use by a writer" and may retry once it is done). Read-only connections cannot
-    touch any other file (:data:`SAFE_CONFIG`). ``create``: a missing file (or a DuckDB file with no tables) becomes
-    a new nasbench DB; the caller then creates the schema.
-    """
-    path = Path(path)
-    where = str(path)
-    if not path.exists():
-        if not create or read_only:
-            raise StoreError(where, "database file not found", where)
-        path.parent.mkdir(parents=True, exist_ok=True)
-    else:
-        if not path.is_file():
-            raise StoreError(where, "not a regular file (a nasbench database is one DuckDB file)", where)
-        try:
-            with open(path, "rb") as f:
-                head = f.read(16)
-        except OSError as exc:
-            raise StoreError(where, "cannot read the database file", exc.strerror or str(exc)) from None
-        if not head:
-            raise StoreError(where, "empty file (0 bytes), not a nasbench database", 0)
-        if head.startswith(_SQLITE_MAGIC):
-            raise StoreError(where, "an SQLite database, not a nasbench (DuckDB) database", "SQLite format 3")
-        if head[8:12] != _DUCKDB_MAGIC:
-            raise StoreError(where, "not a DuckDB database file (no DuckDB header)", head[:12])
-    try:
-        con = duckdb.connect(where, read_only=read_only, config=dict(SAFE_CONFIG) if read_only else {})
-    except duckdb.Error as exc:
-        raise _open_error(where, exc) from None
-    try:
-        _check_schema(con, where, allow_empty=create and not read_only)
-    except BaseException:
-        con.close()
-        raise
-    return con
-
-
-def _open_error(where: str, exc: Exception) -> StoreError:
-    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if "lock" in first.lower():
-        return StoreError(where, "in use by a writer (another process has it open for writing; DuckDB lets no "
-                                 "other process read meanwhile): retry when that job has finished",
-                          first, show_got=False)
-    return StoreError(where, "cannot open as a DuckDB database (corrupt, truncated or from another DuckDB version)",
-                      first)
-
-
-def _check_schema(con: duckdb.DuckDBPyConnection, where: str, allow_empty: bool) -> None:
-    try:
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog = current_database()").fetchall()}
-        if "meta" not in tables:
-            if allow_empty and not tables:
-                return
-            listed = ", ".join(sorted(tables)[:5]) or "no tables"
-            raise StoreError(where, "not a nasbench database (it has no meta table)", listed)
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    except duckdb.Error as exc:
-        raise _open_error(where, exc) from None
-    found = None if row is None else str(row[0])
-    if found is None or not found.isdigit() or not 1 <= int(found) <= 10**6:
-        raise StoreError(where, "not a nasbench database (meta holds no valid schema_version)", found)
-    if int(found) > SCHEMA_VERSION:
-        raise StoreError(where, f"written by a newer nasbench (schema {found}); this one reads schema <= "
-                                f"{SCHEMA_VERSION}", int(found))
-
-
-def connect_read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """Open an existing nasbench DB read-only (:func:`open_db`): writes fail and no other file can be touched."""
-    return open_db(path, read_only=True)
+           "view_name", "arch_ids"]
 
 
 class Store:
@@ -292,7 +56,7 @@ class Store:
             if found == SCHEMA_VERSION:  # newer or malformed versions were refused by open_db
                 return
         with self.transaction():
-            self.con.execute(_SCHEMA)
+            self.con.execute(SCHEMA)
             self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     @contextmanager
@@ -403,6 +167,21 @@ class Store:
             "SELECT count(*) FROM measurements WHERE space = ? AND arch_id = ? AND supernet_id = ? AND metric = ? "
             "AND task = ? AND device = ?", [space, arch, supernet_id, metric, task, device]).fetchone()[0] > 0
 
+    def has_supernet(self, supernet_id: str) -> bool:
+        return self.con.execute("SELECT count(*) FROM supernets WHERE id = ?", [supernet_id]).fetchone()[0] > 0
+
+    def values_by_supernet(self, space: str, arch: str, metric: str, task: str = "") -> dict[str, float]:
+        """supernet_id -> stored value of (arch, metric, task): what a resumed study reuses."""
+        rows = self.con.execute("SELECT supernet_id, value FROM measurements WHERE space = ? AND arch_id = ? AND "
+                                "metric = ? AND task = ?", [space, arch, metric, task]).fetchall()
+        return dict(rows)
+
+    def card_hashes(self, space: str, supernet_id: str) -> dict[str, str]:
+        """metric -> data_hash of the stored surrogate cards of (space, supernet)."""
+        return {r[0]: r[1] for r in self.con.execute(
+            "SELECT metric, data_hash FROM surrogate_cards WHERE space = ? AND supernet_id = ?",
+            [space, supernet_id]).fetchall()}
+
     def architectures(self, space: str) -> list[dict[str, Any]]:
         """Every stored arch of a space, as canonical dicts, in arch_id order."""
         rows = self.con.execute("SELECT arch FROM architectures WHERE space = ? ORDER BY arch_id", [space]).fetchall()
@@ -464,23 +243,3 @@ def _insert_measurements(con: duckdb.DuckDBPyConnection, space: str, measurement
             "INSERT INTO measurements (space, arch_id, supernet_id, metric, task, device, dtype, batch, seq_len, "
             "value, unit, spread, n_repeats, cost_s, software, extra, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows)
-
-
-def _column(metric: str, task: str) -> str:
-    return re.sub(r"[^0-9a-zA-Z]+", "_", f"metric_{metric}" + (f"_{task}" if task else "")).lower()
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _json(value: Mapping[str, Any] | None) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)

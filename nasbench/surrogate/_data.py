@@ -20,6 +20,7 @@ import pandas as pd
 from nasbench.errors import NasBenchError
 from nasbench.metrics import EXACT, LOG_FIT, WEIGHT_FREE, is_maximized
 from nasbench.space import SearchSpace
+from nasbench.store.queries import archs_by_id, measured_rows, supernets_with
 
 __all__ = ["EXACT_METRICS", "LOG_METRICS", "WEIGHT_FREE_METRICS", "MeasuredTable", "is_maximized", "read_table",
            "supernets_of"]
@@ -69,22 +70,14 @@ class MeasuredTable:
 
 def supernets_of(con: duckdb.DuckDBPyConnection, space: str) -> list[str]:
     """Supernets with weight-dependent measurements (ppl, accuracy) in ``space``, sorted."""
-    skip = (*WEIGHT_FREE_METRICS, *EXACT_METRICS)
-    rows = con.execute(f"SELECT DISTINCT supernet_id FROM measurements WHERE space = ? AND metric NOT IN "
-                       f"({', '.join('?' * len(skip))}) ORDER BY 1", [space, *skip]).fetchall()
-    return [r[0] for r in rows]
+    return supernets_with(con, space, (*WEIGHT_FREE_METRICS, *EXACT_METRICS))
 
 
 def read_table(con: duckdb.DuckDBPyConnection, space: SearchSpace, supernet_id: str,
                device: str | None = None) -> MeasuredTable:
     """The latest value of every (arch, metric, task) of ``supernet_id``; weight-free metrics fall back to other
     supernets' rows; ``device`` keeps only rows measured there."""
-    rows = con.execute(
-        "SELECT arch_id, supernet_id, metric, task, value, cost_s, created_at FROM measurements "
-        "WHERE space = ? AND value IS NOT NULL AND (? IS NULL OR device = ? OR device = '') "
-        f"AND (supernet_id = ? OR metric IN ({', '.join('?' * len(WEIGHT_FREE_METRICS))})) "
-        f"AND metric NOT IN ({', '.join('?' * len(EXACT_METRICS))})",
-        [space.name, device, device, supernet_id, *WEIGHT_FREE_METRICS, *EXACT_METRICS]).df()
+    rows = measured_rows(con, space.name, supernet_id, device, WEIGHT_FREE_METRICS, EXACT_METRICS)
     if rows.empty:
         raise NasBenchError("--supernet", f"no measurements of space {space.name!r} for this supernet"
                                           + ("" if device is None else f" on device {device!r}"), supernet_id)
@@ -102,9 +95,7 @@ def read_table(con: duckdb.DuckDBPyConnection, space: SearchSpace, supernet_id: 
         values["acc_avg"] = values[cols].mean(axis=1).where(complete)
         costs["acc_avg"] = costs[cols].sum(axis=1, min_count=1).where(complete)
     ids = list(values.index)
-    archs = {r[0]: json.loads(r[1]) for r in con.execute(
-        "SELECT arch_id, arch FROM architectures WHERE space = ? AND arch_id IN (SELECT unnest(?))",
-        [space.name, ids]).fetchall()}
+    archs = archs_by_id(con, space.name, ids)
     missing = [i for i in ids if i not in archs]
     if missing:
         raise NasBenchError("measurements", "every measured arch_id needs its row in architectures", missing[0])

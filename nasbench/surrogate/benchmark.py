@@ -17,7 +17,8 @@ import pandas as pd
 
 from nasbench.errors import IllegalSubNetworkError, NasBenchError
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, load_space, parse_space
-from nasbench.store import connect_read_only
+from nasbench.store import arch_ids, connect_read_only
+from nasbench.store.queries import space_names, space_yaml
 from nasbench.surrogate._cache import DEFAULT_CACHE, load_cached, save_cached
 from nasbench.surrogate._data import (
     EXACT_METRICS,
@@ -292,16 +293,7 @@ class Benchmark:
             x[:, DIMENSIONS.index("n_kv_groups")] = x[:, DIMENSIONS.index("n_heads")]
         if len(x) <= _SMALL:
             return np.array([arch_id(dict(zip(DIMENSIONS, map(int, r)))) for r in x], dtype=object)
-        con = self._duckdb()
-        frame = pd.DataFrame(x, columns=list(DIMENSIONS))
-        con.register("configs", frame)
-        try:
-            # canonical_json: keys sorted, no spaces; every dimension is an integer
-            parts = " || ',' || ".join(f"'\"{d}\":' || {d}" for d in sorted(DIMENSIONS))
-            ids = con.execute(f"SELECT substr(sha256('{{' || {parts} || '}}'), 1, 16) FROM configs").fetchnumpy()
-        finally:
-            con.unregister("configs")
-        return next(iter(ids.values())).astype(object)
+        return arch_ids(x, DIMENSIONS, con=self._duckdb())
 
     def _rows(self, ids: np.ndarray) -> np.ndarray:
         """Row of each arch_id in the measured table (-1: not measured)."""
@@ -331,12 +323,12 @@ def _resolve_space(con: Any, db: str | Path, space: SearchSpace | str | Path) ->
     text = str(space)
     if text.endswith((".yaml", ".yml")) or Path(text).is_file():
         return load_space(text)
-    row = con.execute("SELECT yaml FROM spaces WHERE name = ? ORDER BY created_at DESC LIMIT 1", [text]).fetchone()
-    if row is None:
-        names = [r[0] for r in con.execute("SELECT DISTINCT name FROM spaces ORDER BY 1").fetchall()]
+    yaml_text = space_yaml(con, text)
+    if yaml_text is None:
+        names = space_names(con)
         raise NasBenchError("--space", f"neither a YAML file nor a space stored in {db} ({', '.join(names) or 'none'})",
                             text)
-    return parse_space(row[0], f"{db}:spaces/{text}")
+    return parse_space(yaml_text, f"{db}:spaces/{text}")
 
 
 def _as_records(configs: Any) -> list[Mapping[str, Any]]:

@@ -1,0 +1,179 @@
+"""The benchmark DB's schema (versioned in table ``meta``), its rows and the names of its wide views."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from nasbench.space import DIMENSIONS
+
+__all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "SCHEMA", "Measurement", "view_name"]
+
+SCHEMA_VERSION = 2
+DEFAULT_DB = "results/nasbench.duckdb"
+
+_DIMENSION_COLUMNS = ",\n    ".join(f"{d} INTEGER" for d in DIMENSIONS)
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS spaces (
+    name VARCHAR NOT NULL,
+    version INTEGER NOT NULL,
+    hash VARCHAR NOT NULL,
+    yaml VARCHAR NOT NULL,
+    path VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (name, hash)
+);
+CREATE TABLE IF NOT EXISTS supernets (
+    id VARCHAR PRIMARY KEY,
+    space VARCHAR NOT NULL,
+    base_model VARCHAR NOT NULL,
+    strategy VARCHAR,
+    kd VARCHAR,
+    peft VARCHAR,
+    data_hash VARCHAR,
+    steps INTEGER,
+    tokens BIGINT,
+    wall_time_s DOUBLE,
+    checkpoint VARCHAR,
+    config VARCHAR,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS architectures (
+    arch_id VARCHAR NOT NULL,
+    space VARCHAR NOT NULL,
+    {_DIMENSION_COLUMNS},
+    per_layer VARCHAR,
+    arch VARCHAR NOT NULL,
+    params BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (space, arch_id)
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    space VARCHAR NOT NULL,
+    arch_id VARCHAR NOT NULL,
+    supernet_id VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    task VARCHAR NOT NULL DEFAULT '',
+    device VARCHAR NOT NULL DEFAULT '',
+    dtype VARCHAR NOT NULL DEFAULT '',
+    batch INTEGER NOT NULL DEFAULT 0,
+    seq_len INTEGER NOT NULL DEFAULT 0,
+    value DOUBLE,
+    unit VARCHAR NOT NULL,
+    spread DOUBLE,
+    n_repeats INTEGER,
+    cost_s DOUBLE,
+    software VARCHAR,
+    extra VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    UNIQUE (space, arch_id, supernet_id, metric, task, device, dtype, batch, seq_len)
+);
+-- schema 2: surrogate fidelity cards and optimizer comparisons
+CREATE TABLE IF NOT EXISTS surrogate_cards (
+    space VARCHAR NOT NULL,
+    supernet_id VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    transform VARCHAR NOT NULL,
+    n_train INTEGER NOT NULL,
+    n_test INTEGER NOT NULL,
+    kendall_tau DOUBLE,
+    spearman_rho DOUBLE,
+    r2 DOUBLE,
+    mae DOUBLE,
+    coverage_90 DOUBLE,
+    loso_kendall_tau DOUBLE,
+    loso_n INTEGER,
+    cv VARCHAR,
+    data_hash VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (space, supernet_id, metric)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    space VARCHAR NOT NULL,
+    supernet_id VARCHAR,
+    mode VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    seed INTEGER NOT NULL,
+    objectives VARCHAR NOT NULL,
+    max_evals INTEGER,
+    max_sim_time_s DOUBLE,
+    workers INTEGER,
+    n_evals INTEGER,
+    sim_time_s DOUBLE,
+    wall_time_s DOUBLE,
+    hv DOUBLE,
+    hv_norm DOUBLE,
+    igd DOUBLE,
+    front_share DOUBLE,
+    config VARCHAR,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_traces (
+    run_id VARCHAR NOT NULL,
+    eval INTEGER NOT NULL,
+    sim_time_s DOUBLE NOT NULL,
+    arch_id VARCHAR,
+    objectives VARCHAR,
+    hv DOUBLE,
+    hv_norm DOUBLE,
+    igd DOUBLE,
+    front_share DOUBLE,
+    PRIMARY KEY (run_id, eval)
+);
+"""
+SCHEMA = _SCHEMA
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured value. The identifying columns are everything up to ``seq_len``."""
+
+    arch_id: str
+    supernet_id: str
+    metric: str
+    value: float | None
+    """``None`` only where a value cannot exist on this machine (e.g. energy without NVML); never invented."""
+    unit: str
+    task: str = ""
+    device: str = ""
+    dtype: str = ""
+    batch: int = 0
+    seq_len: int = 0
+    spread: float | None = None
+    """Interquartile range over repeats, where repeats were taken."""
+    n_repeats: int | None = None
+    cost_s: float | None = None
+    """Seconds this measurement took: the optimizers' simulated time."""
+    software: Mapping[str, str] | None = None
+    extra: Mapping[str, Any] | None = None
+
+
+def view_name(space: str) -> str:
+    """Name of the wide view of a space: ``wide_`` + the space name with non-alphanumerics as ``_``."""
+    return "wide_" + re.sub(r"[^0-9a-zA-Z]+", "_", space).strip("_").lower()
+
+
+def _column(metric: str, task: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", f"metric_{metric}" + (f"_{task}" if task else "")).lower()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _json(value: Mapping[str, Any] | None) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
