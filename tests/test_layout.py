@@ -36,8 +36,7 @@ STAGES = {
 #: training loop share the checkpoint file names.
 ALLOWED_LATER: set[tuple[str, str]] = set()
 ALLOWED_CYCLES = [{"nasbench.train.artifact", "nasbench.train.loop"}]
-ALLOWED_LONG = {"nasbench/train/loop.py", "nasbench/supernet/wiring.py", "nasbench/optimize/compare.py",
-                "nasbench/optimize/searchers.py"}
+ALLOWED_LONG = {"nasbench/train/loop.py"}
 
 
 def _modules() -> dict[str, Path]:

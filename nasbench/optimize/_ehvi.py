@@ -10,7 +10,7 @@ from syne_tune.optimizer.schedulers.multiobjective.expected_hyper_volume_improve
     ExpectedHyperVolumeImprovement,
 )
 
-from nasbench.optimize.searchers import DiscreteSpace, _fresh
+from nasbench.optimize.discrete import DiscreteSpace, _fresh
 
 __all__ = ["EHVISearcher"]
 
