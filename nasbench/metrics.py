@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 __all__ = ["Metric", "METRICS", "TASK_METRICS", "OBJECTIVE_METRICS", "COST", "LOG_SCALE", "LOG_FIT", "EXACT",
-           "WEIGHT_FREE", "PROFILE_ITEMS", "metric", "is_maximized", "directions", "direction", "unit", "metric_column",
-           "metric_name", "hp_column", "hp_name", "METRIC_PREFIX", "HP_PREFIX"]
+           "WEIGHT_FREE", "PROFILE_ITEMS", "profile_item", "metric", "is_maximized", "directions", "direction", "unit",
+           "metric_column", "metric_name", "hp_column", "hp_name", "METRIC_PREFIX", "HP_PREFIX"]
 
 METRIC_PREFIX = "metric_"
 HP_PREFIX = "hp_"
@@ -93,6 +93,15 @@ def hp_column(dimension: str) -> str:
 
 def hp_name(column: str) -> str:
     return column.removeprefix(HP_PREFIX)
+
+
+def profile_item(name: str) -> str:
+    """The ``nasbench profile --metrics`` item that measures ``name``: an item stays itself, a metric of the registry
+    becomes the item that profiles it (``latency_ms`` -> ``latency``); anything else is returned unchanged."""
+    if name in PROFILE_ITEMS:
+        return name
+    found = metric(name)
+    return found.profiled_by if found is not None and found.profiled_by else name
 
 
 def metric(name: str) -> Metric | None:

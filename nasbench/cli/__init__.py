@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from nasbench.cli import baseline, bench, benchmark, profile, report, space, supernet
-from nasbench.cli._common import EXIT_USAGE, Parser, UsageError, csv_list
+from nasbench.cli._common import EXIT_USAGE, Parser, UsageError, csv_list, normalize
 from nasbench.errors import NasBenchError
 
 __all__ = ["build_parser", "main", "entry", "EXIT_USAGE"]
@@ -80,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         _check_flags(args)
+        normalize(args)
         return int(args.func(args) or 0)
     except UsageError as exc:
         return _fail(str(exc).removeprefix("nasbench: "))

@@ -16,6 +16,62 @@ DATA_DIR_HELP = "data directory (default: NASBENCH_DATA_DIR)"
 #: or a trained supernet directory / packed artifact (``results/supernets/<id>``) that names one.
 SUPERNET_HELP = ("a supernet id (`pretrained`: the base model) or a trained directory / packed artifact "
                  "(results/supernets/<id>) that resolves to one")
+SPACE_HELP = "a space YAML file or the name of a space stored in the DB"
+#: Verbs whose ``--supernet`` loads weights (resolved to a directory; None: the base model); the others read the DB's
+#: rows of a supernet id.
+WEIGHT_VERBS = ("profile", "export", "build", "baseline")
+PACKED_SUPERNETS = Path("results/supernets")
+
+
+def add_supernet_flag(p: argparse.ArgumentParser, default_note: str) -> None:
+    """``--supernet``, the same words in every verb."""
+    p.add_argument("--supernet", metavar="SUPERNET", help=f"{SUPERNET_HELP} ({default_note})")
+
+
+def add_space_positional(p: argparse.ArgumentParser, default: str | None = None) -> None:
+    """SPACE as a positional (``--space`` stays accepted, hidden: the earlier spelling of these verbs)."""
+    note = f" (default {default})" if default else ""
+    p.add_argument("space", metavar="SPACE", nargs="?", help=SPACE_HELP + note)
+    p.add_argument("--space", dest="space_option", help=argparse.SUPPRESS)
+    p.set_defaults(space_fallback=default)
+
+
+def normalize(args: argparse.Namespace) -> None:
+    """One meaning per flag after parsing: ``--space`` joins SPACE, ``--supernet`` becomes a directory (weight
+    verbs) or an id (benchmark verbs)."""
+    if hasattr(args, "space_option"):
+        option, fallback = args.__dict__.pop("space_option"), args.__dict__.pop("space_fallback", None)
+        if option is not None and args.space is not None and option != args.space:
+            raise NasBenchError("--space", "give SPACE once (positional or --space, not both)", option)
+        args.space = args.space or option or fallback
+        if args.space is None:
+            raise NasBenchError("SPACE", f"is required: {SPACE_HELP}", None, show_got=False)
+    if getattr(args, "supernet", None) is not None:
+        weights = args.verb in WEIGHT_VERBS
+        args.supernet = supernet_dir(args.supernet) if weights else supernet_id(args.supernet)
+
+
+def supernet_id(value: str) -> str:
+    """A supernet id as it is; a trained directory or packed artifact -> the id its rows are stored under."""
+    if not Path(value).is_dir():
+        return value
+    from nasbench.train.artifact import supernet_id_of
+
+    return supernet_id_of(value)
+
+
+def supernet_dir(value: str) -> str | None:
+    """Weights to load: None for ``pretrained`` (the base model); a directory or artifact as it is; an id of a packed
+    artifact under results/supernets/ -> that directory."""
+    if value == "pretrained":
+        return None
+    if Path(value).exists():
+        return value
+    packed = PACKED_SUPERNETS / value
+    if "/" not in value and packed.is_dir():
+        return str(packed)
+    raise NasBenchError("--supernet", f"no such directory, and no packed supernet of that id under "
+                                      f"{PACKED_SUPERNETS}/ (`pretrained`: the base model)", value)
 
 
 class Parser(argparse.ArgumentParser):

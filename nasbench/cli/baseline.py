@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from nasbench.cli._common import DATA_DIR_HELP, csv_list
+from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, csv_list
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
@@ -38,8 +38,7 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--slicing", type=float, default=0.2, help="slicegpt: fraction of the hidden size deleted "
                                                                "(default 0.2)")
-    p.add_argument("--supernet", metavar="DIR", help="prune these weights (a trained directory or artifact) instead "
-                                                     "of the base model")
+    add_supernet_flag(p, "the weights to prune; default: the base model")
     p.add_argument("--calibration-tokens", type=int, default=16384, metavar="N",
                    help="tokens of the space's calibration data (default 16384)")
     p.add_argument("--calibration-seq-len", type=int, default=512, metavar="L")

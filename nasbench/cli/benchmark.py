@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from nasbench.cli._common import csv_list, number, parse_arch, read_arch_lines
+from nasbench.cli._common import (SPACE_HELP, add_space_positional, add_supernet_flag, csv_list, number, parse_arch,
+                                  read_arch_lines)
 from nasbench.errors import NasBenchError
 
 __all__ = ["add_verbs", "add_bench_verbs"]
@@ -158,11 +159,10 @@ def _benchmark_args(p: argparse.ArgumentParser, db_default: str | None, space_fl
     from nasbench.surrogate import CANDIDATES, DEFAULT_CACHE
 
     if space_flag:
-        p.add_argument("--space", required=db_default is None, default=None if db_default is None else "smollm2-135m",
-                       help="a space YAML file or the name of a space stored in the DB")
+        add_space_positional(p, None if db_default is None else "smollm2-135m")
     p.add_argument("--db", default=db_default, required=db_default is None,
                    help="benchmark DuckDB file" + (f" (default {db_default})" if db_default else ""))
-    p.add_argument("--supernet", help="supernet id (needed when the DB holds several for the space)")
+    add_supernet_flag(p, "needed when the DB holds several for the space")
     p.add_argument("--device", help="use only measurements taken on this device (e.g. cpu)")
     p.add_argument("--cache", default=DEFAULT_CACHE, help=f"surrogate cache directory (default {DEFAULT_CACHE}/)")
     p.add_argument("--no-cache", action="store_true", help="fit in memory; read and write no cache files")
@@ -183,7 +183,7 @@ def add_verbs(verbs: Any) -> None:
     p.set_defaults(func=_cmd_fit)
 
     p = verbs.add_parser("query", help="metrics of archs: measured where profiled, predicted elsewhere (JSON lines)")
-    p.add_argument("space", metavar="SPACE", help="a space YAML file or the name of a space stored in the DB")
+    p.add_argument("space", metavar="SPACE", help=SPACE_HELP)
     p.add_argument("--arch", help="one arch as JSON (or a `space sample` line, or @file)")
     p.add_argument("--file", help="JSONL file of archs (or of `space sample` lines)")
     p.add_argument("--metrics", help="comma list (default: the space's objectives)")
@@ -197,7 +197,7 @@ def add_verbs(verbs: Any) -> None:
     from nasbench.optimize.methods import METHODS
 
     p = verbs.add_parser("compare", help="multi-objective optimizers in Syne Tune's simulator on the benchmark")
-    p.add_argument("space", metavar="SPACE", help="a space YAML file or the name of a space stored in the DB")
+    p.add_argument("space", metavar="SPACE", help=SPACE_HELP)
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {','.join(METHODS)}")
     _compare_args(p)
     p.add_argument("--max-sim-time", type=float, help="simulated seconds per run")
@@ -208,9 +208,9 @@ def add_verbs(verbs: Any) -> None:
     p.set_defaults(func=_cmd_compare)
 
     p = verbs.add_parser("pareto", help="the Pareto front and knee of measured archs (never the surrogate)")
+    add_space_positional(p)
     p.add_argument("--db", required=True, help="benchmark DuckDB file")
-    p.add_argument("--space", required=True, help="a space YAML file or the name of a space stored in the DB")
-    p.add_argument("--supernet", help="supernet id (needed when the DB holds several for the space)")
+    add_supernet_flag(p, "needed when the DB holds several for the space")
     p.add_argument("--device", help="use only measurements taken on this device")
     p.add_argument("--objectives", default="ppl,latency_ms", help="comma list (default ppl,latency_ms)")
     p.add_argument("--where", help='SQL condition over the measured columns, e.g. "metric_latency_ms < 200"')

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from nasbench.cli._common import DATA_DIR_HELP, csv_list, read_arch_lines
+from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, csv_list, read_arch_lines
 from nasbench.errors import NasBenchError
 
 
@@ -30,18 +30,24 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _protocol_flags(p: argparse.ArgumentParser) -> None:
-    """The measurement protocol's flags, shared by ``profile`` and ``build``."""
-    p.add_argument("--metrics", default="ppl,latency,memory", help="comma list of ppl,acc,latency,memory,energy")
-    p.add_argument("--tasks", default="arc_easy,piqa,winogrande", help="comma list of lm-eval tasks for acc")
+    """The measurement protocol's flags, shared by ``profile`` and ``build``; defaults are ProfileConfig's."""
+    from nasbench.profile.runner import ProfileConfig as C
+
+    p.add_argument("--metrics", default=",".join(C.metrics),
+                   help="comma list of ppl,acc,latency,memory,energy, or of the metrics they measure (latency_ms, "
+                        "memory_mb, energy_j, acc, ...)")
+    p.add_argument("--tasks", default=",".join(C.tasks), help="comma list of lm-eval tasks for acc")
     p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
-    p.add_argument("--ppl-tokens", type=int, default=4096, metavar="T", help="WikiText-2 test tokens (default 4096)")
-    p.add_argument("--seq-len", type=int, default=512, metavar="L", help="perplexity window (default 512)")
-    p.add_argument("--latency-batch", type=int, default=1)
-    p.add_argument("--latency-seq-len", type=int, default=128)
-    p.add_argument("--latency-repeats", type=int, default=10)
-    p.add_argument("--decode-tokens", type=int, default=0, help="also per-token decode latency over this many steps")
-    p.add_argument("--device", default="cpu", metavar="D")
-    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    p.add_argument("--ppl-tokens", type=int, default=C.ppl_tokens, metavar="T",
+                   help=f"WikiText-2 test tokens (default {C.ppl_tokens})")
+    p.add_argument("--seq-len", type=int, default=C.seq_len, metavar="L", help=f"perplexity window (default {C.seq_len})")
+    p.add_argument("--latency-batch", type=int, default=C.latency_batch)
+    p.add_argument("--latency-seq-len", type=int, default=C.latency_seq_len)
+    p.add_argument("--latency-repeats", type=int, default=C.latency_repeats)
+    p.add_argument("--decode-tokens", type=int, default=C.decode_tokens,
+                   help="also per-token decode latency over this many steps")
+    p.add_argument("--device", default=C.device, metavar="D")
+    p.add_argument("--dtype", default=C.dtype, choices=("bfloat16", "float16", "float32"))
 
 
 def _protocol(args: argparse.Namespace, **fields: Any) -> Any:
@@ -121,7 +127,7 @@ def add_verbs(verbs: Any) -> None:
 
     p = verbs.add_parser("profile", help="measure sub-networks into DuckDB (resumable, shardable)")
     p.add_argument("space", metavar="SPACE")
-    p.add_argument("--supernet", metavar="DIR", help="a supernet directory (default: the pretrained base model)")
+    add_supernet_flag(p, "default: the pretrained base model")
     p.add_argument("--n", type=int, default=10, help="seeded random archs (smallest and largest are always added)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid-params", type=int, metavar="K", help="also N archs over K parameter bins")
@@ -133,7 +139,7 @@ def add_verbs(verbs: Any) -> None:
     p.set_defaults(func=_cmd_profile)
     p = verbs.add_parser("build", help="build a benchmark in committed shards (resumable), then merge them")
     p.add_argument("space", metavar="SPACE")
-    p.add_argument("--supernet", metavar="DIR", help="a supernet artifact or directory (default: the base model)")
+    add_supernet_flag(p, "default: the base model")
     p.add_argument("--db", required=True, help="the benchmark DB the shards merge into")
     p.add_argument("--shards", default="results/shards", metavar="DIR", help="shard DBs (default results/shards)")
     p.add_argument("--total", type=int, default=2000, help="archs in the plan (default 2000)")

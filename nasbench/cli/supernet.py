@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nasbench.cli._common import DATA_DIR_HELP, parse_arch, positive
+from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, parse_arch, positive
 
 
 def _cmd_importance(args: argparse.Namespace) -> int:
@@ -146,7 +146,7 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("space", metavar="SPACE")
     p.add_argument("--arch", required=True, metavar="JSON",
                    help="the arch object of `space sample` (or a whole sample line, or @FILE)")
-    p.add_argument("--supernet", metavar="DIR", help="weights from this supernet directory (default: the base model)")
+    add_supernet_flag(p, "weights to export; default: the base model")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--db", metavar="PATH", help="show this benchmark's measurements of the arch in the model card")
     p.set_defaults(func=_cmd_export)

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nasbench.errors import NasBenchError
-from nasbench.metrics import PROFILE_ITEMS
+from nasbench.metrics import PROFILE_ITEMS, profile_item
 from nasbench.space import SearchSpace, arch_id
 from nasbench.store import Measurement, Store
 
@@ -62,6 +62,10 @@ class ProfileConfig:
     """``time.time()`` after which no new arch is started (the arch in flight finishes and is committed)."""
     endpoints: bool = True
     """Also profile the smallest admitted and the largest arch."""
+
+    def __post_init__(self) -> None:
+        # the metric vocabulary of the other verbs is accepted too: latency_ms -> latency, memory_mb -> memory, ...
+        self.metrics = tuple(dict.fromkeys(profile_item(m) for m in self.metrics))
 
 
 @dataclass
