@@ -57,8 +57,8 @@ def measured_front(db: str | Path, space: str, objectives: Sequence[str], where:
     columns = [metric_column(o) for o in names]
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise NasBenchError("--objectives", f"metrics not measured here; known: "
-                                            f"{', '.join(metric_name(c) for c in table.columns if c.startswith(METRIC_PREFIX))}",
+        known = ", ".join(metric_name(c) for c in table.columns if c.startswith(METRIC_PREFIX))
+        raise NasBenchError("--objectives", f"metrics not measured here; known: {known}",
                             ",".join(metric_name(c) for c in missing))
     df = filter_rows(table, columns, where)
     if df.empty:

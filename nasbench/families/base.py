@@ -1,4 +1,5 @@
-"""The family interface: module names, head rules and the formulas every family fills in (see :mod:`nasbench.families`)."""
+"""The family interface: module names, head rules and the formulas every family fills in (see
+:mod:`nasbench.families`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Llama (and the models that share its layout: SmolLM2, Llama 3, ...): grouped-query attention, a gated MLP, RMSNorm."""
+"""Llama and the models sharing its layout (SmolLM2, Llama 3, ...): grouped-query attention, a gated MLP, RMSNorm."""
 
 from __future__ import annotations
 

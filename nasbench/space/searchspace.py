@@ -110,7 +110,7 @@ class SearchSpace:
         return sampling.grid(self, k, seed, trials)
 
     def sample_grid(self, n: int, k: int, seed: int = 0, trials: int = 10_000) -> list[dict[str, Any]]:
-        """``n`` archs spread evenly over the ``k`` parameter bins: bins are visited in turn, an arch drawn from each."""
+        """``n`` archs spread evenly over the ``k`` parameter bins: bins visited in turn, an arch drawn from each."""
         return sampling.sample_grid(self, n, k, seed, trials)
 
     # -- counting -------------------------------------------------------------------------------------------------
