@@ -139,6 +139,9 @@ def test_run_baseline_stores_rows_and_resumes(tiny_with_data, tmp_path) -> None:
     again = run_baseline(space, db, BaselineConfig("slicegpt", slicing=0.25, **common), data_dir=data,
                          progress=False)
     assert again.rows == 0 and again.params == sliced.params
+    with pytest.raises(NasBenchError, match="--calibration-tokens"):  # the stored rows were pruned on 256 tokens
+        run_baseline(space, db, BaselineConfig("slicegpt", slicing=0.25, **(common | {"calibration_tokens": 512})),
+                     data_dir=data, progress=False)
     with Store(db) as store:
         rows = store.query("SELECT supernet_id, metric, value, extra FROM measurements ORDER BY supernet_id, metric")
         supernets = store.query("SELECT id, strategy, tokens, config FROM supernets ORDER BY id")
@@ -177,3 +180,17 @@ def test_cli_baseline_writes_rows_and_rejects_bad_flags(tiny_with_data, tmp_path
     assert main(argv) == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_rows"] == 0
     assert main([*argv[:3], "slicegpt", "--slicing", "0", *argv[4:]]) == 2
     assert "--slicing" in capsys.readouterr().err
+
+
+def test_run_baseline_on_other_weights_gets_its_own_supernet_id(tiny_with_data, tmp_path) -> None:
+    space, data = tiny_with_data
+    weights = tmp_path / "my-weights"
+    tiny_model("llama", seed=5).save_pretrained(weights)  # the shape of the space's model, other weights
+    config = BaselineConfig("magnitude-2:4", metrics=("ppl",), ppl_tokens=512, seq_len=32)
+    ours = run_baseline(space, tmp_path / "w.duckdb", config, supernet_dir=weights, data_dir=data, progress=False)
+    base = run_baseline(space, tmp_path / "w.duckdb", config, data_dir=data, progress=False)
+    assert ours.supernet_id == "baseline-magnitude-2:4+my-weights" and base.supernet_id == "baseline-magnitude-2:4"
+    assert ours.values["ppl"] != base.values["ppl"]
+    with Store(tmp_path / "w.duckdb") as store:
+        checkpoint = store.query("SELECT checkpoint FROM supernets WHERE id = ?", [ours.supernet_id])["checkpoint"][0]
+    assert checkpoint == str(weights)

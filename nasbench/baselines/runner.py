@@ -17,6 +17,7 @@ is missing; each metric group is committed as soon as it is measured.
 from __future__ import annotations
 
 import copy
+import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -149,6 +150,7 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
                    if not store.has_measurement(space.name, aid, sid, m, t, "" if m.startswith("params")
                                                 else config.device)]
         summary = BaselineSummary(sid, aid, 0 if slicegpt else space.params(arch), 0, 0.0, {})
+        _check_same_pruning(store, sid, config)
         if not missing:
             if slicegpt:
                 summary.params = int(store.con.execute(
@@ -182,6 +184,19 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
             summary.values.update({m.metric + (f"_{m.task}" if m.task else ""): m.value for m in new})
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _check_same_pruning(store: Store, sid: str, config: BaselineConfig) -> None:
+    """A resumed run must prune as the stored rows were pruned: one supernet id, one calibration set."""
+    row = store.con.execute("SELECT config FROM supernets WHERE id = ?", [sid]).fetchone()
+    if row is None or not row[0]:
+        return
+    stored = json.loads(row[0])
+    for key, flag in (("calibration_tokens", "--calibration-tokens"), ("calibration_seq_len", "--calibration-seq-len")):
+        value = _calib_tokens(config) if key == "calibration_tokens" else config.calibration_seq_len
+        if key in stored and stored[key] != value and _calib_tokens(config):
+            raise NasBenchError(flag, f"{sid} in this DB was pruned with {key} = {stored[key]}: use that value or "
+                                      "another --db", value)
 
 
 def _calib_tokens(config: BaselineConfig) -> int:
