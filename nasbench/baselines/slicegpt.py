@@ -85,7 +85,8 @@ def fold_norms(model: nn.Module) -> nn.Module:
     model.config.tie_word_embeddings = False
     pairs = [(layer.input_layernorm, (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj))
              for layer in model.model.layers]
-    pairs += [(layer.post_attention_layernorm, (layer.mlp.gate_proj, layer.mlp.up_proj)) for layer in model.model.layers]
+    pairs += [(layer.post_attention_layernorm, (layer.mlp.gate_proj, layer.mlp.up_proj))
+              for layer in model.model.layers]
     pairs.append((model.model.norm, (head,)))
     for norm, linears in pairs:
         for linear in linears:
