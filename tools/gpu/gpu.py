@@ -519,6 +519,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp / "x" / name, final)
+    for f in final.iterdir():
+        f.chmod(0o644)  # as committed files are, whatever mode the device wrote
     runs = Path(args.runs) / name
     runs.mkdir(parents=True, exist_ok=True)
     for extra in ("timing.json", "run-curve.jsonl", "preflight.json"):
