@@ -21,7 +21,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise NasBenchError("--bands", f"holds no {space.name}-<percent>.jsonl band file", str(bands_dir))
     curve = Path(args.curve) if args.curve else _newest_curve(space.name)
     out = Path(args.out) if args.out else Path("results") / space.name
-    sections = write_report(args.db, space, out, bands=bands, curve=curve)
+    sections = write_report(args.db, space, out, bands=bands, curve=curve, runs_db=args.runs_db)
     replaced = 0
     if args.readme:
         readme = Path(args.readme)
@@ -52,5 +52,6 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--bands", default="results/bands", metavar="DIR", help="band files <space>-<percent>.jsonl")
     p.add_argument("--curve", metavar="FILE", help="a recovery curve.jsonl (default: the space's artifact in "
                                                    "results/supernets/ with the most training tokens)")
+    p.add_argument("--runs-db", metavar="DB", help="the optimizer comparison's runs DB (adds its significance section)")
     p.add_argument("--readme", metavar="FILE", help="also rewrite this file's `<!-- nasbench report: NAME -->` blocks")
     p.set_defaults(func=_cmd_report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["metric_values", "supernet_rows"]
+__all__ = ["metric_values", "supernet_rows", "run_scores"]
 
 
 def metric_values(db: str | Path, space: str, metric: str, arch_ids: Sequence[str] | None = None,
@@ -39,3 +39,24 @@ def supernet_rows(db: str | Path, space: str) -> list[dict[str, Any]]:
         return [dict(zip(names, row)) for row in cur.fetchall()]
     finally:
         con.close()
+
+
+def run_scores(runs_db: str | Path, space: str) -> dict[tuple[str, str, str], dict[str, dict[int, dict[int, float]]]]:
+    """``{(mode, objectives, supernet): {method: {seed: {evaluations: score}}}}`` of the space's optimizer runs, at
+    the evaluation counts the runs of a group share (powers of two and the last); the score is ``hv_norm`` where the
+    true front is known (table mode), else ``hv``."""
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(runs_db)
+    try:
+        rows = con.execute(
+            "SELECT r.mode, r.objectives, r.supernet_id, r.method, r.seed, t.eval, coalesce(t.hv_norm, t.hv) "
+            "FROM runs r JOIN run_traces t USING (run_id) WHERE r.space = ? AND coalesce(t.hv_norm, t.hv) IS NOT NULL "
+            "AND (t.eval = r.n_evals OR (t.eval & (t.eval - 1)) = 0) ORDER BY 1, 2, 3, 4, 5, 6", [space]).fetchall()
+    finally:
+        con.close()
+    out: dict[tuple[str, str, str], dict[str, dict[int, dict[int, float]]]] = {}
+    for mode, objectives, supernet, method, seed, evaluation, score in rows:
+        group = out.setdefault((mode, objectives, supernet), {})
+        group.setdefault(method, {}).setdefault(seed, {})[int(evaluation)] = float(score)
+    return out
