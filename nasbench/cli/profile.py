@@ -47,7 +47,8 @@ def _protocol_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode-tokens", type=int, default=C.decode_tokens,
                    help="also per-token decode latency over this many steps")
     p.add_argument("--device", default=C.device, metavar="D")
-    p.add_argument("--dtype", default=C.dtype, choices=("bfloat16", "float16", "float32"))
+    p.add_argument("--dtype", default=C.dtype, choices=("auto", "bfloat16", "float16", "float32"),
+                   help="weights' dtype (default auto: bfloat16 where this machine runs it fast, else float32)")
 
 
 def _protocol(args: argparse.Namespace, **fields: Any) -> Any:

@@ -53,8 +53,10 @@ class ProfileConfig:
     latency_repeats: int = 10
     decode_tokens: int = 0
     device: str = "cpu"
-    dtype: str = "bfloat16"
-    """Weights' dtype for every metric (bf16 on this CPU is ~3x fp32 with the same perplexity)."""
+    dtype: str = "auto"
+    """Weights' dtype for every metric: ``bfloat16``, ``float16``, ``float32``, or ``auto``: bfloat16 where this
+    machine's bf16 matmuls are >= 1.5x its fp32 ones (AMX, AVX-512 BF16, GPUs), else float32 (an AVX2-only CPU runs
+    bf16 over 10x slower). Every row records the dtype it was measured in."""
     batch_size: int = 4
     shard: tuple[int, int] = (0, 1)
     """(i, n): this process profiles archs i, i + n, i + 2n, ... of the deduplicated list."""
@@ -164,9 +166,16 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
     bad_tasks = [t for t in config.tasks if t not in TASKS] if "acc" in config.metrics else []
     if bad_tasks:
         raise NasBenchError("--tasks", f"each must be one of {', '.join(TASKS)}", bad_tasks[0])
+    if config.dtype == "auto":
+        import dataclasses
+
+        from nasbench.train.precision import resolve_precision
+
+        fast = resolve_precision("auto", config.device.split(":")[0]) == "bf16-mixed"
+        config = dataclasses.replace(config, dtype="bfloat16" if fast else "float32")
     dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}.get(config.dtype)
     if dtype is None:
-        raise NasBenchError("--dtype", "must be bfloat16, float16 or float32", config.dtype)
+        raise NasBenchError("--dtype", "must be auto, bfloat16, float16 or float32", config.dtype)
     start = time.perf_counter()
     archs = select_archs(space, config)
     supernet_id = PRETRAINED if supernet_dir is None else _supernet_id(Path(supernet_dir))
