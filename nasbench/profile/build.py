@@ -3,10 +3,11 @@ couple of hours, profiled shard by shard into ``results/shards/``, then merged i
 
 The arch list is a function of the space, the seed and the sizes only: the band archs first (every
 ``results/bands/<space>-*.jsonl``), then ``grid`` archs spread over ``grid_bins`` parameter bins, then seeded
-samples, deduplicated in that order, then the smallest admitted and the largest. Shard ``k`` holds archs
-``k * per_shard .. (k + 1) * per_shard - 1`` and lives in ``<shards>/<space>-<supernet>-<k:03d>.duckdb``. Profiling
-is resumable per arch, so ``build`` run again (on this machine or a fresh clone, with the shard DBs committed)
-continues where the last one stopped; ``minutes`` bounds one call (the arch in flight finishes).
+samples, deduplicated in that order; the largest and the smallest admitted arch open the first shard (every ratio
+needs the full model). Shard ``k`` holds archs ``k * per_shard .. (k + 1) * per_shard - 1`` and lives in
+``<shards>/<space>-<supernet>-<k:03d>.duckdb``. Profiling is resumable per arch, so ``build`` run again (on this
+machine or a fresh clone, with the shard DBs committed) continues where the last one stopped; ``minutes`` bounds one
+call (the arch in flight finishes).
 """
 
 from __future__ import annotations
@@ -87,11 +88,15 @@ def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, sh
     done, profiled, stopped = [], 0, False
     for k in range(n_shards):
         chunk = tuple(archs[k * per_shard:(k + 1) * per_shard])
+        if k == 0:
+            from nasbench.train.strategies import smallest_admitted
+
+            chunk = (space.largest(), smallest_admitted(space), *chunk)
         if deadline is not None and time.time() >= deadline:
             stopped = True
             break
         shard_config = dataclasses.replace(config, archs=chunk, n=0, grid_params=None, shard=(0, 1),
-                                           deadline=deadline, endpoints=k == n_shards - 1)
+                                           deadline=deadline, endpoints=False)
         summary = profile(space, shard_path(shards, space, supernet_id, k), shard_config, supernet_dir=supernet,
                           data_dir=data_dir, progress=progress)
         profiled += summary.profiled
