@@ -10,6 +10,8 @@ from transformers import AutoModelForCausalLM
 from nasbench.cli import main
 from nasbench.space import arch_id, load_space
 
+from conftest import SPACES
+
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
@@ -97,8 +99,9 @@ def test_importance_rpd_prints_the_table_and_a_json_line(capsys, tiny_with_data,
 
 
 def test_export_refuses_per_layer_archs(capsys, tmp_path) -> None:
-    space = load_space("spaces/smollm2-135m-layerwise.yaml")
+    path = str(SPACES / "smollm2-135m-layerwise.yaml")
+    space = load_space(path)
     line = json.dumps(space.sample(1, seed=0)[0])
-    code, _, err = run(capsys, "export", "spaces/smollm2-135m-layerwise.yaml", "--arch", line, "--out",
+    code, _, err = run(capsys, "export", path, "--arch", line, "--out",
                        str(tmp_path / "x"))
     assert code == 2 and err.startswith("nasbench: error: ") and len(err.strip().splitlines()) == 1

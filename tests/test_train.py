@@ -297,6 +297,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow  # two processes under torchrun
 def test_two_process_data_parallel_ranks_end_with_identical_weights(tmp_path, tiny):
     space, data_dir = tiny
     script = tmp_path / "ddp.py"
