@@ -125,9 +125,24 @@ class Wiring:
         self.q_per_kv = reference.n_heads // reference.n_kv_groups
         self.reset()  # a model made elastic before may still hold another supernet's selection
 
-    # -- subclasses -----------------------------------------------------------------------------------------------
+    norm_class: Any
+    """The family's elastic norm (ElasticRMSNorm / ElasticLayerNorm)."""
+    rotary_class: Any
+    """The family's elastic rotary embedding class."""
+
     def _make_elastic(self) -> None:
-        raise NotImplementedError
+        base, names = self.base, self.names
+        self.embedding = ElasticEmbedding.make_elastic(getattr(base, names.embedding))
+        self.final_norm = self.norm_class.make_elastic(getattr(base, names.final_norm))
+        _make_linear(self.model, "lm_head")
+        self.head = _linear(self.model.lm_head)
+        if not isinstance(base.rotary_emb, ElasticRotaryMixin):
+            base.rotary_emb.__class__ = self.rotary_class
+            base.rotary_emb._init_elastic(self.ref.head_size)
+        self.rotary = base.rotary_emb
+        self._make_blocks_elastic()
+
+    # -- subclasses -----------------------------------------------------------------------------------------------
 
     def _attention_defaults(self, index: int) -> dict[str, Any]:
         """The attention module's shape attributes in the reference model (what HF's ``__init__`` sets)."""
@@ -143,15 +158,15 @@ class Wiring:
     def _mlp(self, layer: nn.Module) -> nn.Module:
         return getattr(layer, self.names.mlp)
 
-    def _make_blocks_elastic(self, norm: Any) -> None:
-        """Every block's attention and MLP linears and its two norms (``norm``: the family's elastic norm class)."""
+    def _make_blocks_elastic(self) -> None:
+        """Every block's attention and MLP linears and its two norms."""
         for layer in self.blocks._modules.values():
             for name in self.names.attention_linears:
                 _make_linear(self._attention(layer), name)
             for name in self.names.mlp_linears:
                 _make_linear(self._mlp(layer), name)
             for name in self.names.norms:
-                norm.make_elastic(getattr(layer, name))
+                self.norm_class.make_elastic(getattr(layer, name))
 
     def _reset_layer(self, index: int, layer: nn.Module) -> None:
         attention, mlp = self._attention(layer), self._mlp(layer)
@@ -266,18 +281,8 @@ def _rows(units: Sequence[int], unit_size: int, inside: Sequence[int]) -> list[i
 class LlamaWiring(Wiring):
     rules = LLAMA
     rotary_factor = 1.0
-
-    def _make_elastic(self) -> None:
-        base, names = self.base, self.names
-        self.embedding = ElasticEmbedding.make_elastic(getattr(base, names.embedding))
-        self.final_norm = ElasticRMSNorm.make_elastic(getattr(base, names.final_norm))
-        _make_linear(self.model, "lm_head")
-        self.head = _linear(self.model.lm_head)
-        if not isinstance(base.rotary_emb, ElasticRotaryMixin):
-            base.rotary_emb.__class__ = ElasticLlamaRotaryEmbedding
-            base.rotary_emb._init_elastic(self.ref.head_size)
-        self.rotary = base.rotary_emb
-        self._make_blocks_elastic(ElasticRMSNorm)
+    norm_class = ElasticRMSNorm
+    rotary_class = ElasticLlamaRotaryEmbedding
 
     def _attention_defaults(self, index: int) -> dict[str, Any]:
         d = self.ref.head_size
@@ -308,22 +313,12 @@ class LlamaWiring(Wiring):
 
 class GPTNeoXWiring(Wiring):
     rules = GPT_NEOX
+    norm_class = ElasticLayerNorm
+    rotary_class = ElasticGPTNeoXRotaryEmbedding
 
     def __init__(self, model: nn.Module, reference: ModelReference) -> None:
         self.rotary_factor = float(model.config.rope_parameters.get("partial_rotary_factor", 1.0))
         super().__init__(model, reference)
-
-    def _make_elastic(self) -> None:
-        base, names = self.base, self.names
-        self.embedding = ElasticEmbedding.make_elastic(getattr(base, names.embedding))
-        self.final_norm = ElasticLayerNorm.make_elastic(getattr(base, names.final_norm))
-        _make_linear(self.model, "lm_head")
-        self.head = _linear(self.model.lm_head)
-        if not isinstance(base.rotary_emb, ElasticRotaryMixin):
-            base.rotary_emb.__class__ = ElasticGPTNeoXRotaryEmbedding
-            base.rotary_emb._init_elastic(self.ref.head_size)
-        self.rotary = base.rotary_emb
-        self._make_blocks_elastic(ElasticLayerNorm)
 
     def _attention_defaults(self, index: int) -> dict[str, Any]:
         d = self.ref.head_size
