@@ -10,6 +10,7 @@ from typing import Any
 from nasbench.cli._common import (SPACE_HELP, add_space_positional, add_supernet_flag, csv_list, number, parse_arch,
                                   read_arch_lines)
 from nasbench.errors import NasBenchError
+from nasbench.metrics import HP_PREFIX, METRIC_PREFIX, hp_column, hp_name, metric_column, metric_name
 
 __all__ = ["add_verbs", "add_bench_verbs"]
 
@@ -65,8 +66,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
     bm = _open(args)
     frame = bm.query(archs, csv_list(args.metrics), mode=args.mode, noise=args.noise, seed=args.seed)
     for row in frame.to_dict("records"):
-        arch = {k[3:]: int(v) for k, v in row.items() if k.startswith("hp_")}
-        metrics = {k[7:]: number(v) for k, v in row.items() if k.startswith("metric_")}
+        arch = {hp_name(k): int(v) for k, v in row.items() if k.startswith(HP_PREFIX)}
+        metrics = {metric_name(k): number(v) for k, v in row.items() if k.startswith(METRIC_PREFIX)}
         print(json.dumps({"arch_id": row["arch_id"], "arch": arch, "supernet_id": bm.supernet_id, **metrics,
                           "source": str(row["source"])}))
     return 0
@@ -111,19 +112,19 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
 
     result = measured_front(args.db, args.space, csv_list(args.objectives) or [], where=args.where,
                             supernet_id=args.supernet, device=args.device)
-    columns = ["arch_id", *(f"metric_{o}" for o in result.objectives), *(f"hp_{d}" for d in DIMENSIONS), "knee"]
+    columns = ["arch_id", *map(metric_column, result.objectives), *map(hp_column, DIMENSIONS), "knee"]
     front = result.front[columns]
     if args.format == "csv":
         sys.stdout.write(front.to_csv(index=False))
     elif args.format == "json":
         for row in front.to_dict("records"):
-            print(json.dumps({k: (number(v) if k.startswith(("metric_", "hp_")) else v) for k, v in row.items()}))
+            print(json.dumps({k: (number(v) if k.startswith((METRIC_PREFIX, HP_PREFIX)) else v) for k, v in row.items()}))
     else:
         print(f"{len(front)} Pareto-optimal of {len(result.rows)} measured archs ({', '.join(result.objectives)}; "
               f"{'min' if result.minimize[0] else 'max'}/{'min' if result.minimize[1] else 'max'})")
         print(front.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
         knee = result.front[result.front["knee"]].iloc[0]
-        arch = {d: int(knee[f"hp_{d}"]) for d in DIMENSIONS}
+        arch = {d: int(knee[hp_column(d)]) for d in DIMENSIONS}
         print(f"knee: {result.knee_arch_id} -> nasbench export SPACE --arch '{json.dumps(arch)}' --out DIR")
     if args.plot:
         print(f"plot: {plot_front(result, args.plot)}", file=sys.stderr if args.format != "table" else sys.stdout)

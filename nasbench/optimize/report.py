@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nasbench.errors import NasBenchError
+from nasbench.metrics import metric_column
 from nasbench.optimize.methods import METHODS
 from nasbench.pareto import non_dominated_mask, objective_directions
 
@@ -114,7 +115,7 @@ def write_report(db: str | Path, space: str, objectives: Sequence[str], out_dir:
 
 def _fronts_plot(runs: Any, traces: Any, objectives: Sequence[str], path: Path, plt: Any) -> Path:
     """Final front of each method (seed with the median final HV), first two objectives."""
-    metrics = [f"metric_{o}" for o in objectives[:2]]
+    metrics = [metric_column(o) for o in objectives[:2]]
     minimize = objective_directions(objectives[:2])
     fig, ax = plt.subplots(figsize=(7, 5))
     for method in _order(list(runs["method"].unique())):

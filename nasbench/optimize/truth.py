@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from nasbench.errors import NasBenchError
-from nasbench.metrics import COST, LOG_SCALE, metric_column
+from nasbench.metrics import COST, LOG_SCALE, hp_column, metric_column
 from nasbench.optimize.methods import METHODS
 from nasbench.pareto import hypervolume, non_dominated_mask, objective_directions
 
@@ -125,7 +125,7 @@ def _transform(Y: Any, minimize: Sequence[bool], log_scale: Sequence[bool]) -> n
 
 
 def _dimension_column(table: Any, name: str) -> str:
-    for column in (name, f"hp_{name}"):
+    for column in (name, hp_column(name)):
         if column in table.columns:
             return column
     raise NasBenchError("true table", f"no column for dimension {name!r} (nor hp_{name})", list(table.columns))

@@ -35,7 +35,7 @@ import numpy as np
 
 from nasbench.cards import metric_direction
 from nasbench.errors import NasBenchError, StoreError
-from nasbench.metrics import COST, WEIGHT_FREE, unit
+from nasbench.metrics import COST, METRIC_PREFIX, WEIGHT_FREE, metric_column, metric_name, unit
 from nasbench.space import SearchSpace, parse_space
 from nasbench.store import SCHEMA_VERSION, connect_read_only, view_name
 from nasbench.store.publish_card import FIDELITY, build_card, column_name, readme_text
@@ -201,7 +201,7 @@ def _write_wide(con: duckdb.DuckDBPyConnection, space: str, supernet: str, out: 
     columns = [r[0] for r in con.execute(f'DESCRIBE "{view}"').fetchall()]
     filled = con.execute("SELECT " + ", ".join(f'count("{c}")' for c in columns) + f' FROM "{view}" '
                          "WHERE supernet_id = ?", [supernet]).fetchone()
-    keep = [c for c, n in zip(columns, filled) if n or not c.startswith("metric_")]  # drop all-NULL metric columns
+    keep = [c for c, n in zip(columns, filled) if n or not c.startswith(METRIC_PREFIX)]  # drop all-NULL metric columns
     sql = "SELECT " + ", ".join(f'"{c}"' for c in keep) + f' FROM "{view}" WHERE supernet_id = ? ORDER BY arch_id'
     return _write_table(con, sql, out / "wide" / _safe(space) / f"{_safe(supernet)}.parquet",
                         f"wide/{space}/{supernet}",
@@ -222,7 +222,7 @@ def _write_blackbox(con: duckdb.DuckDBPyConnection, space: SearchSpace, path: Pa
     supernets = _supernets(con, space.name)
     per_supernet = {s: _values(con, space.name, s) for s in supernets}
     names = sorted({n for values, _ in per_supernet.values() for row in values.values() for n in row} | {"params"})
-    objectives = [f"metric_{n}" for n in names] + [COST]
+    objectives = [metric_column(n) for n in names] + [COST]
     evaluations = np.full((len(supernets), len(archs), 1, 1, len(objectives)), np.nan, dtype=np.float64)
     for t, supernet in enumerate(supernets):
         values, costs = per_supernet[supernet]
@@ -243,7 +243,7 @@ def _write_blackbox(con: duckdb.DuckDBPyConnection, space: SearchSpace, path: Pa
         "objectives_names": objectives, "task_names": supernets,
         "metric_elapsed_time": COST, "metric_default": "metric_ppl" if "ppl" in names else objectives[0],
         "objectives_directions": directions,
-        "objectives_units": {o: unit(o[len("metric_"):]) for o in objectives},
+        "objectives_units": {o: unit(metric_name(o)) for o in objectives},
         "space": space.name, "space_hash": space.hash, "arch_ids": [aid for aid, _ in archs],
         "note": "NaN: not measured. Shape metrics (latency, memory, energy, flops) are borrowed from another "
                 "supernet where a supernet has none; metric_cost_s sums the seconds of that row's values.",

@@ -13,7 +13,7 @@ import duckdb
 
 from nasbench.cards import (SEED_CITATION, SEED_PAPER, base_model_info, data_license, metric_direction,
                             task_license)
-from nasbench.metrics import unit
+from nasbench.metrics import HP_PREFIX, METRIC_PREFIX, hp_name, metric_column, metric_name, unit
 from nasbench.space import DIMENSIONS, SearchSpace
 from nasbench.store.schema import SCHEMA_VERSION
 
@@ -77,7 +77,7 @@ def build_card(con: duckdb.DuckDBPyConnection, db: str | Path, spaces: dict[str,
         "distribution": distribution,
         "recordSet": record_sets,
         "nasbench": {
-            "metrics": [{"metric": m, "task": t, "column": f"metric_{column_name(m, t)}", "unit": u,
+            "metrics": [{"metric": m, "task": t, "column": metric_column(column_name(m, t)), "unit": u,
                          "direction": metric_direction(m), "rows": n} for m, t, u, n in metrics],
             "dimensions": {s.name: {d: {"kind": s.dimensions[d].kind, "values": list(s.dimensions[d].values),
                                         "reference": getattr(s.reference, d)} for d in DIMENSIONS}
@@ -133,11 +133,11 @@ def _field(record: str, rel: str, column: str, kind: str) -> dict[str, Any]:
                  else "sc:Text")
     entry: dict[str, Any] = {"@type": "cr:Field", "@id": f"{record}/{column}", "name": column, "dataType": data_type,
                              "source": {"fileObject": {"@id": rel}, "extract": {"column": column}}}
-    if column.startswith("metric_"):
-        bare = column[len("metric_"):]
+    if column.startswith(METRIC_PREFIX):
+        bare = metric_name(column)
         entry["description"] = f"{bare}: {unit(bare)}, {metric_direction(bare)} (latest value per arch)"
-    elif column.startswith("hp_"):
-        entry["description"] = f"dimension {column[3:]} of the arch"
+    elif column.startswith(HP_PREFIX):
+        entry["description"] = f"dimension {hp_name(column)} of the arch"
     elif column in DIMENSIONS:
         entry["description"] = f"dimension {column} of the arch (NULL when per-layer; see per_layer)"
     elif column in _COLUMN_NOTES:

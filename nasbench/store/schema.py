@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from nasbench.metrics import metric_column
 from nasbench.space import DIMENSIONS
 
 __all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "SCHEMA", "Measurement", "view_name"]
@@ -160,7 +161,7 @@ def view_name(space: str) -> str:
 
 
 def _column(metric: str, task: str) -> str:
-    return re.sub(r"[^0-9a-zA-Z]+", "_", f"metric_{metric}" + (f"_{task}" if task else "")).lower()
+    return re.sub(r"[^0-9a-zA-Z]+", "_", metric_column(metric, task)).lower()
 
 
 def _ident(name: str) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from nasbench.errors import IllegalSubNetworkError, NasBenchError
+from nasbench.metrics import hp_column, hp_name, metric_column
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, load_space, parse_space
 from nasbench.store import arch_ids, connect_read_only
 from nasbench.store.queries import space_names, space_yaml
@@ -116,11 +117,11 @@ class Benchmark:
         archs = [self.table.archs[i] for i in ids]
         out = pd.DataFrame({"arch_id": ids})
         for name in DIMENSIONS:
-            out[f"hp_{name}"] = [a[name] for a in archs]
+            out[hp_column(name)] = [a[name] for a in archs]
         out["metric_params"] = [self.space.params(a) for a in archs]
         out["metric_flops"] = [self.space.flops(a) for a in archs]
         for m in self.table.metrics:
-            out[f"metric_{m}"] = self.table.values[m].to_numpy()
+            out[metric_column(m)] = self.table.values[m].to_numpy()
         return out
 
     # -- surrogates -----------------------------------------------------------------------------------------------
@@ -204,7 +205,7 @@ class Benchmark:
         rng = np.random.default_rng(seed) if noise else None
         out: dict[str, Any] = {"arch_id": ids}
         for j, name in enumerate(DIMENSIONS):
-            out[f"hp_{name}"] = x[:, j]
+            out[hp_column(name)] = x[:, j]
         with_cost = "cost_s" in metrics
         learned_from_table: list[np.ndarray] = []
         missing = np.zeros(len(ids), dtype=bool)
@@ -213,10 +214,10 @@ class Benchmark:
             if m == "cost_s":
                 continue
             if m in EXACT_METRICS:
-                out[f"metric_{m}"] = self._exact(m, x)
+                out[metric_column(m)] = self._exact(m, x)
                 continue
             values, cost, used = self._metric(m, x, rows, hit, mode, rng, with_cost)
-            out[f"metric_{m}"] = values
+            out[metric_column(m)] = values
             costs.setdefault(_cost_unit(m), cost)
             learned_from_table.append(used)
             missing |= np.isnan(values)
@@ -333,7 +334,7 @@ def _resolve_space(con: Any, db: str | Path, space: SearchSpace | str | Path) ->
 
 def _as_records(configs: Any) -> list[Mapping[str, Any]]:
     if isinstance(configs, pd.DataFrame):
-        frame = configs.rename(columns=lambda c: c[3:] if str(c).startswith("hp_") else c)
+        frame = configs.rename(columns=lambda c: hp_name(c) if isinstance(c, str) else c)
         return frame[[c for c in frame.columns if c in DIMENSIONS]].to_dict("records")
     if isinstance(configs, Mapping):
         return [configs]
@@ -352,7 +353,7 @@ def _as_matrix(configs: Any, space: SearchSpace) -> np.ndarray:
         return x
     columns: dict[str, Any]
     if isinstance(configs, pd.DataFrame):
-        columns = {str(c)[3:] if str(c).startswith("hp_") else str(c): configs[c].to_numpy() for c in configs.columns}
+        columns = {hp_name(str(c)): configs[c].to_numpy() for c in configs.columns}
         n = len(configs)
     else:
         records = _as_records(configs)

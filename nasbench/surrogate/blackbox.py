@@ -21,8 +21,8 @@ from syne_tune.blackbox_repository.blackbox import Blackbox
 from syne_tune.config_space import choice
 
 from nasbench.errors import IllegalSubNetworkError, NasBenchError
+from nasbench.metrics import COST, hp_column, hp_name, is_maximized, metric_column
 from nasbench.space import DIMENSIONS, arch_id
-from nasbench.metrics import COST, is_maximized
 
 __all__ = ["BenchmarkBlackbox", "COST", "FIDELITY"]
 
@@ -42,14 +42,14 @@ class BenchmarkBlackbox(Blackbox):
                 raise NasBenchError("--objectives", f"must be among {', '.join(m for m in benchmark.metrics if m != 'cost_s')}", o)
         space = benchmark.space
         super().__init__(configuration_space=space.to_syne_tune(), fidelity_space={FIDELITY: choice([1])},
-                         objectives_names=[f"metric_{o}" for o in objectives] + [COST])
+                         objectives_names=[metric_column(o) for o in objectives] + [COST])
         self.benchmark, self.objectives, self.mode, self.noise = benchmark, objectives, mode, noise
         self.minimize = [not is_maximized(o) for o in objectives]
         measured = benchmark.measured()
-        keep = measured[[f"metric_{o}" for o in objectives]].notna().all(axis=1)
+        keep = measured[[metric_column(o) for o in objectives]].notna().all(axis=1)
         self.table = measured[keep].reset_index(drop=True)
         """The measured archs with every objective: the true front in table mode, the worst values always."""
-        values = self.table[[f"metric_{o}" for o in objectives]].to_numpy(dtype=np.float64)
+        values = self.table[[metric_column(o) for o in objectives]].to_numpy(dtype=np.float64)
         self.worst = np.where(self.minimize, values.max(axis=0), values.min(axis=0))
         self._cache: dict[tuple[int, ...], np.ndarray] = {}
 
@@ -59,7 +59,7 @@ class BenchmarkBlackbox(Blackbox):
 
     def hyperparameters(self) -> pd.DataFrame:
         """The measured archs as Syne Tune configs (table mode searches only these)."""
-        return self.table[[f"hp_{d}" for d in self.configuration_space]].rename(columns=lambda c: c[3:])
+        return self.table[[hp_column(d) for d in self.configuration_space]].rename(columns=hp_name)
 
     def _arch(self, configuration: dict[str, Any]) -> dict[str, Any]:
         """The config as an arch of the space, its constraints (min/max params) included."""
@@ -91,7 +91,7 @@ class BenchmarkBlackbox(Blackbox):
             return np.append(self.worst, 0.0)
         frame = self.benchmark.query([arch], [*self.objectives, "cost_s"],
                                      mode="table" if self.mode == "table" else "auto", noise=self.noise, seed=seed)
-        row = frame[[*(f"metric_{o}" for o in self.objectives), COST]].to_numpy(dtype=np.float64)[0]
+        row = frame[[*map(metric_column, self.objectives), COST]].to_numpy(dtype=np.float64)[0]
         if np.isnan(row[:-1]).any():  # table mode, unmeasured arch: not part of this benchmark
             row = np.append(self.worst, 0.0)
         if not self.noise:
@@ -109,12 +109,12 @@ class BenchmarkBlackbox(Blackbox):
         """(X, y) of the measured archs, as Syne Tune's ``add_surrogate`` wants them (fidelity column included)."""
         x = self.hyperparameters()
         x[FIDELITY] = 1
-        y = pd.DataFrame(np.column_stack([self.table[[f"metric_{o}" for o in self.objectives]].to_numpy(),
+        y = pd.DataFrame(np.column_stack([self.table[[metric_column(o) for o in self.objectives]].to_numpy(),
                                           self._table_costs()]), columns=self.objectives_names)
         return x, y
 
     def _table_costs(self) -> np.ndarray:
-        frame = self.benchmark.query(self.table[[f"hp_{d}" for d in DIMENSIONS]], [*self.objectives, "cost_s"],
+        frame = self.benchmark.query(self.table[[hp_column(d) for d in DIMENSIONS]], [*self.objectives, "cost_s"],
                                      mode="table")
         return frame[COST].to_numpy(dtype=np.float64)
 
