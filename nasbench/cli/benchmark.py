@@ -78,11 +78,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from nasbench.optimize import CompareSettings, compare, write_report
 
     objectives, methods = csv_list(args.objectives) or [], csv_list(args.methods) or []
-    for flag, value in (("--seeds", args.seeds), ("--max-evals", args.max_evals), ("--workers", args.workers),
-                        ("--processes", args.processes), ("--ehvi-max-evals", args.ehvi_max_evals)):
-        if value < 1:
-            raise NasBenchError(flag, "must be >= 1", value)
-    bm = _open(args)
+    bm = _open(args)  # counts were checked >= 1 with every other flag (nasbench.cli._check_flags)
     blackbox = bm.blackbox(objectives, mode=args.mode)
     settings = CompareSettings(space=bm.space.name, objectives=tuple(objectives), methods=tuple(methods),
                                seeds=tuple(range(args.seeds)), max_evals=args.max_evals,
@@ -145,9 +141,6 @@ def _cmd_bench_compare(args: argparse.Namespace) -> int:
 def _cmd_bench_query(args: argparse.Namespace) -> int:
     from nasbench.surrogate._bench import bench_query
 
-    for flag, value in (("--n-batch", args.n_batch), ("--n-single", args.n_single)):
-        if value < 1:
-            raise NasBenchError(flag, "must be >= 1", value)
     result = bench_query(args.db, args.space, args.supernet, csv_list(args.metrics), n_batch=args.n_batch,
                          n_single=args.n_single, cache=None if args.no_cache else args.cache,
                          models=csv_list(args.models))
@@ -172,6 +165,7 @@ def _benchmark_args(p: argparse.ArgumentParser, db_default: str | None, space_fl
 
 
 def add_verbs(verbs: Any) -> None:
+    from nasbench.optimize.truth import CompareSettings
     from nasbench.store import DEFAULT_DB
     from nasbench.surrogate import MODES
 
@@ -202,7 +196,7 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma list of {','.join(METHODS)}")
     _compare_args(p)
     p.add_argument("--max-sim-time", type=float, help="simulated seconds per run")
-    p.add_argument("--workers", type=int, default=1, help="simulated parallel workers")
+    p.add_argument("--workers", type=int, default=CompareSettings.workers, help="simulated parallel workers")
     p.add_argument("--runs-db", help="DuckDB file for the runs and run_traces tables (default: --db)")
     p.add_argument("--report", metavar="DIR", help="write HV curves, final fronts and the HV table here")
     _benchmark_args(p, DEFAULT_DB, space_flag=False)
@@ -221,11 +215,14 @@ def add_verbs(verbs: Any) -> None:
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
+    from nasbench.optimize.truth import CompareSettings as C  # the defaults are the settings' own
+
     p.add_argument("--objectives", default="ppl,latency_ms", help="2 or 3 metrics (default ppl,latency_ms)")
-    p.add_argument("--mode", choices=("table", "surrogate"), default="table",
+    p.add_argument("--mode", choices=("table", "surrogate"), default=C.mode,
                    help="table: profiled archs only; surrogate: the whole space")
-    p.add_argument("--seeds", type=int, default=10)
-    p.add_argument("--max-evals", type=int, default=1000, help="evaluations per run (a table of N archs allows N)")
+    p.add_argument("--seeds", type=int, default=len(C.seeds))
+    p.add_argument("--max-evals", type=int, default=C.max_evals,
+                   help="evaluations per run (a table of N archs allows N)")
     p.add_argument("--ehvi-max-evals", type=int, default=100,
                    help="EHVI's cap (its GP refits make 1,000 evaluations take minutes per run)")
     p.add_argument("--processes", type=int, default=2, help="runs in parallel processes")
