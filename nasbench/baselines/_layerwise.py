@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from nasbench.errors import NasBenchError
+from nasbench.families import family_of_model_type
 
 __all__ = ["decoder_layers", "decoder_linears", "n_m_mask", "apply_mask", "layer_inputs", "run_layer",
            "prune_layerwise", "nonzero_params", "dense_params"]
@@ -24,13 +25,9 @@ STATS = ("sqnorm", "gram")
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a llama or gpt_neox HF causal LM."""
-    model_type = getattr(model.config, "model_type", None)
-    if model_type == "llama":
-        return model.model.layers
-    if model_type == "gpt_neox":
-        return model.gpt_neox.layers
-    raise NasBenchError("model", "the pruning baselines know llama and gpt_neox models", model_type)
+    """The decoder blocks of a llama or gpt_neox HF causal LM (module names from the family registry)."""
+    family = family_of_model_type(getattr(model.config, "model_type", None), "the pruning baselines")
+    return getattr(model, family.modules.base).layers
 
 
 def decoder_linears(layer: nn.Module) -> dict[str, nn.Linear]:

@@ -221,6 +221,7 @@ def _pruned(space: SearchSpace, config: BaselineConfig, supernet_dir: str | Path
     from tqdm.auto import tqdm
 
     from nasbench.baselines import magnitude, slicegpt, sparsegpt, wanda
+    from nasbench.baselines._layerwise import decoder_layers
     from nasbench.importance import calibration_windows
     from nasbench.models import load_tokenizer
     from nasbench.train.artifact import load_model
@@ -233,7 +234,7 @@ def _pruned(space: SearchSpace, config: BaselineConfig, supernet_dir: str | Path
     else:
         windows = calibration_windows(space, tokenizer, data_dir, config.calibration_tokens,
                                       config.calibration_seq_len)
-        n_layers = len(model.model.layers if hasattr(model, "model") else model.gpt_neox.layers)
+        n_layers = len(decoder_layers(model))
         with tqdm(total=n_layers, unit="block", desc=config.method_id, disable=not progress) as bar:
             step = (lambda i: bar.update())
             if config.method == "wanda-2:4":
