@@ -17,7 +17,7 @@ lm-eval.
 
 from __future__ import annotations
 
-from typing import Iterator, Union
+from typing import Any, Iterator, Union
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,22 @@ class ElasticModule:
 
     _cache: tuple | None = None
 
+    @classmethod
+    def make_elastic(cls, module: nn.Module) -> Any:
+        """Turn ``module`` (of the HF base class) into this elastic class in place; its weights stay where they are."""
+        if not isinstance(module, cls):
+            cls._check_convertible(module)
+            module.__class__ = cls
+            module._init_elastic()
+        return module
+
+    @classmethod
+    def _check_convertible(cls, module: nn.Module) -> None:
+        """Raise when ``module`` has a variant this elastic class does not handle."""
+
+    def _init_elastic(self) -> None:
+        raise NotImplementedError
+
     def clear_cache(self) -> None:
         """Drop the cached gathered weights (call after writing ``weight.data`` directly)."""
         self._cache = None
@@ -90,13 +106,6 @@ class ElasticLinear(ElasticModule, nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None) -> None:
         super().__init__(in_features, out_features, bias, device, dtype)
         self._init_elastic()
-
-    @classmethod
-    def make_elastic(cls, module: nn.Linear) -> "ElasticLinear":
-        if not isinstance(module, cls):
-            module.__class__ = cls
-            module._init_elastic()
-        return module
 
     def _init_elastic(self) -> None:
         self.in_index, self.out_index, self._cache = self.in_features, self.out_features, None
@@ -151,13 +160,6 @@ class ElasticEmbedding(ElasticModule, nn.Embedding):
 
     index: Index
 
-    @classmethod
-    def make_elastic(cls, module: nn.Embedding) -> "ElasticEmbedding":
-        if not isinstance(module, cls):
-            module.__class__ = cls
-            module._init_elastic()
-        return module
-
     def _init_elastic(self) -> None:
         self.index, self._cache = self.embedding_dim, None
 
@@ -182,13 +184,6 @@ class ElasticRMSNorm(ElasticModule, LlamaRMSNorm):
     """Llama's RMSNorm over the active channels only: exactly a dense RMSNorm of the active width."""
 
     index: Index
-
-    @classmethod
-    def make_elastic(cls, module: LlamaRMSNorm) -> "ElasticRMSNorm":
-        if not isinstance(module, cls):
-            module.__class__ = cls
-            module._init_elastic()
-        return module
 
     def _init_elastic(self) -> None:
         self.index, self._cache = self.weight.shape[0], None
@@ -217,13 +212,9 @@ class ElasticLayerNorm(ElasticModule, nn.LayerNorm):
     index: Index
 
     @classmethod
-    def make_elastic(cls, module: nn.LayerNorm) -> "ElasticLayerNorm":
-        if not isinstance(module, cls):
-            if len(module.normalized_shape) != 1:
-                raise TypeError(f"ElasticLayerNorm needs a 1-D normalized_shape, got {module.normalized_shape}")
-            module.__class__ = cls
-            module._init_elastic()
-        return module
+    def _check_convertible(cls, module: nn.Module) -> None:
+        if len(module.normalized_shape) != 1:
+            raise TypeError(f"ElasticLayerNorm needs a 1-D normalized_shape, got {module.normalized_shape}")
 
     def _init_elastic(self) -> None:
         self.index, self._cache = self.normalized_shape[0], None
