@@ -44,7 +44,7 @@ def band_ratios(db: str | Path, space: SearchSpace, bands: dict[str, Path]) -> d
     full_id = arch_id(space.largest())
     band_ids = {label: _band_archs(path, space) for label, path in bands.items()}
     values = metric_values(db, space.name, "ppl", [full_id, *(a for ids in band_ids.values() for a in ids)])
-    supernets = sorted({s for s, _ in values})
+    supernets = sorted({s for s, _ in values if not s.startswith("baseline-")})  # baselines: their own section
     full = {s: values[(s, full_id)]["value"] for s in supernets if (s, full_id) in values}
     out: dict[str, Any] = {"full": full, "bands": {}}
     for label, ids in band_ids.items():
@@ -173,6 +173,71 @@ def plot_curve(curve: Path, out: Path) -> Path:
     return out
 
 
+def baseline_section(db: str | Path, space: SearchSpace) -> str:
+    """The pruning baselines against the trained supernets' best measured sub-network at no more parameters."""
+    from nasbench.store.report import metric_values, supernet_rows
+
+    rows = supernet_rows(db, space.name)
+    baselines = [r for r in rows if r["id"].startswith("baseline-")]
+    if not baselines:
+        return f"No baseline rows in `{Path(db).as_posix()}` yet (`nasbench baseline`).\n"
+    ppl = metric_values(db, space.name, "ppl")
+    params = metric_values(db, space.name, "params")
+    nonzero = metric_values(db, space.name, "params_nonzero")
+    full_id = arch_id(space.largest())
+    pretrained = ppl.get(("pretrained", full_id), {}).get("value")
+    trained = [r["id"] for r in rows if r.get("tokens") and not r["id"].startswith("baseline-")]
+    lines = ["Perplexity on the first 4,096 WikiText-2 test tokens, pruned with the space's calibration data, no "
+             "recovery training. A 2:4 model stores and (on a CPU) runs every weight: its dense count is its size; "
+             "the non-zero count is what a sparse kernel could skip. NAS: the lowest perplexity among the measured "
+             "sub-networks of the trained supernet with at most the baseline's (non-zero) parameters.", "",
+             "| method | params (dense) | non-zero params | ppl | / pretrained full | best NAS sub-network at <= "
+             "those params (ppl, params) |", "|---|---|---|---|---|---|"]
+    for r in sorted(baselines, key=lambda r: r["id"]):
+        config = json.loads(r["config"]) if r.get("config") else {}
+        aid = config.get("arch_id")
+        value = ppl.get((r["id"], aid), {}).get("value")
+        if value is None:
+            continue
+        dense = params.get((r["id"], aid), {}).get("value")
+        if dense is None:
+            dense = space.params(space.canonical(config["arch"]))
+        nz = nonzero.get((r["id"], aid), {}).get("value")
+        budget = nz if nz is not None else dense
+        best = []
+        for sid in trained:
+            candidates = [(v["value"], space.params(_arch_of(space, db, a))) for (s, a), v in ppl.items()
+                          if s == sid and _params_of(space, db, a) is not None and _params_of(space, db, a) <= budget]
+            if candidates:
+                best.append(min(candidates))
+        nas = f"{best[0][0]:.1f} ({best[0][1]:,})" if best else "none measured"
+        ratio = f"{value / pretrained:.2f}x" if pretrained else "-"
+        lines.append(f"| {r['id'].removeprefix('baseline-')} | {int(dense):,} | "
+                     f"{'' if nz is None else f'{int(nz):,}'} | {value:.1f} | {ratio} | {nas} |")
+    return "\n".join(lines) + "\n"
+
+
+_ARCHS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+
+
+def _arch_table(space: SearchSpace, db: str | Path) -> dict[str, dict[str, Any]]:
+    key = (str(db), space.name)
+    if key not in _ARCHS:
+        from nasbench.store.report import architectures
+
+        _ARCHS[key] = architectures(db, space.name)
+    return _ARCHS[key]
+
+
+def _arch_of(space: SearchSpace, db: str | Path, aid: str) -> dict[str, Any]:
+    return _arch_table(space, db)[aid]
+
+
+def _params_of(space: SearchSpace, db: str | Path, aid: str) -> int | None:
+    arch = _arch_table(space, db).get(aid)
+    return None if arch is None else space.params(arch)
+
+
 def optimizer_section(runs_db: str | Path, space: SearchSpace, out_dir: Path, baseline: str = "rs") -> str:
     """Significance of the optimizer comparison per budget (see the module docstring), as Markdown."""
     from nasbench.stats import average_ranks, cd_diagram, friedman, nemenyi_cd, versus_baseline
@@ -217,7 +282,8 @@ def write_report(db: str | Path, space: SearchSpace, out_dir: str | Path, *, ban
     """Write ``out_dir/REPORT.md`` (+ PNGs); returns the sections' Markdown by name (for the README's blocks)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sections = {"recovery": recovery_section(db, space, bands, curve, out_dir)}
+    sections = {"recovery": recovery_section(db, space, bands, curve, out_dir),
+                "baselines": baseline_section(db, space)}
     if runs_db is not None:
         sections["optimizers"] = optimizer_section(runs_db, space, out_dir)
     text = [f"# {space.name}: what the benchmark shows", "",

@@ -15,6 +15,14 @@ def _db(space, path, bands):
     with Store(path) as store:
         store.add_space(space)
         store.add_supernet("trained-x", space.name, "tiny", tokens=1000, steps=3)
+        full = space.largest()
+        store.add_supernet("baseline-wanda-2:4", space.name, "tiny", strategy="wanda-2:4", tokens=64,
+                           config={"arch": full, "arch_id": arch_id(full)})
+        store.add_results(space, full, [
+            Measurement(arch_id=arch_id(full), supernet_id="baseline-wanda-2:4", metric="ppl", value=50.0,
+                        unit="perplexity", seq_len=512),
+            Measurement(arch_id=arch_id(full), supernet_id="baseline-wanda-2:4", metric="params_nonzero",
+                        value=float(space.params(full)) * 0.6, unit="params")])
         for supernet, scale in (("pretrained", 100.0), ("trained-x", 2.0)):
             archs = [space.largest(), *(a for archs in bands.values() for a in archs)]
             for i, arch in enumerate(archs):
@@ -45,6 +53,7 @@ def test_report_rebuilds_the_recovery_section_byte_identically(tmp_path):
     assert main(args) == 0
     report = (tmp_path / "out" / "REPORT.md").read_bytes()
     assert b"not met" in report and (tmp_path / "out" / "recovery-curve.png").stat().st_size > 0
+    assert b"| wanda-2:4 |" in report and b"| 50.0 | 5.00x |" in report
     text = readme.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n") and "2.2x" in text
     assert main(args) == 0

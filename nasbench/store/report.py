@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["metric_values", "supernet_rows", "run_scores"]
+__all__ = ["metric_values", "supernet_rows", "run_scores", "architectures"]
 
 
 def metric_values(db: str | Path, space: str, metric: str, arch_ids: Sequence[str] | None = None,
@@ -60,3 +60,17 @@ def run_scores(runs_db: str | Path, space: str) -> dict[tuple[str, str, str], di
         group = out.setdefault((mode, objectives, supernet), {})
         group.setdefault(method, {}).setdefault(seed, {})[int(evaluation)] = float(score)
     return out
+
+
+def architectures(db: str | Path, space: str) -> dict[str, dict[str, Any]]:
+    """``{arch_id: arch}`` of the space's stored architectures."""
+    import json
+
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(db)
+    try:
+        rows = con.execute("SELECT arch_id, arch FROM architectures WHERE space = ?", [space]).fetchall()
+    finally:
+        con.close()
+    return {aid: json.loads(arch) for aid, arch in rows}
