@@ -22,13 +22,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nasbench.errors import NasBenchError
 from nasbench.space import SearchSpace, arch_id
-from nasbench.store import Measurement, Store
+
+if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser reads METHODS without it
+    from nasbench.store import Store
 
 __all__ = ["METHODS", "METRICS", "BaselineConfig", "BaselineSummary", "baseline_id", "run_baseline"]
 
@@ -145,6 +147,8 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
     size_metric = "params" if slicegpt else "params_nonzero"
     wanted = [(size_metric, "")] + [(PRIMARY_METRIC[t], t) if m == "acc" else (_STORED[m], "")
                                     for m in config.metrics for t in (config.tasks if m == "acc" else ("",))]
+    from nasbench.store import Measurement, Store
+
     with Store(db) as store:
         missing = [(m, t) for m, t in wanted
                    if not store.has_measurement(space.name, aid, sid, m, t, "" if m.startswith("params")

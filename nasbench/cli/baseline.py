@@ -30,7 +30,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 
 def add_verbs(verbs: Any) -> None:
     from nasbench.baselines.runner import METHODS
-    from nasbench.store import DEFAULT_DB
+    from nasbench.paths import DEFAULT_DB
 
     p = verbs.add_parser("baseline", help="prune the space's model with a baseline method (2:4, SliceGPT) and store "
                                           "its rows (resumable)")

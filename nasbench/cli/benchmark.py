@@ -166,7 +166,7 @@ def _benchmark_args(p: argparse.ArgumentParser, db_default: str | None, space_fl
 
 def add_verbs(verbs: Any) -> None:
     from nasbench.optimize.truth import CompareSettings
-    from nasbench.store import DEFAULT_DB
+    from nasbench.paths import DEFAULT_DB
     from nasbench.surrogate import MODES
 
     p = verbs.add_parser("fit", help="fit cached surrogates (model chosen by cross-validation) and print their "

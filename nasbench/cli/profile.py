@@ -124,7 +124,7 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 
 
 def add_verbs(verbs: Any) -> None:
-    from nasbench.store import DEFAULT_DB
+    from nasbench.paths import DEFAULT_DB
 
     p = verbs.add_parser("profile", help="measure sub-networks into DuckDB (resumable, shardable)")
     p.add_argument("space", metavar="SPACE")
@@ -169,7 +169,7 @@ def add_verbs(verbs: Any) -> None:
 
 
 def add_sql_verb(verbs: Any) -> None:
-    from nasbench.store import DEFAULT_DB
+    from nasbench.paths import DEFAULT_DB
 
     p = verbs.add_parser("sql", help="run a read-only SQL query on a benchmark DB")
     p.add_argument("query", metavar="QUERY")

@@ -13,7 +13,7 @@ import importlib.metadata
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -21,7 +21,9 @@ from tqdm.auto import tqdm
 from nasbench.errors import NasBenchError
 from nasbench.metrics import PROFILE_ITEMS, profile_item
 from nasbench.space import SearchSpace, arch_id
-from nasbench.store import Measurement, Store
+
+if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser reads ProfileConfig without it
+    from nasbench.store import Store
 
 __all__ = ["METRICS", "ProfileConfig", "ProfileSummary", "select_archs", "profile", "parse_shard"]
 
@@ -181,6 +183,8 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
     supernet_id = PRETRAINED if supernet_dir is None else _supernet_id(Path(supernet_dir))
     software = _software()
     device = config.device
+    from nasbench.store import Measurement, Store
+
     with Store(db) as store:
         store.add_space(space)
         if supernet_dir is None:

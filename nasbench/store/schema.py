@@ -9,12 +9,12 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from nasbench.metrics import metric_column
+from nasbench.paths import DEFAULT_DB
 from nasbench.space import DIMENSIONS
 
 __all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "SCHEMA", "Measurement", "view_name"]
 
 SCHEMA_VERSION = 2
-DEFAULT_DB = "results/nasbench.duckdb"
 
 _DIMENSION_COLUMNS = ",\n    ".join(f"{d} INTEGER" for d in DIMENSIONS)
 _SCHEMA = f"""
