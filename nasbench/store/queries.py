@@ -24,9 +24,11 @@ def _marks(values: Sequence[Any]) -> str:
 
 
 def supernets_with(con: duckdb.DuckDBPyConnection, space: str, skip: Sequence[str]) -> list[str]:
-    """Supernets with measurements of ``space`` other than the metrics in ``skip``, sorted."""
+    """Supernets with measurements of ``space``'s archs other than the metrics in ``skip``, sorted (a model outside
+    the space, such as a SliceGPT baseline, has rows but no arch of the space: it is not a supernet to learn)."""
     rows = con.execute(f"SELECT DISTINCT supernet_id FROM measurements WHERE space = ? AND metric NOT IN "
-                       f"({_marks(skip)}) ORDER BY 1", [space, *skip]).fetchall()
+                       f"({_marks(skip)}) AND arch_id IN (SELECT arch_id FROM architectures WHERE space = ?) "
+                       f"ORDER BY 1", [space, *skip, space]).fetchall()
     return [r[0] for r in rows]
 
 
@@ -38,8 +40,9 @@ def measured_rows(con: duckdb.DuckDBPyConnection, space: str, supernet_id: str, 
     return con.execute(
         "SELECT arch_id, supernet_id, metric, task, value, cost_s, created_at FROM measurements "
         "WHERE space = ? AND value IS NOT NULL AND (? IS NULL OR device = ? OR device = '') "
-        f"AND (supernet_id = ? OR metric IN ({_marks(shared)})) AND metric NOT IN ({_marks(exact)})",
-        [space, device, device, supernet_id, *shared, *exact]).df()
+        f"AND (supernet_id = ? OR metric IN ({_marks(shared)})) AND metric NOT IN ({_marks(exact)}) "
+        "AND arch_id IN (SELECT arch_id FROM architectures WHERE space = ?)",  # the space's archs only
+        [space, device, device, supernet_id, *shared, *exact, space]).df()
 
 
 def archs_by_id(con: duckdb.DuckDBPyConnection, space: str, ids: Sequence[str]) -> dict[str, Any]:
