@@ -159,3 +159,12 @@ def test_bench_train_reports_throughput_against_the_measured_matmul_rate(tiny_wi
     plain = bench_train(space, kd="none", peft="full", batch_size=2, seq_len=16, repeats=1, precision="fp32",
                         dense=False)
     assert plain["teacher_s"] == 0 and "ratio" not in plain
+
+
+def test_a_corrupt_training_record_is_a_one_line_error(sorted_tiny, tmp_path):
+    space, data, sorted_dir = sorted_tiny
+    run = tmp_path / "run"
+    _recovery(space, data, sorted_dir, run, max_steps=1, eval_every=0)
+    (run / "train.json").write_text("{not json")
+    with pytest.raises(NasBenchError, match="not a readable training record"):
+        _recovery(space, data, sorted_dir, run, max_steps=1, eval_every=0, resume=True)

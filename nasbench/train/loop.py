@@ -303,7 +303,12 @@ def _supernet_id(identity: dict[str, Any], config: TrainConfig) -> str:
 
 
 def _resumed_config(run_file: Path, identity: dict[str, Any], explicit: dict[str, Any]) -> tuple[TrainConfig, str]:
-    record = json.loads(run_file.read_text(encoding="utf-8"))
+    try:
+        record = json.loads(run_file.read_text(encoding="utf-8"))
+        record["identity"], record["config"], record["supernet_id"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NasBenchError("--resume", f"{run_file} is not a readable training record (start a new --out)",
+                            f"{type(exc).__name__}: {exc}") from None
     for key, value in identity.items():
         if record["identity"].get(key) != value:
             raise NasBenchError(f"--{key.replace('_', '-')}", f"differs from the run being resumed in "
