@@ -222,4 +222,10 @@ def test_shipped_publication_matches_the_shipped_db(tmp_path) -> None:
         "`nasbench publish results/smollm2-135m.duckdb --out results/published/smollm2-135m`")
     assert sum(p.stat().st_size for p in shipped.rglob("*") if p.is_file()) < 4 * 2**20
     blackboxes = _deserialize(shipped / "syne_tune" / "smollm2-135m")
-    assert "pretrained" in blackboxes and len(blackboxes["pretrained"].hyperparameters) == 232
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(repo / "results" / "smollm2-135m.duckdb")
+    n_archs = con.execute("SELECT count(*) FROM architectures WHERE space = 'smollm2-135m'").fetchone()[0]
+    con.close()
+    assert "smollm2-135m-recovery-1" in blackboxes
+    assert len(blackboxes["smollm2-135m-recovery-1"].hyperparameters) == n_archs
