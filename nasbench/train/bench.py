@@ -28,7 +28,7 @@ from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet import Supernet
 from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS
 from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets
-from nasbench.train.loop import lm_loss, prepare_trainable, run_picks, teacher_forward
+from nasbench.train.loop import _frozen_linears_to_bf16, lm_loss, prepare_trainable, run_picks, teacher_forward
 from nasbench.train.precision import matmul_rate, resolve_precision
 from nasbench.train.strategies import Pick, SandwichSampler
 
@@ -105,11 +105,7 @@ def _dense(supernet: Supernet, pick: Pick, peft: str, r: int, alpha: int, precis
         targets = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not (tied and m is head)]
         model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets))
         if precision == "bf16-mixed":  # as the supernet: frozen linear weights stored in bf16
-            embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-            for m in model.modules():
-                if (type(m) is torch.nn.Linear and not m.weight.requires_grad
-                        and id(m.weight) not in embeddings):
-                    m.weight.data = m.weight.data.to(torch.bfloat16)
+            _frozen_linears_to_bf16(model)
     else:
         for p in model.parameters():
             p.requires_grad_(True)

@@ -695,15 +695,17 @@ class _Run:
 # ------------------------------------------------------------------------------------------------------- helpers
 @torch.no_grad()
 def _frozen_linears_to_bf16(model: torch.nn.Module) -> None:
-    """Store the frozen weights of elastic linear layers in bf16. A head tied to the token embedding keeps fp32
-    (casting it would cast the embedding, and with it the residual stream)."""
+    """Store the frozen weights of linear layers (elastic or dense) in bf16. A head tied to the token embedding keeps
+    fp32 (casting it would cast the embedding, and with it the residual stream)."""
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     for module in model.modules():
-        if isinstance(module, ElasticLinear) and not module.weight.requires_grad and id(module.weight) not in embeddings:
+        if (isinstance(module, torch.nn.Linear) and not module.weight.requires_grad
+                and id(module.weight) not in embeddings):
             module.weight.data = module.weight.data.to(torch.bfloat16)
             if module.bias is not None and not module.bias.requires_grad:
                 module.bias.data = module.bias.data.to(torch.bfloat16)
-            module.clear_cache()
+            if isinstance(module, ElasticLinear):
+                module.clear_cache()
 
 
 def _seed_everything(seed: int) -> None:
