@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["metric_values", "supernet_rows", "run_scores", "architectures"]
+__all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names"]
 
 
 def metric_values(db: str | Path, space: str, metric: str, arch_ids: Sequence[str] | None = None,
@@ -74,3 +74,26 @@ def architectures(db: str | Path, space: str) -> dict[str, dict[str, Any]]:
     finally:
         con.close()
     return {aid: json.loads(arch) for aid, arch in rows}
+
+
+def arch_params(db: str | Path, space: str) -> dict[str, int]:
+    """``{arch_id: params}`` of the space's stored architectures."""
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(db)
+    try:
+        rows = con.execute("SELECT arch_id, params FROM architectures WHERE space = ?", [space]).fetchall()
+    finally:
+        con.close()
+    return {aid: int(params) for aid, params in rows}
+
+
+def space_names(db: str | Path) -> list[str]:
+    """The names of the spaces a DB holds measurements of, sorted."""
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(db)
+    try:
+        return [r[0] for r in con.execute("SELECT DISTINCT space FROM measurements ORDER BY 1").fetchall()]
+    finally:
+        con.close()
