@@ -1,7 +1,11 @@
 """Latency and memory of a dense model: wall clock, never summed profiler times, never the sliced supernet.
 
 CPU: ``time.perf_counter`` around each call, threads pinned to ``torch.get_num_threads()`` (recorded). GPU: CUDA
-events; energy through NVML when it is there (``None`` otherwise, never invented).
+events recorded around each call on an idle stream (synchronised before the start event, the end event waited for),
+so the time is the GPU's and not the host's launch queue. Energy (:func:`measure_energy`): NVML's total-energy counter
+of the very GPU that ran (found by UUID, so it is right under ``CUDA_VISIBLE_DEVICES`` and Ray's GPU assignment)
+around repeated calls; where there is no meter the result says why (no CUDA device, ``nvidia-ml-py`` missing, no
+driver, no permission, a GPU or MIG slice without the counter) and the value is ``None``, never invented.
 
 Memory (:func:`memory_footprint`) has three parts, each stated: the weights' exact bytes in their stored dtype
 (tied tensors counted once), the KV cache's bytes per token (``2 x layers x kv heads x head size x dtype bytes``),
@@ -21,8 +25,8 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["LatencyResult", "Footprint", "measure_latency", "memory_footprint", "prefill_peak_mb", "peak_memory_mb",
-           "energy_j"]
+__all__ = ["LatencyResult", "Footprint", "Energy", "measure_latency", "memory_footprint", "prefill_peak_mb",
+           "peak_memory_mb", "measure_energy"]
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,11 @@ def _timed(device: torch.device, fn: Callable[[], Any]) -> float:
     """Milliseconds of ``fn``: CUDA events on GPU, perf_counter on CPU."""
     if device.type == "cuda":
         begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)  # an idle stream: work queued before (a copy, the last repeat) is not timed
         begin.record()
         fn()
         end.record()
-        torch.cuda.synchronize(device)
+        end.synchronize()
         return begin.elapsed_time(end)
     begin = time.perf_counter()
     fn()
@@ -107,6 +112,7 @@ def peak_memory_mb(fn: Callable[[], Any], device: str = "cpu", interval_s: float
     GPU: ``torch.cuda.max_memory_allocated`` after a reset, minus what was allocated before.
     """
     if device.startswith("cuda"):
+        torch.cuda.synchronize(device)  # frees of earlier queued work land before the reset, not inside fn's peak
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
         result = fn()
@@ -205,18 +211,77 @@ def _status_kib(key: str) -> int:
     raise ValueError(f"{key} not in /proc/self/status")
 
 
-def energy_j(fn: Callable[[], Any], device: str = "cpu") -> tuple[Any, float | None]:
-    """Run ``fn``; return its result and the GPU energy it used in joules through NVML, or ``None`` without NVML."""
+@dataclass(frozen=True)
+class Energy:
+    """GPU energy of one call of a function, or why there is none."""
+
+    joules: float | None
+    """Mean joules per call over ``calls`` calls; ``None`` when no meter was there (``reason`` says why)."""
+    calls: int
+    seconds: float
+    """Wall time of the timed calls."""
+    meter: str
+    """What measured it: ``nvml total energy`` (the GPU's cumulative counter, millijoules)."""
+    reason: str | None = None
+    """Why ``joules`` is ``None``."""
+
+    def extra(self, tokens_per_call: int) -> dict[str, Any]:
+        """The row's provenance: meter, calls, seconds, and J/token, or the reason there is no value."""
+        if self.joules is None:
+            return {"meter": self.meter, "reason": self.reason}
+        return {"meter": self.meter, "calls": self.calls, "seconds": round(self.seconds, 4),
+                "j_per_token": self.joules / tokens_per_call, "mean_power_w": self.joules * self.calls / self.seconds}
+
+
+NVML_METER = "nvml total energy"
+
+
+def measure_energy(fn: Callable[[], Any], device: str = "cpu", *, min_seconds: float = 1.0,
+                   max_calls: int = 10_000) -> Energy:
+    """GPU energy per call of ``fn``: NVML's total-energy counter read around repeated calls (at least one, then until
+    ``min_seconds`` passed: the counter moves in steps of tens of milliseconds, a single prefill is shorter).
+
+    Without a meter the :class:`Energy` has ``joules=None`` and a ``reason``; only NVML's own errors and a missing
+    ``nvidia-ml-py`` are turned into reasons, anything else (a bug, a CUDA error in ``fn``) propagates.
+    """
     if not device.startswith("cuda"):
-        return fn(), None
+        return Energy(None, 0, 0.0, NVML_METER, f"not a CUDA device ({device}): NVML meters NVIDIA GPUs only")
     try:
         import pynvml
-
+    except ImportError:
+        return Energy(None, 0, 0.0, NVML_METER, "nvidia-ml-py is not installed: pip install nasbench[nvml]")
+    cuda = torch.device(device)
+    try:
         pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(torch.device(device).index or 0)
+    except pynvml.NVMLError as exc:  # no driver library, driver not loaded, no permission
+        return Energy(None, 0, 0.0, NVML_METER, f"NVML unavailable: {type(exc).__name__}: {exc}")
+    try:
+        try:
+            handle = _nvml_handle(pynvml, cuda)
+            pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        except pynvml.NVMLError as exc:  # e.g. NotSupported: pre-Volta GPUs and MIG slices have no energy counter
+            return Energy(None, 0, 0.0, NVML_METER, f"no energy counter on this GPU: {type(exc).__name__}: {exc}")
+        fn()  # warm-up: lazy allocations and kernel selection are not the steady state
+        torch.cuda.synchronize(cuda)
+        calls, start = 0, time.perf_counter()
         before = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-    except Exception:  # no NVML library, no permission, or a GPU without the energy counter
-        return fn(), None
-    result = fn()
-    torch.cuda.synchronize(device)
-    return result, (pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) - before) / 1000.0
+        while calls < max_calls and (calls == 0 or time.perf_counter() - start < min_seconds):
+            fn()
+            calls += 1
+            torch.cuda.synchronize(cuda)
+        after = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+        seconds = time.perf_counter() - start
+    finally:
+        pynvml.nvmlShutdown()
+    return Energy((after - before) / 1000.0 / calls, calls, seconds, NVML_METER)
+
+
+def _nvml_handle(pynvml: Any, device: torch.device) -> Any:
+    """The NVML handle of the GPU torch calls ``device``: by UUID, since NVML indexes every GPU of the machine while
+    torch indexes the visible ones (``CUDA_VISIBLE_DEVICES``, Ray's ``num_gpus``); by index where torch has no UUID."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    if uuid is None:
+        return pynvml.nvmlDeviceGetHandleByIndex(index)
+    text = str(uuid)
+    return pynvml.nvmlDeviceGetHandleByUUID(text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}")

@@ -25,7 +25,8 @@ from nasbench.space import SearchSpace, arch_id
 if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser reads ProfileConfig without it
     from nasbench.store import Store
 
-__all__ = ["METRICS", "ProfileConfig", "ProfileSummary", "select_archs", "profile", "parse_shard"]
+__all__ = ["METRICS", "ProfileConfig", "ProfileSummary", "Measurer", "select_archs", "profile", "parse_shard",
+           "resolve", "plan", "store_rows"]
 
 #: What ``--metrics`` may name. ``flops`` is always stored (analytic, free); params live in ``architectures``.
 METRICS = PROFILE_ITEMS
@@ -123,9 +124,9 @@ def _supernet_id(directory: Path) -> str:
     return supernet_id_of(directory)
 
 
-def _software() -> dict[str, str]:
+def _software(device: str | None = None, engine: str | None = None) -> dict[str, str]:
     """Library versions and the machine every row was measured on (CPU model, the flags that decide bf16 speed,
-    threads)."""
+    threads; on a CUDA device its name and the CUDA version; the engine when not in-process)."""
     out = {}
     for package in ("torch", "transformers", "lm_eval", "nasbench"):
         try:
@@ -133,6 +134,11 @@ def _software() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[package] = "unknown"
     out.update(machine())
+    if device is not None and device.startswith("cuda"):
+        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        out["cuda"] = str(torch.version.cuda)
+    if engine is not None:
+        out["engine"] = engine
     return out
 
 
@@ -154,12 +160,8 @@ def machine() -> dict[str, str]:
             "threads": str(torch.get_num_threads())}
 
 
-def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supernet_dir: str | Path | None = None,
-            data_dir: Path | None = None, progress: bool = True) -> ProfileSummary:
-    """Profile this shard's archs into ``db``; returns a summary. See the module docstring."""
-    from nasbench.models import load_tokenizer
-    from nasbench.supernet import Supernet
-
+def resolve(config: ProfileConfig) -> ProfileConfig:
+    """``config`` checked (metrics, tasks, dtype) with ``dtype="auto"`` decided on this machine."""
     unknown = [m for m in config.metrics if m not in METRICS]
     if unknown:
         raise NasBenchError("--metrics", f"each must be one of {', '.join(METRICS)}", unknown[0])
@@ -175,54 +177,118 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
 
         fast = resolve_precision("auto", config.device.split(":")[0]) == "bf16-mixed"
         config = dataclasses.replace(config, dtype="bfloat16" if fast else "float32")
-    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}.get(config.dtype)
-    if dtype is None:
+    if config.dtype not in DTYPES:
         raise NasBenchError("--dtype", "must be auto, bfloat16, float16 or float32", config.dtype)
-    start = time.perf_counter()
+    return config
+
+
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
+
+
+def plan(store: Store, space: SearchSpace, config: ProfileConfig, supernet_dir: str | Path | None,
+         ) -> tuple[str, list[dict[str, Any]], list[tuple[dict[str, Any], list[tuple[str, str]]]]]:
+    """(supernet_id, this shard's archs, [(arch, missing (group, task) pairs)] of the archs that need work); records
+    the space and the supernet in ``store``."""
     archs = select_archs(space, config)
     supernet_id = PRETRAINED if supernet_dir is None else _supernet_id(Path(supernet_dir))
-    software = _software()
-    device = config.device
-    from nasbench.store import Measurement, Store
+    store.add_space(space)
+    if supernet_dir is None:
+        store.add_supernet(PRETRAINED, space.name, space.model.source)
+    elif not store.has_supernet(supernet_id):
+        store.add_supernet(supernet_id, space.name, space.model.source, checkpoint=str(supernet_dir),
+                           **_artifact_fields(supernet_dir))
+    todo = [(a, _missing(store, space, a, supernet_id, config)) for a in archs]
+    return supernet_id, archs, [(a, missing) for a, missing in todo if missing]
+
+
+def store_rows(store: Store, space: SearchSpace, arch: dict[str, Any], rows: list[dict[str, Any]], supernet_id: str,
+               software: dict[str, str]) -> int:
+    """One arch's rows in one transaction (the only place profiling writes measurements); returns how many were new."""
+    from nasbench.store import Measurement
+
+    before = store.count_measurements(space.name)
+    store.add_results(space, arch, [Measurement(**r, supernet_id=supernet_id, software=software) for r in rows])
+    return store.count_measurements(space.name) - before
+
+
+def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supernet_dir: str | Path | None = None,
+            data_dir: Path | None = None, progress: bool = True) -> ProfileSummary:
+    """Profile this shard's archs into ``db`` in this process; returns a summary. See the module docstring (and
+    :func:`nasbench.profile.ray_engine.profile_ray` for the same on a Ray cluster)."""
+    config = resolve(config)
+    start = time.perf_counter()
+    from nasbench.store import Store
 
     with Store(db) as store:
-        store.add_space(space)
-        if supernet_dir is None:
-            store.add_supernet(PRETRAINED, space.name, space.model.source)
-        elif not store.has_supernet(supernet_id):
-            store.add_supernet(supernet_id, space.name, space.model.source, checkpoint=str(supernet_dir),
-                               **_artifact_fields(supernet_dir))
-        todo = [(a, _missing(store, space, a, supernet_id, config)) for a in archs]
-        todo = [(a, missing) for a, missing in todo if missing]
+        supernet_id, archs, todo = plan(store, space, config, supernet_dir)
         summary = ProfileSummary(len(archs), len(todo), 0, 0.0, supernet_id)
         if not todo:
             summary.seconds = time.perf_counter() - start
             return summary
-        from nasbench.train.artifact import load_model
-
-        loaded = load_model(space, supernet_dir, dtype)  # the base model, a trained directory or an artifact
-        supernet = Supernet(loaded.model, space)
-        supernet.to(device)
-        importance = loaded.importance
-        tokenizer = load_tokenizer(space.model)
-        evaluation, task_dir = _prepare(space, tokenizer, config, data_dir, todo)
+        measurer = Measurer(space, config, supernet_dir, data_dir, groups_of(todo))
+        software = _software(config.device)
         with tqdm(total=len(todo), unit="arch", desc=f"profile {space.name}", disable=not progress) as bar:
             for arch, missing in todo:
                 if config.deadline is not None and time.time() >= config.deadline:
                     summary.stopped = True
                     break
-                layers = importance.layers_for(arch["n_layers"]) if importance and importance.layers else None
-                rows = _measure(space, supernet, tokenizer, arch, missing, config, evaluation, task_dir, layers)
-                before = store.count_measurements(space.name)
-                store.add_results(space, arch, [Measurement(**r, supernet_id=supernet_id, software=software)
-                                                for r in rows])
-                summary.rows += store.count_measurements(space.name) - before
+                rows = measurer.measure(arch, missing)
+                summary.rows += store_rows(store, space, arch, rows, supernet_id, software)
                 bar.update()
                 elapsed_h = bar.format_dict["elapsed"] / 3600
                 bar.set_postfix(archs_per_h=f"{bar.n / elapsed_h:.0f}" if elapsed_h else "-")
-        supernet.reset()
+        measurer.supernet.reset()
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def groups_of(todo: Sequence[tuple[dict[str, Any], list[tuple[str, str]]]]) -> set[str]:
+    """The metric groups (ppl, acc, latency, ...) some arch of ``todo`` still needs."""
+    return {group for _, missing in todo for group, _ in missing}
+
+
+class Measurer:
+    """The loaded supernet and what every arch's measurements share (the tokenized perplexity corpus, the task
+    files): built once per process, by the in-process runner or by each Ray worker, then :meth:`measure` per arch."""
+
+    def __init__(self, space: SearchSpace, config: ProfileConfig, supernet_dir: str | Path | None,
+                 data_dir: Path | None, groups: set[str], evaluation: Any = None) -> None:
+        from nasbench.models import load_tokenizer
+        from nasbench.supernet import Supernet
+        from nasbench.train.artifact import load_model
+
+        self.space, self.config = space, config
+        loaded = load_model(space, supernet_dir, DTYPES[config.dtype])  # base model, trained directory or artifact
+        self.supernet = Supernet(loaded.model, space)
+        self.supernet.to(config.device)
+        self.importance = loaded.importance
+        self.tokenizer = load_tokenizer(space.model)
+        self.evaluation = evaluation
+        if "ppl" in groups and evaluation is None:
+            self.evaluation = evaluation_windows(space, self.tokenizer, config, data_dir)
+        self.task_dir = None
+        if "acc" in groups:
+            import tempfile
+
+            from nasbench.profile.accuracy import write_tasks
+
+            self.task_dir = write_tasks(data_dir, Path(tempfile.mkdtemp(prefix="nasbench-tasks-")))
+
+    def measure(self, arch: dict[str, Any], missing: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Every missing measurement of one arch, as Measurement keyword dicts (supernet and software added later)."""
+        importance = self.importance
+        layers = importance.layers_for(arch["n_layers"]) if importance and importance.layers else None
+        return _measure(self.space, self.supernet, self.tokenizer, arch, missing, self.config, self.evaluation,
+                        self.task_dir, layers)
+
+
+def evaluation_windows(space: SearchSpace, tokenizer: Any, config: ProfileConfig, data_dir: Path | None) -> Any:
+    """The perplexity corpus tokenized once and cut into the protocol's windows."""
+    from nasbench import data
+    from nasbench.perplexity import WIKITEXT2_TEST, tokenize_corpus, windows
+
+    source = space.data.get("perplexity", WIKITEXT2_TEST)
+    return windows(tokenize_corpus(tokenizer, data.read_text(source, data_dir)), config.seq_len, config.ppl_tokens)
 
 
 def _artifact_fields(supernet_dir: str | Path) -> dict[str, Any]:
@@ -256,33 +322,12 @@ def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet_id
             if not store.has_measurement(space.name, aid, supernet_id, stored, task, device)]
 
 
-def _prepare(space: SearchSpace, tokenizer: Any, config: ProfileConfig, data_dir: Path | None,
-             todo: Sequence[tuple[dict[str, Any], list[tuple[str, str]]]]) -> tuple[Any, Path | None]:
-    """Tokenize the perplexity corpus once and write the task files once, when some arch needs them."""
-    groups = {group for _, missing in todo for group, _ in missing}
-    evaluation = task_dir = None
-    if "ppl" in groups:
-        from nasbench import data
-        from nasbench.perplexity import WIKITEXT2_TEST, tokenize_corpus, windows
-
-        source = space.data.get("perplexity", WIKITEXT2_TEST)
-        evaluation = windows(tokenize_corpus(tokenizer, data.read_text(source, data_dir)), config.seq_len,
-                             config.ppl_tokens)
-    if "acc" in groups:
-        import tempfile
-
-        from nasbench.profile.accuracy import write_tasks
-
-        task_dir = write_tasks(data_dir, Path(tempfile.mkdtemp(prefix="nasbench-tasks-")))
-    return evaluation, task_dir
-
-
 def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, Any],
              missing: list[tuple[str, str]], config: ProfileConfig, evaluation: Any, task_dir: Path | None,
              layers: list[int] | None) -> list[dict[str, Any]]:
     """Every missing measurement of one arch, as Measurement keyword dicts (supernet and software added later)."""
     from nasbench.profile.accuracy import evaluate
-    from nasbench.profile.latency import energy_j, measure_latency, memory_footprint
+    from nasbench.profile.latency import measure_energy, measure_latency, memory_footprint
     from nasbench.perplexity import perplexity
 
     aid, device, dtype = arch_id(arch), config.device, config.dtype
@@ -309,10 +354,11 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
             fp = memory_footprint(dense, batch=config.latency_batch, seq_len=config.latency_seq_len)
             common = dict(arch_id=aid, device=device, dtype=dtype, batch=config.latency_batch,
                           seq_len=config.latency_seq_len)
-            if fp.total_mb is not None:  # no meter (not Linux): the exact parts below still stand
-                rows.append(dict(common, metric="memory_mb", value=fp.total_mb, unit="MiB",
-                                 extra={"what": "weights (exact) + measured peak of one prefill", "weights_mb":
-                                        fp.weights_mb, "prefill_peak_mb": fp.prefill_peak_mb, "method": fp.method}))
+            # no peak meter (not Linux): a stated NULL with the reason; the exact parts below still stand
+            rows.append(dict(common, metric="memory_mb", value=fp.total_mb, unit="MiB",
+                             extra={"what": "weights (exact) + measured peak of one prefill", "weights_mb":
+                                    fp.weights_mb, "prefill_peak_mb": fp.prefill_peak_mb, "method": fp.method}
+                             if fp.total_mb is not None else {"reason": fp.method}))
             rows.append(dict(common, metric="weights_mb", value=fp.weights_mb, unit="MiB",
                              extra={"what": "exact bytes of the weights in the stored dtype, tied tensors once"}))
             rows.append(dict(common, metric="kv_bytes_per_token", value=float(fp.kv_bytes_per_token),
@@ -330,12 +376,14 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
                                  device=device, dtype=lat.dtype, batch=lat.batch, seq_len=lat.seq_len,
                                  n_repeats=lat.repeats, extra={"decode_tokens": config.decode_tokens}))
         if "energy" in groups:
-            ids = torch.randint(0, dense.config.vocab_size, (config.latency_batch, config.latency_seq_len))
+            ids = torch.randint(0, dense.config.vocab_size, (config.latency_batch, config.latency_seq_len),
+                                generator=torch.Generator().manual_seed(0)).to(device)
             with torch.inference_mode():
-                _, joules = energy_j(lambda: dense(input_ids=ids.to(device), use_cache=False), device)
-            rows.append(dict(arch_id=aid, metric="energy_j", value=joules, unit="J", device=device, dtype=dtype,
+                energy = measure_energy(lambda: dense(input_ids=ids, use_cache=False), device)
+            rows.append(dict(arch_id=aid, metric="energy_j", value=energy.joules, unit="J", device=device, dtype=dtype,
                              batch=config.latency_batch, seq_len=config.latency_seq_len,
-                             extra=None if joules is not None else {"reason": "no NVML device"}))
+                             n_repeats=energy.calls or None, cost_s=energy.seconds,
+                             extra=energy.extra(config.latency_batch * config.latency_seq_len)))
         del dense
     return rows
 
