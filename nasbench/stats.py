@@ -10,14 +10,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Versus", "friedman", "average_ranks", "nemenyi_cd", "versus_baseline", "holm", "cd_diagram"]
+__all__ = ["Versus", "friedman", "average_ranks", "nemenyi_cd", "versus_baseline", "holm", "cd_diagram", "bootstrap_ci"]
 
 # Studentized range q_alpha / sqrt(2) for the Nemenyi test at alpha = 0.05, k = 2..10 methods (Demšar 2006, Table 5)
 _Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
+
+
+def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, *, reps: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of ``statistic(idx)`` over ``reps`` resamples ``idx`` of ``range(n)`` with replacement.
+
+    Seeded, so a report regenerated from the same data has the same bytes. Pass one index array to several paired
+    statistics by resampling inside ``statistic``'s closure over shared data (the same archs for every supernet).
+    Non-finite resample values are dropped (a resample without any arch inside a hypervolume box, say).
+    """
+    if n < 1:
+        raise ValueError(f"a bootstrap needs at least one observation, got n={n}")
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(reps)], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = 50.0 * (1.0 - level)
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)
 
 
 def _matrix(scores: np.ndarray) -> np.ndarray:

@@ -1,0 +1,72 @@
+"""The report's findings S1-S4: RPD with intervals, supernet fronts compared by paired bootstrap, and what was
+never trained; on tiny DBs whose answer is known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nasbench.findings import compare_supernets, importance_section, strategies_section, training_section
+from nasbench.models import tiny_space
+from nasbench.space import arch_id
+from nasbench.stats import bootstrap_ci
+from nasbench.store import Measurement, Store
+
+
+def _ppl(space, store, supernet, archs, value_of, task=""):
+    for arch in archs:
+        store.add_results(space, arch, [Measurement(arch_id=arch_id(arch), supernet_id=supernet, metric="ppl",
+                                                    value=value_of(arch), unit="perplexity", seq_len=512, task=task)])
+
+
+def test_bootstrap_interval_is_seeded_and_covers_a_mean():
+    x = np.random.default_rng(3).normal(2.0, 1.0, 200)
+    a = bootstrap_ci(lambda idx: float(x[idx].mean()), len(x))
+    assert a == bootstrap_ci(lambda idx: float(x[idx].mean()), len(x))
+    assert a[0] < x.mean() < a[1] and a[1] - a[0] < 0.5
+
+
+def test_a_better_supernet_wins_significantly_and_untrained_strategies_are_named(tmp_path):
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = space.sample(60, seed=4)
+    full = space.params(space.largest())
+    db = tmp_path / "b.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        store.add_supernet("trained-a", space.name, "tiny", strategy="sandwich", kd="kl", tokens=1000, steps=3)
+        store.add_supernet("trained-b", space.name, "tiny", strategy="random", kd="kl", tokens=1000, steps=3)
+        # trained-a is 3x better on every arch; trained-b 1.5x worse than the pretrained model on none: 1.2x better
+        _ppl(space, store, "pretrained", archs, lambda a: 50.0 * full / space.params(a))
+        _ppl(space, store, "trained-a", archs, lambda a: 50.0 / 3 * full / space.params(a))
+        _ppl(space, store, "trained-b", archs, lambda a: 50.0 / 1.2 * full / space.params(a))
+    compared = compare_supernets([("tiny", db)], space)
+    fronts, n, diffs = compared[0].fronts, compared[0].shared, compared[0].diffs
+    assert [f.supernet for f in fronts] == ["trained-a", "trained-b", "pretrained"] and n == len(
+        {arch_id(a) for a in archs} - {arch_id(space.largest())})
+    d, low, high = diffs["pretrained"]
+    assert d == fronts[2].hv - fronts[0].hv and high < 0  # significantly worse
+    assert math.isclose(fronts[0].points[0, 1] - fronts[2].points[0, 1], -math.log(3))
+    text = training_section(compared, space, tmp_path)
+    assert "significantly worse" in text and (tmp_path / "supernet-fronts-0.png").stat().st_size > 0
+    s3 = strategies_section(compared, tmp_path, field="strategy")
+    assert "sandwich beats random" in s3 and "(significant;" in s3
+    assert "Not trained on these supernets: standard, grid-params" in s3
+    s4 = strategies_section(compared, tmp_path, field="kd")
+    assert "No DB holds two trained supernets that differ in distillation loss" in s4 and "none, cosine" in s4
+    assert training_section(compared, space, tmp_path) == text  # the same bytes every run
+
+
+def test_rpd_section_reads_pretrained_and_sorted_rows(tmp_path):
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = space.sample(20, seed=5)
+    db = tmp_path / "rpd.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        _ppl(space, store, "pretrained", archs, lambda a: 1000.0, task="wikitext2-512")
+        store.add_supernet("sorted-mean-mean-block-importance", space.name, "tiny", strategy="importance-sorted")
+        _ppl(space, store, "sorted-mean-mean-block-importance", archs, lambda a: 100.0, task="wikitext2-512")
+    text = importance_section(db, tmp_path)
+    assert "| mean-mean-block-importance | 20 | 0.9 [0.9, 0.9] | 0.9 | 100% |" in text
+    assert "for 1 of 1" in text and (tmp_path / "importance-rpd.png").stat().st_size > 0
+    assert "not answered" in importance_section(None, tmp_path)
