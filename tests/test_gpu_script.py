@@ -17,7 +17,7 @@ import yaml
 
 from nasbench.importance import sort_model
 from nasbench.models import tiny_space
-from nasbench.space import load_space
+from nasbench.space import arch_id, load_space
 from nasbench.train import train
 from nasbench.train.artifact import pack, read_manifest
 
@@ -143,3 +143,181 @@ def test_prepare_stage_train_fetch_on_cpu(tmp_path):
     assert (repo / "results" / "gpu-runs" / "tiny-art-h200" / "timing.json").is_file()
     again = _run(["bash", str(GPU / "fetch.sh"), str(out3)], repo, env, check=False)
     assert again.returncode != 0 and "exists" in again.stderr
+
+
+# ------------------------------------------------------------------------------------------------------ bench mode
+#: Not on the device machine and not carried by prepare-bench.sh: the bench's imports must not need them.
+BENCH_BLOCKED = ("duckdb", "syne_tune", "fastparquet", "pymoo", "evaluate", "pytablewriter", "sqlitedict",
+                 "word2number", "rouge_score", "nltk", "more_itertools", "zstandard", "jsonlines", "numexpr",
+                 "mbstrdecoder", "chardet")
+BENCH_TASKS = "arc_easy,winogrande"
+
+
+def _bench_rows(db, sql):
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(db)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.mark.slow  # ~60 s of CPU: the tiny artifact, 4 subprocesses (torch, lm-eval) and one direct profile run
+def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
+    from nasbench.profile.runner import ProfileConfig, profile
+
+    repo, data = _tiny_repo(tmp_path)
+    (data / "commonsense_eval").symlink_to(shared_data / "commonsense_eval")
+    space = load_space(repo / "space.yaml")
+    artifact = repo / "results" / "supernets" / "tiny-art"
+    fast = dict(ppl_tokens=256, seq_len=32, dtype="float32")
+    # the "shipped" DB: ppl of two archs on the CPU, on the trained supernet
+    shipped = repo / "results" / "tiny.duckdb"
+    measured = space.sample(2, seed=5)
+    profile(space, shipped, ProfileConfig(n=0, archs=tuple(measured), endpoints=False, metrics=("ppl",), **fast),
+            supernet_dir=artifact, data_dir=data, progress=False)
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(SITECUSTOMIZE.replace(repr(BLOCKED), repr(BENCH_BLOCKED)),
+                                              encoding="utf-8")
+    here = {k: v for k, v in os.environ.items() if not k.startswith("NASBENCH_")}
+    here.update(PYTHON=sys.executable, NASBENCH_DATA_DIR=str(data), OMP_NUM_THREADS="1", TQDM_DISABLE="1")
+    blob = tmp_path / "blob.gguf"
+    blob.write_bytes(np.random.default_rng(1).bytes(120_000))
+    limit = 64 << 20
+    plan_args = (f"--db results/tiny.duckdb --shards '' --bands '' --total 6 --grid 2 --grid-bins 2 --ref-archs 2 "
+                 f"--overlap 1 --limit-items 3 --acc-archs 2 --ppl-tokens 256 --seq-len 32 --dtype float32 "
+                 f"--no-front --acc-batch 4")
+    out = _run(["bash", str(GPU / "prepare-bench.sh"), "results/supernets/tiny-art", "--base", str(blob),
+                "--package", "nasbench_gpu_standin", "--file", "model.gguf", "--tree-bytes", str(limit - 150_000),
+                "--margin-mib", "0", "--min-part-mib", "0.05"],
+               repo, dict(here, NASBENCH_GPU_NO_WHEELS="1", NASBENCH_GPU_SPACE="space.yaml",
+                          NASBENCH_GPU_TASKS=BENCH_TASKS, NASBENCH_GPU_PLAN_ARGS=plan_args))
+    carry = repo / ".gpu-carry-bench"
+    calls = json.loads((carry / "calls.json").read_text(encoding="utf-8"))
+    assert len(calls) >= 2 and all(c["bytes"] <= limit for c in calls), out.stdout
+    assert calls[-1]["command"] == ("NASBENCH_GPU_CARRY=.gpu-carry-bench bash tools/gpu/remote.sh bench "
+                                    "results/supernets/tiny-art")
+    plan = json.loads((carry / "p1" / "plan.json").read_text(encoding="utf-8"))
+    passes = {p["name"]: p for p in plan["passes"]}
+    assert list(passes) == ["ppl-tiny-art", "ppl-sorted", "ppl-pretrained", "acc-tiny-art"]
+    first = passes["ppl-tiny-art"]
+    assert first["overlap"] == 1 and arch_id(first["archs"][0]) in {arch_id(a) for a in measured}
+    assert not {arch_id(a) for a in first["archs"][1:]} & {arch_id(a) for a in measured}  # the rest lacks ppl
+    assert arch_id(first["archs"][1]) == arch_id(space.largest())  # after the overlap: the endpoints, then the rest
+    assert len(passes["ppl-sorted"]["archs"]) == 2 and len(passes["acc-tiny-art"]["archs"]) == 2
+
+    stage = tmp_path / "stage"
+    device = dict(here, PYTHONPATH=str(blocker), NASBENCH_GPU_PYTHON=sys.executable, NASBENCH_GPU_STAGE=str(stage),
+                  NASBENCH_GPU_PREFLIGHT="0", NASBENCH_GPU_SOFT_S="400")
+    device.pop("NASBENCH_DATA_DIR")
+
+    def call(i, command, carry_paths):
+        tree = tmp_path / f"bdevice{i}"
+        shutil.copytree(repo, tree, ignore=shutil.ignore_patterns(".gpu-carry*"))
+        for path in carry_paths:
+            shutil.copytree(repo / path, tree / path)
+        out_dir = tmp_path / f"bout{i}"
+        out_dir.mkdir()
+        done = _run(["bash", "-c", command.replace("tools/gpu/", f"{GPU}/")], tree, dict(device, OUT=str(out_dir)))
+        return done, out_dir
+
+    for i, c in enumerate(calls[:-1], 1):
+        call(i, c["command"], c["carry"])
+    last, out_dir = call(len(calls), calls[-1]["command"], calls[-1]["carry"])
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert {"rows.jsonl", "bench.json", "bench.log", "SHA256SUMS"} <= set(names) and len(names) <= 8, names
+    report = json.loads((out_dir / "bench.json").read_text(encoding="utf-8"))
+    assert all("error" not in p and "skipped" not in p for p in report["passes"]), report["passes"]
+    assert report["provenance"]["torch"] and report["plan"]["artifact_sha256"]
+    assert report["measured"]["acc-tiny-art"]["archs"] == 2 and report["measured"]["ppl-sorted"]["archs"] == 2
+
+    # fetch-bench: the rows replayed into (a copy of) the shipped DB; the overlap's CPU rows were already there
+    db = tmp_path / "bench.duckdb"
+    shutil.copyfile(shipped, db)
+    fetched = _run(["bash", str(GPU / "fetch-bench.sh"), str(out_dir), "--db", str(db), "--space", "space.yaml",
+                    "--runs", str(tmp_path / "runs")], repo, here)
+    counts = json.loads(fetched.stdout.strip().splitlines()[-1])
+    # skipped: the overlap arch's ppl + flops (on the CPU here, as in the DB) and the acc archs' flops (ppl pass)
+    assert counts["complete"] and counts["rows"] > 0 and counts["skipped"] == 2 + 2
+    got = dict(_bench_rows(db, "SELECT supernet_id, count(DISTINCT arch_id) FROM measurements WHERE metric = 'ppl' "
+                               "GROUP BY 1"))
+    assert got == {"tiny-art": len(first["archs"]) + 1, "sorted": 2, "pretrained": 2}
+    acc = _bench_rows(db, "SELECT arch_id, task, metric, value, extra FROM measurements WHERE task <> '' "
+                          "ORDER BY 1, 2, 3")
+    assert len(acc) == 2 * 3  # 2 archs x (arc_easy: acc, acc_norm; winogrande: acc)
+    for _, _, _, value, extra in acc:
+        extra = json.loads(extra)
+        assert extra["items"] == 3 and extra["limit_items"] == 3 and 0 <= value <= 1
+    assert (tmp_path / "runs").is_dir() and list((tmp_path / "runs").glob("bench-*/rows.jsonl.gz"))
+
+    # the same rows as `nasbench profile` writes for one arch (ppl and accuracy, without lm-eval's request cache)
+    arch = passes["acc-tiny-art"]["archs"][0]
+    direct = tmp_path / "direct.duckdb"
+    profile(space, direct, ProfileConfig(n=0, archs=(arch,), endpoints=False, metrics=("ppl", "acc"),
+                                         tasks=tuple(BENCH_TASKS.split(",")), limit_items=3, batch_size=4, **fast),
+            supernet_dir=artifact, data_dir=data, progress=False)
+    sql = (f"SELECT supernet_id, metric, task, device, dtype, batch, seq_len, value, unit, extra FROM measurements "
+           f"WHERE arch_id = '{arch_id(arch)}' AND supernet_id = 'tiny-art' ORDER BY metric, task")
+    assert _bench_rows(db, sql) == _bench_rows(direct, sql)
+
+
+def test_jsonl_rows_resume_torn_line_and_import(tmp_path):
+    """JsonlStore: what profile() calls, as lines; a restart knows its rows; a torn last line is skipped; the import
+    goes through the Store and skips rows already there."""
+    from nasbench.profile.jsonl import JsonlStore, import_rows, read_lines
+    from nasbench.store import Measurement, Store
+
+    space = tiny_space(tmp_path, "llama", seed=2)
+    arch = space.sample(1, seed=0)[0]
+    aid = arch_id(arch)
+    rows, mirror = tmp_path / "stage" / "rows.jsonl", tmp_path / "out" / "rows.jsonl"
+    mirror.parent.mkdir()
+    with JsonlStore(rows, mirrors=[mirror], known_supernets=["art"]) as store:
+        store.add_space(space)
+        assert store.has_supernet("art") and not store.has_supernet("pretrained")
+        store.add_supernet("pretrained", space.name, space.model.source)
+        assert not store.has_measurement(space.name, aid, "art", "ppl", "", "cuda")
+        store.add_results(space, arch, [Measurement(aid, "art", "ppl", 12.5, "perplexity", device="cuda",
+                                                    software={"gpu": "X"}, extra={"tokens": 4096}),
+                                        Measurement(aid, "art", "flops", 1e6, "flop/token", device="cuda")])
+        assert store.count_measurements(space.name) == 2
+    again = JsonlStore(rows)  # a restart on the same machine
+    assert again.has_measurement(space.name, aid, "art", "ppl", "", "cuda") and again.has_supernet("pretrained")
+    again.close()
+    assert rows.read_text() == mirror.read_text()
+    with open(rows, "a", encoding="utf-8") as f:
+        f.write('{"format": "nasbench-rows/1", "kind": "arch", "spa')  # killed mid-line
+    assert [r["kind"] for r in read_lines(rows)] == ["space", "supernet", "arch"]
+    db = tmp_path / "x.duckdb"
+    with Store(db) as store:
+        assert import_rows(store, rows, {space.name: space}) == {"archs": 1, "rows": 2, "skipped": 0, "supernets": 1}
+        assert import_rows(store, rows, {space.name: space})["skipped"] == 2
+        got = store.query("SELECT metric, device, value, software, extra FROM measurements ORDER BY metric")
+    assert list(got["metric"]) == ["flops", "ppl"] and got["value"][1] == 12.5
+    assert json.loads(got["software"][1]) == {"gpu": "X"} and json.loads(got["extra"][1]) == {"tokens": 4096}
+
+
+def test_slim_wheel_drops_only_builtin_tasks(tmp_path):
+    import zipfile
+
+    sys.path.insert(0, str(GPU))
+    try:
+        import gpu_bench
+    finally:
+        sys.path.remove(str(GPU))
+    wheel = tmp_path / "lm_eval-0.0-py3-none-any.whl"
+    names = ["lm_eval/__init__.py", "lm_eval/tasks/__init__.py", "lm_eval/tasks/manager.py",
+             "lm_eval/tasks/arc/arc_easy.yaml", "lm_eval/tasks/mmlu/x/y.yaml", "lm_eval-0.0.dist-info/METADATA"]
+    with zipfile.ZipFile(wheel, "w") as z:
+        for n in names:
+            z.writestr(n, "x")
+        z.writestr("lm_eval-0.0.dist-info/RECORD", "".join(f"{n},sha256=a,1\n" for n in names))
+    (tmp_path / "slim").mkdir()
+    slim = gpu_bench.slim_wheel(wheel, tmp_path / "slim")
+    with zipfile.ZipFile(slim) as z:
+        kept = z.namelist()
+        record = z.read("lm_eval-0.0.dist-info/RECORD").decode()
+    assert "lm_eval/tasks/manager.py" in kept and "lm_eval/tasks/arc/arc_easy.yaml" not in kept
+    assert "arc_easy" not in record and "mmlu" not in record and "lm_eval/tasks/__init__.py" in record

@@ -9,6 +9,7 @@ in-memory model (the sliced supernet or a dense model) through ``HFLM(pretrained
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +41,18 @@ class TaskScore:
     n_items: int
     seconds: float
     """Wall time of the whole task (shared by its metrics)."""
+    stderr: float | None = None
+    """Standard error of ``value`` over the items: lm-eval's own where it reports one, else, for the per-item 0/1
+    metrics (``acc``, ``acc_norm``), lm-eval's ``mean_stderr`` (sample standard deviation / sqrt(n)), which is
+    ``sqrt(p (1 - p) / (n - 1))``; ``None`` otherwise."""
 
 
-def write_tasks(data_dir: Path, out_dir: str | Path) -> Path:
+def write_tasks(data_dir: Path, out_dir: str | Path, tasks: Sequence[str] | None = None) -> Path:
     """Write every task YAML to ``out_dir`` with ``data_dir`` filled in; returns ``out_dir``.
 
     TruthfulQA's answer maps are converted to ``{choices, labels}`` lists there (``truthfulqa_mc.jsonl``), in the
-    file's order, as lm-eval's HF copy of the dataset has them.
+    file's order, as lm-eval's HF copy of the dataset has them. ``tasks``: only these tasks' data files must exist
+    (a machine that carries only the files of the tasks it runs, e.g. the GPU bench); default every task's.
     """
     if data_dir is None:
         raise DataError("--data-dir", "the local task files need a data directory (NASBENCH_DATA_DIR); online, use "
@@ -59,12 +65,16 @@ def write_tasks(data_dir: Path, out_dir: str | Path) -> Path:
             text = text.replace("__DATA_DIR__", str(data_dir)).replace("__TASK_DIR__", str(out))
             (out / source.name).write_text(text, encoding="utf-8")
     for source in TASK_SOURCE.glob("*.yaml"):
+        if tasks is not None and source.stem not in tasks:
+            continue
         for line in source.read_text(encoding="utf-8").splitlines():
             if "__DATA_DIR__/" in line:
                 path = data_dir / line.split("__DATA_DIR__/", 1)[1].strip()
                 if not path.is_file():
                     raise DataError(str(path), f"file not found (task {source.stem})", str(path))
     truthful = data_dir / _TRUTHFULQA_SOURCE
+    if tasks is not None and "truthfulqa_mc2" not in tasks:
+        return out
     if not truthful.is_file():
         raise DataError(str(truthful), "file not found (task truthfulqa_mc2)", str(truthful))
     with open(out / "truthfulqa_mc.jsonl", "w", encoding="utf-8") as f:
@@ -108,8 +118,20 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[str], task_dir: str | P
             name = key.split(",")[0]
             if name in _METRICS and isinstance(value, (int, float)):
                 metric, unit = _METRICS[name]
-                scores.append(TaskScore(task, metric, float(value), unit, n_items, seconds))
+                scores.append(TaskScore(task, metric, float(value), unit, n_items, seconds,
+                                        _stderr(results, key, name, float(value), n_items)))
     return scores
+
+
+def _stderr(results: dict[str, Any], key: str, name: str, value: float, n_items: int) -> float | None:
+    """lm-eval's ``<metric>_stderr`` where it is a number (it is "N/A" with ``bootstrap_iters=0``), else
+    ``sqrt(p (1 - p) / (n - 1))`` for the 0/1 metrics: exactly lm-eval's ``mean_stderr`` of 0/1 items."""
+    reported = results.get(key.replace(name, f"{name}_stderr", 1))
+    if isinstance(reported, (int, float)) and reported == reported:
+        return float(reported)
+    if name in ("acc", "acc_norm") and n_items > 1 and 0.0 <= value <= 1.0:
+        return math.sqrt(value * (1.0 - value) / (n_items - 1))
+    return None
 
 
 def _device(model: Any) -> str:

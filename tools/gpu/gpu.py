@@ -14,6 +14,10 @@ $OUT only while it is warm (about 30 s after a call) and returns at most 8 files
 - ``bundle``: the packed artifact as one tar cut into parts below 16 MiB, with sha256;
 - ``fetch``: here, the parts joined and checked, the artifact moved to ``results/supernets/<id>``.
 
+``prepare --mode bench`` prepares the other run, the benchmark's GPU pass (``tools/gpu/gpu_bench.py``: ``plan``,
+``bench``, ``bench-preflight``, ``fetch-bench``): part 1 then carries the plan, the perplexity text and the accuracy
+tasks' files, and the last call runs ``remote.sh bench``.
+
 Only the standard library is imported at module level (the device's python3 runs ``stage`` before any wheel is
 installed); ``preflight``, ``report`` and ``fetch`` import torch / nasbench inside.
 """
@@ -26,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -53,6 +58,23 @@ def sha256(path: Path) -> str:
 
 def write_sums(folder: Path, names: list[str]) -> None:
     (folder / SUMS).write_text("".join(f"{sha256(folder / n)}  {n}\n" for n in sorted(names)), encoding="utf-8")
+
+
+def task_files(tasks: list[str], data_dir: Path) -> list[Path]:
+    """The data files (relative to ``data_dir``) that the shipped task YAMLs of ``tasks`` read."""
+    source = Path(__file__).resolve().parents[2] / "nasbench" / "profile" / "tasks"
+    out = []
+    for task in tasks:
+        yaml = source / f"{task}.yaml"
+        if not yaml.is_file():
+            raise SystemExit(f"gpu: no task {task!r} in {source}")
+        for line in yaml.read_text(encoding="utf-8").splitlines():
+            if "__DATA_DIR__/" in line:
+                rel = Path(line.split("__DATA_DIR__/", 1)[1].strip())
+                if not (data_dir / rel).is_file():
+                    raise SystemExit(f"gpu: {data_dir / rel}: not found (task {task})")
+                out.append(rel)
+    return out
 
 
 def check_sums(folder: Path) -> list[str]:
@@ -130,15 +152,20 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         extras.append(wheel.name)
     directory = sources.data_dir(args.data_dir)
     files = []
+    for rel in task_files(args.tasks.split(",") if args.tasks else [], directory):
+        files.append(rel)
     for name in args.sources:
         if name not in space.data:
             raise SystemExit(f"gpu: {args.space} has no data.{name}")
         for path in sources.resolve(space.data[name], directory):
             files.append(path.resolve().relative_to(directory))
-    with tarfile.open(p1 / "data.tar.gz", "w:gz") as tar:
+    with tarfile.open(p1 / "data.tar.gz", "w:gz", dereference=True) as tar:
         for rel in sorted(set(files)):
             tar.add(directory / rel, arcname=str(rel))
     extras.append("data.tar.gz")
+    if args.plan:
+        shutil.copyfile(args.plan, p1 / "plan.json")
+        extras.append("plan.json")
     used = sum((p1 / n).stat().st_size for n in extras) + 64 * 1024  # sums and base.json
     # the GGUF, gzip-compressed, cut into the room each call leaves
     stream = carry / ".base.gz"
@@ -161,6 +188,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             index += 1
     stream.unlink()
     info = {"package": package, "file": file, "bytes": base.stat().st_size, "sha256": base_sha,
+            "prepare_id": secrets.token_hex(8), "mode": args.mode,
             "gz_bytes": size, "parts": len(parts), "tree_bytes": tree, "per_call_bytes": per_call}
     for i, (folder, name) in enumerate(parts, 1):
         (folder / BASE_JSON).write_text(json.dumps(dict(info, part=i)) + "\n", encoding="utf-8")
@@ -168,7 +196,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     calls = []
     for i, (folder, _) in enumerate(parts, 1):
         last = i == len(parts)
-        command = f"bash tools/gpu/remote.sh train {artifact.as_posix()}" if last else "bash tools/gpu/remote.sh stage"
+        command = f"bash tools/gpu/remote.sh {args.mode} {artifact.as_posix()}" if last \
+            else "bash tools/gpu/remote.sh stage"
+        if args.carry != ".gpu-carry":  # remote.sh looks for the parts there unless told
+            command = f"NASBENCH_GPU_CARRY={args.carry} {command}"
         calls.append({"call": i, "carry": [folder.relative_to(root).as_posix() if folder.is_relative_to(root)
                                            else str(folder)], "command": command,
                       "timeout_s": 600 if last else 120,
@@ -207,6 +238,14 @@ def cmd_stage(args: argparse.Namespace) -> int:
         names = check_sums(folder)
         info = json.loads((folder / BASE_JSON).read_text(encoding="utf-8"))
         old, _ = _staged(stage)
+        if old is not None and old.get("prepare_id") != info.get("prepare_id") and old["sha256"] == info["sha256"]:
+            print(f"gpu: stage: {folder} is of another prepare than the staged parts: those are dropped")
+            shutil.rmtree(stage / "parts")
+            (stage / "parts").mkdir()
+            for name in (BASE_JSON, "data.tar.gz", "plan.json", "preflight.json"):
+                (stage / name).unlink(missing_ok=True)
+            shutil.rmtree(stage / "data", ignore_errors=True)
+            old = None
         if old is not None and old["sha256"] != info["sha256"]:
             raise SystemExit(f"gpu: {folder} belongs to another prepare (base sha256 {info['sha256'][:16]}, staged "
                              f"{old['sha256'][:16]}): run prepare.sh once and send all its parts")
@@ -547,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["nasbench"]:
         return cmd_nasbench(argv[1:])
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import gpu_bench
     parser = argparse.ArgumentParser(prog="tools/gpu/gpu.py", description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", required=True)
     p = verbs.add_parser("prepare")
@@ -562,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--margin-mib", type=float, default=3.0, help="room kept for the tree to grow (default 3)")
     p.add_argument("--tree-bytes", type=int, help="instead of measuring the git tree")
     p.add_argument("--min-part-mib", type=float, default=2.0, help="refuse when less room is left per call")
+    p.add_argument("--mode", choices=("train", "bench"), default="train", help="what the last call runs")
+    p.add_argument("--plan", help="bench: the plan (gpu.py plan) part 1 carries")
+    p.add_argument("--tasks", help="bench: comma list of tasks whose data files part 1 carries")
     p.set_defaults(func=cmd_prepare)
     p = verbs.add_parser("stage")
     p.add_argument("--carry", default=".gpu-carry")
@@ -604,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--space", default="spaces/smollm2-135m.yaml")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_fetch)
+    gpu_bench.add_verbs(verbs)
     args = parser.parse_args(argv)
     if args.verb == "watch" and args.command[:1] == ["--"]:
         args.command = args.command[1:]

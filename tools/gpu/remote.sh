@@ -4,6 +4,7 @@
 #
 #   bash tools/gpu/remote.sh stage                                  calls 1..N-1, each carrying .gpu-carry/pK
 #   bash tools/gpu/remote.sh train ARTIFACT [MAX_STEPS [BATCH]]    call N, carrying the last part
+#   bash tools/gpu/remote.sh bench ARTIFACT                         call N of a `prepare-bench.sh` run
 #
 # stage: copies the carried parts of the base GGUF (and, from part 1, the wheels and the text data) to $STAGE outside
 # the tree, where they live while the machine stays warm (~30 s after a call); the first call also installs the
@@ -21,6 +22,13 @@
 # NASBENCH_GPU_LR (the preset's), NASBENCH_GPU_ID (the new artifact's id: ARTIFACT's name + -h200),
 # NASBENCH_GPU_SPACE, NASBENCH_GPU_PROBES, NASBENCH_GPU_STAGE (/tmp/nasbench-carry), NASBENCH_GPU_PYTHON (python3),
 # NASBENCH_GPU_PREFLIGHT (1; 0: skip).
+#
+# bench: joins the GGUF as train does, then runs the plan part 1 carried (tools/gpu/gpu_bench.py): ppl of the trained
+# supernet for the archs lacking it, ppl of the sorted and the pretrained supernet, lm-eval accuracy; no arch starts
+# after NASBENCH_GPU_SOFT_S seconds of the call (default 520: give timeout_s >= SOFT + 60). Every finished arch's rows
+# are already in $OUT/rows.jsonl (one JSON line each), so a call cut at its limit still returns them; at the end
+# $OUT also holds bench.json (per-pass counts and seconds, GPU, versions), bench.log and SHA256SUMS. Bring them in
+# with tools/gpu/fetch-bench.sh FILES_AT. NASBENCH_GPU_BENCH_ARGS: extra `gpu.py bench` flags (--passes ...).
 set -euo pipefail
 T0=$(date +%s.%N)
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,7 +39,7 @@ STAGE=${NASBENCH_GPU_STAGE:-/tmp/nasbench-carry}
 : "${OUT:?OUT must name the folder whose files come back (the device tool sets it)}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export PYTHONPATH="$STAGE/site:$STAGE/pkg:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-mode=${1:?usage: remote.sh stage | remote.sh train ARTIFACT [MAX_STEPS [BATCH]]}
+mode=${1:?usage: remote.sh stage | remote.sh train ARTIFACT [MAX_STEPS [BATCH]] | remote.sh bench ARTIFACT}
 gpu() { "$PY" "$HERE/gpu.py" "$@"; }
 since() { "$PY" -c "import sys, time; print(round(time.time() - float(sys.argv[1]), 1))" "$T0"; }
 
@@ -47,7 +55,12 @@ case "$mode" in
   stage)
     gpu stage --carry "$CARRY" --stage "$STAGE"
     install_wheels
-    if [ "${NASBENCH_GPU_PREFLIGHT:-1}" = 1 ] && [ -f "$STAGE/data.tar.gz" ] && [ ! -f "$STAGE/preflight.json" ]; then
+    if [ "${NASBENCH_GPU_PREFLIGHT:-1}" = 1 ] && [ -f "$STAGE/plan.json" ] && [ ! -f "$STAGE/preflight.json" ]; then
+      gpu bench-preflight --out "$STAGE/preflight.json" \
+        || echo "gpu: PREFLIGHT FAILED (see preflight.json): the accuracy pass will be skipped unless it is fixed"
+      cp "$STAGE/preflight.json" "$OUT/preflight.json"
+    elif [ "${NASBENCH_GPU_PREFLIGHT:-1}" = 1 ] && [ -f "$STAGE/data.tar.gz" ] \
+        && [ ! -f "$STAGE/preflight.json" ]; then
       gpu preflight --out "$STAGE/preflight.json" \
         || echo "gpu: PREFLIGHT FAILED (see preflight.json): fix it before spending the training call"
       cp "$STAGE/preflight.json" "$OUT/preflight.json"
@@ -120,8 +133,29 @@ case "$mode" in
     if [ "$rc" != 0 ] || [ "$prc" != 0 ]; then exit 1; fi
     echo "gpu: done in $(since) s: artifact $NEW_ID in $OUT (bring it in with tools/gpu/fetch.sh FILES_AT)"
     ;;
+  bench)
+    ART=${2:?usage: remote.sh bench ARTIFACT}
+    SOFT=${NASBENCH_GPU_SOFT_S:-520}
+    [ -f "$ART/manifest.json" ] || { echo "gpu: $ART is not a supernet artifact (no manifest.json)" >&2; exit 2; }
+    gpu stage --carry "$CARRY" --stage "$STAGE"
+    gpu assemble --stage "$STAGE"
+    install_wheels
+    [ -f "$STAGE/plan.json" ] || { echo "gpu: no plan.json staged (part 1 of a prepare-bench.sh run)" >&2; exit 3; }
+    export NASBENCH_DATA_DIR="$STAGE/data" LM_HARNESS_CACHE_PATH="$STAGE/lm-eval-cache" \
+      HF_DATASETS_CACHE="$STAGE/hf-datasets" TQDM_DISABLE=1
+    echo "gpu: bench ready at +$(since) s: no arch starts after +${SOFT}s"
+    rc=0
+    # shellcheck disable=SC2086
+    gpu bench --plan "$STAGE/plan.json" --artifact "$ART" --stage "$STAGE" --out "$OUT" --t0 "$T0" --soft "$SOFT" \
+      ${NASBENCH_GPU_BENCH_ARGS:-} >"$OUT/bench.log" 2>&1 || rc=$?
+    tail -c 4000 "$OUT/bench.log"
+    (cd "$OUT" && ls rows.jsonl bench.json 2>/dev/null | xargs -r sha256sum >SHA256SUMS)
+    ls -l "$OUT"
+    echo "gpu: bench done in $(since) s (rc $rc): bring the rows in with tools/gpu/fetch-bench.sh FILES_AT"
+    exit "$rc"
+    ;;
   *)
-    echo "usage: remote.sh stage | remote.sh train ARTIFACT [MAX_STEPS [BATCH]]" >&2
+    echo "usage: remote.sh stage | remote.sh train ARTIFACT [MAX_STEPS [BATCH]] | remote.sh bench ARTIFACT" >&2
     exit 2
     ;;
 esac
