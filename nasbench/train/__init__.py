@@ -6,14 +6,19 @@
 - :mod:`~nasbench.train.distill`: the distillation losses;
 - :mod:`~nasbench.train.lora`: peft LoRA whose adapters slice with the active sub-network;
 - :mod:`~nasbench.train.data`: Alpaca / plain-text rows and their resumable order;
-- :mod:`~nasbench.train.loop`: :func:`train`;
+- :mod:`~nasbench.train.step`: one step's pieces (LM loss, the picks' forward + backward, the frozen teacher, the
+  trainable supernet);
+- :mod:`~nasbench.train.parallel`: data parallel over processes;
+- :mod:`~nasbench.train.checkpoint`: a run's files (``train.json``, resumable checkpoints, the curve's name);
+- :mod:`~nasbench.train.curve`: the recovery curve;
+- :mod:`~nasbench.train.loop`: :func:`train`, the driver;
+- :mod:`~nasbench.train.artifact`: a trained supernet packed as a small artifact;
 - :mod:`~nasbench.train.bench`: :func:`bench_train` (a sandwich step vs the same sub-networks trained dense).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
+from nasbench.lazy import lazy_getattr
 from nasbench.train.config import (IMPORTANCE_STRATEGIES, KD_LOSSES, PEFT_MODES, PRESETS, STRATEGIES, TrainConfig,
                                    make_config)
 
@@ -32,12 +37,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nasbench.train' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

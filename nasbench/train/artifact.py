@@ -32,13 +32,14 @@ from safetensors.torch import load_file, save_file
 from nasbench.errors import NasBenchError
 from nasbench.importance import IMPORTANCE_FILE, Importance, apply_order, load_importance
 from nasbench.space import SearchSpace
+from nasbench.train.checkpoint import (CHECKPOINTS, CURVE_FILE, RUN_FILE, STATE_FILE, WEIGHTS_FILE, checkpoints,
+                                       recorded_supernet_id)
 
 __all__ = ["MANIFEST", "WEIGHTS", "FORMAT", "Loaded", "is_artifact", "pack", "read_manifest", "load_model",
            "base_sha256", "load_trainable", "supernet_id_of", "PRETRAINED"]
 
 MANIFEST = "manifest.json"
-WEIGHTS = "trainable.safetensors"
-CURVE = "curve.jsonl"
+WEIGHTS = WEIGHTS_FILE  # the checkpoint's file name, its weights cast to bf16
 FORMAT = "nasbench-supernet/1"
 #: The supernet id of the untouched base model.
 PRETRAINED = "pretrained"
@@ -110,8 +111,6 @@ def read_manifest(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------------- pack
 def pack(space: SearchSpace, run_dir: str | Path, out: str | Path, *, artifact_id: str | None = None) -> Path:
     """Pack the newest checkpoint of ``space``'s LoRA training run in ``run_dir`` as an artifact in ``out``."""
-    from nasbench.train.loop import CHECKPOINTS, CURVE_FILE, RUN_FILE, STATE_FILE, _checkpoints
-
     run_dir, out = Path(run_dir), Path(out)
     try:
         run = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
@@ -124,7 +123,7 @@ def pack(space: SearchSpace, run_dir: str | Path, out: str | Path, *, artifact_i
     if identity.get("sorted_supernet") is None:
         raise NasBenchError("RUN_DIR", "the artifact rebuilds a sorted supernet: pack runs of the importance-* "
                                        "strategies", identity["strategy"])
-    found = _checkpoints(run_dir)
+    found = checkpoints(run_dir)
     if not found:
         raise NasBenchError("RUN_DIR", f"holds no checkpoint ({run_dir / CHECKPOINTS} is empty)", str(run_dir))
     checkpoint = found[-1]
@@ -141,12 +140,12 @@ def pack(space: SearchSpace, run_dir: str | Path, out: str | Path, *, artifact_i
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     shutil.copyfile(sorted_dir / IMPORTANCE_FILE, tmp / IMPORTANCE_FILE)
-    weights = load_file(str(checkpoint / "trainable.safetensors"))
+    weights = load_file(str(checkpoint / WEIGHTS_FILE))
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in sorted(weights.items())}, str(tmp / WEIGHTS),
               metadata={"format": FORMAT})
     curve_lines = []
-    if parent is not None and (sorted_dir / CURVE).is_file():
-        curve_lines += (sorted_dir / CURVE).read_text(encoding="utf-8").splitlines()
+    if parent is not None and (sorted_dir / CURVE_FILE).is_file():
+        curve_lines += (sorted_dir / CURVE_FILE).read_text(encoding="utf-8").splitlines()
     if (run_dir / CURVE_FILE).is_file():
         offset = int(parent["training"]["tokens_total"]) if parent else 0
         for line in (run_dir / CURVE_FILE).read_text(encoding="utf-8").splitlines():
@@ -156,7 +155,7 @@ def pack(space: SearchSpace, run_dir: str | Path, out: str | Path, *, artifact_i
                 point["piece"] = run["supernet_id"]
                 curve_lines.append(json.dumps(point))
     if curve_lines:
-        (tmp / CURVE).write_text("\n".join(curve_lines) + "\n", encoding="utf-8")
+        (tmp / CURVE_FILE).write_text("\n".join(curve_lines) + "\n", encoding="utf-8")
     chain = (list(parent["training"]["chain"]) if parent else []) + [
         {"run": run["supernet_id"], "steps": state["step"], "tokens": state["tokens"],
          "wall_time_s": round(state["wall_time_s"], 1), "schedule_steps": config["steps"]}]
@@ -258,12 +257,4 @@ def supernet_id_of(path: str | Path | None) -> str:
 
 def _directory_id(directory: Path) -> str:
     """A trained supernet directory's id as its run recorded it (``train.json``), else the directory's name."""
-    run = directory / "train.json"
-    if run.is_file():
-        try:
-            recorded = json.loads(run.read_text(encoding="utf-8")).get("supernet_id")
-        except ValueError:
-            recorded = None
-        if isinstance(recorded, str) and recorded:
-            return recorded
-    return directory.name
+    return recorded_supernet_id(directory) or directory.name

@@ -28,7 +28,7 @@ from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet import Supernet
 from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS
 from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets
-from nasbench.train.loop import _frozen_linears_to_bf16, lm_loss, prepare_trainable, run_picks, teacher_forward
+from nasbench.train.step import autocast, frozen_linears_to_bf16, lm_loss, prepare_trainable, run_picks, teacher_forward
 from nasbench.train.precision import matmul_rate, resolve_precision
 from nasbench.train.strategies import Pick, SandwichSampler
 
@@ -105,7 +105,7 @@ def _dense(supernet: Supernet, pick: Pick, peft: str, r: int, alpha: int, precis
         targets = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not (tied and m is head)]
         model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets))
         if precision == "bf16-mixed":  # as the supernet: frozen linear weights stored in bf16
-            _frozen_linears_to_bf16(model)
+            frozen_linears_to_bf16(model)
     else:
         for p in model.parameters():
             p.requires_grad_(True)
@@ -115,10 +115,7 @@ def _dense(supernet: Supernet, pick: Pick, peft: str, r: int, alpha: int, precis
 
 def _dense_step(model: Any, optimizer: Any, batch: dict[str, torch.Tensor], kd: str, teacher: torch.Tensor | None,
                 precision: str) -> None:
-    import contextlib
-
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16-mixed" else contextlib.nullcontext()
-    with autocast:
+    with autocast(batch["input_ids"].device.type, precision):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
     if teacher is not None:
         loss = (kl_to_targets(logits, TeacherTargets(teacher)) if kd == "kl"

@@ -1,0 +1,84 @@
+"""The recovery curve of a training run: at every evaluation, the project's perplexity of each probe arch (the first
+``eval_tokens`` tokens of the space's perplexity data, windows of 512), one JSON line each in
+:data:`~nasbench.train.checkpoint.CURVE_FILE`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasbench.errors import NasBenchError
+from nasbench.importance import Importance
+from nasbench.space import SearchSpace
+from nasbench.supernet import Supernet
+from nasbench.train.checkpoint import CURVE_FILE
+from nasbench.train.config import TrainConfig
+from nasbench.train.strategies import sub_network_kwargs
+
+__all__ = ["RecoveryCurve"]
+
+
+class RecoveryCurve:
+    """The probes and evaluation windows of one run (both read on the first evaluation)."""
+
+    def __init__(self, space: SearchSpace, config: TrainConfig, tokenizer: Any, data_dir: str | Path | None,
+                 out: Path) -> None:
+        self.space, self.config, self.tokenizer, self.data_dir = space, config, tokenizer, data_dir
+        self.path = out / CURVE_FILE
+        self._windows: torch.Tensor | None = None
+
+    def evaluate(self, supernet: Supernet, importance: Importance | None, *, step: int, tokens: int,
+                 wall_time_s: float, precision: str, peft: str) -> None:
+        """Append one line per probe arch: where the run is, the arch's role, params and perplexity (under
+        ``precision``). Leaves the supernet reset."""
+        from nasbench.perplexity import perplexity
+
+        windows = self.windows()
+        dtype = torch.bfloat16 if precision == "bf16-mixed" else None
+        lines = []
+        for role, arch in self.probes():
+            if arch is None:
+                supernet.reset()
+            else:
+                supernet.set_sub_network(arch, **sub_network_kwargs(arch, importance))
+            try:
+                result = perplexity(supernet, windows, batch_size=4, autocast_dtype=dtype)
+            finally:
+                supernet.reset()
+            lines.append({"step": step, "tokens": tokens, "wall_time_s": round(wall_time_s, 3), "role": role,
+                          "params": self.space.params(arch or self.space.largest()), "ppl": result.ppl,
+                          "eval_tokens": int(windows.numel()), "precision": precision, "peft": peft})
+        with open(self.path, "a", encoding="utf-8") as f:
+            for line in lines:
+                f.write(json.dumps(line) + "\n")
+
+    def windows(self) -> torch.Tensor:
+        if self._windows is None:
+            from nasbench import data as sources
+            from nasbench.perplexity import tokenize_corpus, windows
+
+            if "perplexity" not in self.space.data:
+                raise NasBenchError("--eval-every", "the curve needs the space's data.perplexity source", None,
+                                    show_got=False)
+            text = sources.read_text(self.space.data["perplexity"], sources.data_dir(self.data_dir))
+            tokens = self.config.eval_tokens
+            self._windows = windows(tokenize_corpus(self.tokenizer, text, tokens), min(512, tokens), tokens)
+        return self._windows
+
+    def probes(self) -> list[tuple[str, dict[str, Any] | None]]:
+        """The curve's archs: ``eval_archs`` (role ``probe<i>``), else the full model and the smallest admitted."""
+        from nasbench.train.strategies import smallest_admitted
+
+        if self.config.eval_archs is None:
+            return [("full", None), ("smallest", smallest_admitted(self.space))]
+        path = Path(self.config.eval_archs)
+        try:
+            lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+        except (OSError, ValueError) as exc:
+            raise NasBenchError("--eval-archs", "must be a readable JSONL file of archs", str(exc)) from None
+        archs = [self.space.canonical(x.get("arch", x), where=f"{path}") for x in lines]
+        return [("full", None)] + [(f"probe{i}", a) for i, a in enumerate(archs)]
