@@ -7,8 +7,6 @@ Modules that import torch or transformers are loaded on first use, so ``import n
 
 from __future__ import annotations
 
-from typing import Any
-
 from nasbench.errors import (
     DataError,
     IllegalSubNetworkError,
@@ -16,6 +14,7 @@ from nasbench.errors import (
     NasBenchError,
     StoreError,
 )
+from nasbench.lazy import lazy_getattr
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, load_space
 
 _LAZY = {
@@ -52,9 +51,4 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'nasbench' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

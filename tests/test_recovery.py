@@ -168,3 +168,36 @@ def test_a_corrupt_training_record_is_a_one_line_error(sorted_tiny, tmp_path):
     (run / "train.json").write_text("{not json")
     with pytest.raises(NasBenchError, match="not a readable training record"):
         _recovery(space, data, sorted_dir, run, max_steps=1, eval_every=0, resume=True)
+
+
+#: Not installed on the GPU machine: the CLI's parser, ``train`` and ``pack`` must run without them.
+_OPTIONAL = ("duckdb", "lm_eval", "syne_tune")
+_WITHOUT_OPTIONAL = """
+import importlib.abc, sys
+class _Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError("not on the GPU machine: " + name)
+sys.meta_path.insert(0, _Blocked())
+from nasbench.cli import build_parser, main
+build_parser()
+space, data, sorted_dir, work = sys.argv[1:]
+assert main(["train", space, "--strategy", "importance-random", "--kd", "none", "--preset", "recovery",
+             "--sorted-supernet", sorted_dir, "--out", work + "/run", "--max-steps", "1", "--batch-size", "2",
+             "--seq-len", "16", "--precision", "fp32", "--eval-every", "0", "--data-dir", data]) == 0
+assert main(["pack", space, work + "/run", "--out", work + "/artifact"]) == 0
+print(sorted(m for m in sys.modules if m.split(".")[0] in {blocked!r}))
+"""
+
+
+def test_the_parser_train_and_pack_import_no_optional_library(sorted_tiny, tmp_path):
+    import subprocess
+    import sys
+
+    space, data, sorted_dir = sorted_tiny
+    script = _WITHOUT_OPTIONAL.format(blocked=_OPTIONAL)
+    done = subprocess.run([sys.executable, "-c", script, space.path, str(data), str(sorted_dir), str(tmp_path)],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert read_manifest(tmp_path / "artifact")["training"]["steps_total"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nasbench.lazy import lazy_getattr
 from nasbench.optimize.compare import (
     CompareSettings,
     RunResult,
@@ -13,14 +14,13 @@ from nasbench.optimize.compare import (
 )
 from nasbench.optimize.methods import METHODS, make_scheduler
 from nasbench.optimize.report import write_report
-from nasbench.optimize.searchers import (
-    DiscreteSpace,
-    LocalSearcher,
-    MultiObjectiveScheduler,
-    NSGA2Searcher,
-    ScalarizedBOSearcher,
-    TableIndex,
-)
+
+# the searchers subclass Syne Tune's classes: they load on first use, so the CLI's parser reads METHODS and
+# CompareSettings without Syne Tune
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(("DiscreteSpace", "LocalSearcher", "MultiObjectiveScheduler",
+                                                     "NSGA2Searcher", "ScalarizedBOSearcher", "TableIndex"),
+                                                    "nasbench.optimize.searchers"))
+
 
 __all__ = [
     "METHODS",

@@ -5,11 +5,27 @@ predictions) and ``blackbox(objectives, mode)`` (a Syne Tune blackbox). ``fit`` 
 metric: how well the chosen model ranks and predicts archs it was not fitted on.
 """
 
+from __future__ import annotations
+
+from nasbench.lazy import lazy_getattr
 from nasbench.surrogate._cache import DEFAULT_CACHE
-from nasbench.surrogate._data import EXACT_METRICS, LOG_METRICS, WEIGHT_FREE_METRICS, is_maximized
 from nasbench.surrogate._fit import FidelityCard, Surrogate
 from nasbench.surrogate._regressors import CANDIDATES
-from nasbench.surrogate.benchmark import MODES, Benchmark, print_cards
+from nasbench.surrogate.modes import MODES
+
+# the DB-reading modules (duckdb, pandas) load on first use: the CLI's parser reads the names above without them
+_LAZY = {
+    "EXACT_METRICS": "nasbench.surrogate._data",
+    "LOG_METRICS": "nasbench.surrogate._data",
+    "WEIGHT_FREE_METRICS": "nasbench.surrogate._data",
+    "is_maximized": "nasbench.surrogate._data",
+    "Benchmark": "nasbench.surrogate.benchmark",
+    "print_cards": "nasbench.surrogate.benchmark",
+}
+
+
+__getattr__ = lazy_getattr(__name__, _LAZY)
+
 
 __all__ = [
     "CANDIDATES",

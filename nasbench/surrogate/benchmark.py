@@ -30,12 +30,10 @@ from nasbench.surrogate._data import (
 )
 from nasbench.surrogate._fit import MIN_ROWS, FidelityCard, Surrogate, fit_surrogate
 from nasbench.surrogate._regressors import CANDIDATES
+from nasbench.surrogate.modes import MODES, SOURCES
 
 __all__ = ["Benchmark", "MODES", "SOURCES"]
 
-MODES = ("auto", "table", "surrogate")
-SOURCES = ("table", "surrogate", "mixed", "missing", "exact")
-"""Where a query row's values came from (the ``source`` column, a categorical)."""
 _SOURCE_DTYPE = pd.CategoricalDtype(list(SOURCES))
 _SMALL = 64
 """Batches up to this size take the per-arch path (Python hashing, dict lookups): DuckDB's per-statement overhead
