@@ -2,7 +2,8 @@
 
 One module per group of verbs: ``space`` (validate, show, sample), ``supernet`` (importance, export, train, pack),
 ``profile`` (profile, tasks, merge, publish, sql), ``baseline`` (the pruning baselines), ``bench`` (the
-measurements), ``benchmark`` (fit, query, compare, pareto). Bad input ends with one line ``nasbench: error: <where>: <rule> (got <value>)`` on stderr and exit code 2.
+measurements), ``benchmark`` (fit, query, compare, pareto),
+``run`` (the whole pipeline of a preset). Bad input ends with one line ``nasbench: error: <where>: <rule> (got <value>)`` on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from nasbench.cli import baseline, bench, benchmark, profile, report, space, supernet
+from nasbench.cli import baseline, bench, benchmark, profile, report, run, space, supernet
 from nasbench.cli._common import EXIT_USAGE, Parser, UsageError, csv_list, normalize
 from nasbench.errors import NasBenchError
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_bench_verbs(bench_verbs)
     profile.add_sql_verb(verbs)
     report.add_verbs(verbs)
+    run.add_verbs(verbs)
     # `importance rpd` is reached through `importance`: keep its internal name out of the verb list
     verbs._choices_actions = [a for a in verbs._choices_actions if a.dest != "importance-rpd"]
     verbs.metavar = "{" + ",".join(a.dest for a in verbs._choices_actions) + "}"

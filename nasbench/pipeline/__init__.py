@@ -1,0 +1,16 @@
+"""``nasbench run SPACE --preset quick|full``: the whole pipeline, importance -> train -> profile -> fit -> compare ->
+report, each stage skipped when its inputs are unchanged since it finished and resumed when it was interrupted.
+
+- :mod:`~nasbench.pipeline.presets`: :class:`Preset` (what each stage does, as data), ``quick`` and ``full``;
+- :mod:`~nasbench.pipeline.manifest`: the run directory's ``manifest.json`` and the input hashes;
+- :mod:`~nasbench.pipeline.runner`: :func:`run_pipeline`.
+"""
+
+from __future__ import annotations
+
+from nasbench.pipeline.manifest import RunManifest, code_version
+from nasbench.pipeline.presets import PRESETS, Preset, RunPaths, get_preset
+from nasbench.pipeline.runner import STAGES, Supernet, find_artifact, resolve_supernet, run_pipeline
+
+__all__ = ["PRESETS", "Preset", "RunPaths", "get_preset", "RunManifest", "code_version", "STAGES", "Supernet",
+           "find_artifact", "resolve_supernet", "run_pipeline"]
