@@ -1,5 +1,6 @@
-"""The pruning baselines on tiny random models: each method's defining property against a direct computation, and
-the rows `run_baseline` stores (resumable)."""
+"""The baselines on tiny random models: each method's defining property against a direct computation, the full row
+set `run_baseline` stores (resumable), the sliced and recovered baselines, the layer-wise allocation, and the
+report's Table 1."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import copy
 import pytest
 import torch
 
-from nasbench.baselines import (BaselineConfig, magnitude_prune, run_baseline, slice_model, sliced_arch, sliced_dim,
-                                sparsegpt_prune, sparsegpt_weight, wanda_prune, wanda_scores)
+from nasbench.baselines import (Allocation, BaselineConfig, allocate, magnitude_prune, run_baseline, slice_model,
+                                sliced_arch, sliced_dim, sparsegpt_prune, sparsegpt_weight, wanda_prune, wanda_scores)
 from nasbench.baselines._layerwise import decoder_layers, decoder_linears, dense_params, n_m_mask, nonzero_params
 from nasbench.errors import NasBenchError
 from nasbench.models import tiny_model
+from nasbench.profile.runner import ProfileConfig
+from nasbench.space import arch_id, load_space
 from nasbench.store import Store
 
 
@@ -127,43 +130,71 @@ def test_slicegpt_shrinks_the_hidden_size_and_counts_its_real_params() -> None:
         sliced_dim(48, 1.0)
 
 
-def test_run_baseline_stores_rows_and_resumes(tiny_with_data, tmp_path) -> None:
+def _protocol(**overrides) -> ProfileConfig:
+    """A fast protocol: float32 (no bf16 probe), short ppl, 2 latency repeats, 2 decode tokens."""
+    values = dict(n=0, endpoints=False, metrics=("ppl", "latency", "memory"), ppl_tokens=512, seq_len=32,
+                  latency_seq_len=16, latency_repeats=2, decode_tokens=2, dtype="float32")
+    return ProfileConfig(**(values | overrides))
+
+
+FULL_SET = {"params", "params_nonzero", "ppl", "latency_ms", "decode_ms_per_token", "memory_mb", "weights_mb",
+            "kv_bytes_per_token"}
+
+
+def test_run_baseline_stores_the_full_row_set_and_resumes(tiny_with_data, tmp_path) -> None:
     space, data = tiny_with_data
     db = tmp_path / "b.duckdb"
-    common = dict(calibration_tokens=256, calibration_seq_len=32, metrics=("ppl", "latency", "memory"),
-                  ppl_tokens=512, seq_len=32, latency_seq_len=16, latency_repeats=2)
+    common = dict(calibration_tokens=256, calibration_seq_len=32, protocol=_protocol())
     wanda = run_baseline(space, db, BaselineConfig("wanda-2:4", **common), data_dir=data, progress=False)
-    assert wanda.supernet_id == "baseline-wanda-2:4" and wanda.rows == 4
+    assert wanda.supernet_id == "baseline-wanda-2:4" and wanda.rows == len(FULL_SET)
     sliced = run_baseline(space, db, BaselineConfig("slicegpt", slicing=0.25, **common), data_dir=data,
                           progress=False)
-    assert sliced.supernet_id == "baseline-slicegpt-25" and sliced.rows == 4
+    assert sliced.supernet_id == "baseline-slicegpt-25" and sliced.rows == len(FULL_SET)
     again = run_baseline(space, db, BaselineConfig("slicegpt", slicing=0.25, **common), data_dir=data,
                          progress=False)
-    assert again.rows == 0 and again.params == sliced.params
+    assert again.rows == 0 and again.built == 0 and again.params == sliced.params
     with pytest.raises(NasBenchError, match="--calibration-tokens"):  # the stored rows were pruned on 256 tokens
         run_baseline(space, db, BaselineConfig("slicegpt", slicing=0.25, **(common | {"calibration_tokens": 512})),
                      data_dir=data, progress=False)
     with Store(db) as store:
-        rows = store.query("SELECT supernet_id, metric, value, extra FROM measurements ORDER BY supernet_id, metric")
+        rows = store.query("SELECT supernet_id, metric, value, device, dtype, extra FROM measurements")
         supernets = store.query("SELECT id, strategy, tokens, config FROM supernets ORDER BY id")
         full = store.query("SELECT params FROM architectures")
     assert sorted(supernets["id"]) == ["baseline-slicegpt-25", "baseline-wanda-2:4"]
     assert set(supernets["strategy"]) == {"slicegpt", "wanda-2:4"} and set(supernets["tokens"]) == {256}
-    by = {(r.supernet_id, r.metric): r.value for r in rows.itertuples()}
-    assert by[("baseline-wanda-2:4", "params_nonzero")] < full["params"].iloc[0] == space.params(space.largest())
-    assert by[("baseline-slicegpt-25", "params")] == sliced.params
-    assert all(by[(s, "ppl")] > 1 for s in ("baseline-wanda-2:4", "baseline-slicegpt-25"))
-    assert len(full) == 1  # the sliced model is not an arch of the space
-    assert sliced.arch_id != wanda.arch_id and sliced_arch(space.reference, 0.25)["embed_dim"] == 32
+    by = {(r.supernet_id, r.metric): r for r in rows.itertuples()}
+    assert {m for s, m in by if s == "baseline-wanda-2:4"} == FULL_SET
+    dense = full["params"].iloc[0]
+    assert by[("baseline-wanda-2:4", "params")].value == dense == space.params(space.largest())
+    assert by[("baseline-wanda-2:4", "params_nonzero")].value < 0.8 * dense
+    assert by[("baseline-slicegpt-25", "params")].value == by[("baseline-slicegpt-25", "params_nonzero")].value \
+        == sliced.params
+    assert "no sparse speed-up" in by[("baseline-wanda-2:4", "latency_ms")].extra
+    assert "no sparse speed-up" in by[("baseline-wanda-2:4", "decode_ms_per_token")].extra
+    assert "no sparse speed-up" not in by[("baseline-slicegpt-25", "latency_ms")].extra
+    assert by[("baseline-wanda-2:4", "ppl")].dtype == "float32" and by[("baseline-wanda-2:4", "params")].device == ""
+    assert all(by[(s, m)].value > 0 for s, m in by)
+    assert len(full) == 1  # the SliceGPT model is not an arch of the space
 
 
-def test_baseline_config_checks_its_flags() -> None:
+def test_baseline_config_reuses_the_profile_protocol_and_checks_its_flags() -> None:
+    config = BaselineConfig("wanda-2:4")
+    assert isinstance(config.protocol, ProfileConfig) and config.protocol.dtype == "auto"
+    assert config.protocol.metrics == ("ppl", "acc", "latency", "memory") and config.protocol.decode_tokens == 16
     with pytest.raises(NasBenchError, match="--method"):
         BaselineConfig("obs-2:4")
     with pytest.raises(NasBenchError, match="--slicing"):
         BaselineConfig("slicegpt", slicing=1.5)
     with pytest.raises(NasBenchError, match="--metrics"):
-        BaselineConfig("wanda-2:4", metrics=("flops",))
+        BaselineConfig("wanda-2:4", protocol=_protocol(metrics=("flops",)))
+    with pytest.raises(NasBenchError, match="--target"):
+        BaselineConfig("sliced", archs=({"n_layers": 1},))
+    with pytest.raises(NasBenchError, match="--target"):
+        BaselineConfig("wanda-2:4", target=0.5)
+    with pytest.raises(NasBenchError, match="--tokens"):
+        BaselineConfig("sliced-recovered", target=0.5, archs=({"n_layers": 1},))
+    with pytest.raises(NasBenchError, match="--tokens"):
+        BaselineConfig("sliced", target=0.5, archs=({"n_layers": 1},), tokens=10)
 
 
 def test_cli_baseline_writes_rows_and_rejects_bad_flags(tiny_with_data, tmp_path, capsys) -> None:
@@ -174,20 +205,22 @@ def test_cli_baseline_writes_rows_and_rejects_bad_flags(tiny_with_data, tmp_path
     space, data = tiny_with_data
     db = tmp_path / "cli.duckdb"
     argv = ["baseline", str(space.path), "--method", "magnitude-2:4", "--metrics", "ppl", "--ppl-tokens", "512",
-            "--seq-len", "32", "--data-dir", str(data), "--db", str(db)]
+            "--seq-len", "32", "--dtype", "float32", "--data-dir", str(data), "--db", str(db)]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["supernet_id"] == "baseline-magnitude-2:4" and out["new_rows"] == 2 and out["values"]["ppl"] > 1
+    assert out["supernet_id"] == "baseline-magnitude-2:4" and out["new_rows"] == 3 and out["values"]["ppl"] > 1
     assert main(argv) == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_rows"] == 0
     assert main([*argv[:3], "slicegpt", "--slicing", "0", *argv[4:]]) == 2
     assert "--slicing" in capsys.readouterr().err
+    assert main([*argv[:3], "sliced", *argv[4:]]) == 2
+    assert "--target" in capsys.readouterr().err
 
 
 def test_run_baseline_on_other_weights_gets_its_own_supernet_id(tiny_with_data, tmp_path) -> None:
     space, data = tiny_with_data
     weights = tmp_path / "my-weights"
     tiny_model("llama", seed=5).save_pretrained(weights)  # the shape of the space's model, other weights
-    config = BaselineConfig("magnitude-2:4", metrics=("ppl",), ppl_tokens=512, seq_len=32)
+    config = BaselineConfig("magnitude-2:4", protocol=_protocol(metrics=("ppl",)))
     ours = run_baseline(space, tmp_path / "w.duckdb", config, supernet_dir=weights, data_dir=data, progress=False)
     base = run_baseline(space, tmp_path / "w.duckdb", config, data_dir=data, progress=False)
     assert ours.supernet_id == "baseline-magnitude-2:4+my-weights" and base.supernet_id == "baseline-magnitude-2:4"
@@ -195,3 +228,164 @@ def test_run_baseline_on_other_weights_gets_its_own_supernet_id(tiny_with_data, 
     with Store(tmp_path / "w.duckdb") as store:
         checkpoint = store.query("SELECT checkpoint FROM supernets WHERE id = ?", [ours.supernet_id])["checkpoint"][0]
     assert checkpoint == str(weights)
+
+
+def _sorted_and_band(space, data, tmp_path, k: int = 2):
+    """A `nasbench importance` directory of the tiny space, and k archs near one parameter share (a band)."""
+    from nasbench.importance import sort_model
+
+    sort_model(space, tmp_path / "sorted", tokens=256, seq_len=32, data_dir=data, progress=False)
+    full = space.params(space.largest())
+    archs = space.sample(200, seed=3)
+    target = round(space.params(archs[0]) / full, 2)
+    band = [a for a in archs if abs(space.params(a) / full - target) <= 0.015][:k]
+    return tmp_path / "sorted", target, band
+
+
+def test_sliced_baselines_cut_the_sorted_model_to_the_band_and_recover(tiny_with_data, tmp_path) -> None:
+    from nasbench.supernet import Supernet
+    from nasbench.train.artifact import load_model
+
+    import yaml
+
+    space, data = tiny_with_data
+    doc = yaml.safe_load(open(space.path, encoding="utf-8"))
+    doc["data"]["recovery"] = {"kind": "text", "path": "calib.txt"}  # the recovery text (never the ppl corpus)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    space = load_space(tmp_path / "space.yaml")
+    sorted_dir, target, band = _sorted_and_band(space, data, tmp_path)
+    db = tmp_path / "s.duckdb"
+    protocol = _protocol(metrics=("ppl", "latency"))
+    one_shot = run_baseline(space, db, BaselineConfig("sliced", protocol=protocol, target=target, archs=tuple(band)),
+                            supernet_dir=sorted_dir, data_dir=data, progress=False)
+    assert one_shot.supernet_id == f"baseline-sliced-{target * 100:g}" and one_shot.models == len(band) == 2
+    assert one_shot.rows == 2 * 5  # params, params_nonzero, ppl, latency, decode per arch
+    # the one-shot model is the sorted model's extracted sub-network: its perplexity is the sliced supernet's
+    from nasbench import data as sources
+    from nasbench.models import load_tokenizer
+    from nasbench.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
+
+    loaded = load_model(space, sorted_dir)
+    supernet = Supernet(loaded.model, space)
+    supernet.set_sub_network(band[0], layers=loaded.importance.layers_for(band[0]["n_layers"]))
+    ids = windows(tokenize_corpus(load_tokenizer(space.model), sources.read_text(
+        space.data.get("perplexity", WIKITEXT2_TEST), data)), 32, 512)
+    with Store(db) as store:
+        stored = store.values_by_supernet(space.name, arch_id(space.canonical(band[0])), "ppl")
+    assert stored[one_shot.supernet_id] == pytest.approx(perplexity(supernet, ids).ppl, rel=1e-4)
+    recovered = run_baseline(space, db, BaselineConfig("sliced-recovered", protocol=protocol, target=target,
+                                                       archs=tuple(band[:1]), tokens=64),
+                             supernet_dir=sorted_dir, data_dir=data, progress=False, work_dir=tmp_path / "work")
+    assert recovered.supernet_id == f"baseline-sliced-recovered-{target * 100:g}" and recovered.rows == 5
+    with Store(db) as store:
+        rows = store.query("SELECT metric, value, extra FROM measurements WHERE supernet_id = ?",
+                           [recovered.supernet_id])
+        tokens = store.query("SELECT tokens FROM supernets WHERE id = ?", [recovered.supernet_id])["tokens"][0]
+    import json
+
+    assert tokens == 64 and all(json.loads(e)["train_tokens"] >= 64 for e in rows["extra"])
+    assert not (tmp_path / "work" / recovered.supernet_id / recovered.arch_id).exists()  # stored, then cleaned
+    ppl = dict(zip(rows["metric"], rows["value"]))["ppl"]
+    assert ppl != stored[one_shot.supernet_id]  # trained: other weights
+    with pytest.raises(NasBenchError, match="--tokens"):
+        run_baseline(space, db, BaselineConfig("sliced-recovered", protocol=protocol, target=target,
+                                               archs=tuple(band[1:2]), tokens=128),
+                     supernet_dir=sorted_dir, data_dir=data, progress=False)
+    with pytest.raises(NasBenchError, match="--archs"):  # not in the band
+        run_baseline(space, db, BaselineConfig("sliced", protocol=protocol, target=target,
+                                               archs=(space.largest(),)), supernet_dir=sorted_dir, data_dir=data)
+    with pytest.raises(NasBenchError, match="--supernet"):
+        run_baseline(space, db, BaselineConfig("sliced", protocol=protocol, target=target, archs=tuple(band)),
+                     data_dir=data)
+
+
+def _layerwise_space(tmp_path, allocation):
+    import yaml
+
+    from nasbench.models import tiny_space
+
+    base = tiny_space(tmp_path / "lw", "llama", seed=2, num_hidden_layers=3)
+    doc = yaml.safe_load(open(base.path, encoding="utf-8"))
+    doc["dimensions"]["n_heads"] = {"choice": [2, 4, 6], "per_layer": True}
+    doc["dimensions"]["intermediate_size"] = {"choice": [16, 24, 32, 40, 48, 56, 64], "per_layer": True}
+    doc["dimensions"]["n_kv_groups"] = 2
+    doc["name"] = "tiny-layerwise"
+    if allocation is not None:
+        doc["allocation"] = allocation
+    path = tmp_path / "lw" / "layerwise.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return load_space(path)
+
+
+def test_layerwise_allocation_maps_two_numbers_and_the_layer_scores_to_per_layer_widths(tmp_path) -> None:
+    from nasbench.errors import InvalidSpaceError
+
+    space = _layerwise_space(tmp_path, {"scores": "layers", "alpha": {"choice": [0.5, 1, 2]},
+                                        "beta": {"choice": [0, 0.5]}})
+    allocation = Allocation.from_space(space)
+    assert allocation.alpha == (0.5, 1.0, 2.0) and allocation.beta == (0.0, 0.5)
+    uniform = {"embed_dim": 48, "n_layers": 3, "n_heads": 4, "head_size": 8, "n_kv_groups": 2,
+               "intermediate_size": 32}
+    scores = [0.2, 3.0, 1.0]
+    flat = allocate(space, uniform, scores, alpha=1.0, beta=0.0)
+    assert flat["intermediate_size"] == [32, 32, 32] and flat["n_heads"] == [4, 4, 4]
+    bent = allocate(space, uniform, scores, alpha=1.0, beta=0.5)
+    widths = bent["intermediate_size"]
+    assert widths[1] > widths[2] > widths[0]  # the order of the scores
+    assert abs(sum(widths) / 3 - 32) <= 8  # the mean width stays near the uniform one (up to snapping)
+    assert space.canonical(bent) == bent
+    # a 2-layer sub-network keeps the 2 most important layers' scores (model order)
+    two = allocate(space, dict(uniform, n_layers=2), scores, alpha=1.0, beta=0.5)
+    assert two["intermediate_size"][0] > two["intermediate_size"][1]  # layers 1 and 2 (scores 3.0, 1.0)
+    picks = allocation.sample(space, scores, 5, seed=0)
+    assert len(picks) == 5 and all(space.is_valid(a) for a, _, _ in picks)
+    assert allocation.cardinality(space) < space.cardinality()
+    with pytest.raises(InvalidSpaceError, match="allocation.beta"):
+        Allocation.from_space(_layerwise_space(tmp_path, {"beta": {"choice": [1.5]}}))
+    with pytest.raises(InvalidSpaceError, match="allocation"):
+        Allocation.from_space(_layerwise_space(tmp_path, None))
+
+
+def test_report_table_and_findings_from_baseline_rows(tmp_path) -> None:
+    from nasbench.front import baseline_points
+    from nasbench.models import tiny_space
+    from nasbench.report import baseline_section
+    from nasbench.store import Measurement
+
+    space = tiny_space(tmp_path / "s", "llama")
+    full = space.largest()
+    archs = [full, *space.sample(12, seed=4)]
+    db = tmp_path / "r.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        store.add_supernet("trained-x", space.name, "tiny", tokens=1000, steps=3)
+        store.add_supernet("baseline-wanda-2:4", space.name, "tiny", strategy="wanda-2:4", tokens=64)
+        store.add_supernet("baseline-sliced-50", space.name, "tiny", strategy="sliced")
+        store.add_architectures(space, archs)
+        rows = [Measurement(arch_id(full), "pretrained", "ppl", 10.0, "perplexity")]
+        for arch in archs:
+            share = space.params(arch) / space.params(full)
+            rows += [Measurement(arch_id(arch), "trained-x", "ppl", 10.0 / share, "perplexity"),
+                     Measurement(arch_id(arch), "trained-x", "latency_ms", 100.0 * share, "ms", device="cpu")]
+        store.add_measurements(space.name, rows)
+        a = arch_id(full)
+        store.add_measurements(space.name, [
+            Measurement(a, "baseline-wanda-2:4", "ppl", 50.0, "perplexity"),
+            Measurement(a, "baseline-wanda-2:4", "params", float(space.params(full)), "params"),
+            Measurement(a, "baseline-wanda-2:4", "params_nonzero", 0.6 * space.params(full), "params"),
+            Measurement(a, "baseline-wanda-2:4", "latency_ms", 101.0, "ms", device="cpu"),
+            Measurement(a, "baseline-wanda-2:4", "acc", 0.4, "accuracy", task="piqa", device="cpu")])
+        store.add_measurements(space.name, [
+            Measurement(arch_id(arch), "baseline-sliced-50", metric, value, unit, device=device)
+            for arch in archs[1:4] for metric, value, unit, device in (
+                ("ppl", 1000.0, "perplexity", ""), ("params", float(space.params(arch)), "params", ""),
+                ("latency_ms", 50.0, "ms", "cpu"))])
+    text = baseline_section(db, space, tmp_path / "out")
+    assert "| wanda-2:4 |" in text and "| 50.0 | 5.00x |" in text and " piqa acc |" in text and "| 0.400 |" in text
+    assert "sliced-50 (median of 3)" in text and "NAS `trained-x` <= 75% params" in text
+    assert "`wanda-2:4` vs NAS `trained-x` at matched params" in text
+    assert "`wanda-2:4` vs NAS `trained-x` at matched latency" in text and "**NAS wins**" in text
+    assert "95% CI" in text and "front-params.png" in text and (tmp_path / "out" / "front-params.png").is_file()
+    assert baseline_section(db, space) == baseline_section(db, space)  # the same bytes on a rerun
+    points = baseline_points(db, space.name, ["params", "ppl"])
+    assert points["wanda-2:4"] == [(float(space.params(full)), 50.0)] and len(points["sliced-50"]) == 3

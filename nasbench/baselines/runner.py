@@ -1,44 +1,70 @@
-"""Prune a space's base model (or a supernet's weights) with one baseline method and store its rows.
+"""Build one baseline model (or one per arch of a band) and store its full row set, resumably.
 
-Each baseline model is one row set of the benchmark under its own supernet id, ``baseline-<method>`` (e.g.
-``baseline-wanda-2:4``, ``baseline-slicegpt-20``; ``+<id>`` appended when ``--supernet`` names other weights), with
-the method and its config in ``supernets``. A 2:4 model keeps the full arch: its arch is the space's reference arch
-(``architectures.params`` is the dense count) and ``params_nonzero`` is an extra measured row. A SliceGPT model is not
-an arch of the space: its rows carry the arch_id of its own encoding (:func:`nasbench.baselines.slicegpt.sliced_arch`,
-in each row's ``extra.arch`` and in the supernet's config) and a ``params`` row with its real dense count; it is not
-added to ``architectures``, so it stays out of the space's wide view, samplers and surrogates.
+Each baseline is one row set of the benchmark under its own supernet id ``baseline-<method id>``, with the method
+and its config in ``supernets``:
 
-Metrics as ``nasbench profile`` measures them: ``ppl`` (the one perplexity definition), lm-eval ``acc`` per task,
-``latency_ms`` of the model as it runs (2:4 masks run on dense kernels: no speed-up on a CPU), ``memory_mb``.
-Resumable: what is stored for (arch, supernet id, metric, task, device) is skipped; nothing is pruned when nothing
-is missing; each metric group is committed as soon as it is measured.
+- ``magnitude-2:4``, ``wanda-2:4``, ``sparsegpt-2:4`` (``baseline-wanda-2:4``; ``+<id>`` appended when ``--supernet``
+  names other weights): the space's full arch with 2:4 masks; its rows join ``architectures`` like any arch.
+- ``slicegpt`` (``baseline-slicegpt-20``): not an arch of the space; its rows carry the arch_id of its own encoding
+  (:func:`nasbench.baselines.slicegpt.sliced_arch`, in each row's ``extra.arch`` and the supernet's config) and stay
+  out of ``architectures``.
+- ``sliced`` (``baseline-sliced-50``): one-shot structured pruning, the importance-sorted pretrained model (the order
+  of ``--supernet``: an artifact's, its trained delta *not* applied, or a ``nasbench importance`` directory's) cut to
+  each arch of the target's band and extracted as a dense model; no training.
+- ``sliced-recovered`` (``baseline-sliced-recovered-50``): the same, each model then distilled alone for ``tokens``
+  training tokens (:func:`nasbench.baselines.recover.recover_arch`); every row says ``extra.train_tokens``.
+
+The row set per model (measured as ``nasbench profile`` measures, with the profile package's functions, under one
+:class:`~nasbench.profile.runner.ProfileConfig`): ``params`` (every stored parameter entry, zeros included: the
+dense size a 2:4 model keeps on disk and in memory), ``params_nonzero`` (non-zero entries: what a sparse kernel could
+skip; equal to ``params`` for every structured method), ``ppl``, lm-eval ``acc`` per task, ``latency_ms`` (prefill
+``latency_batch x latency_seq_len``) and ``decode_ms_per_token`` with ``decode_tokens`` > 0, ``memory_mb`` (weights +
+measured prefill peak), ``weights_mb``, ``kv_bytes_per_token``. Latency is of the model as it runs: 2:4 masks run on
+dense kernels (no speed-up on a CPU), and every such row says so in ``extra.note``.
+
+Resumable per (arch, supernet id, metric, task, device): what is stored is skipped, nothing is pruned or trained for
+a model whose rows are all stored, and each metric group is committed as soon as it is measured.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from nasbench.errors import NasBenchError
+from nasbench.profile.runner import ProfileConfig
 from nasbench.space import SearchSpace, arch_id
 
 if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser reads METHODS without it
     from nasbench.store import Store
 
-__all__ = ["METHODS", "METRICS", "BaselineConfig", "BaselineSummary", "baseline_id", "run_baseline"]
+__all__ = ["METHODS", "SLICED", "METRICS", "BaselineConfig", "BaselineSummary", "baseline_id", "default_protocol",
+           "run_baseline", "check_band"]
 
-METHODS = ("magnitude-2:4", "wanda-2:4", "sparsegpt-2:4", "slicegpt")
+METHODS = ("magnitude-2:4", "wanda-2:4", "sparsegpt-2:4", "slicegpt", "sliced", "sliced-recovered")
+SLICED = ("sliced", "sliced-recovered")
 METRICS = ("ppl", "acc", "latency", "memory")
-_STORED = {"ppl": "ppl", "latency": "latency_ms", "memory": "memory_mb"}
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _NO_SPEEDUP = "2:4 mask on dense kernels: zeros are multiplied like any weight, no sparse speed-up"
+#: How far a sliced arch's parameter share may sit from its target (the bands are +-1 pp).
+BAND_TOLERANCE = 0.02
+#: Stored metric -> the group that measures it.
+_GROUP = {"params": "params", "params_nonzero": "params", "ppl": "ppl", "latency_ms": "latency",
+          "decode_ms_per_token": "latency", "memory_mb": "memory", "weights_mb": "memory",
+          "kv_bytes_per_token": "memory"}
+
+
+def default_protocol() -> ProfileConfig:
+    """The benchmark build's protocol (ppl on 4,096 tokens, prefill 1 x 128, decode 16 tokens, memory, dtype auto)
+    plus lm-eval accuracy; the arch-selection fields of :class:`ProfileConfig` are unused here."""
+    return ProfileConfig(n=0, endpoints=False, metrics=METRICS, decode_tokens=16)
 
 
 @dataclass
@@ -46,64 +72,103 @@ class BaselineConfig:
     """Everything that decides which rows a baseline run writes."""
 
     method: str
+    protocol: ProfileConfig = field(default_factory=default_protocol)
+    """How every row is measured: ``nasbench profile``'s config (metrics, tasks, limit_items, ppl_tokens, seq_len,
+    latency_*, decode_tokens, device, dtype, batch_size), the one home of those settings. ``dtype="auto"``: bfloat16
+    where this machine runs it fast, else float32 (as profile); pruning and training run in float32."""
     slicing: float = 0.2
-    """SliceGPT only: the fraction of the hidden size deleted."""
+    """``slicegpt`` only: the fraction of the hidden size deleted."""
+    target: float | None = None
+    """``sliced`` methods only: the parameter share of the band (0.5, 0.75); names the supernet id."""
+    archs: tuple[dict[str, Any], ...] = ()
+    """``sliced`` methods only: the archs to cut (the target's band); each within :data:`BAND_TOLERANCE` of it."""
+    tokens: int = 0
+    """``sliced-recovered`` only: training tokens per model (the supernet's recovery budget)."""
     calibration_tokens: int = 16384
     """Tokens of the space's ``calibration`` source (Wanda, SparseGPT, SliceGPT); never the perplexity corpus."""
     calibration_seq_len: int = 512
-    metrics: tuple[str, ...] = ("ppl", "acc", "latency", "memory")
-    tasks: tuple[str, ...] = ("arc_easy", "piqa", "winogrande")
-    limit_items: int | None = None
-    ppl_tokens: int = 4096
-    seq_len: int = 512
-    latency_batch: int = 1
-    latency_seq_len: int = 128
-    latency_repeats: int = 10
-    device: str = "cpu"
-    dtype: str = "bfloat16"
-    """Weights' dtype for every metric (as ``nasbench profile``); pruning itself runs in float32."""
-    batch_size: int = 4
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise NasBenchError("--method", f"must be one of {', '.join(METHODS)}", self.method)
-        unknown = [m for m in self.metrics if m not in METRICS]
+        if not isinstance(self.protocol, ProfileConfig):
+            raise NasBenchError("protocol", "must be a ProfileConfig", type(self.protocol).__name__)
+        unknown = [m for m in self.protocol.metrics if m not in METRICS]
         if unknown:
             raise NasBenchError("--metrics", f"each must be one of {', '.join(METRICS)}", unknown[0])
-        if self.dtype not in _DTYPES:
-            raise NasBenchError("--dtype", f"must be one of {', '.join(_DTYPES)}", self.dtype)
+        if self.protocol.dtype not in ("auto", *_DTYPES):
+            raise NasBenchError("--dtype", f"must be auto or one of {', '.join(_DTYPES)}", self.protocol.dtype)
         if self.method == "slicegpt":
             from nasbench.baselines.slicegpt import sliced_dim
 
             sliced_dim(10**6, self.slicing)  # a fraction in [0, 1)
-        if "acc" in self.metrics:
+        if self.method in SLICED:
+            if self.target is None or not 0.0 < float(self.target) < 1.0:
+                raise NasBenchError("--target", f"{self.method} needs the band's parameter share in (0, 1), e.g. 0.5",
+                                    self.target)
+            if not self.archs:
+                raise NasBenchError("--archs", f"{self.method} needs the archs to cut (the target's band file)", None,
+                                    show_got=False)
+        elif self.target is not None or self.archs:
+            raise NasBenchError("--target", f"only {' and '.join(SLICED)} take a target and archs", self.target)
+        if self.method == "sliced-recovered":
+            if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or self.tokens < 1:
+                raise NasBenchError("--tokens", "sliced-recovered needs the training budget per model (>= 1 token)",
+                                    self.tokens)
+        elif self.tokens:
+            raise NasBenchError("--tokens", "only sliced-recovered trains", self.tokens)
+        if "acc" in self.protocol.metrics:
             from nasbench.profile.accuracy import TASKS
 
-            bad = [t for t in self.tasks if t not in TASKS]
+            bad = [t for t in self.protocol.tasks if t not in TASKS]
             if bad:
                 raise NasBenchError("--tasks", f"each must be one of {', '.join(TASKS)}", bad[0])
 
     @property
     def method_id(self) -> str:
-        return f"slicegpt-{self.slicing * 100:g}" if self.method == "slicegpt" else self.method
+        if self.method == "slicegpt":
+            return f"slicegpt-{self.slicing * 100:g}"
+        if self.method in SLICED:
+            return f"{self.method}-{float(self.target) * 100:g}"
+        return self.method
 
 
 @dataclass
 class BaselineSummary:
     supernet_id: str
     arch_id: str
+    """The (first) model's arch_id."""
     params: int
-    """Dense parameter count of the baseline model (analytic for 2:4, counted for SliceGPT)."""
+    """Dense parameter count of the (first) baseline model."""
     rows: int
     """New measurement rows."""
     seconds: float
     values: dict[str, float]
-    """This run's new values by stored metric name (``acc_<task>`` for accuracies)."""
+    """This run's new values of the first model by stored metric name (``acc_<task>`` for accuracies)."""
+    models: int = 1
+    """Models (archs) of this baseline; ``trained``: how many needed building in this run."""
+    built: int = 0
 
 
 def baseline_id(config: BaselineConfig, weights_id: str = "pretrained") -> str:
-    """``baseline-<method>``, plus ``+<weights_id>`` for weights other than the pretrained base model."""
-    return f"baseline-{config.method_id}" + ("" if weights_id == "pretrained" else f"+{weights_id}")
+    """``baseline-<method id>``, plus ``+<weights_id>`` for a pruning method applied to weights other than the
+    pretrained base model (the sliced methods always use the pretrained weights, in the order of ``--supernet``)."""
+    own = weights_id == "pretrained" or config.method in SLICED
+    return f"baseline-{config.method_id}" + ("" if own else f"+{weights_id}")
+
+
+def check_band(space: SearchSpace, archs: Sequence[dict[str, Any]], target: float) -> list[dict[str, Any]]:
+    """The archs canonical, each within :data:`BAND_TOLERANCE` of ``target`` x the full model's params."""
+    full = space.params(space.largest())
+    out = []
+    for i, arch in enumerate(archs):
+        canon = space.check(arch, f"--archs[{i}]")
+        share = space.params(canon) / full
+        if abs(share - target) > BAND_TOLERANCE:
+            raise NasBenchError(f"--archs[{i}]", f"holds {share:.1%} of the full params, not within "
+                                                 f"{BAND_TOLERANCE:.0%} of the target {target:.0%}", arch_id(canon))
+        out.append(canon)
+    return out
 
 
 def _full_arch(space: SearchSpace) -> dict[str, Any]:
@@ -118,188 +183,335 @@ def _full_arch(space: SearchSpace) -> dict[str, Any]:
     return arch
 
 
-def _software() -> dict[str, str]:
-    import importlib.metadata
+def _resolved(protocol: ProfileConfig) -> ProfileConfig:
+    """``dtype="auto"`` made concrete as ``nasbench profile`` does (bfloat16 where its matmuls are fast)."""
+    from nasbench.profile.runner import resolve
 
-    out = {}
-    for package in ("torch", "transformers", "lm_eval", "nasbench"):
-        try:
-            out[package] = importlib.metadata.version(package.replace("_", "-"))
-        except importlib.metadata.PackageNotFoundError:
-            out[package] = "unknown"
+    return resolve(protocol)
+
+
+def _wanted(protocol: ProfileConfig) -> list[tuple[str, str]]:
+    """(stored metric, task) pairs of one model's row set."""
+    from nasbench.profile.accuracy import PRIMARY_METRIC
+
+    out = [("params", ""), ("params_nonzero", "")]
+    for group in protocol.metrics:
+        if group == "acc":
+            out += [(PRIMARY_METRIC[t], t) for t in protocol.tasks]
+        elif group == "latency":
+            out += [("latency_ms", "")] + ([("decode_ms_per_token", "")] if protocol.decode_tokens else [])
+        elif group == "memory":
+            out += [("memory_mb", ""), ("weights_mb", ""), ("kv_bytes_per_token", "")]
+        else:
+            out.append((group, ""))
     return out
 
 
-def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
-                 supernet_dir: str | Path | None = None, data_dir: Path | None = None,
-                 progress: bool = True) -> BaselineSummary:
-    """Prune, measure what is missing and store it; see the module docstring."""
+def _units(space: SearchSpace, config: BaselineConfig) -> list[tuple[dict[str, Any], bool]]:
+    """(arch, is an arch of the space) of every model of the baseline."""
     from nasbench.baselines.slicegpt import sliced_arch
-    from nasbench.profile.accuracy import PRIMARY_METRIC
+
+    if config.method == "slicegpt":
+        return [(sliced_arch(space.reference, config.slicing), False)]
+    if config.method in SLICED:
+        return [(a, True) for a in check_band(space, config.archs, float(config.target))]
+    return [(_full_arch(space), True)]
+
+
+def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
+                 supernet_dir: str | Path | None = None, data_dir: Path | None = None, progress: bool = True,
+                 work_dir: str | Path | None = None) -> BaselineSummary:
+    """Build what is missing, measure it and store it; see the module docstring.
+
+    ``supernet_dir``: the weights to prune (2:4, SliceGPT), or the importance order to cut (``sliced`` methods: an
+    artifact or a ``nasbench importance`` directory; required). ``work_dir``: where ``sliced-recovered`` keeps each
+    trained model until all its rows are stored (default: a temporary directory, lost with the process).
+    """
     from nasbench.train.artifact import supernet_id_of
 
     start = time.perf_counter()
+    if config.method in SLICED and supernet_dir is None:
+        raise NasBenchError("--supernet", f"{config.method} cuts the importance-sorted model: name a packed supernet "
+                                          "(results/supernets/<id>, its order only) or a `nasbench importance` "
+                                          "directory", None, show_got=False)
     weights_id = "pretrained" if supernet_dir is None else supernet_id_of(Path(supernet_dir))
     sid = baseline_id(config, weights_id)
-    slicegpt = config.method == "slicegpt"
-    arch = sliced_arch(space.reference, config.slicing) if slicegpt else _full_arch(space)
-    aid = arch_id(arch)
-    size_metric = "params" if slicegpt else "params_nonzero"
-    wanted = [(size_metric, "")] + [(PRIMARY_METRIC[t], t) if m == "acc" else (_STORED[m], "")
-                                    for m in config.metrics for t in (config.tasks if m == "acc" else ("",))]
+    wanted = _wanted(config.protocol)
+    device = config.protocol.device
     from nasbench.store import Measurement, Store
 
+    units = [(arch, arch_id(arch), in_space) for arch, in_space in _units(space, config)]
     with Store(db) as store:
-        missing = [(m, t) for m, t in wanted
-                   if not store.has_measurement(space.name, aid, sid, m, t, "" if m.startswith("params")
-                                                else config.device)]
-        summary = BaselineSummary(sid, aid, 0 if slicegpt else space.params(arch), 0, 0.0, {})
-        _check_same_pruning(store, sid, config)
-        if not missing:
-            if slicegpt:
-                summary.params = int(store.con.execute(
-                    "SELECT value FROM measurements WHERE space = ? AND arch_id = ? AND supernet_id = ? AND "
-                    "metric = 'params'", [space.name, aid, sid]).fetchone()[0])
+        _check_same_build(store, sid, config, weights_id)
+        todo = [(arch, aid, in_space, [(m, t) for m, t in wanted if not store.has_measurement(
+                    space.name, aid, sid, m, t, "" if m.startswith("params") else device)])
+                for arch, aid, in_space in units]
+        todo = [u for u in todo if u[3]]
+        first = units[0]
+        summary = BaselineSummary(sid, first[1], _stored_params(store, space, first[1], sid) or
+                                  (space.params(first[0]) if first[2] else 0), 0, 0.0, {}, len(units), len(todo))
+        if not todo:
             summary.seconds = time.perf_counter() - start
             return summary
-        model, tokenizer, prune_s = _pruned(space, config, supernet_dir, data_dir, progress)
-        summary.params = int(sum(p.numel() for p in model.parameters())) if slicegpt else summary.params
+        protocol = _resolved(config.protocol)
+        builder = _Builder(space, config, supernet_dir, data_dir, progress, work_dir, sid)
+        from nasbench.profile.runner import _software
+
+        software = _software(protocol.device)
         store.add_space(space)
-        store.add_supernet(sid, space.name, space.model.source, strategy=config.method, tokens=_calib_tokens(config),
-                           wall_time_s=prune_s, checkpoint=None if supernet_dir is None else str(supernet_dir),
-                           config=_record(config, weights_id, arch, aid, summary.params))
-        software = _software()
-        groups = {"params" if m.startswith("params") else ("acc" if t else m.removesuffix("_ms").removesuffix("_mb"))
-                  for m, t in missing}
-        for group in ("params", "ppl", "acc", "latency", "memory"):
-            if group not in groups:
-                continue
-            tasks = [t for m, t in missing if t]
-            rows = _measure(group, model, tokenizer, space, config, data_dir, tasks, slicegpt, summary.params)
-            extra = {"method": config.method_id, **({"arch": arch} if slicegpt else {})}
-            new = [Measurement(**{k: v for k, v in r.items() if k != "extra"}, arch_id=aid, supernet_id=sid,
-                               software=software, extra={**r.get("extra", {}), **extra}) for r in rows]
-            before = store.count_measurements(space.name)
-            if slicegpt:
-                store.add_measurements(space.name, new)
-            else:
-                store.add_results(space, arch, new)
-            summary.rows += store.count_measurements(space.name) - before
-            summary.values.update({m.metric + (f"_{m.task}" if m.task else ""): m.value for m in new})
+        for arch, aid, in_space, missing in todo:
+            model, tokenizer, build = builder.model(arch, aid)
+            dense = int(sum(p.numel() for p in model.parameters()))
+            if aid == first[1]:
+                summary.params = dense
+            store.add_supernet(sid, space.name, space.model.source, strategy=config.method,
+                               tokens=config.tokens or _calib_tokens(config), wall_time_s=builder.seconds,
+                               checkpoint=None if supernet_dir is None else str(supernet_dir),
+                               config=_record(config, weights_id, arch if len(units) == 1 else None,
+                                              aid if len(units) == 1 else None, dense if len(units) == 1 else None,
+                                              builder.source))
+            model = model.to(device=device, dtype=_DTYPES[protocol.dtype]).eval()
+            extra = {"method": config.method_id, **({} if in_space else {"arch": arch}), **build}
+            for group in ("params", "ppl", "acc", "latency", "memory"):
+                tasks = [t for m, t in missing if t]
+                if not (tasks if group == "acc" else any(_GROUP.get(m) == group for m, t in missing if not t)):
+                    continue
+                rows = _measure(group, model, tokenizer, space, config.method, protocol, data_dir, tasks)
+                new = [Measurement(**{k: v for k, v in r.items() if k != "extra"}, arch_id=aid, supernet_id=sid,
+                                   software=software, extra={**r.get("extra", {}), **extra}) for r in rows]
+                before = store.count_measurements(space.name)
+                if in_space:
+                    store.add_results(space, arch, new)
+                else:
+                    store.add_measurements(space.name, new)
+                summary.rows += store.count_measurements(space.name) - before
+                if aid == first[1]:
+                    summary.values.update({m.metric + (f"_{m.task}" if m.task else ""): m.value for m in new})
+            builder.done(aid)
+            del model
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _check_same_pruning(store: Store, sid: str, config: BaselineConfig) -> None:
-    """A resumed run must prune as the stored rows were pruned: one supernet id, one calibration set."""
+def _stored_params(store: Store, space: SearchSpace, aid: str, sid: str) -> int:
+    row = store.con.execute("SELECT value FROM measurements WHERE space = ? AND arch_id = ? AND supernet_id = ? AND "
+                            "metric = 'params'", [space.name, aid, sid]).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _check_same_build(store: Store, sid: str, config: BaselineConfig, weights_id: str) -> None:
+    """A resumed run must build as the stored rows were built: one calibration set, one budget, one order."""
     row = store.con.execute("SELECT config FROM supernets WHERE id = ?", [sid]).fetchone()
     if row is None or not row[0]:
         return
     stored = json.loads(row[0])
-    for key, flag in (("calibration_tokens", "--calibration-tokens"), ("calibration_seq_len", "--calibration-seq-len")):
-        value = _calib_tokens(config) if key == "calibration_tokens" else config.calibration_seq_len
-        if key in stored and stored[key] != value and _calib_tokens(config):
-            raise NasBenchError(flag, f"{sid} in this DB was pruned with {key} = {stored[key]}: use that value or "
+    checks = [("calibration_tokens", "--calibration-tokens", _calib_tokens(config)),
+              ("calibration_seq_len", "--calibration-seq-len", config.calibration_seq_len)] if _calib_tokens(config) \
+        else []
+    if config.method == "sliced-recovered":
+        checks.append(("tokens_per_model", "--tokens", config.tokens))
+    if config.method in SLICED:
+        checks.append(("order_from", "--supernet", weights_id))
+    for key, flag, value in checks:
+        if key in stored and stored[key] != value:
+            raise NasBenchError(flag, f"{sid} in this DB was built with {key} = {stored[key]}: use that value or "
                                       "another --db", value)
 
 
 def _calib_tokens(config: BaselineConfig) -> int:
-    return 0 if config.method == "magnitude-2:4" else config.calibration_tokens
+    return config.calibration_tokens if config.method in ("wanda-2:4", "sparsegpt-2:4", "slicegpt") else 0
 
 
-def _record(config: BaselineConfig, weights_id: str, arch: dict[str, Any], aid: str, params: int) -> dict[str, Any]:
-    """The supernets row's config: the method, its settings and what the model is."""
-    out = {"method": config.method_id, "weights": weights_id, "implementation": "nasbench.baselines (own code)",
-           "calibration_tokens": _calib_tokens(config), "calibration_seq_len": config.calibration_seq_len,
-           "calibration_source": "data.calibration", "arch": arch, "arch_id": aid, "params": params}
+def _record(config: BaselineConfig, weights_id: str, arch: dict[str, Any] | None, aid: str | None,
+            params: int | None, source: dict[str, Any]) -> dict[str, Any]:
+    """The supernets row's config: the method, its settings and (for a single model) what the model is."""
+    out: dict[str, Any] = {"method": config.method_id, "implementation": "nasbench.baselines (own code)",
+                           "protocol": {k: v for k, v in dataclasses.asdict(config.protocol).items()
+                                        if k not in ("n", "seed", "grid_params", "archs", "shard", "deadline",
+                                                     "endpoints")}, **source}
+    if arch is not None:
+        out |= {"arch": arch, "arch_id": aid, "params": params}
+    if config.method in SLICED:
+        out |= {"target": config.target, "order_from": weights_id, "weights": "pretrained",
+                "archs": [arch_id(a) for a in config.archs]}
+        if config.method == "sliced-recovered":
+            out |= {"tokens_per_model": config.tokens, "recovery": "nasbench.baselines.recover (recovery preset, "
+                                                                   "one arch per model)"}
+        return out
+    out |= {"weights": weights_id, "calibration_tokens": _calib_tokens(config),
+            "calibration_seq_len": config.calibration_seq_len, "calibration_source": "data.calibration"}
     if config.method == "slicegpt":
-        out |= {"slicing": config.slicing, "hidden_size": arch["embed_dim"]}
+        out |= {"slicing": config.slicing, "hidden_size": arch["embed_dim"] if arch else None}
     else:
         out |= {"sparsity": "2:4", "pruned": "every nn.Linear of the decoder blocks (embedding and head dense)"}
     return out
 
 
+class _Builder:
+    """The models of one baseline, built on demand (the base model, the sorted model and the tokenizer load once)."""
+
+    def __init__(self, space: SearchSpace, config: BaselineConfig, supernet_dir: str | Path | None,
+                 data_dir: Path | None, progress: bool, work_dir: str | Path | None, sid: str) -> None:
+        self.space, self.config, self.supernet_dir, self.data_dir = space, config, supernet_dir, data_dir
+        self.progress = progress
+        self.work = Path(work_dir or tempfile.mkdtemp(prefix="nasbench-baseline-")) / sid.replace(":", "_")
+        self.seconds = 0.0
+        """Pruning or training seconds of this run (all models)."""
+        self.source: dict[str, Any] = {}
+        self._tokenizer: Any = None
+        self._sorted_model: Any = None
+        self._supernet: Any = None
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            from nasbench.models import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.space.model)
+        return self._tokenizer
+
+    def model(self, arch: dict[str, Any], aid: str) -> tuple[Any, Any, dict[str, Any]]:
+        """(float32 model, tokenizer, what its rows' extra should say about how it was built)."""
+        if self.config.method not in SLICED:
+            model, seconds = _pruned(self.space, self.config, self.supernet_dir, self.data_dir, self.progress,
+                                     self.tokenizer)
+            self.seconds += seconds
+            return model, self.tokenizer, {}
+        plain, importance = self._sorted()
+        layers = {"layers": importance.layers_for(arch["n_layers"])} if importance and importance.layers else {}
+        if self.config.method == "sliced":
+            if self._supernet is None:
+                from nasbench.supernet import Supernet
+
+                self._supernet = Supernet(plain, self.space)  # made elastic in place: cut, never trained
+            return self._supernet.extract(arch, **layers).float().eval(), self.tokenizer, {}
+        saved = self.work / aid
+        if (saved / "recovery.json").is_file():  # trained by an earlier, interrupted run: measure it
+            from transformers import AutoModelForCausalLM
+
+            info = json.loads((saved / "recovery.json").read_text(encoding="utf-8"))
+            return AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32), self.tokenizer, info
+        from nasbench.baselines.recover import recover_arch
+
+        result = recover_arch(self.space, plain, importance, arch, self.config.tokens,
+                              data_dir=self.data_dir, tokenizer=self.tokenizer, progress=self.progress)
+        self.seconds += result.seconds
+        info = {"train_tokens": result.tokens, "train_steps": result.steps, "train_s": round(result.seconds, 1),
+                "precision": result.precision, "final_kd_loss": result.final_loss}
+        saved.mkdir(parents=True, exist_ok=True)
+        result.model.save_pretrained(saved)
+        (saved / "recovery.json").write_text(json.dumps(info), encoding="utf-8")
+        return result.model, self.tokenizer, info
+
+    def done(self, aid: str) -> None:
+        """Every row of ``aid`` is stored: its saved model is no longer needed."""
+        import shutil
+
+        shutil.rmtree(self.work / aid, ignore_errors=True)
+
+    def _sorted(self) -> tuple[Any, Any]:
+        """The importance-sorted pretrained model (float32, plain HF) and its importance, loaded once."""
+        if self._sorted_model is None:
+            from nasbench.train.artifact import load_model
+
+            loaded = load_model(self.space, self.supernet_dir, torch.float32, merge=False)  # order only, no delta
+            self._sorted_model = (loaded.model.eval(), loaded.importance)
+            self.source = {"importance_scheme": getattr(loaded.importance, "scheme", None),
+                           "layer_scheme": getattr(loaded.importance, "layer_scheme", None)}
+        return self._sorted_model
+
+
 def _pruned(space: SearchSpace, config: BaselineConfig, supernet_dir: str | Path | None, data_dir: Path | None,
-            progress: bool) -> tuple[Any, Any, float]:
-    """The pruned model in the measuring dtype on the device, the tokenizer, and the pruning seconds."""
+            progress: bool, tokenizer: Any) -> tuple[Any, float]:
+    """The pruned float32 model and the pruning seconds."""
     from tqdm.auto import tqdm
 
     from nasbench.baselines import magnitude, slicegpt, sparsegpt, wanda
     from nasbench.baselines._layerwise import decoder_layers
     from nasbench.importance import calibration_windows
-    from nasbench.models import load_tokenizer
     from nasbench.train.artifact import load_model
 
-    tokenizer = load_tokenizer(space.model)
-    model = load_model(space, supernet_dir, torch.float32).model.to(config.device).eval()
+    device = config.protocol.device
+    model = load_model(space, supernet_dir, torch.float32).model.to(device).eval()
     start = time.perf_counter()
     if config.method == "magnitude-2:4":
         magnitude.magnitude_prune(model)
     else:
         windows = calibration_windows(space, tokenizer, data_dir, config.calibration_tokens,
                                       config.calibration_seq_len)
-        n_layers = len(decoder_layers(model))
-        with tqdm(total=n_layers, unit="block", desc=config.method_id, disable=not progress) as bar:
+        batch = config.protocol.batch_size
+        with tqdm(total=len(decoder_layers(model)), unit="block", desc=config.method_id, disable=not progress) as bar:
             step = (lambda i: bar.update())
             if config.method == "wanda-2:4":
-                wanda.wanda_prune(model, windows, batch_size=config.batch_size, progress=step)
+                wanda.wanda_prune(model, windows, batch_size=batch, progress=step)
             elif config.method == "sparsegpt-2:4":
-                sparsegpt.sparsegpt_prune(model, windows, batch_size=config.batch_size, progress=step)
+                sparsegpt.sparsegpt_prune(model, windows, batch_size=batch, progress=step)
+            elif config.method == "slicegpt":
+                slicegpt.slice_model(model, windows, config.slicing, batch_size=batch, progress=step)
             else:
-                slicegpt.slice_model(model, windows, config.slicing, batch_size=config.batch_size, progress=step)
-    seconds = time.perf_counter() - start
-    return model.to(_DTYPES[config.dtype]).eval(), tokenizer, seconds
+                raise NasBenchError("--method", "is not a pruning method", config.method)
+    return model, time.perf_counter() - start
 
 
-def _measure(group: str, model: Any, tokenizer: Any, space: SearchSpace, config: BaselineConfig,
-             data_dir: Path | None, tasks: list[str], slicegpt: bool, params: int) -> list[dict[str, Any]]:
-    """One metric group's rows as Measurement keyword dicts (arch, supernet and software added by the caller)."""
-    from nasbench.baselines._layerwise import nonzero_params
-    from nasbench.profile.latency import measure_latency, peak_memory_mb
+def _measure(group: str, model: Any, tokenizer: Any, space: SearchSpace, method: str, protocol: ProfileConfig,
+             data_dir: Path | None, tasks: list[str]) -> list[dict[str, Any]]:
+    """One metric group's rows as Measurement keyword dicts (arch, supernet and software added by the caller), with
+    the profile package's functions."""
+    from nasbench.baselines._layerwise import dense_params, nonzero_params
+    from nasbench.profile.latency import measure_latency, memory_footprint
 
-    device, dtype = config.device, config.dtype
+    device, dtype = protocol.device, protocol.dtype
+    two_four = method.endswith("2:4")
     if group == "params":
-        if slicegpt:
-            return [dict(metric="params", value=float(params), unit="params",
-                         extra={"what": "every parameter of the sliced model: untied head, shortcuts included"})]
-        return [dict(metric="params_nonzero", value=float(nonzero_params(model)), unit="params",
-                     extra={"what": "non-zero entries of every parameter; architectures.params is the dense count"})]
+        return [dict(metric="params", value=float(dense_params(model)), unit="params",
+                     extra={"what": "dense: every stored parameter entry, zeros included (tied tensors once); the "
+                                    "size the model keeps" + (", untied head and shortcuts included"
+                                                              if method == "slicegpt" else "")}),
+                dict(metric="params_nonzero", value=float(nonzero_params(model)), unit="params",
+                     extra={"what": "effective: non-zero entries of every parameter (what a 2:4 sparse kernel could "
+                                    "skip; the dense count for a structured model)"})]
     if group == "ppl":
         from nasbench import data
-        from nasbench.profile.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
+        from nasbench.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
 
         text = data.read_text(space.data.get("perplexity", WIKITEXT2_TEST), data_dir)
-        ids = windows(tokenize_corpus(tokenizer, text), config.seq_len, config.ppl_tokens)
-        result = perplexity(model, ids, batch_size=config.batch_size)
+        ids = windows(tokenize_corpus(tokenizer, text), protocol.seq_len, protocol.ppl_tokens)
+        result = perplexity(model, ids, batch_size=protocol.batch_size)
         return [dict(metric="ppl", value=result.ppl, unit="perplexity", device=device, dtype=dtype,
-                     seq_len=config.seq_len, cost_s=result.seconds,
+                     seq_len=protocol.seq_len, cost_s=result.seconds,
                      extra={"tokens": int(ids.numel()), "nll": result.nll, "scored_tokens": result.n_scored_tokens})]
     if group == "acc":
         from nasbench.profile.accuracy import evaluate, write_tasks
 
         task_dir = write_tasks(data_dir, Path(tempfile.mkdtemp(prefix="nasbench-tasks-")))
         return [dict(metric=s.metric, value=s.value, unit=s.unit, task=s.task, device=device, dtype=dtype,
-                     cost_s=s.seconds, extra={"items": s.n_items, "limit_items": config.limit_items})
-                for s in evaluate(model, tokenizer, tasks, task_dir, limit=config.limit_items,
-                                  batch_size=config.batch_size * 2)]
+                     cost_s=s.seconds, extra={"items": s.n_items, "limit_items": protocol.limit_items})
+                for s in evaluate(model, tokenizer, tasks, task_dir, limit=protocol.limit_items,
+                                  batch_size=protocol.batch_size * 2)]
+    note = {"note": _NO_SPEEDUP} if two_four else {}
+    common = dict(device=device, dtype=dtype, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len)
     if group == "memory":
-        _, memory = peak_memory_mb(lambda: _copy_and_run(model, config), device)
-        return [dict(metric="memory_mb", value=memory, unit="MiB", device=device, dtype=dtype,
-                     batch=config.latency_batch, seq_len=config.latency_seq_len,
-                     extra={"what": "peak growth while copying the pruned model and running one forward"})]
-    lat = measure_latency(model, batch=config.latency_batch, seq_len=config.latency_seq_len,
-                          repeats=config.latency_repeats)
-    note = {} if slicegpt else {"note": _NO_SPEEDUP}
-    return [dict(metric="latency_ms", value=lat.median_ms, unit="ms", device=device, dtype=lat.dtype,
-                 batch=lat.batch, seq_len=lat.seq_len, spread=lat.iqr_ms, n_repeats=lat.repeats, cost_s=lat.seconds,
-                 extra={"threads": lat.threads, "cv": lat.cv, **note,
-                        "timer": "cuda-events" if device.startswith("cuda") else "perf_counter"})]
-
-
-def _copy_and_run(model: Any, config: BaselineConfig) -> Any:
-    dense = copy.deepcopy(model)
-    ids = torch.zeros((config.latency_batch, config.latency_seq_len), dtype=torch.long, device=config.device)
-    with torch.inference_mode():
-        dense(input_ids=ids, use_cache=False)
-    return None
-
+        fp = memory_footprint(model, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len)
+        rows = [dict(common, metric="weights_mb", value=fp.weights_mb, unit="MiB",
+                     extra={"what": "exact bytes of the weights in the stored dtype, tied tensors once", **note}),
+                dict(common, metric="kv_bytes_per_token", value=float(fp.kv_bytes_per_token), unit="bytes/token",
+                     extra={"what": "2 x layers x kv heads x head size x dtype bytes"})]
+        if fp.total_mb is not None:
+            rows.append(dict(common, metric="memory_mb", value=fp.total_mb, unit="MiB",
+                             extra={"what": "weights (exact) + measured peak of one prefill", "weights_mb":
+                                    fp.weights_mb, "prefill_peak_mb": fp.prefill_peak_mb, "method": fp.method,
+                                    **note}))
+        return rows
+    if group != "latency":
+        raise NasBenchError("--metrics", f"each must be one of {', '.join(METRICS)}", group)
+    lat = measure_latency(model, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len,
+                          repeats=protocol.latency_repeats, decode_tokens=protocol.decode_tokens)
+    timer = "cuda-events" if device.startswith("cuda") else "perf_counter"
+    rows = [dict(metric="latency_ms", value=lat.median_ms, unit="ms", device=device, dtype=lat.dtype, batch=lat.batch,
+                 seq_len=lat.seq_len, spread=lat.iqr_ms, n_repeats=lat.repeats, cost_s=lat.seconds,
+                 extra={"threads": lat.threads, "cv": lat.cv, "timer": timer, **note})]
+    if lat.decode_ms_per_token is not None:
+        rows.append(dict(metric="decode_ms_per_token", value=lat.decode_ms_per_token, unit="ms", device=device,
+                         dtype=lat.dtype, batch=lat.batch, seq_len=lat.seq_len, n_repeats=lat.repeats,
+                         extra={"decode_tokens": protocol.decode_tokens, "timer": timer, **note}))
+    return rows

@@ -1,58 +1,84 @@
-"""The ``baseline`` verb: prune the space's model with one of the seed's baseline methods and store its rows."""
+"""The ``baseline`` verb: build a baseline model (2:4, SliceGPT, one-shot sliced, sliced + recovered) and store its
+full row set (params, ppl, acc, latency, memory), resumably."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
-from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, csv_list
+from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, read_arch_lines
+from nasbench.errors import NasBenchError
+
+#: Where ``--method sliced*`` finds a target's band by default: ``BANDS/<space>-<percent>.jsonl``.
+BANDS = Path("results/bands")
 
 
 def _cmd_baseline(args: argparse.Namespace) -> int:
     from nasbench import data
-    from nasbench.baselines import BaselineConfig, run_baseline
+    from nasbench.baselines import SLICED, BaselineConfig, run_baseline
+    from nasbench.cli.profile import _protocol
     from nasbench.space import load_space
 
     space = load_space(args.space)
-    config = BaselineConfig(
-        method=args.method, slicing=args.slicing, calibration_tokens=args.calibration_tokens,
-        calibration_seq_len=args.calibration_seq_len, metrics=tuple(csv_list(args.metrics)),
-        tasks=tuple(csv_list(args.tasks)), limit_items=args.limit_items, ppl_tokens=args.ppl_tokens,
-        seq_len=args.seq_len, latency_batch=args.latency_batch, latency_seq_len=args.latency_seq_len,
-        latency_repeats=args.latency_repeats, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
-    summary = run_baseline(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir))
+    archs: tuple[dict[str, Any], ...] = ()
+    if args.method in SLICED:
+        if args.target is None:
+            raise NasBenchError("--target", f"{args.method} needs the band's parameter share, e.g. 0.5", None,
+                                show_got=False)
+        path = args.archs or str(BANDS / f"{space.name}-{args.target * 100:g}.jsonl")
+        if not Path(path).is_file():
+            raise NasBenchError("--archs", "no such band file (write one with `nasbench space sample SPACE --band "
+                                           "SHARE`)", path)
+        archs = tuple(read_arch_lines(path))
+        if args.n_archs is not None:
+            if args.n_archs < 1:
+                raise NasBenchError("--n-archs", "must be >= 1", args.n_archs)
+            archs = archs[:args.n_archs]
+    config = BaselineConfig(method=args.method, protocol=_protocol(args, n=0, endpoints=False,
+                                                                   batch_size=args.batch_size),
+                            slicing=args.slicing, target=args.target, archs=archs, tokens=args.tokens or 0,
+                            calibration_tokens=args.calibration_tokens, calibration_seq_len=args.calibration_seq_len)
+    summary = run_baseline(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir),
+                           work_dir=args.work_dir)
     print(json.dumps({"baseline": config.method_id, "space": space.name, "supernet_id": summary.supernet_id,
-                      "arch_id": summary.arch_id, "params": summary.params, "new_rows": summary.rows,
-                      "values": summary.values, "seconds": round(summary.seconds, 1), "db": str(args.db)}))
+                      "models": summary.models, "built": summary.built, "arch_id": summary.arch_id,
+                      "params": summary.params, "new_rows": summary.rows, "values": summary.values,
+                      "seconds": round(summary.seconds, 1), "db": str(args.db)}))
     return 0
 
 
 def add_verbs(verbs: Any) -> None:
-    from nasbench.baselines.runner import METHODS
+    from nasbench.baselines.runner import METHODS, default_protocol
+    from nasbench.cli.profile import _protocol_flags
     from nasbench.paths import DEFAULT_DB
 
-    p = verbs.add_parser("baseline", help="prune the space's model with a baseline method (2:4, SliceGPT) and store "
-                                          "its rows (resumable)")
+    p = verbs.add_parser("baseline", help="build a baseline model (2:4, SliceGPT, one-shot sliced, sliced + recovered) "
+                                          "and store its rows (resumable)")
     p.add_argument("space", metavar="SPACE")
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--slicing", type=float, default=0.2, help="slicegpt: fraction of the hidden size deleted "
                                                                "(default 0.2)")
-    add_supernet_flag(p, "the weights to prune; default: the base model")
+    p.add_argument("--target", type=float, metavar="SHARE", help="sliced methods: the band's parameter share (0.5, "
+                                                                 "0.75); names the baseline (sliced-50)")
+    p.add_argument("--archs", metavar="FILE", help=f"sliced methods: the archs to cut (default "
+                                                   f"{BANDS}/<space>-<percent>.jsonl, the target's band)")
+    p.add_argument("--n-archs", type=int, metavar="K", help="sliced methods: only the first K archs of the file")
+    p.add_argument("--tokens", type=int, metavar="N", help="sliced-recovered: training tokens per model (the "
+                                                           "supernet's recovery budget, e.g. 286720)")
+    p.add_argument("--work-dir", metavar="DIR", help="sliced-recovered: keep each trained model here until its rows "
+                                                     "are stored, so a rerun measures instead of retraining")
+    add_supernet_flag(p, "the weights to prune (default: the base model); for the sliced methods the importance "
+                         "order to cut (an artifact's, its trained delta not applied), required")
     p.add_argument("--calibration-tokens", type=int, default=16384, metavar="N",
                    help="tokens of the space's calibration data (default 16384)")
     p.add_argument("--calibration-seq-len", type=int, default=512, metavar="L")
-    p.add_argument("--metrics", default="ppl,acc,latency,memory", help="comma list of ppl,acc,latency,memory")
-    p.add_argument("--tasks", default="arc_easy,piqa,winogrande", help="comma list of lm-eval tasks for acc")
-    p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
-    p.add_argument("--ppl-tokens", type=int, default=4096, metavar="T", help="WikiText-2 test tokens (default 4096)")
-    p.add_argument("--seq-len", type=int, default=512, metavar="L", help="perplexity window (default 512)")
-    p.add_argument("--latency-batch", type=int, default=1)
-    p.add_argument("--latency-seq-len", type=int, default=128)
-    p.add_argument("--latency-repeats", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=4, help="windows per forward (calibration, perplexity)")
-    p.add_argument("--device", default="cpu", metavar="D")
-    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    _protocol_flags(p)
+    protocol = default_protocol()
+    p.set_defaults(metrics=",".join(protocol.metrics), decode_tokens=protocol.decode_tokens)
+    p.add_argument("--batch-size", type=int, default=protocol.batch_size,
+                   help="windows per forward (calibration, perplexity)")
     p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.set_defaults(func=_cmd_baseline)

@@ -22,7 +22,10 @@ from nasbench.space.yaml_io import MAX_FILE_BYTES, read_merged, yaml_mapping
 
 __all__ = ["load_space", "parse_space", "METRICS"]
 
-_TOP_KEYS = {"name", "version", "description", "include", "model", "dimensions", "constraints", "objectives", "data"}
+#: ``allocation`` (optional): the layer-wise allocation map of a per-layer space, read and validated by
+#: :class:`nasbench.baselines.allocation.Allocation` (the space keeps it in its YAML text).
+_TOP_KEYS = {"name", "version", "description", "include", "model", "dimensions", "constraints", "objectives", "data",
+             "allocation"}
 _REFERENCE_KEYS = {
     "n_layers", "embed_dim", "n_heads", "n_kv_groups", "head_size", "intermediate_size", "vocab_size", "tied_head",
     "attention_bias", "mlp_bias",

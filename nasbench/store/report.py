@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names"]
+__all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names", "baseline_rows"]
 
 
 def metric_values(db: str | Path, space: str, metric: str, arch_ids: Sequence[str] | None = None,
@@ -97,3 +97,33 @@ def space_names(db: str | Path) -> list[str]:
         return [r[0] for r in con.execute("SELECT DISTINCT space FROM measurements ORDER BY 1").fetchall()]
     finally:
         con.close()
+
+
+def baseline_rows(db: str | Path, space: str, device: str | None = None) -> list[dict[str, Any]]:
+    """Every baseline model of a space (supernet ids ``baseline-*``), one dict per (supernet, arch): ``supernet_id``,
+    ``arch_id``, ``method`` (the id without ``baseline-``), ``values`` and ``extra`` by metric name (``acc_<task>``
+    for task metrics; the latest row of each, taken on ``device`` when given; device-free rows such as ``params``
+    always count)."""
+    import json
+
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(db)
+    try:
+        sql = ("SELECT supernet_id, arch_id, metric, task, value, extra FROM measurements WHERE space = ? AND "
+               "starts_with(supernet_id, 'baseline-')")
+        params: list[Any] = [space]
+        if device is not None:
+            sql += " AND device IN ('', ?)"
+            params.append(device)
+        rows = con.execute(sql + " ORDER BY supernet_id, arch_id, created_at", params).fetchall()
+    finally:
+        con.close()
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for sid, aid, metric, task, value, extra in rows:
+        entry = out.setdefault((sid, aid), {"supernet_id": sid, "arch_id": aid, "method": sid.removeprefix("baseline-"),
+                                            "values": {}, "extra": {}})
+        name = f"{metric}_{task}" if task else metric
+        entry["values"][name] = float(value) if value is not None else None
+        entry["extra"][name] = json.loads(extra) if extra else {}
+    return list(out.values())
