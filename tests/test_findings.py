@@ -70,3 +70,27 @@ def test_rpd_section_reads_pretrained_and_sorted_rows(tmp_path):
     assert "| mean-mean-block-importance | 20 | 0.9 [0.9, 0.9] | 0.9 | 100% |" in text
     assert "for 1 of 1" in text and (tmp_path / "importance-rpd.png").stat().st_size > 0
     assert "not answered" in importance_section(None, tmp_path)
+
+
+def test_datasheet_names_what_is_measured_and_what_is_missing(tmp_path):
+    from nasbench.datasheet import cards_section, limits_section, provenance_section
+
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = space.sample(5, seed=6)
+    db = tmp_path / "d.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        store.add_supernet("trained-a", space.name, "tiny", strategy="sandwich", kd="kl", peft="lora", tokens=1000,
+                           config={"sha256": "ab" * 32})
+        for arch in archs:
+            store.add_results(space, arch, [Measurement(
+                arch_id=arch_id(arch), supernet_id="trained-a", metric="ppl", value=10.0, unit="perplexity",
+                seq_len=512, device="cpu", dtype="float32", cost_s=30.0,
+                software={"cpu": "TestCPU", "threads": "2", "torch": "2.13.0"})])
+    assert "No surrogate cards" in cards_section(db, space)
+    prov = provenance_section(db, space)
+    assert "| `trained-a` | ppl | - | cpu | float32 | 5 | cpu TestCPU, threads 2, torch 2.13.0 | 2.5 |" in prov
+    assert "sandwich, kd kl, lora, 1,000 training tokens, artifact sha256 `abababababababab…`" in prov
+    limits = limits_section(db, space)
+    assert f"Archs with perplexity on `trained-a`: {len({arch_id(a) for a in archs})}" in limits
+    assert "no arch of the trained supernet has accuracy rows yet" in limits

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names", "baseline_rows"]
+__all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names",
+           "surrogate_cards", "coverage", "baseline_rows"]
 
 
 def metric_values(db: str | Path, space: str, metric: str, arch_ids: Sequence[str] | None = None,
@@ -127,3 +128,35 @@ def baseline_rows(db: str | Path, space: str, device: str | None = None) -> list
         entry["values"][name] = float(value) if value is not None else None
         entry["extra"][name] = json.loads(extra) if extra else {}
     return list(out.values())
+
+
+def surrogate_cards(db: str | Path, space: str) -> list[dict[str, Any]]:
+    """The space's ``surrogate_cards`` rows (supernet, metric, model, held-out Kendall tau, R2, coverage, ...)."""
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(db)
+    try:
+        cur = con.execute("SELECT supernet_id, metric, model, transform, n_train, n_test, kendall_tau, spearman_rho, "
+                          "r2, coverage_90, loso_kendall_tau FROM surrogate_cards WHERE space = ? "
+                          "ORDER BY supernet_id, metric", [space])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def coverage(db: str | Path, space: str) -> list[dict[str, Any]]:
+    """Per (supernet, metric, task, device, dtype): archs measured, rows, the distinct provenance strings
+    (``software``) and the summed ``cost_s``; what the benchmark holds, for its datasheet."""
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(db)
+    try:
+        cur = con.execute(
+            "SELECT supernet_id, metric, task, device, dtype, count(DISTINCT arch_id) AS archs, count(*) AS n_rows, "
+            "list(DISTINCT software ORDER BY software) FILTER (WHERE software IS NOT NULL) AS software, "
+            "sum(cost_s) AS cost_s FROM measurements WHERE space = ? GROUP BY ALL ORDER BY ALL", [space])
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+    finally:
+        con.close()

@@ -1,0 +1,124 @@
+"""The benchmark's datasheet in the report: surrogate cards against their goals, the data's provenance, and what the
+benchmark cannot tell (with numbers), from the DB only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nasbench.space import SearchSpace
+
+__all__ = ["CARD_GOALS", "cards_section", "provenance_section", "limits_section"]
+
+#: Held-out Kendall tau a surrogate must reach before its answers stand in for measurements (issue [benchmark]).
+CARD_GOALS = {"ppl": 0.85, "latency_ms": 0.95, "acc_avg": 0.6}
+
+
+def cards_section(db: str | Path, space: SearchSpace) -> str:
+    from nasbench.store.report import surrogate_cards
+
+    cards = surrogate_cards(db, space.name)
+    if not cards:
+        return "No surrogate cards in the DB yet (`nasbench fit`).\n"
+    lines = ["Held-out fidelity of the cached surrogates (`nasbench fit`: 5-fold cross-validation chooses the model, "
+             "then a held-out split is scored; `loso` = leave-one-supernet-out).", "",
+             "| supernet | metric | model | train / test archs | Kendall tau | goal | R2 | 90% interval coverage |",
+             "|---|---|---|---|---|---|---|---|"]
+    verdicts = []
+    for c in cards:
+        goal = CARD_GOALS.get(c["metric"])
+        tau = c["kendall_tau"]
+        mark = "" if goal is None or tau is None else (" (met)" if tau >= goal else " (**not met**)")
+        lines.append(f"| `{c['supernet_id']}` | {c['metric']} | {c['model']} ({c['transform']}) | {c['n_train']} / "
+                     f"{c['n_test']} | {_num(tau)}{mark} | {goal if goal is not None else '-'} | {_num(c['r2'])} | "
+                     f"{_num(c['coverage_90'])} |")
+        if goal is not None and tau is not None:
+            verdicts.append((c["metric"], tau, goal))
+    missing = [m for m in CARD_GOALS if m not in {c["metric"] for c in cards}]
+    lines.append("")
+    if verdicts:
+        lines.append("Goals: " + "; ".join(f"{m} tau {t:.3f} {'>=' if t >= g else '<'} {g}" for m, t, g in verdicts)
+                     + (f"; no card for {', '.join(missing)} (not enough measured archs)" if missing else "") + ".")
+    return "\n".join(lines) + "\n"
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def provenance_section(db: str | Path, space: SearchSpace) -> str:
+    from nasbench.store.report import coverage, supernet_rows
+
+    rows = coverage(db, space.name)
+    supernets = {r["id"]: r for r in supernet_rows(db, space.name)}
+    lines = ["Every row carries its provenance (the `software` and `extra` columns of `measurements`); per supernet "
+             "and metric:", "",
+             "| supernet | metric | task | device | dtype | archs | measured on | minutes |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        where = "; ".join(_software(s) for s in (r["software"] or [])[:2]) or "exact (no measurement)"
+        if r["software"] and len(r["software"]) > 2:
+            where += f"; +{len(r['software']) - 2} more"
+        hours = f"{r['cost_s'] / 60:.1f}" if r["cost_s"] else "-"
+        lines.append(f"| `{r['supernet_id']}` | {r['metric']} | {r['task'] or '-'} | {r['device'] or '-'} | "
+                     f"{r['dtype'] or '-'} | {r['archs']:,} | {where} | {hours} |")
+    lines += ["", "Supernets:", ""]
+    for sid, s in supernets.items():
+        config = json.loads(s["config"]) if s.get("config") else {}
+        sha = config.get("sha256")
+        if sid.startswith("baseline-"):
+            what = f"pruning baseline {s.get('strategy')}, {s.get('tokens') or 0:,} calibration tokens"
+        elif sid == "pretrained":
+            what = "the base model, unsorted, untrained"
+        elif not s.get("tokens") or s.get("strategy") in (None, "importance-sorted"):
+            what = "importance-sorted, untrained"
+        else:
+            what = f"{s['strategy']}, kd {s.get('kd')}, {s.get('peft')}, {s['tokens']:,} training tokens"
+        lines.append(f"- `{sid}`: {what}"
+                     + (f", artifact sha256 `{sha[:16]}…`" if sha else "")
+                     + (f", base `{config['base']['sha256'][:16]}…`" if isinstance(config.get("base"), dict) else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _software(text: str) -> str:
+    try:
+        s = json.loads(text)
+    except (TypeError, ValueError):
+        return str(text)
+    keys = ("cpu", "cpu_flags", "threads", "torch", "transformers", "device_name")
+    return ", ".join(f"{k} {s[k]}" for k in keys if s.get(k))
+
+
+def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None = None) -> str:
+    """What the benchmark cannot tell, each with its number."""
+    from nasbench.store.report import coverage, surrogate_cards
+
+    rows = coverage(db, space.name)
+    trained = [r for r in rows if not r["supernet_id"].startswith("baseline-")
+               and r["supernet_id"] not in ("pretrained", "sorted")]
+    if main_supernet is None and trained:
+        main_supernet = max(trained, key=lambda r: r["archs"])["supernet_id"]
+    of = {(r["metric"], r["task"]): r for r in rows if r["supernet_id"] == main_supernet}
+    ppl = of.get(("ppl", ""), {}).get("archs", 0)
+    acc = {t: r["archs"] for (m, t), r in of.items() if m == "acc" and t}
+    out = [f"- Archs with perplexity on `{main_supernet}`: {ppl:,}; the space holds {space.cardinality():,} archs, "
+           f"so the table covers {ppl / max(space.cardinality(), 1):.2%} of it and every other answer is a "
+           "surrogate's."]
+    if acc:
+        out.append(f"- Accuracy: {', '.join(f'{t} on {n:,} archs' for t, n in sorted(acc.items()))} — fewer archs "
+                   "than perplexity, so accuracy fronts rest on those.")
+    else:
+        out.append("- Accuracy: no arch of the trained supernet has accuracy rows yet, so the benchmark cannot rank "
+                   "sub-networks by downstream accuracy (only by perplexity, latency, memory, params, FLOPs).")
+    lat = of.get(("latency_ms", ""))
+    if lat:
+        out.append(f"- Latency is one machine's: {lat['archs']:,} archs measured on "
+                   f"{'; '.join(_software(s) for s in (lat['software'] or [])[:1])}; another CPU (or a GPU) ranks "
+                   "archs differently, so latency answers transfer only to the same hardware and threads.")
+    weak = [(c["metric"], c["kendall_tau"]) for c in surrogate_cards(db, space.name)
+            if c["supernet_id"] == main_supernet and c["metric"] in CARD_GOALS and c["kendall_tau"] is not None
+            and c["kendall_tau"] < CARD_GOALS[c["metric"]]]
+    for metric, tau in weak:
+        out.append(f"- The {metric} surrogate ranks held-out archs with Kendall tau {tau:.3f} (goal "
+                   f"{CARD_GOALS[metric]}): use its answers for coarse ranking only.")
+    return "\n".join(out) + "\n"
