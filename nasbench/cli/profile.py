@@ -20,12 +20,46 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     for flag, value in (("--n", args.n), ("--ppl-tokens", args.ppl_tokens), ("--seq-len", args.seq_len)):
         if value < (0 if flag == "--n" else 1):
             raise NasBenchError(flag, "must be >= 1" if flag != "--n" else "must be >= 0", value)
+    if args.engine != "ray":  # the Ray flags alone would be silently ignored
+        for flag, value in (("--address", args.address), ("--cpus-per-task", args.cpus_per_task)):
+            if value is not None:
+                raise NasBenchError(flag, "needs --engine ray", value)
     config = _protocol(args, n=args.n, seed=args.seed, grid_params=args.grid_params,
                        archs=tuple(read_arch_lines(args.archs)), shard=parse_shard(args.shard))
-    summary = profile(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir))
-    print(json.dumps({"profile": space.name, "supernet_id": summary.supernet_id, "archs": summary.archs,
-                      "profiled": summary.profiled, "new_rows": summary.rows, "seconds": round(summary.seconds, 1),
-                      "db": str(args.db)}))
+    if args.engine == "ray":
+        from nasbench.profile.ray_engine import import_ray, profile_ray
+
+        import_ray()  # not installed: the one-line error before any work
+        summary = profile_ray(space, args.db, config, supernet_dir=args.supernet,
+                              data_dir=data.data_dir(args.data_dir), address=args.address,
+                              cpus_per_task=args.cpus_per_task or 1)
+    else:
+        summary = profile(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir))
+    out = {"profile": space.name, "supernet_id": summary.supernet_id, "archs": summary.archs,
+           "profiled": summary.profiled, "new_rows": summary.rows, "seconds": round(summary.seconds, 1),
+           "db": str(args.db), "engine": args.engine}
+    if summary.failures:  # archs whose task raised: the others are stored; rerunning the command retries these
+        out["failures"] = summary.failures
+    print(json.dumps(out))
+    return 1 if summary.failures else 0
+
+
+def _cmd_cost(args: argparse.Namespace) -> int:
+    from nasbench.profile.cost import CostAssumptions, cost_estimate, cost_table, parse_count
+    from nasbench.space import load_space
+
+    space = load_space(args.space)
+    tokens = [parse_count(t, "--tokens") for t in csv_list(args.tokens)]
+    gpus = [parse_count(g, "--gpus") for g in csv_list(args.gpus)]
+    if not tokens or not gpus:
+        raise NasBenchError("--tokens" if not tokens else "--gpus", "must name at least one count",
+                            args.tokens if not tokens else args.gpus)
+    assumptions = CostAssumptions(gpu=args.gpu, peak_tflops=args.peak_tflops, hbm_tbps=args.hbm_tbps,
+                                  train_mfu=args.train_mfu, profile_mfu=args.profile_mfu, overhead_s=args.overhead_s,
+                                  train_seq_len=args.train_seq_len, peft=args.peft, kd_teacher=args.kd_teacher)
+    estimate = cost_estimate(space, tokens=tokens, archs=parse_count(args.total, "--total"), config=_protocol(args),
+                             assumptions=assumptions)
+    print(json.dumps(estimate) if args.format == "json" else cost_table(estimate, gpus))
     return 0
 
 
@@ -137,7 +171,31 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
     p.add_argument("--shard", default="0/1", metavar="i/n", help="profile every n-th arch starting at i")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.add_argument("--engine", choices=("in-process", "ray"), default="in-process",
+                   help="in-process (default) or ray: one Ray task per arch, the driver the only DB writer "
+                        "(pip install nasbench[ray])")
+    p.add_argument("--address", metavar="ADDR", help="with --engine ray: an existing cluster (auto, HOST:6379, "
+                                                       "ray://HOST:10001); default: a local one for the run")
+    p.add_argument("--cpus-per-task", type=int, metavar="N", help="with --engine ray: CPU cores (and torch threads) "
+                                                                    "per arch task (default 1)")
     p.set_defaults(func=_cmd_profile)
+    p = verbs.add_parser("cost", help="GPU-hours of supernet training and profiling, from the space's FLOPs")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--tokens", default="30M,300M", help="training token budgets (default 30M,300M)")
+    p.add_argument("--total", default="2000", help="archs to profile, as build's --total (default 2000)")
+    p.add_argument("--gpus", default="1,8,64", help="GPU counts for the wall-clock columns (default 1,8,64)")
+    p.add_argument("--gpu", default="h100", help="h100 (default), h200, a100 or l40s: peak and bandwidth")
+    p.add_argument("--peak-tflops", type=float, help="dense BF16 peak of one GPU (default: the --gpu's)")
+    p.add_argument("--hbm-tbps", type=float, help="memory bandwidth of one GPU in TB/s (default: the --gpu's)")
+    p.add_argument("--train-mfu", type=float, default=0.4, help="training utilisation (default 0.4)")
+    p.add_argument("--profile-mfu", type=float, default=0.2, help="profiling forwards' utilisation (default 0.2)")
+    p.add_argument("--overhead-s", type=float, default=5.0, help="seconds per profiled arch besides FLOPs")
+    p.add_argument("--train-seq-len", type=int, default=512)
+    p.add_argument("--peft", default="lora", choices=("lora", "full"))
+    p.add_argument("--kd-teacher", default="base", choices=("base", "largest"))
+    _protocol_flags(p)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=_cmd_cost)
     p = verbs.add_parser("build", help="build a benchmark in committed shards (resumable), then merge them")
     p.add_argument("space", metavar="SPACE")
     add_supernet_flag(p, "default: the base model")
