@@ -304,7 +304,8 @@ def _findings(space: SearchSpace, db: str | Path, ppl: dict, latency: dict, sid:
         return out
     nas_ppl = {a: v["value"] for (s, a), v in ppl.items() if s == sid}
     lat_of = {a: v["value"] for (s, a), v in latency.items()}
-    for kind, limits, unit in (("params", data["budget"], "params"), ("latency", data["latency"], "ms CPU latency")):
+    for kind, limits, unit in (("params", data["budget"], "non-zero params"),
+                               ("latency", data["latency"], "ms CPU latency")):
         present = [x for x in limits if x is not None]
         if not present:
             out.append(f"- `{method}` vs NAS `{sid}` at matched {kind}: the baseline's {kind} is not measured yet.")
