@@ -171,3 +171,21 @@ def test_validate_check_model_cross_checks_the_reference(capsys, tmp_path) -> No
     assert_one_line_error(code, err, f"{bad}:model.reference.intermediate_size", "disagrees with the model")
     code, out, _ = run(capsys, "space", "validate", "--check-model", str(SPACES / "llama-3.1-8b.yaml"))
     assert code == 0 and "not available offline" in out
+
+
+def test_tasks_left_out_are_the_spaces_eval_tasks(write_space) -> None:
+    import argparse
+
+    from nasbench.cli._common import normalize
+    from nasbench.profile.runner import ProfileConfig
+
+    doc = tiny_space_doc()
+    doc["data"]["eval"] = {"kind": "tasks", "tasks": ["boolq", "piqa"]}
+    with_eval, without = str(write_space(doc)), str(write_space(tiny_space_doc(), "plain.yaml"))
+    assert load_space(with_eval).eval_tasks == ("boolq", "piqa")
+    for space, given, want in ((with_eval, None, "boolq,piqa"), (without, None, ",".join(ProfileConfig.tasks)),
+                               (with_eval, "arc_easy", "arc_easy")):
+        args = argparse.Namespace(verb="profile", space=space, tasks=given)
+        normalize(args)
+        assert args.tasks == want
+    assert load_space(DEFAULT).eval_tasks[:2] == ("arc_easy", "arc_challenge")

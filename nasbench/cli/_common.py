@@ -23,6 +23,19 @@ WEIGHT_VERBS = ("profile", "export", "build", "baseline")
 PACKED_SUPERNETS = Path("results/supernets")
 
 
+def defaults_of(function: Any) -> dict[str, Any]:
+    """The keyword defaults of the function a verb calls: the flags' defaults are read here, never typed again."""
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The flags among ``names`` that were given: the rest take the called function's defaults."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def add_supernet_flag(p: argparse.ArgumentParser, default_note: str) -> None:
     """``--supernet``, the same words in every verb."""
     p.add_argument("--supernet", metavar="SUPERNET", help=f"{SUPERNET_HELP} ({default_note})")
@@ -38,7 +51,7 @@ def add_space_positional(p: argparse.ArgumentParser, default: str | None = None)
 
 def normalize(args: argparse.Namespace) -> None:
     """One meaning per flag after parsing: ``--space`` joins SPACE, ``--supernet`` becomes a directory (weight
-    verbs) or an id (benchmark verbs)."""
+    verbs) or an id (benchmark verbs), ``--tasks`` left out becomes the space's evaluation tasks."""
     if hasattr(args, "space_option"):
         option, fallback = args.__dict__.pop("space_option"), args.__dict__.pop("space_fallback", None)
         if option is not None and args.space is not None and option != args.space:
@@ -49,6 +62,16 @@ def normalize(args: argparse.Namespace) -> None:
     if getattr(args, "supernet", None) is not None:
         weights = args.verb in WEIGHT_VERBS
         args.supernet = supernet_dir(args.supernet) if weights else supernet_id(args.supernet)
+    if "tasks" in vars(args) and args.tasks is None and getattr(args, "space", None) is not None:
+        args.tasks = ",".join(default_tasks(args.space))
+
+
+def default_tasks(space: str) -> list[str]:
+    """``--tasks`` not given: the tasks of the space's ``data.eval`` source, else ``ProfileConfig``'s."""
+    from nasbench.profile.runner import ProfileConfig
+    from nasbench.space import load_space
+
+    return list(load_space(space).eval_tasks or ProfileConfig.tasks)
 
 
 def supernet_id(value: str) -> str:

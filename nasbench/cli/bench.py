@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from nasbench.cli._common import DATA_DIR_HELP, Parser
+from nasbench.cli._common import DATA_DIR_HELP, Parser, given
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -15,61 +15,63 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     space = load_space(args.space)
     if args.what == "slicing":
-        result = bench.bench_slicing(space, n=args.n, seed=args.seed, seq_len=args.seq_len, batch=args.batch)
+        result = bench.bench_slicing(space, **given(args, "n", "seed", "seq_len", "batch"))
     elif args.what == "importance":
         from nasbench import data
 
-        result = bench.bench_importance(space, tokens=args.tokens, seq_len=args.seq_len,
-                                        data_dir=data.data_dir(args.data_dir))
+        result = bench.bench_importance(space, data_dir=data.data_dir(args.data_dir),
+                                        **given(args, "tokens", "seq_len"))
     elif args.what == "train":
         from nasbench.train import bench_train
 
-        result = bench_train(space, batch_size=args.batch_size, seq_len=args.seq_len, precision=args.precision,
-                             peft=args.peft, kd=args.kd, repeats=args.repeats, dense=not args.no_dense)
+        result = bench_train(space, dense=not args.no_dense,
+                             **given(args, "batch_size", "seq_len", "precision", "peft", "kd", "repeats"))
     else:
         from nasbench import data
 
-        result = bench.bench_profile(space, ppl_tokens=args.ppl_tokens, seq_len=args.seq_len,
-                                     data_dir=data.data_dir(args.data_dir))
+        result = bench.bench_profile(space, data_dir=data.data_dir(args.data_dir),
+                                     **given(args, "ppl_tokens", "seq_len"))
     print(json.dumps(result))
     return 0
 
 
-
 def add_verbs(verbs: Any) -> Any:
-    """The ``bench`` verb and its model-side measurements; returns its sub-verbs for the benchmark-side ones."""
+    """The ``bench`` verb and its model-side measurements; returns its sub-verbs for the benchmark-side ones. A flag
+    left out takes the measuring function's own default (one source; the parser imports none of them)."""
+    from nasbench.train.config import PEFT_MODES, PRECISIONS
+
     bench = verbs.add_parser("bench", help="measurements that end with one JSON line of figures")
     bench_verbs = bench.add_subparsers(dest="what", required=True, parser_class=Parser)
     p = bench_verbs.add_parser("slicing", help="sliced supernet vs extracted dense model forward time")
     p.add_argument("space", metavar="SPACE")
-    p.add_argument("--n", type=int, default=10, help="random archs (default 10)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--n", type=int, help="random archs")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--batch", type=int)
     p.set_defaults(func=_cmd_bench)
     p = bench_verbs.add_parser("importance", help="importance scoring pass vs a plain forward over the same tokens")
     p.add_argument("space", metavar="SPACE")
-    p.add_argument("--tokens", type=int, default=4096)
-    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--tokens", type=int)
+    p.add_argument("--seq-len", type=int)
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.set_defaults(func=_cmd_bench)
 
     p = bench_verbs.add_parser("train", help="tokens/s of a recovery sandwich step and its share of the measured "
                                              "matmul rate; vs the dense steps of the same sub-networks")
     p.add_argument("space", metavar="SPACE")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--seq-len", type=int, default=512)
-    p.add_argument("--precision", choices=("auto", "bf16-mixed", "fp32"), default="auto")
-    p.add_argument("--peft", choices=("lora", "full"), default="lora")
-    p.add_argument("--kd", choices=("kl", "cosine", "none"), default="kl",
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--precision", choices=PRECISIONS)
+    p.add_argument("--peft", choices=PEFT_MODES)
+    p.add_argument("--kd", choices=("kl", "cosine", "none"),
                    help="distillation from the frozen full model (none: LM loss, no teacher)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int)
     p.add_argument("--no-dense", action="store_true", help="skip the dense comparison (the ratio)")
     p.set_defaults(func=_cmd_bench)
     p = bench_verbs.add_parser("profile", help="perplexity throughput vs the matmul rate; latency CV")
     p.add_argument("space", metavar="SPACE")
-    p.add_argument("--ppl-tokens", type=int, default=2048)
-    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--ppl-tokens", type=int)
+    p.add_argument("--seq-len", type=int)
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.set_defaults(func=_cmd_bench)
     return bench_verbs

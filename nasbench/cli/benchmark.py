@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from nasbench.cli._common import (SPACE_HELP, add_space_positional, add_supernet_flag, csv_list, number, parse_arch,
-                                  read_arch_lines)
+from nasbench.cli._common import (SPACE_HELP, add_space_positional, add_supernet_flag, csv_list, defaults_of, number,
+                                  parse_arch, read_arch_lines)
 from nasbench.errors import NasBenchError
 from nasbench.metrics import HP_PREFIX, METRIC_PREFIX, hp_column, hp_name, metric_column, metric_name
 
@@ -215,17 +215,20 @@ def add_verbs(verbs: Any) -> None:
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
+    from nasbench.optimize.compare import bench_compare
     from nasbench.optimize.truth import CompareSettings as C  # the defaults are the settings' own
 
-    p.add_argument("--objectives", default="ppl,latency_ms", help="2 or 3 metrics (default ppl,latency_ms)")
+    b = defaults_of(bench_compare)  # ... and, for what the settings leave open, the timed comparison's
+    objectives = ",".join(b["objectives"])
+    p.add_argument("--objectives", default=objectives, help=f"2 or 3 metrics (default {objectives})")
     p.add_argument("--mode", choices=("table", "surrogate"), default=C.mode,
                    help="table: profiled archs only; surrogate: the whole space")
     p.add_argument("--seeds", type=int, default=len(C.seeds))
     p.add_argument("--max-evals", type=int, default=C.max_evals,
                    help="evaluations per run (a table of N archs allows N)")
-    p.add_argument("--ehvi-max-evals", type=int, default=100,
+    p.add_argument("--ehvi-max-evals", type=int, default=b["ehvi_max_evals"],
                    help="EHVI's cap (its GP refits make 1,000 evaluations take minutes per run)")
-    p.add_argument("--processes", type=int, default=2, help="runs in parallel processes")
+    p.add_argument("--processes", type=int, default=b["processes"], help="runs in parallel processes")
 
 
 def add_bench_verbs(bench_verbs: Any) -> None:

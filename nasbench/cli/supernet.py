@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, parse_arch, positive
+from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, defaults_of, parse_arch, positive
 
 
 def _cmd_importance(args: argparse.Namespace) -> int:
@@ -113,16 +113,17 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 
 def add_verbs(verbs: Any) -> None:
-    from nasbench.importance import LAYER_SCHEMES, SCHEMES
+    from nasbench.importance import LAYER_SCHEMES, SCHEMES, sort_model
 
+    d = defaults_of(sort_model)
     p = verbs.add_parser("importance", help="score and sort heads, neurons, channels and layers; save the sorted "
                                             "supernet (`nasbench importance rpd ...`: the RPD study)")
     p.add_argument("space", metavar="SPACE")
-    p.add_argument("--scheme", choices=SCHEMES, default="mean-mean",
-                   help="<batch>-<sequence> aggregation of activations (default mean-mean, the seed's best)")
-    p.add_argument("--layers", choices=LAYER_SCHEMES, default="block-importance")
-    p.add_argument("--tokens", type=int, default=8192, help="calibration token budget (default 8192)")
-    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--scheme", choices=SCHEMES, default=d["scheme"],
+                   help=f"<batch>-<sequence> aggregation of activations (default {d['scheme']}, the seed's best)")
+    p.add_argument("--layers", choices=LAYER_SCHEMES, default=d["layer_scheme"])
+    p.add_argument("--tokens", type=int, default=d["tokens"], help=f"calibration token budget (default {d['tokens']})")
+    p.add_argument("--seq-len", type=int, default=d["seq_len"])
     p.add_argument("--out", required=True, help="directory for the sorted supernet")
     p.add_argument("--db", help="record the sorted supernet in this DuckDB file")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
@@ -151,7 +152,7 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--db", metavar="PATH", help="show this benchmark's measurements of the arch in the model card")
     p.set_defaults(func=_cmd_export)
 
-    from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRESETS, STRATEGIES
+    from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS, PRESETS, STRATEGIES, TrainConfig
 
     p = verbs.add_parser("train", help="fine-tune the supernet once (sandwich rule, KD, LoRA; resumable)")
     p.add_argument("space", metavar="SPACE")
@@ -165,11 +166,9 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--max-steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--seq-len", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, help=f"(default {TrainConfig.seed})")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
-    from nasbench.train.config import PRECISIONS
-
     p.add_argument("--precision", choices=PRECISIONS, help="bf16-mixed, fp32, or auto: measure both matmul rates and "
                                                            "take the faster (the preset's default: auto)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
@@ -177,7 +176,8 @@ def add_verbs(verbs: Any) -> None:
                                                                 "--resume continues the same schedule")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="checkpoint every N steps")
     p.add_argument("--checkpoint-minutes", type=float, metavar="M",
-                   help="... and every M minutes of training (default 10): a kill loses at most that")
+                   help=f"... and every M minutes of training (default {TrainConfig.checkpoint_minutes:g}): a kill "
+                        f"loses at most that")
     p.add_argument("--eval-every", type=int, metavar="N", help="recovery curve every N steps (0: off)")
     p.add_argument("--eval-archs", metavar="FILE", help="JSONL of probe archs for the curve")
     p.add_argument("--resume-from", metavar="ARTIFACT",

@@ -18,7 +18,10 @@ from nasbench.families import Family, family
 from nasbench.space import archs, encoding, sampling
 from nasbench.space.schema import DIMENSIONS, Constraints, DataSource, Dimension, ModelReference, ModelSpec, Objective
 
-__all__ = ["SearchSpace"]
+__all__ = ["SearchSpace", "EVAL_SOURCE"]
+
+#: The ``data:`` source whose ``tasks`` are the space's evaluation tasks.
+EVAL_SOURCE = "eval"
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,13 @@ class SearchSpace:
     @property
     def max_layers(self) -> int:
         return self.dimensions["n_layers"].high
+
+    @property
+    def eval_tasks(self) -> tuple[str, ...]:
+        """The evaluation tasks of the space's ``data.eval`` source (``()`` without one): what acc profiling runs
+        when ``--tasks`` is not given."""
+        source = self.data.get(EVAL_SOURCE)
+        return source.tasks if source is not None else ()
 
     # -- architectures --------------------------------------------------------------------------------------------
     def canonical(self, arch: Mapping[str, Any], where: str = "arch") -> dict[str, Any]:
