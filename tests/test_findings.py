@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from nasbench.findings import compare_supernets, importance_section, strategies_section, training_section
+from nasbench.report.findings import compare_supernets, importance_section, strategies_section, training_section
 from nasbench.models import tiny_space
 from nasbench.space import arch_id
 from nasbench.stats import bootstrap_ci
@@ -73,7 +73,7 @@ def test_rpd_section_reads_pretrained_and_sorted_rows(tmp_path):
 
 
 def test_datasheet_names_what_is_measured_and_what_is_missing(tmp_path):
-    from nasbench.datasheet import cards_section, limits_section, provenance_section
+    from nasbench.report.datasheet import cards_section, limits_section, provenance_section
 
     space = tiny_space(tmp_path / "s", "llama")
     archs = space.sample(5, seed=6)

@@ -31,7 +31,7 @@ STAGES = {
     "nasbench.optimize": 8,
     "nasbench.front": 9,
     "nasbench.cli": 10, "nasbench.__main__": 10, "nasbench.bench": 10, "nasbench.rpd": 10, "nasbench.baselines": 10,
-    "nasbench.report": 10, "nasbench.findings": 10, "nasbench.datasheet": 10,
+    "nasbench.report": 10,
     "nasbench.pipeline": 10,
 }
 #: Known exceptions, each a debt to pay off (none left).

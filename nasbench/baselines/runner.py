@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from nasbench.baselines.measure import METRICS, measure_group
+from nasbench.baselines.prune import pruned_model
 from nasbench.errors import NasBenchError
 from nasbench.profile.runner import ProfileConfig
 from nasbench.space import SearchSpace, arch_id
@@ -50,9 +52,7 @@ __all__ = ["METHODS", "SLICED", "METRICS", "BaselineConfig", "BaselineSummary", 
 
 METHODS = ("magnitude-2:4", "wanda-2:4", "sparsegpt-2:4", "slicegpt", "sliced", "sliced-recovered")
 SLICED = ("sliced", "sliced-recovered")
-METRICS = ("ppl", "acc", "latency", "memory")
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-_NO_SPEEDUP = "2:4 mask on dense kernels: zeros are multiplied like any weight, no sparse speed-up"
 #: How far a sliced arch's parameter share may sit from its target (the bands are +-1 pp).
 BAND_TOLERANCE = 0.02
 #: Stored metric -> the group that measures it.
@@ -276,7 +276,7 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
                 tasks = [t for m, t in missing if t]
                 if not (tasks if group == "acc" else any(_GROUP.get(m) == group for m, t in missing if not t)):
                     continue
-                rows = _measure(group, model, tokenizer, space, config.method, protocol, data_dir, tasks)
+                rows = measure_group(group, model, tokenizer, space, config.method, protocol, data_dir, tasks)
                 new = [Measurement(**{k: v for k, v in r.items() if k != "extra"}, arch_id=aid, supernet_id=sid,
                                    software=software, extra={**r.get("extra", {}), **extra}) for r in rows]
                 before = store.count_measurements(space.name)
@@ -373,7 +373,7 @@ class _Builder:
     def model(self, arch: dict[str, Any], aid: str) -> tuple[Any, Any, dict[str, Any]]:
         """(float32 model, tokenizer, what its rows' extra should say about how it was built)."""
         if self.config.method not in SLICED:
-            model, seconds = _pruned(self.space, self.config, self.supernet_dir, self.data_dir, self.progress,
+            model, seconds = pruned_model(self.space, self.config, self.supernet_dir, self.data_dir, self.progress,
                                      self.tokenizer)
             self.seconds += seconds
             return model, self.tokenizer, {}
@@ -419,99 +419,3 @@ class _Builder:
             self.source = {"importance_scheme": getattr(loaded.importance, "scheme", None),
                            "layer_scheme": getattr(loaded.importance, "layer_scheme", None)}
         return self._sorted_model
-
-
-def _pruned(space: SearchSpace, config: BaselineConfig, supernet_dir: str | Path | None, data_dir: Path | None,
-            progress: bool, tokenizer: Any) -> tuple[Any, float]:
-    """The pruned float32 model and the pruning seconds."""
-    from tqdm.auto import tqdm
-
-    from nasbench.baselines import magnitude, slicegpt, sparsegpt, wanda
-    from nasbench.baselines._layerwise import decoder_layers
-    from nasbench.importance import calibration_windows
-    from nasbench.train.artifact import load_model
-
-    device = config.protocol.device
-    model = load_model(space, supernet_dir, torch.float32).model.to(device).eval()
-    start = time.perf_counter()
-    if config.method == "magnitude-2:4":
-        magnitude.magnitude_prune(model)
-    else:
-        windows = calibration_windows(space, tokenizer, data_dir, config.calibration_tokens,
-                                      config.calibration_seq_len)
-        batch = config.protocol.batch_size
-        with tqdm(total=len(decoder_layers(model)), unit="block", desc=config.method_id, disable=not progress) as bar:
-            step = (lambda i: bar.update())
-            if config.method == "wanda-2:4":
-                wanda.wanda_prune(model, windows, batch_size=batch, progress=step)
-            elif config.method == "sparsegpt-2:4":
-                sparsegpt.sparsegpt_prune(model, windows, batch_size=batch, progress=step)
-            elif config.method == "slicegpt":
-                slicegpt.slice_model(model, windows, config.slicing, batch_size=batch, progress=step)
-            else:
-                raise NasBenchError("--method", "is not a pruning method", config.method)
-    return model, time.perf_counter() - start
-
-
-def _measure(group: str, model: Any, tokenizer: Any, space: SearchSpace, method: str, protocol: ProfileConfig,
-             data_dir: Path | None, tasks: list[str]) -> list[dict[str, Any]]:
-    """One metric group's rows as Measurement keyword dicts (arch, supernet and software added by the caller), with
-    the profile package's functions."""
-    from nasbench.baselines._layerwise import dense_params, nonzero_params
-    from nasbench.profile.latency import measure_latency, memory_footprint
-
-    device, dtype = protocol.device, protocol.dtype
-    two_four = method.endswith("2:4")
-    if group == "params":
-        return [dict(metric="params", value=float(dense_params(model)), unit="params",
-                     extra={"what": "dense: every stored parameter entry, zeros included (tied tensors once); the "
-                                    "size the model keeps" + (", untied head and shortcuts included"
-                                                              if method == "slicegpt" else "")}),
-                dict(metric="params_nonzero", value=float(nonzero_params(model)), unit="params",
-                     extra={"what": "effective: non-zero entries of every parameter (what a 2:4 sparse kernel could "
-                                    "skip; the dense count for a structured model)"})]
-    if group == "ppl":
-        from nasbench import data
-        from nasbench.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
-
-        text = data.read_text(space.data.get("perplexity", WIKITEXT2_TEST), data_dir)
-        ids = windows(tokenize_corpus(tokenizer, text), protocol.seq_len, protocol.ppl_tokens)
-        result = perplexity(model, ids, batch_size=protocol.batch_size)
-        return [dict(metric="ppl", value=result.ppl, unit="perplexity", device=device, dtype=dtype,
-                     seq_len=protocol.seq_len, cost_s=result.seconds,
-                     extra={"tokens": int(ids.numel()), "nll": result.nll, "scored_tokens": result.n_scored_tokens})]
-    if group == "acc":
-        from nasbench.profile.accuracy import evaluate, write_tasks
-
-        task_dir = write_tasks(data_dir, Path(tempfile.mkdtemp(prefix="nasbench-tasks-")))
-        return [dict(metric=s.metric, value=s.value, unit=s.unit, task=s.task, device=device, dtype=dtype,
-                     cost_s=s.seconds, extra={"items": s.n_items, "limit_items": protocol.limit_items})
-                for s in evaluate(model, tokenizer, tasks, task_dir, limit=protocol.limit_items,
-                                  batch_size=protocol.batch_size * 2)]
-    note = {"note": _NO_SPEEDUP} if two_four else {}
-    common = dict(device=device, dtype=dtype, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len)
-    if group == "memory":
-        fp = memory_footprint(model, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len)
-        rows = [dict(common, metric="weights_mb", value=fp.weights_mb, unit="MiB",
-                     extra={"what": "exact bytes of the weights in the stored dtype, tied tensors once", **note}),
-                dict(common, metric="kv_bytes_per_token", value=float(fp.kv_bytes_per_token), unit="bytes/token",
-                     extra={"what": "2 x layers x kv heads x head size x dtype bytes"})]
-        if fp.total_mb is not None:
-            rows.append(dict(common, metric="memory_mb", value=fp.total_mb, unit="MiB",
-                             extra={"what": "weights (exact) + measured peak of one prefill", "weights_mb":
-                                    fp.weights_mb, "prefill_peak_mb": fp.prefill_peak_mb, "method": fp.method,
-                                    **note}))
-        return rows
-    if group != "latency":
-        raise NasBenchError("--metrics", f"each must be one of {', '.join(METRICS)}", group)
-    lat = measure_latency(model, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len,
-                          repeats=protocol.latency_repeats, decode_tokens=protocol.decode_tokens)
-    timer = "cuda-events" if device.startswith("cuda") else "perf_counter"
-    rows = [dict(metric="latency_ms", value=lat.median_ms, unit="ms", device=device, dtype=lat.dtype, batch=lat.batch,
-                 seq_len=lat.seq_len, spread=lat.iqr_ms, n_repeats=lat.repeats, cost_s=lat.seconds,
-                 extra={"threads": lat.threads, "cv": lat.cv, "timer": timer, **note})]
-    if lat.decode_ms_per_token is not None:
-        rows.append(dict(metric="decode_ms_per_token", value=lat.decode_ms_per_token, unit="ms", device=device,
-                         dtype=lat.dtype, batch=lat.batch, seq_len=lat.seq_len, n_repeats=lat.repeats,
-                         extra={"decode_tokens": protocol.decode_tokens, "timer": timer, **note}))
-    return rows

@@ -21,7 +21,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise NasBenchError("--bands", f"holds no {space.name}-<percent>.jsonl band file", str(bands_dir))
     curve = Path(args.curve) if args.curve else _newest_curve(space.name)
     out = Path(args.out) if args.out else Path("results") / space.name
-    sections = write_report(args.db, space, out, bands=bands, curve=curve, runs_db=args.runs_db)
+    for flag, path in (("--rpd-db", args.rpd_db), *(("--history-db", h) for h in args.history_db or ())):
+        if path is not None and not Path(path).is_file():
+            raise NasBenchError(flag, "must name an existing DuckDB file", path)
+    sections = write_report(args.db, space, out, bands=bands, curve=curve, runs_db=args.runs_db, rpd_db=args.rpd_db,
+                            history_dbs=tuple(args.history_db or ()))
     replaced = 0
     if args.readme:
         readme = Path(args.readme)
@@ -53,5 +57,8 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--curve", metavar="FILE", help="a recovery curve.jsonl (default: the space's artifact in "
                                                    "results/supernets/ with the most training tokens)")
     p.add_argument("--runs-db", metavar="DB", help="the optimizer comparison's runs DB (adds its significance section)")
+    p.add_argument("--rpd-db", metavar="DB", help="the RPD study's DB (`nasbench importance rpd`; adds S1's numbers)")
+    p.add_argument("--history-db", metavar="DB", action="append",
+                   help="an earlier benchmark DB of the space whose supernets S2-S4 also compare (repeatable)")
     p.add_argument("--readme", metavar="FILE", help="also rewrite this file's `<!-- nasbench report: NAME -->` blocks")
     p.set_defaults(func=_cmd_report)

@@ -1,0 +1,14 @@
+"""What the report's sections share: the bootstrap size and how a ratio is printed."""
+
+from __future__ import annotations
+
+__all__ = ["BOOTSTRAP", "fmt_ratio"]
+
+#: Resamples of every bootstrap interval in the report (seeded: the same bytes on every run).
+BOOTSTRAP = 2000
+
+
+def fmt_ratio(ratio: float) -> str:
+    if ratio >= 1000:
+        return f"{ratio:,.0f}x"
+    return f"{ratio:.3g}x" if ratio < 10 else f"{ratio:.1f}x"

@@ -1,0 +1,202 @@
+"""The report's ``baselines`` section: the seed's Table 1 rebuilt for the space (methods x params, CPU latency,
+perplexity, accuracy per task) and, per baseline, whether NAS wins at matched params and at matched latency."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasbench.errors import NasBenchError
+from nasbench.report._common import BOOTSTRAP as _BOOTSTRAP
+from nasbench.report._common import fmt_ratio as _fmt
+from nasbench.space import SearchSpace, arch_id
+
+__all__ = ["TABLE_SHARES", "baseline_section"]
+
+
+#: The trained supernet's shares of the full model's params the Table shows NAS rows at (the recovery bands).
+TABLE_SHARES = (0.75, 0.5)
+_LATENCY_NOTE = ("CPU latency: wall clock of the dense model as it runs (prefill 1 x 128 tokens; decode per token "
+                 "with the KV cache), measured on this machine's CPU; a 2:4 model runs on dense kernels, so its "
+                 "latency is the full model's (no sparse speed-up on a CPU).")
+
+
+def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = None) -> str:
+    """Table 1 of the seed rebuilt for the space: methods x (params, CPU latency, perplexity, accuracy per task),
+    then one finding per baseline and trained supernet: does NAS win at matched params, at matched latency (margin
+    and a 95% bootstrap interval). With ``out_dir``, the fronts (ppl vs params, ppl vs latency) of the trained
+    supernet's measured sub-networks with the baselines beside them (``front-<x>.png``)."""
+    from nasbench.store.report import baseline_rows, metric_values, supernet_rows
+
+    rows = supernet_rows(db, space.name)
+    models = baseline_rows(db, space.name, device="cpu")
+    if not models:
+        return f"No baseline rows in `{Path(db).as_posix()}` yet (`nasbench baseline`).\n"
+    for m in models:  # rows written before baselines stored their dense count: the arch's analytic count
+        if "params" not in m["values"] and _params_of(space, db, m["arch_id"]) is not None:
+            m["values"]["params"] = float(_params_of(space, db, m["arch_id"]))
+    full = space.largest()
+    full_id, full_params = arch_id(full), space.params(full)
+    ppl = metric_values(db, space.name, "ppl")
+    latency = metric_values(db, space.name, "latency_ms")
+    decode = metric_values(db, space.name, "decode_ms_per_token")
+    pretrained = ppl.get(("pretrained", full_id), {}).get("value")
+    trained = [r["id"] for r in rows if r.get("tokens") and not r["id"].startswith("baseline-")]
+    tasks = sorted({n.removeprefix("acc_") for m in models for n in m["values"] if n.startswith("acc_")})
+    head = ("| method | params (dense) | non-zero params | CPU latency ms | decode ms/token | ppl | / pretrained full |"
+            + "".join(f" {t} acc |" for t in tasks))
+    lines = ["Table 1 of the seed rebuilt: perplexity on the first 4,096 WikiText-2 test tokens, lm-eval accuracy "
+             "(the shipped task YAMLs; items as stored), params and CPU latency, every number a measured row of "
+             "the DB. `params (dense)` is every stored parameter entry (what a model keeps in memory and, on a CPU, "
+             "multiplies); `non-zero params` the non-zero entries (what a 2:4 sparse kernel could skip; equal to the "
+             "dense count for structured methods). Pruning baselines use the space's calibration data and no "
+             "recovery training; `sliced-<p>` is the importance-sorted pretrained model cut to each arch of the "
+             "p% band (no training), `sliced-recovered-<p>` the same distilled alone with the stated tokens; a "
+             "baseline of several archs shows their medians (n archs). NAS rows: the lowest-perplexity measured "
+             "sub-network of a trained supernet within the parameter share. " + _LATENCY_NOTE, "", head,
+             "|---|---|---|---|---|---|---|" + "---|" * len(tasks)]
+
+    def cell(value: float | None, fmt: str) -> str:
+        return "-" if value is None or value != value else format(value, fmt)
+
+    def line(label: str, values: dict[str, float | None]) -> str:
+        value = values.get("ppl")
+        ratio = f"{value / pretrained:.2f}x" if pretrained and value is not None else "-"
+        nz = values.get("params_nonzero")
+        return (f"| {label} | {cell(values.get('params'), ',.0f')} | {cell(nz, ',.0f')} | "
+                f"{cell(values.get('latency_ms'), '.1f')} | {cell(values.get('decode_ms_per_token'), '.2f')} | "
+                f"{cell(value, '.1f')} | {ratio} |" + "".join(f" {cell(values.get(f'acc_{t}'), '.3f')} |"
+                                                            for t in tasks))
+
+    def arch_values(sid: str, aid: str) -> dict[str, float | None]:
+        out: dict[str, float | None] = {"params": float(_params_of(space, db, aid) or 0) or None}
+        out["ppl"] = ppl.get((sid, aid), {}).get("value")
+        for name, table in (("latency_ms", latency), ("decode_ms_per_token", decode)):
+            # latency is of the dense model of the arch: the same whichever supernet's row holds it
+            out[name] = table.get((sid, aid), {}).get("value") or next(
+                (v["value"] for (s, a), v in table.items() if a == aid), None)
+        return out
+
+    if pretrained is not None:
+        lines.append(line("pretrained full model", arch_values("pretrained", full_id)))
+    for sid in trained:
+        for share in TABLE_SHARES:
+            best = _best(ppl, sid, lambda a: (_params_of(space, db, a) or math.inf) <= share * full_params)
+            if best is not None:
+                lines.append(line(f"NAS `{sid}` <= {share:.0%} params", arch_values(sid, best[1])))
+    methods: dict[str, list[dict[str, Any]]] = {}
+    for m in models:
+        methods.setdefault(m["method"], []).append(m)
+    summary: dict[str, dict[str, Any]] = {}
+    for method, group in sorted(methods.items()):
+        names = sorted({n for m in group for n in m["values"]})
+        values = {n: _median([m["values"].get(n) for m in group]) for n in names}
+        label = method + (f" (median of {len(group)})" if len(group) > 1 else "")
+        if "sliced-recovered" in method:
+            trained_tokens = {m["extra"].get("params", {}).get("train_tokens") for m in group} - {None}
+            label += f", {', '.join(f'{t:,}' for t in sorted(trained_tokens))} tokens each" if trained_tokens else ""
+        lines.append(line(label, values))
+        summary[method] = {"ppl": [m["values"].get("ppl") for m in group],
+                           "latency": [m["values"].get("latency_ms") for m in group],
+                           "budget": [m["values"].get("params_nonzero") or m["values"].get("params") for m in group]}
+    findings = []
+    for sid in trained:
+        for method, data in summary.items():
+            findings += _findings(space, db, ppl, latency, sid, method, data)
+    if out_dir is not None and trained:
+        lines += _front_plots(db, space, trained[-1], Path(out_dir))
+    if findings:
+        lines += ["", "Findings (perplexity; the interval resamples the measured NAS sub-networks and, for a baseline "
+                      "of several archs, its archs: it is the uncertainty of which archs were measured, not of the "
+                      "4,096-token perplexity itself):", "", *findings]
+    return "\n".join(lines) + "\n"
+
+
+def _front_plots(db: str | Path, space: SearchSpace, sid: str, out_dir: Path) -> list[str]:
+    from nasbench.front import measured_front, plot_front
+
+    out = []
+    for x in ("params", "latency_ms"):
+        try:
+            front = measured_front(db, space.name, [x, "ppl"], supernet_id=sid)
+        except NasBenchError:  # nothing measured on that axis yet
+            continue
+        png = plot_front(front, out_dir / f"front-{x}.png", title=f"{sid}: ppl vs {x}, baselines beside")
+        out.append(f"![ppl vs {x}: NAS sub-networks and baselines]({png.name})")
+    return ["", *out] if out else []
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.median(present)) if present else None
+
+
+def _best(ppl: dict[tuple[str, str], dict[str, Any]], sid: str, admit: Any) -> tuple[float, str] | None:
+    candidates = [(v["value"], a) for (s, a), v in ppl.items() if s == sid and admit(a)]
+    return min(candidates) if candidates else None
+
+
+def _findings(space: SearchSpace, db: str | Path, ppl: dict, latency: dict, sid: str, method: str,
+              data: dict[str, list[float | None]]) -> list[str]:
+    """The matched-params and matched-latency sentences of one baseline against one trained supernet."""
+    out = []
+    base = [v for v in data["ppl"] if v is not None]
+    if not base:
+        return out
+    nas_ppl = {a: v["value"] for (s, a), v in ppl.items() if s == sid}
+    lat_of = {a: v["value"] for (s, a), v in latency.items()}
+    for kind, limits, unit in (("params", data["budget"], "non-zero params"),
+                               ("latency", data["latency"], "ms CPU latency")):
+        present = [x for x in limits if x is not None]
+        if not present:
+            out.append(f"- `{method}` vs NAS `{sid}` at matched {kind}: the baseline's {kind} is not measured yet.")
+            continue
+        limit = float(np.median(present))
+        if kind == "params":
+            cands = [p for a, p in nas_ppl.items() if (_params_of(space, db, a) or math.inf) <= limit]
+        else:
+            cands = [p for a, p in nas_ppl.items() if a in lat_of and lat_of[a] <= limit]
+        what = f"<= {limit:,.0f} {unit}" if kind == "params" else f"<= {limit:.1f} {unit}"
+        if not cands:
+            out.append(f"- `{method}` vs NAS `{sid}` at matched {kind} ({what}): no measured sub-network fits.")
+            continue
+        ratio, low, high = _ratio_ci(np.asarray(cands), np.asarray(base))
+        verdict = "NAS wins" if high < 1 else ("the baseline wins" if low > 1 else "no clear winner (the interval "
+                                                                                  "holds 1)")
+        out.append(f"- `{method}` vs NAS `{sid}` at matched {kind} ({what}): NAS best {min(cands):.1f} vs "
+                   f"{float(np.median(base)):.1f}, ratio {_fmt(ratio)} [95% CI {_fmt(low)}, {_fmt(high)}] over "
+                   f"{len(cands)} sub-networks: **{verdict}**.")
+    return out
+
+
+def _ratio_ci(nas: np.ndarray, base: np.ndarray) -> tuple[float, float, float]:
+    """min(nas) / median(base) and its 95% percentile bootstrap interval (both samples resampled; seeded)."""
+    rng = np.random.default_rng(0)
+    best = np.min(nas[rng.integers(0, len(nas), (_BOOTSTRAP, len(nas)))], axis=1)
+    ref = np.median(base[rng.integers(0, len(base), (_BOOTSTRAP, len(base)))], axis=1)
+    low, high = np.percentile(best / ref, [2.5, 97.5])
+    return float(nas.min() / np.median(base)), float(low), float(high)
+
+
+_ARCHS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+
+
+def _arch_table(space: SearchSpace, db: str | Path) -> dict[str, dict[str, Any]]:
+    key = (str(db), space.name)
+    if key not in _ARCHS:
+        from nasbench.store.report import architectures
+
+        _ARCHS[key] = architectures(db, space.name)
+    return _ARCHS[key]
+
+
+def _arch_of(space: SearchSpace, db: str | Path, aid: str) -> dict[str, Any]:
+    return _arch_table(space, db)[aid]
+
+
+def _params_of(space: SearchSpace, db: str | Path, aid: str) -> int | None:
+    arch = _arch_table(space, db).get(aid)
+    return None if arch is None else space.params(arch)

@@ -1,0 +1,157 @@
+"""The report's ``recovery`` section: per supernet, the full model's perplexity and the band archs' ratios to it
+(median with a 95% bootstrap interval, best, against the recovery goals), and the recovery curve of the shipped
+artifact."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasbench.errors import NasBenchError
+from nasbench.report._common import BOOTSTRAP as _BOOTSTRAP
+from nasbench.report._common import fmt_ratio as _fmt
+from nasbench.space import SearchSpace, arch_id
+
+__all__ = ["GOALS", "band_ratios", "recovery_section", "plot_curve"]
+
+#: The recovery goals per band: (median ratio, best ratio) to the same supernet's full model.
+GOALS = {"75": (2.0, 1.4), "50": (4.0, 2.5)}
+
+
+def _band_archs(path: Path, space: SearchSpace) -> list[str]:
+    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return [arch_id(space.canonical(x.get("arch", x))) for x in lines]
+
+
+def band_ratios(db: str | Path, space: SearchSpace, bands: dict[str, Path]) -> dict[str, Any]:
+    """``{"full": {supernet: ppl}, "bands": {label: {supernet: [ratio per measured band arch]}}}``."""
+    from nasbench.store.report import metric_values
+
+    full_id = arch_id(space.largest())
+    band_ids = {label: _band_archs(path, space) for label, path in bands.items()}
+    values = metric_values(db, space.name, "ppl", [full_id, *(a for ids in band_ids.values() for a in ids)])
+    supernets = sorted({s for s, _ in values if not s.startswith("baseline-")})  # baselines: their own section
+    full = {s: values[(s, full_id)]["value"] for s in supernets if (s, full_id) in values}
+    out: dict[str, Any] = {"full": full, "bands": {}}
+    for label, ids in band_ids.items():
+        out["bands"][label] = {s: [values[(s, a)]["value"] / full[s] for a in ids if (s, a) in values]
+                               for s in full}
+    return out
+
+
+def _median_ci(ratios: list[float]) -> tuple[float, float, float]:
+    """Median and its 95% bootstrap interval (percentile, seeded: the same bytes every run)."""
+    x = np.asarray(ratios, dtype=np.float64)
+    rng = np.random.default_rng(0)
+    medians = np.median(rng.choice(x, size=(_BOOTSTRAP, len(x)), replace=True), axis=1)
+    low, high = np.percentile(medians, [2.5, 97.5])
+    return float(np.median(x)), float(low), float(high)
+
+
+def _label(supernet: str, rows: dict[str, dict[str, Any]]) -> str:
+    row = rows.get(supernet, {})
+    if supernet == "pretrained":
+        return "pretrained, unsorted"
+    if row.get("tokens"):
+        return f"`{supernet}` ({row['tokens']:,} training tokens)"
+    return f"`{supernet}` (untrained)" if "sorted" in supernet else f"`{supernet}`"
+
+
+def recovery_section(db: str | Path, space: SearchSpace, bands: dict[str, Path], curve: Path | None,
+                     out_dir: Path) -> str:
+    """The recovery section as Markdown (writes ``recovery-curve.png`` into ``out_dir`` when a curve is given)."""
+    from nasbench.store.report import supernet_rows
+
+    data = band_ratios(db, space, bands)
+    if not data["full"]:
+        raise NasBenchError("--db", f"holds no perplexity of the full {space.name} model", str(db))
+    rows = {r["id"]: r for r in supernet_rows(db, space.name)}
+    order = sorted(data["full"], key=lambda s: (s != "pretrained", "sorted" not in s, s))
+    labels = sorted(bands)[::-1]
+    head = "| supernet | full model ppl | " + " | ".join(
+        f"{b}% band: median [95% CI] | {b}% best | {b}% n" for b in labels) + " |"
+    lines = ["Perplexity is the project's definition on the first 4,096 tokens of WikiText-2 test; a ratio is a band "
+             "sub-network's perplexity over the same supernet's full model (bands: 16 archs each within +-1 pp of "
+             "the parameter share, `results/bands/`).", "", head,
+             "|---|---|" + "---|---|---|" * len(labels)]
+    verdicts = []
+    for s in order:
+        cells = [_label(s, rows), f"{data['full'][s]:.2f}"]
+        for b in labels:
+            ratios = data["bands"][b].get(s, [])
+            if not ratios:
+                cells += ["-", "-", "0"]
+                continue
+            med, low, high = _median_ci(ratios)
+            cells += [f"{_fmt(med)} [{_fmt(low)}, {_fmt(high)}]", _fmt(min(ratios)), str(len(ratios))]
+            if b in GOALS and rows.get(s, {}).get("tokens"):
+                goal_med, goal_best = GOALS[b]
+                met = med <= goal_med and min(ratios) <= goal_best
+                verdicts.append(f"- `{s}`, {b}% band: median {_fmt(med)} (goal <= {goal_med}x), best "
+                                f"{_fmt(min(ratios))} (goal <= {goal_best}x): **{'met' if met else 'not met'}**.")
+        lines.append("| " + " | ".join(cells) + " |")
+    pretrained = data["full"].get("pretrained")
+    for s in order:
+        if rows.get(s, {}).get("tokens") and pretrained:
+            change = data["full"][s] / pretrained - 1
+            verdicts.append(f"- `{s}`, full model: {data['full'][s]:.2f} vs pretrained {pretrained:.2f} "
+                            f"({change:+.1%}; goal within 5%): **{'met' if abs(change) <= 0.05 else 'not met'}**.")
+    lines += ["", *verdicts]
+    if curve is not None and curve.is_file():
+        png = plot_curve(curve, out_dir / "recovery-curve.png")
+        lines += ["", f"![recovery curve]({png.name})", "", _curve_summary(curve)]
+    return "\n".join(lines) + "\n"
+
+
+def _curve_points(curve: Path) -> list[dict[str, Any]]:
+    points = [json.loads(x) for x in curve.read_text(encoding="utf-8").splitlines() if x.strip()]
+    for p in points:
+        p.setdefault("tokens_total", p["tokens"])
+    return points
+
+
+def _curve_summary(curve: Path) -> str:
+    points = _curve_points(curve)
+    last = max(p["tokens_total"] for p in points)
+    first = {p["role"]: p["ppl"] for p in points if p["tokens_total"] == 0}
+    end = {p["role"]: p["ppl"] for p in points if p["tokens_total"] == last}
+    probes = sorted(r for r in end if r != "full" and r in first)
+    drops = [first[r] / end[r] for r in probes]
+    text = (f"The curve: the full model and {len(probes)} probe archs of the bands, every few steps of the run "
+            f"({last:,} tokens in all). Their perplexity fell by a factor of {min(drops):,.1f} to {max(drops):,.1f}")
+    return text + f"; the full model went from {first.get('full', math.nan):.2f} to {end.get('full', math.nan):.2f}."
+
+
+def plot_curve(curve: Path, out: Path) -> Path:
+    """Perplexity ratio to the full model vs training tokens, one line per probe arch (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = _curve_points(curve)
+    full = {p["tokens_total"]: p["ppl"] for p in points if p["role"] == "full"}
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    for role in sorted({p["role"] for p in points} - {"full"}):
+        mine = sorted((p for p in points if p["role"] == role and p["tokens_total"] in full),
+                      key=lambda p: p["tokens_total"])
+        share = mine[0]["params"] / max(p["params"] for p in points)
+        ax.plot([p["tokens_total"] for p in mine], [p["ppl"] / full[p["tokens_total"]] for p in mine], marker="o",
+                ms=3, color="tab:blue" if share < 0.62 else "tab:orange",
+                label=f"{role} ({share:.0%} params)")
+    for goal, color in ((GOALS["50"][0], "tab:blue"), (GOALS["75"][0], "tab:orange")):
+        ax.axhline(goal, color=color, lw=0.8, ls="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("perplexity / full model's")
+    ax.set_title("Recovery of band sub-networks (dashed: median goals)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, metadata={"Software": None})
+    plt.close(fig)
+    return out
