@@ -70,7 +70,7 @@ def _protocol_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", default=",".join(C.metrics),
                    help="comma list of ppl,acc,latency,memory,energy, or of the metrics they measure (latency_ms, "
                         "memory_mb, energy_j, acc, ...)")
-    p.add_argument("--tasks", default=",".join(C.tasks), help="comma list of lm-eval tasks for acc")
+    p.add_argument("--tasks", help="comma list of lm-eval tasks for acc (default: the space's data.eval tasks)")
     p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
     p.add_argument("--ppl-tokens", type=int, default=C.ppl_tokens, metavar="T",
                    help=f"WikiText-2 test tokens (default {C.ppl_tokens})")
