@@ -452,7 +452,7 @@ def cmd_fetch(args: Any) -> int:
         "%Y%m%dT%H%M%SZ", time.gmtime())
     keep = Path(args.runs) / f"bench-{stamp}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     keep.mkdir(parents=True, exist_ok=False)
-    with open(rows, "rb") as f, gzip.open(keep / (ROWS + ".gz"), "wb", mtime=0) as g:
+    with open(rows, "rb") as f, gzip.GzipFile(keep / (ROWS + ".gz"), "wb", mtime=0) as g:
         shutil.copyfileobj(f, g)
     for extra in ("bench.json", "preflight.json"):
         if (src / extra).is_file():
