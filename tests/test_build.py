@@ -36,14 +36,19 @@ def test_build_profiles_shards_resumes_and_merges(tiny_with_data, tmp_path, caps
     first = build(space, supernet=None, db=db, shards=shards, config=config, total=5, per_shard=2, grid=0,
                   data_dir=data, progress=False)
     assert not first.stopped and first.done_shards == [0, 1, 2]
-    assert all(shard_path(shards, space, "pretrained", k).is_file() for k in range(3))
+    # merged completely: the DB is their record, the shard files are gone
+    assert not any(shard_path(shards, space, "pretrained", k).is_file() for k in range(3))
     con = connect_read_only(db)
     n = con.execute("SELECT count(DISTINCT arch_id) FROM measurements WHERE metric = 'ppl'").fetchone()[0]
     con.close()
     assert n >= 5  # the plan, plus the smallest and largest in the first shard
     again = build(space, supernet=None, db=db, shards=shards, config=config, total=5, per_shard=2, grid=0,
                   data_dir=data, progress=False)
-    assert again.profiled == 0 and all(v == 0 for v in again.merged.values())
+    assert again.profiled == 0 and again.merged is None and again.done_shards == [0, 1, 2]
+    # a metric the DB lacks makes the shards work again; keep_shards leaves their files
+    more = build(space, supernet=None, db=db, shards=shards, config=ProfileConfig(**{**FAST, "metrics": ("ppl", "memory")}),
+                 total=5, per_shard=2, grid=0, data_dir=data, progress=False, keep_shards=True)
+    assert more.profiled >= 5 and all(shard_path(shards, space, "pretrained", k).is_file() for k in range(3))
     assert main(["build", space.path, "--db", str(db), "--shards", str(shards), "--total", "5", "--per-shard", "2",
                  "--grid", "0", "--metrics", "ppl", "--ppl-tokens", "256", "--seq-len", "64", "--dtype", "float32",
                  "--data-dir", str(data)]) == 0

@@ -109,7 +109,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
             raise NasBenchError("--bands", "no such file", str(path))
     summary = build(space, supernet=args.supernet, db=args.db, shards=args.shards, config=_protocol(args),
                     total=args.total, per_shard=args.per_shard, grid=args.grid, grid_bins=args.grid_bins,
-                    seed=args.seed, bands=bands, minutes=args.minutes, data_dir=data.data_dir(args.data_dir))
+                    seed=args.seed, bands=bands, minutes=args.minutes, data_dir=data.data_dir(args.data_dir),
+                    keep_shards=args.keep_shards)
     print(json.dumps({"build": space.name, "archs": summary.archs, "shards": summary.shards,
                       "complete_shards": summary.done_shards, "profiled": summary.profiled,
                       "stopped_by_deadline": summary.stopped, "seconds": round(summary.seconds, 1),
@@ -208,6 +209,8 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--bands", metavar="FILES", help="comma list of band JSONL files, profiled first")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes", type=float, help="start no arch after this many minutes (resume later)")
+    p.add_argument("--keep-shards", action="store_true",
+                   help="keep the shard files the DB holds completely (default: deleted after the merge)")
     _protocol_flags(p)
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.set_defaults(func=_cmd_build)

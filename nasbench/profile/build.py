@@ -8,6 +8,11 @@ needs the full model). Shard ``k`` holds archs ``k * per_shard .. (k + 1) * per_
 ``<shards>/<space>-<supernet>-<k:03d>.duckdb``. Profiling is resumable per arch, so ``build`` run again (on this
 machine or a fresh clone, with the shard DBs committed) continues where the last one stopped; ``minutes`` bounds one
 call (the arch in flight finishes).
+
+Once a shard's every arch has every asked metric in the benchmark DB, the DB is its record: the shard file is deleted
+after the merge (``keep_shards`` keeps it) and a later build skips the shard without it. Only the shard in progress
+stays in ``results/shards/``: a DuckDB file weighs ~3 MB however few rows it holds, and what travels to a lent GPU
+machine with the repository is capped at 64 MiB.
 """
 
 from __future__ import annotations
@@ -71,8 +76,9 @@ def shard_path(shards: Path, space: SearchSpace, supernet_id: str, k: int) -> Pa
 def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, shards: str | Path,
           config: ProfileConfig, total: int = 2000, per_shard: int = 250, grid: int = 500, grid_bins: int = 10,
           seed: int = 0, bands: tuple[Path, ...] = (), minutes: float | None = None,
-          data_dir: Path | None = None, progress: bool = True) -> BuildSummary:
-    """Profile the plan's shards in order (resuming), then merge every shard into ``db``."""
+          data_dir: Path | None = None, progress: bool = True, keep_shards: bool = False) -> BuildSummary:
+    """Profile the plan's shards in order (resuming), merge every shard into ``db``, then delete the shard files the
+    DB holds completely (unless ``keep_shards``)."""
     from nasbench.store import Store
     from nasbench.train.artifact import supernet_id_of
 
@@ -86,12 +92,18 @@ def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, sh
     shards.mkdir(parents=True, exist_ok=True)
     n_shards = (len(archs) + per_shard - 1) // per_shard
     done, profiled, stopped = [], 0, False
+    chunks = []
     for k in range(n_shards):
         chunk = tuple(archs[k * per_shard:(k + 1) * per_shard])
         if k == 0:
             from nasbench.train.strategies import smallest_admitted
 
             chunk = (space.largest(), smallest_admitted(space), *chunk)
+        chunks.append(chunk)
+    for k, chunk in enumerate(chunks):
+        if not shard_path(shards, space, supernet_id, k).is_file() and _held(db, space, supernet_id, chunk, config):
+            done.append(k)  # merged and its file deleted by an earlier build
+            continue
         if deadline is not None and time.time() >= deadline:
             stopped = True
             break
@@ -110,4 +122,21 @@ def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, sh
     if present:
         with Store(db) as store:
             merged = store.merge([str(p) for p in present])
+        if not keep_shards:
+            for k, chunk in enumerate(chunks):
+                path = shard_path(shards, space, supernet_id, k)
+                if path.is_file() and _held(db, space, supernet_id, chunk, config):
+                    path.unlink()
     return BuildSummary(len(archs), n_shards, done, profiled, time.time() - start, merged, stopped)
+
+
+def _held(db: str | Path, space: SearchSpace, supernet_id: str, chunk: tuple[dict[str, Any], ...],
+          config: ProfileConfig) -> bool:
+    """Whether ``db`` holds every asked metric of every arch of ``chunk`` (what profiling the shard would add)."""
+    from nasbench.profile.runner import _missing
+    from nasbench.store import Store
+
+    if not Path(db).is_file():
+        return False
+    with Store(db) as store:
+        return all(not _missing(store, space, arch, supernet_id, config) for arch in chunk)
