@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from nasbench.baselines import (Allocation, BaselineConfig, allocate, magnitude_prune, run_baseline, slice_model,
-                                sliced_arch, sliced_dim, sparsegpt_prune, sparsegpt_weight, wanda_prune, wanda_scores)
+                                sliced_dim, sparsegpt_prune, sparsegpt_weight, wanda_prune, wanda_scores)
 from nasbench.baselines._layerwise import decoder_layers, decoder_linears, dense_params, n_m_mask, nonzero_params
 from nasbench.errors import NasBenchError
 from nasbench.models import tiny_model

@@ -13,7 +13,7 @@ from nasbench.errors import NasBenchError
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from nasbench import data
-    from nasbench.profile.runner import ProfileConfig, parse_shard, profile
+    from nasbench.profile.runner import parse_shard, profile
     from nasbench.space import load_space
 
     space = load_space(args.space)

@@ -190,7 +190,7 @@ class Preset:
         for name in ("out", "db", "shards", "runs_db", "report", "cache"):
             try:
                 value = getattr(self, name).format(**keys)
-            except (KeyError, IndexError, ValueError) as exc:
+            except (KeyError, IndexError, ValueError):
                 where = "{root}, {repo} and {space}" if name == "out" else "{root}, {repo}, {space} and {out}"
                 raise self._fail(name, f"a path template may use {where} only", getattr(self, name)) from None
             keys.setdefault("out", value)
