@@ -86,7 +86,9 @@ def test_datasheet_names_what_is_measured_and_what_is_missing(tmp_path):
             store.add_results(space, arch, [Measurement(
                 arch_id=arch_id(arch), supernet_id="trained-a", metric="ppl", value=10.0, unit="perplexity",
                 seq_len=512, device="cpu", dtype="float32", cost_s=30.0,
-                software={"cpu": "TestCPU", "threads": "2", "torch": "2.13.0"})])
+                software={"cpu": "TestCPU", "threads": "2", "torch": "2.13.0"}),
+                Measurement(arch_id=arch_id(arch), supernet_id="trained-a", metric="latency_ms", value=5.0, unit="ms",
+                            device="cpu", dtype="float32", extra={"cv": 0.05}, software={"cpu": "TestCPU"})])
     assert "No surrogate cards" in cards_section(db, space)
     prov = provenance_section(db, space)
     assert "| `trained-a` | ppl | - | cpu | float32 | 5 | cpu TestCPU, threads 2, torch 2.13.0 | 2.5 |" in prov
@@ -94,3 +96,4 @@ def test_datasheet_names_what_is_measured_and_what_is_missing(tmp_path):
     limits = limits_section(db, space)
     assert f"Archs with perplexity on `trained-a`: {len({arch_id(a) for a in archs})}" in limits
     assert "no arch of the trained supernet has accuracy rows yet" in limits
+    assert "median coefficient of variation of 5.0% (90th percentile 5.0%" in limits

@@ -91,7 +91,7 @@ def _software(text: str) -> str:
 
 def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None = None) -> str:
     """What the benchmark cannot tell, each with its number."""
-    from nasbench.store.report import coverage, surrogate_cards
+    from nasbench.store.report import coverage, latency_spread, surrogate_cards
 
     rows = coverage(db, space.name)
     trained = [r for r in rows if not r["supernet_id"].startswith("baseline-")
@@ -115,6 +115,12 @@ def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None
         out.append(f"- Latency is one machine's: {lat['archs']:,} archs measured on "
                    f"{'; '.join(_software(s) for s in (lat['software'] or [])[:1])}; another CPU (or a GPU) ranks "
                    "archs differently, so latency answers transfer only to the same hardware and threads.")
+        spread = latency_spread(db, space.name, main_supernet)
+        if spread:
+            out.append(f"- Latency noise: the timed repeats of one arch vary with a median coefficient of variation "
+                       f"of {spread['median']:.1%} (90th percentile {spread['p90']:.1%}, {spread['rows']:,} rows); "
+                       "latency differences smaller than that are not resolved, and rows measured while the machine "
+                       "was busy are noisier (re-measure on an idle machine before trusting fine latency ranks).")
     weak = [(c["metric"], c["kendall_tau"]) for c in surrogate_cards(db, space.name)
             if c["supernet_id"] == main_supernet and c["metric"] in CARD_GOALS and c["kendall_tau"] is not None
             and c["kendall_tau"] < CARD_GOALS[c["metric"]]]

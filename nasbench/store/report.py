@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names",
-           "surrogate_cards", "coverage", "baseline_rows"]
+           "surrogate_cards", "coverage", "baseline_rows", "latency_spread"]
 
 
 def metric_values(db: str | Path, space: str, metric: str, arch_ids: Sequence[str] | None = None,
@@ -160,3 +160,19 @@ def coverage(db: str | Path, space: str) -> list[dict[str, Any]]:
         return [dict(zip(names, row)) for row in cur.fetchall()]
     finally:
         con.close()
+
+
+def latency_spread(db: str | Path, space: str, supernet: str) -> dict[str, float] | None:
+    """Median and 90th percentile of the latency rows' coefficient of variation over their timed repeats
+    (``extra.cv``), and how many rows have one: how noisy the machine was while it measured."""
+    from nasbench.store import connect_read_only
+
+    con = connect_read_only(db)
+    try:
+        row = con.execute(
+            "SELECT median(cv), quantile_cont(cv, 0.9), count(cv) FROM (SELECT TRY_CAST(json_extract(extra, '$.cv') "
+            "AS DOUBLE) AS cv FROM measurements WHERE space = ? AND supernet_id = ? AND metric = 'latency_ms')",
+            [space, supernet]).fetchone()
+    finally:
+        con.close()
+    return None if not row or not row[2] else {"median": row[0], "p90": row[1], "rows": row[2]}
