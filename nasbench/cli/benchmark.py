@@ -121,7 +121,11 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
         print(front.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
         knee = result.front[result.front["knee"]].iloc[0]
         arch = {d: int(knee[hp_column(d)]) for d in DIMENSIONS}
-        print(f"knee: {result.knee_arch_id} -> nasbench export SPACE --arch '{json.dumps(arch)}' --out DIR")
+        # a runnable line: the space file when one was given, and the supernet the rows were measured on
+        space = args.space if str(args.space).endswith((".yaml", ".yml")) else "SPACE"
+        supernet = f" --supernet {args.supernet}" if args.supernet else ""
+        print(f"knee: {result.knee_arch_id} -> nasbench export {space}{supernet} --arch '{json.dumps(arch)}' "
+              "--out DIR")
     if args.plot:
         print(f"plot: {plot_front(result, args.plot)}", file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
