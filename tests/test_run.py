@@ -71,7 +71,7 @@ def test_a_run_does_every_stage_then_skips_them_all(tiny_run) -> None:
     out = TINY.paths(root, space.name)
     assert manifest.path == out.out / "manifest.json"
     report = (out.report / "REPORT.md").read_text(encoding="utf-8")
-    assert "## Recovery" in report and "## Optimizers" in report
+    assert "## Recovery" in report and "## Optimizer comparison" in report and "## S2 Supernet training" in report
     profile = manifest.stage("profile")["outputs"]
     assert profile["measured"] >= 12 and profile["complete_shards"] == [0, 1]
     assert any("archs measured in" in line and "archs/min" in line for line in lines)  # progress with units
