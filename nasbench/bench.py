@@ -131,9 +131,12 @@ def matmul_flops_per_s(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repea
 
 
 def bench_profile(space: SearchSpace, ppl_tokens: int = 2048, seq_len: int = 512, latency_seq_len: int = 128,
-                  repeats: int = 20, data_dir: Any = None, dtype: torch.dtype = torch.bfloat16) -> dict[str, Any]:
+                  repeats: int = 20, data_dir: Any = None, dtype: torch.dtype = torch.bfloat16,
+                  protocol_archs: int = 6) -> dict[str, Any]:
     """Perplexity-eval throughput of the largest arch as a fraction of (measured matmul rate / its FLOPs per token),
-    and the coefficient of variation of its dense latency over ``repeats``."""
+    the coefficient of variation of its dense latency over ``repeats``, and the archs per hour of the shipped
+    benchmark's protocol (``nasbench build``'s: ppl on 4,096 tokens, prefill + 16-token decode latency, memory) on
+    ``protocol_archs`` seeded archs profiled into a throw-away DB (0: skip)."""
     from nasbench import data
     from nasbench.models import load_tokenizer
     from nasbench.profile.latency import measure_latency
@@ -150,9 +153,11 @@ def bench_profile(space: SearchSpace, ppl_tokens: int = 2048, seq_len: int = 512
     rate = matmul_flops_per_s(dtype)
     flops = space.flops(arch, seq_len)
     latency = measure_latency(supernet.extract(arch), seq_len=latency_seq_len, repeats=repeats)
+    archs_per_hour = _protocol_archs_per_hour(space, protocol_archs, dtype, data_dir) if protocol_archs else None
     return {
         "bench": "profile",
         "space": space.name,
+        "archs_per_hour": archs_per_hour,
         "flop_bound_fraction": result.tokens_per_s * flops / rate,
         "latency_cv": latency.cv,
         "ppl_tokens_per_s": result.tokens_per_s,
@@ -162,3 +167,22 @@ def bench_profile(space: SearchSpace, ppl_tokens: int = 2048, seq_len: int = 512
         "dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
     }
+
+
+def _protocol_archs_per_hour(space: SearchSpace, n: int, dtype: torch.dtype, data_dir: Any) -> float:
+    """Archs per hour of ``profile()`` with the shipped build's protocol, the supernet's load included (a build loads it
+    once per shard of 250 archs, so this is pessimistic by a few seconds over ``n`` archs)."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from nasbench.profile.runner import ProfileConfig, profile
+
+    config = ProfileConfig(archs=tuple(space.sample(n, seed=0)), n=0, endpoints=False,
+                           metrics=("ppl", "latency", "memory"), ppl_tokens=4096, decode_tokens=16,
+                           dtype=str(dtype).removeprefix("torch."))
+    with tempfile.TemporaryDirectory(prefix="nasbench-bench-") as tmp:
+        start = time.perf_counter()
+        summary = profile(space, Path(tmp) / "bench.duckdb", config, data_dir=data_dir, progress=False)
+        seconds = time.perf_counter() - start
+    return 3600.0 * summary.profiled / seconds
