@@ -74,8 +74,7 @@ def shared_data() -> Path:
     return path
 
 
-@pytest.fixture
-def tiny_with_data(tmp_path: Path) -> tuple[Any, Path]:
+def make_tiny_with_data(tmp_path: Path) -> tuple[Any, Path]:
     """A tiny random llama space (nasbench.models.tiny_space) with its own data directory: a calibration text and a
     WikiText-2 stand-in, both random words of the tiny tokenizer. Returns (space, data_dir)."""
     import numpy as np
@@ -94,3 +93,9 @@ def tiny_with_data(tmp_path: Path) -> tuple[Any, Path]:
                    "perplexity": {"kind": "text", "path": "wikitext-2-raw/wiki.test.raw"}}
     (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
     return load_space(tmp_path / "space.yaml"), data
+
+
+@pytest.fixture
+def tiny_with_data(tmp_path: Path) -> tuple[Any, Path]:
+    """:func:`make_tiny_with_data` in the test's own directory."""
+    return make_tiny_with_data(tmp_path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -38,24 +37,10 @@ def _skipped(lines: list[str]) -> set[str]:
 def tiny_run(tmp_path_factory):
     """One full run of TINY on a tiny random llama space (as conftest's tiny_with_data, for the module), with a band
     file; the tests below rerun it with changed inputs."""
-    import numpy as np
-    import yaml
-
-    from nasbench.models import tiny_space
-    from nasbench.space import load_space
+    from conftest import make_tiny_with_data
 
     tmp = tmp_path_factory.mktemp("run")
-    space = tiny_space(tmp, "llama", seed=2)
-    rng = np.random.default_rng(0)
-    data = tmp / "data"
-    for name in ("calib.txt", "wikitext-2-raw/wiki.test.raw"):
-        (data / name).parent.mkdir(parents=True, exist_ok=True)
-        (data / name).write_text(" ".join(f"w{i}" for i in rng.integers(3, 96, 3000)), encoding="utf-8")
-    doc = yaml.safe_load(Path(space.path).read_text(encoding="utf-8"))
-    doc["data"] = {"calibration": {"kind": "text", "path": "calib.txt"},
-                   "perplexity": {"kind": "text", "path": "wikitext-2-raw/wiki.test.raw"}}
-    (tmp / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-    space = load_space(tmp / "space.yaml")
+    space, data = make_tiny_with_data(tmp)
     root = tmp / "results"
     (root / "bands").mkdir(parents=True)
     (root / "bands" / f"{space.name}-50.jsonl").write_text(
