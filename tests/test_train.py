@@ -23,7 +23,7 @@ from nasbench.models import tiny_space
 from nasbench.space import load_space
 from nasbench.supernet import Supernet
 from nasbench.train import KD_LOSSES, apply_lora, distill_loss, lm_loss, make_config, make_sampler, train
-from nasbench.train.loop import CHECKPOINTS, run_picks
+from nasbench.train.loop import CHECKPOINTS, RUN_FILE, run_picks
 from nasbench.train.lora import ElasticLoraA, ElasticLoraB
 from nasbench.train.strategies import Pick, mean_abs_weight
 
@@ -224,6 +224,25 @@ def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tmp_path,
     assert all(torch.equal(merged_a[k], merged_b[k]) for k in merged_a)
     with pytest.raises(NasBenchError, match="--lr"):
         train(space, out=tmp_path / "part", resume=True, **dict(common, lr=1e-3))
+
+
+def test_a_deadline_shrinks_the_schedule_to_the_steps_that_fit(tmp_path, tiny, monkeypatch):
+    import json
+    import time
+
+    from nasbench.train import loop
+
+    space, data_dir = tiny
+    monkeypatch.setattr(loop, "DEADLINE_SHARE", 0.0)  # as if the deadline were now: end right after the timed steps
+    result = train(space, strategy="sandwich", kd="none", peft="lora", preset="quick", out=tmp_path / "out",
+                   max_steps=40, batch_size=2, seq_len=48, data_dir=data_dir, progress=False, precision="fp32",
+                   deadline=time.time() + 3600)
+    timed = loop.FIT_AFTER_STEPS + 1  # the call's first step is not timed
+    assert (result.steps, result.complete) == (timed, True)
+    assert json.loads((tmp_path / "out" / RUN_FILE).read_text())["config"]["steps"] == timed
+    with pytest.raises(NasBenchError, match="--time-budget"):
+        train(space, strategy="sandwich", kd="none", peft="lora", preset="quick", out=tmp_path / "late",
+              max_steps=4, data_dir=data_dir, progress=False, deadline=time.time() - 1)
 
 
 def test_a_few_steps_lower_the_loss_and_record_the_supernet(tmp_path, tiny):

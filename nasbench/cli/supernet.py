@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import time
 from pathlib import Path
 from typing import Any
 
 from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, defaults_of, parse_arch, positive
+from nasbench.errors import NasBenchError
 
 
 def _cmd_importance(args: argparse.Namespace) -> int:
@@ -85,12 +88,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from nasbench.train import train
 
     space = load_space(args.space)
+    if args.time_budget is not None and not (math.isfinite(args.time_budget) and args.time_budget > 0):
+        raise NasBenchError("--time-budget", "must be a number of seconds > 0", args.time_budget)
+    deadline = None if args.time_budget is None else time.time() + args.time_budget
     result = train(space, strategy=args.strategy, kd=args.kd, peft=args.peft, preset=args.preset, out=args.out,
                    db=args.db, max_steps=args.max_steps, batch_size=args.batch_size, seq_len=args.seq_len,
                    resume=args.resume, sorted_supernet=args.sorted_supernet, data_dir=data.data_dir(args.data_dir),
                    seed=args.seed, precision=args.precision, lr=args.lr, stop_at=args.stop_at,
                    checkpoint_every=args.checkpoint_every, checkpoint_minutes=args.checkpoint_minutes,
-                   eval_every=args.eval_every, eval_archs=args.eval_archs, resume_from=args.resume_from)
+                   eval_every=args.eval_every, eval_archs=args.eval_archs, resume_from=args.resume_from,
+                   deadline=deadline)
     print(json.dumps({"train": result.supernet_id, "steps": result.steps, "tokens": result.tokens,
                       "wall_time_s": round(result.wall_time_s, 1), "complete": result.complete,
                       "losses": result.losses, "out": str(result.out)}))
@@ -174,6 +181,9 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     p.add_argument("--stop-at", type=int, metavar="STEP", help="end this call after STEP steps (checkpointed); "
                                                                 "--resume continues the same schedule")
+    p.add_argument("--time-budget", type=float, metavar="S",
+                   help="end within S seconds of now: after 10 timed steps the cosine schedule shrinks to the steps "
+                        "that fit (a lent GPU's clock); never grows")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="checkpoint every N steps")
     p.add_argument("--checkpoint-minutes", type=float, metavar="M",
                    help=f"... and every M minutes of training (default {TrainConfig.checkpoint_minutes:g}): a kill "

@@ -38,6 +38,11 @@ from nasbench.train.step import lm_loss, loss_keys, prepare_trainable, run_picks
 from nasbench.train.strategies import Sampler, make_sampler
 
 # the step's pieces and the run's file names are imported from here by tests, tools and older code
+#: ``deadline``: the steps timed (after a call's first) before the schedule is fitted to it, and the share of the time
+#: left that training steps may fill (the rest: evaluations, checkpoints).
+FIT_AFTER_STEPS = 10
+DEADLINE_SHARE = 0.9
+
 __all__ = ["TrainResult", "train", "lm_loss", "run_picks", "teacher_forward", "prepare_trainable", "RUN_FILE",
            "CHECKPOINTS", "CURVE_FILE", "STATE_FILE"]
 
@@ -70,7 +75,7 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
           db: str | Path | None = None, max_steps: int | None = None, batch_size: int | None = None,
           seq_len: int | None = None, resume: bool = False, sorted_supernet: str | Path | None = None,
           data_dir: str | Path | None = None, seed: int | None = None, progress: bool = True,
-          resume_from: str | Path | None = None, **overrides: Any) -> TrainResult:
+          resume_from: str | Path | None = None, deadline: float | None = None, **overrides: Any) -> TrainResult:
     """Fine-tune the space's supernet and write it to ``out`` (a ``from_pretrained`` directory, LoRA merged, plus
     :data:`RUN_FILE`, ``adapter/`` for LoRA, ``importance.json`` for sorted supernets, and ``checkpoints/``).
 
@@ -80,7 +85,9 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
     ``preset``: ``quick`` or ``paper``; ``max_steps``, ``batch_size``, ``seq_len``, ``seed`` and ``overrides``
     (any :class:`~nasbench.train.config.TrainConfig` field) replace its values. ``db``: the DuckDB file whose
     ``supernets`` table gets the run's row (updated at every checkpoint). ``resume``: continue from the newest
-    checkpoint in ``out`` (a fresh start when there is none).
+    checkpoint in ``out`` (a fresh start when there is none). ``deadline`` (``time.time()`` seconds, ``--time-budget``):
+    once 10 steps are timed, the schedule shrinks (never grows) to the steps that end by then at the measured rate,
+    minus a tenth for evaluations and checkpoints, so a run cut by a clock still ends annealed.
     """
     if strategy not in STRATEGIES:
         raise NasBenchError("--strategy", f"must be one of {', '.join(STRATEGIES)}", strategy)
@@ -111,6 +118,9 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
                                     f"runs one network per step (use sandwich-type strategies or --kd none)", kd)
     if not isinstance(resume, bool):
         raise NasBenchError("--resume", "must be true or false", resume)
+    if deadline is not None and not (isinstance(deadline, (int, float)) and math.isfinite(deadline)
+                                     and deadline > time.time()):
+        raise NasBenchError("--time-budget", "must leave time to train (a positive number of seconds)", deadline)
     explicit = {k: v for k, v in dict(overrides, steps=max_steps, batch_size=batch_size, seq_len=seq_len,
                                       seed=seed).items() if v is not None}
     config = make_config(preset, **explicit)
@@ -130,7 +140,9 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
             raise NasBenchError("--out", "holds a training run already: pass --resume to continue it, or choose "
                                          "another directory", str(out))
         run_id = supernet_id(identity, config)
-    return _Run(space, config, identity, run_id, out, db, sorted_dir, data_dir, progress).fit(resume)
+    run = _Run(space, config, identity, run_id, out, db, sorted_dir, data_dir, progress)
+    run.deadline = deadline
+    return run.fit(resume)
 
 
 # ---------------------------------------------------------------------------------------------------------- a run
@@ -148,6 +160,7 @@ class _Run:
         self.losses: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
         self.last_checkpoint: Path | None = None
+        self.deadline: float | None = None
         _seed_everything(config.seed)
         self.importance: Importance | None = None
         self.resume_weights: dict[str, torch.Tensor] | None = None
@@ -239,11 +252,18 @@ class _Run:
                    disable=not (self.progress and procs.main), dynamic_ncols=True)
         self.supernet.train()
         self.checkpoint_wall = time.perf_counter()
+        timed_from: tuple[int, float] | None = None  # (step, time) after this call's first step (allocations, caches)
         try:
             while self.step < stop:
                 start = time.perf_counter()
                 step_tokens = self._train_step()
                 seconds = time.perf_counter() - start
+                if self.deadline is not None:
+                    if timed_from is None:
+                        timed_from = (self.step + 1, time.perf_counter())
+                    elif self.step + 1 - timed_from[0] == FIT_AFTER_STEPS:
+                        stop = self._fit_schedule(timed_from)
+                        bar.total = c.steps
                 self.wall += seconds
                 self.tokens += step_tokens
                 self.step += 1
@@ -264,6 +284,22 @@ class _Run:
         return TrainResult(self.supernet_id, self.step, self.tokens, self.wall, dict(self.losses),
                            None if self.last_checkpoint is None else str(self.last_checkpoint), str(self.out),
                            complete, self.history)
+
+    def _fit_schedule(self, timed_from: tuple[int, float]) -> int:
+        """Shrink ``steps`` (the cosine's span) to what ends by the deadline at the rate of the timed steps; returns the
+        new stop. Rank 0 decides for all; the run record keeps the new span, so a resume follows it."""
+        c = self.config
+        now = time.perf_counter()
+        per_step = (now - timed_from[1]) / (self.step + 1 - timed_from[0])
+        fits = self.step + 1 + int(DEADLINE_SHARE * max(0.0, self.deadline - time.time()) / per_step)
+        fits = self.procs.agree(fits)
+        if fits < c.steps:
+            print(f"train: {per_step:.2f} s/step, the deadline fits {fits} of {c.steps} steps: the schedule ends "
+                  f"there", flush=True)
+            c.steps = max(fits, self.step + 1, c.warmup_steps + 1)
+            if self.procs.main:
+                self._write_run_file()
+        return c.steps if c.stop_at is None else min(c.steps, c.stop_at)
 
     def _minutes_due(self) -> bool:
         """``checkpoint_minutes`` of wall clock passed since the last checkpoint (rank 0 decides for all)."""

@@ -58,11 +58,15 @@ class Procs:
 
     def decide(self, flag: bool) -> bool:
         """Rank 0's ``flag`` on every process (decisions that depend on each process's clock)."""
+        return bool(self.agree(int(flag)))
+
+    def agree(self, value: int) -> int:
+        """Rank 0's integer ``value`` on every process."""
         if self.world == 1:
-            return flag
-        value = torch.tensor([int(flag)], device=self.device)
-        dist.broadcast(value, src=0)
-        return bool(value.item())
+            return value
+        tensor = torch.tensor([value], device=self.device)
+        dist.broadcast(tensor, src=0)
+        return int(tensor.item())
 
 
 def processes() -> Procs:

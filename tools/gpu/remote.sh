@@ -11,7 +11,8 @@
 # wheels and runs a preflight (versions, GPU, one tiny LoRA + KL step in bf16 through nasbench) into $OUT.
 # train: joins the GGUF into a stand-in package directory on PYTHONPATH (so nasbench finds it with importlib),
 # continues training ARTIFACT (nasbench train --resume-from) for MAX_STEPS x BATCH x 512 tokens (default: 30M tokens
-# at BATCH 64), stops it right after a checkpoint once NASBENCH_GPU_SOFT_S seconds of the call passed (at
+# at BATCH 64; --time-budget shrinks the schedule to the steps that end before the soft stop), stops it right after
+# a checkpoint once NASBENCH_GPU_SOFT_S seconds of the call passed (at
 # NASBENCH_GPU_HARD_S at the latest), packs the newest checkpoint and leaves in $OUT: artifact.tar.NNN (parts below
 # 16 MiB) + SHA256SUMS, run-curve.jsonl, timing.json (tokens/s, GPU, versions, timeline) and train.log. Out of GPU
 # memory before the first checkpoint, it tries again with half the batch.
@@ -42,6 +43,9 @@ export PYTHONPATH="$STAGE/site:$STAGE/pkg:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 mode=${1:?usage: remote.sh stage | remote.sh train ARTIFACT [MAX_STEPS [BATCH]] | remote.sh bench ARTIFACT}
 gpu() { "$PY" "$HERE/gpu.py" "$@"; }
 since() { "$PY" -c "import sys, time; print(round(time.time() - float(sys.argv[1]), 1))" "$T0"; }
+# seconds left until the soft stop, less a margin for the end's checkpoint: the training's --time-budget, so its
+# cosine schedule ends annealed before the watch would cut it
+budget() { "$PY" -c "import sys, time; print(max(30, round(float(sys.argv[2]) - (time.time() - float(sys.argv[1])) - 15)))" "$T0" "$SOFT"; }
 
 install_wheels() {
   if ls "$STAGE"/*.whl >/dev/null 2>&1 && [ ! -f "$STAGE/site/.installed" ]; then
@@ -99,7 +103,8 @@ case "$mode" in
         --peft lora --resume-from "$ART" --out "$RUN" --max-steps "$STEPS" --batch-size "$BATCH" --seq-len "$SEQ" \
         --eval-every "${NASBENCH_GPU_EVAL_EVERY:-100}" --eval-archs "$PROBES" --precision "$PRECISION" \
         --checkpoint-minutes "${NASBENCH_GPU_CHECKPOINT_MINUTES:-0.5}" \
-        --checkpoint-every "${NASBENCH_GPU_CHECKPOINT_EVERY:-100}" ${NASBENCH_GPU_LR:+--lr "$NASBENCH_GPU_LR"} || rc=$?
+        --checkpoint-every "${NASBENCH_GPU_CHECKPOINT_EVERY:-100}" ${NASBENCH_GPU_LR:+--lr "$NASBENCH_GPU_LR"} \
+        --time-budget "$(budget)" || rc=$?
       cat "$STAGE/attempt.log" >>"$OUT/train.log"
       # out of memory before the first checkpoint: half the batch (same token budget unless MAX_STEPS was given)
       if [ "$rc" != 0 ] && [ "$BATCH" -gt 8 ] \
