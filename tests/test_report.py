@@ -58,3 +58,32 @@ def test_report_rebuilds_the_recovery_section_byte_identically(tmp_path):
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n") and "2.2x" in text
     assert main(args) == 0
     assert (tmp_path / "out" / "REPORT.md").read_bytes() == report and readme.read_text() == text
+
+
+def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_path):
+    space = tiny_space(tmp_path / "s", "llama")
+    bands = {"50": space.sample(3, seed=1), "75": space.sample(3, seed=2)}
+    for label, archs in bands.items():
+        (tmp_path / f"{space.name}-{label}.jsonl").write_text("".join(json.dumps({"arch": a}) + "\n" for a in archs))
+    db = tmp_path / "b.duckdb"
+    _db(space, db, bands)
+    full = space.largest()
+    # the Table's NAS row at <= 50%: the lowest-ppl arch there, i.e. the first in _db's order (ppl grows with it)
+    small = next(a for a in bands["50"] + bands["75"] if space.params(a) <= 0.5 * space.params(full))
+    tasks = ("arc_easy", "piqa")
+    with Store(db) as store:  # wanda (full arch, 60% non-zero) at 0.40 and 0.50; the NAS arch well above it
+        rows = [(full, "baseline-wanda-2:4", 0.40), (full, "baseline-wanda-2:4", 0.50), (small, "trained-x", 0.70),
+                (small, "trained-x", 0.80)]
+        for (arch, sid, value), task in zip(rows, tasks * 2):
+            store.add_results(space, arch, [Measurement(arch_id=arch_id(arch), supernet_id=sid, metric="acc",
+                                                        value=value, unit="accuracy", task=task,
+                                                        extra={"items": 500, "stderr": 0.02})])
+    out = tmp_path / "out"
+    assert main(["report", space.path, "--db", str(db), "--bands", str(tmp_path), "--out", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "| arc_easy acc | piqa acc |" in report and "| 0.400 | 0.500 |" in report
+    nas_row = next(line for line in report.splitlines() if line.startswith("| NAS `trained-x` <= 50%"))
+    assert nas_row.endswith("| 0.700 | 0.800 |")
+    # mean 0.75 vs 0.45, error sqrt(2 * 0.02^2) / 2 per side: the interval excludes 0
+    finding = next(line for line in report.splitlines() if "at matched params" in line and "NAS best 0.750" in line)
+    assert "difference +0.300 [95% CI +0.261, +0.339]" in finding and "**NAS wins**" in finding

@@ -46,6 +46,7 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     pretrained = ppl.get(("pretrained", full_id), {}).get("value")
     trained = [r["id"] for r in rows if r.get("tokens") and not r["id"].startswith("baseline-")]
     tasks = sorted({n.removeprefix("acc_") for m in models for n in m["values"] if n.startswith("acc_")})
+    acc = _acc_values(db, space, tasks)
     head = ("| method | params (dense) | non-zero params | CPU latency ms | decode ms/token | ppl | / pretrained full |"
             + "".join(f" {t} acc |" for t in tasks))
     lines = ["Table 1 of the seed rebuilt: perplexity on the first 4,096 WikiText-2 test tokens, lm-eval accuracy "
@@ -78,6 +79,8 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
             # latency is of the dense model of the arch: the same whichever supernet's row holds it
             out[name] = table.get((sid, aid), {}).get("value") or next(
                 (v["value"] for (s, a), v in table.items() if a == aid), None)
+        for task in tasks:
+            out[f"acc_{task}"] = acc.get((sid, aid), {}).get(task, (None, None))[0]
         return out
 
     if pretrained is not None:
@@ -99,19 +102,26 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
             trained_tokens = {m["extra"].get("params", {}).get("train_tokens") for m in group} - {None}
             label += f", {', '.join(f'{t:,}' for t in sorted(trained_tokens))} tokens each" if trained_tokens else ""
         lines.append(line(label, values))
-        summary[method] = {"ppl": [m["values"].get("ppl") for m in group],
+        summary[method] = {"group": group,
+                           "ppl": [m["values"].get("ppl") for m in group],
                            "latency": [m["values"].get("latency_ms") for m in group],
                            "budget": [m["values"].get("params_nonzero") or m["values"].get("params") for m in group]}
     findings = []
     for sid in trained:
         for method, data in summary.items():
             findings += _findings(space, db, ppl, latency, sid, method, data)
+    acc_findings = [f for sid in trained for method, data in summary.items()
+                    for f in _acc_findings(space, db, acc, latency, sid, method, data["group"], tasks)]
     if out_dir is not None and trained:
         lines += _front_plots(db, space, trained[-1], Path(out_dir))
     if findings:
         lines += ["", "Findings (perplexity; the interval resamples the measured NAS sub-networks and, for a baseline "
                       "of several archs, its archs: it is the uncertainty of which archs were measured, not of the "
                       "4,096-token perplexity itself):", "", *findings]
+    if acc_findings:
+        lines += ["", f"Findings (mean accuracy over {', '.join(tasks)}; the interval is the items' sampling error, "
+                      "lm-eval's stderr per task combined, not the choice among sub-networks; only sub-networks with "
+                      "accuracy rows on every task take part):", "", *acc_findings]
     return "\n".join(lines) + "\n"
 
 
@@ -169,6 +179,71 @@ def _findings(space: SearchSpace, db: str | Path, ppl: dict, latency: dict, sid:
         out.append(f"- `{method}` vs NAS `{sid}` at matched {kind} ({what}): NAS best {min(cands):.1f} vs "
                    f"{float(np.median(base)):.1f}, ratio {_fmt(ratio)} [95% CI {_fmt(low)}, {_fmt(high)}] over "
                    f"{len(cands)} sub-networks: **{verdict}**.")
+    return out
+
+
+def _acc_values(db: str | Path, space: SearchSpace, tasks: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(supernet_id, arch_id): {task: (acc, stderr)}}`` of the given tasks (stderr None where not stored)."""
+    import json
+
+    from nasbench.store.report import metric_values
+
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for task in tasks:
+        for key, row in metric_values(db, space.name, "acc", task=task).items():
+            extra = row["extra"]
+            extra = json.loads(extra) if isinstance(extra, str) and extra else (extra or {})
+            out.setdefault(key, {})[task] = (row["value"], extra.get("stderr"))
+    return out
+
+
+def _mean_acc(per_task: dict[str, tuple[float | None, float | None]], tasks: list[str]) -> tuple[float, float] | None:
+    """Mean accuracy over ``tasks`` and its standard error (the tasks' stderrs combined as independent); None unless
+    every task has a value and a stderr."""
+    pairs = [per_task.get(t, (None, None)) for t in tasks]
+    if not tasks or any(v is None or e is None for v, e in pairs):
+        return None
+    return (float(np.mean([v for v, _ in pairs])), float(math.sqrt(sum(e * e for _, e in pairs)) / len(tasks)))
+
+
+def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, latency: dict, sid: str, method: str,
+                  group: list[dict[str, Any]], tasks: list[str]) -> list[str]:
+    """Matched params and matched latency on mean accuracy: the best NAS sub-network with accuracy rows that fits the
+    baseline's budget against the baseline (for several archs, the one of median mean accuracy)."""
+    scored = []
+    for m in group:
+        per_task = {t: (m["values"].get(f"acc_{t}"), m["extra"].get(f"acc_{t}", {}).get("stderr")) for t in tasks}
+        mean = _mean_acc(per_task, tasks)
+        if mean is not None:
+            scored.append((mean, m))
+    if not scored:
+        return []
+    scored.sort(key=lambda x: x[0][0])
+    (base, base_se), model = scored[(len(scored) - 1) // 2]
+    nas = {a: _mean_acc(v, tasks) for (s, a), v in acc.items() if s == sid}
+    nas = {a: v for a, v in nas.items() if v is not None}
+    lat_of = {a: v["value"] for (s, a), v in latency.items()}
+    out = []
+    for kind, limit, unit in (("params", model["values"].get("params_nonzero") or model["values"].get("params"),
+                               "non-zero params"),
+                              ("latency", model["values"].get("latency_ms"), "ms CPU latency")):
+        if limit is None:
+            continue
+        what = f"<= {limit:,.0f} {unit}" if kind == "params" else f"<= {limit:.1f} {unit}"
+        fits = {a: v for a, v in nas.items()
+                if (((_params_of(space, db, a) or math.inf) <= limit) if kind == "params"
+                    else (a in lat_of and lat_of[a] <= limit))}
+        head = f"- `{method}` vs NAS `{sid}` at matched {kind} ({what})"
+        if not fits:
+            out.append(f"{head}: none of the {len(nas)} sub-networks with accuracy rows fits.")
+            continue
+        best, (value, se) = max(fits.items(), key=lambda x: x[1][0])
+        diff, half = value - base, 1.96 * math.sqrt(se * se + base_se * base_se)
+        verdict = ("NAS wins" if diff - half > 0 else "the baseline wins" if diff + half < 0
+                   else "no clear winner (the interval holds 0)")
+        out.append(f"{head}: NAS best {value:.3f} (`{best}`) vs {base:.3f}, difference {diff:+.3f} [95% CI "
+                   f"{diff - half:+.3f}, {diff + half:+.3f}] ({len(fits)} of {len(nas)} sub-networks with accuracy "
+                   f"rows fit): **{verdict}**.")
     return out
 
 
