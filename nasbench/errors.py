@@ -6,7 +6,8 @@ into one line ``nasbench: error: <where>: <rule> (got <value>)`` and exit code 2
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection, Iterable
+from typing import Any, TypeVar
 
 __all__ = [
     "NasBenchError",
@@ -14,7 +15,12 @@ __all__ = [
     "IllegalSubNetworkError",
     "StoreError",
     "DataError",
+    "one_of",
+    "check_choice",
+    "check_each",
 ]
+
+T = TypeVar("T")
 
 
 class NasBenchError(ValueError):
@@ -48,6 +54,27 @@ class StoreError(NasBenchError):
 
 class DataError(NasBenchError):
     """A data source is missing from the data directory or malformed."""
+
+
+def one_of(choices: Collection[str], *, each: bool = False) -> str:
+    """The rule of a closed set of names, ``must be one of a, b, c`` (``each must be ...`` for a list): the one
+    wording every flag, preset field and space key uses, so tests and users can match it."""
+    return f"{'each ' if each else ''}must be one of {', '.join(choices)}"
+
+
+def check_choice(where: str, value: T, choices: Collection[str]) -> T:
+    """``value`` if it is in ``choices`` (a tuple, or a dict's keys), else the error naming ``where`` and the set."""
+    if value not in choices:
+        raise NasBenchError(where, one_of(choices), value)
+    return value
+
+
+def check_each(where: str, values: Iterable[T], choices: Collection[str]) -> Iterable[T]:
+    """``values`` if each is in ``choices``, else the error naming the first one outside."""
+    for value in values:
+        if value not in choices:
+            raise NasBenchError(where, one_of(choices, each=True), value)
+    return values
 
 
 def _short(value: Any, limit: int = 120) -> str:

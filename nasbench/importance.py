@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, check_choice, one_of
 from nasbench.supernet.order import (Importance, apply_order, attn_out, decoder_layers, family_of, mlp_out,
                                      model_family, sub_network_indices)
 
@@ -38,13 +38,12 @@ def _aggregate(x: torch.Tensor, how: str, dim: int) -> torch.Tensor:
         return x.norm(dim=dim)
     if how == "var":
         return x.var(dim, unbiased=False)
-    raise NasBenchError("--scheme", f"aggregation must be one of {', '.join(AGGREGATIONS)}", how)
+    raise NasBenchError("--scheme", f"aggregation {one_of(AGGREGATIONS)}", how)
 
 
 def _parse_scheme(scheme: str) -> tuple[str, str]:
     if scheme not in SCHEMES:
-        raise NasBenchError("--scheme", f"must be one of {', '.join(SCHEMES)} (<batch>-<sequence> aggregation)",
-                            scheme)
+        raise NasBenchError("--scheme", f"{one_of(SCHEMES)} (<batch>-<sequence> aggregation)", scheme)
     batch, seq = scheme.split("-")
     return batch, seq
 
@@ -162,7 +161,7 @@ def layer_importance(model: nn.Module, windows: torch.Tensor, scheme: str = "blo
             finally:
                 handle.remove()
         return scores
-    raise NasBenchError("--layers", f"must be one of {', '.join(LAYER_SCHEMES)}", scheme)
+    raise NasBenchError("--layers", one_of(LAYER_SCHEMES), scheme)
 
 
 def _skip_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
@@ -209,8 +208,7 @@ def sort_model(space: Any, out: str | Path, *, scheme: str = "mean-mean", layer_
     from nasbench.models import load_base_model, load_tokenizer
     from nasbench.perplexity import perplexity
 
-    if layer_scheme not in LAYER_SCHEMES:
-        raise NasBenchError("--layers", f"must be one of {', '.join(LAYER_SCHEMES)}", layer_scheme)
+    check_choice("--layers", layer_scheme, LAYER_SCHEMES)
     _parse_scheme(scheme)
     tokenizer = load_tokenizer(space.model)
     model = load_base_model(space.model, dtype=torch.float32)

@@ -14,7 +14,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from nasbench.errors import InvalidSpaceError, NasBenchError
+from nasbench.errors import InvalidSpaceError, NasBenchError, check_choice
 from nasbench.families import FAMILIES, family as family_entry
 from nasbench.space import DIMENSIONS, ModelSpec, SearchSpace, load_space
 
@@ -142,9 +142,7 @@ def tiny_model(family: str, seed: int = 0, **config: Any) -> PreTrainedModel:
 
     Weights are drawn with a large scale (and norm weights around 1) so that slicing mistakes change the logits.
     """
-    if family not in FAMILIES:
-        raise NasBenchError("family", f"must be one of {', '.join(FAMILIES)}", family)
-    entry = FAMILIES[family]
+    entry = FAMILIES[check_choice("family", family, FAMILIES)]
     values = {**entry.tiny_config, **config}
     torch.manual_seed(seed)
     model: PreTrainedModel = entry.hf_model(values)

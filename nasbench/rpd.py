@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, check_each
 from nasbench.importance import (
     LAYER_SCHEMES,
     SCHEMES,
@@ -81,12 +81,8 @@ def run_rpd(spaces: Sequence[SearchSpace], *, n: int, seed: int, tokens: int, pp
     for space in spaces[1:]:
         if space.model != first.model:
             raise NasBenchError(space.path, f"RPD spaces must share the base model of {first.path}", space.model.source)
-    for scheme in schemes:
-        if scheme not in SCHEMES:
-            raise NasBenchError("--schemes", f"each must be one of {', '.join(SCHEMES)}", scheme)
-    for layers in layer_schemes:
-        if layers not in LAYER_SCHEMES:
-            raise NasBenchError("--layers", f"each must be one of {', '.join(LAYER_SCHEMES)}", layers)
+    check_each("--schemes", schemes, SCHEMES)
+    check_each("--layers", layer_schemes, LAYER_SCHEMES)
     tokenizer = load_tokenizer(first.model)
     supernet = Supernet.from_space(first, dtype=dtype)
     model = supernet.hf_model

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, check_choice
 from nasbench.families.base import Family, HeadRule, Modules, uniform
 from nasbench.families.gpt_neox import GPT_NEOX
 from nasbench.families.llama import LLAMA
@@ -24,9 +24,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (LLAMA, GPT_NEOX)}
 
 def family(name: str, where: str = "model.family") -> Family:
     """The registered family ``name``."""
-    if name not in FAMILIES:
-        raise NasBenchError(where, f"must be one of {', '.join(FAMILIES)}", name)
-    return FAMILIES[name]
+    return FAMILIES[check_choice(where, name, FAMILIES)]
 
 
 def family_of_model_type(model_type: Any, what: str) -> Family:

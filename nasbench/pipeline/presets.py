@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, check_choice, one_of
 
 __all__ = ["Preset", "RunPaths", "PRESETS", "get_preset"]
 
@@ -165,7 +165,7 @@ class Preset:
 
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
-            raise self._fail("methods", f"each must be one of {', '.join(METHODS)}", bad or self.methods)
+            raise self._fail("methods", one_of(METHODS, each=True), bad or self.methods)
         if self.mode not in ("table", "surrogate"):
             raise self._fail("mode", "must be table or surrogate", self.mode)
         if self.models is not None:
@@ -173,12 +173,12 @@ class Preset:
 
             bad = [m for m in self.models if m not in CANDIDATES]
             if bad or not self.models:
-                raise self._fail("models", f"each must be one of {', '.join(CANDIDATES)}", bad or self.models)
+                raise self._fail("models", one_of(CANDIDATES, each=True), bad or self.models)
         from nasbench.train.config import IMPORTANCE_STRATEGIES, KD_LOSSES, PEFT_MODES, STRATEGIES, make_config
 
         for name, allowed in (("strategy", STRATEGIES), ("kd", KD_LOSSES), ("peft", PEFT_MODES)):
             if getattr(self, name) not in allowed:
-                raise self._fail(name, f"must be one of {', '.join(allowed)}", getattr(self, name))
+                raise self._fail(name, one_of(allowed), getattr(self, name))
         if self.strategy not in IMPORTANCE_STRATEGIES:
             raise self._fail("strategy", "must be an importance-* strategy (the run sorts the supernet first)",
                              self.strategy)
@@ -225,6 +225,4 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    if name not in PRESETS:
-        raise NasBenchError("--preset", f"must be one of {', '.join(PRESETS)}", name)
-    return PRESETS[name]
+    return PRESETS[check_choice("--preset", name, PRESETS)]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from nasbench.errors import DataError, NasBenchError
+from nasbench.errors import DataError, NasBenchError, check_each
 
 __all__ = ["TASKS", "PRIMARY_METRIC", "TaskScore", "write_tasks", "evaluate"]
 
@@ -98,9 +98,7 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[str], task_dir: str | P
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise NasBenchError("--tasks", f"each must be one of {', '.join(TASKS)}", unknown[0])
+    check_each("--tasks", tasks, TASKS)
     if limit is not None and limit < 1:
         raise NasBenchError("--limit-items", "must be >= 1", limit)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)  # lm-eval logs every request batch at INFO

@@ -21,7 +21,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, check_choice
 from nasbench.space import SearchSpace
 
 __all__ = ["GPUS", "CostAssumptions", "cost_estimate", "cost_table", "parse_count"]
@@ -54,8 +54,7 @@ class CostAssumptions:
     """Seeded archs whose mean FLOPs stand for a sampled sub-network."""
 
     def __post_init__(self) -> None:
-        if self.gpu not in GPUS:
-            raise NasBenchError("--gpu", f"must be one of {', '.join(GPUS)}", self.gpu)
+        check_choice("--gpu", self.gpu, GPUS)
         for name in ("train_mfu", "profile_mfu"):
             if not 0 < getattr(self, name) <= 1:
                 raise NasBenchError(f"--{name.replace('_', '-')}", "must be in (0, 1]", getattr(self, name))

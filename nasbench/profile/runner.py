@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, check_each
 from nasbench.metrics import PROFILE_ITEMS, profile_item
 from nasbench.space import SearchSpace, arch_id
 
@@ -162,14 +162,11 @@ def machine() -> dict[str, str]:
 
 def resolve(config: ProfileConfig) -> ProfileConfig:
     """``config`` checked (metrics, tasks, dtype) with ``dtype="auto"`` decided on this machine."""
-    unknown = [m for m in config.metrics if m not in METRICS]
-    if unknown:
-        raise NasBenchError("--metrics", f"each must be one of {', '.join(METRICS)}", unknown[0])
+    check_each("--metrics", config.metrics, METRICS)
     from nasbench.profile.accuracy import TASKS
 
-    bad_tasks = [t for t in config.tasks if t not in TASKS] if "acc" in config.metrics else []
-    if bad_tasks:
-        raise NasBenchError("--tasks", f"each must be one of {', '.join(TASKS)}", bad_tasks[0])
+    if "acc" in config.metrics:
+        check_each("--tasks", config.tasks, TASKS)
     if config.dtype == "auto":
         import dataclasses
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from nasbench.errors import InvalidSpaceError
+from nasbench.errors import InvalidSpaceError, one_of
 from nasbench.families import FAMILIES
 from nasbench.metrics import OBJECTIVE_METRICS, TASK_METRICS, is_maximized
 from nasbench.metrics import unit as metric_unit
@@ -136,7 +136,7 @@ def _parse_model(r: _Reader, value: Any) -> ModelSpec:
     m = r.mapping(value, "model", {"gguf", "hf", "family", "reference"})
     family = m.get("family")
     if not isinstance(family, str) or family not in FAMILIES:
-        raise r.fail("model.family", f"must be one of {', '.join(FAMILIES)}", family)
+        raise r.fail("model.family", one_of(FAMILIES), family)
     rules = FAMILIES[family]
     if ("gguf" in m) == ("hf" in m):
         raise r.fail("model", "give exactly one source: gguf: or hf:", sorted(k for k in m if k in ("gguf", "hf")))
@@ -279,7 +279,7 @@ def _parse_data(r: _Reader, value: Any) -> dict[str, DataSource]:
         s = r.mapping(item, key, {"kind", "path", "hf", "tasks"})
         kind = s.get("kind")
         if kind not in _DATA_KINDS:
-            raise r.fail(f"{key}.kind", f"must be one of {', '.join(_DATA_KINDS)}", kind)
+            raise r.fail(f"{key}.kind", one_of(_DATA_KINDS), kind)
         paths = r.strings(s["path"], f"{key}.path") if "path" in s else ()
         hf = r.strings(s["hf"], f"{key}.hf") if "hf" in s else ()
         tasks = r.strings(s["tasks"], f"{key}.tasks") if "tasks" in s else ()

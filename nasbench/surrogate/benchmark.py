@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from nasbench.errors import IllegalSubNetworkError, NasBenchError
+from nasbench.errors import IllegalSubNetworkError, NasBenchError, check_choice, one_of
 from nasbench.metrics import hp_column, hp_name, metric_column
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, load_space, parse_space
 from nasbench.store import arch_ids, connect_read_only
@@ -89,8 +89,8 @@ class Benchmark:
                                                       f"{', '.join(available)}", None, show_got=False)
                 supernet = available[0]
             if supernet not in available:
-                raise NasBenchError("--supernet", f"must be one of {', '.join(available)} (supernets measured in "
-                                                  f"{db} for {space.name})", supernet)
+                raise NasBenchError("--supernet", f"{one_of(available)} (supernets measured in {db} for {space.name})",
+                                    supernet)
             table = read_table(con, space, supernet, device)
             others = {s: read_table(con, space, s, device) for s in available if s != supernet}
         finally:
@@ -130,8 +130,7 @@ class Benchmark:
         if metric in EXACT_METRICS or metric == "cost_s":
             raise NasBenchError("--metrics", f"{metric} is computed, not learned: no surrogate", metric)
         if metric not in self.table.metrics:
-            raise NasBenchError("--metrics", f"must be one of {', '.join(self.table.metrics)} (measured here)",
-                                metric)
+            raise NasBenchError("--metrics", f"{one_of(self.table.metrics)} (measured here)", metric)
         data_hash = self._data_hash(metric)
         ids, y, cost = self.table.column(metric)
         if len(ids) < MIN_ROWS:
@@ -191,8 +190,7 @@ class Benchmark:
         Returns one row per config: ``arch_id``, ``hp_<dimension>``, ``metric_<metric>`` and ``source`` (``table``,
         ``surrogate``, ``mixed`` or ``missing``).
         """
-        if mode not in MODES:
-            raise NasBenchError("--mode", f"must be one of {', '.join(MODES)}", mode)
+        check_choice("--mode", mode, MODES)
         metrics = list(metrics or self.default_metrics)
         for m in metrics:
             if m not in self._metrics:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, check_choice
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet import Supernet
 from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS
@@ -41,12 +41,9 @@ def bench_train(space: SearchSpace, *, peft: str = "lora", kd: str = "kl", batch
     """One JSON-able dict of figures (see the module docstring) for largest + smallest + ``n_random`` random
     sub-networks of ``space`` distilled from the frozen full model (``kd="none"``: LM loss, no teacher).
     ``supernet``: a plain, not yet LoRA-wrapped supernet to use instead of the base model."""
-    if peft not in PEFT_MODES:
-        raise NasBenchError("--peft", f"must be one of {', '.join(PEFT_MODES)}", peft)
-    if kd not in KD_LOSSES:
-        raise NasBenchError("--kd", f"must be one of {', '.join(KD_LOSSES)}", kd)
-    if precision not in PRECISIONS:
-        raise NasBenchError("--precision", f"must be one of {', '.join(PRECISIONS)}", precision)
+    check_choice("--peft", peft, PEFT_MODES)
+    check_choice("--kd", kd, KD_LOSSES)
+    check_choice("--precision", precision, PRECISIONS)
     for name, value in (("--batch-size", batch_size), ("--seq-len", seq_len), ("--repeats", repeats)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise NasBenchError(name, "must be an integer >= 1", value)

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, check_choice
 
 __all__ = ["STRATEGIES", "IMPORTANCE_STRATEGIES", "KD_LOSSES", "KD_TEACHERS", "PEFT_MODES", "PRECISIONS", "PRESETS",
            "TrainConfig", "make_config"]
@@ -123,10 +123,8 @@ class TrainConfig:
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
             raise NasBenchError("--betas", "must be two numbers in [0, 1)", self.betas)
         self.betas = (float(betas[0]), float(betas[1]))
-        if self.precision not in PRECISIONS:
-            raise NasBenchError("--precision", f"must be one of {', '.join(PRECISIONS)}", self.precision)
-        if self.kd_teacher not in KD_TEACHERS:
-            raise NasBenchError("--kd-teacher", f"must be one of {', '.join(KD_TEACHERS)}", self.kd_teacher)
+        check_choice("--precision", self.precision, PRECISIONS)
+        check_choice("--kd-teacher", self.kd_teacher, KD_TEACHERS)
         _int(self, "eval_every", minimum=0)
         _int(self, "eval_tokens", minimum=16)
         if not (isinstance(self.checkpoint_minutes, (int, float)) and not isinstance(self.checkpoint_minutes, bool)
@@ -169,8 +167,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str, **overrides: Any) -> TrainConfig:
     """The preset's config with ``overrides`` (``None`` values are ignored); unknown keys raise."""
-    if preset not in PRESETS:
-        raise NasBenchError("--preset", f"must be one of {', '.join(PRESETS)}", preset)
+    check_choice("--preset", preset, PRESETS)
     known = {f.name for f in fields(TrainConfig)}
     values = dict(PRESETS[preset])
     for key, value in overrides.items():

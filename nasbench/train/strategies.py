@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, one_of
 from nasbench.importance import Importance
 from nasbench.space import SearchSpace
 from nasbench.supernet import Supernet
@@ -224,5 +224,5 @@ def make_sampler(strategy: str, space: SearchSpace, config: TrainConfig, *, supe
             raise NasBenchError("--strategy", "importance-calibrate-mag scores candidates on a supernet", strategy)
         return CalibrateMagSampler(space, supernet, importance, seed, k, config.grid_bins, config.grid_trials,
                                    config.calibrate_candidates)
-    raise NasBenchError("--strategy", f"must be one of {', '.join(STRATEGIES)}", strategy)
+    raise NasBenchError("--strategy", one_of(STRATEGIES), strategy)
 
