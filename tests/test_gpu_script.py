@@ -42,6 +42,18 @@ def _run(args, cwd, env, check=True):
     return done
 
 
+def _device_call(repo: Path, tree: Path, out_dir: Path, env: dict, command: str, carry: list[str],
+                 check: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
+    """One device call: a fresh copy of the tree (no prepared carry folders) plus the carried paths, an empty $OUT."""
+    shutil.copytree(repo, tree, ignore=shutil.ignore_patterns(".gpu-carry*"))
+    for path in carry:
+        shutil.copytree(repo / path, tree / path)
+    out_dir.mkdir()
+    done = _run(["bash", "-c", command.replace("tools/gpu/", f"{GPU}/")], tree, dict(env, OUT=str(out_dir)),
+                check=check)
+    return done, out_dir
+
+
 def _tiny_repo(tmp_path: Path) -> tuple[Path, Path]:
     """A tree like the repository's: a tiny space with data sources, its probes and a packed artifact."""
     repo, data = tmp_path / "repo", tmp_path / "data"
@@ -99,16 +111,7 @@ def test_prepare_stage_train_fetch_on_cpu(tmp_path):
     device.pop("NASBENCH_DATA_DIR")  # the device machine has no data directory: part 1 brings the text
 
     def call(i: int, command: str, carry: list[str], check: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
-        """One device call: a fresh copy of the tree (no .gpu-carry) plus the carried paths, an empty $OUT."""
-        tree = tmp_path / f"device{i}"
-        shutil.copytree(repo, tree, ignore=shutil.ignore_patterns(".gpu-carry"))
-        for path in carry:
-            shutil.copytree(repo / path, tree / path)
-        out_dir = tmp_path / f"out{i}"
-        out_dir.mkdir()
-        done = _run(["bash", "-c", command.replace("tools/gpu/", f"{GPU}/")], tree, dict(device, OUT=str(out_dir)),
-                    check=check)
-        return done, out_dir
+        return _device_call(repo, tmp_path / f"device{i}", tmp_path / f"out{i}", device, command, carry, check)
 
     # the training call on a machine that saw none of the stage calls fails at once, naming what is missing
     cold, _ = call(0, calls[-1]["command"], calls[-1]["carry"], check=False)
@@ -228,14 +231,7 @@ def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
     device.pop("NASBENCH_DATA_DIR")
 
     def call(i, command, carry_paths):
-        tree = tmp_path / f"bdevice{i}"
-        shutil.copytree(repo, tree, ignore=shutil.ignore_patterns(".gpu-carry*"))
-        for path in carry_paths:
-            shutil.copytree(repo / path, tree / path)
-        out_dir = tmp_path / f"bout{i}"
-        out_dir.mkdir()
-        done = _run(["bash", "-c", command.replace("tools/gpu/", f"{GPU}/")], tree, dict(device, OUT=str(out_dir)))
-        return done, out_dir
+        return _device_call(repo, tmp_path / f"bdevice{i}", tmp_path / f"bout{i}", device, command, carry_paths)
 
     for i, c in enumerate(calls[:-1], 1):
         call(i, c["command"], c["carry"])

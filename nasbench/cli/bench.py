@@ -42,36 +42,30 @@ def add_verbs(verbs: Any) -> Any:
 
     bench = verbs.add_parser("bench", help="measurements that end with one JSON line of figures")
     bench_verbs = bench.add_subparsers(dest="what", required=True, parser_class=Parser)
-    p = bench_verbs.add_parser("slicing", help="sliced supernet vs extracted dense model forward time")
-    p.add_argument("space", metavar="SPACE")
-    p.add_argument("--n", type=int, help="random archs")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--batch", type=int)
-    p.set_defaults(func=_cmd_bench)
-    p = bench_verbs.add_parser("importance", help="importance scoring pass vs a plain forward over the same tokens")
-    p.add_argument("space", metavar="SPACE")
-    p.add_argument("--tokens", type=int)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--data-dir", help=DATA_DIR_HELP)
-    p.set_defaults(func=_cmd_bench)
 
-    p = bench_verbs.add_parser("train", help="tokens/s of a recovery sandwich step and its share of the measured "
-                                             "matmul rate; vs the dense steps of the same sub-networks")
-    p.add_argument("space", metavar="SPACE")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seq-len", type=int)
+    def measure(name: str, help: str, *ints: str, data_dir: bool = False) -> argparse.ArgumentParser:
+        # every model-side measurement takes SPACE and its int knobs, and runs through _cmd_bench
+        p = bench_verbs.add_parser(name, help=help)
+        p.add_argument("space", metavar="SPACE")
+        for flag in ints:
+            p.add_argument(flag, type=int, help="random archs" if flag == "--n" else None)
+        if data_dir:
+            p.add_argument("--data-dir", help=DATA_DIR_HELP)
+        p.set_defaults(func=_cmd_bench)
+        return p
+
+    measure("slicing", "sliced supernet vs extracted dense model forward time", "--n", "--seed", "--seq-len",
+            "--batch")
+    measure("importance", "importance scoring pass vs a plain forward over the same tokens", "--tokens", "--seq-len",
+            data_dir=True)
+    p = measure("train", "tokens/s of a recovery sandwich step and its share of the measured matmul rate; vs the "
+                         "dense steps of the same sub-networks", "--batch-size", "--seq-len")
     p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--peft", choices=PEFT_MODES)
     p.add_argument("--kd", choices=("kl", "cosine", "none"),
                    help="distillation from the frozen full model (none: LM loss, no teacher)")
     p.add_argument("--repeats", type=int)
     p.add_argument("--no-dense", action="store_true", help="skip the dense comparison (the ratio)")
-    p.set_defaults(func=_cmd_bench)
-    p = bench_verbs.add_parser("profile", help="perplexity throughput vs the matmul rate; latency CV")
-    p.add_argument("space", metavar="SPACE")
-    p.add_argument("--ppl-tokens", type=int)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--data-dir", help=DATA_DIR_HELP)
-    p.set_defaults(func=_cmd_bench)
+    measure("profile", "perplexity throughput vs the matmul rate; latency CV", "--ppl-tokens", "--seq-len",
+            data_dir=True)
     return bench_verbs

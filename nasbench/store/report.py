@@ -9,53 +9,52 @@ __all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arc
            "surrogate_cards", "coverage", "baseline_rows", "latency_spread"]
 
 
-def metric_values(db: str | Path, space: str, metric: str, arch_ids: Sequence[str] | None = None,
-                  task: str = "") -> dict[tuple[str, str], dict[str, Any]]:
-    """``{(supernet_id, arch_id): {value, dtype, seq_len, extra}}`` of one metric (and task) of a space."""
+def _query(db: str | Path, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
+    """The column names and every row of one query on ``db``, opened read-only and closed before the caller shapes
+    the rows: no read keeps a DB open (a build may be writing it next)."""
     from nasbench.store import connect_read_only
 
     con = connect_read_only(db)
     try:
-        sql = ("SELECT supernet_id, arch_id, value, dtype, seq_len, extra FROM measurements "
-               "WHERE space = ? AND metric = ? AND task = ?")
-        params: list[Any] = [space, metric, task]
-        if arch_ids is not None:
-            sql += " AND list_contains(?, arch_id)"
-            params.append(list(arch_ids))
-        rows = con.execute(sql + " ORDER BY supernet_id, arch_id", params).fetchall()
+        cur = con.execute(sql, list(params))
+        return [d[0] for d in cur.description], cur.fetchall()
     finally:
         con.close()
+
+
+def _records(db: str | Path, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    """One query's rows as ``{column: value}``."""
+    names, rows = _query(db, sql, params)
+    return [dict(zip(names, row)) for row in rows]
+
+
+def metric_values(db: str | Path, space: str, metric: str, arch_ids: Sequence[str] | None = None,
+                  task: str = "") -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(supernet_id, arch_id): {value, dtype, seq_len, extra}}`` of one metric (and task) of a space."""
+    sql = ("SELECT supernet_id, arch_id, value, dtype, seq_len, extra FROM measurements "
+           "WHERE space = ? AND metric = ? AND task = ?")
+    params: list[Any] = [space, metric, task]
+    if arch_ids is not None:
+        sql += " AND list_contains(?, arch_id)"
+        params.append(list(arch_ids))
+    _, rows = _query(db, sql + " ORDER BY supernet_id, arch_id", params)
     return {(s, a): {"value": v, "dtype": d, "seq_len": n, "extra": e} for s, a, v, d, n, e in rows}
 
 
 def supernet_rows(db: str | Path, space: str) -> list[dict[str, Any]]:
     """The space's ``supernets`` rows (id, strategy, kd, peft, steps, tokens, wall time, config), by id."""
-    from nasbench.store import connect_read_only
-
-    con = connect_read_only(db)
-    try:
-        cur = con.execute("SELECT id, strategy, kd, peft, steps, tokens, wall_time_s, checkpoint, config "
-                          "FROM supernets WHERE space = ? ORDER BY id", [space])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
-    finally:
-        con.close()
+    return _records(db, "SELECT id, strategy, kd, peft, steps, tokens, wall_time_s, checkpoint, config "
+                        "FROM supernets WHERE space = ? ORDER BY id", [space])
 
 
 def run_scores(runs_db: str | Path, space: str) -> dict[tuple[str, str, str], dict[str, dict[int, dict[int, float]]]]:
     """``{(mode, objectives, supernet): {method: {seed: {evaluations: score}}}}`` of the space's optimizer runs, at
     the evaluation counts the runs of a group share (powers of two and the last); the score is ``hv_norm`` where the
     true front is known (table mode), else ``hv``."""
-    from nasbench.store import connect_read_only
-
-    con = connect_read_only(runs_db)
-    try:
-        rows = con.execute(
-            "SELECT r.mode, r.objectives, r.supernet_id, r.method, r.seed, t.eval, coalesce(t.hv_norm, t.hv) "
-            "FROM runs r JOIN run_traces t USING (run_id) WHERE r.space = ? AND coalesce(t.hv_norm, t.hv) IS NOT NULL "
-            "AND (t.eval = r.n_evals OR (t.eval & (t.eval - 1)) = 0) ORDER BY 1, 2, 3, 4, 5, 6", [space]).fetchall()
-    finally:
-        con.close()
+    _, rows = _query(
+        runs_db, "SELECT r.mode, r.objectives, r.supernet_id, r.method, r.seed, t.eval, coalesce(t.hv_norm, t.hv) "
+        "FROM runs r JOIN run_traces t USING (run_id) WHERE r.space = ? AND coalesce(t.hv_norm, t.hv) IS NOT NULL "
+        "AND (t.eval = r.n_evals OR (t.eval & (t.eval - 1)) = 0) ORDER BY 1, 2, 3, 4, 5, 6", [space])
     out: dict[tuple[str, str, str], dict[str, dict[int, dict[int, float]]]] = {}
     for mode, objectives, supernet, method, seed, evaluation, score in rows:
         group = out.setdefault((mode, objectives, supernet), {})
@@ -67,37 +66,20 @@ def architectures(db: str | Path, space: str) -> dict[str, dict[str, Any]]:
     """``{arch_id: arch}`` of the space's stored architectures."""
     import json
 
-    from nasbench.store import connect_read_only
-
-    con = connect_read_only(db)
-    try:
-        rows = con.execute("SELECT arch_id, arch FROM architectures WHERE space = ?", [space]).fetchall()
-    finally:
-        con.close()
+    _, rows = _query(db, "SELECT arch_id, arch FROM architectures WHERE space = ?", [space])
     return {aid: json.loads(arch) for aid, arch in rows}
 
 
 def arch_params(db: str | Path, space: str) -> dict[str, int]:
     """``{arch_id: params}`` of the space's stored architectures."""
-    from nasbench.store import connect_read_only
-
-    con = connect_read_only(db)
-    try:
-        rows = con.execute("SELECT arch_id, params FROM architectures WHERE space = ?", [space]).fetchall()
-    finally:
-        con.close()
+    _, rows = _query(db, "SELECT arch_id, params FROM architectures WHERE space = ?", [space])
     return {aid: int(params) for aid, params in rows}
 
 
 def space_names(db: str | Path) -> list[str]:
     """The names of the spaces a DB holds measurements of, sorted."""
-    from nasbench.store import connect_read_only
-
-    con = connect_read_only(db)
-    try:
-        return [r[0] for r in con.execute("SELECT DISTINCT space FROM measurements ORDER BY 1").fetchall()]
-    finally:
-        con.close()
+    _, rows = _query(db, "SELECT DISTINCT space FROM measurements ORDER BY 1")
+    return [r[0] for r in rows]
 
 
 def baseline_rows(db: str | Path, space: str, device: str | None = None) -> list[dict[str, Any]]:
@@ -107,19 +89,13 @@ def baseline_rows(db: str | Path, space: str, device: str | None = None) -> list
     always count)."""
     import json
 
-    from nasbench.store import connect_read_only
-
-    con = connect_read_only(db)
-    try:
-        sql = ("SELECT supernet_id, arch_id, metric, task, value, extra FROM measurements WHERE space = ? AND "
-               "starts_with(supernet_id, 'baseline-')")
-        params: list[Any] = [space]
-        if device is not None:
-            sql += " AND device IN ('', ?)"
-            params.append(device)
-        rows = con.execute(sql + " ORDER BY supernet_id, arch_id, created_at", params).fetchall()
-    finally:
-        con.close()
+    sql = ("SELECT supernet_id, arch_id, metric, task, value, extra FROM measurements WHERE space = ? AND "
+           "starts_with(supernet_id, 'baseline-')")
+    params: list[Any] = [space]
+    if device is not None:
+        sql += " AND device IN ('', ?)"
+        params.append(device)
+    _, rows = _query(db, sql + " ORDER BY supernet_id, arch_id, created_at", params)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for sid, aid, metric, task, value, extra in rows:
         entry = out.setdefault((sid, aid), {"supernet_id": sid, "arch_id": aid, "method": sid.removeprefix("baseline-"),
@@ -132,47 +108,26 @@ def baseline_rows(db: str | Path, space: str, device: str | None = None) -> list
 
 def surrogate_cards(db: str | Path, space: str) -> list[dict[str, Any]]:
     """The space's ``surrogate_cards`` rows (supernet, metric, model, held-out Kendall tau, R2, coverage, ...)."""
-    from nasbench.store import connect_read_only
-
-    con = connect_read_only(db)
-    try:
-        cur = con.execute("SELECT supernet_id, metric, model, transform, n_train, n_test, kendall_tau, spearman_rho, "
-                          "r2, coverage_90, loso_kendall_tau FROM surrogate_cards WHERE space = ? "
-                          "ORDER BY supernet_id, metric", [space])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
-    finally:
-        con.close()
+    return _records(db, "SELECT supernet_id, metric, model, transform, n_train, n_test, kendall_tau, spearman_rho, "
+                        "r2, coverage_90, loso_kendall_tau FROM surrogate_cards WHERE space = ? "
+                        "ORDER BY supernet_id, metric", [space])
 
 
 def coverage(db: str | Path, space: str) -> list[dict[str, Any]]:
     """Per (supernet, metric, task, device, dtype): archs measured, rows, the distinct provenance strings
     (``software``) and the summed ``cost_s``; what the benchmark holds, for its datasheet."""
-    from nasbench.store import connect_read_only
-
-    con = connect_read_only(db)
-    try:
-        cur = con.execute(
-            "SELECT supernet_id, metric, task, device, dtype, count(DISTINCT arch_id) AS archs, count(*) AS n_rows, "
-            "list(DISTINCT software ORDER BY software) FILTER (WHERE software IS NOT NULL) AS software, "
-            "sum(cost_s) AS cost_s FROM measurements WHERE space = ? GROUP BY ALL ORDER BY ALL", [space])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
-    finally:
-        con.close()
+    return _records(
+        db, "SELECT supernet_id, metric, task, device, dtype, count(DISTINCT arch_id) AS archs, count(*) AS n_rows, "
+        "list(DISTINCT software ORDER BY software) FILTER (WHERE software IS NOT NULL) AS software, "
+        "sum(cost_s) AS cost_s FROM measurements WHERE space = ? GROUP BY ALL ORDER BY ALL", [space])
 
 
 def latency_spread(db: str | Path, space: str, supernet: str) -> dict[str, float] | None:
     """Median and 90th percentile of the latency rows' coefficient of variation over their timed repeats
     (``extra.cv``), and how many rows have one: how noisy the machine was while it measured."""
-    from nasbench.store import connect_read_only
-
-    con = connect_read_only(db)
-    try:
-        row = con.execute(
-            "SELECT median(cv), quantile_cont(cv, 0.9), count(cv) FROM (SELECT TRY_CAST(json_extract(extra, '$.cv') "
-            "AS DOUBLE) AS cv FROM measurements WHERE space = ? AND supernet_id = ? AND metric = 'latency_ms')",
-            [space, supernet]).fetchone()
-    finally:
-        con.close()
+    _, rows = _query(
+        db, "SELECT median(cv), quantile_cont(cv, 0.9), count(cv) FROM (SELECT TRY_CAST(json_extract(extra, '$.cv') "
+        "AS DOUBLE) AS cv FROM measurements WHERE space = ? AND supernet_id = ? AND metric = 'latency_ms')",
+        [space, supernet])
+    row = rows[0] if rows else None
     return None if not row or not row[2] else {"median": row[0], "p90": row[1], "rows": row[2]}

@@ -46,6 +46,12 @@ CALL_LIMIT = 64 * MIB
 BACK_PART = 15 * MIB
 BASE_JSON = "base.json"
 SUMS = "SHA256SUMS"
+#: The defaults of the verbs of both modes (gpu_bench.py's too): where prepare writes the parts, the shipped space,
+#: its benchmark DB and where fetched runs are kept.
+CARRY = ".gpu-carry"
+SPACE = "spaces/smollm2-135m.yaml"
+DB = "results/smollm2-135m.duckdb"
+RUNS = "results/gpu-runs"
 
 
 def sha256(path: Path) -> str:
@@ -198,7 +204,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         last = i == len(parts)
         command = f"bash tools/gpu/remote.sh {args.mode} {artifact.as_posix()}" if last \
             else "bash tools/gpu/remote.sh stage"
-        if args.carry != ".gpu-carry":  # remote.sh looks for the parts there unless told
+        if args.carry != CARRY:  # remote.sh looks for the parts there unless told
             command = f"NASBENCH_GPU_CARRY={args.carry} {command}"
         calls.append({"call": i, "carry": [folder.relative_to(root).as_posix() if folder.is_relative_to(root)
                                            else str(folder)], "command": command,
@@ -366,11 +372,17 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     except Exception:  # noqa: BLE001 (reported; the caller decides whether to go on)
         out["preflight"] = "failed"
         out["error"] = traceback.format_exc(limit=8)
-    text = json.dumps(out, indent=1)
+    return write_preflight(out, args.out)
+
+
+def write_preflight(result: dict, out: str | None) -> int:
+    """Both modes' preflight ending: the JSON printed and kept in ``out``; exit 4 when it failed, so remote.sh can
+    tell."""
+    text = json.dumps(result, indent=1)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    return 0 if out["preflight"] == "ok" else 4
+    if out:
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    return 0 if result["preflight"] == "ok" else 4
 
 
 def _newest_checkpoint(run: Path) -> str | None:
@@ -486,6 +498,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def keep_call_files(src: Path, keep: Path, extras: tuple[str, ...], log: str) -> None:
+    """Both modes' fetch: the call's small files that came back, copied into ``keep``, and the last 20,000 characters
+    of its ``log`` as ``<log>.tail`` (progress bars' carriage returns made lines, blank lines dropped: a readable
+    tail that stays small enough to commit)."""
+    for extra in extras:
+        if (src / extra).is_file():
+            shutil.copyfile(src / extra, keep / extra)
+    if (src / log).is_file():
+        lines = (src / log).read_bytes().decode("utf-8", "replace").replace("\r", "\n").splitlines()
+        (keep / f"{log}.tail").write_text("\n".join(x for x in lines if x.strip())[-20000:] + "\n", encoding="utf-8")
+
+
 def cmd_nasbench(argv: list[str]) -> int:
     """``nasbench train | pack ...`` with the CLI's own verbs and flags, from a parser that holds only the supernet
     verbs: building the whole CLI parser imports nasbench.store (duckdb) for the DB flags' defaults, and the device
@@ -562,13 +586,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         f.chmod(0o644)  # as committed files are, whatever mode the device wrote
     runs = Path(args.runs) / name
     runs.mkdir(parents=True, exist_ok=True)
-    for extra in ("timing.json", "run-curve.jsonl", "preflight.json"):
-        if (src / extra).is_file():
-            shutil.copyfile(src / extra, runs / extra)
-    if (src / "train.log").is_file():
-        lines = (src / "train.log").read_bytes().decode("utf-8", "replace").replace("\r", "\n").splitlines()
-        (runs / "train.log.tail").write_text("\n".join(x for x in lines if x.strip())[-20000:] + "\n",
-                                             encoding="utf-8")
+    keep_call_files(src, runs, ("timing.json", "run-curve.jsonl", "preflight.json"), "train.log")
     shutil.rmtree(tmp)
     training = manifest["training"]
     print(json.dumps({"fetch": name, "out": str(final), "tokens_total": training["tokens_total"],
@@ -592,8 +610,8 @@ def main(argv: list[str] | None = None) -> int:
     verbs = parser.add_subparsers(dest="verb", required=True)
     p = verbs.add_parser("prepare")
     p.add_argument("artifact")
-    p.add_argument("--space", default="spaces/smollm2-135m.yaml")
-    p.add_argument("--carry", default=".gpu-carry")
+    p.add_argument("--space", default=SPACE)
+    p.add_argument("--carry", default=CARRY)
     p.add_argument("--wheels", help="folder of wheels for part 1")
     p.add_argument("--data-dir")
     p.add_argument("--sources", nargs="+", default=["recovery", "perplexity"])
@@ -608,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", help="bench: comma list of tasks whose data files part 1 carries")
     p.set_defaults(func=cmd_prepare)
     p = verbs.add_parser("stage")
-    p.add_argument("--carry", default=".gpu-carry")
+    p.add_argument("--carry", default=CARRY)
     p.add_argument("--stage", required=True)
     p.set_defaults(func=cmd_stage)
     p = verbs.add_parser("assemble")
@@ -644,8 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     p = verbs.add_parser("fetch")
     p.add_argument("dir")
     p.add_argument("--results", default="results/supernets")
-    p.add_argument("--runs", default="results/gpu-runs")
-    p.add_argument("--space", default="spaces/smollm2-135m.yaml")
+    p.add_argument("--runs", default=RUNS)
+    p.add_argument("--space", default=SPACE)
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_fetch)
     gpu_bench.add_verbs(verbs)

@@ -416,11 +416,9 @@ def cmd_preflight(args: Any) -> int:
     except Exception:  # noqa: BLE001
         result["preflight"] = "failed"
         result["error"] = traceback.format_exc(limit=6)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    return 0 if result["preflight"] == "ok" else 4
+    from gpu import write_preflight
+
+    return write_preflight(result, args.out)
 
 
 # ------------------------------------------------------------------------------------------------------- fetch
@@ -436,8 +434,9 @@ def cmd_fetch(args: Any) -> int:
         raise SystemExit(f"gpu: {src} holds no {ROWS}: not the files of a remote.sh bench call")
     sums = src / "SHA256SUMS"
     complete = False
+    from gpu import check_sums, keep_call_files
+
     if sums.is_file():
-        from gpu import check_sums
 
         complete = ROWS in check_sums(src)
     if not complete:
@@ -454,13 +453,7 @@ def cmd_fetch(args: Any) -> int:
     keep.mkdir(parents=True, exist_ok=False)
     with open(rows, "rb") as f, gzip.GzipFile(keep / (ROWS + ".gz"), "wb", mtime=0) as g:
         shutil.copyfileobj(f, g)
-    for extra in ("bench.json", "preflight.json"):
-        if (src / extra).is_file():
-            shutil.copyfile(src / extra, keep / extra)
-    if (src / "bench.log").is_file():
-        lines = (src / "bench.log").read_bytes().decode("utf-8", "replace").replace("\r", "\n").splitlines()
-        (keep / "bench.log.tail").write_text("\n".join(x for x in lines if x.strip())[-20000:] + "\n",
-                                             encoding="utf-8")
+    keep_call_files(src, keep, ("bench.json", "preflight.json"), "bench.log")
     with Store(args.db) as store:
         counts = import_rows(store, rows, {space.name: space})
         check = crosscheck(store, space.name)
@@ -517,10 +510,12 @@ def cmd_slim(args: Any) -> int:
 
 
 def add_verbs(verbs: Any) -> None:
+    from gpu import DB, RUNS, SPACE
+
     p = verbs.add_parser("plan", help="here: the bench plan (which archs each pass measures) from the DBs")
     p.add_argument("artifact")
-    p.add_argument("--space", default="spaces/smollm2-135m.yaml")
-    p.add_argument("--db", default="results/smollm2-135m.duckdb")
+    p.add_argument("--space", default=SPACE)
+    p.add_argument("--db", default=DB)
     p.add_argument("--shards", default="results/shards")
     p.add_argument("--total", type=int, default=2000)
     p.add_argument("--grid", type=int, default=500)
@@ -559,9 +554,9 @@ def add_verbs(verbs: Any) -> None:
     p.set_defaults(func=cmd_preflight)
     p = verbs.add_parser("fetch-bench", help="here: import the rows a bench call returned into the DB")
     p.add_argument("dir")
-    p.add_argument("--db", default="results/smollm2-135m.duckdb")
-    p.add_argument("--space", default="spaces/smollm2-135m.yaml")
-    p.add_argument("--runs", default="results/gpu-runs")
+    p.add_argument("--db", default=DB)
+    p.add_argument("--space", default=SPACE)
+    p.add_argument("--runs", default=RUNS)
     p.set_defaults(func=cmd_fetch)
     p = verbs.add_parser("slim-wheel", help="lm-eval's wheel without its built-in tasks")
     p.add_argument("wheel")
