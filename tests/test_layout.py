@@ -12,6 +12,8 @@ under ``if TYPE_CHECKING:`` are annotations only and do not count.
 from __future__ import annotations
 
 import ast
+import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nasbench"
@@ -50,6 +52,18 @@ def _modules() -> dict[str, Path]:
     return mods
 
 
+def _statements(body: list[ast.AST]) -> Iterator[ast.AST]:
+    """Every statement, nested ones too (an import is a statement: the expressions need no walk, which is most of
+    the time ``ast.walk`` takes), except those under ``if TYPE_CHECKING:`` (annotations only: never imported at run
+    time)."""
+    for node in body:
+        typing_only = isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        if not typing_only:
+            yield node
+        for field in ("orelse",) if typing_only else ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, field, []))
+
+
 def _imports(mods: dict[str, Path]) -> dict[str, set[str]]:
     def resolve(name: str) -> str:
         while name and name not in mods:
@@ -60,13 +74,7 @@ def _imports(mods: dict[str, Path]) -> dict[str, set[str]]:
     for mod, path in mods.items():
         package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
         found = set()
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-                       and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
-                       for stmt in block.body for n in ast.walk(stmt)}
-        for node in ast.walk(tree):
-            if id(node) in typing_only:  # annotations only: never imported at run time
-                continue
+        for node in _statements(ast.parse(path.read_text(encoding="utf-8")).body):
             if isinstance(node, ast.Import):
                 found.update(resolve(a.name) for a in node.names if a.name.startswith("nasbench"))
             elif isinstance(node, ast.ImportFrom):
@@ -82,6 +90,12 @@ def _imports(mods: dict[str, Path]) -> dict[str, set[str]]:
     return edges
 
 
+@functools.cache
+def _graph() -> dict[str, set[str]]:
+    """The import edges, parsed once for every test of this file (parsing is most of its time)."""
+    return _imports(_modules())
+
+
 def _stage(mod: str) -> int:
     keys = [k for k in STAGES if mod == k or mod.startswith(k + ".")]
     assert keys, f"{mod}: no stage in tests/test_layout.py STAGES"
@@ -89,14 +103,13 @@ def _stage(mod: str) -> int:
 
 
 def test_no_module_imports_a_later_stage():
-    mods = _modules()
-    later = sorted((m, t) for m, targets in _imports(mods).items() if m != "nasbench" for t in targets
+    later = sorted((m, t) for m, targets in _graph().items() if m != "nasbench" for t in targets
                    if _stage(t) > _stage(m) and (m, t) not in ALLOWED_LATER)
     assert later == []
 
 
 def test_no_import_cycles():
-    edges = _imports(_modules())
+    edges = _graph()
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
