@@ -13,6 +13,11 @@ and its config in ``supernets``:
   each arch of the target's band and extracted as a dense model; no training.
 - ``sliced-recovered`` (``baseline-sliced-recovered-50``): the same, each model then distilled alone for ``tokens``
   training tokens (:func:`nasbench.baselines.recover.recover_arch`); every row says ``extra.train_tokens``.
+- ``dsa`` (``baseline-dsa-50``): each band arch re-allocated layer by layer, ``(alpha, beta)`` searched on calibration
+  perplexity within the band (:mod:`nasbench.baselines.dsa`), the winner cut from the same sorted model as a dense
+  per-layer model, no training. Its rows carry the chosen arch's id (the band arch's own when the uniform allocation
+  won; otherwise a per-layer arch, in ``extra.arch``, out of ``architectures``) and ``extra.band_arch_id``; the
+  ``params`` rows and the supernets row's ``config.search`` hold every tried combo (widths, params, calibration ppl).
 
 The row set per model (measured as ``nasbench profile`` measures, with the profile package's functions, under one
 :class:`~nasbench.profile.runner.ProfileConfig`): ``params`` (every stored parameter entry, zeros included: the
@@ -22,15 +27,16 @@ skip; equal to ``params`` for every structured method), ``ppl``, lm-eval ``acc``
 measured prefill peak), ``weights_mb``, ``kv_bytes_per_token``. Latency is of the model as it runs: 2:4 masks run on
 dense kernels (no speed-up on a CPU), and every such row says so in ``extra.note``.
 
-Resumable per (arch, supernet id, metric, task, device): what is stored is skipped, nothing is pruned or trained for
-a model whose rows are all stored, and each metric group is committed as soon as it is measured.
+Resumable per (arch, supernet id, metric, task, device): what is stored is skipped, nothing is pruned, trained or
+searched for a model whose rows are all stored, and each metric group is committed as soon as it is measured (a
+``dsa`` model with some rows stored is rebuilt from the arch they name, without searching again).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +44,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from nasbench.baselines.build import SLICED, Builder
+from nasbench.baselines.dsa import ALPHA, BETA, TOLERANCE
 from nasbench.baselines.measure import METRICS, measure_group
-from nasbench.baselines.prune import pruned_model
 from nasbench.errors import NasBenchError
 from nasbench.profile.runner import ProfileConfig
 from nasbench.space import SearchSpace, arch_id
@@ -50,8 +57,7 @@ if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser rea
 __all__ = ["METHODS", "SLICED", "METRICS", "BaselineConfig", "BaselineSummary", "baseline_id", "default_protocol",
            "run_baseline", "check_band"]
 
-METHODS = ("magnitude-2:4", "wanda-2:4", "sparsegpt-2:4", "slicegpt", "sliced", "sliced-recovered")
-SLICED = ("sliced", "sliced-recovered")
+METHODS = ("magnitude-2:4", "wanda-2:4", "sparsegpt-2:4", "slicegpt", "sliced", "sliced-recovered", "dsa")
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 #: How far a sliced arch's parameter share may sit from its target (the bands are +-1 pp).
 BAND_TOLERANCE = 0.02
@@ -85,8 +91,13 @@ class BaselineConfig:
     tokens: int = 0
     """``sliced-recovered`` only: training tokens per model (the supernet's recovery budget)."""
     calibration_tokens: int = 16384
-    """Tokens of the space's ``calibration`` source (Wanda, SparseGPT, SliceGPT); never the perplexity corpus."""
+    """Tokens of the space's ``calibration`` source (Wanda, SparseGPT, SliceGPT; ``dsa``'s search); never the
+    perplexity corpus."""
     calibration_seq_len: int = 512
+    alpha: tuple[float, ...] = ALPHA
+    """``dsa`` only: the shapes tried (> 0)."""
+    beta: tuple[float, ...] = BETA
+    """``dsa`` only: the amplitudes tried, in [0, 1) (0 is the uniform arch, the ``sliced`` model)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -117,6 +128,17 @@ class BaselineConfig:
                                     self.tokens)
         elif self.tokens:
             raise NasBenchError("--tokens", "only sliced-recovered trains", self.tokens)
+        self.alpha, self.beta = tuple(self.alpha), tuple(self.beta)
+        if self.method == "dsa":
+            for name, values, ok, rule in (("alpha", self.alpha, lambda v: v > 0, "> 0"),
+                                           ("beta", self.beta, lambda v: 0 <= v < 1, "in [0, 1)")):
+                bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))
+                       or not math.isfinite(v) or not ok(v)]
+                if not values or bad:
+                    raise NasBenchError(name, f"dsa needs a non-empty grid, each value {rule}",
+                                        bad[0] if bad else values)
+        elif (self.alpha, self.beta) != (ALPHA, BETA):
+            raise NasBenchError("alpha", "only dsa searches an allocation grid", (self.alpha, self.beta))
         if "acc" in self.protocol.metrics:
             from nasbench.profile.accuracy import TASKS
 
@@ -240,13 +262,14 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
     device = config.protocol.device
     from nasbench.store import Measurement, Store
 
-    units = [(arch, arch_id(arch), in_space) for arch, in_space in _units(space, config)]
+    units = [(arch, arch_id(arch), in_space, None) for arch, in_space in _units(space, config)]
     with Store(db) as store:
         _check_same_build(store, sid, config, weights_id)
-        todo = [(arch, aid, in_space, [(m, t) for m, t in wanted if not store.has_measurement(
-                    space.name, aid, sid, m, t, "" if m.startswith("params") else device)])
-                for arch, aid, in_space in units]
-        todo = [u for u in todo if u[3]]
+        if config.method == "dsa":  # a band arch's rows are under the arch its search chose: find it, if stored
+            chosen = _dsa_choices(store, space, sid, units)
+            units = [chosen.get(unit[1], unit) for unit in units]
+        todo = [(*unit, _missing(store, space, sid, unit[1], wanted, device)) for unit in units]
+        todo = [u for u in todo if u[4]]
         first = units[0]
         summary = BaselineSummary(sid, first[1], _stored_params(store, space, first[1], sid) or
                                   (space.params(first[0]) if first[2] else 0), 0, 0.0, {}, len(units), len(todo))
@@ -254,22 +277,29 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
             summary.seconds = time.perf_counter() - start
             return summary
         protocol = _resolved(config.protocol)
-        builder = _Builder(space, config, supernet_dir, data_dir, progress, work_dir, sid)
+        builder = Builder(space, config, supernet_dir, data_dir, progress, work_dir, sid)
         from nasbench.profile.runner import _software
 
         software = _software(protocol.device)
         store.add_space(space)
-        for arch, aid, in_space, missing in todo:
-            model, tokenizer, build = builder.model(arch, aid)
+        for arch, aid, in_space, stored, missing in todo:
+            is_first = aid == first[1]
+            model, tokenizer, build, (arch, aid, in_space) = builder.model(arch, aid, stored)
+            if stored is None and config.method == "dsa":  # searched now: the chosen arch's rows decide what is left
+                missing = _missing(store, space, sid, aid, wanted, device)
+            search = build.pop("search", None)
             dense = int(sum(p.numel() for p in model.parameters()))
-            if aid == first[1]:
-                summary.params = dense
+            if is_first:
+                summary.arch_id, summary.params = aid, dense
+            record = _record(config, weights_id, arch if len(units) == 1 else None, aid if len(units) == 1 else None,
+                             dense if len(units) == 1 else None, builder.source)
+            seconds = builder.seconds
+            if config.method == "dsa":  # every band arch's search, this run's and the stored ones
+                record["search"] = _stored_searches(store, sid) | builder.searches
+                seconds = sum(s.get("seconds", 0.0) for s in record["search"].values())
             store.add_supernet(sid, space.name, space.model.source, strategy=config.method,
-                               tokens=config.tokens or _calib_tokens(config), wall_time_s=builder.seconds,
-                               checkpoint=None if supernet_dir is None else str(supernet_dir),
-                               config=_record(config, weights_id, arch if len(units) == 1 else None,
-                                              aid if len(units) == 1 else None, dense if len(units) == 1 else None,
-                                              builder.source))
+                               tokens=config.tokens or _calib_tokens(config), wall_time_s=seconds,
+                               checkpoint=None if supernet_dir is None else str(supernet_dir), config=record)
             model = model.to(device=device, dtype=_DTYPES[protocol.dtype]).eval()
             extra = {"method": config.method_id, **({} if in_space else {"arch": arch}), **build}
             for group in ("params", "ppl", "acc", "latency", "memory"):
@@ -278,19 +308,61 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
                     continue
                 rows = measure_group(group, model, tokenizer, space, config.method, protocol, data_dir, tasks)
                 new = [Measurement(**{k: v for k, v in r.items() if k != "extra"}, arch_id=aid, supernet_id=sid,
-                                   software=software, extra={**r.get("extra", {}), **extra}) for r in rows]
+                                   software=software, extra={**r.get("extra", {}), **extra, **(
+                                       {"search": search} if search is not None and r["metric"] == "params" else {})})
+                       for r in rows]
                 before = store.count_measurements(space.name)
                 if in_space:
                     store.add_results(space, arch, new)
                 else:
                     store.add_measurements(space.name, new)
                 summary.rows += store.count_measurements(space.name) - before
-                if aid == first[1]:
+                if is_first:
                     summary.values.update({m.metric + (f"_{m.task}" if m.task else ""): m.value for m in new})
             builder.done(aid)
             del model
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _missing(store: Store, space: SearchSpace, sid: str, aid: str, wanted: list[tuple[str, str]],
+             device: str) -> list[tuple[str, str]]:
+    """The (metric, task) pairs of ``wanted`` not stored for ``aid`` (params rows are device-free)."""
+    return [(m, t) for m, t in wanted
+            if not store.has_measurement(space.name, aid, sid, m, t, "" if m.startswith("params") else device)]
+
+
+#: What every row of a ``dsa`` model says about its search (its ``params`` rows add every combo, ``search``).
+_DSA_EXTRA = ("band_arch_id", "alpha", "beta", "calibration_ppl", "uniform_calibration_ppl")
+
+
+def _dsa_choices(store: Store, space: SearchSpace, sid: str,
+                 units: list[tuple[dict[str, Any], str, bool, Any]]) -> dict[str, tuple[dict[str, Any], str, bool,
+                                                                                        dict[str, Any]]]:
+    """``band arch_id -> (chosen arch, its arch_id, in the space, its rows' dsa extra)`` of the band archs whose
+    search a stored row records (the rows of an interrupted model name the arch to rebuild)."""
+    bands = {aid: arch for arch, aid, _, _ in units}
+    rows = store.con.execute("SELECT arch_id, extra FROM measurements WHERE space = ? AND supernet_id = ? "
+                             "ORDER BY created_at", [space.name, sid]).fetchall()
+    out: dict[str, tuple[dict[str, Any], str, bool, dict[str, Any]]] = {}
+    for aid, text in rows:
+        extra = json.loads(text) if text else {}
+        band = extra.get("band_arch_id")
+        if band not in bands or band in out:
+            continue
+        info = {k: extra[k] for k in _DSA_EXTRA if k in extra}
+        if "arch" in extra:  # a per-layer arch, out of the space
+            out[band] = (extra["arch"], aid, False, info)
+        else:  # a uniform allocation won (the band arch itself, unless every layer snapped alike to another width)
+            row = store.con.execute("SELECT arch FROM architectures WHERE space = ? AND arch_id = ?",
+                                    [space.name, aid]).fetchone()
+            out[band] = (bands[band] if row is None else json.loads(row[0]), aid, True, info)
+    return out
+
+
+def _stored_searches(store: Store, sid: str) -> dict[str, Any]:
+    row = store.con.execute("SELECT config FROM supernets WHERE id = ?", [sid]).fetchone()
+    return (json.loads(row[0]).get("search") or {}) if row is not None and row[0] else {}
 
 
 def _stored_params(store: Store, space: SearchSpace, aid: str, sid: str) -> int:
@@ -312,6 +384,8 @@ def _check_same_build(store: Store, sid: str, config: BaselineConfig, weights_id
         checks.append(("tokens_per_model", "--tokens", config.tokens))
     if config.method in SLICED:
         checks.append(("order_from", "--supernet", weights_id))
+    if config.method == "dsa":  # another grid could have chosen other archs for the stored band archs
+        checks += [("alpha_grid", "alpha", sorted(config.alpha)), ("beta_grid", "beta", sorted(config.beta))]
     for key, flag, value in checks:
         if key in stored and stored[key] != value:
             raise NasBenchError(flag, f"{sid} in this DB was built with {key} = {stored[key]}: use that value or "
@@ -319,7 +393,7 @@ def _check_same_build(store: Store, sid: str, config: BaselineConfig, weights_id
 
 
 def _calib_tokens(config: BaselineConfig) -> int:
-    return config.calibration_tokens if config.method in ("wanda-2:4", "sparsegpt-2:4", "slicegpt") else 0
+    return config.calibration_tokens if config.method in ("wanda-2:4", "sparsegpt-2:4", "slicegpt", "dsa") else 0
 
 
 def _record(config: BaselineConfig, weights_id: str, arch: dict[str, Any] | None, aid: str | None,
@@ -337,6 +411,14 @@ def _record(config: BaselineConfig, weights_id: str, arch: dict[str, Any] | None
         if config.method == "sliced-recovered":
             out |= {"tokens_per_model": config.tokens, "recovery": "nasbench.baselines.recover (recovery preset, "
                                                                    "one arch per model)"}
+        if config.method == "dsa":
+            out |= {"alpha_grid": sorted(config.alpha), "beta_grid": sorted(config.beta), "tolerance": TOLERANCE,
+                    "calibration_tokens": _calib_tokens(config), "calibration_seq_len": config.calibration_seq_len,
+                    "calibration_source": "data.calibration",
+                    "allocation": "nasbench.baselines.allocation.allocate over the block importance of the kept "
+                                  "layers: n_heads (llama) and intermediate_size per layer",
+                    "selection": "lowest calibration perplexity among the combos within the band (ties: smaller "
+                                 "beta)"}
         return out
     out |= {"weights": weights_id, "calibration_tokens": _calib_tokens(config),
             "calibration_seq_len": config.calibration_seq_len, "calibration_source": "data.calibration"}
@@ -345,77 +427,3 @@ def _record(config: BaselineConfig, weights_id: str, arch: dict[str, Any] | None
     else:
         out |= {"sparsity": "2:4", "pruned": "every nn.Linear of the decoder blocks (embedding and head dense)"}
     return out
-
-
-class _Builder:
-    """The models of one baseline, built on demand (the base model, the sorted model and the tokenizer load once)."""
-
-    def __init__(self, space: SearchSpace, config: BaselineConfig, supernet_dir: str | Path | None,
-                 data_dir: Path | None, progress: bool, work_dir: str | Path | None, sid: str) -> None:
-        self.space, self.config, self.supernet_dir, self.data_dir = space, config, supernet_dir, data_dir
-        self.progress = progress
-        self.work = Path(work_dir or tempfile.mkdtemp(prefix="nasbench-baseline-")) / sid.replace(":", "_")
-        self.seconds = 0.0
-        """Pruning or training seconds of this run (all models)."""
-        self.source: dict[str, Any] = {}
-        self._tokenizer: Any = None
-        self._sorted_model: Any = None
-        self._supernet: Any = None
-
-    @property
-    def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            from nasbench.models import load_tokenizer
-
-            self._tokenizer = load_tokenizer(self.space.model)
-        return self._tokenizer
-
-    def model(self, arch: dict[str, Any], aid: str) -> tuple[Any, Any, dict[str, Any]]:
-        """(float32 model, tokenizer, what its rows' extra should say about how it was built)."""
-        if self.config.method not in SLICED:
-            model, seconds = pruned_model(self.space, self.config, self.supernet_dir, self.data_dir, self.progress,
-                                     self.tokenizer)
-            self.seconds += seconds
-            return model, self.tokenizer, {}
-        plain, importance = self._sorted()
-        layers = {"layers": importance.layers_for(arch["n_layers"])} if importance and importance.layers else {}
-        if self.config.method == "sliced":
-            if self._supernet is None:
-                from nasbench.supernet import Supernet
-
-                self._supernet = Supernet(plain, self.space)  # made elastic in place: cut, never trained
-            return self._supernet.extract(arch, **layers).float().eval(), self.tokenizer, {}
-        saved = self.work / aid
-        if (saved / "recovery.json").is_file():  # trained by an earlier, interrupted run: measure it
-            from transformers import AutoModelForCausalLM
-
-            info = json.loads((saved / "recovery.json").read_text(encoding="utf-8"))
-            return AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32), self.tokenizer, info
-        from nasbench.baselines.recover import recover_arch
-
-        result = recover_arch(self.space, plain, importance, arch, self.config.tokens,
-                              data_dir=self.data_dir, tokenizer=self.tokenizer, progress=self.progress)
-        self.seconds += result.seconds
-        info = {"train_tokens": result.tokens, "train_steps": result.steps, "train_s": round(result.seconds, 1),
-                "precision": result.precision, "final_kd_loss": result.final_loss}
-        saved.mkdir(parents=True, exist_ok=True)
-        result.model.save_pretrained(saved)
-        (saved / "recovery.json").write_text(json.dumps(info), encoding="utf-8")
-        return result.model, self.tokenizer, info
-
-    def done(self, aid: str) -> None:
-        """Every row of ``aid`` is stored: its saved model is no longer needed."""
-        import shutil
-
-        shutil.rmtree(self.work / aid, ignore_errors=True)
-
-    def _sorted(self) -> tuple[Any, Any]:
-        """The importance-sorted pretrained model (float32, plain HF) and its importance, loaded once."""
-        if self._sorted_model is None:
-            from nasbench.train.artifact import load_model
-
-            loaded = load_model(self.space, self.supernet_dir, torch.float32, merge=False)  # order only, no delta
-            self._sorted_model = (loaded.model.eval(), loaded.importance)
-            self.source = {"importance_scheme": getattr(loaded.importance, "scheme", None),
-                           "layer_scheme": getattr(loaded.importance, "layer_scheme", None)}
-        return self._sorted_model
