@@ -54,13 +54,13 @@ def add_verbs(verbs: Any) -> None:
     from nasbench.cli.profile import _protocol_flags
     from nasbench.paths import DEFAULT_DB
 
-    p = verbs.add_parser("baseline", help="build a baseline model (2:4, SliceGPT, one-shot sliced, sliced + recovered) "
-                                          "and store its rows (resumable)")
+    p = verbs.add_parser("baseline", help="build a baseline model (2:4, SliceGPT, one-shot sliced, sliced + recovered, "
+                                          "DSA-style layer-wise) and store its rows (resumable)")
     p.add_argument("space", metavar="SPACE")
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--slicing", type=float, default=0.2, help="slicegpt: fraction of the hidden size deleted "
                                                                "(default 0.2)")
-    p.add_argument("--target", type=float, metavar="SHARE", help="sliced methods: the band's parameter share (0.5, "
+    p.add_argument("--target", type=float, metavar="SHARE", help="sliced methods (sliced, sliced-recovered, dsa): the band's parameter share (0.5, "
                                                                  "0.75); names the baseline (sliced-50)")
     p.add_argument("--archs", metavar="FILE", help=f"sliced methods: the archs to cut (default "
                                                    f"{BANDS}/<space>-<percent>.jsonl, the target's band)")
