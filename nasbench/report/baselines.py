@@ -55,7 +55,9 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
              "multiplies); `non-zero params` the non-zero entries (what a 2:4 sparse kernel could skip; equal to the "
              "dense count for structured methods). Pruning baselines use the space's calibration data and no "
              "recovery training; `sliced-<p>` is the importance-sorted pretrained model cut to each arch of the "
-             "p% band (no training), `sliced-recovered-<p>` the same distilled alone with the stated tokens; a "
+             "p% band (no training), `sliced-recovered-<p>` the same distilled alone with the stated tokens, "
+             "`dsa-<p>` the same band archs re-allocated layer by layer (DSA-style: alpha and beta of the allocation "
+             "picked by calibration perplexity within +-1 pp of the band; no training); a "
              "baseline of several archs shows their medians (n archs). NAS rows: the lowest-perplexity measured "
              "sub-network of a trained supernet within the parameter share. " + _LATENCY_NOTE, "", head,
              "|---|---|---|---|---|---|---|" + "---|" * len(tasks)]
