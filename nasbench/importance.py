@@ -19,15 +19,13 @@ import torch
 from torch import nn
 
 from nasbench.errors import NasBenchError, check_choice, one_of
+from nasbench.importance_schemes import (AGGREGATIONS, DEFAULT_LAYER_SCHEME, DEFAULT_SCHEME, LAYER_SCHEMES, SCHEMES,
+                                         SORT_SEQ_LEN, SORT_TOKENS)
 from nasbench.supernet.order import (Importance, apply_order, attn_out, decoder_layers, family_of, mlp_out,
                                      model_family, sub_network_indices)
 
 __all__ = ["AGGREGATIONS", "SCHEMES", "LAYER_SCHEMES", "IMPORTANCE_FILE", "Importance", "score", "layer_importance",
            "apply_order", "family_of", "calibration_windows", "sort_model", "load_importance", "sub_network_indices"]
-
-AGGREGATIONS = ("mean", "norm", "var")
-SCHEMES = tuple(f"{b}-{s}" for b in AGGREGATIONS for s in AGGREGATIONS)
-LAYER_SCHEMES = ("block-importance", "block-drop")
 
 
 # ------------------------------------------------------------------------------------------------------- scoring
@@ -49,7 +47,7 @@ def _parse_scheme(scheme: str) -> tuple[str, str]:
 
 
 @torch.inference_mode()
-def score(model: nn.Module, windows: torch.Tensor, schemes: Iterable[str] = ("mean-mean",), batch_size: int = 4,
+def score(model: nn.Module, windows: torch.Tensor, schemes: Iterable[str] = (DEFAULT_SCHEME,), batch_size: int = 4,
           progress: Callable[[int], None] | None = None) -> dict[str, Importance]:
     """Activation importance of heads, neurons and channels for each scheme, from one pass over ``windows``.
 
@@ -119,7 +117,7 @@ def score(model: nn.Module, windows: torch.Tensor, schemes: Iterable[str] = ("me
 
 
 @torch.inference_mode()
-def layer_importance(model: nn.Module, windows: torch.Tensor, scheme: str = "block-importance", batch_size: int = 4,
+def layer_importance(model: nn.Module, windows: torch.Tensor, scheme: str = DEFAULT_LAYER_SCHEME, batch_size: int = 4,
                      nll: Callable[[nn.Module, torch.Tensor], float] | None = None) -> list[float]:
     """One score per layer; higher means the layer matters more.
 
@@ -196,9 +194,9 @@ def calibration_windows(space: Any, tokenizer: Any, data_dir: Path | None, token
     return torch.cat(chunks)
 
 
-def sort_model(space: Any, out: str | Path, *, scheme: str = "mean-mean", layer_scheme: str = "block-importance",
-               tokens: int = 8192, seq_len: int = 512, data_dir: Path | None = None, batch_size: int = 4,
-               progress: bool = True) -> Importance:
+def sort_model(space: Any, out: str | Path, *, scheme: str = DEFAULT_SCHEME, layer_scheme: str = DEFAULT_LAYER_SCHEME,
+               tokens: int = SORT_TOKENS, seq_len: int = SORT_SEQ_LEN, data_dir: Path | None = None,
+               batch_size: int = 4, progress: bool = True) -> Importance:
     """Score the space's base model, permute it, and save the sorted supernet to ``out`` (safetensors, tokenizer,
     :data:`IMPORTANCE_FILE`). Returns the importance (with layer scores)."""
     import time

@@ -25,7 +25,7 @@ STAGES = {
     "nasbench.stats": 0, "nasbench.paths": 0, "nasbench.lazy": 0,
     "nasbench.space": 1, "nasbench.data": 1, "nasbench.models": 1, "nasbench.perplexity": 1,
     "nasbench.supernet": 2,
-    "nasbench.importance": 3,
+    "nasbench.importance": 3, "nasbench.importance_schemes": 3,
     "nasbench.train": 4,
     "nasbench.profile": 5,
     "nasbench.store": 1,

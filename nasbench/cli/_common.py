@@ -68,7 +68,7 @@ def normalize(args: argparse.Namespace) -> None:
 
 def default_tasks(space: str) -> list[str]:
     """``--tasks`` not given: the tasks of the space's ``data.eval`` source, else ``ProfileConfig``'s."""
-    from nasbench.profile.runner import ProfileConfig
+    from nasbench.profile.config import ProfileConfig
     from nasbench.space import load_space
 
     return list(load_space(space).eval_tasks or ProfileConfig.tasks)

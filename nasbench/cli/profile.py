@@ -65,7 +65,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
 
 def _protocol_flags(p: argparse.ArgumentParser) -> None:
     """The measurement protocol's flags, shared by ``profile`` and ``build``; defaults are ProfileConfig's."""
-    from nasbench.profile.runner import ProfileConfig as C
+    from nasbench.profile.config import ProfileConfig as C
 
     p.add_argument("--metrics", default=",".join(C.metrics),
                    help="comma list of ppl,acc,latency,memory,energy, or of the metrics they measure (latency_ms, "

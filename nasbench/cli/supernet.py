@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, defaults_of, parse_arch, positive
+from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, parse_arch, positive
 from nasbench.errors import NasBenchError
 
 
@@ -120,17 +120,18 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 
 def add_verbs(verbs: Any) -> None:
-    from nasbench.importance import LAYER_SCHEMES, SCHEMES, sort_model
+    # the names and sort_model's defaults without torch (the scoring code loads when the verb runs)
+    from nasbench.importance_schemes import (DEFAULT_LAYER_SCHEME, DEFAULT_SCHEME, LAYER_SCHEMES, SCHEMES,
+                                             SORT_SEQ_LEN, SORT_TOKENS)
 
-    d = defaults_of(sort_model)
     p = verbs.add_parser("importance", help="score and sort heads, neurons, channels and layers; save the sorted "
                                             "supernet (`nasbench importance rpd ...`: the RPD study)")
     p.add_argument("space", metavar="SPACE")
-    p.add_argument("--scheme", choices=SCHEMES, default=d["scheme"],
-                   help=f"<batch>-<sequence> aggregation of activations (default {d['scheme']}, the seed's best)")
-    p.add_argument("--layers", choices=LAYER_SCHEMES, default=d["layer_scheme"])
-    p.add_argument("--tokens", type=int, default=d["tokens"], help=f"calibration token budget (default {d['tokens']})")
-    p.add_argument("--seq-len", type=int, default=d["seq_len"])
+    p.add_argument("--scheme", choices=SCHEMES, default=DEFAULT_SCHEME,
+                   help=f"<batch>-<sequence> aggregation of activations (default {DEFAULT_SCHEME}, the seed's best)")
+    p.add_argument("--layers", choices=LAYER_SCHEMES, default=DEFAULT_LAYER_SCHEME)
+    p.add_argument("--tokens", type=int, default=SORT_TOKENS, help=f"calibration token budget (default {SORT_TOKENS})")
+    p.add_argument("--seq-len", type=int, default=SORT_SEQ_LEN)
     p.add_argument("--out", required=True, help="directory for the sorted supernet")
     p.add_argument("--db", help="record the sorted supernet in this DuckDB file")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)

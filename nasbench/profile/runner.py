@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nasbench.errors import NasBenchError, check_each
-from nasbench.metrics import PROFILE_ITEMS, profile_item
+from nasbench.profile.config import METRICS, ProfileConfig
 from nasbench.space import SearchSpace, arch_id
 
 if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser reads ProfileConfig without it
@@ -28,49 +28,7 @@ if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser rea
 __all__ = ["METRICS", "ProfileConfig", "ProfileSummary", "Measurer", "select_archs", "profile", "parse_shard",
            "resolve", "plan", "store_rows"]
 
-#: What ``--metrics`` may name. ``flops`` is always stored (analytic, free); params live in ``architectures``.
-METRICS = PROFILE_ITEMS
 PRETRAINED = "pretrained"
-
-
-@dataclass
-class ProfileConfig:
-    """Everything that decides which rows a profiling run writes."""
-
-    n: int = 10
-    """Seeded random archs."""
-    seed: int = 0
-    grid_params: int | None = None
-    """Also ``n`` archs spread over this many parameter bins."""
-    archs: tuple[dict[str, Any], ...] = ()
-    """Explicit archs, profiled first (e.g. a Pareto front or an optimizer's picks)."""
-    metrics: tuple[str, ...] = ("ppl", "latency", "memory")
-    tasks: tuple[str, ...] = ("arc_easy", "piqa", "winogrande")
-    limit_items: int | None = None
-    """First M items of each task, as lm-eval's ``--limit``."""
-    ppl_tokens: int = 4096
-    seq_len: int = 512
-    """Perplexity window length."""
-    latency_batch: int = 1
-    latency_seq_len: int = 128
-    latency_repeats: int = 10
-    decode_tokens: int = 0
-    device: str = "cpu"
-    dtype: str = "auto"
-    """Weights' dtype for every metric: ``bfloat16``, ``float16``, ``float32``, or ``auto``: bfloat16 where this
-    machine's bf16 matmuls are >= 1.5x its fp32 ones (AMX, AVX-512 BF16, GPUs), else float32 (an AVX2-only CPU runs
-    bf16 over 10x slower). Every row records the dtype it was measured in."""
-    batch_size: int = 4
-    shard: tuple[int, int] = (0, 1)
-    """(i, n): this process profiles archs i, i + n, i + 2n, ... of the deduplicated list."""
-    deadline: float | None = None
-    """``time.time()`` after which no new arch is started (the arch in flight finishes and is committed)."""
-    endpoints: bool = True
-    """Also profile the smallest admitted and the largest arch."""
-
-    def __post_init__(self) -> None:
-        # the metric vocabulary of the other verbs is accepted too: latency_ms -> latency, memory_mb -> memory, ...
-        self.metrics = tuple(dict.fromkeys(profile_item(m) for m in self.metrics))
 
 
 @dataclass

@@ -1,0 +1,54 @@
+"""What a profiling run measures, without torch: the ``--metrics`` vocabulary and :class:`ProfileConfig` (the CLI's
+parser reads its defaults here; :mod:`nasbench.profile.runner` measures with it and re-exports both)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nasbench.metrics import PROFILE_ITEMS, profile_item
+
+__all__ = ["METRICS", "ProfileConfig"]
+
+#: What ``--metrics`` may name. ``flops`` is always stored (analytic, free); params live in ``architectures``.
+METRICS = PROFILE_ITEMS
+
+
+@dataclass
+class ProfileConfig:
+    """Everything that decides which rows a profiling run writes."""
+
+    n: int = 10
+    """Seeded random archs."""
+    seed: int = 0
+    grid_params: int | None = None
+    """Also ``n`` archs spread over this many parameter bins."""
+    archs: tuple[dict[str, Any], ...] = ()
+    """Explicit archs, profiled first (e.g. a Pareto front or an optimizer's picks)."""
+    metrics: tuple[str, ...] = ("ppl", "latency", "memory")
+    tasks: tuple[str, ...] = ("arc_easy", "piqa", "winogrande")
+    limit_items: int | None = None
+    """First M items of each task, as lm-eval's ``--limit``."""
+    ppl_tokens: int = 4096
+    seq_len: int = 512
+    """Perplexity window length."""
+    latency_batch: int = 1
+    latency_seq_len: int = 128
+    latency_repeats: int = 10
+    decode_tokens: int = 0
+    device: str = "cpu"
+    dtype: str = "auto"
+    """Weights' dtype for every metric: ``bfloat16``, ``float16``, ``float32``, or ``auto``: bfloat16 where this
+    machine's bf16 matmuls are >= 1.5x its fp32 ones (AMX, AVX-512 BF16, GPUs), else float32 (an AVX2-only CPU runs
+    bf16 over 10x slower). Every row records the dtype it was measured in."""
+    batch_size: int = 4
+    shard: tuple[int, int] = (0, 1)
+    """(i, n): this process profiles archs i, i + n, i + 2n, ... of the deduplicated list."""
+    deadline: float | None = None
+    """``time.time()`` after which no new arch is started (the arch in flight finishes and is committed)."""
+    endpoints: bool = True
+    """Also profile the smallest admitted and the largest arch."""
+
+    def __post_init__(self) -> None:
+        # the metric vocabulary of the other verbs is accepted too: latency_ms -> latency, memory_mb -> memory, ...
+        self.metrics = tuple(dict.fromkeys(profile_item(m) for m in self.metrics))
