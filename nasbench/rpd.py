@@ -30,12 +30,11 @@ from nasbench.importance import (
     score,
     sub_network_indices,
 )
+from nasbench.models import PRETRAINED
 from nasbench.space import SearchSpace, arch_id
 from nasbench.store import Measurement
 
 __all__ = ["RpdResult", "run_rpd", "supernet_id"]
-
-PRETRAINED = "pretrained"
 
 
 def supernet_id(scheme: str, layers: str) -> str:

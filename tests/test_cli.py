@@ -191,9 +191,9 @@ def test_tasks_left_out_are_the_spaces_eval_tasks(write_space) -> None:
     assert load_space(DEFAULT).eval_tasks[:2] == ("arc_easy", "arc_challenge")
 
 
-#: Verb groups whose parser still imports torch: nasbench.baselines names its METHODS and default_protocol in modules
-#: that import torch. The test fails once a group is light, so the list only shrinks.
-_TORCH_PARSERS = ("baseline",)
+#: Verb groups whose parser still imports torch (none now). The test fails once a group is light, so the list only
+#: shrinks.
+_TORCH_PARSERS: tuple[str, ...] = ()
 _PARSER_WITHOUT_TORCH = """
 import argparse, importlib.abc, sys
 import nasbench.cli as cli

@@ -203,9 +203,9 @@ def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
     blob = tmp_path / "blob.gguf"
     blob.write_bytes(np.random.default_rng(1).bytes(2_000_000))
     limit = 64 << 20
-    plan_args = (f"--db results/tiny.duckdb --shards= --bands= --total 6 --grid 2 --grid-bins 2 --ref-archs 2 "
-                 f"--overlap 1 --limit-items 3 --acc-archs 2 --ppl-tokens 256 --seq-len 32 --dtype float32 "
-                 f"--no-front --acc-batch 4")
+    plan_args = ("--db results/tiny.duckdb --shards= --bands= --total 6 --grid 2 --grid-bins 2 --ref-archs 2 "
+                 "--overlap 1 --limit-items 3 --acc-archs 2 --ppl-tokens 256 --seq-len 32 --dtype float32 "
+                 "--no-front --acc-batch 4")
     out = _run(["bash", str(GPU / "prepare-bench.sh"), "results/supernets/tiny-art", "--base", str(blob),
                 "--package", "nasbench_gpu_standin", "--file", "model.gguf", "--tree-bytes", str(limit - 1_500_000),
                 "--margin-mib", "0", "--min-part-mib", "0.05"],

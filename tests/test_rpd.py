@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from nasbench.rpd import PRETRAINED, run_rpd, supernet_id
+from nasbench.models import PRETRAINED
+from nasbench.rpd import run_rpd, supernet_id
 from nasbench.store import connect_read_only
 
 

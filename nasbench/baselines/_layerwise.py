@@ -13,7 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, one_of
 from nasbench.families import family_of_model_type
 
 __all__ = ["decoder_layers", "decoder_linears", "n_m_mask", "apply_mask", "layer_inputs", "run_layer",
@@ -96,7 +96,7 @@ def prune_layerwise(model: nn.Module, windows: torch.Tensor, stat: str,
     ``n_tokens`` calibration tokens; ``progress(i)`` is called after block ``i``.
     """
     if stat not in STATS:
-        raise NasBenchError("stat", f"must be one of {', '.join(STATS)}", stat)
+        raise NasBenchError("stat", one_of(STATS), stat)
     inputs = layer_inputs(model, windows, batch_size)
     for index, layer in enumerate(decoder_layers(model)):
         linears = decoder_linears(layer)

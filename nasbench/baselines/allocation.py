@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import yaml
 
-from nasbench.errors import InvalidSpaceError, NasBenchError
+from nasbench.errors import InvalidSpaceError, NasBenchError, one_of
 from nasbench.space import SearchSpace
 
 __all__ = ["SCORES", "Allocation", "allocate", "layer_scores"]
@@ -62,7 +62,7 @@ class Allocation:
                                     show_got=False)
         scores = section.get("scores", "layers")
         if scores not in SCORES:
-            raise InvalidSpaceError(f"{where}.scores", f"must be one of {', '.join(SCORES)}", scores)
+            raise InvalidSpaceError(f"{where}.scores", one_of(SCORES), scores)
         alpha = _choices(section.get("alpha", {"choice": [1.0]}), f"{where}.alpha", 0.0, math.inf, low_open=True)
         beta = _choices(section.get("beta", {"choice": [0.0]}), f"{where}.beta", 0.0, 1.0, high_open=True)
         return cls(alpha, beta, scores)

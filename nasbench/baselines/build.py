@@ -10,16 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from nasbench.baselines.methods import SLICED
 from nasbench.baselines.prune import pruned_model
 from nasbench.space import SearchSpace, arch_id
 
 if TYPE_CHECKING:
     from nasbench.baselines.runner import BaselineConfig
 
-__all__ = ["Builder", "SLICED"]
-
-#: The methods that cut the importance-sorted pretrained model to each arch of a band (--target, --archs).
-SLICED = ("sliced", "sliced-recovered", "dsa")
+__all__ = ["Builder"]
 
 
 class Builder:

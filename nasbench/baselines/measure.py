@@ -7,13 +7,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from nasbench.errors import NasBenchError
+from nasbench.baselines.methods import METRICS
+from nasbench.errors import NasBenchError, one_of
 from nasbench.profile.runner import ProfileConfig
 from nasbench.space import SearchSpace
 
-__all__ = ["METRICS", "measure_group"]
+__all__ = ["measure_group"]
 
-METRICS = ("ppl", "acc", "latency", "memory")
 _NO_SPEEDUP = "2:4 mask on dense kernels: zeros are multiplied like any weight, no sparse speed-up"
 
 
@@ -68,7 +68,7 @@ def measure_group(group: str, model: Any, tokenizer: Any, space: SearchSpace, me
                                     **note}))
         return rows
     if group != "latency":
-        raise NasBenchError("--metrics", f"each must be one of {', '.join(METRICS)}", group)
+        raise NasBenchError("--metrics", one_of(METRICS, each=True), group)
     lat = measure_latency(model, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len,
                           repeats=protocol.latency_repeats, decode_tokens=protocol.decode_tokens)
     timer = "cuda-events" if device.startswith("cuda") else "perf_counter"

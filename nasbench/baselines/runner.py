@@ -44,10 +44,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from nasbench.baselines.build import SLICED, Builder
+from nasbench.baselines.build import Builder
 from nasbench.baselines.dsa import ALPHA, BETA, TOLERANCE
-from nasbench.baselines.measure import METRICS, measure_group
-from nasbench.errors import NasBenchError
+from nasbench.baselines.measure import measure_group
+from nasbench.baselines.methods import METHODS, METRICS, SLICED, default_protocol
+from nasbench.errors import NasBenchError, check_choice, check_each
 from nasbench.profile.runner import ProfileConfig
 from nasbench.space import SearchSpace, arch_id
 
@@ -57,7 +58,6 @@ if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser rea
 __all__ = ["METHODS", "SLICED", "METRICS", "BaselineConfig", "BaselineSummary", "baseline_id", "default_protocol",
            "run_baseline", "check_band"]
 
-METHODS = ("magnitude-2:4", "wanda-2:4", "sparsegpt-2:4", "slicegpt", "sliced", "sliced-recovered", "dsa")
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 #: How far a sliced arch's parameter share may sit from its target (the bands are +-1 pp).
 BAND_TOLERANCE = 0.02
@@ -65,12 +65,6 @@ BAND_TOLERANCE = 0.02
 _GROUP = {"params": "params", "params_nonzero": "params", "ppl": "ppl", "latency_ms": "latency",
           "decode_ms_per_token": "latency", "memory_mb": "memory", "weights_mb": "memory",
           "kv_bytes_per_token": "memory"}
-
-
-def default_protocol() -> ProfileConfig:
-    """The benchmark build's protocol (ppl on 4,096 tokens, prefill 1 x 128, decode 16 tokens, memory, dtype auto)
-    plus lm-eval accuracy; the arch-selection fields of :class:`ProfileConfig` are unused here."""
-    return ProfileConfig(n=0, endpoints=False, metrics=METRICS, decode_tokens=16)
 
 
 @dataclass
@@ -100,13 +94,10 @@ class BaselineConfig:
     """``dsa`` only: the amplitudes tried, in [0, 1) (0 is the uniform arch, the ``sliced`` model)."""
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise NasBenchError("--method", f"must be one of {', '.join(METHODS)}", self.method)
+        check_choice("--method", self.method, METHODS)
         if not isinstance(self.protocol, ProfileConfig):
             raise NasBenchError("protocol", "must be a ProfileConfig", type(self.protocol).__name__)
-        unknown = [m for m in self.protocol.metrics if m not in METRICS]
-        if unknown:
-            raise NasBenchError("--metrics", f"each must be one of {', '.join(METRICS)}", unknown[0])
+        check_each("--metrics", self.protocol.metrics, METRICS)
         if self.protocol.dtype not in ("auto", *_DTYPES):
             raise NasBenchError("--dtype", f"must be auto or one of {', '.join(_DTYPES)}", self.protocol.dtype)
         if self.method == "slicegpt":
@@ -142,9 +133,7 @@ class BaselineConfig:
         if "acc" in self.protocol.metrics:
             from nasbench.profile.accuracy import TASKS
 
-            bad = [t for t in self.protocol.tasks if t not in TASKS]
-            if bad:
-                raise NasBenchError("--tasks", f"each must be one of {', '.join(TASKS)}", bad[0])
+            check_each("--tasks", self.protocol.tasks, TASKS)
 
     @property
     def method_id(self) -> str:

@@ -38,7 +38,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def add_verbs(verbs: Any) -> Any:
     """The ``bench`` verb and its model-side measurements; returns its sub-verbs for the benchmark-side ones. A flag
     left out takes the measuring function's own default (one source; the parser imports none of them)."""
-    from nasbench.train.config import PEFT_MODES, PRECISIONS
+    from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS
 
     bench = verbs.add_parser("bench", help="measurements that end with one JSON line of figures")
     bench_verbs = bench.add_subparsers(dest="what", required=True, parser_class=Parser)
@@ -62,7 +62,7 @@ def add_verbs(verbs: Any) -> Any:
                          "dense steps of the same sub-networks", "--batch-size", "--seq-len")
     p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--peft", choices=PEFT_MODES)
-    p.add_argument("--kd", choices=("kl", "cosine", "none"),
+    p.add_argument("--kd", choices=KD_LOSSES,
                    help="distillation from the frozen full model (none: LM loss, no teacher)")
     p.add_argument("--repeats", type=int)
     p.add_argument("--no-dense", action="store_true", help="skip the dense comparison (the ratio)")

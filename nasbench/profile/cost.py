@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 from nasbench.errors import NasBenchError, check_choice
 from nasbench.space import SearchSpace
+from nasbench.train.config import KD_TEACHERS, PEFT_MODES
 
 __all__ = ["GPUS", "CostAssumptions", "cost_estimate", "cost_table", "parse_count"]
 
@@ -58,10 +59,8 @@ class CostAssumptions:
         for name in ("train_mfu", "profile_mfu"):
             if not 0 < getattr(self, name) <= 1:
                 raise NasBenchError(f"--{name.replace('_', '-')}", "must be in (0, 1]", getattr(self, name))
-        if self.peft not in ("lora", "full"):
-            raise NasBenchError("--peft", "must be lora or full", self.peft)
-        if self.kd_teacher not in ("base", "largest"):
-            raise NasBenchError("--kd-teacher", "must be base or largest", self.kd_teacher)
+        check_choice("--peft", self.peft, PEFT_MODES)
+        check_choice("--kd-teacher", self.kd_teacher, KD_TEACHERS)
 
     @property
     def peak_flops(self) -> float:

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nasbench.errors import NasBenchError, check_each
+from nasbench.models import PRETRAINED
 from nasbench.profile.config import METRICS, ProfileConfig
 from nasbench.space import SearchSpace, arch_id
 
@@ -27,8 +28,6 @@ if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser rea
 
 __all__ = ["METRICS", "ProfileConfig", "ProfileSummary", "Measurer", "select_archs", "profile", "parse_shard",
            "resolve", "plan", "store_rows"]
-
-PRETRAINED = "pretrained"
 
 
 @dataclass

@@ -31,18 +31,17 @@ from safetensors.torch import load_file, save_file
 
 from nasbench.errors import NasBenchError
 from nasbench.importance import IMPORTANCE_FILE, Importance, apply_order, load_importance
+from nasbench.models import PRETRAINED
 from nasbench.space import SearchSpace
 from nasbench.train.checkpoint import (CHECKPOINTS, CURVE_FILE, RUN_FILE, STATE_FILE, WEIGHTS_FILE, checkpoints,
                                        recorded_supernet_id)
 
 __all__ = ["MANIFEST", "WEIGHTS", "FORMAT", "Loaded", "is_artifact", "pack", "read_manifest", "load_model",
-           "base_sha256", "load_trainable", "supernet_id_of", "PRETRAINED"]
+           "base_sha256", "load_trainable", "supernet_id_of"]
 
 MANIFEST = "manifest.json"
 WEIGHTS = WEIGHTS_FILE  # the checkpoint's file name, its weights cast to bf16
 FORMAT = "nasbench-supernet/1"
-#: The supernet id of the untouched base model.
-PRETRAINED = "pretrained"
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nasbench.errors import NasBenchError
+from nasbench.errors import NasBenchError, check_choice
 from nasbench.importance import IMPORTANCE_FILE, Importance, load_importance
 from nasbench.space import SearchSpace
 from nasbench.supernet import Supernet
@@ -89,12 +89,9 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
     once 10 steps are timed, the schedule shrinks (never grows) to the steps that end by then at the measured rate,
     minus a tenth for evaluations and checkpoints, so a run cut by a clock still ends annealed.
     """
-    if strategy not in STRATEGIES:
-        raise NasBenchError("--strategy", f"must be one of {', '.join(STRATEGIES)}", strategy)
-    if kd not in KD_LOSSES:
-        raise NasBenchError("--kd", f"must be one of {', '.join(KD_LOSSES)}", kd)
-    if peft not in PEFT_MODES:
-        raise NasBenchError("--peft", f"must be one of {', '.join(PEFT_MODES)}", peft)
+    check_choice("--strategy", strategy, STRATEGIES)
+    check_choice("--kd", kd, KD_LOSSES)
+    check_choice("--peft", peft, PEFT_MODES)
     if resume_from is not None:
         from nasbench.train.artifact import is_artifact, read_manifest
 

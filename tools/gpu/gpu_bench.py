@@ -343,7 +343,7 @@ def cmd_run(args: Any) -> int:
                               progress=args.progress)
             entry.update(measured=summary.profiled if not summary.stopped else None, rows=summary.rows,
                          stopped=summary.stopped, supernet_id=summary.supernet_id)
-        except Exception as exc:  # noqa: BLE001 (reported; the next pass still runs)
+        except Exception:  # noqa: BLE001 (reported; the next pass still runs)
             import traceback
 
             entry["error"] = traceback.format_exc(limit=6)
