@@ -50,7 +50,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def add_verbs(verbs: Any) -> None:
-    from nasbench.baselines.runner import METHODS, default_protocol
+    from nasbench.baselines.methods import METHODS, default_protocol
     from nasbench.cli.profile import _protocol_flags
     from nasbench.paths import DEFAULT_DB
 
