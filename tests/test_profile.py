@@ -82,6 +82,32 @@ def test_profile_writes_every_metric_and_resumes_without_duplicates(tiny_with_da
     assert third.profiled == 1 and rows(db)[0][0] == first.rows
 
 
+def test_remeasure_replaces_old_rows_once_and_resumes(tiny_with_data, tmp_path) -> None:
+    import time
+    from datetime import datetime, timezone
+
+    space, data = tiny_with_data
+    db = tmp_path / "b.duckdb"
+    config = ProfileConfig(n=2, seed=0, metrics=("ppl", "latency"), **FAST)
+    first = profile(space, db, config, data_dir=data, progress=False)
+    before = dict(rows(db, "SELECT arch_id || metric, created_at FROM measurements"))
+    time.sleep(0.01)
+    cut = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+    redo = ProfileConfig(n=2, seed=0, metrics=("latency",), remeasure_before=cut, **FAST)
+    # a kill after one arch: that arch's latency is new, the others' still the old rows (none lost, none doubled)
+    one = profile(space, db, ProfileConfig(**{**redo.__dict__, "shard": (0, first.archs)}), data_dir=data,
+                  progress=False)
+    assert one.profiled == 1 and rows(db)[0][0] == first.rows
+    second = profile(space, db, redo, data_dir=data, progress=False)
+    assert second.profiled == first.archs - 1 and rows(db)[0][0] == first.rows
+    after = dict(rows(db, "SELECT arch_id || metric, created_at FROM measurements"))
+    for key, when in after.items():  # latency (and the flops riding along) replaced, ppl kept
+        assert (when > before[key]) == (not key.endswith("ppl")), key
+    assert profile(space, db, redo, data_dir=data, progress=False).profiled == 0  # resumed: nothing left
+    with pytest.raises(NasBenchError, match="--remeasure-before"):
+        ProfileConfig(remeasure_before="yesterday")
+
+
 def test_perplexity_in_the_db_equals_the_dense_model(tiny_with_data, tmp_path) -> None:
     from transformers import AutoModelForCausalLM
 

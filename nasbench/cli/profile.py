@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from nasbench.cli._common import DATA_DIR_HELP, add_supernet_flag, csv_list, read_arch_lines
@@ -24,8 +25,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         for flag, value in (("--address", args.address), ("--cpus-per-task", args.cpus_per_task)):
             if value is not None:
                 raise NasBenchError(flag, "needs --engine ray", value)
+    if args.minutes is not None and not args.minutes > 0:
+        raise NasBenchError("--minutes", "must be > 0", args.minutes)
     config = _protocol(args, n=args.n, seed=args.seed, grid_params=args.grid_params,
-                       archs=tuple(read_arch_lines(args.archs)), shard=parse_shard(args.shard))
+                       archs=tuple(read_arch_lines(args.archs)), shard=parse_shard(args.shard),
+                       remeasure_before=args.remeasure_before,
+                       deadline=None if args.minutes is None else time.time() + 60 * args.minutes)
     if args.engine == "ray":
         from nasbench.profile.ray_engine import import_ray, profile_ray
 
@@ -37,7 +42,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         summary = profile(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir))
     out = {"profile": space.name, "supernet_id": summary.supernet_id, "archs": summary.archs,
            "profiled": summary.profiled, "new_rows": summary.rows, "seconds": round(summary.seconds, 1),
-           "db": str(args.db), "engine": args.engine}
+           "stopped_by_deadline": summary.stopped, "db": str(args.db), "engine": args.engine}
     if summary.failures:  # archs whose task raised: the others are stored; rerunning the command retries these
         out["failures"] = summary.failures
     print(json.dumps(out))
@@ -171,6 +176,10 @@ def add_verbs(verbs: Any) -> None:
     _protocol_flags(p)
     p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
     p.add_argument("--shard", default="0/1", metavar="i/n", help="profile every n-th arch starting at i")
+    p.add_argument("--minutes", type=float, help="start no arch after this many minutes (resume later)")
+    p.add_argument("--remeasure-before", metavar="TIME",
+                   help="re-measure the --metrics rows stored before this ISO time (UTC, e.g. 2026-11-30T21:00), "
+                        "each replaced in its arch's transaction; the same command again resumes")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--engine", choices=("in-process", "ray"), default="in-process",
                    help="in-process (default) or ray: one Ray task per arch, the driver the only DB writer "

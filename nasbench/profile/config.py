@@ -4,8 +4,10 @@ parser reads its defaults here; :mod:`nasbench.profile.runner` measures with it 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
+from nasbench.errors import NasBenchError
 from nasbench.metrics import PROFILE_ITEMS, profile_item
 
 __all__ = ["METRICS", "ProfileConfig"]
@@ -48,7 +50,19 @@ class ProfileConfig:
     """``time.time()`` after which no new arch is started (the arch in flight finishes and is committed)."""
     endpoints: bool = True
     """Also profile the smallest admitted and the largest arch."""
+    remeasure_before: str | None = None
+    """ISO time (UTC, as the rows' ``created_at``): a stored row of ``metrics`` older than it counts as missing and
+    the new row replaces it in the same transaction (``--remeasure-before``); rerunning with the same time resumes."""
 
     def __post_init__(self) -> None:
         # the metric vocabulary of the other verbs is accepted too: latency_ms -> latency, memory_mb -> memory, ...
         self.metrics = tuple(dict.fromkeys(profile_item(m) for m in self.metrics))
+        if self.remeasure_before is not None:
+            try:
+                when = datetime.fromisoformat(str(self.remeasure_before))
+            except ValueError:
+                raise NasBenchError("--remeasure-before", "must be an ISO time (UTC), e.g. 2026-11-30T21:00",
+                                    self.remeasure_before) from None
+            if when.tzinfo is not None:  # the rows' created_at is naive UTC
+                when = when.astimezone(timezone.utc).replace(tzinfo=None)
+            self.remeasure_before = when.isoformat(sep=" ")

@@ -161,7 +161,8 @@ def _run(ray: Any, store: Any, space: SearchSpace, job: Job, todo: list[tuple[di
             except ray.exceptions.RayError as exc:  # the task raised, or its worker died more than `retries` times
                 summary.failures.append(f"{arch_id(arch)}: {type(exc).__name__}: {str(exc).strip()[-500:]}")
             else:
-                summary.rows += store_rows(store, space, arch, rows, supernet_id, software)
+                summary.rows += store_rows(store, space, arch, rows, supernet_id, software,
+                                           replace=job.config.remeasure_before is not None)
             bar.update()
 
 

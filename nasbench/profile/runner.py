@@ -156,12 +156,17 @@ def plan(store: Store, space: SearchSpace, config: ProfileConfig, supernet_dir: 
 
 
 def store_rows(store: Store, space: SearchSpace, arch: dict[str, Any], rows: list[dict[str, Any]], supernet_id: str,
-               software: dict[str, str]) -> int:
-    """One arch's rows in one transaction (the only place profiling writes measurements); returns how many were new."""
+               software: dict[str, str], replace: bool = False) -> int:
+    """One arch's rows in one transaction (the only place profiling writes measurements); returns how many were new
+    (``replace``: re-measured rows replace the stored ones and count as new)."""
     from nasbench.store import Measurement
 
+    measurements = [Measurement(**r, supernet_id=supernet_id, software=software) for r in rows]
     before = store.count_measurements(space.name)
-    store.add_results(space, arch, [Measurement(**r, supernet_id=supernet_id, software=software) for r in rows])
+    if replace:
+        store.add_results(space, arch, measurements, replace=True)
+        return len(measurements)
+    store.add_results(space, arch, measurements)
     return store.count_measurements(space.name) - before
 
 
@@ -187,7 +192,8 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
                     summary.stopped = True
                     break
                 rows = measurer.measure(arch, missing)
-                summary.rows += store_rows(store, space, arch, rows, supernet_id, software)
+                summary.rows += store_rows(store, space, arch, rows, supernet_id, software,
+                                           replace=config.remeasure_before is not None)
                 bar.update()
                 elapsed_h = bar.format_dict["elapsed"] / 3600
                 bar.set_postfix(archs_per_h=f"{bar.n / elapsed_h:.0f}" if elapsed_h else "-")
@@ -272,8 +278,10 @@ def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet_id
         else:
             wanted.append((metric, {"latency": "latency_ms", "memory": "memory_mb", "energy": "energy_j"}.get(
                 metric, metric), ""))
+    # a re-measurement (remeasure_before) counts only rows measured since then; other stores take no ``since``
+    since = {} if config.remeasure_before is None else {"since": config.remeasure_before}
     return [(group, task) for group, stored, task in wanted
-            if not store.has_measurement(space.name, aid, supernet_id, stored, task, device)]
+            if not store.has_measurement(space.name, aid, supernet_id, stored, task, device, **since)]
 
 
 def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, Any],

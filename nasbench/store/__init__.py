@@ -91,10 +91,14 @@ class Store:
         self.refresh_view(space)
         return self.count_measurements(space) - before
 
-    def add_results(self, space: SearchSpace, arch: Mapping[str, Any], measurements: Sequence[Measurement]) -> None:
-        """An arch and its measurements in one transaction: a job killed mid-arch leaves nothing of that arch."""
+    def add_results(self, space: SearchSpace, arch: Mapping[str, Any], measurements: Sequence[Measurement],
+                    replace: bool = False) -> None:
+        """An arch and its measurements in one transaction: a job killed mid-arch leaves nothing of that arch.
+        ``replace``: a stored row with the same key (a re-measurement) is deleted first, in the same transaction."""
         with self.transaction() as con:
             _insert_architectures(con, space, [arch])
+            if replace:
+                _delete_measurements(con, space.name, measurements)
             _insert_measurements(con, space.name, measurements)
         self.refresh_view(space.name)
 
@@ -161,11 +165,13 @@ class Store:
         return self.con.execute("SELECT count(*) FROM measurements WHERE space = ?", [space]).fetchone()[0]
 
     def has_measurement(self, space: str, arch: str, supernet_id: str, metric: str, task: str = "",
-                        device: str = "") -> bool:
-        """True when (arch, supernet, metric, task, device) is stored: what a resumed job skips."""
+                        device: str = "", since: str | None = None) -> bool:
+        """True when (arch, supernet, metric, task, device) is stored (measured at or after ``since``, an ISO UTC
+        time, when given): what a resumed job skips."""
         return self.con.execute(
             "SELECT count(*) FROM measurements WHERE space = ? AND arch_id = ? AND supernet_id = ? AND metric = ? "
-            "AND task = ? AND device = ?", [space, arch, supernet_id, metric, task, device]).fetchone()[0] > 0
+            "AND task = ? AND device = ? AND (CAST(? AS TIMESTAMP) IS NULL OR created_at >= CAST(? AS TIMESTAMP))",
+            [space, arch, supernet_id, metric, task, device, since, since]).fetchone()[0] > 0
 
     def has_supernet(self, supernet_id: str) -> bool:
         return self.con.execute("SELECT count(*) FROM supernets WHERE id = ?", [supernet_id]).fetchone()[0] > 0
@@ -233,6 +239,15 @@ def _insert_architectures(con: duckdb.DuckDBPyConnection, space: SearchSpace,
         marks = ", ".join("?" * len(rows[0]))
         con.executemany(f"INSERT INTO architectures VALUES ({marks}) ON CONFLICT DO NOTHING", rows)
     return ids
+
+
+def _delete_measurements(con: duckdb.DuckDBPyConnection, space: str, measurements: Sequence[Measurement]) -> None:
+    """The stored rows with the keys of ``measurements`` (the measurements table's unique key)."""
+    keys = [[space, m.arch_id, m.supernet_id, m.metric, m.task, m.device, m.dtype, m.batch, m.seq_len]
+            for m in measurements]
+    if keys:
+        con.executemany("DELETE FROM measurements WHERE space = ? AND arch_id = ? AND supernet_id = ? AND metric = ? "
+                        "AND task = ? AND device = ? AND dtype = ? AND batch = ? AND seq_len = ?", keys)
 
 
 def _insert_measurements(con: duckdb.DuckDBPyConnection, space: str, measurements: Sequence[Measurement]) -> None:
