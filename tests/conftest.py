@@ -74,15 +74,16 @@ def shared_data() -> Path:
     return path
 
 
-def make_tiny_with_data(tmp_path: Path) -> tuple[Any, Path]:
-    """A tiny random llama space (nasbench.models.tiny_space) with its own data directory: a calibration text and a
-    WikiText-2 stand-in, both random words of the tiny tokenizer. Returns (space, data_dir)."""
+def make_tiny_with_data(tmp_path: Path, **model: Any) -> tuple[Any, Path]:
+    """A tiny random llama space (nasbench.models.tiny_space; ``model``: its config overrides, e.g.
+    ``num_hidden_layers``) with its own data directory: a calibration text and a WikiText-2 stand-in, both random
+    words of the tiny tokenizer. Returns (space, data_dir)."""
     import numpy as np
 
     from nasbench.models import tiny_space
     from nasbench.space import load_space
 
-    space = tiny_space(tmp_path, "llama", seed=2)
+    space = tiny_space(tmp_path, "llama", seed=2, **model)
     rng = np.random.default_rng(0)
     data = tmp_path / "data"
     for name in ("calib.txt", "wikitext-2-raw/wiki.test.raw"):

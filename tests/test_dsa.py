@@ -5,19 +5,16 @@ what is stored (no search for a model whose rows name its arch)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import yaml
 
 from nasbench.baselines import BaselineConfig, run_baseline
 from nasbench.baselines.allocation import layer_scores
 from nasbench.baselines.dsa import dense_model, per_layer_space, search
 from nasbench.errors import NasBenchError
 from nasbench.profile.runner import ProfileConfig
-from nasbench.space import arch_id, load_space
+from nasbench.space import arch_id
 from nasbench.store import Store
 
 #: Two archs of the 35% band of the 4-layer tiny space (35.4% and 34.2% of its params).
@@ -30,21 +27,11 @@ TARGET = 0.35
 def tiny(tmp_path_factory):
     """(space, data dir, sorted dir): a 4-layer tiny llama (so that layers differ in importance), its calibration
     text and WikiText-2 stand-in (random words, different draws), and its `nasbench importance` directory."""
+    from conftest import make_tiny_with_data
     from nasbench.importance import sort_model
-    from nasbench.models import tiny_space
 
     root = tmp_path_factory.mktemp("dsa")
-    space = tiny_space(root, "llama", seed=2, num_hidden_layers=4)
-    rng = np.random.default_rng(0)
-    data = root / "data"
-    for name in ("calib.txt", "wikitext-2-raw/wiki.test.raw"):
-        (data / name).parent.mkdir(parents=True, exist_ok=True)
-        (data / name).write_text(" ".join(f"w{i}" for i in rng.integers(3, 96, 3000)), encoding="utf-8")
-    doc = yaml.safe_load(Path(space.path).read_text(encoding="utf-8"))
-    doc["data"] = {"calibration": {"kind": "text", "path": "calib.txt"},
-                   "perplexity": {"kind": "text", "path": "wikitext-2-raw/wiki.test.raw"}}
-    (root / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-    space = load_space(root / "space.yaml")
+    space, data = make_tiny_with_data(root, num_hidden_layers=4)
     sort_model(space, root / "sorted", tokens=256, seq_len=32, data_dir=data, progress=False)
     return space, data, root / "sorted"
 
