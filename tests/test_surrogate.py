@@ -401,3 +401,19 @@ def test_invalid_suggestions_are_repaired_to_the_nearest_valid_arch() -> None:
     assert valid(repaired) and not valid(broken)
     changed = [k for k in broken if broken[k] != repaired[k]]
     assert len(changed) == 1 and changed[0] in ("n_heads", "n_kv_groups")
+
+
+def test_default_metrics_leave_out_a_metric_too_few_archs_have(bench_db, tmp_path) -> None:
+    import shutil
+
+    path, space, archs = bench_db
+    few = tmp_path / "few.duckdb"
+    shutil.copy(path, few)
+    keep = [arch_id(space.canonical(a)) for a in archs[:5]]
+    with Store(few) as store:  # accuracy on 5 archs only, as after a first accuracy pass
+        store.con.execute("DELETE FROM measurements WHERE metric LIKE 'acc%' AND NOT list_contains(?, arch_id)", [keep])
+    bm = Benchmark.open(few, space.name, "pretrained", cache=None, models=FAST)
+    assert "acc_avg" in bm.metrics and "acc_avg" not in bm.default_metrics and "ppl" in bm.default_metrics
+    assert {c.metric for c in bm.fit()} == set(bm.default_metrics) - {"params", "flops", "cost_s"}
+    with pytest.raises(NasBenchError, match="at least"):
+        bm.fit(["acc_avg"])  # asked for by name, the rule still says why not

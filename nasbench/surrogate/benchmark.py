@@ -105,9 +105,12 @@ class Benchmark:
 
     @property
     def default_metrics(self) -> list[str]:
-        """The space's objectives that this benchmark has."""
+        """The space's objectives that this benchmark has on enough archs for a surrogate (a few accuracy rows do not
+        make ``acc_avg`` a default that cannot be fitted)."""
         names = [o.name for o in self.space.objectives]
-        return [m for m in names if m in self.metrics] or [m for m in self.table.metrics][:3]
+        enough = [m for m in self.table.metrics if m in EXACT_METRICS or m == "cost_s"
+                  or len(self.table.column(m)[0]) >= MIN_ROWS]
+        return [m for m in names if m in self.metrics and m in enough] or enough[:3]
 
     def measured(self) -> pd.DataFrame:
         """The measured table: arch_id, hp_<dimension> and metric_<metric> columns (exact metrics included)."""
