@@ -52,6 +52,7 @@ _ALL = (
     Metric("acc_avg", "accuracy", maximize=True),
     Metric("latency_ms", "ms", log_fit=True, weight_free=True, profiled_by="latency"),
     Metric("decode_ms_per_token", "ms", log_fit=True, weight_free=True, profiled_by="latency"),
+    Metric("latency_rel", "x full model", log_fit=True, weight_free=True, profiled_by="latency_rel"),
     Metric("params", "params", exact=True),
     Metric("flops", "flop/token", exact=True),
     Metric("memory_mb", "MiB", log_fit=True, weight_free=True, profiled_by="memory"),
@@ -66,7 +67,7 @@ _ALL = (
     Metric("target_ppl", "", task=True, profiled_by="acc"),
 )
 #: The items of ``nasbench profile --metrics``: each measures the registry's metrics whose ``profiled_by`` names it.
-PROFILE_ITEMS = ("ppl", "acc", "latency", "memory", "energy")
+PROFILE_ITEMS = ("ppl", "acc", "latency", "latency_rel", "memory", "energy")
 #: name -> Metric, in the order above.
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 #: Metrics an objective may name as they are; :data:`TASK_METRICS` also with a task suffix.

@@ -14,7 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Versus", "friedman", "average_ranks", "nemenyi_cd", "versus_baseline", "holm", "cd_diagram", "bootstrap_ci"]
+__all__ = ["Versus", "friedman", "average_ranks", "nemenyi_cd", "versus_baseline", "holm", "cd_diagram", "bootstrap_ci",
+           "agreement"]
 
 # Studentized range q_alpha / sqrt(2) for the Nemenyi test at alpha = 0.05, k = 2..10 methods (Demšar 2006, Table 5)
 _Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}
@@ -167,3 +168,14 @@ def cd_diagram(ranks: np.ndarray, methods: Sequence[str], cd: float, out: Path, 
     fig.savefig(out, metadata={"Software": None})
     plt.close(fig)
     return out
+
+
+def agreement(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """How well two measurements of the same items agree: Kendall tau (the ceiling of any surrogate's tau on such
+    data), Pearson r, and the median and 90th percentile of ``|a / b - 1|``."""
+    from scipy.stats import kendalltau, pearsonr
+
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    rel = np.abs(x / y - 1.0)
+    return {"n": int(len(x)), "kendall_tau": float(kendalltau(x, y)[0]), "pearson_r": float(pearsonr(x, y)[0]),
+            "median_rel_diff": float(np.median(rel)), "p90_rel_diff": float(np.percentile(rel, 90))}

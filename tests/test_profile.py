@@ -173,3 +173,43 @@ def test_profile_cli_bad_flags(capsys, tiny_with_data) -> None:
                      str(data / "x.duckdb"), *argv])
         err = capsys.readouterr().err
         assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_relative_latency_times_the_pair_alternately_and_cancels_a_slow_down() -> None:
+    import time
+    from types import SimpleNamespace
+
+    import torch
+
+    from nasbench.profile.latency import measure_relative_latency
+
+    class Sleeper(torch.nn.Module):
+        """A 'model' whose call takes ``ms`` times the machine's current slowness."""
+
+        def __init__(self, ms, clock):
+            super().__init__()
+            self.ms, self.clock, self.w = ms, clock, torch.nn.Parameter(torch.zeros(1))
+            self.config = SimpleNamespace(vocab_size=10)
+
+        def forward(self, input_ids, use_cache=False):
+            self.clock["calls"] += 1
+            time.sleep(self.ms * (3.0 if self.clock["calls"] > 8 else 1.0) / 1000)  # the machine slows 3x midway
+
+    clock = {"calls": 0}
+    rel = measure_relative_latency(Sleeper(4, clock), Sleeper(8, clock), seq_len=4, repeats=8)
+    assert 0.4 < rel.ratio < 0.6 and rel.repeats == 8  # 0.5 despite the slow-down
+    assert rel.model_ms > 6  # the raw time saw the slow-down: a plain median would have mixed both speeds
+
+
+def test_profile_latency_rel_is_relative_to_the_full_model(tiny_with_data, tmp_path) -> None:
+    space, data = tiny_with_data
+    db = tmp_path / "b.duckdb"
+    config = ProfileConfig(n=3, seed=0, metrics=("latency_rel",), **FAST)
+    summary = profile(space, db, config, data_dir=data, progress=False)
+    stored = rows(db, "SELECT arch_id, value, unit, extra FROM measurements WHERE metric = 'latency_rel'")
+    assert len(stored) == summary.archs == summary.profiled
+    full = arch_id(space.largest())
+    for aid, value, unit, extra in stored:
+        assert unit == "x full model" and value > 0 and json.loads(extra)["reference"] == full
+        if aid == full:
+            assert value == 1.0

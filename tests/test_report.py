@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from nasbench.cli import main
+from nasbench.errors import NasBenchError
 from nasbench.models import tiny_space
 from nasbench.report import band_ratios
 from nasbench.space import arch_id
@@ -87,3 +90,33 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
     # mean 0.75 vs 0.45, error sqrt(2 * 0.02^2) / 2 per side: the interval excludes 0
     finding = next(line for line in report.splitlines() if "at matched params" in line and "NAS best 0.750" in line)
     assert "difference +0.300 [95% CI +0.261, +0.339]" in finding and "**NAS wins**" in finding
+
+
+def _curve(path, points, peft):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"tokens": t, "role": r, "ppl": p, "params": n, "peft": peft,
+                                        "wall_time_s": 60.0 * t}) + "\n" for t, r, p, n in points))
+    return path
+
+
+def test_recovery_recipes_are_compared_at_equal_tokens_and_the_better_one_is_named(tmp_path):
+    from nasbench.report import compare_curves
+
+    lora = _curve(tmp_path / "lora" / "curve.jsonl", [(0, "full", 10, 100), (0, "probe0", 900, 50),
+                                                       (0, "probe1", 500, 70), (8, "full", 10, 100),
+                                                       (8, "probe0", 40, 50), (8, "probe1", 30, 70)], "lora")
+    full = _curve(tmp_path / "full" / "curve.jsonl", [(0, "full", 10, 100), (0, "probe0", 900, 50),
+                                                       (0, "probe1", 500, 70), (8, "full", 11, 100),
+                                                       (8, "probe0", 22, 50), (8, "probe1", 33, 70),
+                                                       (16, "full", 11, 100), (16, "probe0", 12, 50),
+                                                       (16, "probe1", 13, 70)], "full")
+    (full.parent / "train.json").write_text(json.dumps({"config": {"lr": 1e-4}}))
+    text = compare_curves([lora, full], tmp_path / "out" / "recipes.png")
+    # compared at the budget both reached (8 tokens), not at the longer run's end; ratios to each run's own full model
+    assert "| `full` | full | 0.0001 | 8 | 8 min | 11.00 | 2.5x | 2x | 3x |" in text
+    assert "| `lora` | lora | - | 8 | 8 min | 10.00 | 3.5x | 3x | 4x |" in text
+    assert "median ratio is 2.5x with full, lr 0.0001 against 3.5x with lora" in text
+    assert (tmp_path / "out" / "recipes.png").stat().st_size > 0
+    other = _curve(tmp_path / "other" / "curve.jsonl", [(0, "full", 10, 100), (0, "probeX", 900, 50)], "full")
+    with pytest.raises(NasBenchError, match="must share probe archs"):
+        compare_curves([lora, other], tmp_path / "out" / "x.png")

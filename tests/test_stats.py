@@ -28,3 +28,28 @@ def test_a_method_that_is_better_on_every_seed_is_found_and_ties_are_not(tmp_pat
     assert cd_diagram(average_ranks(x), methods, nemenyi_cd(3, 20), tmp_path / "cd.png").stat().st_size > 0
     with pytest.raises(ValueError):
         versus_baseline(x, methods, "cmaes")
+
+
+def test_bench_retest_pairs_rows_by_key_and_reports_the_tau_ceiling(tmp_path, capsys):
+    import json
+
+    from nasbench.cli import main
+    from nasbench.models import tiny_space
+    from nasbench.space import arch_id
+    from nasbench.store import Measurement, Store
+
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = space.sample(6, seed=0)
+    noise = [1.0, 1.3, 0.8, 1.1, 0.9, 1.2]
+    for name, scale in (("a", [1.0] * 6), ("b", noise)):
+        with Store(tmp_path / f"{name}.duckdb") as store:
+            store.add_space(space)
+            for i, (arch, k) in enumerate(zip(archs, scale)):
+                store.add_results(space, arch, [Measurement(arch_id=arch_id(arch), supernet_id="x", metric="latency_ms",
+                                                            value=10.0 * (i + 1) * k, unit="ms", device="cpu")])
+    args = ["bench", "retest", str(tmp_path / "a.duckdb"), str(tmp_path / "b.duckdb"), "--space", space.name]
+    assert main([*args, "--metrics", "latency_ms"]) == 0
+    out = json.loads(capsys.readouterr().out)["latency_ms"]
+    assert out["n"] == 6 and out["kendall_tau"] < 1.0 and np.isclose(out["median_rel_diff"], np.median([abs(1 / k - 1) for k in noise]))
+    assert main([*args, "--metrics", "latency_rel"]) == 2
+    assert "needs >= 3 archs measured in both DBs" in capsys.readouterr().err

@@ -68,4 +68,32 @@ def add_verbs(verbs: Any) -> Any:
     p.add_argument("--no-dense", action="store_true", help="skip the dense comparison (the ratio)")
     measure("profile", "perplexity throughput vs the matmul rate; latency CV", "--ppl-tokens", "--seq-len",
             data_dir=True)
+    p = bench_verbs.add_parser("retest", help="agreement of two measurements of the same archs (test-retest): the "
+                                              "Kendall tau no surrogate can beat on such data")
+    p.add_argument("db", metavar="DB")
+    p.add_argument("other", metavar="OTHER_DB", help="the same archs measured again (same protocol)")
+    p.add_argument("--space", required=True, help="space name")
+    p.add_argument("--metrics", required=True, help="comma list, e.g. latency_ms,latency_rel")
+    p.set_defaults(func=_cmd_retest)
     return bench_verbs
+
+
+def _cmd_retest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nasbench.errors import NasBenchError
+    from nasbench.stats import agreement
+    from nasbench.store.report import paired_values
+
+    for flag, path in (("DB", args.db), ("OTHER_DB", args.other)):
+        if not Path(path).is_file():
+            raise NasBenchError(flag, "must name an existing DuckDB file", path)
+    out: dict[str, Any] = {"bench": "retest", "space": args.space}
+    for metric in [m.strip() for m in args.metrics.split(",") if m.strip()]:
+        pairs = paired_values(args.db, args.other, args.space, metric)
+        if len(pairs) < 3:
+            raise NasBenchError("--metrics", f"needs >= 3 archs measured in both DBs under the same key "
+                                             f"({metric})", len(pairs))
+        out[metric] = agreement([x for _, x, _ in pairs], [y for _, _, y in pairs])
+    print(json.dumps(out))
+    return 0

@@ -73,8 +73,9 @@ def _protocol_flags(p: argparse.ArgumentParser) -> None:
     from nasbench.profile.config import ProfileConfig as C
 
     p.add_argument("--metrics", default=",".join(C.metrics),
-                   help="comma list of ppl,acc,latency,memory,energy, or of the metrics they measure (latency_ms, "
-                        "memory_mb, energy_j, acc, ...)")
+                   help="comma list of ppl,acc,latency,latency_rel,memory,energy, or of the metrics they measure "
+                        "(latency_ms, memory_mb, energy_j, acc, ...); latency_rel: prefill time over the full "
+                        "model's, the two timed alternately (robust to a drifting shared CPU)")
     p.add_argument("--tasks", help="comma list of lm-eval tasks for acc (default: the space's data.eval tasks)")
     p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
     p.add_argument("--ppl-tokens", type=int, default=C.ppl_tokens, metavar="T",

@@ -20,11 +20,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not bands:
         raise NasBenchError("--bands", f"holds no {space.name}-<percent>.jsonl band file", str(bands_dir))
     curve = Path(args.curve) if args.curve else _newest_curve(space.name)
+    compare = [Path(c) for c in args.compare_curve] if args.compare_curve is not None else \
+        sorted(Path("results/curves").glob(f"{space.name}-*/curve.jsonl"))
+    for path in compare:
+        if not path.is_file():
+            raise NasBenchError("--compare-curve", "must name an existing curve.jsonl", str(path))
+    if compare and curve is None:
+        raise NasBenchError("--compare-curve", "needs the shipped curve to compare with (--curve)", str(compare[0]))
     out = Path(args.out) if args.out else Path("results") / space.name
     for flag, path in (("--rpd-db", args.rpd_db), *(("--history-db", h) for h in args.history_db or ())):
         if path is not None and not Path(path).is_file():
             raise NasBenchError(flag, "must name an existing DuckDB file", path)
-    sections = write_report(args.db, space, out, bands=bands, curve=curve, runs_db=args.runs_db, rpd_db=args.rpd_db,
+    sections = write_report(args.db, space, out, bands=bands, curve=curve, compare=compare, runs_db=args.runs_db, rpd_db=args.rpd_db,
                             history_dbs=tuple(args.history_db or ()))
     replaced = 0
     if args.readme:
@@ -56,6 +63,9 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
     p.add_argument("--bands", default="results/bands", metavar="DIR", help="band files <space>-<percent>.jsonl")
     p.add_argument("--curve", metavar="FILE", help="a recovery curve.jsonl (default: the space's artifact in "
                                                    "results/supernets/ with the most training tokens)")
+    p.add_argument("--compare-curve", metavar="FILE", action="append",
+                   help="another recovery run's curve.jsonl on the same probes, compared at equal tokens (repeatable; "
+                        "default: results/curves/<space>-*/curve.jsonl)")
     p.add_argument("--runs-db", metavar="DB", help="the optimizer comparison's runs DB (adds its significance section)")
     p.add_argument("--rpd-db", metavar="DB", help="the RPD study's DB (`nasbench importance rpd`; adds S1's numbers)")
     p.add_argument("--history-db", metavar="DB", action="append",

@@ -119,9 +119,12 @@ def _profile_seconds(space: SearchSpace, arch: dict[str, Any], config: Any, a: C
     prefill = config.latency_batch * config.latency_seq_len * space.flops(arch, config.latency_seq_len)
     warmup, metrics = 2, set(config.metrics)
     flops = config.ppl_tokens * space.flops(arch, config.seq_len) if "ppl" in metrics else 0.0
-    if metrics & {"latency", "memory", "energy"}:
+    if metrics & {"latency", "latency_rel", "memory", "energy"}:
         flops += prefill  # the dense model's warm-up after extraction
     flops += (warmup + config.latency_repeats) * prefill if "latency" in metrics else 0.0
+    if "latency_rel" in metrics:  # each repeat also times the full model
+        flops += (warmup + config.latency_repeats) * (prefill + config.latency_batch * config.latency_seq_len
+                                                      * space.flops(space.largest(), config.latency_seq_len))
     flops += 2 * prefill if "memory" in metrics else 0.0  # warm-up + measured prefill
     decode = 0.0
     if config.decode_tokens and "latency" in metrics:

@@ -7,6 +7,11 @@ of the very GPU that ran (found by UUID, so it is right under ``CUDA_VISIBLE_DEV
 around repeated calls; where there is no meter the result says why (no CUDA device, ``nvidia-ml-py`` missing, no
 driver, no permission, a GPU or MIG slice without the counter) and the value is ``None``, never invented.
 
+Relative latency (:func:`measure_relative_latency`): the prefill time of a model over that of a fixed reference (the
+space's full model), the two timed alternately, repeat by repeat. A CPU shared with other tenants drifts by +-15% over
+minutes, more than the difference between many archs (two passes of ``latency_ms`` over the same 302 archs, minutes
+apart, agreed only to Kendall tau 0.53); the drift hits both models of a pair alike and cancels in the ratio.
+
 Memory (:func:`memory_footprint`) has three parts, each stated: the weights' exact bytes in their stored dtype
 (tied tensors counted once), the KV cache's bytes per token (``2 x layers x kv heads x head size x dtype bytes``),
 and the measured peak of one prefill above the loaded model: on a GPU ``max_memory_allocated`` after a reset; on a
@@ -25,7 +30,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["LatencyResult", "Footprint", "Energy", "measure_latency", "memory_footprint", "prefill_peak_mb",
+__all__ = ["LatencyResult", "RelativeLatency", "measure_relative_latency", "Footprint", "Energy", "measure_latency", "memory_footprint", "prefill_peak_mb",
            "peak_memory_mb", "measure_energy"]
 
 
@@ -71,6 +76,46 @@ def measure_latency(model: torch.nn.Module, *, batch: int = 1, seq_len: int = 12
     return LatencyResult(statistics.median(times), q3 - q1, cv, repeats, batch, seq_len, device.type,
                          str(dtype).removeprefix("torch."), torch.get_num_threads(), decode,
                          time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class RelativeLatency:
+    ratio: float
+    """Median over repeats of (model's prefill time / reference's prefill time), each pair timed back to back."""
+    iqr: float
+    cv: float
+    """Coefficient of variation of the per-repeat ratios."""
+    repeats: int
+    model_ms: float
+    """Median prefill time of the model in this measurement (drift included: what ``latency_ms`` would be)."""
+    reference_ms: float
+    threads: int
+    seconds: float = 0.0
+
+
+def measure_relative_latency(model: torch.nn.Module, reference: torch.nn.Module, *, batch: int = 1,
+                             seq_len: int = 128, warmup: int = 2, repeats: int = 10,
+                             seed: int = 0) -> RelativeLatency:
+    """Prefill time of ``model`` relative to ``reference`` on the same random tokens: the two are timed alternately
+    (the order flips every repeat, so neither always runs with the other's data in cache) and the ratio of each pair
+    is taken, so a slow-down of the machine that lasts longer than a pair cancels."""
+    start = time.perf_counter()
+    device = next(model.parameters()).device
+    vocab = min(model.config.vocab_size, reference.config.vocab_size)
+    ids = torch.randint(0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed)).to(device)
+    ratios, mine, theirs = [], [], []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            pair = (model, reference) if i % 2 == 0 else (reference, model)
+            times = {id(m): _timed(device, lambda m=m: m(input_ids=ids, use_cache=False)) for m in pair}
+            if i >= warmup:
+                mine.append(times[id(model)])
+                theirs.append(times[id(reference)])
+                ratios.append(times[id(model)] / times[id(reference)])
+    q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0], 0, ratios[0])
+    cv = statistics.stdev(ratios) / statistics.fmean(ratios) if len(ratios) > 1 else 0.0
+    return RelativeLatency(statistics.median(ratios), q3 - q1, cv, repeats, statistics.median(mine),
+                           statistics.median(theirs), torch.get_num_threads(), time.perf_counter() - start)
 
 
 def _timed(device: torch.device, fn: Callable[[], Any]) -> float:

@@ -233,13 +233,20 @@ class Measurer:
             from nasbench.profile.accuracy import write_tasks
 
             self.task_dir = write_tasks(data_dir, Path(tempfile.mkdtemp(prefix="nasbench-tasks-")))
+        self.reference: Any = None
+        """The full model, extracted dense, that ``latency_rel`` is timed against (built at its first use)."""
+
+    def _layers(self, arch: dict[str, Any]) -> list[int] | None:
+        importance = self.importance
+        return importance.layers_for(arch["n_layers"]) if importance and importance.layers else None
 
     def measure(self, arch: dict[str, Any], missing: list[tuple[str, str]]) -> list[dict[str, Any]]:
         """Every missing measurement of one arch, as Measurement keyword dicts (supernet and software added later)."""
-        importance = self.importance
-        layers = importance.layers_for(arch["n_layers"]) if importance and importance.layers else None
+        if self.reference is None and any(group == "latency_rel" for group, _ in missing):
+            full = self.space.largest()
+            self.reference = _extract_and_run(self.supernet, full, self._layers(full), self.config)
         return _measure(self.space, self.supernet, self.tokenizer, arch, missing, self.config, self.evaluation,
-                        self.task_dir, layers)
+                        self.task_dir, self._layers(arch), self.reference)
 
 
 def evaluation_windows(space: SearchSpace, tokenizer: Any, config: ProfileConfig, data_dir: Path | None) -> Any:
@@ -286,10 +293,11 @@ def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet_id
 
 def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, Any],
              missing: list[tuple[str, str]], config: ProfileConfig, evaluation: Any, task_dir: Path | None,
-             layers: list[int] | None) -> list[dict[str, Any]]:
-    """Every missing measurement of one arch, as Measurement keyword dicts (supernet and software added later)."""
+             layers: list[int] | None, reference: Any = None) -> list[dict[str, Any]]:
+    """Every missing measurement of one arch, as Measurement keyword dicts (supernet and software added later);
+    ``reference``: the dense full model ``latency_rel`` is timed against."""
     from nasbench.profile.accuracy import evaluate
-    from nasbench.profile.latency import measure_energy, measure_latency, memory_footprint
+    from nasbench.profile.latency import measure_energy, measure_latency, measure_relative_latency, memory_footprint
     from nasbench.perplexity import perplexity
 
     aid, device, dtype = arch_id(arch), config.device, config.dtype
@@ -311,7 +319,7 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
                              device=device, dtype=dtype, cost_s=score.seconds,
                              extra={"items": score.n_items, "limit_items": config.limit_items,
                                     "stderr": score.stderr}))
-    if groups & {"latency", "memory", "energy"}:
+    if groups & {"latency", "latency_rel", "memory", "energy"}:
         dense = _extract_and_run(supernet, arch, layers, config)
         if "memory" in groups:
             fp = memory_footprint(dense, batch=config.latency_batch, seq_len=config.latency_seq_len)
@@ -338,6 +346,17 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
                 rows.append(dict(arch_id=aid, metric="decode_ms_per_token", value=lat.decode_ms_per_token, unit="ms",
                                  device=device, dtype=lat.dtype, batch=lat.batch, seq_len=lat.seq_len,
                                  n_repeats=lat.repeats, extra={"decode_tokens": config.decode_tokens}))
+        if "latency_rel" in groups:
+            # the full model is the reference itself: 1 by definition, not a ratio of two copies' noise
+            same = aid == arch_id(space.largest())
+            rel = measure_relative_latency(reference if same else dense, reference, batch=config.latency_batch,
+                                           seq_len=config.latency_seq_len, repeats=config.latency_repeats)
+            rows.append(dict(arch_id=aid, metric="latency_rel", value=rel.ratio, unit="x full model", device=device,
+                             dtype=str(next(dense.parameters()).dtype).removeprefix("torch."), batch=config.latency_batch, seq_len=config.latency_seq_len,
+                             spread=rel.iqr, n_repeats=rel.repeats, cost_s=rel.seconds,
+                             extra={"reference": arch_id(space.largest()), "reference_ms": rel.reference_ms,
+                                    "model_ms": rel.model_ms, "threads": rel.threads, "cv": rel.cv,
+                                    "what": "median of prefill-time ratios, model and full model timed alternately"}))
         if "energy" in groups:
             ids = torch.randint(0, dense.config.vocab_size, (config.latency_batch, config.latency_seq_len),
                                 generator=torch.Generator().manual_seed(0)).to(device)

@@ -16,11 +16,11 @@ from typing import Sequence
 
 from nasbench.report.baselines import TABLE_SHARES, baseline_section
 from nasbench.report.optimizers import optimizer_section
-from nasbench.report.recovery import GOALS, band_ratios, plot_curve, recovery_section
+from nasbench.report.recovery import GOALS, band_ratios, compare_curves, plot_curve, recovery_section
 from nasbench.space import SearchSpace
 
 __all__ = ["GOALS", "TABLE_SHARES", "SECTION_TITLES", "band_ratios", "recovery_section", "baseline_section",
-           "optimizer_section", "plot_curve", "write_report", "update_readme"]
+           "optimizer_section", "plot_curve", "compare_curves", "write_report", "update_readme"]
 
 #: Section name (the README block's NAME) -> its heading in REPORT.md, in report order.
 SECTION_TITLES = {
@@ -38,19 +38,20 @@ SECTION_TITLES = {
 
 
 def write_report(db: str | Path, space: SearchSpace, out_dir: str | Path, *, bands: dict[str, Path],
-                 curve: Path | None = None, runs_db: str | Path | None = None, rpd_db: str | Path | None = None,
-                 history_dbs: Sequence[str | Path] = ()) -> dict[str, str]:
+                 curve: Path | None = None, compare: Sequence[Path] = (), runs_db: str | Path | None = None,
+                 rpd_db: str | Path | None = None, history_dbs: Sequence[str | Path] = ()) -> dict[str, str]:
     """Write ``out_dir/REPORT.md`` (+ PNGs); returns the sections' Markdown by name (for the README's blocks).
 
-    ``rpd_db``: the RPD study's DB (S1); ``history_dbs``: earlier benchmark DBs of the space whose supernets S2-S4
-    also compare (each within itself: other spaces or token budgets are not compared across DBs)."""
+    ``compare``: other recovery runs' curves shown beside ``curve``; ``rpd_db``: the RPD study's DB (S1);
+    ``history_dbs``: earlier benchmark DBs of the space whose supernets S2-S4 also compare (each within itself: other
+    spaces or token budgets are not compared across DBs)."""
     from nasbench.report.datasheet import cards_section, limits_section, provenance_section
     from nasbench.report.findings import compare_supernets, importance_section, strategies_section, training_section
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     compared = compare_supernets([("this benchmark", db), *((Path(h).stem, h) for h in history_dbs)], space)
-    sections = {"recovery": recovery_section(db, space, bands, curve, out_dir),
+    sections = {"recovery": recovery_section(db, space, bands, curve, out_dir, tuple(compare)),
                 "importance": importance_section(rpd_db, out_dir),
                 "training": training_section(compared, space, out_dir),
                 "strategies": strategies_section(compared, out_dir, field="strategy"),

@@ -1,6 +1,7 @@
 """The report's ``recovery`` section: per supernet, the full model's perplexity and the band archs' ratios to it
-(median with a 95% bootstrap interval, best, against the recovery goals), and the recovery curve of the shipped
-artifact."""
+(median with a 95% bootstrap interval, best, against the recovery goals), the recovery curve of the shipped
+artifact, and, given other runs' curves on the same probes (another PEFT mode or recipe), their comparison at equal
+training tokens."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from nasbench.report._common import BOOTSTRAP as _BOOTSTRAP
 from nasbench.report._common import fmt_ratio as _fmt
 from nasbench.space import SearchSpace, arch_id
 
-__all__ = ["GOALS", "band_ratios", "recovery_section", "plot_curve"]
+__all__ = ["GOALS", "band_ratios", "recovery_section", "plot_curve", "compare_curves"]
 
 #: The recovery goals per band: (median ratio, best ratio) to the same supernet's full model.
 GOALS = {"75": (2.0, 1.4), "50": (4.0, 2.5)}
@@ -62,8 +63,9 @@ def _label(supernet: str, rows: dict[str, dict[str, Any]]) -> str:
 
 
 def recovery_section(db: str | Path, space: SearchSpace, bands: dict[str, Path], curve: Path | None,
-                     out_dir: Path) -> str:
-    """The recovery section as Markdown (writes ``recovery-curve.png`` into ``out_dir`` when a curve is given)."""
+                     out_dir: Path, compare: tuple[Path, ...] = ()) -> str:
+    """The recovery section as Markdown (writes ``recovery-curve.png`` into ``out_dir`` when a curve is given, and
+    ``recovery-recipes.png`` when ``compare`` names other runs' curves)."""
     from nasbench.store.report import supernet_rows
 
     data = band_ratios(db, space, bands)
@@ -104,6 +106,8 @@ def recovery_section(db: str | Path, space: SearchSpace, bands: dict[str, Path],
     if curve is not None and curve.is_file():
         png = plot_curve(curve, out_dir / "recovery-curve.png")
         lines += ["", f"![recovery curve]({png.name})", "", _curve_summary(curve)]
+        if compare:
+            lines += ["", compare_curves([curve, *compare], out_dir / "recovery-recipes.png")]
     return "\n".join(lines) + "\n"
 
 
@@ -155,3 +159,80 @@ def plot_curve(curve: Path, out: Path) -> Path:
     fig.savefig(out, metadata={"Software": None})
     plt.close(fig)
     return out
+
+
+def _run_of(curve: Path) -> dict[str, Any]:
+    """What a curve's run was: PEFT mode, peak lr and the curve's points. The lr comes from the ``manifest.json`` of an
+    artifact or the ``train.json`` of a run directory beside the curve; the mode from the curve's own lines."""
+    points = _curve_points(curve)
+    run: dict[str, Any] = {"name": curve.parent.name, "points": points, "lr": None,
+                           "peft": next((p["peft"] for p in points if p.get("peft")), "?")}
+    if (curve.parent / "manifest.json").is_file():
+        run["lr"] = json.loads((curve.parent / "manifest.json").read_text(encoding="utf-8"))["training"].get("lr")
+    elif (curve.parent / "train.json").is_file():
+        run["lr"] = json.loads((curve.parent / "train.json").read_text(encoding="utf-8"))["config"].get("lr")
+    return run
+
+
+def _probe_ratios(points: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """``{tokens: {probe role: ppl / the full model's ppl at the same point}}``."""
+    full = {p["tokens_total"]: p["ppl"] for p in points if p["role"] == "full"}
+    out: dict[int, dict[str, float]] = {}
+    for p in points:
+        if p["role"] != "full" and p["tokens_total"] in full:
+            out.setdefault(p["tokens_total"], {})[p["role"]] = p["ppl"] / full[p["tokens_total"]]
+    return out
+
+
+def compare_curves(curves: list[Path], out: Path) -> str:
+    """Recovery runs side by side at equal training tokens (the first is the shipped one): a figure of each run's
+    median probe ratio (and each probe's, thin) vs tokens, and a table at the budget every run reached."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [_run_of(c) for c in curves]
+    roles = set.intersection(*({p["role"] for p in r["points"]} for r in runs)) - {"full"}
+    if not roles:
+        raise NasBenchError("--compare-curve", "must share probe archs (roles) with the shipped curve",
+                            ", ".join(str(c) for c in curves[1:]))
+    budget = min(max(p["tokens_total"] for p in r["points"]) for r in runs)
+    fig, (ax, ax_full) = plt.subplots(1, 2, figsize=(9.6, 4.0), dpi=110, gridspec_kw={"width_ratios": [3, 2]})
+    rows = ["| run | training | peak lr | tokens | wall time | full model ppl | probes: median ratio | "
+            "best | worst |", "|---|---|---|---|---|---|---|---|---|"]
+    medians = {}
+    for k, run in enumerate(runs):
+        color = f"C{k}"
+        ratios = _probe_ratios(run["points"])
+        tokens = sorted(t for t in ratios if t <= budget and roles <= set(ratios[t]))
+        for role in sorted(roles):
+            ax.plot(tokens, [ratios[t][role] for t in tokens], color=color, lw=0.6, alpha=0.35)
+        median = [float(np.median([ratios[t][r] for r in roles])) for t in tokens]
+        label = f"{run['peft']}" + (f", lr {run['lr']:g}" if run["lr"] else "")
+        ax.plot(tokens, median, color=color, lw=2, marker="o", ms=3, label=f"{label} (median of {len(roles)})")
+        full = sorted((p["tokens_total"], p["ppl"]) for p in run["points"]
+                      if p["role"] == "full" and p["tokens_total"] <= budget)
+        ax_full.plot([t for t, _ in full], [v for _, v in full], color=color, marker="o", ms=3, label=label)
+        end = [ratios[budget][r] for r in sorted(roles)]
+        medians[label] = float(np.median(end))
+        wall = max((p.get("wall_time_s", 0.0) for p in run["points"] if p["tokens_total"] == budget), default=0.0)
+        rows.append(f"| `{run['name']}` | {run['peft']} | {run['lr'] or '-'} | {budget:,} | {wall / 60:.0f} min | "
+                    f"{dict(full)[budget]:.2f} | {_fmt(medians[label])} | {_fmt(min(end))} | {_fmt(max(end))} |")
+    ax.set_yscale("log")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel("probe perplexity / full model's")
+    ax.set_title("Recovery by training recipe")
+    ax.legend(fontsize=7)
+    ax_full.set_xlabel("training tokens")
+    ax_full.set_ylabel("full model perplexity")
+    ax_full.set_title("The full model")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, metadata={"Software": None})
+    plt.close(fig)
+    ranked = sorted(medians, key=medians.get)
+    verdict = (f"At {budget:,} tokens the {len(roles)} probes' median ratio is {_fmt(medians[ranked[0]])} with "
+               f"{ranked[0]} against " + ", ".join(f"{_fmt(medians[r])} with {r}" for r in ranked[1:]) + ".")
+    return "\n".join(["Training recipes at the same token budget (each run's own curve; wall time on the CPU it ran on):",
+                      "", *rows, "", f"![recovery by recipe]({out.name})", "", verdict])

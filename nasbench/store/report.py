@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names",
-           "surrogate_cards", "coverage", "baseline_rows", "latency_spread"]
+           "surrogate_cards", "coverage", "baseline_rows", "latency_spread", "paired_values"]
 
 
 def _query(db: str | Path, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
@@ -131,3 +131,13 @@ def latency_spread(db: str | Path, space: str, supernet: str) -> dict[str, float
         [space, supernet])
     row = rows[0] if rows else None
     return None if not row or not row[2] else {"median": row[0], "p90": row[1], "rows": row[2]}
+
+
+def paired_values(db: str | Path, other: str | Path, space: str, metric: str) -> list[tuple[str, float, float]]:
+    """``(arch_id, value in db, value in other)`` of every row of ``metric`` the two DBs both hold under the same
+    key (supernet, arch, task, device, dtype, batch, seq_len): two measurements of the same thing."""
+    sql = ("SELECT supernet_id, arch_id, task, device, dtype, batch, seq_len, value FROM measurements "
+           "WHERE space = ? AND metric = ? AND value IS NOT NULL")
+    mine = {tuple(r[:-1]): float(r[-1]) for r in _query(db, sql, [space, metric])[1]}
+    theirs = {tuple(r[:-1]): float(r[-1]) for r in _query(other, sql, [space, metric])[1]}
+    return sorted((key[1], value, theirs[key]) for key, value in mine.items() if key in theirs)
