@@ -213,3 +213,19 @@ def test_profile_latency_rel_is_relative_to_the_full_model(tiny_with_data, tmp_p
         assert unit == "x full model" and value > 0 and json.loads(extra)["reference"] == full
         if aid == full:
             assert value == 1.0
+
+
+def test_export_verify_ppl_reloads_the_model_and_matches_the_benchmark_row(tiny_with_data, tmp_path, capsys) -> None:
+    space, data = tiny_with_data
+    db = tmp_path / "b.duckdb"
+    arch = space.sample(1, seed=4)[0]
+    profile(space, db, ProfileConfig(n=0, archs=(arch,), metrics=("ppl",), endpoints=False, **FAST), data_dir=data,
+            progress=False)
+    args = ["export", space.path, "--arch", json.dumps(arch), "--out", str(tmp_path / "sub"), "--db", str(db),
+            "--verify-ppl", "--data-dir", str(data)]
+    assert main(args) == 0
+    check = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert check["verify_ppl"] == arch_id(space.canonical(arch)) and abs(check["rel_diff"]) <= 1e-3
+    assert check["tokens"] == FAST["ppl_tokens"] and check["dtype"] == "float32"
+    assert main(args[:6] + ["--verify-ppl"]) == 2  # no --db: nothing to check against
+    assert "needs --db" in capsys.readouterr().err

@@ -64,6 +64,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from nasbench.supernet.wiring import check_extractable
 
     check_extractable(space.family, arch)  # fail before loading anything
+    if args.verify_ppl and not args.db:
+        raise NasBenchError("--verify-ppl", "needs --db (the benchmark whose row it checks)", "no --db")
     loaded = load_model(space, args.supernet)  # the base model, a trained directory or an artifact (rebuilt)
     indices: dict[str, Any] = {}
     if loaded.importance is not None and loaded.importance.layers:  # a sorted supernet keeps its top layers
@@ -78,7 +80,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
                  supernet_id=supernet_id, measurements=measurements, **indices)
     print(f"exported {arch_id(arch)} ({space.params(arch):,} params) -> {out} "
           f"(model card README.md: {len(measurements)} measured values)")
+    if args.verify_ppl:
+        from nasbench import data
+        from nasbench.profile.exported import exported_perplexity
+
+        rows = [m for m in measurements if m["metric"] == "ppl" and m["supernet_id"] == supernet_id]
+        if not rows:
+            raise NasBenchError("--verify-ppl", f"needs the arch's ppl row on {supernet_id} in --db", arch_id(arch))
+        check = exported_perplexity(space, out, rows[0], data.data_dir(args.data_dir))
+        print(json.dumps({"verify_ppl": arch_id(arch), **check}))
+        if abs(check["rel_diff"]) > VERIFY_TOLERANCE:
+            raise NasBenchError("--verify-ppl", f"the exported model's perplexity must equal the benchmark's "
+                                                f"{check['benchmark_ppl']:.4f} within {VERIFY_TOLERANCE:.1%}",
+                                f"{check['ppl']:.4f}")
     return 0
+
+
+#: ``export --verify-ppl``: the reloaded model's perplexity may differ from the stored row by this share (the
+#: benchmark scored the sliced supernet, the check the dense copy: the same weights in other matmul shapes).
+VERIFY_TOLERANCE = 0.001
 
 
 
@@ -158,6 +178,10 @@ def add_verbs(verbs: Any) -> None:
     add_supernet_flag(p, "weights to export; default: the base model")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--db", metavar="PATH", help="show this benchmark's measurements of the arch in the model card")
+    p.add_argument("--verify-ppl", action="store_true",
+                   help="reload the exported model and score it with the benchmark's perplexity protocol; exit 2 "
+                        "unless it equals the arch's row in --db")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.set_defaults(func=_cmd_export)
 
     from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS, PRESETS, STRATEGIES, TrainConfig
