@@ -213,6 +213,10 @@ def test_profile_latency_rel_is_relative_to_the_full_model(tiny_with_data, tmp_p
         assert unit == "x full model" and value > 0 and json.loads(extra)["reference"] == full
         if aid == full:
             assert value == 1.0
+    from nasbench.store.report import reference_drift
+
+    drift = reference_drift(db, space.name)  # the full model re-timed beside every arch: the machine's drift
+    assert drift["rows"] == len(stored) and 0 < drift["p5"] <= drift["median"] <= drift["p95"]
 
 
 def test_export_verify_ppl_reloads_the_model_and_matches_the_benchmark_row(tiny_with_data, tmp_path, capsys) -> None:

@@ -91,7 +91,7 @@ def _software(text: str) -> str:
 
 def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None = None) -> str:
     """What the benchmark cannot tell, each with its number."""
-    from nasbench.store.report import coverage, latency_spread, surrogate_cards
+    from nasbench.store.report import coverage, latency_spread, reference_drift, surrogate_cards
 
     rows = coverage(db, space.name)
     trained = [r for r in rows if not r["supernet_id"].startswith("baseline-")
@@ -121,6 +121,12 @@ def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None
                        f"of {spread['median']:.1%} (90th percentile {spread['p90']:.1%}, {spread['rows']:,} rows); "
                        "latency differences smaller than that are not resolved, and rows measured while the machine "
                        "was busy are noisier (re-measure on an idle machine before trusting fine latency ranks).")
+    drift = reference_drift(db, space.name)
+    if drift:
+        out.append(f"- Latency drift: the full model's prefill, re-timed beside each of {drift['rows']:,} archs "
+                   f"(`latency_rel`), took {drift['p5']:.1f} to {drift['p95']:.1f} ms (5th to 95th percentile; CV "
+                   f"{drift['cv']:.1%}): the machine's speed moved that much between archs, which no single wall-clock "
+                   "row shows; `latency_rel` divides it out, `latency_ms` keeps it.")
     weak = [(c["metric"], c["kendall_tau"]) for c in surrogate_cards(db, space.name)
             if c["supernet_id"] == main_supernet and c["metric"] in CARD_GOALS and c["kendall_tau"] is not None
             and c["kendall_tau"] < CARD_GOALS[c["metric"]]]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names",
-           "surrogate_cards", "coverage", "baseline_rows", "latency_spread", "paired_values"]
+           "surrogate_cards", "coverage", "baseline_rows", "latency_spread", "reference_drift", "paired_values"]
 
 
 def _query(db: str | Path, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
@@ -131,6 +131,17 @@ def latency_spread(db: str | Path, space: str, supernet: str) -> dict[str, float
         [space, supernet])
     row = rows[0] if rows else None
     return None if not row or not row[2] else {"median": row[0], "p90": row[1], "rows": row[2]}
+
+
+def reference_drift(db: str | Path, space: str) -> dict[str, float] | None:
+    """How the machine's speed moved during the ``latency_rel`` rows: the full model's prefill time, re-timed beside
+    every arch (``extra.reference_ms``): median, 5th and 95th percentile, coefficient of variation, rows."""
+    _, rows = _query(
+        db, "SELECT median(r), quantile_cont(r, 0.05), quantile_cont(r, 0.95), stddev_samp(r) / avg(r), count(r) "
+        "FROM (SELECT TRY_CAST(json_extract(extra, '$.reference_ms') AS DOUBLE) AS r FROM measurements "
+        "WHERE space = ? AND metric = 'latency_rel')", [space])
+    row = rows[0] if rows else None
+    return None if not row or not row[4] or row[4] < 2 else dict(zip(("median", "p5", "p95", "cv", "rows"), row))
 
 
 def paired_values(db: str | Path, other: str | Path, space: str, metric: str) -> list[tuple[str, float, float]]:
