@@ -220,10 +220,14 @@ def compare_curves(curves: list[Path], out: Path) -> str:
         rows.append(f"| `{run['name']}` | {run['peft']} | {run['lr'] or '-'} | {budget:,} | {wall / 60:.0f} min | "
                     f"{dict(full)[budget]:.2f} | {_fmt(medians[label])} | {_fmt(min(end))} | {_fmt(max(end))} |")
     ax.set_yscale("log")
-    ax.set_xlabel("training tokens")
     ax.set_ylabel("probe perplexity / full model's")
     ax.set_title("Recovery by training recipe")
     ax.legend(fontsize=7)
+    from matplotlib.ticker import FuncFormatter
+
+    for axis in (ax, ax_full):
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e3:,.0f}k"))
+    ax.set_xlabel("training tokens")
     ax_full.set_xlabel("training tokens")
     ax_full.set_ylabel("full model perplexity")
     ax_full.set_title("The full model")
