@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from nasbench.cli._common import DATA_DIR_HELP, Parser, given
+from nasbench.cli._common import DATA_DIR_HELP, Parser, csv_list, given
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -89,7 +89,7 @@ def _cmd_retest(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise NasBenchError(flag, "must name an existing DuckDB file", path)
     out: dict[str, Any] = {"bench": "retest", "space": args.space}
-    for metric in [m.strip() for m in args.metrics.split(",") if m.strip()]:
+    for metric in csv_list(args.metrics):
         pairs = paired_values(args.db, args.other, args.space, metric)
         if len(pairs) < 3:
             raise NasBenchError("--metrics", f"needs >= 3 archs measured in both DBs under the same key "

@@ -31,8 +31,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for flag, path in (("--rpd-db", args.rpd_db), *(("--history-db", h) for h in args.history_db or ())):
         if path is not None and not Path(path).is_file():
             raise NasBenchError(flag, "must name an existing DuckDB file", path)
-    sections = write_report(args.db, space, out, bands=bands, curve=curve, compare=compare, runs_db=args.runs_db, rpd_db=args.rpd_db,
-                            history_dbs=tuple(args.history_db or ()))
+    sections = write_report(args.db, space, out, bands=bands, curve=curve, compare=compare, runs_db=args.runs_db,
+                            rpd_db=args.rpd_db, history_dbs=tuple(args.history_db or ()))
     replaced = 0
     if args.readme:
         readme = Path(args.readme)

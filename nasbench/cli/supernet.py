@@ -82,7 +82,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
           f"(model card README.md: {len(measurements)} measured values)")
     if args.verify_ppl:
         from nasbench import data
-        from nasbench.profile.exported import exported_perplexity
+        from nasbench.profile.exported import VERIFY_TOLERANCE, exported_perplexity
 
         rows = [m for m in measurements if m["metric"] == "ppl" and m["supernet_id"] == supernet_id]
         if not rows:
@@ -94,12 +94,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                                 f"{check['benchmark_ppl']:.4f} within {VERIFY_TOLERANCE:.1%}",
                                 f"{check['ppl']:.4f}")
     return 0
-
-
-#: ``export --verify-ppl``: the reloaded model's perplexity may differ from the stored row by this share (the
-#: benchmark scored the sliced supernet, the check the dense copy: the same weights in other matmul shapes).
-VERIFY_TOLERANCE = 0.001
-
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -10,7 +10,11 @@ from typing import Any
 from nasbench.errors import NasBenchError
 from nasbench.space import SearchSpace
 
-__all__ = ["exported_perplexity"]
+__all__ = ["VERIFY_TOLERANCE", "exported_perplexity"]
+
+#: ``export --verify-ppl``: the reloaded model's perplexity may differ from the stored row by this share (the
+#: benchmark scored the sliced supernet, the check the dense copy: the same weights in other matmul shapes).
+VERIFY_TOLERANCE = 0.001
 
 
 def exported_perplexity(space: SearchSpace, model_dir: str | Path, row: dict[str, Any],

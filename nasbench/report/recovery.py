@@ -191,6 +191,7 @@ def compare_curves(curves: list[Path], out: Path) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     runs = [_run_of(c) for c in curves]
     roles = set.intersection(*({p["role"] for p in r["points"]} for r in runs)) - {"full"}
@@ -223,8 +224,6 @@ def compare_curves(curves: list[Path], out: Path) -> str:
     ax.set_ylabel("probe perplexity / full model's")
     ax.set_title("Recovery by training recipe")
     ax.legend(fontsize=7)
-    from matplotlib.ticker import FuncFormatter
-
     for axis in (ax, ax_full):
         axis.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e3:,.0f}k"))
     ax.set_xlabel("training tokens")
