@@ -4,10 +4,12 @@ pickles, and the small artifact (pack, rebuild, tamper refusal, --resume-from)."
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
@@ -16,7 +18,8 @@ from nasbench.errors import NasBenchError
 from nasbench.importance import sort_model
 from nasbench.space import load_space
 from nasbench.supernet import Supernet
-from nasbench.train import apply_lora, train
+from nasbench.train import apply_lora, lm_loss, train
+from nasbench.train.allocator import freed_memory_kept
 from nasbench.train.artifact import MANIFEST, WEIGHTS, load_model, pack, read_manifest
 from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets
 from nasbench.train.loop import CHECKPOINTS, CURVE_FILE
@@ -43,6 +46,68 @@ def test_kl_to_targets_equals_the_kl_loss_and_its_gradient(temperature):
     torch.testing.assert_close(got, want, rtol=1e-2, atol=1e-3)
     torch.testing.assert_close(got_grad, want_grad, rtol=2e-2, atol=2e-5)
     assert float(kl_to_targets(teacher, TeacherTargets(teacher, temperature, mask))) < 1e-2
+
+
+def test_an_all_true_mask_selects_nothing_and_changes_nothing():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 40, 300), torch.randn(2, 40, 300)
+    targets = TeacherTargets(teacher, 1.0, torch.ones(2, 40, dtype=torch.bool))
+    assert targets.keep is None  # no [tokens, vocab] copy for packed rows
+    assert float(kl_to_targets(student, targets)) == float(kl_to_targets(student, TeacherTargets(teacher)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_lm_loss_equals_torch_cross_entropy_and_its_gradient(dtype):
+    torch.manual_seed(0)
+    logits = (torch.randn(2, 40, 300) * 3).to(dtype).requires_grad_(True)  # 78 scored rows: several chunks
+    labels = torch.randint(300, (2, 40))
+    labels[0, :7] = -100  # a prompt's masked labels
+    got = lm_loss(logits, labels)
+    (got_grad,) = torch.autograd.grad(got, logits)
+    want = F.cross_entropy(logits[:, :-1].reshape(-1, 300).float(), labels[:, 1:].reshape(-1), ignore_index=-100)
+    (want_grad,) = torch.autograd.grad(want, logits)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-5, atol=1e-7)
+    assert got_grad[0, :6].abs().sum() == 0 and got_grad[:, -1].abs().sum() == 0  # unlabelled rows get nothing
+
+
+def test_fused_lora_layer_equals_peft_forward_and_gradients(tiny_with_data):
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    space, _ = tiny_with_data
+    ids = torch.randint(3, space.reference.vocab_size, (2, 12), generator=torch.Generator().manual_seed(1))
+    arch = space.sample(1, seed=3)[0]
+    results = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        supernet = apply_lora(Supernet.from_space(space), r=4, alpha=8, dropout=0.0, init_lora_weights=False)
+        layers = [m for m in supernet.model.modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")]
+        assert layers and all(type(m).__name__ == "FusedLoraLinear" for m in layers)
+        if not fused:
+            for m in layers:
+                m.__class__ = LoraLinear
+        supernet.set_sub_network(arch)
+        logits = supernet(input_ids=ids).logits
+        logits.square().mean().backward()
+        results.append((logits.detach(), {n: p.grad.clone() for n, p in supernet.named_parameters()
+                                          if p.grad is not None}))
+    (fused_logits, fused_grads), (peft_logits, peft_grads) = results
+    torch.testing.assert_close(fused_logits, peft_logits, rtol=1e-5, atol=1e-6)
+    assert fused_grads.keys() == peft_grads.keys() and fused_grads
+    for name in fused_grads:
+        torch.testing.assert_close(fused_grads[name], peft_grads[name], rtol=1e-4, atol=1e-7)
+
+
+def test_training_memory_kept_is_given_back_for_memory_measurements():
+    from nasbench.profile.latency import peak_memory_mb
+
+    with freed_memory_kept() as took:
+        big = torch.ones(80_000_000)  # 305 MiB from the heap, kept there after the free below
+        del big
+    assert took == sys.platform.startswith("linux")
+    if took:  # the prefill meter must see new memory again, not the heap the training kept
+        _, grown = peak_memory_mb(lambda: torch.ones(50_000_000).sum())
+        assert grown > 150
 
 
 @pytest.fixture

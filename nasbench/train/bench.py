@@ -26,6 +26,7 @@ import torch
 from nasbench.errors import NasBenchError, check_choice
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet import Supernet
+from nasbench.train.allocator import freed_memory_kept
 from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS
 from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets
 from nasbench.train.step import autocast, frozen_linears_to_bf16, lm_loss, prepare_trainable, run_picks, teacher_forward
@@ -48,6 +49,15 @@ def bench_train(space: SearchSpace, *, peft: str = "lora", kd: str = "kl", batch
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise NasBenchError(name, "must be an integer >= 1", value)
     precision = resolve_precision(precision)
+    with freed_memory_kept():  # as the training loop's steps on a CPU
+        return _bench_train(space, peft=peft, kd=kd, batch_size=batch_size, seq_len=seq_len, n_random=n_random,
+                            repeats=repeats, seed=seed, precision=precision, lora_r=lora_r, lora_alpha=lora_alpha,
+                            dense=dense, supernet=supernet)
+
+
+def _bench_train(space: SearchSpace, *, peft: str, kd: str, batch_size: int, seq_len: int, n_random: int,
+                 repeats: int, seed: int, precision: str, lora_r: int, lora_alpha: int, dense: bool,
+                 supernet: Supernet | None) -> dict[str, Any]:
     rate = matmul_rate(torch.bfloat16 if precision == "bf16-mixed" else torch.float32) * 1e9
     torch.manual_seed(seed)
     supernet = supernet if supernet is not None else Supernet.from_space(space, dtype=torch.float32)

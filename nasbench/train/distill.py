@@ -17,9 +17,21 @@ import torch.nn.functional as F
 from nasbench.errors import NasBenchError, one_of
 from nasbench.train.config import KD_LOSSES
 
-__all__ = ["KD_LOSSES", "distill_loss", "student_loss", "TeacherTargets", "kl_to_targets"]
+__all__ = ["KD_LOSSES", "distill_loss", "student_loss", "TeacherTargets", "kl_to_targets", "summed_cross_entropy"]
 
-_CHUNK = 512  # tokens per chunk: bounds the float32 copies of [tokens, vocab]
+#: Tokens per chunk of the autograd-traced losses (:func:`distill_loss`): bounds their float32 copies of
+#: ``[tokens, vocab]``. Not smaller: autograd's backward of each chunk's slice writes a full-size gradient.
+_CHUNK = 512
+#: Tokens per chunk of the hand-written passes (:class:`TeacherTargets`, :class:`_KLFromTargets`) on a CPU. Small on
+#: purpose: 16 rows of 49,152 float32 logits (3 MiB) stay in a core's cache across the loss's several passes (cast,
+#: max, exp, sum, dot), where 512 rows (100 MiB) went to memory on every pass. On a 2-core EPYC the teacher's targets
+#: fell from 1.40 s to 0.14 s and a student's KL forward + backward from 1.26 s to 0.16 s (2,048 tokens; the same
+#: loss). A GPU takes large chunks: there each pass is a kernel launch, and memory bandwidth is not the limit.
+_CPU_ROWS, _GPU_ROWS = 16, 2048
+
+
+def _rows(t: torch.Tensor) -> int:
+    return _CPU_ROWS if t.device.type == "cpu" else _GPU_ROWS
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -72,8 +84,9 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, temper
     scale = temperature ** 2 if kind in ("kl", "reverse-kl", "jsd", "symmetric-kl") else 1.0
     total = s.new_zeros((), dtype=torch.float32)
     for lo in range(0, s.shape[0], _CHUNK):
-        sc = s[lo:lo + _CHUNK].float() / temperature
-        tc = t[lo:lo + _CHUNK].float() / temperature
+        sc, tc = s[lo:lo + _CHUNK].float(), t[lo:lo + _CHUNK].float()
+        if temperature != 1.0:
+            sc, tc = sc / temperature, tc / temperature
         total = total + per_token(sc, tc).sum()
     return total * scale / s.shape[0]
 
@@ -89,13 +102,17 @@ class TeacherTargets:
 
     def __init__(self, teacher_logits: torch.Tensor, temperature: float = 1.0, mask: torch.Tensor | None = None):
         t = teacher_logits.detach().reshape(-1, teacher_logits.shape[-1])
-        self.keep = None if mask is None else mask.reshape(-1).to(t.device)
+        keep = None if mask is None else mask.reshape(-1).to(t.device)
+        # an all-true mask (packed rows) selects nothing: skip the copy of [tokens, vocab] that indexing makes
+        self.keep = None if keep is None or bool(keep.all()) else keep
         if self.keep is not None:
             t = t[self.keep]
         self.temperature = temperature
         probs, neg_entropy = [], []
-        for lo in range(0, t.shape[0], _CHUNK):
-            log_p = F.log_softmax(t[lo:lo + _CHUNK].float() / temperature, -1)
+        n = _rows(t)
+        for lo in range(0, t.shape[0], n):
+            tc = t[lo:lo + n].float()
+            log_p = F.log_softmax(tc / temperature if temperature != 1.0 else tc, -1)
             p = log_p.exp()
             neg_entropy.append((p * log_p).sum(-1))
             probs.append(p.to(torch.bfloat16))
@@ -111,11 +128,12 @@ class _KLFromTargets(torch.autograd.Function):
     def forward(ctx, s: torch.Tensor, probs: torch.Tensor, neg_entropy: torch.Tensor) -> torch.Tensor:
         lse = torch.empty(s.shape[0], dtype=torch.float32, device=s.device)
         total = torch.zeros((), dtype=torch.float64, device=s.device)
-        for lo in range(0, s.shape[0], _CHUNK):
-            sc = s[lo:lo + _CHUNK].float()
-            lse[lo:lo + _CHUNK] = torch.logsumexp(sc, -1)
-            dot = (probs[lo:lo + _CHUNK].float() * sc).sum(-1)
-            total += (neg_entropy[lo:lo + _CHUNK] - dot + lse[lo:lo + _CHUNK]).double().sum()
+        n = _rows(s)
+        for lo in range(0, s.shape[0], n):
+            sc = s[lo:lo + n].float()
+            lse[lo:lo + n] = torch.logsumexp(sc, -1)
+            dot = (probs[lo:lo + n].float() * sc).sum(-1)
+            total += (neg_entropy[lo:lo + n] - dot + lse[lo:lo + n]).double().sum()
         ctx.save_for_backward(s, probs, lse)
         return total.float()
 
@@ -123,9 +141,10 @@ class _KLFromTargets(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         s, probs, lse = ctx.saved_tensors
         out = torch.empty_like(s)
-        for lo in range(0, s.shape[0], _CHUNK):
-            g = torch.exp(s[lo:lo + _CHUNK].float() - lse[lo:lo + _CHUNK, None]) - probs[lo:lo + _CHUNK].float()
-            out[lo:lo + _CHUNK] = (g * grad).to(s.dtype)
+        n = _rows(s)
+        for lo in range(0, s.shape[0], n):
+            g = torch.exp(s[lo:lo + n].float() - lse[lo:lo + n, None]) - probs[lo:lo + n].float()
+            out[lo:lo + n] = (g * grad).to(s.dtype)
         return out, None, None
 
 
@@ -143,3 +162,46 @@ def kl_to_targets(student: torch.Tensor, targets: TeacherTargets) -> torch.Tenso
     T = targets.temperature
     total = _KLFromTargets.apply(s / T if T != 1.0 else s, targets.probs, targets.neg_entropy)
     return total * (T ** 2) / s.shape[0]
+
+
+class _CrossEntropySum(torch.autograd.Function):
+    """Sum over the labelled rows of ``logsumexp(s) - s[target]`` (float32), chunked like :class:`_KLFromTargets`:
+    the backward recomputes ``softmax(s) - onehot(target)`` chunk by chunk instead of keeping a float32
+    log-softmax of ``[tokens, vocab]`` (and without autograd's full-size gradient per chunk)."""
+
+    @staticmethod
+    def forward(ctx, s: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+        lse = torch.empty(s.shape[0], dtype=torch.float32, device=s.device)
+        valid = target != ignore_index
+        safe = torch.where(valid, target, torch.zeros_like(target))
+        total = torch.zeros((), dtype=torch.float64, device=s.device)
+        n = _rows(s)
+        for lo in range(0, s.shape[0], n):
+            sc = s[lo:lo + n].float()
+            lse[lo:lo + n] = torch.logsumexp(sc, -1)
+            picked = sc.gather(1, safe[lo:lo + n, None])[:, 0]
+            total += ((lse[lo:lo + n] - picked) * valid[lo:lo + n]).double().sum()
+        ctx.save_for_backward(s, safe, valid, lse)
+        return total.float()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        s, safe, valid, lse = ctx.saved_tensors
+        out = torch.empty_like(s)
+        weight = (valid * grad).float()[:, None]  # 0 on the ignored rows
+        n = _rows(s)
+        for lo in range(0, s.shape[0], n):
+            g = torch.exp(s[lo:lo + n].float() - lse[lo:lo + n, None])
+            g.scatter_add_(1, safe[lo:lo + n, None], torch.full_like(g[:, :1], -1.0))
+            out[lo:lo + n] = g.mul_(weight[lo:lo + n])
+        return out, None, None
+
+
+def summed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Sum of the next-token cross entropy (float32) of ``logits`` (``[tokens, vocab]``) against ``target``
+    (``[tokens]``) over the rows whose target is not ``ignore_index``: ``F.cross_entropy(logits.float(), target,
+    reduction="sum")`` in cache-sized chunks."""
+    if logits.shape[0] != target.shape[0]:
+        raise NasBenchError("target", f"must have one label per row of the logits ({logits.shape[0]})",
+                            tuple(target.shape))
+    return _CrossEntropySum.apply(logits, target.to(logits.device), ignore_index)

@@ -15,6 +15,7 @@ be overwritten by the embedding's weights in a tied dense model).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -61,14 +62,46 @@ def lora_targets(supernet: Supernet) -> list[str]:
             if isinstance(module, ElasticLinear) and not (tied and module is head)]
 
 
+@functools.lru_cache(maxsize=None)
+def _fused_class() -> type:
+    """peft's LoRA ``Linear`` with a forward that adds the adapter's output inside the base layer's matmul."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
+    class FusedLoraLinear(LoraLinear):
+        """``addmm(B(s * A(x)), x, W.T)``: the scaling applied to the rank-r activations and the sum done by the
+        matmul, where peft scales and adds the full-width output in two more passes (and casts ``x`` to the
+        adapters' dtype, which autocast casts straight back). Same arithmetic up to rounding; any case but one
+        plain unmerged adapter without bias goes to peft's own forward."""
+
+        def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            names = self.active_adapters
+            base = self.base_layer
+            if (args or kwargs or self.disable_adapters or self.merged or len(names) != 1 or names[0] not in
+                    self.lora_A or names[0] in self.lora_variant or base.bias is not None):
+                return super().forward(x, *args, **kwargs)
+            name = names[0]
+            weight = base.active_weight()
+            h = self.lora_A[name](self.lora_dropout[name](x)) * self.scaling[name]
+            delta = self.lora_B[name](h)
+            out = torch.addmm(delta.reshape(-1, delta.shape[-1]), x.reshape(-1, x.shape[-1]), weight.t())
+            return out.view(*x.shape[:-1], out.shape[-1])
+
+    return FusedLoraLinear
+
+
 def make_lora_elastic(model: nn.Module) -> int:
-    """Turn the ``lora_A`` / ``lora_B`` of every peft LoRA layer over an elastic linear into followers; returns how
-    many layers were made elastic. Idempotent."""
+    """Turn the ``lora_A`` / ``lora_B`` of every peft LoRA layer over an elastic linear into followers (and the layer
+    into :func:`_fused_class`'s when it is peft's plain ``Linear``); returns how many layers were made elastic.
+    Idempotent."""
+    from peft.tuners.lora.layer import Linear as LoraLinear
+
     count = 0
     for module in model.modules():
         base = getattr(module, "base_layer", None)
         if not isinstance(base, ElasticLinear) or not hasattr(module, "lora_A"):
             continue
+        if type(module) is LoraLinear:
+            module.__class__ = _fused_class()
         for adapter in module.lora_A:
             for linear, cls in ((module.lora_A[adapter], ElasticLoraA), (module.lora_B[adapter], ElasticLoraB)):
                 if not isinstance(linear, nn.Linear):
