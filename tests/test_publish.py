@@ -222,8 +222,9 @@ def test_shipped_publication_matches_the_shipped_db(tmp_path) -> None:
         "`nasbench publish results/smollm2-135m.duckdb --out results/published/smollm2-135m`")
     # a size guard, not a format rule: the Syne Tune blackbox is a dense float64 array of supernets x archs x
     # objectives, so every accuracy task measured on a few archs adds a mostly-NaN column (2 archs of accuracy took it
-    # from 2.6 to 4.3 MB); the whole repository must stay well under what travels to a lent GPU (64 MiB)
-    assert sum(p.stat().st_size for p in shipped.rglob("*") if p.is_file()) < 6 * 2**20
+    # from 2.6 to 4.3 MB); the whole repository must stay well under what travels to a lent GPU (64 MiB). 7 MiB since
+    # session 5: latency_rel on all 2,000 archs and the pretrained/sorted rows on 500 took it to 6.35 MB
+    assert sum(p.stat().st_size for p in shipped.rglob("*") if p.is_file()) < 7 * 2**20
     blackboxes = _deserialize(shipped / "syne_tune" / "smollm2-135m")
     from nasbench.store import connect_read_only
 
