@@ -22,7 +22,7 @@ MAX_LINES = 450
 #: Stage of each module (longest dotted prefix wins).
 STAGES = {
     "nasbench.errors": 0, "nasbench.metrics": 0, "nasbench.pareto": 0, "nasbench.cards": 0, "nasbench.families": 0,
-    "nasbench.stats": 0, "nasbench.paths": 0, "nasbench.lazy": 0,
+    "nasbench.stats": 0, "nasbench.paths": 0, "nasbench.lazy": 0, "nasbench.allocator": 0,
     "nasbench.space": 1, "nasbench.data": 1, "nasbench.models": 1, "nasbench.perplexity": 1,
     "nasbench.supernet": 2,
     "nasbench.importance": 3, "nasbench.importance_schemes": 3,
