@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
+from nasbench.allocator import freed_memory_kept
 from nasbench.errors import NasBenchError, check_choice
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet import Supernet
-from nasbench.allocator import freed_memory_kept
 from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS
 from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets
 from nasbench.train.step import autocast, frozen_linears_to_bf16, lm_loss, prepare_trainable, run_picks, teacher_forward

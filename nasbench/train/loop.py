@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nasbench.allocator import freed_memory_kept
 from nasbench.errors import NasBenchError, check_choice
 from nasbench.importance import IMPORTANCE_FILE, Importance, load_importance
 from nasbench.space import SearchSpace
 from nasbench.supernet import Supernet
-from nasbench.allocator import freed_memory_kept
 from nasbench.train.checkpoint import (CHECKPOINTS, CURVE_FILE, RUN_FILE, STATE_FILE, checkpoints, read_checkpoint,
                                        resumed_config, supernet_id, write_checkpoint, write_run_file)
 from nasbench.train.config import IMPORTANCE_STRATEGIES, KD_LOSSES, PEFT_MODES, STRATEGIES, TrainConfig, make_config

@@ -81,6 +81,9 @@ def _fused_class() -> type:
                 return super().forward(x, *args, **kwargs)
             name = names[0]
             weight = base.active_weight()
+            if not torch.is_autocast_enabled(x.device.type) and not (
+                    x.dtype == weight.dtype == self.lora_A[name].weight.dtype):
+                return super().forward(x, *args, **kwargs)  # mixed dtypes without autocast: peft casts
             h = self.lora_A[name](self.lora_dropout[name](x)) * self.scaling[name]
             delta = self.lora_B[name](h)
             out = torch.addmm(delta.reshape(-1, delta.shape[-1]), x.reshape(-1, x.shape[-1]), weight.t())
