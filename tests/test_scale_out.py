@@ -113,8 +113,8 @@ def test_cost_of_the_llama_8b_benchmark_follows_from_its_flops() -> None:
     largest = space.flops(space.largest(), 512)
     assert 7e9 < est["reference_params"] < 9e9 and est["train_flops_per_token_by_subnet"]["largest"] == largest
     f = est["train_flops_per_token_by_subnet"]
-    assert est["train_flops_per_token"] == pytest.approx(2 * (f["largest"] + f["smallest"] + 2 * f["sampled_mean"])
-                                                         + f["largest"])
+    students = f["largest"] + f["smallest"] + 2 * f["sampled_mean"]  # LoRA: 2F plus attention's second operand
+    assert 2 * students + f["largest"] < est["train_flops_per_token"] < 2.1 * students + f["largest"]
     short, long = est["training"]
     assert long["gpu_hours"] == pytest.approx(10 * short["gpu_hours"])
     assert short["gpu_hours"] == pytest.approx(30e6 * est["train_flops_per_token"] / (989e12 * 0.4) / 3600)

@@ -265,6 +265,21 @@ def test_malformed_yaml_names_the_line(write_space) -> None:
     assert info.value.where.startswith(f"{path}:") and "malformed YAML" in info.value.rule
 
 
+@pytest.mark.parametrize("name", ["smollm2-135m", "pythia-410m"])
+def test_training_flops_count_attention_backward_twice(name) -> None:
+    """A LoRA pass is ``2F + A``: attention's matmuls multiply two activations, so its backward takes both operands'
+    gradients; ``A`` is the part of ``F`` that grows with the context (``2 * 2 * h * d * (s + 1) / 2`` a layer)."""
+    space = load_space(SPACES / f"{name}.yaml")
+    for arch in (space.largest(), *space.sample(5, seed=3)):
+        forward = space.flops(arch, 512)
+        attention = (forward - space.flops(arch, 0)) * 513 / 512
+        assert 0 < attention < 0.2 * forward
+        assert space.training_flops(arch, 512, "lora") == pytest.approx(2 * forward + attention, rel=1e-12)
+        assert space.training_flops(arch, 512, "full") == 3 * forward
+    with pytest.raises(ValueError, match="peft"):
+        space.training_flops(space.largest(), 512, "qlora")
+
+
 @pytest.mark.parametrize("name", ["smollm2-135m", "smollm2-135m-fixed-head", "pythia-410m", "llama-3.1-8b"])
 def test_batch_rules_and_counts_equal_the_per_arch_ones(name) -> None:
     """valid_mask / params_matrix / flops_matrix (the vectorised query path) agree with check / params / flops on

@@ -122,10 +122,17 @@ class Family:
         e, d, layers = cols["embed_dim"], cols["head_size"], cols["n_layers"]
         h, g, i = (_layers(cols[k], layers) for k in ("n_heads", "n_kv_groups", "intermediate_size"))
         matmul = self.layer_matmul(e, h, g, i, d)
-        attention = self.layer_attention_flops(h, d, seq_len)
         if isinstance(matmul, np.ndarray) and matmul.dtype == object:
-            return int(2 * (ref.vocab_size * e + matmul.sum()) + sum(attention, 0.0))
-        return (2 * (ref.vocab_size * e + layers * matmul) + layers * attention).astype(np.int64)
+            return int(2 * (ref.vocab_size * e + matmul.sum()) + self.attention_flops(cols, seq_len))
+        return (2 * (ref.vocab_size * e + layers * matmul) + self.attention_flops(cols, seq_len)).astype(np.int64)
+
+    def attention_flops(self, cols: Mapping[str, Any], seq_len: int = 512) -> Any:
+        """The causal-attention part of :meth:`flops`: the matmuls of two activations (scores, weighted sum)."""
+        layers = cols["n_layers"]
+        attention = self.layer_attention_flops(_layers(cols["n_heads"], layers), cols["head_size"], seq_len)
+        if isinstance(attention, np.ndarray) and attention.dtype == object:  # one arch: sum its layers
+            return float(sum(attention, 0.0))
+        return layers * attention
 
     # -- HF -------------------------------------------------------------------------------------------------------
     def reference_from_config(self, config: Any) -> dict[str, Any]:

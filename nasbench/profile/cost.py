@@ -4,9 +4,10 @@ Nothing is measured here: every number follows from the space file (the referenc
 training and profiling protocols and the assumptions in :class:`CostAssumptions`, which the table prints beside it.
 
 - Supernet training per token: each step trains the largest, the smallest admitted and ``n_random`` sampled
-  sub-networks (the sandwich rule) on the same tokens; a sub-network's forward is the space's FLOPs per token, its
-  backward one more forward with LoRA (input gradients only: frozen weights get none) or two with every weight
-  trained; a frozen base teacher adds one forward of the full model. The middle sub-networks cost the mean of
+  sub-networks (the sandwich rule) on the same tokens; a sub-network's forward and backward are
+  :meth:`SearchSpace.training_flops` (its forward ``F`` plus, with LoRA, the activations' gradients ``F`` and the
+  second operand's of attention ``A``: ``2F + A``; with every weight trained ``3F``); a frozen base teacher adds one
+  forward of the full model. The middle sub-networks cost the mean of
   ``samples`` seeded archs.
 - Profiling per arch (the ``--metrics`` of the protocol): the perplexity tokens and every latency and memory
   prefill (warm-ups included) are forward FLOPs at ``profile_mfu``; each decode step reads every weight once, so it costs the weights' bytes over the GPU's
@@ -96,8 +97,9 @@ def cost_estimate(space: SearchSpace, *, tokens: Sequence[int], archs: int, conf
     sampled = space.sample(a.samples, seed=0)
     train_f = {"largest": space.flops(largest, a.train_seq_len), "smallest": space.flops(smallest, a.train_seq_len),
                "sampled_mean": statistics.fmean(space.flops(x, a.train_seq_len) for x in sampled)}
-    passes = 2 if a.peft == "lora" else 3  # forward + backward (input grads; weight grads too when trained)
-    per_token = passes * (train_f["largest"] + train_f["smallest"] + a.n_random * train_f["sampled_mean"])
+    per_token = (space.training_flops(largest, a.train_seq_len, a.peft)
+                 + space.training_flops(smallest, a.train_seq_len, a.peft)
+                 + a.n_random * statistics.fmean(space.training_flops(x, a.train_seq_len, a.peft) for x in sampled))
     per_token += train_f["largest"] if a.kd_teacher == "base" else 0
     training = [{"tokens": t, "flops": per_token * t, "gpu_hours": per_token * t / (a.peak_flops * a.train_mfu) / 3600}
                 for t in tokens]

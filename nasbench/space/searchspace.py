@@ -141,6 +141,20 @@ class SearchSpace:
         """
         return self.model_family.flops(self.reference, arch, seq_len)
 
+    def training_flops(self, arch: Mapping[str, Any], seq_len: int = 512, peft: str = "lora") -> float:
+        """FLOPs per token of one training pass of ``arch``: its forward and backward.
+
+        A forward is :meth:`flops` ``F = W + A`` (``A``: attention's matmuls of two activations, ``W``: the weight
+        matmuls). The backward takes the gradient of both operands of every attention matmul (``2A``), the
+        activations' gradients of the weight matmuls (``W``) and, with ``peft="full"``, the weights' own (``W``
+        more); LoRA trains only its adapters (< 10% of ``W``, not counted). So LoRA ``2F + A``, full ``3F``.
+        """
+        if peft not in ("lora", "full"):
+            raise ValueError(f"peft must be 'lora' or 'full', got {peft!r}")
+        forward = self.flops(arch, seq_len)
+        attention = self.model_family.attention_flops(arch, seq_len)
+        return float(3 * forward if peft == "full" else 2 * forward + attention)
+
     def flops_matrix(self, matrix: np.ndarray, seq_len: int = 512) -> np.ndarray:
         """:meth:`flops` of every row of an :meth:`encode` matrix at once (spaces without per-layer dimensions)."""
         return self.model_family.flops(self.reference, archs.columns(self, matrix), seq_len)

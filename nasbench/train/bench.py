@@ -6,8 +6,9 @@ costs against training the same sub-networks as dense models.
   AdamW), as the recovery run trains.
 - ``utilization``: the step's model FLOPs over its time, as a share of the measured matmul rate in the step's
   precision (:func:`nasbench.train.precision.matmul_rate`). Model FLOPs per token come from the space's formula
-  (:meth:`SearchSpace.flops`): a forward is ``F``, a LoRA backward ``F`` (gradients of the activations; the
-  adapters' own are < 10%), a full backward ``2F``; the teacher runs one forward of the full model. Goal >= 40%.
+  (:meth:`SearchSpace.training_flops`): a student's forward and LoRA backward are ``2F + A`` (``A``: attention's
+  share of ``F``, whose backward takes both operands' gradients; the adapters' own are < 10%), with every weight
+  trained ``3F``; the teacher runs one forward of the full model. Goal >= 40%.
 - ``ratio``: the students' part of the step on the supernet over the sum of the same sub-networks' steps as dense
   models (``extract``), same LoRA and loss (goal <= 1.15): slicing and the shared optimizer against plain HF models.
 
@@ -85,8 +86,7 @@ def _bench_train(space: SearchSpace, *, peft: str, kd: str, batch_size: int, seq
     students_s = _median_time(students_step, repeats)
     step_s = teacher_s + students_s
     tokens = batch_size * seq_len
-    backward = 1 if peft == "lora" else 2
-    flops = tokens * (sum((1 + backward) * space.flops(p.arch, seq_len) for p in picks)
+    flops = tokens * (sum(space.training_flops(p.arch, seq_len, peft) for p in picks)
                       + (space.flops(space.largest(), seq_len) if teacher is not None else 0))
     out: dict[str, Any] = {
         "bench": "train", "tokens_per_s": tokens / step_s, "utilization": flops / step_s / rate, "goal": 0.40,
