@@ -120,3 +120,27 @@ def test_recovery_recipes_are_compared_at_equal_tokens_and_the_better_one_is_nam
     other = _curve(tmp_path / "other" / "curve.jsonl", [(0, "full", 10, 100), (0, "probeX", 900, 50)], "full")
     with pytest.raises(NasBenchError, match="must share probe archs"):
         compare_curves([lora, other], tmp_path / "out" / "x.png")
+
+
+def test_curve_budget_extrapolates_each_probe_to_its_band_goal(tmp_path):
+    """An exact power law is recovered and extrapolated; a flat probe never gets there; one at its goal needs none;
+    points before a quarter of the tokens (the steep start) are left out of the fit."""
+    from nasbench.report.recovery import _budget_text, curve_budget
+
+    lines = []
+    for t in (0, 1000, 2000, 4000, 8000, 16000):
+        lines += [{"tokens": t, "role": "full", "ppl": 10.0, "params": 100},
+                  {"tokens": t, "role": "probe0", "ppl": 10.0 * (1e9 if t < 4000 else 100 * (t / 4000) ** -1.0),
+                   "params": 50},                                        # 50% band: goal 4.0x
+                  {"tokens": t, "role": "probe1", "ppl": 10.0 * 30, "params": 75},     # flat at 30x
+                  {"tokens": t, "role": "probe2", "ppl": 10.0 * 1.5, "params": 76}]    # 75% band, below 2.0x
+    curve = tmp_path / "curve.jsonl"
+    curve.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    budget = curve_budget(curve)
+    assert budget["from_tokens"] == 4000 and budget["tokens"] == 16000
+    by_role = {p["role"]: p for p in budget["probes"]}
+    assert by_role["probe0"]["band"] == "50" and by_role["probe0"]["exponent"] == pytest.approx(-1.0)
+    assert by_role["probe0"]["tokens_to_goal"] == pytest.approx(4000 * 25)  # 100x / 4.0x = 25 times the tokens
+    assert by_role["probe1"]["tokens_to_goal"] is None and by_role["probe2"]["tokens_to_goal"] == 16000
+    text = _budget_text(budget)
+    assert "1 of 3 never do" in text and "| probe0 | 50% | 25.0x | -1.00 | 100k |" in text

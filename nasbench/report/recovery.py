@@ -17,7 +17,7 @@ from nasbench.report._common import BOOTSTRAP as _BOOTSTRAP
 from nasbench.report._common import fmt_ratio as _fmt
 from nasbench.space import SearchSpace, arch_id
 
-__all__ = ["GOALS", "band_ratios", "recovery_section", "plot_curve", "compare_curves"]
+__all__ = ["GOALS", "band_ratios", "recovery_section", "plot_curve", "compare_curves", "curve_budget"]
 
 #: The recovery goals per band: (median ratio, best ratio) to the same supernet's full model.
 GOALS = {"75": (2.0, 1.4), "50": (4.0, 2.5)}
@@ -106,6 +106,9 @@ def recovery_section(db: str | Path, space: SearchSpace, bands: dict[str, Path],
     if curve is not None and curve.is_file():
         png = plot_curve(curve, out_dir / "recovery-curve.png")
         lines += ["", f"![recovery curve]({png.name})", "", _curve_summary(curve)]
+        budget = curve_budget(curve)
+        if budget["probes"]:
+            lines += ["", _budget_text(budget)]
         if compare:
             lines += ["", compare_curves([curve, *compare], out_dir / "recovery-recipes.png")]
     return "\n".join(lines) + "\n"
@@ -130,6 +133,82 @@ def _curve_summary(curve: Path) -> str:
     return text + f"; the full model went from {first.get('full', math.nan):.2f} to {end.get('full', math.nan):.2f}."
 
 
+#: ln of the tokens beyond which an extrapolation counts as never (1e15 tokens: far past any training budget).
+_NEVER = math.log(1e15)
+
+
+def _band_of(share: float) -> str:
+    """A probe's band from its share of the full model's params (the bands sit at 50% and 75%)."""
+    return "50" if share < 0.62 else "75"
+
+
+def curve_budget(curve: Path) -> dict[str, Any]:
+    """What the curve says training still needs: per probe, a power law ``ratio ~ tokens^b`` fitted (least squares in
+    log-log) to its ratios from a quarter of the curve's tokens on (its last two doublings: the early, steep drop of an
+    untrained net would flatter the rate), extrapolated to its band's median goal (:data:`GOALS`). ``tokens_to_goal``
+    is ``None`` where the fitted rate never gets there (``b >= 0``, or beyond 1e15 tokens); the goal's own tokens where it is already met.
+    ``tokens_per_s``: the training chain's tokens over its wall time, from the ``manifest.json`` beside the curve."""
+    points = _curve_points(curve)
+    last = max(p["tokens_total"] for p in points)
+    ratios = _probe_ratios(points)
+    window = sorted(t for t in ratios if t >= last / 4 and t > 0)
+    out: dict[str, Any] = {"tokens": last, "from_tokens": window[0] if window else None, "probes": [],
+                           "tokens_per_s": None}
+    manifest = curve.parent / "manifest.json"
+    if manifest.is_file():
+        training = json.loads(manifest.read_text(encoding="utf-8"))["training"]
+        if training.get("wall_time_s_total"):
+            out["tokens_per_s"] = training["tokens_total"] / training["wall_time_s_total"]
+    if len(window) < 3:
+        return out
+    full_params = max(p["params"] for p in points)
+    params = {p["role"]: p["params"] for p in points}
+    for role in sorted(set.intersection(*(set(ratios[t]) for t in window))):
+        x = np.log(np.asarray(window, dtype=np.float64))
+        y = np.log([ratios[t][role] for t in window])
+        slope, intercept = np.polyfit(x, y, 1)
+        band = _band_of(params[role] / full_params)
+        goal = GOALS[band][0]
+        now = ratios[window[-1]][role]
+        if now <= goal:
+            needed: float | None = float(window[-1])
+        elif slope < -1e-6 and (math.log(goal) - intercept) / slope < _NEVER:
+            needed = float(math.exp((math.log(goal) - intercept) / slope))
+        else:
+            needed = None
+        out["probes"].append({"role": role, "band": band, "ratio": now, "exponent": float(slope),
+                              "goal": goal, "tokens_to_goal": needed})
+    return out
+
+
+def _tokens(n: float) -> str:
+    return f"{n / 1e9:.3g}B" if n >= 1e9 else f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}k"
+
+
+def _budget_text(budget: dict[str, Any]) -> str:
+    probes = budget["probes"]
+    rows = ["| probe | band | ratio now | exponent b (ratio ~ tokens^b) | tokens to the band's median goal |",
+            "|---|---|---|---|---|"]
+    for p in probes:
+        needed = "never at this rate" if p["tokens_to_goal"] is None else _tokens(p["tokens_to_goal"])
+        rows.append(f"| {p['role']} | {p['band']}% | {_fmt(p['ratio'])} | {p['exponent']:.2f} | {needed} |")
+    reached = sorted(p["tokens_to_goal"] for p in probes if p["tokens_to_goal"] is not None)
+    text = (f"What the curve says is needed: a power law fitted to each probe's ratio from {budget['from_tokens']:,} "
+            f"to {budget['tokens']:,} tokens (the last two doublings), extrapolated to its band's median goal.")
+    if reached:
+        median = float(np.median(reached))
+        text += (f" The probes get there after {_tokens(reached[0])} to {_tokens(reached[-1])} tokens (median "
+                 f"{_tokens(median)}")
+        if budget["tokens_per_s"]:
+            text += (f"; at the {budget['tokens_per_s']:,.0f} tokens/s this chain averaged, the median is "
+                     f"{median / budget['tokens_per_s'] / 3600:,.0f} hours of training")
+        text += ")"
+    missing = len(probes) - len(reached)
+    if missing:
+        text += f"; {missing} of {len(probes)} never do at their fitted rate"
+    return text + ". Extrapolating a power law is optimistic where the curve bends flatter.\n\n" + "\n".join(rows)
+
+
 def plot_curve(curve: Path, out: Path) -> Path:
     """Perplexity ratio to the full model vs training tokens, one line per probe arch (log scale)."""
     import matplotlib
@@ -145,7 +224,7 @@ def plot_curve(curve: Path, out: Path) -> Path:
                       key=lambda p: p["tokens_total"])
         share = mine[0]["params"] / max(p["params"] for p in points)
         ax.plot([p["tokens_total"] for p in mine], [p["ppl"] / full[p["tokens_total"]] for p in mine], marker="o",
-                ms=3, color="tab:blue" if share < 0.62 else "tab:orange",
+                ms=3, color="tab:blue" if _band_of(share) == "50" else "tab:orange",
                 label=f"{role} ({share:.0%} params)")
     for goal, color in ((GOALS["50"][0], "tab:blue"), (GOALS["75"][0], "tab:orange")):
         ax.axhline(goal, color=color, lw=0.8, ls="--")
