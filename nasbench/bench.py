@@ -9,9 +9,10 @@ from typing import Any
 import torch
 
 from nasbench.errors import NasBenchError
+from nasbench.precision import matmul_rate
 from nasbench.space import SearchSpace
 
-__all__ = ["bench_slicing", "bench_importance", "bench_profile", "matmul_flops_per_s"]
+__all__ = ["bench_slicing", "bench_importance", "bench_profile"]
 
 
 def _forward_seconds(model: torch.nn.Module, ids: torch.Tensor) -> float:
@@ -118,18 +119,6 @@ def bench_importance(space: SearchSpace, tokens: int = 4096, seq_len: int = 512,
     }
 
 
-def matmul_flops_per_s(dtype: torch.dtype = torch.bfloat16, n: int = 1024, repeats: int = 10) -> float:
-    """This machine's measured dense matmul rate (n x n @ n x n, best of ``repeats``), in FLOP/s."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    torch.matmul(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
-
-
 def bench_profile(space: SearchSpace, ppl_tokens: int = 2048, seq_len: int = 512, latency_seq_len: int = 128,
                   repeats: int = 20, data_dir: Any = None, dtype: torch.dtype = torch.bfloat16,
                   protocol_archs: int = 6) -> dict[str, Any]:
@@ -150,7 +139,7 @@ def bench_profile(space: SearchSpace, ppl_tokens: int = 2048, seq_len: int = 512
     supernet.set_sub_network(arch)
     perplexity(supernet, ids[:1])  # warm-up
     result = perplexity(supernet, ids)
-    rate = matmul_flops_per_s(dtype)
+    rate = matmul_rate(dtype) * 1e9  # the same denominator as bench train's
     flops = space.flops(arch, seq_len)
     latency = measure_latency(supernet.extract(arch), seq_len=latency_seq_len, repeats=repeats)
     archs_per_hour = _protocol_archs_per_hour(space, protocol_archs, dtype, data_dir) if protocol_archs else None
@@ -161,7 +150,7 @@ def bench_profile(space: SearchSpace, ppl_tokens: int = 2048, seq_len: int = 512
         "flop_bound_fraction": result.tokens_per_s * flops / rate,
         "latency_cv": latency.cv,
         "ppl_tokens_per_s": result.tokens_per_s,
-        "matmul_gflops": rate / 1e9,
+        "matmul_gflop_s": rate / 1e9,
         "flops_per_token": flops,
         "latency_ms": latency.median_ms,
         "dtype": str(dtype).removeprefix("torch."),

@@ -2,11 +2,11 @@
 later stage of the data flow, no module over 450 lines.
 
 space -> supernet -> importance -> train -> profile -> store -> surrogate -> optimize -> front (pareto); below them a
-ground floor (errors, metrics, families, the numpy Pareto core, model-card helpers), and on top the drivers that join
-stages (the CLI, the measurements, the RPD study, the baselines). The store is the DuckDB file that training and
-profiling write their rows into: it imports only the space, so it sits beside the space and the stages before it may
-write to it; publishing a DB is the store's stage. Imports inside functions count as much as top-level ones; imports
-under ``if TYPE_CHECKING:`` are annotations only and do not count.
+ground floor (errors, metrics, families, the numpy Pareto core, model-card helpers, the machine's measured matmul
+rate), and on top the drivers that join stages (the CLI, the measurements, the RPD study, the baselines). The store
+is the DuckDB file that training and profiling write their rows into: it imports only the space, so it sits beside
+the space and the stages before it may write to it; publishing a DB is the store's stage. Imports inside functions
+count as much as top-level ones; imports under ``if TYPE_CHECKING:`` are annotations only and do not count.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ MAX_LINES = 450
 #: Stage of each module (longest dotted prefix wins).
 STAGES = {
     "nasbench.errors": 0, "nasbench.metrics": 0, "nasbench.pareto": 0, "nasbench.cards": 0, "nasbench.families": 0,
-    "nasbench.stats": 0, "nasbench.paths": 0, "nasbench.lazy": 0, "nasbench.allocator": 0,
+    "nasbench.stats": 0, "nasbench.paths": 0, "nasbench.lazy": 0, "nasbench.allocator": 0, "nasbench.precision": 0,
     "nasbench.space": 1, "nasbench.data": 1, "nasbench.models": 1, "nasbench.perplexity": 1,
     "nasbench.supernet": 2,
     "nasbench.importance": 3, "nasbench.importance_schemes": 3,

@@ -233,3 +233,19 @@ def test_export_verify_ppl_reloads_the_model_and_matches_the_benchmark_row(tiny_
     assert check["tokens"] == FAST["ppl_tokens"] and check["dtype"] == "float32"
     assert main(args[:6] + ["--verify-ppl"]) == 2  # no --db: nothing to check against
     assert "needs --db" in capsys.readouterr().err
+
+
+def test_bench_profile_shares_its_matmul_rate_with_bench_train(tiny_with_data) -> None:
+    """One denominator for every utilisation the benches print: ``nasbench.precision.matmul_rate`` in the dtype."""
+    import torch
+
+    from nasbench.bench import bench_profile
+    from nasbench.precision import matmul_rate
+
+    space, data = tiny_with_data
+    result = bench_profile(space, ppl_tokens=64, seq_len=32, latency_seq_len=8, repeats=2, data_dir=data,
+                           dtype=torch.float32, protocol_archs=0)
+    assert result["matmul_gflop_s"] == matmul_rate(torch.float32)  # cached per process: the very same measurement
+    expected = result["ppl_tokens_per_s"] * result["flops_per_token"] / (result["matmul_gflop_s"] * 1e9)
+    assert result["flop_bound_fraction"] == pytest.approx(expected)
+    assert result["archs_per_hour"] is None and 0 < result["flop_bound_fraction"] < 1.5

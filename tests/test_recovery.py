@@ -23,7 +23,7 @@ from nasbench.allocator import freed_memory_kept
 from nasbench.train.artifact import MANIFEST, WEIGHTS, load_model, pack, read_manifest
 from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets
 from nasbench.train.loop import CHECKPOINTS, CURVE_FILE
-from nasbench.train.precision import resolve_precision
+from nasbench.precision import resolve_precision
 from nasbench.train.strategies import sub_network_kwargs
 
 

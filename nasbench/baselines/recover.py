@@ -60,7 +60,7 @@ def recover_arch(space: SearchSpace, sorted_model: torch.nn.Module, importance: 
     from nasbench.train.config import make_config
     from nasbench.train.data import build_data
     from nasbench.train.loop import prepare_trainable, run_picks, teacher_forward
-    from nasbench.train.precision import resolve_precision
+    from nasbench.precision import resolve_precision
     from nasbench.train.strategies import Pick
 
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:

@@ -127,7 +127,7 @@ def resolve(config: ProfileConfig) -> ProfileConfig:
     if config.dtype == "auto":
         import dataclasses
 
-        from nasbench.train.precision import resolve_precision
+        from nasbench.precision import resolve_precision
 
         fast = resolve_precision("auto", config.device.split(":")[0]) == "bf16-mixed"
         config = dataclasses.replace(config, dtype="bfloat16" if fast else "float32")

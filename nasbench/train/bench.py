@@ -5,7 +5,7 @@ costs against training the same sub-networks as dense models.
   by the frozen teacher) over the step's wall clock (teacher forward + every student's forward and backward +
   AdamW), as the recovery run trains.
 - ``utilization``: the step's model FLOPs over its time, as a share of the measured matmul rate in the step's
-  precision (:func:`nasbench.train.precision.matmul_rate`). Model FLOPs per token come from the space's formula
+  precision (:func:`nasbench.precision.matmul_rate`). Model FLOPs per token come from the space's formula
   (:meth:`SearchSpace.training_flops`): a student's forward and LoRA backward are ``2F + A`` (``A``: attention's
   share of ``F``, whose backward takes both operands' gradients; the adapters' own are < 10%), with every weight
   trained ``3F``; the teacher runs one forward of the full model. Goal >= 40%.
@@ -31,7 +31,7 @@ from nasbench.supernet import Supernet
 from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS
 from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets
 from nasbench.train.step import autocast, frozen_linears_to_bf16, lm_loss, prepare_trainable, run_picks, teacher_forward
-from nasbench.train.precision import matmul_rate, resolve_precision
+from nasbench.precision import matmul_rate, resolve_precision
 from nasbench.train.strategies import Pick, SandwichSampler
 
 __all__ = ["bench_train"]

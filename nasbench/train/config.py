@@ -24,7 +24,7 @@ IMPORTANCE_STRATEGIES = tuple(s for s in STRATEGIES if s.startswith("importance-
 KD_LOSSES = ("none", "cosine", "kl", "reverse-kl", "jsd", "symmetric-kl", "mse")
 #: ``lora``: peft LoRA adapters on every linear layer (the LM head too, unless it is tied); ``full``: every weight.
 PEFT_MODES = ("lora", "full")
-#: ``auto`` measures this CPU's (or GPU's) bf16 and fp32 matmul rates and picks (see :mod:`nasbench.train.precision`).
+#: ``auto`` measures this CPU's (or GPU's) bf16 and fp32 matmul rates and picks (see :mod:`nasbench.precision`).
 PRECISIONS = ("auto", "bf16-mixed", "fp32")
 #: The distillation teacher: ``largest`` (in-place: the step's largest sub-network, trained on the LM loss) or
 #: ``base`` (the starting model's full network, frozen: every sampled sub-network, the largest too, is a student).

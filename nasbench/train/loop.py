@@ -35,7 +35,7 @@ from nasbench.train.config import IMPORTANCE_STRATEGIES, KD_LOSSES, PEFT_MODES, 
 from nasbench.train.curve import RecoveryCurve
 from nasbench.train.data import TrainData, build_data
 from nasbench.train.parallel import processes
-from nasbench.train.precision import resolve_precision
+from nasbench.precision import resolve_precision
 from nasbench.train.step import lm_loss, loss_keys, prepare_trainable, run_picks, teacher_forward
 from nasbench.train.strategies import Sampler, make_sampler
 

@@ -349,7 +349,7 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         from nasbench.supernet import Supernet
         from nasbench.train.loop import prepare_trainable, run_picks, teacher_forward
         from nasbench.train.strategies import Pick
-        from nasbench.train.precision import matmul_rate
+        from nasbench.precision import matmul_rate
 
         precision = "bf16-mixed" if device == "cuda" else "fp32"
         with tempfile.TemporaryDirectory() as tmp:

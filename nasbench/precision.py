@@ -1,8 +1,9 @@
-"""``--precision auto``: measure this machine's matmul rates in bf16 and fp32 and pick the faster.
+"""This machine's measured matmul rate, and ``--precision auto`` / ``--dtype auto``: measure bf16 and fp32, pick.
 
 CPUs differ by an order of magnitude here: with AMX or AVX-512 BF16, bf16 matmuls run 3-6x faster than fp32; on an
 AVX2-only CPU they are emulated and run 10-100x slower. So the precision is measured, never assumed. The same rates
-are the denominators of ``nasbench bench train``'s utilisation (achieved FLOP/s over the measured matmul rate).
+are the one denominator of every utilisation the benches print (``nasbench bench train``'s step, ``nasbench bench
+profile``'s perplexity pass): achieved FLOP/s over :func:`matmul_rate` in the same dtype.
 """
 
 from __future__ import annotations
