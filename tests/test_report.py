@@ -122,6 +122,30 @@ def test_recovery_recipes_are_compared_at_equal_tokens_and_the_better_one_is_nam
         compare_curves([lora, other], tmp_path / "out" / "x.png")
 
 
+def test_a_chains_row_names_the_piece_that_reached_the_budget_and_its_cumulative_wall_time(tmp_path):
+    from nasbench.report import compare_curves
+
+    def point(tokens, total, role, ppl, wall, piece):
+        return {"tokens": tokens, "tokens_total": total, "role": role, "ppl": ppl, "params": 50, "peft": "lora",
+                "wall_time_s": wall, "piece": piece}
+
+    # piece a: 0 -> 8 tokens in 10 min; piece b resumes at 8 (re-evaluated at its step 0) and reaches 16 in 5 min
+    chain = [point(0, 0, "full", 10, 0, "a"), point(0, 0, "probe0", 900, 0, "a"),
+             point(8, 8, "full", 10, 600, "a"), point(8, 8, "probe0", 40, 600, "a"),
+             point(0, 8, "full", 10, 0, "b"), point(0, 8, "probe0", 41, 0, "b"),
+             point(8, 16, "full", 10, 300, "b"), point(8, 16, "probe0", 20, 300, "b")]
+    path = tmp_path / "chain" / "curve.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps(p) + "\n" for p in chain))
+    short = _curve(tmp_path / "short" / "curve.jsonl", [(0, "full", 10, 100), (0, "probe0", 900, 50),
+                                                         (8, "full", 10, 100), (8, "probe0", 30, 50)], "full")
+    assert "| `chain`, piece 1 of 2 | lora | - | 8 | 10 min |" in compare_curves([path, short], tmp_path / "a.png")
+    longer = _curve(tmp_path / "long" / "curve.jsonl", [(0, "full", 10, 100), (0, "probe0", 900, 50),
+                                                         (16, "full", 10, 100), (16, "probe0", 30, 50)], "full")
+    # at the chain's end: its own name, and both pieces' wall time
+    assert "| `chain` | lora | - | 16 | 15 min |" in compare_curves([path, longer], tmp_path / "b.png")
+
+
 def test_curve_budget_extrapolates_each_probe_to_its_band_goal(tmp_path):
     """An exact power law is recovered and extrapolated; a flat probe never gets there; one at its goal needs none;
     points before a quarter of the tokens (the steep start) are left out of the fit."""
@@ -144,3 +168,32 @@ def test_curve_budget_extrapolates_each_probe_to_its_band_goal(tmp_path):
     assert by_role["probe1"]["tokens_to_goal"] is None and by_role["probe2"]["tokens_to_goal"] == 16000
     text = _budget_text(budget)
     assert "1 of 3 never do" in text and "| probe0 | 50% | 25.0x | -1.00 | 100k |" in text
+
+
+def test_restart_costs_measure_each_continuation_piece_from_its_own_start(tmp_path):
+    """Piece 2 gets worse after its restart and is back below its start two evaluations later; piece 3 never gets
+    back; the first piece (no restart) is not reported."""
+    from nasbench.report.recovery import _restarts_text, restart_costs
+
+    medians = {"a": [(0, 900.0), (100, 20.0)], "b": [(0, 20.0), (50, 22.0), (100, 21.0), (150, 18.0)],
+               "c": [(0, 18.0), (50, 19.0), (100, 18.5)]}
+    lines, total = [], 0
+    for piece, points in medians.items():
+        for tokens, ratio in points:
+            lines += [{"step": tokens // 50, "tokens": tokens, "tokens_total": total + tokens, "piece": piece,
+                       "role": "full", "ppl": 10.0, "params": 100}]
+            # three probes whose median is the ratio
+            lines += [{"step": tokens // 50, "tokens": tokens, "tokens_total": total + tokens, "piece": piece,
+                       "role": f"probe{i}", "ppl": 10.0 * ratio * f, "params": 50} for i, f in enumerate((0.5, 1, 3))]
+        total += points[-1][0]
+    curve = tmp_path / "curve.jsonl"
+    curve.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    costs = restart_costs(curve)
+    assert [c["piece"] for c in costs] == [2, 3]
+    assert costs[0] == {"piece": 2, "start": 20.0, "first_tokens": 50, "first": 22.0, "back_after_tokens": 150,
+                        "piece_tokens": 150}
+    assert costs[1]["back_after_tokens"] is None and costs[1]["first"] == pytest.approx(19.0)
+    text = _restarts_text(costs)
+    assert "piece 2 started at a median probe ratio of 20.0x and stood at 22.0x (+10%) after its first 50 tokens, " \
+           "back at or below its start after 150 of its 150 tokens" in text
+    assert "piece 3" in text and "never back within the piece" in text

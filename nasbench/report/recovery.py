@@ -17,7 +17,8 @@ from nasbench.report._common import BOOTSTRAP as _BOOTSTRAP
 from nasbench.report._common import fmt_ratio as _fmt
 from nasbench.space import SearchSpace, arch_id
 
-__all__ = ["GOALS", "band_ratios", "recovery_section", "plot_curve", "compare_curves", "curve_budget"]
+__all__ = ["GOALS", "band_ratios", "recovery_section", "plot_curve", "compare_curves", "curve_budget",
+           "restart_costs"]
 
 #: The recovery goals per band: (median ratio, best ratio) to the same supernet's full model.
 GOALS = {"75": (2.0, 1.4), "50": (4.0, 2.5)}
@@ -109,6 +110,9 @@ def recovery_section(db: str | Path, space: SearchSpace, bands: dict[str, Path],
         budget = curve_budget(curve)
         if budget["probes"]:
             lines += ["", _budget_text(budget)]
+        restarts = restart_costs(curve)
+        if restarts:
+            lines += ["", _restarts_text(restarts)]
         if compare:
             lines += ["", compare_curves([curve, *compare], out_dir / "recovery-recipes.png")]
     return "\n".join(lines) + "\n"
@@ -209,6 +213,45 @@ def _budget_text(budget: dict[str, Any]) -> str:
     return text + ". Extrapolating a power law is optimistic where the curve bends flatter.\n\n" + "\n".join(rows)
 
 
+def restart_costs(curve: Path) -> list[dict[str, Any]]:
+    """What restarting the optimizer cost at each continuation piece of a chain (``--resume-from`` ships no AdamW
+    moments and runs the warmup again): per piece after the first, the probes' median ratio at its start (its step-0
+    evaluation), at its first evaluation after that, and the tokens into the piece after which the median is first
+    back at or below the start (``None``: not within the piece)."""
+    points = _curve_points(curve)
+    pieces = list(dict.fromkeys(p.get("piece") for p in points))
+    out = []
+    for k, piece in enumerate(pieces[1:], start=2):
+        own = [p for p in points if p.get("piece") == piece]
+        medians = []
+        for step in sorted({p["step"] for p in own}):
+            at = [p for p in own if p["step"] == step]
+            full = next((p["ppl"] for p in at if p["role"] == "full"), None)
+            ratios = [p["ppl"] / full for p in at if p["role"] != "full"] if full else []
+            if ratios:
+                medians.append((at[0]["tokens"], float(np.median(ratios))))
+        if len(medians) < 2 or medians[0][0] != 0:
+            continue
+        start = medians[0][1]
+        back = next((t for t, m in medians[1:] if m <= start), None)
+        out.append({"piece": k, "start": start, "first_tokens": medians[1][0], "first": medians[1][1],
+                    "back_after_tokens": back, "piece_tokens": medians[-1][0]})
+    return out
+
+
+def _restarts_text(restarts: list[dict[str, Any]]) -> str:
+    parts = []
+    for r in restarts:
+        text = (f"piece {r['piece']} started at a median probe ratio of {_fmt(r['start'])} and stood at "
+                f"{_fmt(r['first'])} ({r['first'] / r['start'] - 1:+.0%}) after its first {r['first_tokens']:,} tokens")
+        if r["first"] > r["start"]:
+            text += (f", back at or below its start after {r['back_after_tokens']:,} of its {r['piece_tokens']:,} "
+                     f"tokens" if r["back_after_tokens"] is not None else ", and never back within the piece")
+        parts.append(text)
+    return ("What a restart costs (`--resume-from` ships no optimizer moments and warms up again): "
+            + "; ".join(parts) + ".")
+
+
 def plot_curve(curve: Path, out: Path) -> Path:
     """Perplexity ratio to the full model vs training tokens, one line per probe arch (log scale)."""
     import matplotlib
@@ -251,6 +294,24 @@ def _run_of(curve: Path) -> dict[str, Any]:
     elif (curve.parent / "train.json").is_file():
         run["lr"] = json.loads((curve.parent / "train.json").read_text(encoding="utf-8"))["config"].get("lr")
     return run
+
+
+def _at_budget(run: dict[str, Any], budget: int) -> tuple[str, float]:
+    """The label and wall seconds of ``run`` at ``budget`` tokens. In a chain of pieces (points carry ``piece``; each
+    piece's ``wall_time_s`` starts at 0) the budget may fall inside an earlier piece: the label names that piece, and
+    the wall time is the earlier pieces' plus its own up to the budget."""
+    name = f"`{run['name']}`"
+    points = run["points"]
+    pieces = list(dict.fromkeys(p.get("piece") for p in points))
+    # the first point at the budget is the one trained to it (a resumed piece re-evaluates it at its step 0)
+    at = next((p for p in points if p["tokens_total"] == budget), None)
+    if at is None:
+        return name, 0.0
+    k = pieces.index(at.get("piece"))
+    done = sum(max(q.get("wall_time_s", 0.0) for q in points if q.get("piece") == piece) for piece in pieces[:k])
+    if len(pieces) > 1 and k < len(pieces) - 1:
+        name += f", piece {k + 1} of {len(pieces)}"
+    return name, done + at.get("wall_time_s", 0.0)
 
 
 def _probe_ratios(points: list[dict[str, Any]]) -> dict[int, dict[str, float]]:
@@ -296,8 +357,8 @@ def compare_curves(curves: list[Path], out: Path) -> str:
         ax_full.plot([t for t, _ in full], [v for _, v in full], color=color, marker="o", ms=3, label=label)
         end = [ratios[budget][r] for r in sorted(roles)]
         medians[label] = float(np.median(end))
-        wall = max((p.get("wall_time_s", 0.0) for p in run["points"] if p["tokens_total"] == budget), default=0.0)
-        rows.append(f"| `{run['name']}` | {run['peft']} | {run['lr'] or '-'} | {budget:,} | {wall / 60:.0f} min | "
+        name, wall = _at_budget(run, budget)
+        rows.append(f"| {name} | {run['peft']} | {run['lr'] or '-'} | {budget:,} | {wall / 60:.0f} min | "
                     f"{dict(full)[budget]:.2f} | {_fmt(medians[label])} | {_fmt(min(end))} | {_fmt(max(end))} |")
     ax.set_yscale("log")
     ax.set_ylabel("probe perplexity / full model's")
