@@ -112,8 +112,17 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     for sid in trained:
         for method, data in summary.items():
             findings += _findings(space, db, ppl, latency, sid, method, data)
-    acc_findings = [f for sid in trained for method, data in summary.items()
+    # a supernet none of whose sub-networks has accuracy on every task gets one line, not one per baseline and budget
+    with_acc = [sid for sid in trained if any(_mean_acc(v, tasks) is not None for (s, _), v in acc.items() if s == sid)]
+    acc_findings = [f for sid in with_acc for method, data in summary.items()
                     for f in _acc_findings(space, db, acc, latency, sid, method, data["group"], tasks)]
+    without = [sid for sid in trained if sid not in with_acc]
+    baseline_acc = any(_mean_acc({t: (m["values"].get(f"acc_{t}"), m["extra"].get(f"acc_{t}", {}).get("stderr"))
+                                  for t in tasks}, tasks) for data in summary.values() for m in data["group"])
+    if baseline_acc and without:
+        acc_findings.append("- No accuracy comparison for " + ", ".join(f"`{sid}`" for sid in without)
+                            + f": none of {'their' if len(without) > 1 else 'its'} sub-networks has accuracy rows on "
+                            f"every task.")
     if out_dir is not None and trained:
         lines += _front_plots(db, space, trained[-1], Path(out_dir))
     if findings:
