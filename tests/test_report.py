@@ -81,6 +81,11 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
             store.add_results(space, arch, [Measurement(arch_id=arch_id(arch), supernet_id=sid, metric="acc",
                                                         value=value, unit="accuracy", task=task,
                                                         extra={"items": 500, "stderr": 0.02})])
+        # a second trained supernet with perplexity only: one line in the accuracy findings, not one per budget
+        store.add_supernet("trained-y", space.name, "tiny", tokens=2000, steps=6)
+        for arch in [full, small]:
+            store.add_results(space, arch, [Measurement(arch_id=arch_id(arch), supernet_id="trained-y", metric="ppl",
+                                                        value=12.0, unit="perplexity", seq_len=512)])
     out = tmp_path / "out"
     assert main(["report", space.path, "--db", str(db), "--bands", str(tmp_path), "--out", str(out)]) == 0
     report = (out / "REPORT.md").read_text()
@@ -90,6 +95,9 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
     # mean 0.75 vs 0.45, error sqrt(2 * 0.02^2) / 2 per side: the interval excludes 0
     finding = next(line for line in report.splitlines() if "at matched params" in line and "NAS best 0.750" in line)
     assert "difference +0.300 [95% CI +0.261, +0.339]" in finding and "**NAS wins**" in finding
+    assert "- No accuracy comparison for `trained-y`: none of its sub-networks has accuracy rows on every task." \
+        in report
+    assert "none of the 0 sub-networks" not in report
 
 
 def _curve(path, points, peft):
