@@ -117,8 +117,7 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     acc_findings = [f for sid in with_acc for method, data in summary.items()
                     for f in _acc_findings(space, db, acc, latency, sid, method, data["group"], tasks)]
     without = [sid for sid in trained if sid not in with_acc]
-    baseline_acc = any(_mean_acc({t: (m["values"].get(f"acc_{t}"), m["extra"].get(f"acc_{t}", {}).get("stderr"))
-                                  for t in tasks}, tasks) for data in summary.values() for m in data["group"])
+    baseline_acc = any(_baseline_acc(m, tasks) for data in summary.values() for m in data["group"])
     if baseline_acc and without:
         acc_findings.append("- No accuracy comparison for " + ", ".join(f"`{sid}`" for sid in without)
                             + f": none of {'their' if len(without) > 1 else 'its'} sub-networks has accuracy rows on "
@@ -217,16 +216,17 @@ def _mean_acc(per_task: dict[str, tuple[float | None, float | None]], tasks: lis
     return (float(np.mean([v for v, _ in pairs])), float(math.sqrt(sum(e * e for _, e in pairs)) / len(tasks)))
 
 
+def _baseline_acc(m: dict[str, Any], tasks: list[str]) -> tuple[float, float] | None:
+    """A baseline arch's mean accuracy and its error (:func:`_mean_acc`) from its summary row; None without every task."""
+    return _mean_acc({t: (m["values"].get(f"acc_{t}"), m["extra"].get(f"acc_{t}", {}).get("stderr")) for t in tasks},
+                     tasks)
+
+
 def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, latency: dict, sid: str, method: str,
                   group: list[dict[str, Any]], tasks: list[str]) -> list[str]:
     """Matched params and matched latency on mean accuracy: the best NAS sub-network with accuracy rows that fits the
     baseline's budget against the baseline (for several archs, the one of median mean accuracy)."""
-    scored = []
-    for m in group:
-        per_task = {t: (m["values"].get(f"acc_{t}"), m["extra"].get(f"acc_{t}", {}).get("stderr")) for t in tasks}
-        mean = _mean_acc(per_task, tasks)
-        if mean is not None:
-            scored.append((mean, m))
+    scored = [(mean, m) for m in group if (mean := _baseline_acc(m, tasks)) is not None]
     if not scored:
         return []
     scored.sort(key=lambda x: x[0][0])

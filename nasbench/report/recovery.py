@@ -223,13 +223,9 @@ def restart_costs(curve: Path) -> list[dict[str, Any]]:
     out = []
     for k, piece in enumerate(pieces[1:], start=2):
         own = [p for p in points if p.get("piece") == piece]
-        medians = []
-        for step in sorted({p["step"] for p in own}):
-            at = [p for p in own if p["step"] == step]
-            full = next((p["ppl"] for p in at if p["role"] == "full"), None)
-            ratios = [p["ppl"] / full for p in at if p["role"] != "full"] if full else []
-            if ratios:
-                medians.append((at[0]["tokens"], float(np.median(ratios))))
+        start_total = min(p["tokens_total"] for p in own)
+        medians = [(t - start_total, float(np.median(list(r.values()))))
+                   for t, r in sorted(_probe_ratios(own).items()) if r]
         if len(medians) < 2 or medians[0][0] != 0:
             continue
         start = medians[0][1]
