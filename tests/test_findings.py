@@ -97,3 +97,30 @@ def test_datasheet_names_what_is_measured_and_what_is_missing(tmp_path):
     assert f"Archs with perplexity on `trained-a`: {len({arch_id(a) for a in archs})}" in limits
     assert "no arch of the trained supernet has accuracy rows yet" in limits
     assert "median coefficient of variation of 5.0% (90th percentile 5.0%" in limits
+
+
+def test_datasheet_reads_the_continued_supernet_and_borrows_its_latency(tmp_path):
+    """Two trained supernets with perplexity on the same archs: the one trained on more tokens is the benchmark's,
+    and its latency lines come from the other's rows (latency is shape-only); on the old rule (most archs of any
+    metric) the piece with the latency rows won and the continued one was never named."""
+    from nasbench.report.datasheet import limits_section
+
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = space.sample(6, seed=7)
+    db = tmp_path / "d.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        store.add_supernet("piece-1", space.name, "tiny", strategy="sandwich", kd="kl", tokens=1000)
+        store.add_supernet("piece-2", space.name, "tiny", strategy="sandwich", kd="kl", tokens=3000)
+        for arch in archs:
+            aid = arch_id(arch)
+            store.add_results(space, arch, [
+                Measurement(arch_id=aid, supernet_id=s, metric="ppl", value=v, unit="perplexity", seq_len=512)
+                for s, v in (("piece-1", 20.0), ("piece-2", 15.0))] + [
+                Measurement(arch_id=aid, supernet_id="piece-1", metric="latency_ms", value=5.0, unit="ms",
+                            device="cpu", dtype="float32", extra={"cv": 0.04}, software={"cpu": "TestCPU"})])
+    limits = limits_section(db, space)
+    n = len({arch_id(a) for a in archs})
+    assert f"Archs with perplexity on `piece-2`: {n}" in limits
+    assert f"{n} archs measured (the rows of `piece-1`" in limits and "cpu TestCPU" in limits
+    assert "median coefficient of variation of 4.0%" in limits

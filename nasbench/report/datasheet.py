@@ -89,16 +89,32 @@ def _software(text: str) -> str:
     return ", ".join(f"{k} {s[k]}" for k in keys if s.get(k))
 
 
+def _main_supernet(coverage_rows: list[dict[str, Any]], supernets: list[dict[str, Any]]) -> str | None:
+    """The trained supernet the benchmark is about: the most archs with perplexity, then the most training tokens
+    (a continued artifact rebuilt on the same archs supersedes the piece it continued)."""
+    tokens = {s["id"]: s.get("tokens") or 0 for s in supernets}
+    trained = [r for r in coverage_rows if r["metric"] == "ppl" and not r["task"]
+               and not r["supernet_id"].startswith("baseline-") and r["supernet_id"] not in ("pretrained", "sorted")]
+    if not trained:
+        return None
+    return max(trained, key=lambda r: (r["archs"], tokens.get(r["supernet_id"], 0), r["supernet_id"]))["supernet_id"]
+
+
 def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None = None) -> str:
     """What the benchmark cannot tell, each with its number."""
-    from nasbench.store.report import coverage, latency_spread, reference_drift, surrogate_cards
+    from nasbench.metrics import WEIGHT_FREE
+    from nasbench.store.report import coverage, latency_spread, reference_drift, supernet_rows, surrogate_cards
 
     rows = coverage(db, space.name)
-    trained = [r for r in rows if not r["supernet_id"].startswith("baseline-")
-               and r["supernet_id"] not in ("pretrained", "sorted")]
-    if main_supernet is None and trained:
-        main_supernet = max(trained, key=lambda r: r["archs"])["supernet_id"]
+    if main_supernet is None:
+        main_supernet = _main_supernet(rows, supernet_rows(db, space.name))
     of = {(r["metric"], r["task"]): r for r in rows if r["supernet_id"] == main_supernet}
+    # weight-free metrics are measured once on the dense extracted models and shared by every supernet (as the
+    # surrogates and the publication borrow them): a supernet without its own rows reads the most complete set
+    for r in sorted((r for r in rows if r["metric"] in WEIGHT_FREE and not r["supernet_id"].startswith("baseline-")),
+                    key=lambda r: r["archs"]):
+        if of.get((r["metric"], r["task"]), r)["supernet_id"] != main_supernet:
+            of[(r["metric"], r["task"])] = r
     ppl = of.get(("ppl", ""), {}).get("archs", 0)
     acc = {t: r["archs"] for (m, t), r in of.items() if m == "acc" and t}
     out = [f"- Archs with perplexity on `{main_supernet}`: {ppl:,}; the space holds {space.cardinality():,} archs, "
@@ -112,10 +128,13 @@ def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None
                    "sub-networks by downstream accuracy (only by perplexity, latency, memory, params, FLOPs).")
     lat = of.get(("latency_ms", ""))
     if lat:
-        out.append(f"- Latency is one machine's: {lat['archs']:,} archs measured on "
+        shared = "" if lat["supernet_id"] == main_supernet else (
+            f" (the rows of `{lat['supernet_id']}`: latency is measured on the dense extracted model, whose shapes, "
+            "not weights, set it)")
+        out.append(f"- Latency is one machine's: {lat['archs']:,} archs measured{shared} on "
                    f"{'; '.join(_software(s) for s in (lat['software'] or [])[:1])}; another CPU (or a GPU) ranks "
                    "archs differently, so latency answers transfer only to the same hardware and threads.")
-        spread = latency_spread(db, space.name, main_supernet)
+        spread = latency_spread(db, space.name, lat["supernet_id"])
         if spread:
             out.append(f"- Latency noise: the timed repeats of one arch vary with a median coefficient of variation "
                        f"of {spread['median']:.1%} (90th percentile {spread['p90']:.1%}, {spread['rows']:,} rows); "
