@@ -124,3 +124,25 @@ def test_datasheet_reads_the_continued_supernet_and_borrows_its_latency(tmp_path
     assert f"Archs with perplexity on `piece-2`: {n}" in limits
     assert f"{n} archs measured (the rows of `piece-1`" in limits and "cpu TestCPU" in limits
     assert "median coefficient of variation of 4.0%" in limits
+
+
+def test_a_supernet_on_few_of_the_shared_archs_is_left_out_and_named(tmp_path):
+    """A continuation piece measured on its band archs only must not cut the others' comparison down to them: it
+    joins only if at least half of the shared archs stay (on the old rule the 80 shared archs became 32)."""
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = space.sample(90, seed=8)
+    full = space.params(space.largest())
+    db = tmp_path / "b.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        store.add_supernet("trained-a", space.name, "tiny", strategy="sandwich", kd="kl", tokens=1000, steps=3)
+        store.add_supernet("piece-b", space.name, "tiny", strategy="sandwich", kd="kl", tokens=2000, steps=6)
+        _ppl(space, store, "pretrained", archs, lambda a: 50.0 * full / space.params(a))
+        _ppl(space, store, "trained-a", archs, lambda a: 20.0 * full / space.params(a))
+        _ppl(space, store, "piece-b", archs[:32], lambda a: 10.0 * full / space.params(a))
+    (c,) = compare_supernets([("tiny", db)], space)
+    n = len({arch_id(a) for a in archs} - {arch_id(space.largest())})
+    assert [f.supernet for f in c.fronts] == ["trained-a", "pretrained"] and c.shared == n
+    assert c.left_out == {"piece-b": len({arch_id(a) for a in archs[:32]})}
+    text = training_section([c], space, tmp_path)
+    assert f"{n} shared archs" in text and "Left out (" in text and "`piece-b` (" in text

@@ -143,10 +143,11 @@ def _hv(points: np.ndarray, ref: np.ndarray) -> float:
     return hypervolume(points, ref)
 
 
-def supernet_fronts(db: str | Path, space: SearchSpace) -> tuple[list[SupernetFront], int, dict[str, float]]:
+def supernet_fronts(db: str | Path, space: SearchSpace) -> tuple[list[SupernetFront], int, dict[str, float],
+                                                                  dict[str, int]]:
     """The space's non-baseline supernets in ``db`` on the archs they share: fronts with paired-bootstrap HV
     intervals; also the paired interval of each supernet's HV minus the best one's (``{supernet: (diff, low,
-    high)}`` in the third item, keyed by supernet)."""
+    high)}`` in the third item, keyed by supernet) and the supernets left out (``{supernet: archs measured}``)."""
     from nasbench.store.report import arch_params, metric_values, supernet_rows
 
     values = metric_values(db, space.name, "ppl")
@@ -154,17 +155,22 @@ def supernet_fronts(db: str | Path, space: SearchSpace) -> tuple[list[SupernetFr
     for (s, a), v in values.items():
         if not s.startswith("baseline-") and v["value"] is not None and math.isfinite(v["value"]):
             by_supernet.setdefault(s, {})[a] = float(v["value"])
-    # the largest group of supernets that share >= MIN_SHARED archs: start from the best-covered one
+    # the group of supernets that share >= MIN_SHARED archs: start from the best-covered one; a supernet joins only
+    # if the group keeps at least half of its shared archs (a piece measured on its 34 band archs would otherwise cut
+    # a 501-arch comparison down to two params shares), and the ones left out are named
     order = sorted(by_supernet, key=lambda s: (-len(by_supernet[s]), s))
     chosen: list[str] = []
     shared: set[str] = set()
+    left_out: dict[str, int] = {}
     for s in order:
         common = set(by_supernet[s]) if not chosen else shared & set(by_supernet[s])
-        if len(common) >= MIN_SHARED:
+        if len(common) >= max(MIN_SHARED, len(shared) / 2):
             chosen.append(s)
             shared = common
+        else:
+            left_out[s] = len(by_supernet[s])
     if len(chosen) < 2:
-        return [], len(shared), {}
+        return [], len(shared), {}, left_out
     params = arch_params(db, space.name)
     full = space.params(space.largest())
     archs = sorted(a for a in shared if a in params and a != arch_id(space.largest()))
@@ -183,7 +189,7 @@ def supernet_fronts(db: str | Path, space: SearchSpace) -> tuple[list[SupernetFr
                                     high, ref))
     fronts.sort(key=lambda f: -f.hv)
     diffs = {f.supernet: paired_difference(f, fronts[0]) for f in fronts[1:]}
-    return fronts, len(archs), diffs
+    return fronts, len(archs), diffs, left_out
 
 
 def paired_difference(a: SupernetFront, b: SupernetFront) -> tuple[float, float, float]:
@@ -239,6 +245,8 @@ class DbFronts:
     fronts: list[SupernetFront]
     shared: int
     diffs: dict[str, tuple[float, float, float]]
+    left_out: dict[str, int]
+    """Supernets measured on too few of the shared archs to join: ``{supernet: archs measured}``."""
 
 
 def compare_supernets(dbs: Sequence[tuple[str, str | Path]], space: SearchSpace) -> list[DbFronts]:
@@ -274,6 +282,10 @@ def training_section(compared: Sequence[DbFronts], space: SearchSpace, out_dir: 
             verdict = "significantly" if high < 0 else "not significantly"
             sentence.append(f"{_describe(f)} is {verdict} worse by {-d:.3g} [{-high:.3g}, {-low:.3g}]")
         lines += ["; ".join(sentence) + ".", ""]
+        if c.left_out:
+            lines += ["Left out (measured on too few of these archs; a supernet joins only if at least half of the "
+                      "shared archs stay): " + ", ".join(f"`{s}` ({m:,} archs)" for s, m in c.left_out.items())
+                      + ".", ""]
         name = f"supernet-fronts-{k}.png"
         _plot_fronts(fronts, out_dir / name, f"S2: {label}, {n} shared archs")
         lines += [f"![supernet fronts]({name})", ""]
