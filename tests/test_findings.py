@@ -49,6 +49,8 @@ def test_a_better_supernet_wins_significantly_and_untrained_strategies_are_named
     assert math.isclose(fronts[0].points[0, 1] - fronts[2].points[0, 1], -math.log(3))
     text = training_section(compared, space, tmp_path)
     assert "significantly worse" in text and (tmp_path / "supernet-fronts-0.png").stat().st_size > 0
+    # every supernet's perplexity is a multiple of 1 / params here: each ranks the archs exactly as the best
+    assert "(Kendall tau of perplexity on the" in text and "`trained-b` (random, kd kl, 1,000 tokens) 1.000" in text
     s3 = strategies_section(compared, tmp_path, field="strategy")
     assert "sandwich beats random" in s3 and "(significant;" in s3
     assert "Not trained on these supernets: standard, grid-params" in s3

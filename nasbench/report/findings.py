@@ -255,7 +255,9 @@ def compare_supernets(dbs: Sequence[tuple[str, str | Path]], space: SearchSpace)
 
 def training_section(compared: Sequence[DbFronts], space: SearchSpace, out_dir: Path) -> str:
     """S2: per DB, the supernets on their shared archs: HV with 95% bootstrap intervals and the paired difference to
-    the best; the fronts as a figure."""
+    the best, how well each ranks the archs as the best does; the fronts as a figure."""
+    from nasbench.stats import agreement
+
     lines = ["Per DB, every supernet measured on the same archs (at least "
              f"{MIN_SHARED} shared): the hypervolume of its (params share, ln perplexity) front, reference point (1, "
              f"ln {space.reference.vocab_size:,}) — smaller than the full model and better than uniform guessing. "
@@ -282,6 +284,11 @@ def training_section(compared: Sequence[DbFronts], space: SearchSpace, out_dir: 
             verdict = "significantly" if high < 0 else "not significantly"
             sentence.append(f"{_describe(f)} is {verdict} worse by {-d:.3g} [{-high:.3g}, {-low:.3g}]")
         lines += ["; ".join(sentence) + ".", ""]
+        # whether a supernet trained less (or not at all) ranks the archs as the best one does: a benchmark's
+        # conclusions about archs hold across training budgets only as far as this agreement goes
+        taus = [(f, agreement(f.points[:, 1], best.points[:, 1])["kendall_tau"]) for f in rest]
+        lines += [f"Rank agreement with {_describe(best)} (Kendall tau of perplexity on the {n:,} shared archs): "
+                  + "; ".join(f"{_describe(f)} {tau:.3f}" for f, tau in taus) + ".", ""]
         if c.left_out:
             lines += ["Left out (measured on too few of these archs; a supernet joins only if at least half of the "
                       "shared archs stay): " + ", ".join(f"`{s}` ({m:,} archs)" for s, m in c.left_out.items())
