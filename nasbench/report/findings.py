@@ -37,6 +37,8 @@ __all__ = ["SupernetFront", "DbFronts", "importance_section", "compare_supernets
 _REPS = 1000
 #: A supernet enters S2 when it was measured on at least this many of the archs it shares with the others.
 MIN_SHARED = 30
+#: ... and at least this share of the best-covered supernet's archs (S2).
+MIN_SHARE_OF_TOP = 0.1
 
 
 def _fmt_ci(value: float, low: float, high: float, digits: int = 3) -> str:
@@ -155,16 +157,18 @@ def supernet_fronts(db: str | Path, space: SearchSpace) -> tuple[list[SupernetFr
     for (s, a), v in values.items():
         if not s.startswith("baseline-") and v["value"] is not None and math.isfinite(v["value"]):
             by_supernet.setdefault(s, {})[a] = float(v["value"])
-    # the group of supernets that share >= MIN_SHARED archs: start from the best-covered one; a supernet joins only
-    # if the group keeps at least half of its shared archs (a piece measured on its 34 band archs would otherwise cut
-    # a 501-arch comparison down to two params shares), and the ones left out are named
+    # the group of supernets that share enough archs: start from the best-covered one; a supernet joins only if the
+    # group keeps MIN_SHARED archs and a MIN_SHARE_OF_TOP share of the best-covered supernet's (a piece measured on
+    # its 34 band archs would otherwise cut a 501-arch comparison down to two params shares); the ones left out are
+    # named
     order = sorted(by_supernet, key=lambda s: (-len(by_supernet[s]), s))
+    floor = max(MIN_SHARED, MIN_SHARE_OF_TOP * len(by_supernet[order[0]])) if order else MIN_SHARED
     chosen: list[str] = []
     shared: set[str] = set()
     left_out: dict[str, int] = {}
     for s in order:
         common = set(by_supernet[s]) if not chosen else shared & set(by_supernet[s])
-        if len(common) >= max(MIN_SHARED, len(shared) / 2):
+        if len(common) >= floor:
             chosen.append(s)
             shared = common
         else:
@@ -290,8 +294,8 @@ def training_section(compared: Sequence[DbFronts], space: SearchSpace, out_dir: 
         lines += [f"Rank agreement with {_describe(best)} (Kendall tau of perplexity on the {n:,} shared archs): "
                   + "; ".join(f"{_describe(f)} {tau:.3f}" for f, tau in taus) + ".", ""]
         if c.left_out:
-            lines += ["Left out (measured on too few of these archs; a supernet joins only if at least half of the "
-                      "shared archs stay): " + ", ".join(f"`{s}` ({m:,} archs)" for s, m in c.left_out.items())
+            lines += [f"Left out (measured on too few of these archs; a supernet joins only if the group keeps "
+                      f"{MIN_SHARED} shared archs and {MIN_SHARE_OF_TOP:.0%} of the best-covered supernet's): " + ", ".join(f"`{s}` ({m:,} archs)" for s, m in c.left_out.items())
                       + ".", ""]
         name = f"supernet-fronts-{k}.png"
         _plot_fronts(fronts, out_dir / name, f"S2: {label}, {n} shared archs")
