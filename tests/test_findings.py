@@ -27,19 +27,27 @@ def test_bootstrap_interval_is_seeded_and_covers_a_mean():
     assert a[0] < x.mean() < a[1] and a[1] - a[0] < 0.5
 
 
-def test_a_better_supernet_wins_significantly_and_untrained_strategies_are_named(tmp_path):
+def _fronts_db(tmp_path, n_archs, seed, supernets):
+    """A DB whose supernets' perplexities are ``scale * full params / params`` on their first ``count`` archs;
+    ``supernets``: ``(id, strategy or None for an untrained one, tokens, count, scale)``."""
     space = tiny_space(tmp_path / "s", "llama")
-    archs = space.sample(60, seed=4)
+    archs = space.sample(n_archs, seed=seed)
     full = space.params(space.largest())
     db = tmp_path / "b.duckdb"
     with Store(db) as store:
         store.add_space(space)
-        store.add_supernet("trained-a", space.name, "tiny", strategy="sandwich", kd="kl", tokens=1000, steps=3)
-        store.add_supernet("trained-b", space.name, "tiny", strategy="random", kd="kl", tokens=1000, steps=3)
-        # trained-a is 3x better on every arch; trained-b 1.5x worse than the pretrained model on none: 1.2x better
-        _ppl(space, store, "pretrained", archs, lambda a: 50.0 * full / space.params(a))
-        _ppl(space, store, "trained-a", archs, lambda a: 50.0 / 3 * full / space.params(a))
-        _ppl(space, store, "trained-b", archs, lambda a: 50.0 / 1.2 * full / space.params(a))
+        for sid, strategy, tokens, count, scale in supernets:
+            if strategy is not None:
+                store.add_supernet(sid, space.name, "tiny", strategy=strategy, kd="kl", tokens=tokens, steps=3)
+            _ppl(space, store, sid, archs[:count], lambda a, scale=scale: scale * full / space.params(a))
+    return space, archs, db
+
+
+def test_a_better_supernet_wins_significantly_and_untrained_strategies_are_named(tmp_path):
+    # trained-a is 3x better on every arch; trained-b 1.5x worse than the pretrained model on none: 1.2x better
+    space, archs, db = _fronts_db(tmp_path, 60, 4, [("pretrained", None, 0, 60, 50.0),
+                                                    ("trained-a", "sandwich", 1000, 60, 50.0 / 3),
+                                                    ("trained-b", "random", 1000, 60, 50.0 / 1.2)])
     compared = compare_supernets([("tiny", db)], space)
     fronts, n, diffs = compared[0].fronts, compared[0].shared, compared[0].diffs
     assert [f.supernet for f in fronts] == ["trained-a", "trained-b", "pretrained"] and n == len(
@@ -135,17 +143,9 @@ def test_a_supernet_on_few_of_the_shared_archs_is_left_out_and_named(tmp_path, m
     from nasbench.report import findings
 
     monkeypatch.setattr(findings, "MIN_SHARED", 3)
-    space = tiny_space(tmp_path / "s", "llama")
-    archs = space.sample(90, seed=8)
-    full = space.params(space.largest())
-    db = tmp_path / "b.duckdb"
-    with Store(db) as store:
-        store.add_space(space)
-        store.add_supernet("trained-a", space.name, "tiny", strategy="sandwich", kd="kl", tokens=1000, steps=3)
-        store.add_supernet("piece-b", space.name, "tiny", strategy="sandwich", kd="kl", tokens=2000, steps=6)
-        _ppl(space, store, "trained-a", archs, lambda a: 20.0 * full / space.params(a))
-        _ppl(space, store, "pretrained", archs[:30], lambda a: 50.0 * full / space.params(a))
-        _ppl(space, store, "piece-b", archs[:6], lambda a: 10.0 * full / space.params(a))
+    space, archs, db = _fronts_db(tmp_path, 90, 8, [("trained-a", "sandwich", 1000, 90, 20.0),
+                                                    ("pretrained", None, 0, 30, 50.0),
+                                                    ("piece-b", "sandwich", 2000, 6, 10.0)])
     (c,) = compare_supernets([("tiny", db)], space)
     n = len({arch_id(a) for a in archs[:30]} - {arch_id(space.largest())})
     assert [f.supernet for f in c.fronts] == ["trained-a", "pretrained"] and c.shared == n
