@@ -12,7 +12,7 @@ from nasbench.errors import NasBenchError
 from nasbench.precision import matmul_rate
 from nasbench.space import SearchSpace
 
-__all__ = ["bench_slicing", "bench_importance", "bench_profile"]
+__all__ = ["bench_slicing", "bench_importance", "bench_profile", "bench_accuracy"]
 
 
 def _forward_seconds(model: torch.nn.Module, ids: torch.Tensor) -> float:
@@ -175,3 +175,61 @@ def _protocol_archs_per_hour(space: SearchSpace, n: int, dtype: torch.dtype, dat
         summary = profile(space, Path(tmp) / "bench.duckdb", config, data_dir=data_dir, progress=False)
         seconds = time.perf_counter() - start
     return 3600.0 * summary.profiled / seconds
+
+
+def bench_accuracy(space: SearchSpace, arch: dict[str, Any] | None = None, items: int = 100,
+                   tasks: tuple[str, ...] = ("arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande"),
+                   supernet: Any = None, data_dir: Any = None, dtype: torch.dtype | None = None,
+                   batch_size: int = 8) -> dict[str, Any]:
+    """The accuracy pass's speed: lm-eval's ``HFLM`` loop against the packed scoring ``evaluate`` uses
+    (``nasbench.profile._packed``), on the same first ``items`` of each task, for ``arch`` (default the largest) of
+    ``supernet`` (default the base model), batch ``batch_size`` as ``profile``'s, in ``dtype`` (default: bfloat16
+    where this machine runs it fast, as ``profile --dtype auto``). Per task: seconds of
+    each and their agreement (accuracy, and the largest log-likelihood difference, which is float rounding: ~1e-5 nat
+    in float32; in bfloat16 HFLM's log-softmax runs in bf16, the packed one in float32)."""
+    import tempfile
+    from pathlib import Path
+
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    from nasbench.models import load_tokenizer
+    from nasbench.profile._packed import PackedLM
+    from nasbench.profile.accuracy import write_tasks
+    from nasbench.supernet import Supernet
+    from nasbench.train.artifact import load_model
+
+    from nasbench.precision import resolve_precision
+
+    if dtype is None:
+        dtype = torch.bfloat16 if resolve_precision("auto") == "bf16-mixed" else torch.float32
+    loaded = load_model(space, supernet, dtype)
+    model = Supernet(loaded.model, space)
+    arch = space.check(arch, "--archs") if arch is not None else space.largest()
+    layers = loaded.importance.layers_for(arch["n_layers"]) if loaded.importance and loaded.importance.layers else None
+    model.set_sub_network(arch, layers=layers)
+    tokenizer = load_tokenizer(space.model)
+    out: dict[str, Any] = {"bench": "accuracy", "space": space.name, "arch": arch, "params": space.params(arch),
+                           "items": items, "dtype": str(dtype).removeprefix("torch."),
+                           "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory(prefix="nasbench-bench-") as tmp:
+        manager = TaskManager(include_path=str(write_tasks(data_dir, Path(tmp), tasks)), include_defaults=False)
+        seconds = {"hflm": 0.0, "packed": 0.0}
+        for task in tasks:
+            answers = {}
+            for name, cls in (("packed", PackedLM), ("hflm", HFLM)):
+                lm = cls(pretrained=model.model, tokenizer=tokenizer, batch_size=batch_size, device="cpu")
+                start = time.perf_counter()
+                result = simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=items, log_samples=True,
+                                         bootstrap_iters=0, verbosity="WARNING")
+                seconds[name] += time.perf_counter() - start
+                answers[name] = (result["results"][task]["acc,none"],
+                                 [r[0][0] for sample in result["samples"][task] for r in sample["resps"]])
+            diff = max(abs(float(a) - float(b)) for a, b in zip(answers["packed"][1], answers["hflm"][1]))
+            out[task] = {"acc_packed": answers["packed"][0], "acc_hflm": answers["hflm"][0],
+                         "max_loglik_diff": round(diff, 6)}
+    out.update(hflm_s=round(seconds["hflm"], 1), packed_s=round(seconds["packed"], 1),
+               speedup=round(seconds["hflm"] / seconds["packed"], 2),
+               packed_items_per_s=round(items * len(tasks) / seconds["packed"], 1))
+    return out

@@ -158,7 +158,7 @@ def test_accuracy_rows_from_lm_eval(tiny_with_data, tmp_path, shared_data) -> No
     assert {(t, m) for t, m, _, _ in got} == {("arc_easy", "acc"), ("arc_easy", "acc_norm"), ("winogrande", "acc"),
                                               ("truthfulqa_mc2", "mc2")}
     for _, _, value, extra in got:
-        assert 0.0 <= value <= 1.0 and json.loads(extra)["items"] == 3
+        assert 0.0 <= value <= 1.0 and json.loads(extra)["items"] == 3 and json.loads(extra)["scorer"] == "packed"
     view = rows(db, "SELECT metric_acc_arc_easy, metric_mc2_truthfulqa_mc2 FROM wide_tiny_llama "
                     "WHERE metric_acc_arc_easy IS NOT NULL")
     assert len(view) == summary.archs

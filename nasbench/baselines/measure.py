@@ -49,8 +49,7 @@ def measure_group(group: str, model: Any, tokenizer: Any, space: SearchSpace, me
 
         task_dir = write_tasks(data_dir, Path(tempfile.mkdtemp(prefix="nasbench-tasks-")))
         return [dict(metric=s.metric, value=s.value, unit=s.unit, task=s.task, device=device, dtype=dtype,
-                     cost_s=s.seconds,
-                     extra={"items": s.n_items, "limit_items": protocol.limit_items, "stderr": s.stderr})
+                     cost_s=s.seconds, extra=s.extra(protocol.limit_items))
                 for s in evaluate(model, tokenizer, tasks, task_dir, limit=protocol.limit_items,
                                   batch_size=protocol.batch_size * 2)]
     note = {"note": _NO_SPEEDUP} if two_four else {}

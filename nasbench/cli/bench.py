@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from nasbench.cli._common import DATA_DIR_HELP, Parser, csv_list, given
+from nasbench.cli._common import DATA_DIR_HELP, Parser, add_supernet_flag, csv_list, given, read_arch_lines
+from nasbench.errors import NasBenchError, check_each
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -21,6 +22,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         result = bench.bench_importance(space, data_dir=data.data_dir(args.data_dir),
                                         **given(args, "tokens", "seq_len"))
+    elif args.what == "accuracy":
+        from nasbench import data
+        from nasbench.profile.accuracy import TASKS
+
+        archs = read_arch_lines(args.archs)
+        tasks = tuple(csv_list(args.tasks)) if args.tasks else None
+        if tasks:
+            check_each("--tasks", tasks, TASKS)
+        if args.items is not None and args.items < 1:
+            raise NasBenchError("--items", "must be >= 1", args.items)
+        result = bench.bench_accuracy(space, arch=archs[0] if archs else None, supernet=args.supernet,
+                                      data_dir=data.data_dir(args.data_dir), **given(args, "items"),
+                                      **({"tasks": tasks} if tasks else {}))
     elif args.what == "train":
         from nasbench.train import bench_train
 
@@ -68,6 +82,11 @@ def add_verbs(verbs: Any) -> Any:
     p.add_argument("--no-dense", action="store_true", help="skip the dense comparison (the ratio)")
     measure("profile", "perplexity throughput vs the matmul rate; latency CV", "--ppl-tokens", "--seq-len",
             data_dir=True)
+    p = measure("accuracy", "lm-eval's HFLM loop vs the packed scoring of `profile --metrics acc`: seconds, "
+                            "speed-up, agreement", "--items", data_dir=True)
+    p.add_argument("--tasks", help="comma list (default arc_easy,arc_challenge,piqa,hellaswag,winogrande)")
+    p.add_argument("--archs", metavar="FILE", help="its first arch (a `space sample` line); default the largest")
+    add_supernet_flag(p, "default: the base model")
     p = bench_verbs.add_parser("retest", help="agreement of two measurements of the same archs (test-retest): the "
                                               "Kendall tau no surrogate can beat on such data")
     p.add_argument("db", metavar="DB")
@@ -81,7 +100,6 @@ def add_verbs(verbs: Any) -> Any:
 def _cmd_retest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from nasbench.errors import NasBenchError
     from nasbench.stats import agreement
     from nasbench.store.report import paired_values
 

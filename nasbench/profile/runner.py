@@ -317,8 +317,7 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
                               batch_size=config.batch_size * 2):
             rows.append(dict(arch_id=aid, metric=score.metric, value=score.value, unit=score.unit, task=score.task,
                              device=device, dtype=dtype, cost_s=score.seconds,
-                             extra={"items": score.n_items, "limit_items": config.limit_items,
-                                    "stderr": score.stderr}))
+                             extra=score.extra(config.limit_items)))
     if groups & {"latency", "latency_rel", "memory", "energy"}:
         dense = _extract_and_run(supernet, arch, layers, config)
         if "memory" in groups:
