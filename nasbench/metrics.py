@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["Metric", "METRICS", "TASK_METRICS", "OBJECTIVE_METRICS", "COST", "LOG_SCALE", "LOG_FIT", "EXACT",
+__all__ = ["Metric", "METRICS", "CHANCE", "TASK_METRICS", "OBJECTIVE_METRICS", "COST", "LOG_SCALE", "LOG_FIT", "EXACT",
            "WEIGHT_FREE", "PROFILE_ITEMS", "profile_item", "metric", "is_maximized", "directions", "direction", "unit",
            "metric_column", "metric_name", "hp_column", "hp_name", "METRIC_PREFIX", "HP_PREFIX"]
 
@@ -40,7 +40,8 @@ class Metric:
     task: bool = False
     """Measured per lm-eval task (the column carries the task suffix)."""
     profiled_by: str = ""
-    """The ``nasbench profile --metrics`` item that measures it ('' : derived or computed)."""
+    """The ``nasbench profile --metrics`` item that measures it, or whose rows it averages (``acc_avg``); '' for the
+    computed ones."""
 
     @property
     def column(self) -> str:
@@ -49,7 +50,8 @@ class Metric:
 
 _ALL = (
     Metric("ppl", "perplexity", log_scale=True, log_fit=True, profiled_by="ppl"),
-    Metric("acc_avg", "accuracy", maximize=True),
+    Metric("acc_avg", "accuracy", maximize=True, profiled_by="acc"),
+    Metric("acc_chance_avg", "accuracy above chance", maximize=True, profiled_by="acc"),
     Metric("latency_ms", "ms", log_fit=True, weight_free=True, profiled_by="latency"),
     Metric("decode_ms_per_token", "ms", log_fit=True, weight_free=True, profiled_by="latency"),
     Metric("latency_rel", "x full model", log_fit=True, weight_free=True, profiled_by="latency_rel"),
@@ -66,6 +68,11 @@ _ALL = (
     Metric("mc2", "accuracy", maximize=True, task=True, profiled_by="acc"),
     Metric("target_ppl", "", task=True, profiled_by="acc"),
 )
+#: Per lm-eval task, the ``acc`` of uniform guessing (1 / choices; ARC's few 3-choice items move it by < 0.001 over
+#: its first 500 items; LAMBADA's exact next word has none): ``acc_chance_avg`` is the mean over tasks of
+#: ``(acc - chance) / (1 - chance)``, 0 at chance and 1 when every item is right, whatever the number of choices.
+CHANCE = {"arc_easy": 0.25, "arc_challenge": 0.25, "boolq": 0.5, "hellaswag": 0.25, "openbookqa": 0.25,
+          "piqa": 0.5, "social_iqa": 1 / 3, "winogrande": 0.5, "mmlu": 0.25, "lambada": 0.0}
 #: The items of ``nasbench profile --metrics``: each measures the registry's metrics whose ``profiled_by`` names it.
 PROFILE_ITEMS = ("ppl", "acc", "latency", "latency_rel", "memory", "energy")
 #: name -> Metric, in the order above.

@@ -56,6 +56,37 @@ def test_round_trip_architectures_and_measurements(tmp_path, space) -> None:
         assert {c for c in wide.columns if c.startswith("hp_")} >= {f"hp_{d}" for d in archs[0]}
 
 
+def test_wide_view_averages_accuracy_and_its_distance_from_chance(tmp_path, space) -> None:
+    from nasbench.metrics import CHANCE
+    from nasbench.profile.accuracy import PRIMARY_METRIC, TASKS
+
+    # every task scored by acc has a chance level (truthfulqa_mc2 is scored by mc2)
+    assert {t for t in TASKS if PRIMARY_METRIC[t] == "acc"} == set(CHANCE)
+    archs = space.sample(3, seed=2)
+    with Store(tmp_path / "b.duckdb") as store:
+        store.add_space(space)
+        ids = store.add_architectures(space, archs)
+        store.add_measurements(space.name, [Measurement(ids[0], "pretrained", "ppl", 30.0, "perplexity")])
+        assert "metric_acc_avg" not in store.query(f"SELECT * FROM {view_name(space.name)}").columns  # no acc rows
+        store.add_measurements(space.name, [
+            Measurement(ids[0], "pretrained", "acc", 0.40, "accuracy", task="arc_easy"),
+            Measurement(ids[0], "pretrained", "acc", 0.75, "accuracy", task="piqa"),
+            Measurement(ids[0], "pretrained", "acc_norm", 0.99, "accuracy", task="piqa"),  # not averaged
+            Measurement(ids[0], "other", "acc", 0.25, "accuracy", task="arc_easy"),
+            Measurement(ids[1], "pretrained", "ppl", 40.0, "perplexity"),
+        ])
+        wide = store.query(f"SELECT * FROM {view_name(space.name)} ORDER BY arch_id, supernet_id")
+    row = wide[(wide.arch_id == ids[0]) & (wide.supernet_id == "pretrained")].iloc[0]
+    assert row.metric_acc_avg == pytest.approx(0.575)
+    assert row.metric_acc_chance_avg == pytest.approx(((0.40 - 0.25) / 0.75 + (0.75 - 0.5) / 0.5) / 2)
+    assert row.acc_tasks == "arc_easy,piqa"
+    other = wide[(wide.arch_id == ids[0]) & (wide.supernet_id == "other")].iloc[0]
+    assert other.metric_acc_avg == pytest.approx(0.25) and other.metric_acc_chance_avg == pytest.approx(0.0)
+    unmeasured = wide[wide.arch_id == ids[1]].iloc[0]
+    assert unmeasured.metric_ppl == 40.0 and unmeasured.metric_acc_avg != unmeasured.metric_acc_avg  # NaN
+    assert len(wide) == len(wide[["arch_id", "supernet_id"]].drop_duplicates())  # the join adds no rows
+
+
 def test_writes_are_idempotent(tmp_path, space) -> None:
     archs = space.sample(3, seed=1)
     m = Measurement(arch_id(archs[0]), "pretrained", "ppl", 30.0, "perplexity", seq_len=512)

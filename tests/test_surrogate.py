@@ -158,6 +158,11 @@ def test_cost_counts_an_evaluation_once(bench_db, tmp_path) -> None:
     assert both["metric_cost_s"].tolist() == [4.0, 4.0]  # acc and acc_norm come from one lm-eval run
     avg = bm.query(archs[:2], ["acc_avg", "cost_s"], mode="table")
     assert avg["metric_cost_s"].tolist() == [9.0, 9.0]
+    # the average above chance: the same two tasks, each as (acc - chance) / (1 - chance)
+    rows = bm.query(archs[:2], ["acc_arc_easy", "acc_piqa", "acc_avg", "acc_chance_avg", "cost_s"], mode="table")
+    want = ((rows["metric_acc_arc_easy"] - 0.25) / 0.75 + (rows["metric_acc_piqa"] - 0.5) / 0.5) / 2
+    np.testing.assert_allclose(rows["metric_acc_chance_avg"], want)
+    assert rows["metric_cost_s"].tolist() == [9.0, 9.0]  # one evaluation of both tasks gives all four
 
 
 def test_invalid_configs_name_the_row_and_the_rule(bench_db, tmp_path) -> None:

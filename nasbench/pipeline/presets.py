@@ -154,7 +154,7 @@ class Preset:
                 raise self._fail("tasks", f"acc needs tasks, each one of {', '.join(TASKS)}", bad or self.tasks)
         for m in self.fit_metrics:
             known = metric(m)
-            needs = "acc" if m == "acc_avg" else (known.profiled_by if known else "")
+            needs = known.profiled_by if known else ""
             if known is None or m in EXACT or needs not in items:
                 raise self._fail("fit_metrics", f"each must be a measured metric of the profiled items "
                                                 f"({', '.join(sorted(items))})", m)

@@ -202,8 +202,13 @@ class Store:
         """(Re)create ``wide_<space>``: one row per (arch, supernet) with ``hp_<dimension>`` and ``metric_<name>``.
 
         ``metric_params`` is the exact analytic count; every other metric column holds the latest stored value of
-        that (metric, task) across devices and settings (query ``measurements`` to tell those apart).
+        that (metric, task) across devices and settings (query ``measurements`` to tell those apart). Where the space
+        has accuracy rows, ``metric_acc_avg`` and ``metric_acc_chance_avg`` average the latest ``acc`` of every task
+        the (arch, supernet) has, the second as ``(acc - chance) / (1 - chance)`` (:data:`nasbench.metrics.CHANCE`),
+        and ``acc_tasks`` names those tasks (compare averages over the same tasks only).
         """
+        from nasbench.metrics import CHANCE
+
         pairs = self.con.execute(
             "SELECT DISTINCT metric, task FROM measurements WHERE space = ? AND metric <> 'params' "
             "ORDER BY metric, task", [space]).fetchall()
@@ -211,13 +216,29 @@ class Store:
             f",\n    arg_max(m.value, m.created_at) FILTER (WHERE m.metric = {_literal(metric)} AND m.task = "
             f"{_literal(task)}) AS {_ident(_column(metric, task))}" for metric, task in pairs)
         hp = ",\n    ".join(f"a.{d} AS hp_{d}" for d in DIMENSIONS)
+        averages, join = "", ""
+        if any(metric == "acc" for metric, _ in pairs):
+            chance = ", ".join(f"({_literal(task)}, {value!r})" for task, value in sorted(CHANCE.items()))
+            averages = (f",\n    any_value(s.acc_avg) AS {_ident(_column('acc_avg', ''))},"
+                        f"\n    any_value(s.acc_chance_avg) AS {_ident(_column('acc_chance_avg', ''))},"
+                        "\n    any_value(s.acc_tasks) AS acc_tasks")
+            join = f"""
+LEFT JOIN (
+    SELECT arch_id, supernet_id, avg(value) AS acc_avg,
+        CASE WHEN count(c.chance) = count(*) THEN avg((value - c.chance) / (1 - c.chance)) END AS acc_chance_avg,
+        string_agg(task, ',' ORDER BY task) AS acc_tasks
+    FROM (SELECT arch_id, supernet_id, task, arg_max(value, created_at) AS value FROM measurements
+          WHERE space = {_literal(space)} AND metric = 'acc' GROUP BY ALL) AS latest
+    LEFT JOIN (VALUES {chance}) AS c(task, chance) USING (task)
+    GROUP BY ALL
+) AS s ON s.arch_id = a.arch_id AND s.supernet_id = m.supernet_id"""
         sql = f"""
 CREATE OR REPLACE VIEW {_ident(view_name(space))} AS
 SELECT a.space, a.arch_id, m.supernet_id,
     {hp},
     a.per_layer AS hp_per_layer,
-    a.params AS metric_params{metric_columns}
-FROM architectures a LEFT JOIN measurements m ON m.space = a.space AND m.arch_id = a.arch_id
+    a.params AS metric_params{metric_columns}{averages}
+FROM architectures a LEFT JOIN measurements m ON m.space = a.space AND m.arch_id = a.arch_id{join}
 WHERE a.space = {_literal(space)}
 GROUP BY ALL
 """

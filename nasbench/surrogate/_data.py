@@ -2,7 +2,8 @@
 
 Metric names are the wide view's column names without ``metric_``: ``ppl``, ``latency_ms``, ``memory_mb``,
 ``acc_arc_easy``, ``acc_norm_piqa``, ... plus ``acc_avg`` (the mean ``acc`` over the tasks this supernet was evaluated
-on; an arch counts only with all of them). ``params`` and ``flops`` are exact functions of the arch and are computed
+on; an arch counts only with all of them) and ``acc_chance_avg`` (the same tasks' mean ``(acc - chance) / (1 -
+chance)``). ``params`` and ``flops`` are exact functions of the arch and are computed
 from the space, never learned.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from nasbench.errors import NasBenchError
-from nasbench.metrics import EXACT, LOG_FIT, WEIGHT_FREE, is_maximized
+from nasbench.metrics import CHANCE, EXACT, LOG_FIT, WEIGHT_FREE, is_maximized
 from nasbench.space import SearchSpace
 from nasbench.store.queries import archs_by_id, measured_rows, supernets_with
 
@@ -64,7 +65,7 @@ class MeasuredTable:
         order = np.argsort(ids)
         payload = json.dumps({"ids": [ids[i] for i in order], "values": values[order].tolist(),
                               "costs": np.nan_to_num(costs[order], nan=-1.0).tolist(),
-                              "avg_tasks": list(self.avg_tasks) if metric == "acc_avg" else []})
+                              "avg_tasks": list(self.avg_tasks) if metric in ("acc_avg", "acc_chance_avg") else []})
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -94,6 +95,10 @@ def read_table(con: duckdb.DuckDBPyConnection, space: SearchSpace, supernet_id: 
         complete = values[cols].notna().all(axis=1)
         values["acc_avg"] = values[cols].mean(axis=1).where(complete)
         costs["acc_avg"] = costs[cols].sum(axis=1, min_count=1).where(complete)
+        if all(t in CHANCE for t in avg_tasks):  # the wide view's acc_chance_avg, over the same complete tasks
+            above = pd.concat([(values[f"acc_{t}"] - CHANCE[t]) / (1.0 - CHANCE[t]) for t in avg_tasks], axis=1)
+            values["acc_chance_avg"] = above.mean(axis=1).where(complete)
+            costs["acc_chance_avg"] = costs["acc_avg"]
     ids = list(values.index)
     archs = archs_by_id(con, space.name, ids)
     missing = [i for i in ids if i not in archs]

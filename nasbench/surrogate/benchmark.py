@@ -221,6 +221,8 @@ class Benchmark:
             learned_from_table.append(used)
             missing |= np.isnan(values)
         if with_cost:
+            if "acc_avg" in costs:  # the averages' evaluation runs every task they average
+                costs = {u: c for u, c in costs.items() if u not in {f"acc_{t}" for t in self.table.avg_tasks}}
             out["metric_cost_s"] = np.sum(list(costs.values()), axis=0) if costs else np.zeros(len(ids))
         code = np.full(len(ids), SOURCES.index("exact"), dtype=np.int8)
         if learned_from_table:
@@ -400,7 +402,10 @@ def _plain(v: float) -> Any:
 
 
 def _cost_unit(metric: str) -> str:
-    """acc and acc_norm of a task come from one evaluation: their costs count once."""
+    """acc and acc_norm of a task come from one evaluation, and both averages from the evaluation of all their tasks:
+    their costs count once."""
+    if metric == "acc_chance_avg":
+        return "acc_avg"
     return "acc_" + metric[len("acc_norm_"):] if metric.startswith("acc_norm_") else metric
 
 
