@@ -116,3 +116,36 @@ def test_compiled_templates_render_as_lm_eval_renders_them() -> None:
     for doc in ({"question": "why?", "choices": ["a cat", "dog"], "gold": 0},
                 {"question": "how?", "choices": ["x", "banana"], "gold": 1}):
         assert utils.apply_template(template, doc) == utils.env.from_string(template).render(**doc)
+
+
+def test_tasks_loaded_once_give_simple_evaluates_scores_on_every_call(tiny_with_data, tmp_path, shared_data) -> None:
+    import logging
+
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
+    from nasbench.profile import accuracy
+    from nasbench.profile._packed import PackedLM
+
+    space, data = tiny_with_data
+    (data / "commonsense_eval").symlink_to(shared_data / "commonsense_eval")
+    task_dir = accuracy.write_tasks(data, tmp_path / "t", ["arc_easy", "winogrande"])
+    tokenizer = load_tokenizer(space.model)
+    logging.getLogger("lm_eval").setLevel(logging.WARNING)
+    want = {}
+    for task in ("arc_easy", "winogrande"):
+        out = simple_evaluate(model=PackedLM(pretrained=tiny_model("llama", seed=2).float().eval(), tokenizer=tokenizer,
+                                             batch_size=8, device="cpu"),
+                              tasks=[task], task_manager=TaskManager(include_path=str(task_dir),
+                                                                     include_defaults=False),
+                              limit=6, log_samples=False, bootstrap_iters=0, verbosity="WARNING")
+        want |= {(task, k.split(",")[0]): v for k, v in out["results"][task].items() if k.startswith("acc")
+                 and isinstance(v, float)}
+    for seed in (2, 2, 3):  # the same model twice on the loaded tasks, then another model
+        scores = accuracy.evaluate(tiny_model("llama", seed=seed).float().eval(), tokenizer,
+                                   ["arc_easy", "winogrande"], task_dir, limit=6)
+        got = {(s.task, s.metric): s.value for s in scores}
+        assert set(got) == set(want)
+        if seed == 2:
+            assert got == pytest.approx(want, abs=1e-12)
+    assert sum(1 for key in accuracy._LOADED if key[0] == str(task_dir.resolve())) == 2

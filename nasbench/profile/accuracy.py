@@ -35,6 +35,8 @@ _TRUTHFULQA_SOURCE = "truthfulqa/mc_task.json"
 #: a float32 log-softmax at the scored positions). Rows without it came from HFLM's loop, whose log-softmax runs in
 #: the model's dtype (in bf16 its log-likelihoods differ from float32's by ~0.1 nat, enough to flip a near tie).
 SCORER = "packed"
+#: lm-eval's ``simple_evaluate`` default ``fewshot_random_seed`` (the shipped tasks are zero-shot).
+_FEWSHOT_SEED = 1234
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,7 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[str], task_dir: str | P
     """
     import logging
 
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
+    from lm_eval.evaluator import evaluate as lm_eval_evaluate
 
     from nasbench.profile._packed import PackedLM, cache_template_compilation
 
@@ -116,12 +117,11 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[str], task_dir: str | P
     cache_template_compilation()
     lm = PackedLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu"
               if _device(model) == "cpu" else _device(model))
-    manager = TaskManager(include_path=str(task_dir), include_defaults=False)
     scores = []
     for task in tasks:
         start = time.perf_counter()
-        out = simple_evaluate(model=lm, tasks=[task], task_manager=manager, limit=limit, log_samples=False,
-                              bootstrap_iters=0, verbosity="WARNING")
+        out = lm_eval_evaluate(lm=lm, task_dict=_loaded(task_dir, task), limit=limit, log_samples=False,
+                               bootstrap_iters=0, verbosity="WARNING")
         seconds = time.perf_counter() - start
         results, n_items = out["results"][task], int(out["n-samples"][task]["effective"])
         for key, value in results.items():
@@ -131,6 +131,28 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[str], task_dir: str | P
                 scores.append(TaskScore(task, metric, float(value), unit, n_items, seconds,
                                         _stderr(results, key, name, float(value), n_items)))
     return scores
+
+
+#: (task directory, task) -> lm-eval's loaded task, built once per process and evaluated again for every arch.
+#: ``simple_evaluate`` loaded it on every call (its data file; HellaSwag's preprocessing of 10,042 documents) and
+#: collected an environment report (``pip list`` in a subprocess): ~2 s per task and arch, outside the model.
+_LOADED: dict[tuple[str, str], Any] = {}
+
+
+def _loaded(task_dir: str | Path, task: str) -> Any:
+    """``task`` loaded from ``task_dir`` as ``simple_evaluate`` sets it up: zero-shot unless its YAML says otherwise,
+    the few-shot sampler seeded with simple_evaluate's default."""
+    from lm_eval.tasks import TaskManager
+
+    key = (str(Path(task_dir).resolve()), task)
+    if key not in _LOADED:
+        loaded = TaskManager(include_path=key[0], include_defaults=False).load([task])
+        for task_obj in loaded["tasks"].values():
+            if task_obj.get_config("num_fewshot") is None:
+                task_obj.set_config(key="num_fewshot", value=0)
+            task_obj.set_fewshot_seed(seed=_FEWSHOT_SEED)
+        _LOADED[key] = loaded
+    return _LOADED[key]
 
 
 def _stderr(results: dict[str, Any], key: str, name: str, value: float, n_items: int) -> float | None:
