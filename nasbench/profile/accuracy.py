@@ -99,10 +99,12 @@ def write_tasks(data_dir: Path, out_dir: str | Path, tasks: Sequence[str] | None
 
 
 def evaluate(model: Any, tokenizer: Any, tasks: Sequence[str], task_dir: str | Path, limit: int | None = None,
-             batch_size: int = 8) -> list[TaskScore]:
+             batch_size: int = 8, cache_requests: bool = False) -> list[TaskScore]:
     """Run ``tasks`` with lm-eval on an in-memory model; one :class:`TaskScore` per (task, metric).
 
-    ``limit`` takes the first items of each task in file order, as lm-eval's ``--limit`` does.
+    ``limit`` takes the first items of each task in file order, as lm-eval's ``--limit`` does. ``cache_requests``:
+    lm-eval's own request cache (its first call builds every document's requests and pickles them under its cache
+    directory, keyed by task name only, so only for a machine whose task files never change: the GPU pass).
     """
     import logging
 
@@ -121,7 +123,7 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[str], task_dir: str | P
     for task in tasks:
         start = time.perf_counter()
         out = lm_eval_evaluate(lm=lm, task_dict=_loaded(task_dir, task), limit=limit, log_samples=False,
-                               bootstrap_iters=0, verbosity="WARNING")
+                               bootstrap_iters=0, verbosity="WARNING", cache_requests=cache_requests)
         seconds = time.perf_counter() - start
         results, n_items = out["results"][task], int(out["n-samples"][task]["effective"])
         for key, value in results.items():

@@ -233,13 +233,13 @@ def _task_patches(tasks: list[str], cache_requests: bool) -> None:
     """The device carries only the bench tasks' files (``write_tasks`` checks those alone); ``cache_requests``:
     lm-eval builds each task's requests once and reuses them for every arch (its own cache: same items, same
     order; the CPU test checks the scores equal those without it)."""
+    import lm_eval  # noqa: F401 (raises where lm-eval is missing: the accuracy pass is then skipped)
+
     import nasbench.profile.accuracy as accuracy
 
     accuracy.write_tasks = functools.partial(accuracy.write_tasks, tasks=tasks)
     if cache_requests:
-        import lm_eval
-
-        lm_eval.simple_evaluate = functools.partial(lm_eval.simple_evaluate, cache_requests=True)
+        accuracy.evaluate = functools.partial(accuracy.evaluate, cache_requests=True)
 
 
 def _materialize_sorted(space: Any, artifact: Path, out: Path) -> Path:
