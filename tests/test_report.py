@@ -205,3 +205,41 @@ def test_restart_costs_measure_each_continuation_piece_from_its_own_start(tmp_pa
     assert "piece 2 started at a median probe ratio of 20.0x and stood at 22.0x (+10%) after its first 50 tokens, " \
            "back at or below its start after 150 of its 150 tokens" in text
     assert "piece 3" in text and "never back within the piece" in text
+
+
+def test_accuracy_section_tells_tasks_with_signal_from_tasks_at_chance(tmp_path):
+    import numpy as np
+
+    from nasbench.report.accuracy import accuracy_section
+
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = space.sample(16, seed=5)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "acc.duckdb"
+    with Store(path) as store:
+        store.add_space(space)
+        for i, arch in enumerate(archs):
+            ppl = 20.0 * 1.2 ** i  # arch i is worse than arch i - 1
+            se = lambda p: (p * (1 - p) / 499) ** 0.5  # noqa: E731
+            easy = 0.70 - 0.02 * i  # falls with perplexity, far above 0.25
+            wino = 0.5 + float(rng.normal(0, 0.01))  # noise around chance
+            rows = [Measurement(arch_id(arch), "trained", "ppl", ppl, "perplexity", seq_len=512)]
+            for task, value in (("arc_easy", easy), ("winogrande", wino)):
+                rows.append(Measurement(arch_id(arch), "trained", "acc", value, "accuracy", task=task,
+                                        extra={"items": 500, "stderr": se(value)}))
+            if i < 2:  # a task tried on two archs only does not shrink the set the verdicts rest on
+                rows.append(Measurement(arch_id(arch), "trained", "acc", 0.3, "accuracy", task="mmlu",
+                                        extra={"items": 500, "stderr": se(0.3)}))
+            store.add_results(space, arch, rows)
+    text = accuracy_section(path, space)
+    assert "`trained`: 16 archs with accuracy on all of arc_easy, winogrande (500 items per task)" in text
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["arc_easy"].endswith("| yes |") and "16/16" in rows["arc_easy"]
+    assert rows["winogrande"].endswith("| no: at chance |")
+    assert "Tasks with signal on this supernet: arc_easy; without: winogrande (at chance)." in text
+    assert "`acc_chance_avg` over all 2 tasks" in text
+    assert accuracy_section(path, space) == text  # seeded bootstrap: the same bytes
+    empty = tmp_path / "none.duckdb"
+    with Store(empty) as store:
+        store.add_space(space)
+    assert accuracy_section(empty, space).startswith("No supernet has accuracy")

@@ -82,8 +82,8 @@ def add_verbs(verbs: Any) -> Any:
     p.add_argument("--no-dense", action="store_true", help="skip the dense comparison (the ratio)")
     measure("profile", "perplexity throughput vs the matmul rate; latency CV", "--ppl-tokens", "--seq-len",
             data_dir=True)
-    p = measure("accuracy", "lm-eval's HFLM loop vs the packed scoring of `profile --metrics acc`: seconds, "
-                            "speed-up, agreement", "--items", data_dir=True)
+    p = measure("accuracy", "seconds of one arch's accuracy pass: simple_evaluate with lm-eval's HFLM per task vs "
+                            "`profile --metrics acc` (packed scoring)", "--items", data_dir=True)
     p.add_argument("--tasks", help="comma list (default arc_easy,arc_challenge,piqa,hellaswag,winogrande)")
     p.add_argument("--archs", metavar="FILE", help="its first arch (a `space sample` line); default the largest")
     add_supernet_flag(p, "default: the base model")

@@ -4,7 +4,7 @@ Every number in ``results/<space>/REPORT.md`` and in the README's marked blocks 
 ... ``<!-- /nasbench report: NAME -->``) comes from here, so rerunning the command on the same DBs gives the same
 bytes. One module per section: ``recovery``, ``findings`` (S1 importance sorting, S2 supernet training, S3 sampling
 strategies, S4 distillation losses), ``baselines`` (S5: the seed's Table 1 and NAS against the pruning baselines),
-``optimizers`` (significance of the optimizer comparison per budget) and ``datasheet`` (surrogate cards,
+``accuracy`` (which lm-eval tasks carry signal), ``optimizers`` (significance of the optimizer comparison per budget) and ``datasheet`` (surrogate cards,
 provenance, what the benchmark cannot tell).
 """
 
@@ -30,6 +30,7 @@ SECTION_TITLES = {
     "strategies": "S3 Sampling strategies",
     "distillation": "S4 Distillation losses",
     "baselines": "S5 NAS vs the pruning baselines (the seed's Table 1)",
+    "accuracy": "Accuracy: which tasks carry signal",
     "optimizers": "Optimizer comparison",
     "cards": "Surrogate cards",
     "provenance": "Provenance",
@@ -45,6 +46,7 @@ def write_report(db: str | Path, space: SearchSpace, out_dir: str | Path, *, ban
     ``compare``: other recovery runs' curves shown beside ``curve``; ``rpd_db``: the RPD study's DB (S1);
     ``history_dbs``: earlier benchmark DBs of the space whose supernets S2-S4 also compare (each within itself: other
     spaces or token budgets are not compared across DBs)."""
+    from nasbench.report.accuracy import accuracy_section
     from nasbench.report.datasheet import cards_section, limits_section, provenance_section
     from nasbench.report.findings import compare_supernets, importance_section, strategies_section, training_section
 
@@ -56,7 +58,8 @@ def write_report(db: str | Path, space: SearchSpace, out_dir: str | Path, *, ban
                 "training": training_section(compared, space, out_dir),
                 "strategies": strategies_section(compared, out_dir, field="strategy"),
                 "distillation": strategies_section(compared, out_dir, field="kd"),
-                "baselines": baseline_section(db, space, out_dir)}
+                "baselines": baseline_section(db, space, out_dir),
+                "accuracy": accuracy_section(db, space)}
     if runs_db is not None:
         sections["optimizers"] = optimizer_section(runs_db, space, out_dir)
     sections.update(cards=cards_section(db, space), provenance=provenance_section(db, space),
