@@ -4,8 +4,8 @@ Every number in ``results/<space>/REPORT.md`` and in the README's marked blocks 
 ... ``<!-- /nasbench report: NAME -->``) comes from here, so rerunning the command on the same DBs gives the same
 bytes. One module per section: ``recovery``, ``findings`` (S1 importance sorting, S2 supernet training, S3 sampling
 strategies, S4 distillation losses), ``baselines`` (S5: the seed's Table 1 and NAS against the pruning baselines),
-``accuracy`` (which lm-eval tasks carry signal), ``optimizers`` (significance of the optimizer comparison per budget) and ``datasheet`` (surrogate cards,
-provenance, what the benchmark cannot tell).
+``accuracy`` (which lm-eval tasks carry signal), ``optimizers`` (significance of the optimizer comparison per
+budget) and ``datasheet`` (surrogate cards, provenance, what the benchmark cannot tell).
 """
 
 from __future__ import annotations
