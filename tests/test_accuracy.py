@@ -61,9 +61,12 @@ def test_packed_window_cuts_long_contexts_as_hflm() -> None:
     context = [rng.randrange(3, 100) for _ in range(30)]
     requests = [(("c", "a"), context, [5, 6, 7]), (("c", "b"), context, [8]),
                 (("d", "e"), [9, 10, 11, 12, 13], [rng.randrange(3, 100) for _ in range(10)])]  # the window's size
+    # four choices of 4 tokens behind a 4-token context make a row of 16 > 10: the group is split
+    requests += [(("f", str(k)), [3, 4, 5, 6], [10 + k, 20 + k, 30 + k, 40 + k]) for k in range(4)]
     packed, hflm = _lms(model, tokenizer, batch_size=2, max_length=10)
+    assert max(len(row) for row in packed._rows(requests)) <= 10
     for (g, g_greedy), (w, w_greedy) in zip(packed._loglikelihood_tokens(requests),
-                                            hflm._loglikelihood_tokens(requests)):
+                                            hflm._loglikelihood_tokens(requests), strict=True):
         assert g == pytest.approx(w, abs=1e-4) and g_greedy == w_greedy
 
 
