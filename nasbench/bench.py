@@ -185,7 +185,7 @@ def bench_accuracy(space: SearchSpace, arch: dict[str, Any] | None = None, items
     task) against ``profile``'s (:func:`nasbench.profile.accuracy.evaluate`: packed scoring, templates compiled and
     tasks loaded once per process), on the same first ``items`` of each task, for ``arch`` (default the largest) of
     ``supernet`` (default the base model), in ``dtype`` (default: bfloat16 where this machine runs it fast, as
-    ``profile --dtype auto``). Each task is loaded once before the clock starts (what a build's later archs see).
+    ``profile --dtype auto``). Per task its primary metric (``acc``; ``mc2`` for TruthfulQA). Each task is loaded once before the clock starts (what a build's later archs see).
     Per task, both accuracies: they differ only where bf16 rounding in ``HFLM``'s log-softmax flips an item."""
     import tempfile
     from pathlib import Path
@@ -222,13 +222,13 @@ def bench_accuracy(space: SearchSpace, arch: dict[str, Any] | None = None, items
                                                 device="cpu"),
                                      tasks=[task], task_manager=manager, limit=items, log_samples=False,
                                      bootstrap_iters=0, verbosity="WARNING")
-            before[task] = result["results"][task]["acc,none"]
+            before[task] = result["results"][task][f"{accuracy.PRIMARY_METRIC[task]},none"]
         hflm_s, start = time.perf_counter() - start, time.perf_counter()
         scores = accuracy.evaluate(model.model, tokenizer, tasks, task_dir, limit=items, batch_size=batch_size)
         packed_s = time.perf_counter() - start
-    for task in tasks:
-        out[task] = {"acc_hflm": before[task],
-                     "acc_packed": next(s.value for s in scores if s.task == task and s.metric == "acc")}
+    for task in tasks:  # the task's primary metric (acc; mc2 for TruthfulQA)
+        out[task] = {"acc_hflm": before[task], "acc_packed": next(s.value for s in scores if s.task == task
+                                                                  and s.metric == accuracy.PRIMARY_METRIC[task])}
     out.update(hflm_s=round(hflm_s, 1), packed_s=round(packed_s, 1), speedup=round(hflm_s / packed_s, 2),
                packed_items_per_s=round(items * len(tasks) / packed_s, 1))
     return out

@@ -94,8 +94,8 @@ def test_bench_accuracy_prints_both_loops_and_their_agreement(tiny_with_data, sh
     space, data = tiny_with_data
     (data / "commonsense_eval").symlink_to(shared_data / "commonsense_eval")
     capsys.readouterr()
-    assert main(["bench", "accuracy", space.path, "--items", "3", "--tasks", "arc_easy,piqa",
-                 "--data-dir", str(data)]) == 0
+    assert main(["bench", "accuracy", space.path, "--items", "3", "--tasks", "arc_easy,piqa", "--supernet",
+                 "pretrained", "--data-dir", str(data)]) == 0  # weights: `pretrained` is the base model
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["bench"] == "accuracy" and out["items"] == 3 and out["speedup"] > 0
     for task in ("arc_easy", "piqa"):

@@ -19,7 +19,7 @@ SUPERNET_HELP = ("a supernet id (`pretrained`: the base model) or a trained dire
 SPACE_HELP = "a space YAML file or the name of a space stored in the DB"
 #: Verbs whose ``--supernet`` loads weights (resolved to a directory; None: the base model); the others read the DB's
 #: rows of a supernet id.
-WEIGHT_VERBS = ("profile", "export", "build", "baseline")
+WEIGHT_VERBS = ("profile", "export", "build", "baseline", "bench accuracy")
 PACKED_SUPERNETS = Path("results/supernets")
 
 
@@ -60,7 +60,7 @@ def normalize(args: argparse.Namespace) -> None:
         if args.space is None:
             raise NasBenchError("SPACE", f"is required: {SPACE_HELP}", None, show_got=False)
     if getattr(args, "supernet", None) is not None:
-        weights = args.verb in WEIGHT_VERBS
+        weights = (args.verb if args.verb != "bench" else f"bench {args.what}") in WEIGHT_VERBS
         args.supernet = supernet_dir(args.supernet) if weights else supernet_id(args.supernet)
     if "tasks" in vars(args) and args.tasks is None and getattr(args, "space", None) is not None:
         args.tasks = ",".join(default_tasks(args.space))

@@ -27,14 +27,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from nasbench.profile.accuracy import TASKS
 
         archs = read_arch_lines(args.archs)
-        tasks = tuple(csv_list(args.tasks)) if args.tasks else None
-        if tasks:
-            check_each("--tasks", tasks, TASKS)
+        tasks = tuple(csv_list(args.tasks))
+        check_each("--tasks", tasks, TASKS)
         if args.items is not None and args.items < 1:
             raise NasBenchError("--items", "must be >= 1", args.items)
         result = bench.bench_accuracy(space, arch=archs[0] if archs else None, supernet=args.supernet,
-                                      data_dir=data.data_dir(args.data_dir), **given(args, "items"),
-                                      **({"tasks": tasks} if tasks else {}))
+                                      data_dir=data.data_dir(args.data_dir), tasks=tasks, **given(args, "items"))
     elif args.what == "train":
         from nasbench.train import bench_train
 
@@ -84,7 +82,7 @@ def add_verbs(verbs: Any) -> Any:
             data_dir=True)
     p = measure("accuracy", "seconds of one arch's accuracy pass: simple_evaluate with lm-eval's HFLM per task vs "
                             "`profile --metrics acc` (packed scoring)", "--items", data_dir=True)
-    p.add_argument("--tasks", help="comma list (default arc_easy,arc_challenge,piqa,hellaswag,winogrande)")
+    p.add_argument("--tasks", help="comma list (default: the space's evaluation tasks)")
     p.add_argument("--archs", metavar="FILE", help="its first arch (a `space sample` line); default the largest")
     add_supernet_flag(p, "default: the base model")
     p = bench_verbs.add_parser("retest", help="agreement of two measurements of the same archs (test-retest): the "
