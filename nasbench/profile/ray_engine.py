@@ -114,7 +114,7 @@ def profile_ray(space: SearchSpace, db: str | Path, config: ProfileConfig, *, su
 
     with Store(db) as store:
         supernet_id, archs, todo = plan(store, space, config, supernet_dir)
-        summary = ProfileSummary(len(archs), len(todo), 0, 0.0, supernet_id)
+        summary = ProfileSummary(len(archs), 0, 0, 0.0, supernet_id)
         if todo:
             groups = groups_of(todo)
             evaluation = None
@@ -163,6 +163,7 @@ def _run(ray: Any, store: Any, space: SearchSpace, job: Job, todo: list[tuple[di
             else:
                 summary.rows += store_rows(store, space, arch, rows, supernet_id, software,
                                            replace=job.config.remeasure_before is not None)
+                summary.profiled += 1
             bar.update()
 
 

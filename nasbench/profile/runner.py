@@ -35,7 +35,7 @@ class ProfileSummary:
     archs: int
     """Archs in this shard."""
     profiled: int
-    """Archs that needed at least one new measurement."""
+    """Archs measured by this call: every arch that needed a new measurement, unless the deadline stopped it."""
     rows: int
     """New measurement rows."""
     seconds: float
@@ -180,7 +180,7 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
 
     with Store(db) as store:
         supernet_id, archs, todo = plan(store, space, config, supernet_dir)
-        summary = ProfileSummary(len(archs), len(todo), 0, 0.0, supernet_id)
+        summary = ProfileSummary(len(archs), 0, 0, 0.0, supernet_id)
         if not todo:
             summary.seconds = time.perf_counter() - start
             return summary
@@ -194,6 +194,7 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
                 rows = measurer.measure(arch, missing)
                 summary.rows += store_rows(store, space, arch, rows, supernet_id, software,
                                            replace=config.remeasure_before is not None)
+                summary.profiled += 1
                 bar.update()
                 elapsed_h = bar.format_dict["elapsed"] / 3600
                 bar.set_postfix(archs_per_h=f"{bar.n / elapsed_h:.0f}" if elapsed_h else "-")

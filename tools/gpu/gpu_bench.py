@@ -341,7 +341,7 @@ def cmd_run(args: Any) -> int:
                                    deadline=deadline)
             summary = profile(space, rows, config, supernet_dir=supernet_dir, data_dir=data_dir,
                               progress=args.progress)
-            entry.update(measured=summary.profiled if not summary.stopped else None, rows=summary.rows,
+            entry.update(measured=summary.profiled, rows=summary.rows,
                          stopped=summary.stopped, supernet_id=summary.supernet_id)
         except Exception:  # noqa: BLE001 (reported; the next pass still runs)
             import traceback
