@@ -214,7 +214,6 @@ def test_accuracy_section_tells_tasks_with_signal_from_tasks_at_chance(tmp_path)
 
     space = tiny_space(tmp_path / "s", "llama")
     archs = space.sample(16, seed=5)
-    rng = np.random.default_rng(0)
     path = tmp_path / "acc.duckdb"
     with Store(path) as store:
         store.add_space(space)
@@ -222,9 +221,10 @@ def test_accuracy_section_tells_tasks_with_signal_from_tasks_at_chance(tmp_path)
             ppl = 20.0 * 1.2 ** i  # arch i is worse than arch i - 1
             se = lambda p: (p * (1 - p) / 499) ** 0.5  # noqa: E731
             easy = 0.70 - 0.02 * i  # falls with perplexity, far above 0.25
-            wino = 0.5 + float(rng.normal(0, 0.01))  # noise around chance
+            wino = 0.5 + (0.01 if i % 2 else -0.01)  # around chance, unrelated to perplexity
+            piqa = 0.5 + 0.001 * (16 - i)  # ranks like perplexity, but within 2 SE of chance
             rows = [Measurement(arch_id(arch), "trained", "ppl", ppl, "perplexity", seq_len=512)]
-            for task, value in (("arc_easy", easy), ("winogrande", wino)):
+            for task, value in (("arc_easy", easy), ("winogrande", wino), ("piqa", piqa)):
                 rows.append(Measurement(arch_id(arch), "trained", "acc", value, "accuracy", task=task,
                                         extra={"items": 500, "stderr": se(value)}))
             if i < 2:  # a task tried on two archs only does not shrink the set the verdicts rest on
@@ -232,12 +232,14 @@ def test_accuracy_section_tells_tasks_with_signal_from_tasks_at_chance(tmp_path)
                                         extra={"items": 500, "stderr": se(0.3)}))
             store.add_results(space, arch, rows)
     text = accuracy_section(path, space)
-    assert "`trained`: 16 archs with accuracy on all of arc_easy, winogrande (500 items per task)" in text
+    assert "`trained`: 16 archs with accuracy on all of arc_easy, piqa, winogrande (500 items per task)" in text
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert rows["arc_easy"].endswith("| yes |") and "16/16" in rows["arc_easy"]
     assert rows["winogrande"].endswith("| no: at chance |")
-    assert "Tasks with signal on this supernet: arc_easy; without: winogrande (at chance)." in text
-    assert "`acc_chance_avg` over all 2 tasks" in text
+    assert rows["piqa"].endswith("| weak: near chance |")
+    assert "Tasks with signal on this supernet: arc_easy; weak (ranks, near chance): piqa; without: winogrande " \
+           "(at chance)." in text
+    assert "`acc_chance_avg` over all 3 tasks" in text
     assert accuracy_section(path, space) == text  # seeded bootstrap: the same bytes
     empty = tmp_path / "none.duckdb"
     with Store(empty) as store:

@@ -104,26 +104,29 @@ def accuracy_section(db: str | Path, space: SearchSpace) -> str:
         rho = _spearman(acc, log_ppl)
         low, high = bootstrap_ci(lambda idx: _spearman(acc[idx], log_ppl[idx]), n, reps=BOOTSTRAP)
         spread = float(np.std(acc, ddof=1)) if n > 1 else math.nan
+        ranks = high < 0  # the whole interval below 0: accuracy follows perplexity across archs
+        near_chance = above is not None and above < n / 2
         if n < MIN_ARCHS:
             verdict = "too few archs"
-        elif above is not None and above < n / 2:
-            verdict = "no: at chance"
-        elif high < 0 and spread > se:
-            verdict = "yes"
+        elif ranks:
+            verdict = "weak: near chance" if near_chance else "yes"
         else:
-            verdict = "no: flat" if spread <= se else "no: not tied to perplexity"
+            verdict = "no: at chance" if near_chance else "no: not tied to perplexity"
         verdicts[task] = verdict
         out.append(f"| {task} | {'-' if chance is None else f'{chance:.3g}'} | {acc.mean():.3f} [{acc.min():.3f}, "
                    f"{acc.max():.3f}] | {se:.3f} | {spread:.3f} | {spread / se:.2f} | "
                    f"{'-' if above is None else f'{above}/{n}'} | {rho:+.2f} [{low:+.2f}, {high:+.2f}] | "
                    f"{verdict} |")
-    out += ["", f"A task carries signal (\"yes\") when at least half the archs are above chance, the spread across "
-                f"archs exceeds the items' SE, and the whole interval of rho lies below 0 (needs {MIN_ARCHS}+ "
-                "archs)."]
+    out += ["", f"A task carries signal (\"yes\") when the whole interval of rho lies below 0 (its accuracy ranks "
+                f"archs as perplexity does) and at least half the archs are above chance; \"weak\" when it ranks but "
+                f"most archs are within 2 SE of chance; \"no\" when the interval includes 0 (needs {MIN_ARCHS}+ "
+                "archs). The spread across archs can stay below one arch's SE while rho is clear: the archs answer "
+                "the same items, so their item noise is shared."]
     signal = [t for t, v in verdicts.items() if v == "yes"]
-    without = [f"{t} ({v.removeprefix('no: ')})" for t, v in verdicts.items() if v != "yes"]
-    out.append(f"- Tasks with signal on this supernet: {', '.join(signal) if signal else 'none'}; without: "
-               f"{', '.join(without) or 'none'}.")
+    weak = [t for t, v in verdicts.items() if v.startswith("weak")]
+    without = [f"{t} ({v.removeprefix('no: ')})" for t, v in verdicts.items() if v.startswith(("no", "too"))]
+    out.append(f"- Tasks with signal on this supernet: {', '.join(signal) if signal else 'none'}; weak (ranks, "
+               f"near chance): {', '.join(weak) or 'none'}; without: {', '.join(without) or 'none'}.")
     for name, values in (("acc_avg", np.mean([columns[t] for t in tasks], axis=0)),
                          ("acc_chance_avg", np.mean([(columns[t] - CHANCE[t]) / (1 - CHANCE[t]) for t in tasks
                                                      if t in CHANCE], axis=0) if all(t in CHANCE for t in tasks)

@@ -45,7 +45,9 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     decode = metric_values(db, space.name, "decode_ms_per_token")
     pretrained = ppl.get(("pretrained", full_id), {}).get("value")
     trained = [r["id"] for r in rows if r.get("tokens") and not r["id"].startswith("baseline-")]
-    tasks = sorted({n.removeprefix("acc_") for m in models for n in m["values"] if n.startswith("acc_")})
+    # the tasks of the baselines' acc rows (acc_norm_<task> is a second metric of the same task, not a task)
+    tasks = sorted({n.removeprefix("acc_") for m in models for n in m["values"]
+                    if n.startswith("acc_") and not n.startswith("acc_norm_")})
     acc = _acc_values(db, space, tasks)
     head = ("| method | params (dense) | non-zero params | CPU latency ms | decode ms/token | ppl | / pretrained full |"
             + "".join(f" {t} acc |" for t in tasks))

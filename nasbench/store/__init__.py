@@ -205,7 +205,8 @@ class Store:
         that (metric, task) across devices and settings (query ``measurements`` to tell those apart). Where the space
         has accuracy rows, ``metric_acc_avg`` and ``metric_acc_chance_avg`` average the latest ``acc`` of every task
         the (arch, supernet) has, the second as ``(acc - chance) / (1 - chance)`` (:data:`nasbench.metrics.CHANCE`),
-        and ``acc_tasks`` names those tasks (compare averages over the same tasks only).
+        and ``acc_tasks`` names those tasks (compare averages over the same tasks only). The averages sum in task
+        order: a parallel ``avg`` adds in any order, and the published parquet files must be the same bytes.
         """
         from nasbench.metrics import CHANCE
 
@@ -224,8 +225,9 @@ class Store:
                         "\n    any_value(s.acc_tasks) AS acc_tasks")
             join = f"""
 LEFT JOIN (
-    SELECT arch_id, supernet_id, avg(value) AS acc_avg,
-        CASE WHEN count(c.chance) = count(*) THEN avg((value - c.chance) / (1 - c.chance)) END AS acc_chance_avg,
+    SELECT arch_id, supernet_id, list_avg(list(value ORDER BY task)) AS acc_avg,
+        CASE WHEN count(c.chance) = count(*)
+             THEN list_avg(list((value - c.chance) / (1 - c.chance) ORDER BY task)) END AS acc_chance_avg,
         string_agg(task, ',' ORDER BY task) AS acc_tasks
     FROM (SELECT arch_id, supernet_id, task, arg_max(value, created_at) AS value FROM measurements
           WHERE space = {_literal(space)} AND metric = 'acc' GROUP BY ALL) AS latest
