@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Versus", "friedman", "average_ranks", "nemenyi_cd", "versus_baseline", "holm", "cd_diagram", "bootstrap_ci",
+__all__ = ["Versus", "spearman", "friedman", "average_ranks", "nemenyi_cd", "versus_baseline", "holm", "cd_diagram", "bootstrap_ci",
            "agreement"]
 
 # Studentized range q_alpha / sqrt(2) for the Nemenyi test at alpha = 0.05, k = 2..10 methods (Demšar 2006, Table 5)
@@ -179,3 +179,15 @@ def agreement(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     rel = np.abs(x / y - 1.0)
     return {"n": int(len(x)), "kendall_tau": float(kendalltau(x, y)[0]), "pearson_r": float(pearsonr(x, y)[0]),
             "median_rel_diff": float(np.median(rel)), "p90_rel_diff": float(np.percentile(rel, 90))}
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation of two paired samples; NaN where it is undefined (a constant sample), without
+    scipy's warning."""
+    import warnings
+
+    from scipy.stats import spearmanr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(spearmanr(a, b).statistic)

@@ -208,8 +208,6 @@ def test_restart_costs_measure_each_continuation_piece_from_its_own_start(tmp_pa
 
 
 def test_accuracy_section_tells_tasks_with_signal_from_tasks_at_chance(tmp_path):
-    import numpy as np
-
     from nasbench.report.accuracy import accuracy_section
 
     space = tiny_space(tmp_path / "s", "llama")

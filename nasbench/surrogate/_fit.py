@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from nasbench.stats import spearman
 from nasbench.surrogate._regressors import CANDIDATES, GP_MAX_ROWS, Z90, make_regressor
 
 __all__ = ["FidelityCard", "Surrogate", "fit_surrogate", "refit_surrogate", "MIN_ROWS"]
@@ -130,7 +131,7 @@ def fit_surrogate(x: np.ndarray, y: np.ndarray, cost: np.ndarray, *, space: str,
         loso_tau, loso_n = _kendall(z, transfer.predict_dist(x)[0]), int(len(z))
     card = FidelityCard(space=space, supernet_id=supernet_id, metric=metric, model=best, transform=transform,
                         n_train=int(len(train)), n_test=int(n_test), kendall_tau=_kendall(z[test], mean),
-                        spearman_rho=_spearman(z[test], mean), r2=_r2(z[test], mean),
+                        spearman_rho=spearman(z[test], mean), r2=_r2(z[test], mean),
                         mae=float(np.mean(np.abs(z[test] - mean))), coverage_90=float(inside.mean()),
                         loso_kendall_tau=loso_tau, loso_n=loso_n,
                         cv={c: round(float(v), 4) for c, v in cv_tau.items()}, data_hash=data_hash)
@@ -188,14 +189,6 @@ def _kendall(a: np.ndarray, b: np.ndarray) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(kendalltau(a, b).statistic)
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(spearmanr(a, b).statistic)
 
 
 def _r2(a: np.ndarray, b: np.ndarray) -> float:
