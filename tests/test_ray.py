@@ -141,3 +141,35 @@ def test_gpu_check_script_ray_tasks_state_the_missing_meters(cluster, tmp_path) 
     for row in out["rows"]:
         assert row["latency_ms"] > 0 and row["weights_mb"] > 0 and row["energy_j"] is None
     assert any("not a CUDA device" in reason for reason in out["reasons"])
+
+
+def test_build_engine_ray_rows_equal_the_in_process_build(cluster, tiny_with_data, tmp_path, capsys) -> None:
+    """``build --engine ray`` runs every shard in the session already joined: the same plan, shards and exact rows
+    as an in-process build with one thread (a Ray task's), and the same build again adds nothing."""
+    from nasbench.cli import main
+    from nasbench.profile.build import build
+
+    space, data = tiny_with_data
+    config = ProfileConfig(metrics=("ppl", "memory"), **FAST)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        serial = build(space, supernet=None, db=tmp_path / "serial.duckdb", shards=tmp_path / "s1", config=config,
+                       total=3, per_shard=2, grid=0, data_dir=data, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    args = ["build", space.path, "--db", str(tmp_path / "ray.duckdb"), "--shards", str(tmp_path / "s2"), "--total",
+            "3", "--per-shard", "2", "--grid", "0", "--metrics", "ppl,memory", "--ppl-tokens", "256", "--seq-len",
+            "64", "--latency-seq-len", "16", "--latency-repeats", "3", "--dtype", "float32", "--data-dir", str(data),
+            "--engine", "ray"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["engine"] == "ray" and out["complete_shards"] == serial.done_shards == [0, 1]
+    assert out["profiled"] == serial.profiled and "failures" not in out
+    exact = f"SELECT arch_id, metric, value FROM measurements WHERE metric IN {EXACT} ORDER BY ALL"
+    assert rows(tmp_path / "ray.duckdb", exact) == rows(tmp_path / "serial.duckdb", exact)
+    software = rows(tmp_path / "ray.duckdb", "SELECT software FROM measurements WHERE metric = 'ppl'")
+    assert {json.loads(s)["engine"] for (s,) in software} == {"ray"}
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["profiled"] == 0

@@ -21,26 +21,29 @@ from nasbench.profile.latency import measure_energy
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_profile_ray_flags_need_engine_ray(capsys, tiny_with_data) -> None:
+def test_ray_flags_need_engine_ray(capsys, tiny_with_data, tmp_path) -> None:
     space, data = tiny_with_data
     capsys.readouterr()
-    base = ["profile", space.path, "--n", "0", "--data-dir", str(data), "--db", str(data / "x.duckdb")]
-    for extra, fragment in ((["--address", "auto"], "--address: needs --engine ray (got 'auto')"),
-                            (["--cpus-per-task", "2"], "--cpus-per-task: needs --engine ray (got 2)"),
-                            (["--engine", "ray", "--device", "cuda:1"], "--device: with --engine ray every task")):
-        assert main([*base, *extra]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("nasbench: error: ") and fragment in err and len(err.strip().splitlines()) == 1, err
+    for verb in (["profile", space.path, "--n", "0"], ["build", space.path, "--shards", str(tmp_path / "shards")]):
+        base = [*verb, "--data-dir", str(data), "--db", str(tmp_path / "x.duckdb")]
+        for extra, fragment in ((["--address", "auto"], "--address: needs --engine ray (got 'auto')"),
+                                (["--cpus-per-task", "2"], "--cpus-per-task: needs --engine ray (got 2)"),
+                                (["--engine", "ray", "--cpus-per-task", "0"], "--cpus-per-task: must be >= 1 (got 0)"),
+                                (["--engine", "ray", "--device", "cuda:1"], "--device: with --engine ray every task")):
+            assert main([*base, *extra]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith("nasbench: error: ") and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.duckdb").exists()  # refused before any work
 
 
 def test_engine_ray_without_ray_installed_says_how_to_install(capsys, tiny_with_data, monkeypatch) -> None:
     space, data = tiny_with_data
     capsys.readouterr()
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as without the extra
-    code = main(["profile", space.path, "--n", "0", "--engine", "ray", "--data-dir", str(data), "--db",
-                 str(data / "y.duckdb")])
-    err = capsys.readouterr().err
-    assert code == 2 and "pip install nasbench[ray]" in err and len(err.strip().splitlines()) == 1, err
+    for verb in (["profile", space.path, "--n", "0"], ["build", space.path, "--shards", str(data / "shards")]):
+        code = main([*verb, "--engine", "ray", "--data-dir", str(data), "--db", str(data / "y.duckdb")])
+        err = capsys.readouterr().err
+        assert code == 2 and "pip install nasbench[ray]" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_energy_off_cuda_is_a_stated_null() -> None:

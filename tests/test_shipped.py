@@ -93,3 +93,21 @@ def test_the_benchmark_covers_2000_archs_on_its_most_trained_supernet(con):
             "FROM measurements f WHERE f.arch_id = p.arch_id AND f.supernet_id = p.supernet_id AND f.metric = 'flops')",
             [sid]).fetchone()[0]
         assert no_flops == 0, sid
+
+
+def test_every_accuracy_row_states_its_items_and_stderr_and_each_arch_has_one_protocol(con):
+    """[benchmark]: accuracy with stderr per row; an arch of a supernet is measured on one task set at one item count
+    (what `acc_avg` averages is then the same for every arch of that supernet)."""
+    bad = con.execute("SELECT supernet_id, arch_id, task FROM measurements WHERE metric IN ('acc', 'acc_norm', 'mc2') "
+                      "AND (json_extract(extra, '$.stderr') IS NULL OR json_extract(extra, '$.items') IS NULL "
+                      "OR value NOT BETWEEN 0 AND 1) LIMIT 5").fetchall()
+    assert bad == []
+    protocols = con.execute(
+        "SELECT supernet_id, count(DISTINCT tasks), count(DISTINCT items), count(*) FROM (SELECT supernet_id, arch_id, "
+        "string_agg(task, ',' ORDER BY task) AS tasks, min(json_extract(extra, '$.items')::INTEGER) AS items "
+        "FROM measurements WHERE metric = 'acc' GROUP BY ALL) GROUP BY ALL").fetchall()
+    assert protocols and all(tasks == 1 and items == 1 for _, tasks, items, _ in protocols), protocols
+    most = con.execute("SELECT supernet_id, count(DISTINCT task), min(json_extract(extra, '$.items')::INTEGER) FROM "
+                       "measurements WHERE metric = 'acc' GROUP BY ALL ORDER BY count(DISTINCT arch_id) DESC LIMIT 1"
+                       ).fetchone()
+    assert most[1] >= 5 and most[2] >= 500, most  # the benchmark's accuracy protocol: >= 5 tasks at >= 500 items

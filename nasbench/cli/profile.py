@@ -21,10 +21,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     for flag, value in (("--n", args.n), ("--ppl-tokens", args.ppl_tokens), ("--seq-len", args.seq_len)):
         if value < (0 if flag == "--n" else 1):
             raise NasBenchError(flag, "must be >= 1" if flag != "--n" else "must be >= 0", value)
-    if args.engine != "ray":  # the Ray flags alone would be silently ignored
-        for flag, value in (("--address", args.address), ("--cpus-per-task", args.cpus_per_task)):
-            if value is not None:
-                raise NasBenchError(flag, "needs --engine ray", value)
+    _check_engine_flags(args)
     if args.minutes is not None and not args.minutes > 0:
         raise NasBenchError("--minutes", "must be > 0", args.minutes)
     config = _protocol(args, n=args.n, seed=args.seed, grid_params=args.grid_params,
@@ -37,7 +34,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         import_ray()  # not installed: the one-line error before any work
         summary = profile_ray(space, args.db, config, supernet_dir=args.supernet,
                               data_dir=data.data_dir(args.data_dir), address=args.address,
-                              cpus_per_task=args.cpus_per_task or 1)
+                              cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task)
     else:
         summary = profile(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir))
     out = {"profile": space.name, "supernet_id": summary.supernet_id, "archs": summary.archs,
@@ -66,6 +63,26 @@ def _cmd_cost(args: argparse.Namespace) -> int:
                              assumptions=assumptions)
     print(json.dumps(estimate) if args.format == "json" else cost_table(estimate, gpus))
     return 0
+
+
+def _engine_flags(p: argparse.ArgumentParser) -> None:
+    """How ``profile`` and ``build`` run their archs."""
+    from nasbench.profile.config import ENGINES
+
+    p.add_argument("--engine", choices=ENGINES, default=ENGINES[0],
+                   help="in-process (default) or ray: one Ray task per arch, the driver the only DB writer "
+                        "(pip install nasbench[ray])")
+    p.add_argument("--address", metavar="ADDR", help="with --engine ray: an existing cluster (auto, HOST:6379, "
+                                                       "ray://HOST:10001); default: a local one for the run")
+    p.add_argument("--cpus-per-task", type=int, metavar="N", help="with --engine ray: CPU cores (and torch threads) "
+                                                                    "per arch task (default 1)")
+
+
+def _check_engine_flags(args: argparse.Namespace) -> None:
+    if args.engine != "ray":  # the Ray flags alone would be silently ignored
+        for flag, value in (("--address", args.address), ("--cpus-per-task", args.cpus_per_task)):
+            if value is not None:
+                raise NasBenchError(flag, "needs --engine ray", value)
 
 
 def _protocol_flags(p: argparse.ArgumentParser) -> None:
@@ -109,6 +126,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from nasbench.space import load_space
 
     space = load_space(args.space)
+    _check_engine_flags(args)
     bands = tuple(Path(p) for p in csv_list(args.bands)) if args.bands else ()
     for path in bands:
         if not path.is_file():
@@ -116,12 +134,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
     summary = build(space, supernet=args.supernet, db=args.db, shards=args.shards, config=_protocol(args),
                     total=args.total, per_shard=args.per_shard, grid=args.grid, grid_bins=args.grid_bins,
                     seed=args.seed, bands=bands, minutes=args.minutes, data_dir=data.data_dir(args.data_dir),
-                    keep_shards=args.keep_shards)
-    print(json.dumps({"build": space.name, "archs": summary.archs, "shards": summary.shards,
-                      "complete_shards": summary.done_shards, "profiled": summary.profiled,
-                      "stopped_by_deadline": summary.stopped, "seconds": round(summary.seconds, 1),
-                      "merged_rows": summary.merged, "db": str(args.db)}))
-    return 0
+                    keep_shards=args.keep_shards, engine=args.engine, address=args.address,
+                    cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task)
+    out = {"build": space.name, "archs": summary.archs, "shards": summary.shards,
+           "complete_shards": summary.done_shards, "profiled": summary.profiled,
+           "stopped_by_deadline": summary.stopped, "seconds": round(summary.seconds, 1),
+           "merged_rows": summary.merged, "db": str(args.db), "engine": args.engine}
+    if summary.failures:  # archs whose Ray task raised: the others are stored; the same build again retries these
+        out["failures"] = summary.failures
+    print(json.dumps(out))
+    return 1 if summary.failures else 0
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
@@ -182,13 +204,7 @@ def add_verbs(verbs: Any) -> None:
                    help="re-measure the --metrics rows stored before this ISO time (UTC, e.g. 2026-11-30T21:00), "
                         "each replaced in its arch's transaction; the same command again resumes")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
-    p.add_argument("--engine", choices=("in-process", "ray"), default="in-process",
-                   help="in-process (default) or ray: one Ray task per arch, the driver the only DB writer "
-                        "(pip install nasbench[ray])")
-    p.add_argument("--address", metavar="ADDR", help="with --engine ray: an existing cluster (auto, HOST:6379, "
-                                                       "ray://HOST:10001); default: a local one for the run")
-    p.add_argument("--cpus-per-task", type=int, metavar="N", help="with --engine ray: CPU cores (and torch threads) "
-                                                                    "per arch task (default 1)")
+    _engine_flags(p)
     p.set_defaults(func=_cmd_profile)
     p = verbs.add_parser("cost", help="GPU-hours of supernet training and profiling, from the space's FLOPs")
     p.add_argument("space", metavar="SPACE")
@@ -223,6 +239,7 @@ def add_verbs(verbs: Any) -> None:
                    help="keep the shard files the DB holds completely (default: deleted after the merge)")
     _protocol_flags(p)
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    _engine_flags(p)
     p.set_defaults(func=_cmd_build)
 
     p = verbs.add_parser("tasks", help="write the local lm-eval task YAMLs (for lm_eval --include_path)")

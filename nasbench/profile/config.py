@@ -10,7 +10,11 @@ from typing import Any
 from nasbench.errors import NasBenchError
 from nasbench.metrics import PROFILE_ITEMS, profile_item
 
-__all__ = ["METRICS", "ProfileConfig"]
+__all__ = ["ENGINES", "METRICS", "ProfileConfig"]
+
+#: How ``profile`` and ``build`` run the archs: in this process, or one Ray task per arch
+#: (:mod:`nasbench.profile.ray_engine`).
+ENGINES = ("in-process", "ray")
 
 #: What ``--metrics`` may name. ``flops`` is always stored (analytic, free); params live in ``architectures``.
 METRICS = PROFILE_ITEMS

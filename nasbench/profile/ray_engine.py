@@ -30,11 +30,11 @@ import torch
 from tqdm.auto import tqdm
 
 from nasbench.errors import NasBenchError
-from nasbench.profile.runner import (Measurer, ProfileConfig, ProfileSummary, _software, evaluation_windows,
-                                     groups_of, plan, resolve, store_rows)
+from nasbench.profile.runner import (Measurer, ProfileConfig, ProfileSummary, _software, advance,
+                                     evaluation_windows, groups_of, plan, resolve, store_rows)
 from nasbench.space import SearchSpace, arch_id
 
-__all__ = ["profile_ray", "profile_arch", "Job", "local_cluster", "import_ray", "RETRIES"]
+__all__ = ["profile_ray", "profile_arch", "Job", "check_job", "session", "local_cluster", "import_ray", "RETRIES"]
 
 #: Ray re-runs a task whose worker or node died this many times before the arch counts as failed.
 RETRIES = 3
@@ -103,12 +103,8 @@ def profile_ray(space: SearchSpace, db: str | Path, config: ProfileConfig, *, su
     process already joined (``ray.init`` before the call), else a one-node cluster on this machine for the run.
     """
     ray = import_ray()
-    if config.device.startswith("cuda:"):
-        raise NasBenchError("--device", "with --engine ray every task gets one GPU of its own: use cuda",
-                            config.device)
+    check_job(config, cpus_per_task)
     config = resolve(config)
-    if cpus_per_task < 1:
-        raise NasBenchError("--cpus-per-task", "must be >= 1", cpus_per_task)
     start = time.perf_counter()
     from nasbench.store import Store
 
@@ -125,10 +121,19 @@ def profile_ray(space: SearchSpace, db: str | Path, config: ProfileConfig, *, su
             job = Job(space, config, None if supernet_dir is None else str(Path(supernet_dir).resolve()),
                        None if data_dir is None else str(Path(data_dir).resolve()), frozenset(groups), evaluation,
                        cpus_per_task)
-            with _session(ray, address):
+            with session(ray, address):
                 _run(ray, store, space, job, todo, supernet_id, summary, retries, progress)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def check_job(config: ProfileConfig, cpus_per_task: int) -> None:
+    """The one-line errors of a Ray run's settings, before a cluster starts."""
+    if config.device.startswith("cuda:"):
+        raise NasBenchError("--device", "with --engine ray every task gets one GPU of its own: use cuda",
+                            config.device)
+    if cpus_per_task < 1:
+        raise NasBenchError("--cpus-per-task", "must be >= 1", cpus_per_task)
 
 
 def _run(ray: Any, store: Any, space: SearchSpace, job: Job, todo: list[tuple[dict[str, Any], list[Any]]],
@@ -164,7 +169,7 @@ def _run(ray: Any, store: Any, space: SearchSpace, job: Job, todo: list[tuple[di
                 summary.rows += store_rows(store, space, arch, rows, supernet_id, software,
                                            replace=job.config.remeasure_before is not None)
                 summary.profiled += 1
-            bar.update()
+            advance(bar)
 
 
 def _slots(ray: Any, gpu: bool, cpus_per_task: int) -> int:
@@ -174,8 +179,9 @@ def _slots(ray: Any, gpu: bool, cpus_per_task: int) -> int:
 
 
 @contextmanager
-def _session(ray: Any, address: str | None) -> Iterator[None]:
-    """Join ``address``, or the session already joined, or start a local cluster; leave what was already there."""
+def session(ray: Any, address: str | None) -> Iterator[None]:
+    """Join ``address``, or the session already joined, or start a local cluster; leave what was already there.
+    (``build`` holds one around all its shards: one cluster start, and each worker keeps its loaded model.)"""
     if ray.is_initialized():
         yield
     elif address is not None:

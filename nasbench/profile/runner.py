@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser rea
     from nasbench.store import Store
 
 __all__ = ["METRICS", "ProfileConfig", "ProfileSummary", "Measurer", "select_archs", "profile", "parse_shard",
-           "resolve", "plan", "store_rows"]
+           "resolve", "plan", "store_rows", "advance"]
 
 
 @dataclass
@@ -170,6 +170,13 @@ def store_rows(store: Store, space: SearchSpace, arch: dict[str, Any], rows: lis
     return store.count_measurements(space.name) - before
 
 
+def advance(bar: Any) -> None:
+    """One arch done: the progress bar moves and shows archs per hour (the unit the benchmark's plans use)."""
+    bar.update()
+    elapsed_h = bar.format_dict["elapsed"] / 3600
+    bar.set_postfix(archs_per_h=f"{bar.n / elapsed_h:.0f}" if elapsed_h else "-")
+
+
 def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supernet_dir: str | Path | None = None,
             data_dir: Path | None = None, progress: bool = True) -> ProfileSummary:
     """Profile this shard's archs into ``db`` in this process; returns a summary. See the module docstring (and
@@ -195,9 +202,7 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
                 summary.rows += store_rows(store, space, arch, rows, supernet_id, software,
                                            replace=config.remeasure_before is not None)
                 summary.profiled += 1
-                bar.update()
-                elapsed_h = bar.format_dict["elapsed"] / 3600
-                bar.set_postfix(archs_per_h=f"{bar.n / elapsed_h:.0f}" if elapsed_h else "-")
+                advance(bar)
         measurer.supernet.reset()
     summary.seconds = time.perf_counter() - start
     return summary
