@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from nasbench.cli import main
+from nasbench.errors import NasBenchError
 from nasbench.profile.build import plan_archs, shard_path
 from nasbench.profile.runner import ProfileConfig
 from nasbench.space import arch_id
@@ -22,6 +25,16 @@ def test_plan_is_seeded_and_puts_the_bands_first(tiny_with_data, tmp_path):
     assert [arch_id(a) for a in plan[:2]] == [arch_id(a) for a in mine]
     assert len(plan) == len({arch_id(a) for a in plan}) == 12
     assert plan == plan_archs(space, total=12, seed=1, grid=4, grid_bins=2, bands=(band,))
+    # an arch file (a measured front) goes after the bands; archs the plan holds anyway only move earlier
+    front = tmp_path / "front.jsonl"
+    moved = [plan[-1], plan[5]]
+    front.write_text("".join(json.dumps({"arch_id": arch_id(a), "arch": a}) + "\n" for a in moved))
+    first = plan_archs(space, total=12, seed=1, grid=4, grid_bins=2, bands=(band,), arch_files=(front,))
+    assert [arch_id(a) for a in first[:4]] == [arch_id(a) for a in (*mine, *moved)]
+    assert {arch_id(a) for a in first} == {arch_id(a) for a in plan}
+    front.write_text('{"arch": {"n_layers": 2}\n')
+    with pytest.raises(NasBenchError, match="front.jsonl:1"):
+        plan_archs(space, total=12, seed=1, grid=4, grid_bins=2, arch_files=(front,))
 
 
 def test_build_profiles_shards_resumes_and_merges(tiny_with_data, tmp_path, capsys):
@@ -53,3 +66,14 @@ def test_build_profiles_shards_resumes_and_merges(tiny_with_data, tmp_path, caps
                  "--grid", "0", "--metrics", "ppl", "--ppl-tokens", "256", "--seq-len", "64", "--dtype", "float32",
                  "--data-dir", str(data)]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["complete_shards"] == [0, 1, 2]
+
+
+def test_build_refuses_missing_arch_files_before_any_work(tiny_with_data, tmp_path, capsys):
+    space, data = tiny_with_data
+    capsys.readouterr()
+    for flag in ("--bands", "--archs"):
+        assert main(["build", space.path, "--db", str(tmp_path / "b.duckdb"), "--shards", str(tmp_path / "s"), flag,
+                     str(tmp_path / "nope.jsonl"), "--data-dir", str(data)]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag}: no such file" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "b.duckdb").exists() and not (tmp_path / "s").exists()

@@ -381,6 +381,8 @@ def test_cli_compare_report_and_pareto(bench_db, tmp_path, capsys) -> None:
     front = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     y = np.array([[r["metric_ppl"], r["metric_latency_ms"], r["metric_acc_avg"]] for r in front])
     assert non_dominated_mask(y, [True, True, False]).all() and sum(r["knee"] for r in front) == 1
+    # each line carries its arch: the output is an --archs file of profile and build
+    assert all(arch_id(space.check(r["arch"])) == r["arch_id"] for r in front)
     assert main(["pareto", "--db", str(path), "--space", space.name, "--supernet", "trained", "--where",
                  "metric_latency_ms <", "--plot", str(tmp_path / "f.png")]) == 2
     assert "--where" in capsys.readouterr().err

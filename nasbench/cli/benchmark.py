@@ -110,17 +110,23 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
                             supernet_id=args.supernet, device=args.device)
     columns = ["arch_id", *map(metric_column, result.objectives), *map(hp_column, DIMENSIONS), "knee"]
     front = result.front[columns]
+
+    def plain(value: Any) -> Any:  # a per-layer dimension holds a list
+        return [number(v) for v in value] if isinstance(value, (list, tuple)) else number(value)
+
     if args.format == "csv":
         sys.stdout.write(front.to_csv(index=False))
     elif args.format == "json":
+        # each line also carries its `arch` object: the file is then an `--archs` file of profile and build
         for row in front.to_dict("records"):
-            print(json.dumps({k: (number(v) if k.startswith((METRIC_PREFIX, HP_PREFIX)) else v) for k, v in row.items()}))
+            record = {k: (plain(v) if k.startswith((METRIC_PREFIX, HP_PREFIX)) else v) for k, v in row.items()}
+            print(json.dumps({**record, "arch": {d: record[hp_column(d)] for d in DIMENSIONS}}))
     else:
         print(f"{len(front)} Pareto-optimal of {len(result.rows)} measured archs ({', '.join(result.objectives)}; "
               f"{'min' if result.minimize[0] else 'max'}/{'min' if result.minimize[1] else 'max'})")
         print(front.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
         knee = result.front[result.front["knee"]].iloc[0]
-        arch = {d: int(knee[hp_column(d)]) for d in DIMENSIONS}
+        arch = {d: plain(knee[hp_column(d)]) for d in DIMENSIONS}
         # a runnable line: the space file when one was given, and the supernet the rows were measured on
         space = args.space if str(args.space).endswith((".yaml", ".yml")) else "SPACE"
         supernet = f" --supernet {args.supernet}" if args.supernet else ""
@@ -214,7 +220,8 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--objectives", default="ppl,latency_ms", help="comma list (default ppl,latency_ms)")
     p.add_argument("--where", help='SQL condition over the measured columns, e.g. "metric_latency_ms < 200"')
     p.add_argument("--plot", metavar="OUT.png", help="draw all rows, the front and the knee")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                   help="json: one line per front arch with its `arch` object (an --archs file of profile and build)")
     p.set_defaults(func=_cmd_pareto)
 
 

@@ -127,13 +127,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     space = load_space(args.space)
     _check_engine_flags(args)
-    bands = tuple(Path(p) for p in csv_list(args.bands)) if args.bands else ()
-    for path in bands:
-        if not path.is_file():
-            raise NasBenchError("--bands", "no such file", str(path))
+    files = {}
+    for flag, value in (("--bands", args.bands), ("--archs", args.archs)):
+        files[flag] = tuple(Path(p) for p in csv_list(value)) if value else ()
+        for path in files[flag]:
+            if not path.is_file():
+                raise NasBenchError(flag, "no such file", str(path))
     summary = build(space, supernet=args.supernet, db=args.db, shards=args.shards, config=_protocol(args),
                     total=args.total, per_shard=args.per_shard, grid=args.grid, grid_bins=args.grid_bins,
-                    seed=args.seed, bands=bands, minutes=args.minutes, data_dir=data.data_dir(args.data_dir),
+                    seed=args.seed, bands=files["--bands"], arch_files=files["--archs"], minutes=args.minutes,
+                    data_dir=data.data_dir(args.data_dir),
                     keep_shards=args.keep_shards, engine=args.engine, address=args.address,
                     cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task)
     out = {"build": space.name, "archs": summary.archs, "shards": summary.shards,
@@ -233,6 +236,8 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--grid", type=int, default=500, help="archs of the plan spread over parameter bins (default 500)")
     p.add_argument("--grid-bins", type=int, default=10)
     p.add_argument("--bands", metavar="FILES", help="comma list of band JSONL files, profiled first")
+    p.add_argument("--archs", metavar="FILES", help="comma list of arch JSONL files (arch objects, `space sample` or "
+                                                    "`pareto --format json` lines), profiled after the bands")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes", type=float, help="start no arch after this many minutes (resume later)")
     p.add_argument("--keep-shards", action="store_true",

@@ -1,9 +1,11 @@
 """Build a benchmark in committed shards: a fixed, seeded list of archs cut into shards that each fit a run of a
 couple of hours, profiled shard by shard into ``results/shards/``, then merged into the benchmark DB.
 
-The arch list is a function of the space, the seed and the sizes only: the band archs first (every
-``results/bands/<space>-*.jsonl``), then ``grid`` archs spread over ``grid_bins`` parameter bins, then seeded
-samples, deduplicated in that order; the largest and the smallest admitted arch open the first shard (every ratio
+The arch list is a function of the space, the seed, the sizes and the given arch files only: the band archs first
+(every ``results/bands/<space>-*.jsonl``), then the ``arch_files``' (e.g. a measured front, ``nasbench pareto
+--format json``), then ``grid`` archs spread over ``grid_bins`` parameter bins, then seeded samples, deduplicated in
+that order. Archs of the files that the grid or the samples hold anyway only move earlier: the plan's set of
+``total`` archs is the same with or without them, so a front can be put first in a build under way; the largest and the smallest admitted arch open the first shard (every ratio
 needs the full model). Shard ``k`` holds archs ``k * per_shard .. (k + 1) * per_shard - 1`` and lives in
 ``<shards>/<space>-<supernet>-<k:03d>.duckdb``. Profiling is resumable per arch, so ``build`` run again (on this
 machine or a fresh clone, with the shard DBs committed) continues where the last one stopped; ``minutes`` bounds one
@@ -57,14 +59,19 @@ class BuildSummary:
 
 
 def plan_archs(space: SearchSpace, *, total: int, seed: int = 0, grid: int = 0, grid_bins: int = 10,
-               bands: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
-    """The build's arch list (see the module docstring), ``total`` long (fewer only if the space is smaller)."""
+               bands: tuple[Path, ...] = (), arch_files: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
+    """The build's arch list (see the module docstring), ``total`` long (fewer only if the space is smaller).
+    ``bands`` and ``arch_files``: JSONL files of arch objects or of lines holding one under ``arch``."""
     archs: list[dict[str, Any]] = []
-    for path in bands:
+    for path in (*bands, *arch_files):
         for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()):
             if line.strip():
-                record = json.loads(line)
-                archs.append(space.check(record.get("arch", record), f"{path}:{i + 1}"))
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise NasBenchError(f"{path}:{i + 1}", f"not valid JSON ({exc.msg})", line) from None
+                arch = record.get("arch", record) if isinstance(record, dict) else record
+                archs.append(space.check(arch, f"{path}:{i + 1}"))
     if grid:
         archs += space.sample_grid(grid, grid_bins, seed=seed)
     seen: dict[str, dict[str, Any]] = {}
@@ -86,7 +93,8 @@ def shard_path(shards: Path, space: SearchSpace, supernet_id: str, k: int) -> Pa
 
 def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, shards: str | Path,
           config: ProfileConfig, total: int = 2000, per_shard: int = 250, grid: int = 500, grid_bins: int = 10,
-          seed: int = 0, bands: tuple[Path, ...] = (), minutes: float | None = None,
+          seed: int = 0, bands: tuple[Path, ...] = (), arch_files: tuple[Path, ...] = (),
+          minutes: float | None = None,
           data_dir: Path | None = None, progress: bool = True, keep_shards: bool = False,
           engine: str = "in-process", address: str | None = None, cpus_per_task: int = 1) -> BuildSummary:
     """Profile the plan's shards in order (resuming), merge every shard into ``db``, then delete the shard files the
@@ -110,7 +118,8 @@ def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, sh
         engine_session, run_shard = contextlib.nullcontext(), profile
     start = time.time()
     deadline = None if minutes is None else start + 60.0 * minutes
-    archs = plan_archs(space, total=total, seed=seed, grid=grid, grid_bins=grid_bins, bands=bands)
+    archs = plan_archs(space, total=total, seed=seed, grid=grid, grid_bins=grid_bins, bands=bands,
+                       arch_files=arch_files)
     supernet_id = supernet_id_of(supernet)
     shards = Path(shards)
     shards.mkdir(parents=True, exist_ok=True)
