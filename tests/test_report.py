@@ -222,7 +222,8 @@ def test_accuracy_section_tells_tasks_with_signal_from_tasks_at_chance(tmp_path)
             wino = 0.5 + (0.01 if i % 2 else -0.01)  # around chance, unrelated to perplexity
             piqa = 0.5 + 0.001 * (16 - i)  # ranks like perplexity, but within 2 SE of chance
             rows = [Measurement(arch_id(arch), "trained", "ppl", ppl, "perplexity", seq_len=512)]
-            for task, value in (("arc_easy", easy), ("winogrande", wino), ("piqa", piqa)):
+            below = 0.16 + (0.01 if i % 3 else -0.01)  # far under its 0.25 chance, unrelated to perplexity
+            for task, value in (("arc_easy", easy), ("winogrande", wino), ("piqa", piqa), ("arc_challenge", below)):
                 rows.append(Measurement(arch_id(arch), "trained", "acc", value, "accuracy", task=task,
                                         extra={"items": 500, "stderr": se(value)}))
             if i < 2:  # a task tried on two archs only does not shrink the set the verdicts rest on
@@ -230,15 +231,20 @@ def test_accuracy_section_tells_tasks_with_signal_from_tasks_at_chance(tmp_path)
                                         extra={"items": 500, "stderr": se(0.3)}))
             store.add_results(space, arch, rows)
     text = accuracy_section(path, space)
-    assert "`trained`: 16 archs with accuracy on all of arc_easy, piqa, winogrande (500 items per task)" in text
+    assert "`trained`: 16 archs with accuracy on all of arc_challenge, arc_easy, piqa, winogrande (500 items per task)" \
+        in text
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert rows["arc_easy"].endswith("| yes |") and "16/16" in rows["arc_easy"]
     assert rows["winogrande"].endswith("| no: at chance |")
     assert rows["piqa"].endswith("| weak: near chance |")
-    assert "Tasks with signal on this supernet: arc_easy; weak (ranks, near chance): piqa; without: winogrande " \
-           "(at chance)." in text
-    assert "`acc_chance_avg` over all 3 tasks" in text
+    assert rows["arc_challenge"].endswith("| no: below chance |") and "| 0/16 |" in rows["arc_challenge"]
+    assert "Tasks with signal on this supernet: arc_easy; weak (ranks, near chance): piqa; without: arc_challenge " \
+           "(below chance), winogrande (at chance)." in text
+    assert "`acc_chance_avg` over all 4 tasks" in text
     assert accuracy_section(path, space) == text  # seeded bootstrap: the same bytes
+    drawn = accuracy_section(path, space, tmp_path / "report")
+    assert drawn == text + "\n![accuracy against perplexity, per task](accuracy.png)\n"
+    assert (tmp_path / "report" / "accuracy.png").stat().st_size > 10_000
     empty = tmp_path / "none.duckdb"
     with Store(empty) as store:
         store.add_space(space)

@@ -59,7 +59,7 @@ def write_report(db: str | Path, space: SearchSpace, out_dir: str | Path, *, ban
                 "strategies": strategies_section(compared, out_dir, field="strategy"),
                 "distillation": strategies_section(compared, out_dir, field="kd"),
                 "baselines": baseline_section(db, space, out_dir),
-                "accuracy": accuracy_section(db, space)}
+                "accuracy": accuracy_section(db, space, out_dir)}
     if runs_db is not None:
         sections["optimizers"] = optimizer_section(runs_db, space, out_dir)
     sections.update(cards=cards_section(db, space), provenance=provenance_section(db, space),

@@ -18,7 +18,7 @@ import numpy as np
 from nasbench.report._common import BOOTSTRAP
 from nasbench.space import SearchSpace
 
-__all__ = ["MIN_ARCHS", "accuracy_section"]
+__all__ = ["MIN_ARCHS", "accuracy_section", "plot_accuracy"]
 
 #: Archs with accuracy on every task a supernet's verdicts need (fewer: the counts are shown, no verdict).
 MIN_ARCHS = 8
@@ -68,8 +68,9 @@ def _complete(db: str | Path, space: SearchSpace) -> tuple[str, list[str], dict[
     return best
 
 
-def accuracy_section(db: str | Path, space: SearchSpace) -> str:
-    """The per-task table and its verdicts (see the module docstring)."""
+def accuracy_section(db: str | Path, space: SearchSpace, out_dir: str | Path | None = None) -> str:
+    """The per-task table and its verdicts (see the module docstring); with ``out_dir``, also ``accuracy.png``
+    there (:func:`plot_accuracy`) and its link."""
     from nasbench.metrics import CHANCE
     from nasbench.stats import bootstrap_ci
     from nasbench.store.report import metric_values
@@ -100,6 +101,7 @@ def accuracy_section(db: str | Path, space: SearchSpace) -> str:
         se = float(np.median([rows[task][a]["stderr"] or math.nan for a in archs]))
         chance = CHANCE.get(task)
         above = int(np.sum(acc - chance > 2 * se)) if chance is not None and se == se else None
+        below = int(np.sum(chance - acc > 2 * se)) if chance is not None and se == se else 0
         rho = _spearman(acc, log_ppl)
         low, high = bootstrap_ci(lambda idx: _spearman(acc[idx], log_ppl[idx]), n, reps=BOOTSTRAP)
         spread = float(np.std(acc, ddof=1)) if n > 1 else math.nan
@@ -109,6 +111,8 @@ def accuracy_section(db: str | Path, space: SearchSpace) -> str:
             verdict = "too few archs"
         elif ranks:
             verdict = "weak: near chance" if near_chance else "yes"
+        elif below >= n / 2:  # systematically wrong, not guessing: the distractors attract the model
+            verdict = "no: below chance"
         else:
             verdict = "no: at chance" if near_chance else "no: not tied to perplexity"
         verdicts[task] = verdict
@@ -119,7 +123,9 @@ def accuracy_section(db: str | Path, space: SearchSpace) -> str:
     out += ["", f"A task carries signal (\"yes\") when the whole interval of rho lies below 0 (its accuracy ranks "
                 f"archs as perplexity does) and at least half the archs are above chance; \"weak\" when it ranks but "
                 f"most archs are within 2 SE of chance; \"no\" when the interval includes 0 (needs {MIN_ARCHS}+ "
-                "archs). The spread across archs can stay below one arch's SE while rho is clear: the archs answer "
+                "archs), \"below chance\" when most archs are more than 2 SE under chance (systematically drawn to a "
+                "wrong choice: ARC-Challenge holds by construction the questions that a retrieval and a word "
+                "co-occurrence solver both got wrong). The spread across archs can stay below one arch's SE while rho is clear: the archs answer "
                 "the same items, so their item noise is shared."]
     signal = [t for t, v in verdicts.items() if v == "yes"]
     weak = [t for t, v in verdicts.items() if v.startswith("weak")]
@@ -142,4 +148,47 @@ def accuracy_section(db: str | Path, space: SearchSpace) -> str:
         low, high = bootstrap_ci(lambda idx: _spearman(values[idx], log_ppl[idx]), n, reps=BOOTSTRAP)
         out.append(f"- The chance-normalised average of the tasks with signal only: rho with ln ppl {rho:+.2f} "
                    f"[{low:+.2f}, {high:+.2f}].")
+    if out_dir is not None:
+        ses = {t: float(np.median([rows[t][a]["stderr"] or math.nan for a in archs])) for t in tasks}
+        png = plot_accuracy(Path(out_dir) / "accuracy.png", supernet, np.exp(log_ppl), columns, ses, verdicts)
+        out += ["", f"![accuracy against perplexity, per task]({png.name})"]
     return "\n".join(out) + "\n"
+
+
+def plot_accuracy(out: Path, supernet: str, ppl: np.ndarray, accuracy: dict[str, np.ndarray],
+                  stderr: dict[str, float], verdicts: dict[str, str]) -> Path:
+    """One panel per task: each arch's accuracy against its perplexity (log scale), chance dashed and the band of
+    chance +- 2 SE (one arch's items' standard error, median over archs) shaded; the title carries the verdict."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
+
+    from nasbench.metrics import CHANCE
+
+    tasks = list(accuracy)
+    cols = min(3, len(tasks))
+    rows = (len(tasks) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.7 * rows), dpi=110, squeeze=False)
+    for ax, task in zip(axes.flat, tasks):
+        chance = CHANCE.get(task)
+        if chance is not None:
+            ax.axhline(chance, color="gray", lw=0.8, ls="--")
+            if stderr[task] == stderr[task]:
+                ax.axhspan(chance - 2 * stderr[task], chance + 2 * stderr[task], color="gray", alpha=0.15, lw=0)
+        ax.scatter(ppl, accuracy[task], s=9, color="tab:blue", alpha=0.8)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a log axis spanning < 2 decades overlap
+        ax.set_title(f"{task}: {verdicts[task]}", fontsize=8)
+        ax.set_xlabel("perplexity", fontsize=7)
+        ax.set_ylabel("accuracy", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.set_visible(False)
+    fig.suptitle(f"{supernet}: {len(ppl)} archs (dashed: chance; shaded: chance +- 2 SE)", fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, metadata={"Software": None})
+    plt.close(fig)
+    return out
