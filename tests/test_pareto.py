@@ -124,3 +124,32 @@ def test_measured_front_filter_knee_and_plot(tmp_path) -> None:
         measured_front(db, space.name, ["ppl", "latency_ms"], where="no_such_column > 1")
     with pytest.raises(NasBenchError, match="not measured"):
         measured_front(db, space.name, ["ppl", "energy_j"])
+
+
+def test_pareto_cli_prints_per_layer_archs_that_profile_and_build_read_back(tmp_path, capsys) -> None:
+    import json
+
+    from nasbench.cli import main
+    from nasbench.cli._common import read_arch_lines
+    from nasbench.space import arch_id, load_space
+    from nasbench.store import Measurement, Store
+
+    space = load_space(Path(__file__).resolve().parents[1] / "spaces" / "smollm2-135m-layerwise.yaml")
+    archs = [space.canonical(a) for a in space.sample(4, seed=1)]
+    db = tmp_path / "layerwise.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        for i, arch in enumerate(archs):
+            store.add_results(space, arch, [
+                Measurement(arch_id(arch), "pretrained", "ppl", 10.0 * (i + 1), "perplexity"),
+                Measurement(arch_id(arch), "pretrained", "latency_ms", 40.0 / (i + 1), "ms", device="cpu")])
+    capsys.readouterr()
+    assert main(["pareto", space.path, "--db", str(db), "--format", "json"]) == 0
+    lines = capsys.readouterr().out
+    (tmp_path / "front.jsonl").write_text(lines)
+    back = read_arch_lines(str(tmp_path / "front.jsonl"))
+    assert [arch_id(space.check(a)) for a in back] == [arch_id(a) for a in archs]
+    assert all(isinstance(json.loads(line)["hp_n_heads"], list) for line in lines.splitlines())
+    assert main(["pareto", space.path, "--db", str(db)]) == 0
+    knee = capsys.readouterr().out.split("--arch '")[1].split("'")[0]
+    assert arch_id(space.check(json.loads(knee))) in {arch_id(a) for a in archs}

@@ -111,8 +111,9 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
     columns = ["arch_id", *map(metric_column, result.objectives), *map(hp_column, DIMENSIONS), "knee"]
     front = result.front[columns]
 
-    def plain(value: Any) -> Any:  # a per-layer dimension holds a list
-        return [number(v) for v in value] if isinstance(value, (list, tuple)) else number(value)
+    def plain(value: Any) -> Any:  # a per-layer dimension holds a list (a numpy array in the frame)
+        return [number(v) for v in value] if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) else \
+            number(value)
 
     if args.format == "csv":
         sys.stdout.write(front.to_csv(index=False))
