@@ -78,7 +78,7 @@ def make_plan(space_path: str, artifact: str, db: str, *, shards: str | None = N
               overlap: int = 8, tasks: tuple[str, ...] = TASKS, limit_items: int | None = LIMIT_ITEMS,
               acc_archs: int | None = None, acc_batch: int = 64, ppl_batch: int = 4, ppl_tokens: int = 4096,
               seq_len: int = 512, dtype: str = "bfloat16", shares: tuple[float, ...] = SHARES,
-              front: bool = True) -> dict[str, Any]:
+              front: bool = True, arch_files: tuple[str, ...] | None = None) -> dict[str, Any]:
     from nasbench.profile.accuracy import PRIMARY_METRIC
     from nasbench.profile.build import plan_archs
     from nasbench.space import arch_id, load_space
@@ -100,7 +100,10 @@ def make_plan(space_path: str, artifact: str, db: str, *, shards: str | None = N
         supernets |= s
         stored.update(a)
     archs = [space.largest(), smallest_admitted(space)]
-    archs += plan_archs(space, total=total, seed=seed, grid=grid, grid_bins=grid_bins, bands=tuple(map(Path, bands)))
+    if arch_files is None:  # the fronts committed for this artifact, as the CPU build's --archs (after the bands)
+        arch_files = tuple(str(p) for p in sorted((Path("results/fronts") / art_id).glob("*.jsonl")))
+    archs += plan_archs(space, total=total, seed=seed, grid=grid, grid_bins=grid_bins, bands=tuple(map(Path, bands)),
+                        arch_files=tuple(map(Path, arch_files)))
     n_build = len({arch_id(a) for a in archs})
     front_ids: list[str] = []
     if front and Path(db).is_file():
@@ -144,6 +147,7 @@ def make_plan(space_path: str, artifact: str, db: str, *, shards: str | None = N
             "known_supernets": sorted(supernets), "config": {"ppl_tokens": ppl_tokens, "seq_len": seq_len,
                                                              "dtype": dtype},
             "build": {"total": total, "grid": grid, "grid_bins": grid_bins, "seed": seed, "bands": list(bands),
+                      "arch_files": list(arch_files),
                       "archs": n_build, "front": len(front_ids)},
             "sources": [str(s) for s in sources], "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "passes": passes}
@@ -156,7 +160,8 @@ def cmd_plan(args: Any) -> int:
                      overlap=args.overlap, tasks=tuple(args.tasks.split(",")),
                      limit_items=args.limit_items or None, acc_archs=args.acc_archs, acc_batch=args.acc_batch,
                      ppl_batch=args.ppl_batch, ppl_tokens=args.ppl_tokens, seq_len=args.seq_len, dtype=args.dtype,
-                     shares=tuple(float(x) for x in args.shares.split(",")), front=not args.no_front)
+                     shares=tuple(float(x) for x in args.shares.split(",")), front=not args.no_front,
+                     arch_files=None if args.archs is None else tuple(a for a in args.archs.split(",") if a))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(plan) + "\n", encoding="utf-8")
     print(json.dumps({"plan": args.out, "build_archs": plan["build"]["archs"], "front": plan["build"]["front"],
@@ -522,6 +527,8 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--grid-bins", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bands", default="results/bands/smollm2-135m-50.jsonl,results/bands/smollm2-135m-75.jsonl")
+    p.add_argument("--archs", help="comma list of arch files after the bands, as build's --archs (default: "
+                                   "results/fronts/<artifact id>/*.jsonl)")
     p.add_argument("--ref-archs", type=int, default=500, help="archs of the sorted and the pretrained ppl passes")
     p.add_argument("--overlap", type=int, default=8, help="CPU-measured archs each ppl pass measures again")
     p.add_argument("--tasks", default=",".join(TASKS))
