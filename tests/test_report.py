@@ -231,8 +231,8 @@ def test_accuracy_section_tells_tasks_with_signal_from_tasks_at_chance(tmp_path)
                                         extra={"items": 500, "stderr": se(0.3)}))
             store.add_results(space, arch, rows)
     text = accuracy_section(path, space)
-    assert "`trained`: 16 archs with accuracy on all of arc_challenge, arc_easy, piqa, winogrande (500 items per task)" \
-        in text
+    assert ("`trained`: 16 archs with accuracy on all of arc_challenge, arc_easy, piqa, winogrande "
+            "(500 items per task)") in text
     rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
     assert rows["arc_easy"].endswith("| yes |") and "16/16" in rows["arc_easy"]
     assert rows["winogrande"].endswith("| no: at chance |")

@@ -136,9 +136,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     summary = build(space, supernet=args.supernet, db=args.db, shards=args.shards, config=_protocol(args),
                     total=args.total, per_shard=args.per_shard, grid=args.grid, grid_bins=args.grid_bins,
                     seed=args.seed, bands=files["--bands"], arch_files=files["--archs"], minutes=args.minutes,
-                    data_dir=data.data_dir(args.data_dir),
-                    keep_shards=args.keep_shards, engine=args.engine, address=args.address,
-                    cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task)
+                    data_dir=data.data_dir(args.data_dir), keep_shards=args.keep_shards, engine=args.engine,
+                    address=args.address, cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task)
     out = {"build": space.name, "archs": summary.archs, "shards": summary.shards,
            "complete_shards": summary.done_shards, "profiled": summary.profiled,
            "stopped_by_deadline": summary.stopped, "seconds": round(summary.seconds, 1),

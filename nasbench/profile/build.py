@@ -5,11 +5,11 @@ The arch list is a function of the space, the seed, the sizes and the given arch
 (every ``results/bands/<space>-*.jsonl``), then the ``arch_files``' (e.g. a measured front, ``nasbench pareto
 --format json``), then ``grid`` archs spread over ``grid_bins`` parameter bins, then seeded samples, deduplicated in
 that order. Archs of the files that the grid or the samples hold anyway only move earlier: the plan's set of
-``total`` archs is the same with or without them, so a front can be put first in a build under way; the largest and the smallest admitted arch open the first shard (every ratio
-needs the full model). Shard ``k`` holds archs ``k * per_shard .. (k + 1) * per_shard - 1`` and lives in
-``<shards>/<space>-<supernet>-<k:03d>.duckdb``. Profiling is resumable per arch, so ``build`` run again (on this
-machine or a fresh clone, with the shard DBs committed) continues where the last one stopped; ``minutes`` bounds one
-call (the arch in flight finishes).
+``total`` archs is the same with or without them, so a front can be put first in a build under way. The largest and
+the smallest admitted arch open the first shard (every ratio needs the full model). Shard ``k`` holds archs
+``k * per_shard .. (k + 1) * per_shard - 1`` and lives in ``<shards>/<space>-<supernet>-<k:03d>.duckdb``.
+Profiling is resumable per arch, so ``build`` run again (on this machine or a fresh clone, with the shard DBs
+committed) continues where the last one stopped; ``minutes`` bounds one call (the arch in flight finishes).
 
 ``engine="ray"`` profiles each shard with :func:`nasbench.profile.ray_engine.profile_ray` inside one Ray session for
 the whole build (one task per arch, the driver the only writer of the shard DB). On a CPU-only machine this is also
@@ -94,9 +94,9 @@ def shard_path(shards: Path, space: SearchSpace, supernet_id: str, k: int) -> Pa
 def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, shards: str | Path,
           config: ProfileConfig, total: int = 2000, per_shard: int = 250, grid: int = 500, grid_bins: int = 10,
           seed: int = 0, bands: tuple[Path, ...] = (), arch_files: tuple[Path, ...] = (),
-          minutes: float | None = None,
-          data_dir: Path | None = None, progress: bool = True, keep_shards: bool = False,
-          engine: str = "in-process", address: str | None = None, cpus_per_task: int = 1) -> BuildSummary:
+          minutes: float | None = None, data_dir: Path | None = None, progress: bool = True,
+          keep_shards: bool = False, engine: str = "in-process", address: str | None = None,
+          cpus_per_task: int = 1) -> BuildSummary:
     """Profile the plan's shards in order (resuming), merge every shard into ``db``, then delete the shard files the
     DB holds completely (unless ``keep_shards``). ``engine``: ``in-process`` or ``ray`` (``address``: an existing
     cluster, default a local one for the call; ``cpus_per_task``: cores and torch threads of each arch's task)."""

@@ -125,8 +125,8 @@ def accuracy_section(db: str | Path, space: SearchSpace, out_dir: str | Path | N
                 f"most archs are within 2 SE of chance; \"no\" when the interval includes 0 (needs {MIN_ARCHS}+ "
                 "archs), \"below chance\" when most archs are more than 2 SE under chance (systematically drawn to a "
                 "wrong choice: ARC-Challenge holds by construction the questions that a retrieval and a word "
-                "co-occurrence solver both got wrong). The spread across archs can stay below one arch's SE while rho is clear: the archs answer "
-                "the same items, so their item noise is shared."]
+                "co-occurrence solver both got wrong). The spread across archs can stay below one arch's SE while "
+                "rho is clear: the archs answer the same items, so their item noise is shared."]
     signal = [t for t, v in verdicts.items() if v == "yes"]
     weak = [t for t, v in verdicts.items() if v.startswith("weak")]
     without = [f"{t} ({v.removeprefix('no: ')})" for t, v in verdicts.items() if v.startswith(("no", "too"))]
