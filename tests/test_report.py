@@ -238,8 +238,8 @@ def test_accuracy_section_tells_tasks_with_signal_from_tasks_at_chance(tmp_path)
     assert rows["winogrande"].endswith("| no: at chance |")
     assert rows["piqa"].endswith("| weak: near chance |")
     assert rows["arc_challenge"].endswith("| no: below chance |") and "| 0/16 |" in rows["arc_challenge"]
-    assert "Tasks with signal on this supernet: arc_easy; weak (ranks, near chance): piqa; without: arc_challenge " \
-           "(below chance), winogrande (at chance)." in text
+    assert "Tasks with signal on this supernet: arc_easy; weak (ranks, but near or below chance): piqa (near " \
+           "chance); without: arc_challenge (below chance), winogrande (at chance)." in text
     assert "`acc_chance_avg` over all 4 tasks" in text
     assert accuracy_section(path, space) == text  # seeded bootstrap: the same bytes
     drawn = accuracy_section(path, space, tmp_path / "report")

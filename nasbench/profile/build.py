@@ -14,8 +14,8 @@ committed) continues where the last one stopped; ``minutes`` bounds one call (th
 ``engine="ray"`` profiles each shard with :func:`nasbench.profile.ray_engine.profile_ray` inside one Ray session for
 the whole build (one task per arch, the driver the only writer of the shard DB). On a CPU-only machine this is also
 the way to run several 1-thread workers instead of one multi-threaded process: on a 2-core EPYC, two 1-thread
-accuracy passes run side by side in ~0.84x the time of the same two one after the other with 2 threads (lm-eval's
-Python and the small matmuls of a 135M model use a second thread poorly).
+tasks measured 1.27x the accuracy archs per hour of one 2-thread process, FLOP for FLOP (lm-eval's Python and the
+small matmuls of a 135M model use a second thread poorly).
 
 Once a shard's every arch has every asked metric in the benchmark DB, the DB is its record: the shard file is deleted
 after the merge (``keep_shards`` keeps it) and a later build skips the shard without it. Only the shard in progress

@@ -109,9 +109,11 @@ def accuracy_section(db: str | Path, space: SearchSpace, out_dir: str | Path | N
         near_chance = above is not None and above < n / 2
         if n < MIN_ARCHS:
             verdict = "too few archs"
+        elif ranks and below >= n / 2:  # ranks, but systematically wrong: the distractors attract the model
+            verdict = "weak: below chance"
         elif ranks:
             verdict = "weak: near chance" if near_chance else "yes"
-        elif below >= n / 2:  # systematically wrong, not guessing: the distractors attract the model
+        elif below >= n / 2:
             verdict = "no: below chance"
         else:
             verdict = "no: at chance" if near_chance else "no: not tied to perplexity"
@@ -122,16 +124,16 @@ def accuracy_section(db: str | Path, space: SearchSpace, out_dir: str | Path | N
                    f"{verdict} |")
     out += ["", f"A task carries signal (\"yes\") when the whole interval of rho lies below 0 (its accuracy ranks "
                 f"archs as perplexity does) and at least half the archs are above chance; \"weak\" when it ranks but "
-                f"most archs are within 2 SE of chance; \"no\" when the interval includes 0 (needs {MIN_ARCHS}+ "
-                "archs), \"below chance\" when most archs are more than 2 SE under chance (systematically drawn to a "
+                f"most archs are within 2 SE of chance or below it; \"no\" when the interval includes 0 (needs {MIN_ARCHS}+ "
+                "archs); \"below chance\" when most archs are more than 2 SE under chance (systematically drawn to a "
                 "wrong choice: ARC-Challenge holds by construction the questions that a retrieval and a word "
                 "co-occurrence solver both got wrong). The spread across archs can stay below one arch's SE while "
                 "rho is clear: the archs answer the same items, so their item noise is shared."]
     signal = [t for t, v in verdicts.items() if v == "yes"]
-    weak = [t for t, v in verdicts.items() if v.startswith("weak")]
+    weak = [f"{t} ({v.removeprefix('weak: ')})" for t, v in verdicts.items() if v.startswith("weak")]
     without = [f"{t} ({v.removeprefix('no: ')})" for t, v in verdicts.items() if v.startswith(("no", "too"))]
     out.append(f"- Tasks with signal on this supernet: {', '.join(signal) if signal else 'none'}; weak (ranks, "
-               f"near chance): {', '.join(weak) or 'none'}; without: {', '.join(without) or 'none'}.")
+               f"but near or below chance): {', '.join(weak) or 'none'}; without: {', '.join(without) or 'none'}.")
     for name, values in (("acc_avg", np.mean([columns[t] for t in tasks], axis=0)),
                          ("acc_chance_avg", np.mean([(columns[t] - CHANCE[t]) / (1 - CHANCE[t]) for t in tasks
                                                      if t in CHANCE], axis=0) if all(t in CHANCE for t in tasks)
