@@ -185,7 +185,8 @@ def bench_accuracy(space: SearchSpace, arch: dict[str, Any] | None = None, items
     task) against ``profile``'s (:func:`nasbench.profile.accuracy.evaluate`: packed scoring, templates compiled and
     tasks loaded once per process), on the same first ``items`` of each task, for ``arch`` (default the largest) of
     ``supernet`` (default the base model), in ``dtype`` (default: bfloat16 where this machine runs it fast, as
-    ``profile --dtype auto``). Per task its primary metric (``acc``; ``mc2`` for TruthfulQA). Each task is loaded once before the clock starts (what a build's later archs see).
+    ``profile --dtype auto``). Per task its primary metric (``acc``; ``mc2`` for TruthfulQA). Each task is loaded
+    once before the clock starts (what a build's later archs see).
     Per task, both accuracies: they differ only where bf16 rounding in ``HFLM``'s log-softmax flips an item."""
     import tempfile
     from pathlib import Path

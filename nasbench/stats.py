@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Versus", "spearman", "friedman", "average_ranks", "nemenyi_cd", "versus_baseline", "holm", "cd_diagram", "bootstrap_ci",
-           "agreement"]
+__all__ = ["Versus", "spearman", "friedman", "average_ranks", "nemenyi_cd", "versus_baseline", "holm", "cd_diagram",
+           "bootstrap_ci", "agreement"]
 
 # Studentized range q_alpha / sqrt(2) for the Nemenyi test at alpha = 0.05, k = 2..10 methods (Demšar 2006, Table 5)
 _Q05 = {2: 1.960, 3: 2.343, 4: 2.569, 5: 2.728, 6: 2.850, 7: 2.949, 8: 3.031, 9: 3.102, 10: 3.164}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any, NoReturn
@@ -129,35 +128,23 @@ def number(value: Any) -> Any:
 
 def parse_arch(text: str) -> dict[str, Any]:
     """``--arch``: the ``arch`` object printed by ``space sample``, a whole sample line, or ``@file`` holding either."""
+    from nasbench.space.archs import parse_arch_line
+
     if text.startswith("@"):
         path = Path(text[1:])
         if not path.is_file():
             raise NasBenchError("--arch", "file not found", str(path))
         text = path.read_text(encoding="utf-8")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise NasBenchError("--arch", f"not valid JSON ({exc.msg} at char {exc.pos})", text) from None
-    if isinstance(value, dict) and isinstance(value.get("arch"), dict):
-        value = value["arch"]
-    if not isinstance(value, dict):
-        raise NasBenchError("--arch", "must be a JSON object of dimensions (or a `space sample` line)", value)
-    return value
+    return parse_arch_line(text, "--arch")
 
 
 def read_arch_lines(path: str | None, flag: str = "--archs") -> list[dict[str, Any]]:
     """``--archs FILE``: one arch per line (an arch object or a `space sample` line); none without a file."""
+    from nasbench.space.archs import read_arch_file
+
     if path is None:
         return []
-    file = Path(path)
-    if not file.is_file():
+    if not Path(path).is_file():
         raise NasBenchError(flag, "file not found", path)
-    archs = []
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                archs.append(parse_arch(line))
-            except NasBenchError as exc:
-                raise NasBenchError(f"{path}:{n}", exc.rule, exc.got, show_got=exc.show_got) from None
-    return archs
+    return read_arch_file(path)
 

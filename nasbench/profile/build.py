@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,16 +61,9 @@ def plan_archs(space: SearchSpace, *, total: int, seed: int = 0, grid: int = 0, 
                bands: tuple[Path, ...] = (), arch_files: tuple[Path, ...] = ()) -> list[dict[str, Any]]:
     """The build's arch list (see the module docstring), ``total`` long (fewer only if the space is smaller).
     ``bands`` and ``arch_files``: JSONL files of arch objects or of lines holding one under ``arch``."""
-    archs: list[dict[str, Any]] = []
-    for path in (*bands, *arch_files):
-        for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise NasBenchError(f"{path}:{i + 1}", f"not valid JSON ({exc.msg})", line) from None
-                arch = record.get("arch", record) if isinstance(record, dict) else record
-                archs.append(space.check(arch, f"{path}:{i + 1}"))
+    from nasbench.space.archs import read_arch_file
+
+    archs = [arch for path in (*bands, *arch_files) for arch in read_arch_file(path, space)]
     if grid:
         archs += space.sample_grid(grid, grid_bins, seed=seed)
     seen: dict[str, dict[str, Any]] = {}
