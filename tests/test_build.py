@@ -59,8 +59,9 @@ def test_build_profiles_shards_resumes_and_merges(tiny_with_data, tmp_path, caps
                   data_dir=data, progress=False)
     assert again.profiled == 0 and again.merged is None and again.done_shards == [0, 1, 2]
     # a metric the DB lacks makes the shards work again; keep_shards leaves their files
-    more = build(space, supernet=None, db=db, shards=shards, config=ProfileConfig(**{**FAST, "metrics": ("ppl", "memory")}),
-                 total=5, per_shard=2, grid=0, data_dir=data, progress=False, keep_shards=True)
+    more = build(space, supernet=None, db=db, shards=shards,
+                 config=ProfileConfig(**{**FAST, "metrics": ("ppl", "memory")}), total=5, per_shard=2, grid=0,
+                 data_dir=data, progress=False, keep_shards=True)
     assert more.profiled >= 5 and all(shard_path(shards, space, "pretrained", k).is_file() for k in range(3))
     assert main(["build", space.path, "--db", str(db), "--shards", str(shards), "--total", "5", "--per-shard", "2",
                  "--grid", "0", "--metrics", "ppl", "--ppl-tokens", "256", "--seq-len", "64", "--dtype", "float32",

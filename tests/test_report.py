@@ -47,8 +47,9 @@ def test_report_rebuilds_the_recovery_section_byte_identically(tmp_path):
     assert ratios["full"] == {"pretrained": 10.0, "trained-x": 10.0}
     assert min(ratios["bands"]["50"]["trained-x"]) == 2.0 * 1.1
     curve = tmp_path / "curve.jsonl"
-    curve.write_text("".join(json.dumps({"tokens": t, "role": r, "ppl": p, "params": n}) + "\n" for t, r, p, n in
-                             [(0, "full", 10, 100), (0, "probe0", 900, 50), (8, "full", 10, 100), (8, "probe0", 40, 50)]))
+    points = [(0, "full", 10, 100), (0, "probe0", 900, 50), (8, "full", 10, 100), (8, "probe0", 40, 50)]
+    curve.write_text("".join(json.dumps({"tokens": t, "role": r, "ppl": p, "params": n}) + "\n"
+                             for t, r, p, n in points))
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- nasbench report: recovery -->\nold\n<!-- /nasbench report: recovery -->\nend\n")
     args = ["report", space.path, "--db", str(db), "--bands", str(band_dir), "--curve", str(curve), "--out",

@@ -185,7 +185,8 @@ def test_importance_strategy_keeps_the_top_ranked_layers(tmp_path, tiny):
     AutoModelForCausalLM.from_pretrained(space.model.hf).save_pretrained(sorted_dir)
     ref = space.reference
     Importance("mean-mean", [[1.0] * ref.n_heads] * ref.n_layers, [[1.0] * ref.intermediate_size] * ref.n_layers,
-               [1.0] * ref.embed_dim, layers=[0.1, 0.9], layer_scheme="block-importance").save(sorted_dir / IMPORTANCE_FILE)
+               [1.0] * ref.embed_dim, layers=[0.1, 0.9],
+               layer_scheme="block-importance").save(sorted_dir / IMPORTANCE_FILE)
     from nasbench.importance import load_importance
 
     importance = load_importance(sorted_dir)

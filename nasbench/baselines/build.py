@@ -47,8 +47,8 @@ class Builder:
             self._tokenizer = load_tokenizer(self.space.model)
         return self._tokenizer
 
-    def model(self, arch: dict[str, Any], aid: str,
-              stored: dict[str, Any] | None = None) -> tuple[Any, Any, dict[str, Any], tuple[dict[str, Any], str, bool]]:
+    def model(self, arch: dict[str, Any], aid: str, stored: dict[str, Any] | None = None
+              ) -> tuple[Any, Any, dict[str, Any], tuple[dict[str, Any], str, bool]]:
         """(float32 model, tokenizer, what its rows' extra should say about how it was built, (arch, arch_id, in the
         space) of the model: ``arch`` itself except for ``dsa``, whose search chooses it). ``stored``: a ``dsa``
         model's extra from its stored rows (``arch`` is then the chosen arch: rebuilt, not searched)."""

@@ -2,8 +2,8 @@
 
 One module per group of verbs: ``space`` (validate, show, sample), ``supernet`` (importance, export, train, pack),
 ``profile`` (profile, tasks, merge, publish, sql), ``baseline`` (the pruning baselines), ``bench`` (the
-measurements), ``benchmark`` (fit, query, compare, pareto),
-``run`` (the whole pipeline of a preset). Bad input ends with one line ``nasbench: error: <where>: <rule> (got <value>)`` on stderr and exit code 2.
+measurements), ``benchmark`` (fit, query, compare, pareto), ``run`` (the whole pipeline of a preset). Bad input ends
+with one line ``nasbench: error: <where>: <rule> (got <value>)`` on stderr and exit code 2.
 """
 
 from __future__ import annotations

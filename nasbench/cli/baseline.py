@@ -60,8 +60,9 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--slicing", type=float, default=0.2, help="slicegpt: fraction of the hidden size deleted "
                                                                "(default 0.2)")
-    p.add_argument("--target", type=float, metavar="SHARE", help="sliced methods (sliced, sliced-recovered, dsa): the band's parameter share (0.5, "
-                                                                 "0.75); names the baseline (sliced-50)")
+    p.add_argument("--target", type=float, metavar="SHARE",
+                   help="sliced methods (sliced, sliced-recovered, dsa): the band's parameter share (0.5, 0.75); "
+                        "names the baseline (sliced-50)")
     p.add_argument("--archs", metavar="FILE", help=f"sliced methods: the archs to cut (default "
                                                    f"{BANDS}/<space>-<percent>.jsonl, the target's band)")
     p.add_argument("--n-archs", type=int, metavar="K", help="sliced methods: only the first K archs of the file")

@@ -97,7 +97,8 @@ def _protocol_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
     p.add_argument("--ppl-tokens", type=int, default=C.ppl_tokens, metavar="T",
                    help=f"WikiText-2 test tokens (default {C.ppl_tokens})")
-    p.add_argument("--seq-len", type=int, default=C.seq_len, metavar="L", help=f"perplexity window (default {C.seq_len})")
+    p.add_argument("--seq-len", type=int, default=C.seq_len, metavar="L",
+                   help=f"perplexity window (default {C.seq_len})")
     p.add_argument("--latency-batch", type=int, default=C.latency_batch)
     p.add_argument("--latency-seq-len", type=int, default=C.latency_seq_len)
     p.add_argument("--latency-repeats", type=int, default=C.latency_repeats)

@@ -187,7 +187,8 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--peft", choices=PEFT_MODES, default="lora")
     p.add_argument("--preset", choices=tuple(PRESETS), default="quick")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--sorted-supernet", metavar="DIR", help="the sorted supernet the importance-* strategies start from")
+    p.add_argument("--sorted-supernet", metavar="DIR",
+                   help="the sorted supernet the importance-* strategies start from")
     p.add_argument("--db", help="record the run in this DuckDB file's supernets table")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--batch-size", type=int)

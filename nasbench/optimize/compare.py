@@ -7,9 +7,10 @@ counts runs.
 
 Quality is measured in one space shared by all methods and seeds (:class:`Truth`): objectives minimised, perplexity
 as ln(ppl), then scaled so that the true table's front runs from 0 (ideal) to 1 (nadir) in each objective; the
-hypervolume reference point is 1.1 in every objective, so points far behind the front add nothing. In table mode the true front of the table gives
-``hv_norm`` (HV / HV of the true front), IGD to it, and the share of its archs found; in surrogate mode the whole
-space is searchable and no true front exists, so those three stay NULL and only ``hv`` is traced.
+hypervolume reference point is 1.1 in every objective, so points far behind the front add nothing. In table mode the
+true front of the table gives ``hv_norm`` (HV / HV of the true front), IGD to it, and the share of its archs found;
+in surrogate mode the whole space is searchable and no true front exists, so those three stay NULL and only ``hv``
+is traced.
 
 Runs are resumable: a run's id hashes everything that determines it (space, supernet, mode, method, seed,
 objectives, budgets, workers, method options and a fingerprint of the true table), and ids already in ``runs`` are

@@ -95,7 +95,7 @@ class Preset:
     mode: str = "table"
     ehvi_max_evals: int = 100
     processes: int = 2
-    # -- where: {root} the results directory, {repo} its parent, {space} the space name, {out} the run directory --------
+    # -- where: {root} the results directory, {repo} its parent, {space} the space name, {out} the run directory ---
     out: str = "{root}/scratch/{space}-quick"
     db: str = "{out}/bench.duckdb"
     shards: str = "{out}/shards"

@@ -75,8 +75,8 @@ def resolve_supernet(space: SearchSpace, value: str | None, paths: RunPaths) -> 
     if is_artifact(path):
         manifest = read_manifest(path, verify=False)
         if manifest["space"].get("name") != space.name:
-            raise NasBenchError("--supernet", f"the artifact was trained on the space {manifest['space'].get('name')!r},"
-                                              f" not {space.name!r}", str(path))
+            raise NasBenchError("--supernet", f"the artifact was trained on the space "
+                                              f"{manifest['space'].get('name')!r}, not {space.name!r}", str(path))
         return Supernet("artifact", path, manifest["id"], manifest["files"][WEIGHTS])
     weights = sorted(path.glob("*.safetensors"))
     if not weights:

@@ -10,10 +10,10 @@ training and profiling protocols and the assumptions in :class:`CostAssumptions`
   forward of the full model. The middle sub-networks cost the mean of
   ``samples`` seeded archs.
 - Profiling per arch (the ``--metrics`` of the protocol): the perplexity tokens and every latency and memory
-  prefill (warm-ups included) are forward FLOPs at ``profile_mfu``; each decode step reads every weight once, so it costs the weights' bytes over the GPU's
-  memory bandwidth; ``overhead_s`` covers extracting the dense model and moving it. lm-eval accuracy is not included
-  (its cost depends on the tasks and ``--limit-items``). Archs are spread over GPUs one task each (``--engine ray``),
-  so N GPUs divide the hours.
+  prefill (warm-ups included) are forward FLOPs at ``profile_mfu``; each decode step reads every weight once, so it
+  costs the weights' bytes over the GPU's memory bandwidth; ``overhead_s`` covers extracting the dense model and
+  moving it. lm-eval accuracy is not included (its cost depends on the tasks and ``--limit-items``). Archs are spread
+  over GPUs one task each (``--engine ray``), so N GPUs divide the hours.
 """
 
 from __future__ import annotations
@@ -107,11 +107,13 @@ def cost_estimate(space: SearchSpace, *, tokens: Sequence[int], archs: int, conf
     per_arch = statistics.fmean(per_arch_seconds)
     return {"space": space.name, "reference_params": space.params(largest),
             "train_flops_per_token": per_token, "train_flops_per_token_by_subnet": train_f, "training": training,
-            "profile_seconds_per_arch": per_arch, "profile": {"archs": archs, "flops": archs * statistics.fmean(per_arch_flops),
-                                                        "gpu_hours": archs * per_arch / 3600},
-            "protocol": {"metrics": ",".join(config.metrics), "ppl_tokens": config.ppl_tokens, "seq_len": config.seq_len, "latency_batch":
-                         config.latency_batch, "latency_seq_len": config.latency_seq_len, "latency_repeats":
-                         config.latency_repeats, "decode_tokens": config.decode_tokens},
+            "profile_seconds_per_arch": per_arch,
+            "profile": {"archs": archs, "flops": archs * statistics.fmean(per_arch_flops),
+                        "gpu_hours": archs * per_arch / 3600},
+            "protocol": {"metrics": ",".join(config.metrics), "ppl_tokens": config.ppl_tokens,
+                         "seq_len": config.seq_len, "latency_batch": config.latency_batch,
+                         "latency_seq_len": config.latency_seq_len, "latency_repeats": config.latency_repeats,
+                         "decode_tokens": config.decode_tokens},
             "assumptions": {**asdict(a), "peak_tflops": a.peak_flops / 1e12, "hbm_tbps": a.bandwidth / 1e12}}
 
 
@@ -156,8 +158,9 @@ def cost_table(estimate: dict[str, Any], gpus: Sequence[int]) -> str:
               f"{f['smallest']:.3g}, {a['n_random']} sampled at a mean {f['sampled_mean']:.3g}; {a['peft']} "
               f"backward, teacher {a['kd_teacher']}; sequences of {a['train_seq_len']}) at {a['train_mfu']:.0%} "
               f"utilisation. Profiling: {estimate['profile_seconds_per_arch']:.1f} s per arch (perplexity on "
-              f"{estimate['protocol']['ppl_tokens']:,} tokens, {estimate['protocol']['metrics']} at {a['profile_mfu']:.0%} "
-              f"utilisation, {estimate['protocol']['decode_tokens']} decode steps at the memory bandwidth, "
+              f"{estimate['protocol']['ppl_tokens']:,} tokens, {estimate['protocol']['metrics']} at "
+              f"{a['profile_mfu']:.0%} utilisation, {estimate['protocol']['decode_tokens']} decode steps at the "
+              "memory bandwidth, "
               f"{a['overhead_s']:g} s overhead; no lm-eval accuracy). Wall clock: GPU-hours / N (linear scaling, "
               "optimistic for training beyond one node; profiling is one independent task per arch)."]
     return "\n".join(lines)

@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["LatencyResult", "RelativeLatency", "measure_relative_latency", "Footprint", "Energy", "measure_latency", "memory_footprint", "prefill_peak_mb",
-           "peak_memory_mb", "measure_energy"]
+__all__ = ["LatencyResult", "RelativeLatency", "measure_relative_latency", "Footprint", "Energy", "measure_latency",
+           "memory_footprint", "prefill_peak_mb", "peak_memory_mb", "measure_energy"]
 
 
 @dataclass(frozen=True)

@@ -125,10 +125,10 @@ def accuracy_section(db: str | Path, space: SearchSpace, out_dir: str | Path | N
     out += ["", f"A task carries signal (\"yes\") when the whole interval of rho lies below 0 (its accuracy ranks "
                 f"archs as perplexity does) and at least half the archs are above chance; \"weak\" when it ranks but "
                 f"most archs are within 2 SE of chance or below it; \"no\" when the interval includes 0 (needs "
-                f"{MIN_ARCHS}+ archs); \"below chance\" when most archs are more than 2 SE under chance (systematically drawn to a "
-                "wrong choice: ARC-Challenge holds by construction the questions that a retrieval and a word "
-                "co-occurrence solver both got wrong). The spread across archs can stay below one arch's SE while "
-                "rho is clear: the archs answer the same items, so their item noise is shared."]
+                f"{MIN_ARCHS}+ archs); \"below chance\" when most archs are more than 2 SE under chance "
+                "(systematically drawn to a wrong choice: ARC-Challenge holds by construction the questions that a "
+                "retrieval and a word co-occurrence solver both got wrong). The spread across archs can stay below "
+                "one arch's SE while rho is clear: the archs answer the same items, so their item noise is shared."]
     signal = [t for t, v in verdicts.items() if v == "yes"]
     weak = [f"{t} ({v.removeprefix('weak: ')})" for t, v in verdicts.items() if v.startswith("weak")]
     without = [f"{t} ({v.removeprefix('no: ')})" for t, v in verdicts.items() if v.startswith(("no", "too"))]

@@ -219,7 +219,8 @@ def _mean_acc(per_task: dict[str, tuple[float | None, float | None]], tasks: lis
 
 
 def _baseline_acc(m: dict[str, Any], tasks: list[str]) -> tuple[float, float] | None:
-    """A baseline arch's mean accuracy and its error (:func:`_mean_acc`) from its summary row; None without every task."""
+    """A baseline arch's mean accuracy and its error (:func:`_mean_acc`) from its summary row; None without every
+    task."""
     return _mean_acc({t: (m["values"].get(f"acc_{t}"), m["extra"].get(f"acc_{t}", {}).get("stderr")) for t in tasks},
                      tasks)
 

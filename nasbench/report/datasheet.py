@@ -54,7 +54,8 @@ def provenance_section(db: str | Path, space: SearchSpace) -> str:
     supernets = {r["id"]: r for r in supernet_rows(db, space.name)}
     lines = ["Every row carries its provenance (the `software` and `extra` columns of `measurements`); per supernet "
              "and metric:", "",
-             "| supernet | metric | task | device | dtype | archs | measured on | minutes |", "|---|---|---|---|---|---|---|---|"]
+             "| supernet | metric | task | device | dtype | archs | measured on | minutes |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         where = "; ".join(_software(s) for s in (r["software"] or [])[:2]) or "exact (no measurement)"
         if r["software"] and len(r["software"]) > 2:

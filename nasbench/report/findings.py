@@ -295,8 +295,8 @@ def training_section(compared: Sequence[DbFronts], space: SearchSpace, out_dir: 
                   + "; ".join(f"{_describe(f)} {tau:.3f}" for f, tau in taus) + ".", ""]
         if c.left_out:
             lines += [f"Left out (measured on too few of these archs; a supernet joins only if the group keeps "
-                      f"{MIN_SHARED} shared archs and {MIN_SHARE_OF_TOP:.0%} of the best-covered supernet's): " + ", ".join(f"`{s}` ({m:,} archs)" for s, m in c.left_out.items())
-                      + ".", ""]
+                      f"{MIN_SHARED} shared archs and {MIN_SHARE_OF_TOP:.0%} of the best-covered supernet's): "
+                      + ", ".join(f"`{s}` ({m:,} archs)" for s, m in c.left_out.items()) + ".", ""]
         name = f"supernet-fronts-{k}.png"
         _plot_fronts(fronts, out_dir / name, f"S2: {label}, {n} shared archs")
         lines += [f"![supernet fronts]({name})", ""]

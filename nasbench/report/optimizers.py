@@ -31,7 +31,8 @@ def optimizer_section(runs_db: str | Path, space: SearchSpace, out_dir: Path, ba
         budgets = sorted(b for b in shared if b >= 8)  # the first few evaluations are every method's random start
         lines += ["", f"**{mode} mode, objectives {objectives}, supernet `{supernet}`**: {len(methods)} methods, "
                       f"{len(seeds)} seeds.", "",
-                  "| evaluations | Friedman p | best by average rank | beat " + baseline + " (Holm) |", "|---|---|---|---|"]
+                  "| evaluations | Friedman p | best by average rank | beat " + baseline + " (Holm) |",
+                  "|---|---|---|---|"]
         if len(seeds) < 2 or len(methods) < 2:
             lines.append("| - | too few seeds or methods | - | - |")
             continue

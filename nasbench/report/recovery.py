@@ -150,8 +150,9 @@ def curve_budget(curve: Path) -> dict[str, Any]:
     """What the curve says training still needs: per probe, a power law ``ratio ~ tokens^b`` fitted (least squares in
     log-log) to its ratios from a quarter of the curve's tokens on (its last two doublings: the early, steep drop of an
     untrained net would flatter the rate), extrapolated to its band's median goal (:data:`GOALS`). ``tokens_to_goal``
-    is ``None`` where the fitted rate never gets there (``b >= 0``, or beyond 1e15 tokens); the goal's own tokens where it is already met.
-    ``tokens_per_s``: the training chain's tokens over its wall time, from the ``manifest.json`` beside the curve."""
+    is ``None`` where the fitted rate never gets there (``b >= 0``, or beyond 1e15 tokens); the goal's own tokens
+    where it is already met. ``tokens_per_s``: the training chain's tokens over its wall time, from the
+    ``manifest.json`` beside the curve."""
     points = _curve_points(curve)
     last = max(p["tokens_total"] for p in points)
     ratios = _probe_ratios(points)
@@ -373,5 +374,5 @@ def compare_curves(curves: list[Path], out: Path) -> str:
     ranked = sorted(medians, key=medians.get)
     verdict = (f"At {budget:,} tokens the {len(roles)} probes' median ratio is {_fmt(medians[ranked[0]])} with "
                f"{ranked[0]} against " + ", ".join(f"{_fmt(medians[r])} with {r}" for r in ranked[1:]) + ".")
-    return "\n".join(["Training recipes at the same token budget (each run's own curve; wall time on the CPU it ran on):",
-                      "", *rows, "", f"![recovery by recipe]({out.name})", "", verdict])
+    return "\n".join(["Training recipes at the same token budget (each run's own curve; wall time on the CPU it ran "
+                      "on):", "", *rows, "", f"![recovery by recipe]({out.name})", "", verdict])

@@ -345,7 +345,8 @@ def _as_records(configs: Any) -> list[Mapping[str, Any]]:
 
 
 def _as_matrix(configs: Any, space: SearchSpace) -> np.ndarray:
-    """n x 6 float matrix in DIMENSIONS order; fixed dimensions filled in; n_kv_groups = n_heads where kv groups follow heads."""
+    """n x 6 float matrix in DIMENSIONS order; fixed dimensions filled in; n_kv_groups = n_heads where kv groups
+    follow heads."""
     if isinstance(configs, np.ndarray):
         x = np.asarray(configs, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(DIMENSIONS):

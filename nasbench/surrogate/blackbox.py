@@ -39,7 +39,8 @@ class BenchmarkBlackbox(Blackbox):
             raise NasBenchError("--objectives", "needs at least one objective", "(empty)")
         for o in objectives:
             if o not in benchmark.metrics or o == "cost_s":
-                raise NasBenchError("--objectives", f"must be among {', '.join(m for m in benchmark.metrics if m != 'cost_s')}", o)
+                allowed = ", ".join(m for m in benchmark.metrics if m != "cost_s")
+                raise NasBenchError("--objectives", f"must be among {allowed}", o)
         space = benchmark.space
         super().__init__(configuration_space=space.to_syne_tune(), fidelity_space={FIDELITY: choice([1])},
                          objectives_names=[metric_column(o) for o in objectives] + [COST])

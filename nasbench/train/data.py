@@ -25,8 +25,8 @@ from nasbench import data as sources
 from nasbench.errors import DataError, NasBenchError
 from nasbench.space import SearchSpace
 
-__all__ = ["IGNORE_INDEX", "PROMPT", "PROMPT_NO_INPUT", "TrainData", "format_prompt", "build_data", "tokenize_instructions",
-           "tokenize_text"]
+__all__ = ["IGNORE_INDEX", "PROMPT", "PROMPT_NO_INPUT", "TrainData", "format_prompt", "build_data",
+           "tokenize_instructions", "tokenize_text"]
 
 IGNORE_INDEX = -100
 #: The Stanford Alpaca templates (with and without an input).
@@ -94,8 +94,8 @@ def tokenize_instructions(tokenizer: Any, records: list[dict[str, str]], seq_len
     if eos is None:
         raise DataError("tokenizer", "instruction tuning needs an eos token", None, show_got=False)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    bos = [tokenizer.bos_token_id] if getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None \
-        else []
+    adds_bos = getattr(tokenizer, "add_bos_token", False) and tokenizer.bos_token_id is not None
+    bos = [tokenizer.bos_token_id] if adds_bos else []
     examples = []
     for rec in records:
         prompt = bos + tokenizer(format_prompt(rec), add_special_tokens=False)["input_ids"]

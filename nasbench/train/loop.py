@@ -82,8 +82,8 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
     :data:`RUN_FILE`, ``adapter/`` for LoRA, ``importance.json`` for sorted supernets, and ``checkpoints/``).
 
     ``strategy``: :data:`~nasbench.train.config.STRATEGIES`; the ``importance-*`` ones need ``sorted_supernet`` (a
-    directory written by ``nasbench importance SPACE --out DIR``). ``kd``: :data:`~nasbench.train.config.KD_LOSSES` (in-place
-    distillation from the largest sub-network; needs a strategy that runs it). ``peft``: ``lora`` or ``full``.
+    directory written by ``nasbench importance SPACE --out DIR``). ``kd``: :data:`~nasbench.train.config.KD_LOSSES`
+    (in-place distillation from the largest sub-network; needs a strategy that runs it). ``peft``: ``lora`` or ``full``.
     ``preset``: ``quick`` or ``paper``; ``max_steps``, ``batch_size``, ``seq_len``, ``seed`` and ``overrides``
     (any :class:`~nasbench.train.config.TrainConfig` field) replace its values. ``db``: the DuckDB file whose
     ``supernets`` table gets the run's row (updated at every checkpoint). ``resume``: continue from the newest

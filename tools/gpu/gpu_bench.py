@@ -131,7 +131,8 @@ def make_plan(space_path: str, artifact: str, db: str, *, shards: str | None = N
                 "limit_items": None, "batch_size": ppl_batch, "archs": done + todo, "overlap": len(done)}
 
     acc = [a for i, a in order if any(not has(i, art_id, PRIMARY_METRIC[t], t) for t in tasks)]
-    passes = [ppl_pass(f"ppl-{art_id}", "artifact", art_id, None), ppl_pass("ppl-sorted", "sorted", "sorted", ref_archs),
+    passes = [ppl_pass(f"ppl-{art_id}", "artifact", art_id, None),
+              ppl_pass("ppl-sorted", "sorted", "sorted", ref_archs),
               ppl_pass("ppl-pretrained", "pretrained", "pretrained", ref_archs),
               {"name": f"acc-{art_id}", "supernet": "artifact", "supernet_id": art_id, "metrics": ["acc"],
                "tasks": list(tasks), "limit_items": limit_items, "batch_size": acc_batch,
