@@ -256,12 +256,12 @@ def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, late
         if not fits:
             out.append(f"{head}: none of the {len(nas)} sub-networks with accuracy rows fits.")
             continue
-        best = min(fits, key=lambda a: ppl[(sid, a)]["value"])
+        best_ppl, best = _best(ppl, sid, lambda a: a in fits)  # the Table's pick too: lowest ppl that fits
         value, se = fits[best]
         diff, half = value - base, 1.96 * math.sqrt(se * se + base_se * base_se)
         verdict = ("NAS wins" if diff - half > 0 else "the baseline wins" if diff + half < 0
                    else "no clear winner (the interval holds 0)")
-        out.append(f"{head}: NAS {value:.3f} (`{best}`, ppl {ppl[(sid, best)]['value']:.1f}, the lowest of the "
+        out.append(f"{head}: NAS {value:.3f} (`{best}`, ppl {best_ppl:.1f}, the lowest of the "
                    f"{len(fits)} of {len(nas)} sub-networks with accuracy rows that fit) vs {base:.3f}, difference "
                    f"{diff:+.3f} [95% CI {diff - half:+.3f}, {diff + half:+.3f}]: **{verdict}**.")
     return out
