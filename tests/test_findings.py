@@ -4,6 +4,7 @@ never trained; on tiny DBs whose answer is known."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -100,6 +101,13 @@ def test_datasheet_names_what_is_measured_and_what_is_missing(tmp_path):
                 Measurement(arch_id=arch_id(arch), supernet_id="trained-a", metric="latency_ms", value=5.0, unit="ms",
                             device="cpu", dtype="float32", extra={"cv": 0.05}, software={"cpu": "TestCPU"})])
     assert "No surrogate cards" in cards_section(db, space)
+    card = dict(space=space.name, metric="ppl", model="gp", transform="log", n_train=4, n_test=1, spearman_rho=0.9,
+                r2=0.8, mae=1.0, coverage_90=0.9, loso_kendall_tau=None, loso_n=0, cv={}, data_hash="h")
+    with Store(db) as store:
+        store.add_cards([SimpleNamespace(**card, supernet_id=s, kendall_tau=t) for s, t in (("a", 0.9), ("b", 0.5))])
+    goals = cards_section(db, space).splitlines()[-1]
+    assert goals == "Goals: `a` ppl tau 0.900 >= 0.85; `b` ppl tau 0.500 < 0.85; no card for latency_ms, " \
+                    "latency_rel, acc_avg (not enough measured archs)."
     prov = provenance_section(db, space)
     assert "| `trained-a` | ppl | - | cpu | float32 | 5 | cpu TestCPU, threads 2, torch 2.13.0 | 2.5 |" in prov
     assert "sandwich, kd kl, lora, 1,000 training tokens, artifact sha256 `abababababababab…`" in prov

@@ -34,11 +34,13 @@ def cards_section(db: str | Path, space: SearchSpace) -> str:
                      f"{c['n_test']} | {_num(tau)}{mark} | {goal if goal is not None else '-'} | {_num(c['r2'])} | "
                      f"{_num(c['coverage_90'])} |")
         if goal is not None and tau is not None:
-            verdicts.append((c["metric"], tau, goal))
+            verdicts.append((c["supernet_id"], c["metric"], tau, goal))
     missing = [m for m in CARD_GOALS if m not in {c["metric"] for c in cards}]
     lines.append("")
     if verdicts:
-        lines.append("Goals: " + "; ".join(f"{m} tau {t:.3f} {'>=' if t >= g else '<'} {g}" for m, t, g in verdicts)
+        # named per supernet: with several supernets the same metric has several cards
+        lines.append("Goals: " + "; ".join(f"`{s}` {m} tau {t:.3f} {'>=' if t >= g else '<'} {g}"
+                                           for s, m, t, g in verdicts)
                      + (f"; no card for {', '.join(missing)} (not enough measured archs)" if missing else "") + ".")
     return "\n".join(lines) + "\n"
 
