@@ -125,7 +125,8 @@ def metric_direction(metric: str) -> str:
 # ------------------------------------------------------------------------------------------------ model card
 def model_card(space: Any, arch: Mapping[str, Any], *, arch_id: str, params: int, flops: int,
                supernet_id: str, weights: str, measurements: Sequence[Mapping[str, Any]] = (),
-               data_roles: Sequence[str] = ("perplexity",)) -> str:
+               data_roles: Sequence[str] = ("perplexity",), eval_tasks: Sequence[str] = ("arc_easy",),
+               tasks_dir: str = "lm_eval_tasks", tasks_written: bool = False) -> str:
     """README.md of an exported sub-network: YAML front matter as the HF hub reads it, then the card.
 
     ``measurements`` are rows of the benchmark's ``measurements`` table for this arch (``metric``, ``task``,
@@ -133,6 +134,8 @@ def model_card(space: Any, arch: Mapping[str, Any], *, arch_id: str, params: int
     each is shown with its protocol and the perplexities also go to ``model-index`` in the front matter.
     ``data_roles``: the space's data sources that shaped these weights or numbers (``perplexity``, ``calibration``
     for a sorted supernet, ``finetune`` for a trained one); evaluation tasks come from ``measurements``.
+    ``eval_tasks``: the tasks of the card's ``lm_eval`` line, which reads nasbench's task YAMLs from ``tasks_dir``
+    (relative to the model directory; ``tasks_written``: they are there, else the card says how to write them).
     """
     hub_id, model_license = base_model_info(space.model)
     name = f"{space.name}-{arch_id}"
@@ -170,8 +173,9 @@ def model_card(space: Any, arch: Mapping[str, Any], *, arch_id: str, params: int
     if measurements:
         lines += ["| metric | task | value | unit | supernet | protocol |", "|---|---|---|---|---|---|"]
         for m in measurements:
+            supernet = f"`{m['supernet_id']}`" if m["supernet_id"] else "any (weight-free)"
             lines.append(f"| {m['metric']} | {m['task'] or ''} | {_fmt(m['value'])} | {m['unit']} | "
-                         f"`{m['supernet_id']}` | {_protocol(m)} |")
+                         f"{supernet} | {_protocol(m)} |")
         lines += ["", "Perplexity is nasbench's one definition: WikiText-2 raw test tokenized once without special "
                       "tokens, the first `tokens` tokens cut into windows of `seq_len`, every token of a window but "
                       "its first scored. Latency and memory were measured on the dense model of this shape (they do "
@@ -182,10 +186,16 @@ def model_card(space: Any, arch: Mapping[str, Any], *, arch_id: str, params: int
               "from transformers import AutoModelForCausalLM, AutoTokenizer",
               'model = AutoModelForCausalLM.from_pretrained("PATH")',
               'tokenizer = AutoTokenizer.from_pretrained("PATH")', "```", "",
-              "```bash",
-              "lm_eval --model hf --model_args pretrained=PATH --tasks arc_easy --batch_size 8", "```", "",
+              "```bash", "# in this directory"]
+    if not tasks_written:
+        lines.append(f"nasbench tasks {tasks_dir} --data-dir DATA  # once: the task YAMLs, reading DATA's files")
+    lines += [f"lm_eval --model hf --model_args pretrained=. --include_path {tasks_dir} --tasks "
+              f"{','.join(eval_tasks)} --batch_size 8", "```", "",
               "`PATH` is this directory (or its hub id once uploaded). `nasbench.json` records the space, the arch "
-              "and the weights' origin.", "", "## Data and licences", ""]
+              f"and the weights' origin. `{tasks_dir}/` holds nasbench's lm-eval task YAMLs (local copies of "
+              "lm-eval's tasks of the same names, the ones the benchmark's accuracies were measured with); "
+              "`nasbench tasks DIR` writes them for a machine's data directory (NASBENCH_DATA_DIR).", "",
+              "## Data and licences", ""]
     lines.append(f"- Base model: {hub_id or space.model.source}, licence {model_license or 'see the base model'}.")
     for role, dataset, lic, path in _data_rows(space, measurements, data_roles):
         flag = " **non-commercial**" if lic.non_commercial else ""

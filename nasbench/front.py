@@ -42,11 +42,14 @@ class MeasuredFront:
     """The DB and space the rows came from (the plot reads the baselines beside them)."""
     space: str | None = None
     device: str | None = None
+    supernet_id: str | None = None
+    """The supernet the rows were measured on (the DB's main supernet when none was asked for)."""
 
 
 def measured_front(db: str | Path, space: str, objectives: Sequence[str], where: str | None = None,
                    supernet_id: str | None = None, device: str | None = None) -> MeasuredFront:
-    """Front over the measured archs of one (space, supernet) in ``db`` (read-only), optionally filtered.
+    """Front over the measured archs of one (space, supernet) in ``db`` (read-only), optionally filtered;
+    ``supernet_id`` defaults to the DB's main supernet of the space.
 
     The rows are :meth:`nasbench.surrogate.Benchmark.measured`: measured values only, never a prediction (latency and
     memory, measured once on the dense model, are shared by every supernet; ``acc_avg`` is available). ``where`` is a
@@ -60,7 +63,8 @@ def measured_front(db: str | Path, space: str, objectives: Sequence[str], where:
     names = [metric_name(o) for o in objectives]
     if len(names) < 2:
         raise NasBenchError("--objectives", "a front needs at least two objectives", list(objectives))
-    table = Benchmark.open(db, space, supernet_id, device=device, cache=None).measured()
+    bm = Benchmark.open(db, space, supernet_id, device=device, cache=None)
+    table = bm.measured()
     columns = [metric_column(o) for o in names]
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -80,8 +84,8 @@ def measured_front(db: str | Path, space: str, objectives: Sequence[str], where:
     logged = np.array([o in LOG_SCALE and (Y[:, i] > 0).all() for i, o in enumerate(names)])
     knee = knee_point(np.where(logged, np.log(np.where(logged, Y, 1.0)), Y), minimize)
     front = df.iloc[order].assign(knee=lambda d: d.index == df.index[knee]).reset_index(drop=True)
-    return MeasuredFront(tuple(names), tuple(minimize), df, front, str(df["arch_id"].iloc[knee]), str(db), space,
-                         device)
+    return MeasuredFront(tuple(names), tuple(minimize), df, front, str(df["arch_id"].iloc[knee]), str(db),
+                         bm.space.name, device, bm.supernet_id)
 
 
 

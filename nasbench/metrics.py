@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 __all__ = ["Metric", "METRICS", "CHANCE", "TASK_METRICS", "OBJECTIVE_METRICS", "COST", "LOG_SCALE", "LOG_FIT", "EXACT",
-           "WEIGHT_FREE", "PROFILE_ITEMS", "profile_item", "metric", "is_maximized", "directions", "direction", "unit",
-           "metric_column", "metric_name", "hp_column", "hp_name", "METRIC_PREFIX", "HP_PREFIX"]
+           "WEIGHT_FREE", "SHARED", "PROFILE_ITEMS", "profile_item", "metric", "is_maximized", "directions",
+           "direction", "unit", "metric_column", "metric_name", "hp_column", "hp_name", "METRIC_PREFIX", "HP_PREFIX"]
 
 METRIC_PREFIX = "metric_"
 HP_PREFIX = "hp_"
@@ -50,6 +50,9 @@ class Metric:
 
 _ALL = (
     Metric("ppl", "perplexity", log_scale=True, log_fit=True, profiled_by="ppl"),
+    # the same protocol on the space's selection split (text disjoint from the reported tokens and the training data):
+    # what picks an arch, so that the pick is then scored on tokens it was not chosen on
+    Metric("ppl_selection", "perplexity", log_scale=True, log_fit=True, profiled_by="ppl_selection"),
     Metric("acc_avg", "accuracy", maximize=True, profiled_by="acc"),
     Metric("acc_chance_avg", "accuracy above chance", maximize=True, profiled_by="acc"),
     Metric("latency_ms", "ms", log_fit=True, weight_free=True, profiled_by="latency"),
@@ -74,7 +77,7 @@ _ALL = (
 CHANCE = {"arc_easy": 0.25, "arc_challenge": 0.25, "boolq": 0.5, "hellaswag": 0.25, "openbookqa": 0.25,
           "piqa": 0.5, "social_iqa": 1 / 3, "winogrande": 0.5, "mmlu": 0.25, "lambada": 0.0}
 #: The items of ``nasbench profile --metrics``: each measures the registry's metrics whose ``profiled_by`` names it.
-PROFILE_ITEMS = ("ppl", "acc", "latency", "latency_rel", "memory", "energy")
+PROFILE_ITEMS = ("ppl", "ppl_selection", "acc", "latency", "latency_rel", "memory", "energy")
 #: name -> Metric, in the order above.
 METRICS: dict[str, Metric] = {m.name: m for m in _ALL}
 #: Metrics an objective may name as they are; :data:`TASK_METRICS` also with a task suffix.
@@ -85,6 +88,9 @@ LOG_SCALE = frozenset(m.name for m in _ALL if m.log_scale)
 LOG_FIT = tuple(m.name for m in _ALL if m.log_fit)
 EXACT = tuple(m.name for m in _ALL if m.exact)
 WEIGHT_FREE = tuple(m.name for m in _ALL if m.weight_free)
+#: Metrics whose value depends on an arch's shape only (weight-free and exact ones): the store keeps one row per arch
+#: and protocol under the neutral supernet id ``''``, and every supernet's wide view shows it.
+SHARED = WEIGHT_FREE + EXACT
 _MAXIMIZED_PREFIXES = tuple(m.name for m in _ALL if m.maximize and m.task)
 
 

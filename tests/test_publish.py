@@ -20,6 +20,7 @@ from nasbench.store import Measurement, Store
 from conftest import SPACES, tiny_space_doc
 
 SUPERNETS = ("pretrained", "trained-a")
+N_ARCHS = 12
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -30,12 +31,15 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def bench_db(tmp_path, write_space):
-    """A small benchmark: 6 archs of a tiny space; ppl on two supernets, latency and acc on `pretrained` only
-    (the last arch has no latency), one value per row with a distinct cost."""
+    """A small benchmark: 12 archs of a tiny space; ppl on two supernets, latency on the first 11 archs (measured once,
+    on `pretrained`'s weights: a weight-free value), acc on `pretrained`'s first 10, and a 2:4 baseline of the first
+    arch; one value per row with a distinct cost."""
     doc = tiny_space_doc()
     doc["data"]["finetune"] = {"kind": "instructions", "path": "finetune/alpaca_gpt4_en_demo_999.json"}
+    doc["objectives"] = [{"name": "ppl", "minimize": True, "unit": "perplexity"},
+                         {"name": "latency_ms", "minimize": True, "unit": "ms"}]
     space = load_space(write_space(doc))
-    archs = space.sample(6, seed=1)
+    archs = space.sample(N_ARCHS, seed=1)
     db = tmp_path / "bench.duckdb"
     rng = np.random.default_rng(0)
     with Store(db) as store:
@@ -48,15 +52,20 @@ def bench_db(tmp_path, write_space):
             rows = [Measurement(aid, s, "ppl", float(rng.uniform(10, 1e4)), "perplexity", device="cpu",
                                 dtype="bfloat16", seq_len=512, cost_s=1.0 + i, extra={"tokens": 1024, "nll": 5.0 + i})
                     for s in SUPERNETS]
-            rows.append(Measurement(aid, "pretrained", "acc", float(rng.uniform(0.2, 0.8)), "accuracy",
-                                    task="arc_easy", device="cpu", dtype="bfloat16", cost_s=2.0,
-                                    extra={"limit_items": 20}))
-            if i < 5:
+            if i < 10:
+                rows.append(Measurement(aid, "pretrained", "acc", float(rng.uniform(0.2, 0.8)), "accuracy",
+                                        task="arc_easy", device="cpu", dtype="bfloat16", cost_s=20.0,
+                                        extra={"limit_items": 20}))
+            if i < N_ARCHS - 1:
                 rows.append(Measurement(aid, "pretrained", "latency_ms", float(rng.uniform(1, 9)), "ms",
                                         device="cpu", dtype="bfloat16", batch=1, seq_len=128, n_repeats=10,
                                         cost_s=0.5, extra={"threads": 2, "cpu": "test-cpu"},
                                         software={"torch": "2.13.0"}))
             store.add_results(space, arch, rows)
+        store.add_supernet("baseline-magnitude-2:4", space.name, space.model.source, strategy="magnitude-2:4")
+        store.add_results(space, archs[0], [Measurement(arch_id(space.canonical(archs[0])), "baseline-magnitude-2:4",
+                                                        "ppl", 99.0, "perplexity", device="cpu", dtype="bfloat16",
+                                                        seq_len=512, cost_s=3.0)])
     return db, space
 
 
@@ -74,56 +83,70 @@ def test_publish_loads_in_syne_tune_pandas_and_duckdb(capsys, tmp_path, bench_db
     code, stdout, err = run(capsys, "publish", db, "--out", out)
     assert code == 0, err
     summary = json.loads(stdout)
-    assert summary["archs"] == 6 and summary["measurements"] == 6 * 2 + 6 + 5
+    assert summary["archs"] == N_ARCHS and summary["measurements"] == N_ARCHS * 2 + 10 + (N_ARCHS - 1) + 1
 
     con = duckdb.connect(str(db), read_only=True)
-    truth = con.execute("SELECT arch_id, supernet_id, metric, task, value FROM measurements").df()
+    truth = con.execute("SELECT arch_id, supernet_id, metric, task, value, cost_s FROM measurements").df()
     con.close()
+    assert set(truth.loc[truth.metric == "latency_ms", "supernet_id"]) == {""}  # weight-free: stored once
 
     # pandas: the tables hold the DB's rows and values exactly
     measurements = pd.read_parquet(out / "measurements.parquet")
     assert len(measurements) == len(truth)
     merged = measurements.merge(truth, on=["arch_id", "supernet_id", "metric", "task"], suffixes=("", "_db"))
     assert len(merged) == len(truth) and (merged["value"] == merged["value_db"]).all()
-    assert len(pd.read_parquet(out / "architectures.parquet")) == 6
-    wide = pd.read_parquet(out / "wide" / space.name / "trained-a.parquet")
-    assert len(wide) == 6 and "metric_ppl" in wide and "metric_latency_ms" not in wide  # all-NULL columns dropped
+    assert len(pd.read_parquet(out / "architectures.parquet")) == N_ARCHS  # the baseline's arch is one of these
+    assert list(pd.read_parquet(out / "baseline_archs.parquet")["supernet_id"]) == ["baseline-magnitude-2:4"]
+    for supernet in SUPERNETS:  # the weight-free latency appears in every supernet's wide file
+        wide = pd.read_parquet(out / "wide" / space.name / f"{supernet}.parquet")
+        assert len(wide) == N_ARCHS and wide["metric_latency_ms"].notna().sum() == N_ARCHS - 1
+        assert "metric_acc_arc_easy" in wide if supernet == "pretrained" else "metric_acc_arc_easy" not in wide
 
-    # DuckDB: plain SQL over the files
-    [(n,)] = duckdb.connect().execute(
-        f"SELECT count(*) FROM '{out / 'architectures.parquet'}' a JOIN '{out / 'measurements.parquet'}' m "
-        "USING (space, arch_id) WHERE m.metric = 'ppl'").fetchall()
-    assert n == 12
+    # DuckDB: plain SQL over the files; the space's archs join their measurements
+    [(n, archs)] = duckdb.connect().execute(
+        f"SELECT count(*), count(DISTINCT arch_id) FROM '{out / 'architectures.parquet'}' a JOIN "
+        f"'{out / 'measurements.parquet'}' m USING (space, arch_id) WHERE m.metric = 'ppl'").fetchall()
+    assert n == N_ARCHS * 2 + 1 and archs == N_ARCHS
 
-    # Syne Tune's own deserializer: one task per supernet, values as in the DB, shape metrics borrowed
-    blackboxes = _deserialize(out / "syne_tune" / space.name)
-    assert sorted(blackboxes) == sorted(SUPERNETS)
-    meta = json.loads((out / "syne_tune" / space.name / "metadata.json").read_text())
-    first = meta["arch_ids"][0]
-    for supernet, bb in blackboxes.items():
-        config = bb.hyperparameters.iloc[0].to_dict()
-        assert space.canonical(space.from_syne_tune(config)) is not None
-        assert arch_id(space.from_syne_tune(config)) == first
-        got = bb.objective_function(config, fidelity={"step": 1}, seed=0)
-        expected = truth[(truth.arch_id == first) & (truth.supernet_id == supernet) & (truth.metric == "ppl")]
-        assert got["metric_ppl"] == expected["value"].item()
-        latency = truth[(truth.arch_id == first) & (truth.metric == "latency_ms")]["value"]
-        if len(latency):
-            assert got["metric_latency_ms"] == latency.item()  # trained-a borrows pretrained's latency
-        else:
-            assert np.isnan(got["metric_latency_ms"])
-    assert meta["objectives_directions"]["metric_acc_arc_easy"] == "maximize"
-    assert meta["objectives_directions"]["metric_ppl"] == "minimize"
+    # Syne Tune's own deserializer: one blackbox per (supernet, objective set), no NaN, the DB's values
+    card = json.loads((out / "croissant.json").read_text())
+    entries = {(e["supernet_id"], e["objective_set"]): e for e in card["nasbench"]["syne_tune"]}
+    assert set(entries) == {("pretrained", "ppl"), ("trained-a", "ppl"), ("pretrained", "acc")}
+    latency = truth[truth.metric == "latency_ms"].set_index("arch_id")["value"]
+    for (supernet, objective_set), entry in entries.items():
+        path = out / entry["path"]
+        bb = _deserialize(path)[supernet]
+        meta = json.loads((path / "metadata.json").read_text())
+        names = bb.objectives_names
+        assert names[-1] == meta["metric_elapsed_time"] == "metric_cost_s"
+        assert "metric_latency_ms" in names and "metric_params" in names
+        assert not np.isnan(bb.objectives_evaluations).any()
+        assert len(bb.hyperparameters) == (10 if objective_set == "acc" else N_ARCHS - 1)  # the one without latency
+        for i, aid in enumerate(meta["arch_ids"]):
+            config = bb.hyperparameters.iloc[i].to_dict()
+            assert arch_id(space.check(space.from_syne_tune(config))) == aid
+            got = bb.objective_function(config, fidelity={"step": 1}, seed=0)
+            own = truth[(truth.arch_id == aid) & (truth.supernet_id == supernet)].set_index("metric")
+            assert got["metric_ppl"] == own.loc["ppl", "value"] and got["metric_latency_ms"] == latency[aid]
+            cost = own.loc["ppl", "cost_s"] + 0.5 + (20.0 if objective_set == "acc" else 0.0)
+            assert got["metric_cost_s"] == pytest.approx(cost)  # ppl + latency (+ the accuracy pass)
+        assert meta["objectives_directions"]["metric_ppl"] == "minimize"
+        constraints = meta["constraints"]
+        valid = pd.read_parquet(path / constraints["valid_configs"])
+        assert len(valid) == constraints["valid_archs"] and list(valid.columns[:6]) == list(bb.configuration_space)
+        assert all(space.is_valid(space.from_syne_tune(r)) for r in valid.head(50).to_dict("records"))
+    assert entries[("pretrained", "acc")]["objectives"][0] == "metric_acc_avg"
 
     # the card: checksums, units and directions, provenance, licences, citation
-    card = json.loads((out / "croissant.json").read_text())
     for f in card["distribution"]:
         assert hashlib.sha256((out / f["contentUrl"]).read_bytes()).hexdigest() == f["sha256"], f["contentUrl"]
     metrics = {(m["metric"], m["task"]): m for m in card["nasbench"]["metrics"]}
     assert metrics[("ppl", "")]["unit"] == "perplexity" and metrics[("ppl", "")]["direction"] == "minimize"
     assert metrics[("acc", "arc_easy")]["direction"] == "maximize"
-    latency = next(p for p in card["nasbench"]["provenance"] if p["metric"] == "latency_ms")
-    assert latency["settings"] == {"threads": 2, "cpu": "test-cpu"} and latency["software"] == [{"torch": "2.13.0"}]
+    latency_provenance = next(p for p in card["nasbench"]["provenance"] if p["metric"] == "latency_ms")
+    assert latency_provenance["supernet_id"] == ""
+    assert latency_provenance["settings"] == {"threads": 2, "cpu": "test-cpu"}
+    assert latency_provenance["software"] == [{"torch": "2.13.0"}]
     sources = {d["path"]: d for d in card["nasbench"]["data_sources"]}
     assert sources["wikitext-2-raw/wiki.test.raw"]["license"].startswith("CC BY-SA 3.0")
     assert sources["finetune/alpaca_gpt4_en_demo_999.json"]["non_commercial"] is True
@@ -131,6 +154,30 @@ def test_publish_loads_in_syne_tune_pandas_and_duckdb(capsys, tmp_path, bench_db
     assert trained["artifact_sha256"] == {"manifest_sha256": "ab" * 32}
     assert "2410.06479" in card["citeAs"]
     assert (out / "README.md").read_text().startswith("---\nlicense: apache-2.0\n")
+
+
+def test_every_config_of_the_dataset_card_loads_with_datasets(capsys, tmp_path, bench_db, monkeypatch) -> None:
+    """The README's configs are what `datasets` reads: a name with `:` (a baseline's id) broke every one of them."""
+    import datasets
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    db, space = bench_db
+    out = tmp_path / "published"
+    assert run(capsys, "publish", db, "--out", out)[0] == 0
+    front = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
+    names = [c["config_name"] for c in front["configs"]]
+    assert f"wide--{space.name}--baseline-magnitude-2_4" in names
+    for config in front["configs"]:
+        loaded = datasets.load_dataset(str(out), config["config_name"], cache_dir=str(tmp_path / "hf"))
+        rows = pq_rows(out / config["data_files"])
+        assert loaded["train"].num_rows == rows, config
+
+
+def pq_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
 
 
 def test_publish_is_deterministic_and_replaces_an_earlier_publication(capsys, tmp_path, bench_db) -> None:
@@ -206,36 +253,83 @@ def test_model_card_names_the_hub_base_model_and_licences() -> None:
     assert "CC BY-NC 4.0 **non-commercial**" in card and "CC BY-SA 3.0" in card
 
 
-def test_shipped_publication_matches_the_shipped_db(tmp_path) -> None:
+REPO = SPACES.parent
+SHIPPED = REPO / "results" / "published" / "smollm2-135m"
+
+
+@pytest.fixture(scope="module")
+def fresh_publication(tmp_path_factory) -> Path:
+    """The shipped DB published afresh (what CI checks the committed publication and the example against)."""
     from nasbench.store.publish import publish
 
-    repo = SPACES.parent
-    shipped = repo / "results" / "published" / "smollm2-135m"
-    publish(repo / "results" / "smollm2-135m.duckdb", tmp_path / "fresh")
+    out = tmp_path_factory.mktemp("published") / "smollm2-135m"
+    publish(REPO / "results" / "smollm2-135m.duckdb", out)
+    return out
 
+
+def test_shipped_publication_matches_the_shipped_db(fresh_publication) -> None:
     def digest(directory: Path) -> dict[str, str]:
         return {p.relative_to(directory).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                 for p in sorted(directory.rglob("*")) if p.is_file()}
 
-    assert digest(shipped) == digest(tmp_path / "fresh"), (
+    assert digest(SHIPPED) == digest(fresh_publication), (
         "results/published/smollm2-135m is stale: rerun "
         "`nasbench publish results/smollm2-135m.duckdb --out results/published/smollm2-135m`")
-    # a size guard, not a format rule: the Syne Tune blackbox is a dense float64 array of supernets x archs x
-    # objectives, so every accuracy task measured on a few archs adds a mostly-NaN column (2 archs of accuracy took it
-    # from 2.6 to 4.3 MB); the whole repository must stay well under what travels to a lent GPU (64 MiB). 7 MiB since
-    # session 5: latency_rel on all 2,000 archs and the pretrained/sorted rows on 500 took it to 6.35 MB
-    assert sum(p.stat().st_size for p in shipped.rglob("*") if p.is_file()) < 7 * 2**20
-    blackboxes = _deserialize(shipped / "syne_tune" / "smollm2-135m")
+    # a size guard, not a format rule: the publication is committed and travels with every copy of the checkout, so
+    # it stays small. One Syne Tune blackbox per (supernet, objective set) holds only its measured archs and complete
+    # columns: 2.8 MB in all (the earlier single mostly-NaN array of every supernet x arch x objective took 6.35 MB)
+    assert sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file()) < 4 * 2**20
+    card = json.loads((SHIPPED / "croissant.json").read_text())
+    main_supernet = card["nasbench"]["main_supernets"]["smollm2-135m"]
+    assert main_supernet == "smollm2-135m-recovery-3"
     from nasbench.store import connect_read_only
 
-    con = connect_read_only(repo / "results" / "smollm2-135m.duckdb")
+    con = connect_read_only(REPO / "results" / "smollm2-135m.duckdb")
     n_archs = con.execute("SELECT count(*) FROM architectures WHERE space = 'smollm2-135m'").fetchone()[0]
     con.close()
-    for supernet in ("smollm2-135m-recovery-1", "smollm2-135m-recovery-3"):
-        assert supernet in blackboxes
-        assert len(blackboxes[supernet].hyperparameters) == n_archs
-        # the benchmark's supernets answer every arch: perplexity their own, latency the shared weight-free rows
-        answered = blackboxes[supernet].objectives_evaluations[:, 0, 0, :]
-        names = blackboxes[supernet].objectives_names
-        for column in ("metric_ppl", "metric_latency_ms", "metric_memory_mb"):
-            assert not np.isnan(answered[:, names.index(column)]).any(), (supernet, column)
+    wide = pd.read_parquet(SHIPPED / "wide" / "smollm2-135m" / f"{main_supernet}.parquet")
+    assert len(wide) == n_archs == 2000
+    for column in ("metric_ppl", "metric_latency_ms", "metric_memory_mb", "metric_params", "metric_flops"):
+        assert wide[column].notna().all(), column  # weight-free columns in the main supernet's own file
+    entries = [e for e in card["nasbench"]["syne_tune"] if e["supernet_id"] == main_supernet]
+    assert {e["objective_set"]: e["archs"] for e in entries} == {"ppl": 2000, "acc": 500}
+    for entry in card["nasbench"]["syne_tune"]:
+        bb = _deserialize(SHIPPED / entry["path"])[entry["supernet_id"]]
+        assert not np.isnan(bb.objectives_evaluations).any(), entry["path"]
+        assert {"metric_ppl", "metric_latency_ms", "metric_params", "metric_cost_s"} <= set(bb.objectives_names)
+
+
+@pytest.mark.slow
+def test_the_syne_tune_example_runs_morea_on_the_fresh_publication(fresh_publication, tmp_path, monkeypatch) -> None:
+    """examples/syne_tune_moo.py as shipped: Tuner + simulator + MOREA on ppl and latency, the blackbox as
+    published (no renaming, no patching); every evaluated arch is valid and every objective finite."""
+    import runpy
+
+    monkeypatch.setenv("SYNETUNE_FOLDER", str(tmp_path / "syne-tune"))
+    example = runpy.run_path(str(REPO / "examples" / "syne_tune_moo.py"), run_name="example")
+    space = load_space(SPACES / "smollm2-135m.yaml")
+    card = json.loads((fresh_publication / "croissant.json").read_text())
+    main_ppl = next(e for e in card["nasbench"]["syne_tune"] if e["main"] and e["objective_set"] == "ppl")
+    measured = set(json.loads((fresh_publication / main_ppl["path"] / "metadata.json").read_text())["arch_ids"])
+    for surrogate in (False, True):
+        summary = example["main"]([str(fresh_publication), "--trials", "30", "--seed", "1",
+                                   *(["--surrogate"] if surrogate else [])])
+        assert summary["trials"] == 30 and summary["supernet_id"] == "smollm2-135m-recovery-3"
+        assert summary["sim_time_s"] > 0 and summary["front"]
+        for evaluation in summary["evaluated"]:
+            arch = space.check(space.from_syne_tune(evaluation["config"]))  # raises for an invalid arch
+            assert surrogate or arch_id(arch) in measured  # the table answers measured archs only
+            assert np.isfinite([evaluation["metric_ppl"], evaluation["metric_latency_ms"]]).all()
+
+
+@pytest.mark.slow
+def test_every_config_of_the_shipped_card_loads_with_datasets(tmp_path, monkeypatch) -> None:
+    import datasets
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    front = yaml.safe_load((SHIPPED / "README.md").read_text().split("---\n")[1])
+    assert len(front["configs"]) >= 20
+    for config in front["configs"]:
+        loaded = datasets.load_dataset(str(SHIPPED), config["config_name"], cache_dir=str(tmp_path / "hf"))
+        assert loaded["train"].num_rows == pq_rows(SHIPPED / config["data_files"]), config

@@ -136,3 +136,97 @@ def test_read_only_connection_refuses_writes(tmp_path, space) -> None:
 def test_missing_db_is_a_store_error(tmp_path) -> None:
     with pytest.raises(StoreError, match="not found"):
         connect_read_only(tmp_path / "nope.duckdb")
+
+
+# ------------------------------------------------------------------------------------------------ schema 3 layout
+def _v2_db(path, space, archs, rows) -> None:
+    """A DB as schema 2 wrote it (what older shard DBs are): weight-free rows under the supernet that measured them,
+    a baseline's archs in architectures."""
+    from nasbench.space import canonical_json
+    from nasbench.store.schema import SCHEMA, _now
+
+    con = duckdb.connect(str(path))
+    con.execute(SCHEMA.split("-- schema 3")[0])
+    con.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    con.execute("INSERT INTO spaces VALUES (?, ?, ?, ?, ?, ?)", [space.name, space.version, space.hash,
+                                                                  space.yaml_text, space.path, _now()])
+    for arch in archs:
+        c = space.canonical(arch)
+        con.execute("INSERT INTO architectures VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                    [arch_id(c), space.name, *[c[d] for d in ("embed_dim", "n_layers", "n_heads", "head_size",
+                                                              "n_kv_groups", "intermediate_size")],
+                     canonical_json(c), space.params(c), _now()])
+    for aid, supernet, metric, value in rows:
+        con.execute("INSERT INTO measurements (space, arch_id, supernet_id, metric, device, value, unit, cost_s, "
+                    "created_at) VALUES (?, ?, ?, ?, 'cpu', ?, 'u', 1.0, ?)", [space.name, aid, supernet, metric,
+                                                                              value, _now()])
+    con.close()
+
+
+def test_an_old_db_is_migrated_on_open_and_weight_free_rows_get_one_home(tmp_path, space) -> None:
+    archs = space.sample(3, seed=2)
+    a, b, c = (arch_id(space.canonical(x)) for x in archs)
+    path = tmp_path / "old.duckdb"
+    _v2_db(path, space, archs, [
+        (a, "s1", "ppl", 20.0), (a, "s1", "latency_ms", 5.0), (a, "s1", "flops", 1e8),
+        (a, "s2", "ppl", 30.0), (a, "s2", "flops", 1e8),  # the same FLOPs again, under another supernet
+        (b, "s2", "ppl", 40.0), (b, "s2", "latency_ms", 6.0),
+        (c, "baseline-wanda-2:4", "ppl", 50.0), (c, "baseline-wanda-2:4", "latency_ms", 7.0)])
+    with Store(path) as store:
+        assert store.query("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0] == str(SCHEMA_VERSION)
+        rows = store.query("SELECT arch_id, supernet_id, metric, value FROM measurements ORDER BY ALL")
+        assert store.has_measurement(space.name, a, "any-new-supernet", "latency_ms", device="cpu")
+        assert not store.has_measurement(space.name, a, "any-new-supernet", "ppl", device="cpu")
+        wide = store.query(f"SELECT arch_id, supernet_id, metric_ppl, metric_latency_ms, metric_flops FROM "
+                           f"{view_name(space.name)} ORDER BY ALL")
+        baselines = store.query("SELECT supernet_id, arch_id, in_space FROM baseline_archs")
+        archs_left = set(store.query("SELECT arch_id FROM architectures")["arch_id"])
+    shared = rows[rows.metric.isin(["latency_ms", "flops"]) & (rows.supernet_id != "baseline-wanda-2:4")]
+    assert set(shared["supernet_id"]) == {""} and len(shared) == 3  # latency of a and b, FLOPs of a once
+    assert len(rows[rows.metric == "ppl"]) == 4
+    # every supernet's row of the wide view shows the arch's weight-free values; a baseline keeps its own
+    by = {(r.arch_id, r.supernet_id): r for r in wide.itertuples()}
+    assert by[(a, "s1")].metric_latency_ms == by[(a, "s2")].metric_latency_ms == 5.0
+    assert by[(a, "s2")].metric_flops == 1e8 and by[(b, "s2")].metric_latency_ms == 6.0
+    assert by[(c, "baseline-wanda-2:4")].metric_latency_ms == 7.0
+    # the arch only the baseline measured is listed apart: a plain join gives the space's archs
+    assert list(baselines.itertuples(index=False, name=None)) == [("baseline-wanda-2:4", c, True)]
+    assert archs_left == {a, b}
+
+
+def test_merge_brings_old_and_new_shards_into_the_current_layout(tmp_path, space) -> None:
+    from nasbench.cli import main
+
+    archs = space.sample(4, seed=3)
+    ids = [arch_id(space.canonical(x)) for x in archs]
+    target = tmp_path / "bench.duckdb"
+    with Store(target) as store:  # the benchmark: latency measured once, on s1's weights
+        store.add_space(space)
+        store.add_results(space, archs[0], [
+            Measurement(ids[0], "s1", "ppl", 20.0, "perplexity", device="cpu"),
+            Measurement(ids[0], "s1", "latency_ms", 5.0, "ms", device="cpu"),
+            Measurement(ids[0], "s1", "flops", 1e8, "flop/token", device="cpu")])
+        store.set_main_supernet(space.name, "s1")
+    old = tmp_path / "factorial-old.duckdb"  # a profile shard written by schema 2: ppl + the flops that ride along
+    _v2_db(old, space, archs[:2], [(ids[0], "arm", "ppl", 25.0), (ids[0], "arm", "flops", 1e8),
+                                   (ids[1], "arm", "ppl", 26.0), (ids[1], "arm", "flops", 2e8)])
+    new = tmp_path / "factorial-new.duckdb"  # the same from this schema
+    with Store(new) as store:
+        store.add_space(space)
+        store.add_results(space, archs[2], [Measurement(ids[2], "arm2", "ppl", 27.0, "perplexity", device="cpu"),
+                                            Measurement(ids[2], "arm2", "flops", 3e8, "flop/token", device="cpu")])
+    assert main(["merge", str(target), str(old), str(new)]) == 0
+    assert main(["merge", str(target), str(old), str(new)]) == 0  # again: nothing new
+    with connect_read_only(old) as con:  # a source is read, never changed
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    con = connect_read_only(target)
+    rows = con.execute("SELECT arch_id, supernet_id, metric, value FROM measurements ORDER BY ALL").fetchall()
+    main_row = con.execute("SELECT value FROM meta WHERE key = ?", [f"main_supernet:{space.name}"]).fetchone()
+    wide = con.execute(f"SELECT arch_id, supernet_id, metric_flops FROM {view_name(space.name)} "
+                       "WHERE supernet_id = 'arm' ORDER BY arch_id").fetchall()
+    con.close()
+    assert sorted(r for r in rows if r[2] == "flops") == sorted(
+        [(ids[0], "", "flops", 1e8), (ids[1], "", "flops", 2e8), (ids[2], "", "flops", 3e8)])
+    assert {r[1] for r in rows if r[2] == "ppl"} == {"s1", "arm", "arm2"} and len(rows) == 8
+    assert main_row == ("s1",)  # the target's own record: merges never change it
+    assert sorted(wide) == sorted([(ids[0], "arm", 1e8), (ids[1], "arm", 2e8)])

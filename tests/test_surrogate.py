@@ -173,9 +173,9 @@ def test_invalid_configs_name_the_row_and_the_rule(bench_db, tmp_path) -> None:
         bm.query(pd.DataFrame(rows), ["ppl"])
     with pytest.raises(IllegalSubNetworkError, match=r"configs\[0\]"):
         bm.query([dict(archs[0], n_kv_groups=3, n_heads=2)], ["ppl"])  # 2 heads cannot form 3 kv groups
-    with pytest.raises(NasBenchError, match="--metrics"):
+    with pytest.raises(NasBenchError, match="^metrics: must be among"):  # the library's words: the argument
         bm.query(archs[:1], ["ppl", "bleu"])
-    with pytest.raises(NasBenchError, match="--mode"):
+    with pytest.raises(NasBenchError, match="^mode: must be one of"):
         bm.query(archs[:1], ["ppl"], mode="fast")
 
 
@@ -277,8 +277,8 @@ def test_blackbox_answers_syne_tune(bench_db, tmp_path, monkeypatch) -> None:
     from syne_tune import StoppingCriterion, Tuner
     from syne_tune.backend.simulator_backend.simulator_callback import SimulatorCallback
     from syne_tune.blackbox_repository.simulated_tabular_backend import UserBlackboxBackend
-    from syne_tune.optimizer.schedulers.searchers.random_searcher import MultiObjectiveRandomSearcher
-    from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
+
+    from nasbench.optimize import make_scheduler
 
     _, space, archs = bench_db
     bm = _open(bench_db, tmp_path)
@@ -292,19 +292,63 @@ def test_blackbox_answers_syne_tune(bench_db, tmp_path, monkeypatch) -> None:
     assert row[0, 2] == pytest.approx(2.0 + 0.5, abs=0.1)  # the measured cost of ppl + latency
     broken = dict(config, n_heads=2, n_kv_groups=3)  # Syne Tune samples dimensions independently
     assert not bb.is_valid(broken)
-    np.testing.assert_array_equal(bb.objective_function(broken), [[*bb.worst, 0.0]])
+    with pytest.raises(IllegalSubNetworkError, match="n_heads: must be divisible by n_kv_groups=3"):
+        bb.objective_function(broken)  # not a network: no value, never a made-up one
+
+    table = bm.blackbox(["ppl", "latency_ms"], mode="table")
+    unmeasured = next(a for a in space.sample(300, seed=7) if not table.is_measured(a))
+    assert table.is_valid(unmeasured) and table.is_measured({k: archs[0][k] for k in bb.configuration_space})
+    with pytest.raises(NasBenchError, match="not measured on pretrained .*table mode answers the 60 measured"):
+        table.objective_function({k: unmeasured[k] for k in table.configuration_space})
 
     monkeypatch.setenv("SYNETUNE_FOLDER", str(tmp_path / "syne-tune"))  # not ~/syne-tune
     backend = UserBlackboxBackend(blackbox=bb, elapsed_time_attr="metric_cost_s")
-    # Syne Tune 0.16's RandomSearch baseline wraps a single-objective searcher: use the multi-objective one
-    scheduler = SingleFidelityScheduler(bb.configuration_space, metrics=["metric_ppl", "metric_latency_ms"],
-                                        do_minimize=True, random_seed=0,
-                                        searcher=MultiObjectiveRandomSearcher(bb.configuration_space, random_seed=0))
+    # Syne Tune 0.16's RandomSearch baseline wraps a single-objective searcher: use the multi-objective one, with
+    # the scheduler that repairs Syne Tune's independent draws into archs of the space (bb.is_valid)
+    scheduler = make_scheduler("rs", bb.configuration_space, ["metric_ppl", "metric_latency_ms"], ["min", "min"],
+                               seed=0, is_valid=bb.is_valid)
     tuner = Tuner(trial_backend=backend, scheduler=scheduler, stop_criterion=StoppingCriterion(max_num_evaluations=12),
                   n_workers=1, sleep_time=0, callbacks=[SimulatorCallback()], save_tuner=False,
                   tuner_name="nasbench-test", results_update_interval=1e9, print_update_interval=1e9)
     tuner.run()
     assert tuner.tuning_status.num_trials_finished >= 10
+
+
+def test_intervals_bound_predictions_and_measured_values_are_their_own_bounds(bench_db, tmp_path) -> None:
+    _, space, archs = bench_db
+    bm = _open(bench_db, tmp_path)
+    measured = {arch_id(space.canonical(a)) for a in archs}
+    new = [a for a in space.sample(100, seed=11) if arch_id(space.canonical(a)) not in measured][:8]
+    out = bm.query(archs[:4] + new, ["ppl", "latency_ms", "params"], interval=True)
+    for m in ("ppl", "latency_ms", "params"):
+        value, lower, upper = (out[f"metric_{m}{s}"].to_numpy() for s in ("", "_lower", "_upper"))
+        assert (lower <= value).all() and (value <= upper).all(), m
+    table, predicted = out.iloc[:4], out.iloc[4:]
+    assert (table["metric_ppl_lower"] == table["metric_ppl"]).all()
+    assert (table["metric_ppl_upper"] == table["metric_ppl"]).all()
+    assert (predicted["metric_ppl_upper"] > predicted["metric_ppl_lower"]).all()  # the surrogate's 90% interval
+    lo, hi = bm.surrogate("ppl").interval(space.encode([space.canonical(a) for a in new]))
+    np.testing.assert_allclose(predicted["metric_ppl_lower"], lo)
+    np.testing.assert_allclose(predicted["metric_ppl_upper"], hi)
+    assert (out["metric_params_lower"] == out["metric_params"]).all()  # exact
+    missing = bm.query(new, ["ppl"], mode="table", interval=True)  # table mode: NaN, source `missing`; never a guess
+    assert missing[["metric_ppl", "metric_ppl_lower", "metric_ppl_upper"]].isna().all().all()
+    assert set(missing["source"]) == {"missing"}
+
+
+def test_the_main_supernet_the_db_records_is_the_default(bench_db, tmp_path) -> None:
+    import shutil
+
+    path, space, _ = bench_db
+    db = tmp_path / "main.duckdb"
+    shutil.copy(path, db)
+    with Store(db) as store:
+        with pytest.raises(NasBenchError, match="must be a supernet measured .*pretrained, trained"):
+            store.set_main_supernet(space.name, "nope")
+        store.set_main_supernet(space.name, "trained")
+        assert store.main_supernet(space.name) == "trained"
+    assert Benchmark.open(db, space.name, cache=None, models=FAST).supernet_id == "trained"
+    assert Benchmark.open(db, space.name, "pretrained", cache=None, models=FAST).supernet_id == "pretrained"
 
 
 def test_cli_fit_query_and_bench(bench_db, tmp_path, capsys) -> None:
@@ -326,6 +370,10 @@ def test_cli_fit_query_and_bench(bench_db, tmp_path, capsys) -> None:
     assert [r["arch_id"] for r in lines] == [arch_id(space.canonical(a)) for a in archs[:2]]
     assert all(r["source"] == "table" and r["params"] == space.params(a) for r, a in zip(lines, archs))
 
+    assert main(["query", space.name, "--arch", json.dumps(archs[0]), "--metrics", "ppl", "--interval", *common,
+                 "--models", "extra-trees"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["ppl_lower"] == line["ppl"] == line["ppl_upper"] and line["source"] == "table"
     assert main(["query", space.name, "--arch", json.dumps(dict(archs[0], n_layers=99)), *common]) == 2
     assert "n_layers" in capsys.readouterr().err
     assert main(["query", space.name, *common]) == 2

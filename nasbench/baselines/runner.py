@@ -4,7 +4,8 @@ Each baseline is one row set of the benchmark under its own supernet id ``baseli
 and its config in ``supernets``:
 
 - ``magnitude-2:4``, ``wanda-2:4``, ``sparsegpt-2:4`` (``baseline-wanda-2:4``; ``+<id>`` appended when ``--supernet``
-  names other weights): the space's full arch with 2:4 masks; its rows join ``architectures`` like any arch.
+  names other weights): the space's full arch with 2:4 masks; the store lists it in ``baseline_archs`` (a
+  baseline's arch of the space, apart from the space's own ``architectures``).
 - ``slicegpt`` (``baseline-slicegpt-20``): not an arch of the space; its rows carry the arch_id of its own encoding
   (:func:`nasbench.baselines.slicegpt.sliced_arch`, in each row's ``extra.arch`` and the supernet's config) and stay
   out of ``architectures``.
@@ -343,8 +344,8 @@ def _dsa_choices(store: Store, space: SearchSpace, sid: str,
         if "arch" in extra:  # a per-layer arch, out of the space
             out[band] = (extra["arch"], aid, False, info)
         else:  # a uniform allocation won (the band arch itself, unless every layer snapped alike to another width)
-            row = store.con.execute("SELECT arch FROM architectures WHERE space = ? AND arch_id = ?",
-                                    [space.name, aid]).fetchone()
+            row = store.con.execute("SELECT arch FROM baseline_archs WHERE space = ? AND arch_id = ? AND in_space "
+                                    "LIMIT 1", [space.name, aid]).fetchone()
             out[band] = (bands[band] if row is None else json.loads(row[0]), aid, True, info)
     return out
 

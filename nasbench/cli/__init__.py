@@ -87,12 +87,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return _fail(str(exc).removeprefix("nasbench: "))
     except NasBenchError as exc:
-        return _fail(exc.line())
+        return _fail(_as_flags(exc).line())
     except BrokenPipeError:  # `nasbench space sample ... | head` closes stdout early: not an error
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
         return 130
+
+
+#: The library's argument names and the flags (or positionals) that set them: the library raises in its own words,
+#: the CLI's one-line error names what the user typed.
+_FLAGS = {"supernet": "--supernet", "supernet_id": "--supernet", "metrics": "--metrics", "mode": "--mode",
+          "models": "--models", "objectives": "--objectives", "space": "SPACE", "configs": "--arch/--file",
+          "configuration": "--arch", "runs_db": "--runs-db", "db": "--db"}
+
+
+def _as_flags(exc: NasBenchError) -> NasBenchError:
+    head, _, rest = exc.where.partition(" ")
+    if head not in _FLAGS:
+        return exc
+    return NasBenchError(_FLAGS[head] + (f" {rest}" if rest else ""), exc.rule, exc.got, show_got=exc.show_got)
 
 
 def _fail(line: str) -> int:

@@ -15,11 +15,17 @@ DATA_DIR_HELP = "data directory (default: NASBENCH_DATA_DIR)"
 #: or a trained supernet directory / packed artifact (``results/supernets/<id>``) that names one.
 SUPERNET_HELP = ("a supernet id (`pretrained`: the base model) or a trained directory / packed artifact "
                  "(results/supernets/<id>) that resolves to one")
-SPACE_HELP = "a space YAML file or the name of a space stored in the DB"
+SPACE_HELP = "a space YAML file or a space name (a file spaces/<name>.yaml, or a space stored in the DB)"
 #: Verbs whose ``--supernet`` loads weights (resolved to a directory; None: the base model); the others read the DB's
 #: rows of a supernet id.
 WEIGHT_VERBS = ("profile", "export", "build", "baseline", "bench accuracy")
+#: Verbs that read a benchmark DB: a space name is looked up there first (the YAML it was measured with), then in
+#: ``spaces/``; their ``--db`` defaults to the space's benchmark, :func:`benchmark_db`.
+DB_VERBS = ("fit", "query", "compare", "pareto", "supernets", "bench query", "bench compare")
 PACKED_SUPERNETS = Path("results/supernets")
+#: Where a space name finds its file, ``<dir>/<name>.yaml``: the working directory's spaces/, then the one beside the
+#: installed package (a source checkout).
+SPACES_DIRS = (Path("spaces"), Path(__file__).resolve().parents[2] / "spaces")
 
 
 def defaults_of(function: Any) -> dict[str, Any]:
@@ -58,8 +64,24 @@ def normalize(args: argparse.Namespace) -> None:
         args.space = args.space or option or fallback
         if args.space is None:
             raise NasBenchError("SPACE", f"is required: {SPACE_HELP}", None, show_got=False)
+    verb = args.verb if args.verb != "bench" else f"bench {getattr(args, 'what', '')}"
+    for name in ("space", "path", "paths", "spaces"):  # every SPACE argument: a file or a name
+        value = getattr(args, name, None)
+        if value is None or (name == "path" and args.verb != "space") or (name == "space" and verb == "bench retest"):
+            continue
+        if isinstance(value, list):
+            setattr(args, name, [space_path(v) for v in value])
+        elif verb == "export" and getattr(args, "db", None) and space_file(value) is None \
+                and not Path(value).is_file():
+            continue  # a space the DB holds: export reads its YAML there
+        elif verb not in DB_VERBS:
+            setattr(args, name, space_path(value))
+        elif getattr(args, "db", "") is None:
+            args.db = str(benchmark_db(value))
+    if "supernet" in vars(args):
+        args.supernet_given = args.supernet is not None  # `pretrained` becomes None below: export tells them apart
     if getattr(args, "supernet", None) is not None:
-        weights = (args.verb if args.verb != "bench" else f"bench {args.what}") in WEIGHT_VERBS
+        weights = verb in WEIGHT_VERBS
         args.supernet = supernet_dir(args.supernet) if weights else supernet_id(args.supernet)
     if "tasks" in vars(args) and args.tasks is None and getattr(args, "space", None) is not None:
         args.tasks = ",".join(default_tasks(args.space))
@@ -71,6 +93,43 @@ def default_tasks(space: str) -> list[str]:
     from nasbench.space import load_space
 
     return list(load_space(space).eval_tasks or ProfileConfig.tasks)
+
+
+def space_path(value: str) -> str:
+    """A SPACE argument as a file: a path stays; a name becomes ``spaces/<name>.yaml`` (:data:`SPACES_DIRS`)."""
+    if Path(value).is_file() or str(value).endswith((".yaml", ".yml")):
+        return str(value)
+    found = space_file(value)
+    if found is None:
+        names = sorted({p.stem for d in SPACES_DIRS if d.is_dir() for p in d.glob("*.yaml")})
+        raise NasBenchError("SPACE", f"neither a file nor the name of a space in spaces/ (one of {', '.join(names)})",
+                            value)
+    return str(found)
+
+
+def space_file(name: str) -> Path | None:
+    """``spaces/<name>.yaml`` where one exists (:data:`SPACES_DIRS`, in order), else None."""
+    if "/" in name or "\\" in name or not name or name.startswith("."):
+        return None
+    for folder in SPACES_DIRS:
+        if (folder / f"{name}.yaml").is_file():
+            return folder / f"{name}.yaml"
+    return None
+
+
+def space_name(value: str) -> str:
+    """The name of a SPACE argument: a file's ``name:``, or the name as given."""
+    if Path(value).is_file():
+        from nasbench.space import load_space
+
+        return load_space(value).name
+    return value
+
+
+def benchmark_db(space: str) -> Path:
+    """The benchmark DB of a space, ``results/<space name>.duckdb`` (the shipped ``results/smollm2-135m.duckdb``):
+    the default ``--db`` of the verbs that read one."""
+    return Path("results") / f"{space_name(space)}.duckdb"
 
 
 def supernet_id(value: str) -> str:
@@ -92,8 +151,10 @@ def supernet_dir(value: str) -> str | None:
     packed = PACKED_SUPERNETS / value
     if "/" not in value and packed.is_dir():
         return str(packed)
+    known = sorted(p.name for p in PACKED_SUPERNETS.iterdir() if p.is_dir()) if PACKED_SUPERNETS.is_dir() else []
     raise NasBenchError("--supernet", f"no such directory, and no packed supernet of that id under "
-                                      f"{PACKED_SUPERNETS}/ (`pretrained`: the base model)", value)
+                                      f"{PACKED_SUPERNETS}/ (one of {', '.join(['pretrained', *known])}; "
+                                      "`pretrained`: the base model)", value)
 
 
 class Parser(argparse.ArgumentParser):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -64,13 +65,35 @@ def _read_archs(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _cmd_query(args: argparse.Namespace) -> int:
     archs = _read_archs(args)
     bm = _open(args)
-    frame = bm.query(archs, csv_list(args.metrics), mode=args.mode, noise=args.noise, seed=args.seed)
+    frame = bm.query(archs, csv_list(args.metrics), mode=args.mode, noise=args.noise, seed=args.seed,
+                     interval=args.interval)
     for row in frame.to_dict("records"):
         arch = {hp_name(k): int(v) for k, v in row.items() if k.startswith(HP_PREFIX)}
         metrics = {metric_name(k): number(v) for k, v in row.items() if k.startswith(METRIC_PREFIX)}
         print(json.dumps({"arch_id": row["arch_id"], "arch": arch, "supernet_id": bm.supernet_id, **metrics,
                           "source": str(row["source"])}))
     return 0
+
+
+def runs_db_of(db: str, space: str, runs_db: str | None) -> str:
+    """``--runs-db``: default ``<space>-runs.duckdb`` beside the benchmark DB; never the benchmark DB itself."""
+    from pathlib import Path
+
+    from nasbench.store import connect_read_only
+
+    default = Path(db).parent / f"{space}-runs.duckdb"
+    target = Path(runs_db) if runs_db else default
+    measured = 0
+    if target.is_file():  # the benchmark DB itself, or any DB of measurements
+        con = connect_read_only(target)
+        try:
+            measured = con.execute("SELECT count(*) FROM measurements").fetchone()[0]
+        finally:
+            con.close()
+    if measured or (target.exists() and Path(db).exists() and target.resolve() == Path(db).resolve()):
+        raise NasBenchError("--runs-db", f"must not be the benchmark DB or another DB of measurements (runs go to a "
+                                         f"DB of their own; default {default})", str(target))
+    return str(target)
 
 
 # -------------------------------------------------------------------------------------------------------- compare
@@ -84,7 +107,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                                seeds=tuple(range(args.seeds)), max_evals=args.max_evals,
                                max_sim_time_s=args.max_sim_time, workers=args.workers, mode=args.mode,
                                supernet_id=bm.supernet_id, method_max_evals=(("ehvi", args.ehvi_max_evals),))
-    runs_db = args.runs_db or args.db
+    runs_db = runs_db_of(args.db, bm.space.name, args.runs_db)
+    print(f"runs -> {runs_db}", file=sys.stderr)
     runs = compare(blackbox, settings, runs_db, true_table=blackbox.table, arch_id_of=blackbox.arch_id_of,
                    processes=args.processes)
     column = "hv_norm" if args.mode == "table" else "hv"
@@ -108,6 +132,7 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
 
     result = measured_front(args.db, args.space, csv_list(args.objectives) or [], where=args.where,
                             supernet_id=args.supernet, device=args.device)
+    supernet = result.supernet_id
     columns = ["arch_id", *map(metric_column, result.objectives), *map(hp_column, DIMENSIONS), "knee"]
     front = result.front[columns]
 
@@ -128,11 +153,10 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
         print(front.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
         knee = result.front[result.front["knee"]].iloc[0]
         arch = {d: plain(knee[hp_column(d)]) for d in DIMENSIONS}
-        # a runnable line: the space file when one was given, and the supernet the rows were measured on
-        space = args.space if str(args.space).endswith((".yaml", ".yml")) else "SPACE"
-        supernet = f" --supernet {args.supernet}" if args.supernet else ""
-        print(f"knee: {result.knee_arch_id} -> nasbench export {space}{supernet} --arch '{json.dumps(arch)}' "
-              "--out DIR")
+        # a line that runs as printed: the space as given, the supernet the rows were measured on, the DB for the card
+        print(f"knee: {result.knee_arch_id} -> nasbench export {shlex.quote(str(args.space))} --supernet "
+              f"{shlex.quote(supernet)} --db {shlex.quote(str(args.db))} --arch {shlex.quote(json.dumps(arch))} "
+              f"--out export-{result.knee_arch_id}")
     if args.plot:
         print(f"plot: {plot_front(result, args.plot)}", file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
@@ -165,9 +189,9 @@ def _benchmark_args(p: argparse.ArgumentParser, db_default: str | None, space_fl
 
     if space_flag:
         add_space_positional(p, None if db_default is None else "smollm2-135m")
-    p.add_argument("--db", default=db_default, required=db_default is None,
-                   help="benchmark DuckDB file" + (f" (default {db_default})" if db_default else ""))
-    add_supernet_flag(p, "needed when the DB holds several for the space")
+    p.add_argument("--db", default=db_default,
+                   help=f"benchmark DuckDB file (default {db_default or 'results/<space name>.duckdb'})")
+    add_supernet_flag(p, "default: the DB's main supernet of the space, `nasbench supernets`")
     p.add_argument("--device", help="use only measurements taken on this device (e.g. cpu)")
     p.add_argument("--cache", default=DEFAULT_CACHE, help=f"surrogate cache directory (default {DEFAULT_CACHE}/)")
     p.add_argument("--no-cache", action="store_true", help="fit in memory; read and write no cache files")
@@ -177,7 +201,6 @@ def _benchmark_args(p: argparse.ArgumentParser, db_default: str | None, space_fl
 
 def add_verbs(verbs: Any) -> None:
     from nasbench.optimize.truth import CompareSettings
-    from nasbench.paths import DEFAULT_DB
     from nasbench.surrogate import MODES
 
     p = verbs.add_parser("fit", help="fit cached surrogates (model chosen by cross-validation) and print their "
@@ -197,7 +220,10 @@ def add_verbs(verbs: Any) -> None:
                    help="auto: measured else predicted; table: measured only; surrogate: predicted only")
     p.add_argument("--noise", action="store_true", help="draw predictions from the predictive distribution")
     p.add_argument("--seed", type=int, default=0, help="seed of --noise")
-    _benchmark_args(p, DEFAULT_DB, space_flag=False)
+    p.add_argument("--interval", action="store_true",
+                   help="also <metric>_lower and <metric>_upper: the surrogate's calibrated 90%% interval where a "
+                        "value is predicted (a measured value is its own bounds)")
+    _benchmark_args(p, None, space_flag=False)
     p.set_defaults(func=_cmd_query)
 
     from nasbench.optimize.methods import METHODS
@@ -208,15 +234,16 @@ def add_verbs(verbs: Any) -> None:
     _compare_args(p)
     p.add_argument("--max-sim-time", type=float, help="simulated seconds per run")
     p.add_argument("--workers", type=int, default=CompareSettings.workers, help="simulated parallel workers")
-    p.add_argument("--runs-db", help="DuckDB file for the runs and run_traces tables (default: --db)")
+    p.add_argument("--runs-db", help="DuckDB file for the runs and run_traces tables (default <space>-runs.duckdb "
+                                     "beside --db; never the benchmark DB)")
     p.add_argument("--report", metavar="DIR", help="write HV curves, final fronts and the HV table here")
-    _benchmark_args(p, DEFAULT_DB, space_flag=False)
+    _benchmark_args(p, None, space_flag=False)
     p.set_defaults(func=_cmd_compare)
 
     p = verbs.add_parser("pareto", help="the Pareto front and knee of measured archs (never the surrogate)")
     add_space_positional(p)
-    p.add_argument("--db", required=True, help="benchmark DuckDB file")
-    add_supernet_flag(p, "needed when the DB holds several for the space")
+    p.add_argument("--db", help="benchmark DuckDB file (default results/<space name>.duckdb)")
+    add_supernet_flag(p, "default: the DB's main supernet of the space, `nasbench supernets`")
     p.add_argument("--device", help="use only measurements taken on this device")
     p.add_argument("--objectives", default="ppl,latency_ms", help="comma list (default ppl,latency_ms)")
     p.add_argument("--where", help='SQL condition over the measured columns, e.g. "metric_latency_ms < 200"')

@@ -149,6 +149,53 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return 1 if summary.failures else 0
 
 
+def _cmd_supernets(args: argparse.Namespace) -> int:
+    from nasbench.cli._common import space_name
+    from nasbench.store.queries import supernet_summary
+
+    if args.db is None:
+        raise NasBenchError("--db", "is required without SPACE (with SPACE: results/<space name>.duckdb)", None,
+                            show_got=False)
+    space = None if args.space is None else space_name(args.space)
+    if args.set_main is not None:
+        from nasbench.store import Store
+
+        frame = supernet_summary(args.db, space)
+        frame = frame[frame["kind"] == "supernet"]
+        spaces = sorted(set(frame.loc[frame["id"] == args.set_main, "space"]))
+        if not spaces:
+            raise NasBenchError("--set-main", f"must be a supernet (not a baseline) with perplexity or accuracy rows "
+                                              f"in {args.db} (one of {', '.join(frame['id'])})", args.set_main)
+        with Store(args.db) as store:
+            for space in spaces:
+                store.set_main_supernet(space, args.set_main)
+    frame = supernet_summary(args.db, space)
+    if frame.empty:
+        print("(no supernets with perplexity or accuracy rows)")
+        return 0
+    frame["main"] = frame["main"].map({True: "*", False: ""})
+    print(frame.to_string(index=False, na_rep="-"))
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from nasbench.store import SCHEMA_VERSION, Store, connect_read_only
+
+    con = connect_read_only(args.db)
+    try:
+        before = int(con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+    finally:
+        con.close()
+    with Store(args.db):  # opening for writing migrates
+        pass
+    from nasbench.store.migrate import compact
+
+    size_before, size = compact(args.db)
+    print(json.dumps({"migrate": str(args.db), "schema_before": before, "schema": SCHEMA_VERSION,
+                      "bytes_before": size_before, "bytes": size}))
+    return 0
+
+
 def _cmd_merge(args: argparse.Namespace) -> int:
     from nasbench.store import Store
 
@@ -251,7 +298,20 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("out", metavar="DIR")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.set_defaults(func=_cmd_tasks)
-    p = verbs.add_parser("merge", help="merge shard DBs into one, without duplicates")
+    p = verbs.add_parser("supernets", help="the supernets a benchmark DB measured, its main one marked *; "
+                                           "--set-main records the main one (the default of query, pareto, compare, "
+                                           "export, publish and the Python API)")
+    p.add_argument("space", metavar="SPACE", nargs="?", help="only this space (a file or a name)")
+    p.add_argument("--db", help="DuckDB file (default results/<space name>.duckdb)")
+    p.add_argument("--set-main", metavar="ID", help="record this supernet as its space's main supernet")
+    p.set_defaults(func=_cmd_supernets)
+    p = verbs.add_parser("migrate", help="bring a benchmark DB to the current schema (what opening it for writing "
+                                         "does: weight-free rows under supernet_id '', baseline archs apart) and "
+                                         "rewrite the file compactly")
+    p.add_argument("db", metavar="DB")
+    p.set_defaults(func=_cmd_migrate)
+    p = verbs.add_parser("merge", help="merge shard DBs into one, without duplicates (older schemas take the "
+                                       "current layout)")
     p.add_argument("out", metavar="OUT")
     p.add_argument("inputs", nargs="+", metavar="IN")
     p.set_defaults(func=_cmd_merge)

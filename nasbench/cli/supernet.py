@@ -55,17 +55,31 @@ def _cmd_importance_rpd(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from nasbench.cli._common import benchmark_db, supernet_dir
     from nasbench.space import arch_id, load_space
     from nasbench.supernet import Supernet, export
+    from nasbench.supernet.export import TASKS_DIR, default_eval_tasks
     from nasbench.train.artifact import load_model
 
-    space = load_space(args.space)
+    space = load_space(args.space) if Path(args.space).is_file() else _stored_space(args.db, args.space)
     arch = space.canonical(parse_arch(args.arch), where="--arch")
     from nasbench.supernet.wiring import check_extractable
 
     check_extractable(space.family, arch)  # fail before loading anything
+    if args.db is None and benchmark_db(space.name).is_file():  # the space's benchmark, for the card and the default
+        args.db = str(benchmark_db(space.name))
     if args.verify_ppl and not args.db:
         raise NasBenchError("--verify-ppl", "needs --db (the benchmark whose row it checks)", "no --db")
+    if not args.supernet_given and args.db:  # the benchmark's main supernet, as every verb defaults to
+        from nasbench.store import connect_read_only
+        from nasbench.store.queries import main_supernet
+
+        con = connect_read_only(args.db)
+        try:
+            main = main_supernet(con, space.name)
+        finally:
+            con.close()
+        args.supernet = None if main is None else supernet_dir(main)
     loaded = load_model(space, args.supernet)  # the base model, a trained directory or an artifact (rebuilt)
     indices: dict[str, Any] = {}
     if loaded.importance is not None and loaded.importance.layers:  # a sorted supernet keeps its top layers
@@ -76,10 +90,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
         from nasbench.store.publish import arch_measurements
 
         measurements = arch_measurements(args.db, space.name, arch_id(arch), supernet_id)
+    tasks = default_eval_tasks(space, measurements)
+    written = _write_eval_tasks(args.data_dir, Path(args.out) / TASKS_DIR, tasks)
     out = export(space, arch, args.out, supernet_dir=args.supernet, supernet=Supernet(loaded.model, space),
-                 supernet_id=supernet_id, measurements=measurements, **indices)
-    print(f"exported {arch_id(arch)} ({space.params(arch):,} params) -> {out} "
-          f"(model card README.md: {len(measurements)} measured values)")
+                 supernet_id=supernet_id, measurements=measurements, eval_tasks=tasks, tasks_written=written,
+                 **indices)
+    print(f"exported {arch_id(arch)} ({space.params(arch):,} params, supernet {supernet_id}) -> {out} "
+          f"(model card README.md: {len(measurements)} measured values; lm_eval line with --include_path "
+          f"{TASKS_DIR}{'' if written else ', after `nasbench tasks` (no data directory here)'})")
     if args.verify_ppl:
         from nasbench import data
         from nasbench.profile.exported import VERIFY_TOLERANCE, exported_perplexity
@@ -94,6 +112,40 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                                 f"{check['benchmark_ppl']:.4f} within {VERIFY_TOLERANCE:.1%}",
                                 f"{check['ppl']:.4f}")
     return 0
+
+
+def _stored_space(db: str, name: str) -> Any:
+    """The space ``name`` as ``db`` recorded it (SPACE named a space that has no file in spaces/)."""
+    from nasbench.space import parse_space
+    from nasbench.store import connect_read_only
+    from nasbench.store.queries import space_names, space_yaml
+
+    con = connect_read_only(db)
+    try:
+        text, names = space_yaml(con, name), space_names(con)
+    finally:
+        con.close()
+    if text is None:
+        raise NasBenchError("SPACE", f"neither a file, a space in spaces/, nor a space stored in {db} (one of "
+                                     f"{', '.join(names) or 'none'})", name)
+    return parse_space(text, f"{db}:spaces/{name}")
+
+
+def _write_eval_tasks(data_dir: str | None, out: Path, tasks: list[str]) -> bool:
+    """nasbench's task YAMLs of ``tasks`` into ``out`` where the data directory holds their files (True), else
+    nothing (False: the card then says to run ``nasbench tasks``)."""
+    from nasbench import data
+    from nasbench.errors import DataError
+    from nasbench.profile.accuracy import TASKS, write_tasks
+
+    directory = data.data_dir(data_dir)
+    if directory is None or any(t not in TASKS for t in tasks):
+        return False
+    try:
+        write_tasks(directory, out, tasks)
+    except DataError:
+        return False
+    return True
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -203,7 +255,7 @@ def add_verbs(verbs: Any) -> None:
                                                                 "--resume continues the same schedule")
     p.add_argument("--time-budget", type=float, metavar="S",
                    help="end within S seconds of now: after 10 timed steps the cosine schedule shrinks to the steps "
-                        "that fit (a lent GPU's clock); never grows")
+                        "that fit (a machine held for a fixed time); never grows")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="checkpoint every N steps")
     p.add_argument("--checkpoint-minutes", type=float, metavar="M",
                    help=f"... and every M minutes of training (default {TrainConfig.checkpoint_minutes:g}): a kill "

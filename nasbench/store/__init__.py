@@ -1,8 +1,11 @@
 """The DuckDB store: one file holds spaces, supernets, architectures and measurements.
 
-The schema is versioned (table ``meta``) and created on first open. Every write runs in a transaction and binds its
-values as parameters; identifiers in the generated wide views come from the project's own metric names and are
-quoted. Duplicate measurements (same identifying columns) are skipped, so a restarted job adds no duplicates.
+The schema is versioned (table ``meta``), created on first open and migrated when an older DB is opened for writing
+(:mod:`nasbench.store.migrate`). Every write runs in a transaction and binds its values as parameters; identifiers in
+the generated wide views come from the project's own metric names and are quoted. Duplicate measurements (same
+identifying columns) are skipped, so a restarted job adds no duplicates. Rows of weight-free metrics (latency,
+memory, FLOPs) are stored under the neutral supernet id ``''`` whichever supernet they were measured on; the archs
+of pruning baselines go to ``baseline_archs``, not ``architectures``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from nasbench.errors import StoreError
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, canonical_json
 from nasbench.store.connect import SAFE_CONFIG, connect_read_only, open_db
 from nasbench.store.ids import arch_ids
-from nasbench.store.schema import (DEFAULT_DB, SCHEMA, SCHEMA_VERSION, Measurement, _column, _ident, _json, _literal,
-                                   _now, view_name)
+from nasbench.store.migrate import migrate, normalize, record_baseline_archs
+from nasbench.store.schema import (DEFAULT_DB, MAIN_SUPERNET_KEY, SCHEMA_VERSION, WEIGHT_FREE_ID, Measurement, _json,
+                                   _literal, _now, is_baseline, stored_supernet, view_name)
+from nasbench.store.views import refresh_view
 
-__all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "SAFE_CONFIG", "Measurement", "Store", "connect_read_only", "open_db",
-           "view_name", "arch_ids"]
+__all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "SAFE_CONFIG", "WEIGHT_FREE_ID", "Measurement", "Store",
+           "connect_read_only", "open_db", "view_name", "arch_ids", "is_baseline"]
 
 
 class Store:
@@ -56,8 +61,9 @@ class Store:
             if found == SCHEMA_VERSION:  # newer or malformed versions were refused by open_db
                 return
         with self.transaction():
-            self.con.execute(SCHEMA)
-            self.con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+            migrate(self.con)
+        for space in self._spaces():
+            self.refresh_view(space)
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -88,6 +94,8 @@ class Store:
         before = self.count_measurements(space)
         with self.transaction() as con:
             _insert_measurements(con, space, measurements)
+            if any(is_baseline(m.supernet_id) for m in measurements):
+                record_baseline_archs(con)
         self.refresh_view(space)
         return self.count_measurements(space) - before
 
@@ -95,8 +103,12 @@ class Store:
                     replace: bool = False) -> None:
         """An arch and its measurements in one transaction: a job killed mid-arch leaves nothing of that arch.
         ``replace``: a stored row with the same key (a re-measurement) is deleted first, in the same transaction."""
+        baseline = [m.supernet_id for m in measurements if is_baseline(m.supernet_id)]
         with self.transaction() as con:
-            _insert_architectures(con, space, [arch])
+            if len(baseline) < len(measurements) or not measurements:
+                _insert_architectures(con, space, [arch])
+            for supernet_id in sorted(set(baseline)):  # a baseline's model: its arch is listed apart
+                _insert_architectures(con, space, [arch], baseline=supernet_id)
             if replace:
                 _delete_measurements(con, space.name, measurements)
             _insert_measurements(con, space.name, measurements)
@@ -105,9 +117,12 @@ class Store:
     def merge(self, sources: Sequence[str | Path]) -> dict[str, int]:
         """Copy every row of other DuckDB files into this one, skipping rows already here (same keys).
 
-        Returns the number of new rows per table. Sources are attached read-only.
+        Sources of any known schema merge (an older one's rows take the current layout: weight-free rows under the
+        neutral supernet id, baseline archs apart, :func:`nasbench.store.migrate.normalize`). Returns the number of
+        new rows per table. Sources are attached read-only and never changed.
         """
-        tables = ("spaces", "supernets", "architectures", "measurements", "surrogate_cards", "runs", "run_traces")
+        tables = ("spaces", "supernets", "architectures", "measurements", "surrogate_cards", "runs", "run_traces",
+                  "baseline_archs")
         before = {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
         for i, source in enumerate(sources):
             source = Path(source)
@@ -128,9 +143,10 @@ class Store:
                         columns = ", ".join(r[0] for r in con.execute(f"DESCRIBE {table}").fetchall())
                         con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {alias}.{table} "
                                     "ON CONFLICT DO NOTHING")
+                    normalize(con)
             finally:
                 self.con.execute(f"DETACH {alias}")
-        for (space,) in self.con.execute("SELECT DISTINCT space FROM architectures").fetchall():
+        for space in self._spaces():
             self.refresh_view(space)
         return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] - before[t] for t in tables}
 
@@ -167,7 +183,8 @@ class Store:
     def has_measurement(self, space: str, arch: str, supernet_id: str, metric: str, task: str = "",
                         device: str = "", since: str | None = None) -> bool:
         """True when (arch, supernet, metric, task, device) is stored (measured at or after ``since``, an ISO UTC
-        time, when given): what a resumed job skips."""
+        time, when given): what a resumed job skips. A weight-free metric is stored once for every supernet."""
+        supernet_id = stored_supernet(supernet_id, metric)
         return self.con.execute(
             "SELECT count(*) FROM measurements WHERE space = ? AND arch_id = ? AND supernet_id = ? AND metric = ? "
             "AND task = ? AND device = ? AND (CAST(? AS TIMESTAMP) IS NULL OR created_at >= CAST(? AS TIMESTAMP))",
@@ -197,58 +214,38 @@ class Store:
         """Run a parameterized query; returns a pandas DataFrame."""
         return self.con.execute(sql, list(params)).df()
 
+    def main_supernet(self, space: str) -> str | None:
+        """The space's main supernet as recorded in ``meta`` (None: none recorded)."""
+        from nasbench.store.queries import main_supernet
+
+        return main_supernet(self.con, space)
+
+    def set_main_supernet(self, space: str, supernet_id: str) -> None:
+        """Record ``supernet_id`` as the main supernet of ``space``: the default of queries, fronts, comparisons,
+        exports and the publication. It must be a supernet of the space with perplexity or accuracy rows here."""
+        from nasbench.store.queries import measured_supernets
+
+        known = [s for s in measured_supernets(self.con, space) if not is_baseline(s)]
+        if supernet_id not in known:
+            raise StoreError("supernet_id", f"must be a supernet measured in {self.path} for space {space!r} (one of "
+                                            f"{', '.join(known) or 'none'})", supernet_id)
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [MAIN_SUPERNET_KEY + space, supernet_id])
+
+    def _spaces(self) -> list[str]:
+        return [r[0] for r in self.con.execute(
+            "SELECT DISTINCT space FROM architectures UNION SELECT DISTINCT space FROM baseline_archs "
+            "ORDER BY 1").fetchall()]
+
     # -- views ----------------------------------------------------------------------------------------------------
     def refresh_view(self, space: str) -> None:
-        """(Re)create ``wide_<space>``: one row per (arch, supernet) with ``hp_<dimension>`` and ``metric_<name>``.
-
-        ``metric_params`` is the exact analytic count; every other metric column holds the latest stored value of
-        that (metric, task) across devices and settings (query ``measurements`` to tell those apart). Where the space
-        has accuracy rows, ``metric_acc_avg`` and ``metric_acc_chance_avg`` average the latest ``acc`` of every task
-        the (arch, supernet) has, the second as ``(acc - chance) / (1 - chance)`` (:data:`nasbench.metrics.CHANCE`),
-        and ``acc_tasks`` names those tasks (compare averages over the same tasks only). The averages sum in task
-        order: a parallel ``avg`` adds in any order, and the published parquet files must be the same bytes.
-        """
-        from nasbench.metrics import CHANCE
-
-        pairs = self.con.execute(
-            "SELECT DISTINCT metric, task FROM measurements WHERE space = ? AND metric <> 'params' "
-            "ORDER BY metric, task", [space]).fetchall()
-        metric_columns = "".join(
-            f",\n    arg_max(m.value, m.created_at) FILTER (WHERE m.metric = {_literal(metric)} AND m.task = "
-            f"{_literal(task)}) AS {_ident(_column(metric, task))}" for metric, task in pairs)
-        hp = ",\n    ".join(f"a.{d} AS hp_{d}" for d in DIMENSIONS)
-        averages, join = "", ""
-        if any(metric == "acc" for metric, _ in pairs):
-            chance = ", ".join(f"({_literal(task)}, {value!r})" for task, value in sorted(CHANCE.items()))
-            averages = (f",\n    any_value(s.acc_avg) AS {_ident(_column('acc_avg', ''))},"
-                        f"\n    any_value(s.acc_chance_avg) AS {_ident(_column('acc_chance_avg', ''))},"
-                        "\n    any_value(s.acc_tasks) AS acc_tasks")
-            join = f"""
-LEFT JOIN (
-    SELECT arch_id, supernet_id, list_avg(list(value ORDER BY task)) AS acc_avg,
-        CASE WHEN count(c.chance) = count(*)
-             THEN list_avg(list((value - c.chance) / (1 - c.chance) ORDER BY task)) END AS acc_chance_avg,
-        string_agg(task, ',' ORDER BY task) AS acc_tasks
-    FROM (SELECT arch_id, supernet_id, task, arg_max(value, created_at) AS value FROM measurements
-          WHERE space = {_literal(space)} AND metric = 'acc' GROUP BY ALL) AS latest
-    LEFT JOIN (VALUES {chance}) AS c(task, chance) USING (task)
-    GROUP BY ALL
-) AS s ON s.arch_id = a.arch_id AND s.supernet_id = m.supernet_id"""
-        sql = f"""
-CREATE OR REPLACE VIEW {_ident(view_name(space))} AS
-SELECT a.space, a.arch_id, m.supernet_id,
-    {hp},
-    a.per_layer AS hp_per_layer,
-    a.params AS metric_params{metric_columns}{averages}
-FROM architectures a LEFT JOIN measurements m ON m.space = a.space AND m.arch_id = a.arch_id{join}
-WHERE a.space = {_literal(space)}
-GROUP BY ALL
-"""
-        self.con.execute(sql)
+        """(Re)create ``wide_<space>`` (:func:`nasbench.store.views.refresh_view`)."""
+        refresh_view(self.con, space)
 
 
-def _insert_architectures(con: duckdb.DuckDBPyConnection, space: SearchSpace,
-                          archs: Iterable[Mapping[str, Any]]) -> list[str]:
+def _insert_architectures(con: duckdb.DuckDBPyConnection, space: SearchSpace, archs: Iterable[Mapping[str, Any]],
+                          baseline: str | None = None) -> list[str]:
+    """Into ``architectures``, or, for the model of the baseline ``baseline``, into ``baseline_archs``."""
     rows, ids = [], []
     for arch in archs:
         arch = space.canonical(arch)
@@ -256,26 +253,29 @@ def _insert_architectures(con: duckdb.DuckDBPyConnection, space: SearchSpace,
         ids.append(aid)
         scalars = [None if isinstance(arch[d], list) else arch[d] for d in DIMENSIONS]
         per_layer = {d: arch[d] for d in DIMENSIONS if isinstance(arch[d], list)}
-        rows.append([aid, space.name, *scalars, json.dumps(per_layer) if per_layer else None, canonical_json(arch),
-                     space.params(arch), _now()])
+        values = [*scalars, json.dumps(per_layer) if per_layer else None, canonical_json(arch), space.params(arch),
+                  _now()]
+        rows.append([aid, space.name, *values] if baseline is None else [space.name, baseline, aid, True, *values])
     if rows:
         marks = ", ".join("?" * len(rows[0]))
-        con.executemany(f"INSERT INTO architectures VALUES ({marks}) ON CONFLICT DO NOTHING", rows)
+        table = "architectures" if baseline is None else "baseline_archs"
+        con.executemany(f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT DO NOTHING", rows)
     return ids
 
 
 def _delete_measurements(con: duckdb.DuckDBPyConnection, space: str, measurements: Sequence[Measurement]) -> None:
     """The stored rows with the keys of ``measurements`` (the measurements table's unique key)."""
-    keys = [[space, m.arch_id, m.supernet_id, m.metric, m.task, m.device, m.dtype, m.batch, m.seq_len]
-            for m in measurements]
+    keys = [[space, m.arch_id, stored_supernet(m.supernet_id, m.metric), m.metric, m.task, m.device, m.dtype, m.batch,
+             m.seq_len] for m in measurements]
     if keys:
         con.executemany("DELETE FROM measurements WHERE space = ? AND arch_id = ? AND supernet_id = ? AND metric = ? "
                         "AND task = ? AND device = ? AND dtype = ? AND batch = ? AND seq_len = ?", keys)
 
 
 def _insert_measurements(con: duckdb.DuckDBPyConnection, space: str, measurements: Sequence[Measurement]) -> None:
-    rows = [[space, m.arch_id, m.supernet_id, m.metric, m.task, m.device, m.dtype, m.batch, m.seq_len, m.value,
-             m.unit, m.spread, m.n_repeats, m.cost_s, _json(m.software), _json(m.extra), _now()] for m in measurements]
+    rows = [[space, m.arch_id, stored_supernet(m.supernet_id, m.metric), m.metric, m.task, m.device, m.dtype, m.batch,
+             m.seq_len, m.value, m.unit, m.spread, m.n_repeats, m.cost_s, _json(m.software), _json(m.extra), _now()]
+            for m in measurements]
     if rows:
         con.executemany(
             "INSERT INTO measurements (space, arch_id, supernet_id, metric, task, device, dtype, batch, seq_len, "

@@ -17,13 +17,14 @@ from nasbench.metrics import HP_PREFIX, METRIC_PREFIX, hp_name, metric_column, m
 from nasbench.space import DIMENSIONS, SearchSpace
 from nasbench.store.schema import SCHEMA_VERSION
 
-__all__ = ["PROJECT_LICENSE", "FIDELITY", "build_card", "readme_text", "column_name"]
+__all__ = ["PROJECT_LICENSE", "FIDELITY", "build_card", "readme_text", "column_name", "config_name"]
 
 PROJECT_LICENSE = "Apache-2.0"
 FIDELITY = "step"
 _COLUMN_NOTES = {
     "arch_id": "first 16 hex digits of SHA-256 of the arch's canonical JSON (sorted keys)",
-    "supernet_id": "the weights the value was measured on (supernets.id)",
+    "supernet_id": "the weights the value was measured on (supernets.id); '' for weight-free values (latency, memory, "
+                   "FLOPs: measured on the dense model of the arch, shared by every supernet)",
     "params": "exact parameter count of the dense model (unit: params)",
     "value": "the measured value, in `unit`",
     "spread": "interquartile range over repeats, in `unit`",
@@ -35,7 +36,8 @@ _COLUMN_NOTES = {
 
 
 def build_card(con: duckdb.DuckDBPyConnection, db: str | Path, spaces: dict[str, SearchSpace],
-          files: list[dict[str, Any]], blackboxes: list[dict[str, Any]]) -> dict[str, Any]:
+               files: list[dict[str, Any]], blackboxes: list[dict[str, Any]],
+               mains: dict[str, str | None]) -> dict[str, Any]:
     out = files[0]["path"].parent
     distribution, record_sets = [], []
     for f in files:
@@ -45,12 +47,12 @@ def build_card(con: duckdb.DuckDBPyConnection, db: str | Path, spaces: dict[str,
             "@type": "cr:RecordSet", "@id": f["name"], "name": f["name"], "description": f["description"],
             "cr:rows": f["rows"],
             "field": [_field(f["name"], rel, column, kind) for column, kind in f["columns"]]})
+    kinds = {".json": "application/json", ".parquet": "application/x-parquet", ".npy": "application/x-npy"}
+    for p in sorted({p for bb in blackboxes for p in bb["path"].parents[1].glob("*.parquet")}):
+        distribution.append(_file_object(p, p.relative_to(out).as_posix(), kinds[p.suffix]))  # valid_configs
     for bb in blackboxes:
         for p in sorted(bb["path"].iterdir()):
-            rel = p.relative_to(out).as_posix()
-            kind = {".json": "application/json", ".parquet": "application/x-parquet",
-                    ".npy": "application/x-npy"}[p.suffix]
-            distribution.append(_file_object(p, rel, kind))
+            distribution.append(_file_object(p, p.relative_to(out).as_posix(), kinds[p.suffix]))
 
     metrics = con.execute("SELECT metric, task, min(unit) AS unit, count(*) FROM measurements "
                           "GROUP BY metric, task ORDER BY metric, task").fetchall()
@@ -89,10 +91,13 @@ def build_card(con: duckdb.DuckDBPyConnection, db: str | Path, spaces: dict[str,
             "license_note": "The tables are nasbench's (" + PROJECT_LICENSE + "). They were measured with the data "
                             "sources listed here, which keep their own licences; fine-tuned supernets were trained on "
                             "non-commercial (CC BY-NC) instruction data where data_sources says so.",
-            "syne_tune": [{"space": bb["space"], "path": bb["path"].relative_to(out).as_posix(),
-                           "tasks": bb["tasks"], "objectives": bb["objectives"], "fidelity": FIDELITY,
+            "main_supernets": {name: mains.get(name) for name in spaces},
+            "syne_tune": [{"space": bb["space"], "supernet_id": bb["supernet_id"], "objective_set": bb["set"],
+                           "main": bb["main"], "path": bb["path"].relative_to(out).as_posix(), "archs": bb["archs"],
+                           "objectives": bb["objectives"], "elapsed_time": "metric_cost_s", "fidelity": FIDELITY,
                            "load": "from syne_tune.blackbox_repository.blackbox_tabular import deserialize; "
-                                   f"deserialize('{bb['path'].relative_to(out).as_posix()}')"}
+                                   f"deserialize('{bb['path'].relative_to(out).as_posix()}')"
+                                   f"['{bb['supernet_id']}']"}
                           for bb in blackboxes],
             "protocol": {
                 "perplexity": "WikiText-2 raw test tokenized once without special tokens; the first `tokens` "
@@ -221,10 +226,10 @@ def readme_text(card: dict[str, Any]) -> str:
     nb = card["nasbench"]
     front = {"license": card["license"].lower(), "pretty_name": card["name"],
              "tags": ["neural-architecture-search", "llm-compression", "benchmark", "tabular"],
-             "configs": [{"config_name": rs["name"].replace("/", "--"),
+             "configs": [{"config_name": config_name(rs["name"]),
                           "data_files": next(f["contentUrl"] for f in card["distribution"]
                                              if f["@id"] == rs["field"][0]["source"]["fileObject"]["@id"])}
-                         for rs in card["recordSet"]]}
+                         for rs in card["recordSet"] if rs["cr:rows"]]}  # `datasets` reads no empty table
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "", f"# {card['name']}", "",
              card["description"], "", "Files: the Parquet tables below, `croissant.json` (schema, units, directions, "
              "provenance, licences, sha256 of every file) and Syne Tune blackboxes under `syne_tune/`.", "",
@@ -232,18 +237,45 @@ def readme_text(card: dict[str, Any]) -> str:
     lines += [f"| `{rs['name']}` | {rs['cr:rows']} | {rs['description']} |" for rs in card["recordSet"]]
     lines += ["", "## Metrics", "", "| column | unit | direction | rows |", "|---|---|---|---|"]
     lines += [f"| `{m['column']}` | {m['unit']} | {m['direction']} | {m['rows']} |" for m in nb["metrics"]]
-    lines += ["", "## Load", "", "```python", "import pandas as pd, duckdb",
-              'pd.read_parquet("measurements.parquet")',
+    mains = {space: main for space, main in nb["main_supernets"].items() if main}
+    lines += ["", "## Load", ""]
+    lines += [f"The main supernet of space `{space}` (the benchmark's defaults use it): `{main}`." for space, main in
+              mains.items()]
+    wide = next((f"wide/{s}/{_safe_name(m)}.parquet" for s, m in mains.items()), None)
+    lines += ["", "```python", "import pandas as pd, duckdb", 'pd.read_parquet("measurements.parquet")',
+              "# the space's archs and their measurements (weight-free rows have supernet_id '')",
               "duckdb.sql(\"SELECT * FROM 'architectures.parquet' JOIN 'measurements.parquet' "
-              "USING (space, arch_id)\")",
+              "USING (space, arch_id)\")"]
+    if wide:
+        lines += [f'pd.read_parquet("{wide}")  # one row per arch: ppl, latency, memory, params, ...']
+    lines += ["import datasets", f'datasets.load_dataset(".", "{front["configs"][0]["config_name"]}")',
               "from syne_tune.blackbox_repository.blackbox_tabular import deserialize"]
-    lines += [f'deserialize("{bb["path"]}")  # one task per supernet' for bb in nb["syne_tune"]]
-    lines += ["```", "", "## Data sources and licences", "", "| role | file | dataset | licence |",
+    lines += [f'deserialize("{bb["path"]}")["{bb["supernet_id"]}"]  # {bb["objective_set"]}: {bb["archs"]} archs'
+              for bb in nb["syne_tune"] if bb["main"] or not mains]
+    lines += ["```", "", "Each Syne Tune blackbox holds one supernet's archs that have every one of its objectives "
+              "(`ppl`: perplexity, latency, memory, params, FLOPs; `acc`: the same plus accuracy), so none is NaN; "
+              "`metric_cost_s` is the seconds measuring them took (use it as `elapsed_time_attr`). Syne Tune draws "
+              "each dimension independently: propose only configs that are rows of the blackbox (or of "
+              "`valid_configs.parquet`, the space's valid archs, with a surrogate), as `metadata.json` says under "
+              "`constraints`.", "", "| blackbox | archs | objectives |", "|---|---|---|"]
+    lines += [f"| `{bb['path']}` | {bb['archs']} | {', '.join(f'`{o}`' for o in bb['objectives'])} |"
+              for bb in nb["syne_tune"]]
+    lines += ["", "## Data sources and licences", "", "| role | file | dataset | licence |",
               "|---|---|---|---|"]
     lines += [f"| {d['role']} | `{d['path']}` | {d['dataset']} | {d['license']}"
               f"{' (non-commercial)' if d['non_commercial'] else ''} |" for d in nb["data_sources"]]
     lines += ["", nb["license_note"], "", "## Citation", "", "```bibtex", card["citeAs"], "```", ""]
     return "\n".join(lines)
+
+
+def config_name(record_set: str) -> str:
+    """A record set's name as a dataset config name (``datasets`` refuses ``<>:/\\|?*``):
+    ``wide/smollm2-135m/baseline-magnitude-2:4`` -> ``wide--smollm2-135m--baseline-magnitude-2_4``."""
+    return "--".join(_safe_name(part) for part in record_set.split("/"))
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z._-]+", "_", name)
 
 
 def column_name(metric: str, task: str) -> str:

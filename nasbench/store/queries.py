@@ -10,11 +10,13 @@ from typing import Any, Sequence
 import duckdb
 
 from nasbench.errors import NasBenchError
+from nasbench.metrics import EXACT, WEIGHT_FREE
 from nasbench.store.connect import connect_read_only
-from nasbench.store.schema import view_name
+from nasbench.store.schema import MAIN_SUPERNET_KEY, WEIGHT_FREE_ID, is_baseline, view_name
 
-__all__ = ["supernets_with", "measured_rows", "archs_by_id", "space_yaml", "space_names", "wide_rows",
-           "read_only_query", "READ_ONLY_STATEMENTS"]
+__all__ = ["supernets_with", "measured_supernets", "main_supernet", "default_supernet", "measured_rows",
+           "archs_by_id", "space_yaml", "space_names", "wide_rows", "read_only_query", "duckdb_message",
+           "supernet_summary", "READ_ONLY_STATEMENTS"]
 
 READ_ONLY_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}
 
@@ -32,15 +34,52 @@ def supernets_with(con: duckdb.DuckDBPyConnection, space: str, skip: Sequence[st
     return [r[0] for r in rows]
 
 
+def measured_supernets(con: duckdb.DuckDBPyConnection, space: str) -> list[str]:
+    """The supernets of ``space`` with perplexity or accuracy rows (weight-dependent ones) on its archs, sorted;
+    baselines included where they measured archs of the space."""
+    return supernets_with(con, space, (*WEIGHT_FREE, *EXACT))
+
+
+def main_supernet(con: duckdb.DuckDBPyConnection, space: str) -> str | None:
+    """The main supernet ``meta`` records for ``space`` (None: none recorded, or a DB older than schema 3)."""
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = ?", [MAIN_SUPERNET_KEY + space]).fetchone()
+    except duckdb.Error:
+        return None
+    return None if row is None else row[0]
+
+
+def default_supernet(con: duckdb.DuckDBPyConnection, db: str | Path, space: str, supernet: str | None) -> str:
+    """``supernet`` checked against the supernets measured in ``db`` for ``space``; None -> the main supernet the DB
+    records, else the only one. An unknown id, or a choice left open, names the ids that exist."""
+    available = measured_supernets(con, space)
+    if not available:
+        raise NasBenchError(str(db), f"holds no perplexity or accuracy measurements of space {space!r}", space)
+    if supernet is None:
+        supernet = main_supernet(con, space)
+        if supernet is None and len(available) == 1:
+            supernet = available[0]
+        if supernet is None:
+            raise NasBenchError("supernet", f"{db} holds several supernets for {space} and records no main one; "
+                                            f"choose one of {', '.join(available)} (or record the main one: "
+                                            f"nasbench supernets --db {db} --set-main ID)", None, show_got=False)
+    if supernet not in available:
+        raise NasBenchError("supernet", f"must be one of {', '.join(available)} (supernets measured in {db} for "
+                                        f"{space})", supernet)
+    return supernet
+
+
 def measured_rows(con: duckdb.DuckDBPyConnection, space: str, supernet_id: str, device: str | None,
                   shared: Sequence[str], exact: Sequence[str]) -> Any:
     """Set values of ``space`` (arch_id, supernet_id, metric, task, value, cost_s, created_at) as a DataFrame: the
-    supernet's own, plus every supernet's rows of the ``shared`` metrics; never the ``exact`` ones; ``device`` keeps
-    rows measured there (and rows without a device)."""
+    supernet's own, plus the weight-free rows of the ``shared`` metrics (stored under the neutral id; a DB of schema
+    2 or older keeps them under the supernet that measured them, so any supernet's but a baseline's count); never
+    the ``exact`` ones; ``device`` keeps rows measured there (and rows without a device)."""
     return con.execute(
         "SELECT arch_id, supernet_id, metric, task, value, cost_s, created_at FROM measurements "
         "WHERE space = ? AND value IS NOT NULL AND (? IS NULL OR device = ? OR device = '') "
-        f"AND (supernet_id = ? OR metric IN ({_marks(shared)})) AND metric NOT IN ({_marks(exact)}) "
+        f"AND (supernet_id = ? OR (metric IN ({_marks(shared)}) AND NOT starts_with(supernet_id, 'baseline-'))) "
+        f"AND metric NOT IN ({_marks(exact)}) "
         "AND arch_id IN (SELECT arch_id FROM architectures WHERE space = ?)",  # the space's archs only
         [space, device, device, supernet_id, *shared, *exact, space]).df()
 
@@ -93,6 +132,42 @@ def read_only_query(db: str | Path, query: str) -> Any:
     try:
         return con.execute(query).df()
     except duckdb.Error as exc:
-        raise NasBenchError("QUERY", "query failed", str(exc).splitlines()[0]) from None
+        # DuckDB's whole message (its hints included) is the rule: the `got` excerpt would cut the hints off
+        raise NasBenchError("QUERY", f"query failed: {duckdb_message(exc)}", None, show_got=False) from None
     finally:
         con.close()
+
+
+#: Lines of a DuckDB error that help fix the query (kept in the one-line error); the rest (``LINE 1: ...`` and its
+#: caret) points into the query the user just typed.
+_HINTS = ("Candidate bindings", "Did you mean", "Candidate tables", "Candidate functions", "HINT")
+
+
+def duckdb_message(exc: Exception) -> str:
+    """DuckDB's error as one line: its first line and its hint lines (``Candidate bindings: ...``, ``Did you mean
+    ...``), joined by ``; ``."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    hints = [line for line in lines[1:] if line.startswith(_HINTS)]
+    return "; ".join([lines[0], *hints])
+
+
+def supernet_summary(db: str | Path, space: str | None = None) -> Any:
+    """One row per supernet of ``db`` (of ``space`` when given) with perplexity or accuracy rows: space, id, kind
+    (``supernet`` or ``baseline``), strategy, steps, tokens, archs with ppl, archs with accuracy, and ``main`` (the
+    main supernet ``meta`` records); a DataFrame, main first, then supernets, then baselines, by id."""
+    con = connect_read_only(db)
+    try:
+        frame = con.execute(
+            "SELECT m.space, m.supernet_id AS id, any_value(s.strategy) AS strategy, any_value(s.steps) AS steps, "
+            "any_value(s.tokens) AS tokens, count(DISTINCT m.arch_id) FILTER (WHERE m.metric = 'ppl') AS ppl_archs, "
+            "count(DISTINCT m.arch_id) FILTER (WHERE m.metric = 'acc') AS acc_archs FROM measurements m "
+            "LEFT JOIN supernets s ON s.id = m.supernet_id WHERE m.supernet_id <> ? AND (? IS NULL OR m.space = ?) "
+            "AND m.metric IN ('ppl', 'acc') GROUP BY ALL ORDER BY m.space, id", [WEIGHT_FREE_ID, space, space]).df()
+        frame["main"] = [main_supernet(con, s) == i for s, i in zip(frame["space"], frame["id"])]
+    finally:
+        con.close()
+    frame.insert(2, "kind", ["baseline" if is_baseline(i) else "supernet" for i in frame["id"]])
+    return frame.sort_values(["space", "main", "kind", "id"], ascending=[True, False, False, True]).reset_index(
+        drop=True)

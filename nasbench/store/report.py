@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names",
-           "surrogate_cards", "coverage", "baseline_rows", "latency_spread", "reference_drift", "paired_values"]
+           "surrogate_cards", "coverage", "baseline_rows", "latency_spread", "reference_drift", "paired_values",
+           "main_supernet"]
 
 
 def _query(db: str | Path, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple]]:
@@ -62,18 +63,45 @@ def run_scores(runs_db: str | Path, space: str) -> dict[tuple[str, str, str], di
     return out
 
 
+def _archs_sql(columns: str) -> str:
+    """The space's archs and the baselines' archs of the space (schema 3 keeps those in ``baseline_archs``; an older
+    DB has them in ``architectures``), one row each."""
+    return (f"SELECT {columns} FROM architectures WHERE space = ? UNION SELECT {columns} FROM baseline_archs "
+            "WHERE space = ? AND in_space")
+
+
 def architectures(db: str | Path, space: str) -> dict[str, dict[str, Any]]:
-    """``{arch_id: arch}`` of the space's stored architectures."""
+    """``{arch_id: arch}`` of the space's stored architectures, the baselines' archs of the space included."""
     import json
 
-    _, rows = _query(db, "SELECT arch_id, arch FROM architectures WHERE space = ?", [space])
+    _, rows = _query(db, *_with_baselines(db, "arch_id, arch", space))
     return {aid: json.loads(arch) for aid, arch in rows}
 
 
 def arch_params(db: str | Path, space: str) -> dict[str, int]:
-    """``{arch_id: params}`` of the space's stored architectures."""
-    _, rows = _query(db, "SELECT arch_id, params FROM architectures WHERE space = ?", [space])
+    """``{arch_id: params}`` of the space's stored architectures, the baselines' archs of the space included."""
+    _, rows = _query(db, *_with_baselines(db, "arch_id, params", space))
     return {aid: int(params) for aid, params in rows}
+
+
+def _with_baselines(db: str | Path, columns: str, space: str) -> tuple[str, list[Any]]:
+    _, rows = _query(db, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'baseline_archs'")
+    if rows[0][0]:
+        return _archs_sql(columns), [space, space]
+    return f"SELECT {columns} FROM architectures WHERE space = ?", [space]
+
+
+def main_supernet(db: str | Path, space: str) -> str | None:
+    """The space's main supernet as the DB records it (``meta``; None where none is recorded): the supernet the
+    benchmark's defaults and its report lead with."""
+    from nasbench.store import connect_read_only
+    from nasbench.store.queries import main_supernet as recorded
+
+    con = connect_read_only(db)
+    try:
+        return recorded(con, space)
+    finally:
+        con.close()
 
 
 def space_names(db: str | Path) -> list[str]:

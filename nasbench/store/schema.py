@@ -8,13 +8,21 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from nasbench.metrics import metric_column
+from nasbench.metrics import SHARED, metric_column
 from nasbench.paths import DEFAULT_DB
 from nasbench.space import DIMENSIONS
 
-__all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "SCHEMA", "Measurement", "view_name"]
+__all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "SCHEMA", "WEIGHT_FREE_ID", "MAIN_SUPERNET_KEY", "Measurement", "view_name",
+           "is_baseline", "stored_supernet"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: The ``supernet_id`` of rows that do not depend on weights (latency, memory, FLOPs, ...:
+#: :data:`nasbench.metrics.SHARED`): no supernet. They are stored once per arch and protocol and appear in every
+#: supernet's row of the wide view.
+WEIGHT_FREE_ID = ""
+#: ``meta`` key prefix of a space's main supernet: ``main_supernet:<space>`` -> supernet id (the default of queries,
+#: fronts, comparisons, exports and the publication).
+MAIN_SUPERNET_KEY = "main_supernet:"
 
 _DIMENSION_COLUMNS = ",\n    ".join(f"{d} INTEGER" for d in DIMENSIONS)
 _SCHEMA = f"""
@@ -127,6 +135,19 @@ CREATE TABLE IF NOT EXISTS run_traces (
     front_share DOUBLE,
     PRIMARY KEY (run_id, eval)
 );
+-- schema 3: the archs of pruning baselines, apart from the space's archs (table architectures)
+CREATE TABLE IF NOT EXISTS baseline_archs (
+    space VARCHAR NOT NULL,
+    supernet_id VARCHAR NOT NULL,
+    arch_id VARCHAR NOT NULL,
+    in_space BOOLEAN NOT NULL,
+    {_DIMENSION_COLUMNS},
+    per_layer VARCHAR,
+    arch VARCHAR,
+    params BIGINT,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (space, supernet_id, arch_id)
+);
 """
 SCHEMA = _SCHEMA
 
@@ -153,6 +174,17 @@ class Measurement:
     """Seconds this measurement took: the optimizers' simulated time."""
     software: Mapping[str, str] | None = None
     extra: Mapping[str, Any] | None = None
+
+
+def is_baseline(supernet_id: str) -> bool:
+    """A pruning baseline's model (``nasbench baseline``: ids ``baseline-*``), not a supernet of the space."""
+    return supernet_id.startswith("baseline-")
+
+
+def stored_supernet(supernet_id: str, metric: str) -> str:
+    """The ``supernet_id`` a row of ``metric`` measured on ``supernet_id`` is stored under: :data:`WEIGHT_FREE_ID` for
+    the shape-only metrics of a supernet (a baseline keeps its own: its model is not a sub-network of a supernet)."""
+    return WEIGHT_FREE_ID if metric in SHARED and not is_baseline(supernet_id) else supernet_id
 
 
 def view_name(space: str) -> str:

@@ -16,22 +16,34 @@ from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet.wiring import check_extractable
 from nasbench.supernet.model import Supernet
 
-__all__ = ["export", "PROVENANCE_FILE", "CARD_FILE"]
+__all__ = ["export", "default_eval_tasks", "PROVENANCE_FILE", "CARD_FILE", "TASKS_DIR"]
 
 #: Written next to the weights: the space, the arch and its id, the parameter count and the weights' origin.
 PROVENANCE_FILE = "nasbench.json"
 #: The model card: YAML front matter as the HF hub reads it (license, base_model, tags, library_name, model-index).
 CARD_FILE = "README.md"
+#: Where the card's ``lm_eval --include_path`` finds nasbench's task YAMLs, relative to the exported directory.
+TASKS_DIR = "lm_eval_tasks"
+
+
+def default_eval_tasks(space: SearchSpace, measurements: Sequence[Mapping[str, Any]] = ()) -> list[str]:
+    """The tasks of the accuracy rows in ``measurements``, else the space's evaluation tasks, else ``arc_easy``."""
+    measured = sorted({m["task"] for m in measurements if m.get("task") and m["metric"] in ("acc", "mc2")})
+    return measured or list(space.eval_tasks) or ["arc_easy"]
 
 
 def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, supernet_dir: str | Path | None = None,
            *, supernet: Supernet | None = None, dtype: torch.dtype = torch.float32, supernet_id: str | None = None,
-           measurements: Sequence[Mapping[str, Any]] = (), **indices: Any) -> Path:
+           measurements: Sequence[Mapping[str, Any]] = (), eval_tasks: Sequence[str] | None = None,
+           tasks_written: bool = False, **indices: Any) -> Path:
     """Write the dense model of ``arch`` to ``out_dir`` so that ``AutoModelForCausalLM.from_pretrained(out_dir)``
     loads it, with the tokenizer, :data:`PROVENANCE_FILE` and a model card (:data:`CARD_FILE`).
 
     The card (:func:`nasbench.cards.model_card`) shows ``measurements`` (this arch's rows of a benchmark DB, with
-    their protocol) under ``supernet_id`` (default: ``pretrained``, or the supernet directory's name).
+    their protocol) under ``supernet_id`` (default: ``pretrained``, or the supernet directory's name), and an
+    ``lm_eval`` line over ``eval_tasks`` (default: the tasks of the accuracy rows in ``measurements``, else the
+    space's evaluation tasks) that reads nasbench's task YAMLs from :data:`TASKS_DIR` in ``out_dir``
+    (``tasks_written``: the caller wrote them there, e.g. with ``nasbench tasks``).
 
     Weights come from ``supernet`` if given, else from ``supernet_dir`` (a ``save_pretrained`` directory of trained
     supernet weights), else from the space's base model. ``indices`` are :meth:`Supernet.set_sub_network`'s index
@@ -67,9 +79,12 @@ def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, sup
         roles += [role for role, marker in (("calibration", "importance.json"), ("finetune", "train.json"),
                                             ("recovery", "manifest.json"))
                   if (Path(supernet_dir) / marker).is_file()]
+    if eval_tasks is None:
+        eval_tasks = default_eval_tasks(space, measurements)
     card = model_card(space, canon, arch_id=provenance["arch_id"], params=provenance["params"],
                       flops=space.flops(canon), supernet_id=supernet_id, weights=origin,
-                      measurements=measurements, data_roles=roles)
+                      measurements=measurements, data_roles=roles, eval_tasks=eval_tasks, tasks_dir=TASKS_DIR,
+                      tasks_written=tasks_written)
     (out / CARD_FILE).write_text(card, encoding="utf-8")
     return out
 

@@ -1,7 +1,8 @@
 """Surrogates of the measured benchmark and the query API built on them.
 
-``Benchmark.open(db, space, supernet)`` -> ``query(configs, metrics, mode, noise, seed)`` (vectorised table lookups +
-predictions) and ``blackbox(objectives, mode)`` (a Syne Tune blackbox). ``fit`` returns a :class:`FidelityCard` per
+``Benchmark.open(db, space, supernet)`` (default: the DB's main supernet of the space) -> ``query(configs, metrics,
+mode, noise, seed, interval)`` (vectorised table lookups + predictions, with the surrogates' 90% intervals) and
+``blackbox(objectives, mode)`` (a Syne Tune blackbox). ``fit`` returns a :class:`FidelityCard` per
 metric: how well the chosen model ranks and predicts archs it was not fitted on.
 """
 

@@ -80,7 +80,7 @@ def read_table(con: duckdb.DuckDBPyConnection, space: SearchSpace, supernet_id: 
     supernets' rows; ``device`` keeps only rows measured there."""
     rows = measured_rows(con, space.name, supernet_id, device, WEIGHT_FREE_METRICS, EXACT_METRICS)
     if rows.empty:
-        raise NasBenchError("--supernet", f"no measurements of space {space.name!r} for this supernet"
+        raise NasBenchError("supernet", f"no measurements of space {space.name!r} for this supernet"
                                           + ("" if device is None else f" on device {device!r}"), supernet_id)
     rows["own"] = rows["supernet_id"] == supernet_id
     rows["name"] = np.where(rows["task"] == "", rows["metric"], rows["metric"] + "_" + rows["task"])

@@ -1,8 +1,9 @@
 """``Benchmark``: the measured table of one (space, supernet) plus cached surrogates for every arch nobody profiled.
 
-``Benchmark.open(db, space, supernet)`` reads the measurements once (the DB is opened read-only and closed again);
-``query`` answers a batch of archs with table lookups where the arch was measured and surrogate predictions for the
-rest; ``blackbox`` wraps the same answers as a Syne Tune blackbox for its simulator.
+``Benchmark.open(db, space, supernet)`` reads the measurements once (the DB is opened read-only and closed again;
+``supernet`` defaults to the main supernet the DB records); ``query`` answers a batch of archs with table lookups
+where the arch was measured and surrogate predictions for the rest (``interval=True``: with their calibrated 90%
+bounds); ``blackbox`` wraps the same answers as a Syne Tune blackbox for its simulator.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from nasbench.errors import IllegalSubNetworkError, NasBenchError, check_choice,
 from nasbench.metrics import hp_column, hp_name, metric_column
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, load_space, parse_space
 from nasbench.store import arch_ids, connect_read_only
-from nasbench.store.queries import space_names, space_yaml
+from nasbench.store.queries import default_supernet, space_names, space_yaml
 from nasbench.surrogate._cache import DEFAULT_CACHE, load_cached, save_cached
 from nasbench.surrogate._data import (
     EXACT_METRICS,
@@ -69,28 +70,19 @@ class Benchmark:
              device: str | None = None, cache: str | Path | None = DEFAULT_CACHE,
              models: Sequence[str] = CANDIDATES, seed: int = 0) -> "Benchmark":
         """Open the benchmark in ``db`` for ``space`` (a SearchSpace, a YAML path, or the name of a space stored in
-        the DB) and ``supernet`` (needed when the DB holds several for the space). ``device`` keeps rows measured
-        there. ``cache``: the surrogate cache root (None: fit in memory, never write). ``models``: the candidates
-        cross-validation chooses from."""
+        the DB) and ``supernet`` (default: the main supernet the DB records for the space, or its only one; an
+        unknown id is an error naming those that exist). ``device`` keeps rows measured there. ``cache``: the
+        surrogate cache root (None: fit in memory, never write). ``models``: the candidates cross-validation
+        chooses from."""
         unknown = [m for m in models if m not in CANDIDATES]
         if unknown or not models:
-            raise NasBenchError("--models", f"must be a non-empty subset of {', '.join(CANDIDATES)}",
+            raise NasBenchError("models", f"must be a non-empty subset of {', '.join(CANDIDATES)}",
                                 ",".join(unknown) or "(empty)")
         con = connect_read_only(db)
         try:
             space = _resolve_space(con, db, space)
+            supernet = default_supernet(con, db, space.name, supernet)
             available = supernets_of(con, space.name)
-            if not available:
-                raise NasBenchError(str(db), f"holds no perplexity or accuracy measurements of space {space.name!r}",
-                                    space.name)
-            if supernet is None:
-                if len(available) > 1:
-                    raise NasBenchError("--supernet", f"{db} holds several supernets for {space.name}; choose one of "
-                                                      f"{', '.join(available)}", None, show_got=False)
-                supernet = available[0]
-            if supernet not in available:
-                raise NasBenchError("--supernet", f"{one_of(available)} (supernets measured in {db} for {space.name})",
-                                    supernet)
             table = read_table(con, space, supernet, device)
             others = {s: read_table(con, space, s, device) for s in available if s != supernet}
         finally:
@@ -131,13 +123,13 @@ class Benchmark:
         if metric in self._surrogates:
             return self._surrogates[metric]
         if metric in EXACT_METRICS or metric == "cost_s":
-            raise NasBenchError("--metrics", f"{metric} is computed, not learned: no surrogate", metric)
+            raise NasBenchError("metrics", f"{metric} is computed, not learned: no surrogate", metric)
         if metric not in self.table.metrics:
-            raise NasBenchError("--metrics", f"{one_of(self.table.metrics)} (measured here)", metric)
+            raise NasBenchError("metrics", f"{one_of(self.table.metrics)} (measured here)", metric)
         data_hash = self._data_hash(metric)
         ids, y, cost = self.table.column(metric)
         if len(ids) < MIN_ROWS:
-            raise NasBenchError(f"--metrics {metric}", f"a surrogate needs at least {MIN_ROWS} measured archs",
+            raise NasBenchError(f"metrics {metric}", f"a surrogate needs at least {MIN_ROWS} measured archs",
                                 len(ids))
         x = self._encode_ids(ids, self.table)
         surrogate = None if self.cache is None else load_cached(self.cache, self.space.name, self.supernet_id,
@@ -180,24 +172,28 @@ class Benchmark:
 
     # -- queries --------------------------------------------------------------------------------------------------
     def query(self, configs: Any, metrics: Sequence[str] | None = None, mode: str = "auto", noise: bool = False,
-              seed: int | None = None) -> pd.DataFrame:
+              seed: int | None = None, interval: bool = False) -> pd.DataFrame:
         """Answer a batch of archs.
 
         ``configs``: a DataFrame (columns named by dimension, with or without ``hp_``), a list of arch dicts, one arch
         dict, or an n x 6 matrix in :data:`DIMENSIONS` order; fixed dimensions may be left out. ``metrics``: default
-        the space's objectives. ``mode``: ``table`` (measured values only, NaN for unmeasured archs), ``surrogate``
-        (predictions for every arch) or ``auto`` (measured where available, predicted elsewhere). ``noise``: predicted
-        values are drawn from the predictive distribution with ``seed`` instead of taking its median; measured values
-        stay as measured. ``cost_s`` is the seconds it took (or would take) to measure the other requested metrics.
+        the space's objectives. ``mode``: ``table`` (measured values only: an unmeasured arch gets NaN and source
+        ``missing``, never a substitute), ``surrogate`` (predictions for every arch) or ``auto`` (measured where
+        available, predicted elsewhere). ``noise``: predicted values are drawn from the predictive distribution with
+        ``seed`` instead of taking its median; measured values stay as measured. ``cost_s`` is the seconds it took (or
+        would take) to measure the other requested metrics. ``interval``: also ``metric_<metric>_lower`` and
+        ``metric_<metric>_upper``, the surrogate's calibrated 90% interval where the value is predicted (its fidelity
+        card's ``coverage_90`` says how often such intervals held the measured value on held-out archs); a measured or
+        exact value is its own bounds, and a missing one has NaN bounds.
 
         Returns one row per config: ``arch_id``, ``hp_<dimension>``, ``metric_<metric>`` and ``source`` (``table``,
-        ``surrogate``, ``mixed`` or ``missing``).
+        ``surrogate``, ``mixed``, ``missing`` or ``exact``).
         """
-        check_choice("--mode", mode, MODES)
+        check_choice("mode", mode, MODES)
         metrics = list(metrics or self.default_metrics)
         for m in metrics:
             if m not in self._metrics:
-                raise NasBenchError("--metrics", f"must be among {', '.join(self._metrics)}", m)
+                raise NasBenchError("metrics", f"must be among {', '.join(self._metrics)}", m)
         x, ids, inverse = self._prepare(configs)
         rows = self._rows(ids)
         hit = rows >= 0
@@ -214,9 +210,17 @@ class Benchmark:
                 continue
             if m in EXACT_METRICS:
                 out[metric_column(m)] = self._exact(m, x)
+                if interval:
+                    out[metric_column(m) + "_lower"] = out[metric_column(m) + "_upper"] = out[metric_column(m)]
                 continue
             values, cost, used = self._metric(m, x, rows, hit, mode, rng, with_cost)
             out[metric_column(m)] = values
+            if interval:
+                lower, upper = values.copy(), values.copy()
+                predicted = ~used & ~np.isnan(values)
+                if predicted.any():
+                    lower[predicted], upper[predicted] = self.surrogate(m).interval(x[predicted])
+                out[metric_column(m) + "_lower"], out[metric_column(m) + "_upper"] = lower, upper
             costs.setdefault(_cost_unit(m), cost)
             learned_from_table.append(used)
             missing |= np.isnan(values)
@@ -258,7 +262,7 @@ class Benchmark:
     def _exact(self, m: str, x: np.ndarray) -> np.ndarray:
         if self._scalar:
             return self.space.params_matrix(x) if m == "params" else self.space.flops_matrix(x)
-        raise NasBenchError("--metrics", "exact metrics of per-layer spaces are computed per arch", m)
+        raise NasBenchError("metrics", "exact metrics of per-layer spaces are computed per arch", m)
 
     def _prepare(self, configs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(int matrix of the distinct valid archs, their arch_ids, index of each config's row in them or None when
@@ -328,7 +332,7 @@ def _resolve_space(con: Any, db: str | Path, space: SearchSpace | str | Path) ->
     yaml_text = space_yaml(con, text)
     if yaml_text is None:
         names = space_names(con)
-        raise NasBenchError("--space", f"neither a YAML file nor a space stored in {db} ({', '.join(names) or 'none'})",
+        raise NasBenchError("space", f"neither a YAML file nor a space stored in {db} ({', '.join(names) or 'none'})",
                             text)
     return parse_space(yaml_text, f"{db}:spaces/{text}")
 

@@ -5,10 +5,11 @@ One dummy fidelity (``step`` = 1): Syne Tune's simulator needs a fidelity axis; 
 objectives, predicted for unmeasured archs): use it as the simulator's ``elapsed_time_attr``.
 
 Syne Tune samples every dimension independently, so a config may break a structural rule of the space (2 heads
-cannot form 3 kv groups). Such a config is not a network: it evaluates to the worst value of each objective in the
-measured table, at the simulator's minimum cost, and never joins a Pareto front. The comparison runner avoids them:
-its scheduler repairs every suggestion to the nearest valid arch (:func:`nasbench.optimize.searchers.nearest_valid`)
-using :meth:`BenchmarkBlackbox.is_valid`.
+cannot form 3 kv groups); in table mode, a config may be an arch nobody measured. Neither has a value: evaluating
+one raises an error that names the config and the reason (no made-up value ever enters a run). Check configs first
+with :meth:`BenchmarkBlackbox.is_valid` (and, in table mode, :meth:`BenchmarkBlackbox.is_measured`): the comparison
+runner's scheduler repairs every suggestion to the nearest valid arch
+(:func:`nasbench.optimize.searchers.nearest_valid`) and, in table mode, projects it onto the measured archs.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ class BenchmarkBlackbox(Blackbox):
 
     def __init__(self, benchmark: Any, objectives: list[str], mode: str = "surrogate", noise: bool = False) -> None:
         if mode not in ("table", "surrogate"):
-            raise NasBenchError("--mode", "must be table or surrogate", mode)
+            raise NasBenchError("mode", "must be table or surrogate", mode)
         if not objectives:
-            raise NasBenchError("--objectives", "needs at least one objective", "(empty)")
+            raise NasBenchError("objectives", "needs at least one objective", "(empty)")
         for o in objectives:
             if o not in benchmark.metrics or o == "cost_s":
                 allowed = ", ".join(m for m in benchmark.metrics if m != "cost_s")
-                raise NasBenchError("--objectives", f"must be among {allowed}", o)
+                raise NasBenchError("objectives", f"must be among {allowed}", o)
         space = benchmark.space
         super().__init__(configuration_space=space.to_syne_tune(), fidelity_space={FIDELITY: choice([1])},
                          objectives_names=[metric_column(o) for o in objectives] + [COST])
@@ -49,9 +50,8 @@ class BenchmarkBlackbox(Blackbox):
         measured = benchmark.measured()
         keep = measured[[metric_column(o) for o in objectives]].notna().all(axis=1)
         self.table = measured[keep].reset_index(drop=True)
-        """The measured archs with every objective: the true front in table mode, the worst values always."""
-        values = self.table[[metric_column(o) for o in objectives]].to_numpy(dtype=np.float64)
-        self.worst = np.where(self.minimize, values.max(axis=0), values.min(axis=0))
+        """The measured archs with every objective: the true front in table mode."""
+        self._measured = set(self.table["arch_id"])
         self._cache: dict[tuple[int, ...], np.ndarray] = {}
 
     @property
@@ -74,6 +74,10 @@ class BenchmarkBlackbox(Blackbox):
             return False
         return True
 
+    def is_measured(self, configuration: dict[str, Any]) -> bool:
+        """The config is an arch of the space measured with every objective (what table mode answers)."""
+        return self.arch_id_of(configuration) in self._measured
+
     def arch_id_of(self, configuration: dict[str, Any]) -> str | None:
         """arch_id of a config (None when it breaks a rule of the space)."""
         try:
@@ -82,19 +86,21 @@ class BenchmarkBlackbox(Blackbox):
             return None
 
     def evaluate(self, configuration: dict[str, Any], seed: int | None = None) -> np.ndarray:
-        """Objective values then cost, in :attr:`objectives_names` order."""
+        """Objective values then cost, in :attr:`objectives_names` order. A config that is not a network of the space
+        raises :class:`IllegalSubNetworkError` (the rule it breaks); in table mode, an arch without every objective
+        measured raises :class:`NasBenchError`."""
         key = tuple(int(configuration[k]) for k in self.configuration_space)
         if not self.noise and key in self._cache:
             return self._cache[key]
-        try:
-            arch = self._arch(configuration)
-        except IllegalSubNetworkError:
-            return np.append(self.worst, 0.0)
+        arch = self._arch(configuration)
         frame = self.benchmark.query([arch], [*self.objectives, "cost_s"],
                                      mode="table" if self.mode == "table" else "auto", noise=self.noise, seed=seed)
         row = frame[[*map(metric_column, self.objectives), COST]].to_numpy(dtype=np.float64)[0]
-        if np.isnan(row[:-1]).any():  # table mode, unmeasured arch: not part of this benchmark
-            row = np.append(self.worst, 0.0)
+        if np.isnan(row[:-1]).any():
+            raise NasBenchError("configuration", f"arch {arch_id(arch)} is not measured on "
+                                                 f"{self.benchmark.supernet_id} (table mode answers the "
+                                                 f"{len(self.table)} measured archs only; mode='surrogate' predicts "
+                                                 "the others)", dict(configuration))
         if not self.noise:
             self._cache[key] = row
         return row
