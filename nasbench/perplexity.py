@@ -30,6 +30,7 @@ __all__ = [
     "WIKITEXT2_TEST",
     "PerplexityResult",
     "tokenize_corpus",
+    "source_tokens",
     "windows",
     "perplexity",
     "wikitext_perplexity",
@@ -79,6 +80,17 @@ def tokenize_corpus(tokenizer: Any, text: str, max_tokens: int | None = None) ->
     ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
     out = torch.tensor(ids, dtype=torch.long)
     return out if max_tokens is None else out[:max_tokens]
+
+
+def source_tokens(tokenizer: Any, source: DataSource, data_dir: Path | None, max_tokens: int | None = None
+                  ) -> torch.Tensor:
+    """A ``text`` source's tokens: its text tokenized whole (:func:`tokenize_corpus`), the first
+    ``source.skip_tokens`` dropped, then the first ``max_tokens`` of the rest if given."""
+    ids = tokenize_corpus(tokenizer, data.read_text(source, data_dir))[source.skip_tokens:]
+    if ids.numel() == 0:
+        raise DataError(f"data.{source.name}.skip_tokens", "must leave tokens of the text",
+                        f"{source.skip_tokens} skipped of a shorter text")
+    return ids if max_tokens is None else ids[:max_tokens]
 
 
 def windows(ids: torch.Tensor, seq_len: int = 512, max_tokens: int | None = None) -> torch.Tensor:

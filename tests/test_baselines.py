@@ -159,7 +159,7 @@ def test_run_baseline_stores_the_full_row_set_and_resumes(tiny_with_data, tmp_pa
     with Store(db) as store:
         rows = store.query("SELECT supernet_id, metric, value, device, dtype, extra FROM measurements")
         supernets = store.query("SELECT id, strategy, tokens, config FROM supernets ORDER BY id")
-        full = store.query("SELECT params FROM architectures")
+        full = store.query("SELECT params FROM baseline_archs WHERE in_space")  # a baseline's archs, apart
     assert sorted(supernets["id"]) == ["baseline-slicegpt-25", "baseline-wanda-2:4"]
     assert set(supernets["strategy"]) == {"slicegpt", "wanda-2:4"} and set(supernets["tokens"]) == {256}
     by = {(r.supernet_id, r.metric): r for r in rows.itertuples()}
@@ -363,9 +363,14 @@ def test_report_table_and_findings_from_baseline_rows(tmp_path) -> None:
         store.add_supernet("baseline-sliced-50", space.name, "tiny", strategy="sliced")
         store.add_architectures(space, archs)
         rows = [Measurement(arch_id(full), "pretrained", "ppl", 10.0, "perplexity")]
+        compressed = sorted(archs[1:], key=space.params)
+        trap = compressed[0]  # the smallest: the lowest test ppl below (a test-set minimum would pick it)
         for arch in archs:
             share = space.params(arch) / space.params(full)
-            rows += [Measurement(arch_id(arch), "trained-x", "ppl", 10.0 / share, "perplexity"),
+            test = 1.0 if arch is trap else 10.0 / share  # the full model: the lowest of all but the trap
+            rows += [Measurement(arch_id(arch), "trained-x", "ppl", test, "perplexity"),
+                     # the selection split ranks like 10 / share, the trap included: it is no pick there
+                     Measurement(arch_id(arch), "trained-x", "ppl_selection", 11.0 / share, "perplexity"),
                      Measurement(arch_id(arch), "trained-x", "latency_ms", 100.0 * share, "ms", device="cpu")]
         store.add_measurements(space.name, rows)
         a = arch_id(full)
@@ -382,10 +387,18 @@ def test_report_table_and_findings_from_baseline_rows(tmp_path) -> None:
                 ("latency_ms", 50.0, "ms", "cpu"))])
     text = baseline_section(db, space, tmp_path / "out")
     assert "| wanda-2:4 |" in text and "| 50.0 | 5.00x |" in text and " piqa acc |" in text and "| 0.400 |" in text
-    assert "sliced-50 (median of 3)" in text and "NAS `trained-x` <= 75% params" in text
-    assert "`wanda-2:4` vs NAS `trained-x` at matched params" in text
-    assert "`wanda-2:4` vs NAS `trained-x` at matched latency" in text and "**NAS wins**" in text
-    assert "95% CI" in text and "front-params.png" in text and (tmp_path / "out" / "front-params.png").is_file()
+    assert "sliced-50 (median of 3)" in text and "NAS `trained-x` <= 75% params, picked on the selection split" in text
+    findings = [line for line in text.splitlines() if line.startswith("- NAS `trained-x`")]
+    assert any("vs `wanda-2:4` (1 arch, no training) at matched params" in f for f in findings)
+    wanda_latency = next(f for f in findings if "`wanda-2:4`" in f and "matched latency" in f)
+    # the full model (ppl 10, latency 100 ms <= wanda's 101 ms) would win here: it is no compressed model
+    assert arch_id(full) not in text.split("Findings")[1] and "<= 95% params" in wanda_latency
+    # the pick is the selection split's best that fits, never the test-set minimum (the trap)
+    assert "NAS pick" in wanda_latency and arch_id(trap) not in wanda_latency
+    assert "(n = 1 each, no interval): NAS lower." in wanda_latency
+    sliced = next(f for f in findings if "`sliced-50`" in f and "matched params" in f)
+    assert "[95% CI over the baseline's archs" in sliced and "**NAS wins**" in sliced
+    assert "front-params.png" in text and (tmp_path / "out" / "front-params.png").is_file()
     assert baseline_section(db, space) == baseline_section(db, space)  # the same bytes on a rerun
     points = baseline_points(db, space.name, ["params", "ppl"])
     assert points["wanda-2:4"] == [(float(space.params(full)), 50.0)] and len(points["sliced-50"]) == 3

@@ -10,6 +10,7 @@ extracted dense model.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,6 +233,8 @@ class Measurer:
         self.evaluation = evaluation
         if "ppl" in groups and evaluation is None:
             self.evaluation = evaluation_windows(space, self.tokenizer, config, data_dir)
+        self.selection = (evaluation_windows(space, self.tokenizer, config, data_dir, split="selection")
+                          if "ppl_selection" in groups else None)
         self.task_dir = None
         if "acc" in groups:
             import tempfile
@@ -252,24 +255,40 @@ class Measurer:
             full = self.space.largest()
             self.reference = _extract_and_run(self.supernet, full, self._layers(full), self.config)
         return _measure(self.space, self.supernet, self.tokenizer, arch, missing, self.config, self.evaluation,
-                        self.task_dir, self._layers(arch), self.reference)
+                        self.task_dir, self._layers(arch), self.reference, self.selection)
 
 
-def evaluation_windows(space: SearchSpace, tokenizer: Any, config: ProfileConfig, data_dir: Path | None) -> Any:
-    """The perplexity corpus tokenized once and cut into the protocol's windows."""
-    from nasbench import data
-    from nasbench.perplexity import WIKITEXT2_TEST, tokenize_corpus, windows
+def evaluation_windows(space: SearchSpace, tokenizer: Any, config: ProfileConfig, data_dir: Path | None,
+                       split: str = "perplexity") -> Any:
+    """The perplexity corpus (``split="selection"``: the space's selection split) tokenized once and cut into the
+    protocol's windows."""
+    from nasbench.perplexity import WIKITEXT2_TEST, source_tokens, windows
 
-    source = space.data.get("perplexity", WIKITEXT2_TEST)
-    return windows(tokenize_corpus(tokenizer, data.read_text(source, data_dir)), config.seq_len, config.ppl_tokens)
+    if split == "selection" and "selection" not in space.data:
+        raise NasBenchError("ppl_selection", f"needs a data.selection source in the space file {space.path}", None,
+                            show_got=False)
+    source = space.data.get(split, WIKITEXT2_TEST)
+    return windows(source_tokens(tokenizer, source, data_dir), config.seq_len, config.ppl_tokens)
 
 
 def _artifact_fields(supernet_dir: str | Path) -> dict[str, Any]:
-    """A packed supernet's training record and weights' sha256 for its ``supernets`` row (nothing for a directory)."""
+    """A packed supernet's training record and weights' sha256 for its ``supernets`` row; a training run's directory
+    gives its recorded identity, config and last checkpoint's position (nothing for any other directory)."""
     from nasbench.train.artifact import WEIGHTS, is_artifact, read_manifest
+    from nasbench.train.checkpoint import RUN_FILE, STATE_FILE, checkpoints
 
     if not is_artifact(supernet_dir):
-        return {}
+        run_file = Path(supernet_dir) / RUN_FILE
+        if not run_file.is_file():
+            return {}
+        record = json.loads(run_file.read_text(encoding="utf-8"))
+        identity, found = record["identity"], checkpoints(Path(supernet_dir))
+        state = json.loads((found[-1] / STATE_FILE).read_text(encoding="utf-8")) if found else {}
+        return dict(strategy=identity["strategy"], kd=identity["kd"], peft=identity["peft"],
+                    data_hash=record.get("data_hash"), steps=state.get("step"), tokens=state.get("tokens"),
+                    wall_time_s=state.get("wall_time_s"),
+                    config={**record["config"], "preset": identity.get("preset"),
+                            "sorted_supernet": identity.get("sorted_supernet")})
     manifest = read_manifest(supernet_dir)
     training = manifest["training"]
     return dict(strategy=training["strategy"], kd=training["kd"], peft=training["peft"],
@@ -299,9 +318,10 @@ def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet_id
 
 def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, Any],
              missing: list[tuple[str, str]], config: ProfileConfig, evaluation: Any, task_dir: Path | None,
-             layers: list[int] | None, reference: Any = None) -> list[dict[str, Any]]:
+             layers: list[int] | None, reference: Any = None, selection: Any = None) -> list[dict[str, Any]]:
     """Every missing measurement of one arch, as Measurement keyword dicts (supernet and software added later);
-    ``reference``: the dense full model ``latency_rel`` is timed against."""
+    ``reference``: the dense full model ``latency_rel`` is timed against; ``selection``: the selection split's
+    windows (``ppl_selection``)."""
     from nasbench.profile.accuracy import evaluate
     from nasbench.profile.latency import measure_energy, measure_latency, measure_relative_latency, memory_footprint
     from nasbench.perplexity import perplexity
@@ -317,6 +337,12 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
                          seq_len=config.seq_len, cost_s=result.seconds,
                          extra={"tokens": int(evaluation.numel()), "nll": result.nll,
                                 "scored_tokens": result.n_scored_tokens}))
+    if "ppl_selection" in groups:
+        result = perplexity(supernet, selection, batch_size=config.batch_size)
+        rows.append(dict(arch_id=aid, metric="ppl_selection", value=result.ppl, unit="perplexity", device=device,
+                         dtype=dtype, seq_len=config.seq_len, cost_s=result.seconds,
+                         extra={"tokens": int(selection.numel()), "skip_tokens": space.data["selection"].skip_tokens,
+                                "nll": result.nll, "scored_tokens": result.n_scored_tokens}))
     tasks = [task for group, task in missing if group == "acc"]
     if tasks:
         for score in evaluate(supernet.model, tokenizer, tasks, task_dir, limit=config.limit_items,

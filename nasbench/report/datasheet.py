@@ -11,7 +11,7 @@ from nasbench.space import SearchSpace
 
 __all__ = ["CARD_GOALS", "cards_section", "provenance_section", "limits_section"]
 
-#: Held-out Kendall tau a surrogate must reach before its answers stand in for measurements (issue [benchmark]).
+#: Held-out Kendall tau a surrogate must reach before its answers stand in for measurements (the benchmark's goals).
 CARD_GOALS = {"ppl": 0.85, "latency_ms": 0.95, "latency_rel": 0.95, "acc_avg": 0.6}
 
 
@@ -108,9 +108,11 @@ def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None
     from nasbench.metrics import WEIGHT_FREE
     from nasbench.store.report import coverage, latency_spread, reference_drift, supernet_rows, surrogate_cards
 
+    from nasbench.store.report import main_supernet as recorded_main
+
     rows = coverage(db, space.name)
-    if main_supernet is None:
-        main_supernet = _main_supernet(rows, supernet_rows(db, space.name))
+    if main_supernet is None:  # the DB's record, else the best-covered trained supernet
+        main_supernet = recorded_main(db, space.name) or _main_supernet(rows, supernet_rows(db, space.name))
     of = {(r["metric"], r["task"]): r for r in rows if r["supernet_id"] == main_supernet}
     # weight-free metrics are measured once on the dense extracted models and shared by every supernet (as the
     # surrogates and the publication borrow them): a supernet without its own rows reads the most complete set
@@ -120,8 +122,12 @@ def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None
             of[(r["metric"], r["task"])] = r
     ppl = of.get(("ppl", ""), {}).get("archs", 0)
     acc = {t: r["archs"] for (m, t), r in of.items() if m == "acc" and t}
-    out = [f"- Archs with perplexity on `{main_supernet}`: {ppl:,}; the space holds {space.cardinality():,} archs, "
-           f"so the table covers {ppl / max(space.cardinality(), 1):.2%} of it and every other answer is a "
+    valid = space.valid_count()
+    held = (f"the space admits {valid:,} archs (of {space.cardinality():,} dimension combinations before its "
+            f"constraints), so the table covers {ppl / max(valid, 1):.2%} of them" if valid is not None else
+            f"the space has {space.cardinality():,} dimension combinations before its constraints (too many to count "
+            "the valid ones)")
+    out = [f"- Archs with perplexity on `{main_supernet}`: {ppl:,}; {held}, and every other answer is a "
            "surrogate's."]
     if acc:
         out.append(f"- Accuracy: {', '.join(f'{t} on {n:,} archs' for t, n in sorted(acc.items()))} — fewer archs "
@@ -132,6 +138,8 @@ def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None
     lat = of.get(("latency_ms", ""))
     if lat:
         shared = "" if lat["supernet_id"] == main_supernet else (
+            " once per arch for every supernet (latency is measured on the dense extracted model, whose shapes, not "
+            "weights, set it)" if lat["supernet_id"] == "" else
             f" (the rows of `{lat['supernet_id']}`: latency is measured on the dense extracted model, whose shapes, "
             "not weights, set it)")
         out.append(f"- Latency is one machine's: {lat['archs']:,} archs measured{shared} on "

@@ -1,13 +1,11 @@
-"""The report's findings S1-S4 (the seed's questions), from the DBs only, each with a number, its uncertainty and a
-figure.
+"""Supporting findings of the report, from the DBs only, each with a number, its uncertainty and a figure (the
+verdicts of S1-S4 and S6 are the controlled experiments of :mod:`nasbench.report.experiments`).
 
-- S1 importance sorting: RPD per scheme and space from the RPD study's DB (``nasbench importance rpd``), the mean
-  with a 95% bootstrap interval over archs, the median and the share of archs that sorting improved.
-- S2 supernet training: per DB, the supernets measured on the same archs (trained, fine-tune-then-slice
-  ``standard``, untrained sorted, pretrained) compared by the hypervolume of their (params share, ln ppl) front,
-  with paired bootstrap intervals (the same resampled archs for every supernet).
-- S3 sampling strategies and S4 distillation losses: which were trained (with their hypervolume from S2) and which
-  were not.
+- The earlier RPD study (S1's appendix): RPD per scheme and space from the RPD study's DB (``nasbench importance
+  rpd``), the mean with a 95% bootstrap interval over archs, the median and the share of archs sorting improved.
+- The training chain (S2's context): per DB, the supernets measured on the same archs (one recipe at growing token
+  budgets, the untrained sorted and pretrained models) compared by the hypervolume of their (params share, ln ppl)
+  front, with paired bootstrap intervals (the same resampled archs for every supernet).
 
 Hypervolume here: objectives params / full params and ln(perplexity), both minimised; the reference point is
 (1, ln(vocabulary size)): a sub-network counts only if it is smaller than the full model and better than guessing
@@ -32,7 +30,7 @@ import numpy as np
 from nasbench.space import SearchSpace, arch_id
 
 __all__ = ["SupernetFront", "DbFronts", "importance_section", "compare_supernets", "training_section",
-           "strategies_section", "supernet_fronts", "paired_difference"]
+           "supernet_fronts", "paired_difference"]
 
 _REPS = 1000
 #: A supernet enters S2 when it was measured on at least this many of the archs it shares with the others.
@@ -300,62 +298,4 @@ def training_section(compared: Sequence[DbFronts], space: SearchSpace, out_dir: 
         name = f"supernet-fronts-{k}.png"
         _plot_fronts(fronts, out_dir / name, f"S2: {label}, {n} shared archs")
         lines += [f"![supernet fronts]({name})", ""]
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------------ S3, S4
-
-
-def strategies_section(compared: Sequence[DbFronts], out_dir: Path, *, field: str) -> str:
-    """S3 (``field="strategy"``) or S4 (``field="kd"``): which sampling strategies / distillation losses were
-    trained, their HV on the shared archs, and which were never trained."""
-    from nasbench.train.config import KD_LOSSES, STRATEGIES
-
-    universe = STRATEGIES if field == "strategy" else KD_LOSSES
-    noun, nouns = ("sampling strategy", "sampling strategies") if field == "strategy" else \
-        ("distillation loss", "distillation losses")
-    trained: list[tuple[str, SupernetFront]] = []
-    verdicts = []
-    for c in compared:
-        label = c.label
-        here = [f for f in c.fronts if _trained(f)]
-        trained += [(label, f) for f in here]
-        for f in here[1:]:  # within one DB only: the same archs, space and protocol
-            if getattr(f, field) != getattr(here[0], field):
-                d, low, high = paired_difference(here[0], f)
-                verdicts.append(f"{label}: {getattr(here[0], field)} beats {getattr(f, field)} by HV {d:.3g} "
-                                f"[{low:.3g}, {high:.3g}] ({'significant' if low > 0 else 'not significant'}; "
-                                f"{here[0].tokens:,} vs {f.tokens:,} tokens)")
-    seen = sorted({getattr(f, field) or "none" for _, f in trained})
-    missing = [x for x in universe if x not in seen]
-    if not trained:
-        return f"No trained supernet shares measured archs with another, so no {noun} can be compared.\n"
-    lines = [f"| DB | supernet | {noun} | tokens | HV (resampled 95% range) |", "|---|---|---|---|---|"]
-    for label, f in trained:
-        lines.append(f"| {label} | `{f.supernet}` | {getattr(f, field) or 'none'} | {f.tokens:,} | "
-                     f"{_fmt_range(f)} |")
-    lines.append("")
-    if verdicts:
-        lines.append(f"Within one DB (same archs and protocol), paired bootstrap over archs: {'; '.join(verdicts)}. "
-                     f"Across DBs the spaces and token budgets differ, so their HVs are not compared.")
-    else:
-        lines.append(f"No DB holds two trained supernets that differ in {noun}, so the benchmark cannot rank "
-                     f"{nouns} yet (trained: {', '.join(seen)}, each in its own DB).")
-    lines += [f"Not trained on these supernets: {', '.join(missing) if missing else 'none'} "
-              "(each needs a supernet trained at the same token budget; `nasbench train --strategy ... --kd ...`).", ""]
-    name = f"{field}-hv.png"
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 0.8 + 0.35 * len(trained)), dpi=110)
-    y = np.arange(len(trained))
-    hv = np.array([f.hv for _, f in trained])
-    err = _errors(hv, np.array([f.hv_low for _, f in trained]), np.array([f.hv_high for _, f in trained]))
-    ax.barh(y, hv, xerr=err, capsize=3, color=[f"C{seen.index(getattr(f, field) or 'none')}" for _, f in trained])
-    ax.set_yticks(y, [f"{lab}: {getattr(f, field) or 'none'} ({f.tokens:,} tok)" for lab, f in trained], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("hypervolume of the (params share, ln ppl) front (resampled 95% range)")
-    ax.set_title(f"S{3 if field == 'strategy' else 4}: {nouns} trained so far", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_dir / name)
-    plt.close(fig)
-    lines += [f"![{nouns}]({name})", ""]
     return "\n".join(lines)

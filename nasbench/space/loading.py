@@ -276,7 +276,7 @@ def _parse_data(r: _Reader, value: Any) -> dict[str, DataSource]:
     out = {}
     for name, item in sources.items():
         key = f"data.{name}"
-        s = r.mapping(item, key, {"kind", "path", "hf", "tasks"})
+        s = r.mapping(item, key, {"kind", "path", "hf", "tasks", "skip_tokens"})
         kind = s.get("kind")
         if kind not in _DATA_KINDS:
             raise r.fail(f"{key}.kind", one_of(_DATA_KINDS), kind)
@@ -297,7 +297,12 @@ def _parse_data(r: _Reader, value: Any) -> dict[str, DataSource]:
                          show_got=False)
         if hf and paths and len(hf) != len(paths):
             raise r.fail(f"{key}.hf", f"give one HF id per path ({len(paths)} paths)", list(hf))
-        out[str(name)] = DataSource(str(name), kind, paths, hf, tasks)
+        skip = s.get("skip_tokens", 0)
+        if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+            raise r.fail(f"{key}.skip_tokens", "must be an integer >= 0", skip)
+        if skip and kind != "text":
+            raise r.fail(f"{key}.skip_tokens", "only a text source skips tokens", kind)
+        out[str(name)] = DataSource(str(name), kind, paths, hf, tasks, skip)
     return out
 
 

@@ -134,6 +134,9 @@ class DataSource:
     """Equivalent HF dataset ids (``id[:config][@split]``), one per path."""
     tasks: tuple[str, ...] = ()
     """``tasks`` sources: the evaluation task names."""
+    skip_tokens: int = 0
+    """``text`` sources: the source's tokens start after the first ``skip_tokens`` tokens of the text (tokenized
+    whole). A selection split is the perplexity corpus past every reported window."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ family registry (:mod:`nasbench.families`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
@@ -18,10 +19,13 @@ from nasbench.families import Family, family
 from nasbench.space import archs, encoding, sampling
 from nasbench.space.schema import DIMENSIONS, Constraints, DataSource, Dimension, ModelReference, ModelSpec, Objective
 
-__all__ = ["SearchSpace", "EVAL_SOURCE"]
+__all__ = ["SearchSpace", "EVAL_SOURCE", "SELECTION_SOURCE"]
 
 #: The ``data:`` source whose ``tasks`` are the space's evaluation tasks.
 EVAL_SOURCE = "eval"
+#: The ``data:`` source that selection uses (picking archs, checkpoints, hyperparameters; training curves): text
+#: disjoint from the training data and from the reported tokens.
+SELECTION_SOURCE = "selection"
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,19 @@ class SearchSpace:
     def reference(self) -> ModelReference:
         return self.model.reference
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
+        """The space's identity: sha256 of the merged YAML without its selection split. Naming the text that picks
+        archs changes no arch, weight or measurement, so adding ``data.selection`` keeps every artifact, run and DB
+        row of the space valid (their recorded hash is this one)."""
+        import yaml
+
+        doc = yaml.safe_load(self.yaml_text) if self.yaml_text else None
+        if isinstance(doc, dict) and isinstance(doc.get("data"), dict) and SELECTION_SOURCE in doc["data"]:
+            del doc["data"][SELECTION_SOURCE]
+            if not doc["data"]:
+                del doc["data"]
+            return hashlib.sha256(yaml.safe_dump(doc, sort_keys=False).encode()).hexdigest()[:16]
         return hashlib.sha256(self.yaml_text.encode()).hexdigest()[:16]
 
     @property
@@ -171,6 +186,15 @@ class SearchSpace:
                 count *= dims[name].count() ** (n_layers if dims[name].per_layer else 1)
             total += count
         return total
+
+    def valid_count(self, limit: int = 5_000_000) -> int | None:
+        """How many archs the space admits (structural rules and constraints), counted exactly by enumerating every
+        combination; ``None`` for per-layer spaces and spaces of more than ``limit`` combinations."""
+        if self.per_layer or self.cardinality() > limit:
+            return None
+        lists = [np.asarray(self.dimensions[d].candidates(), dtype=np.int64) for d in DIMENSIONS]
+        grids = np.meshgrid(*lists, indexing="ij")
+        return int(self.valid_mask(np.stack([g.ravel() for g in grids], axis=1)).sum())
 
     # -- encodings ------------------------------------------------------------------------------------------------
     def feature_names(self) -> list[str]:

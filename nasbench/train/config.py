@@ -16,8 +16,8 @@ __all__ = ["STRATEGIES", "IMPORTANCE_STRATEGIES", "KD_LOSSES", "KD_TEACHERS", "P
            "TrainConfig", "make_config"]
 
 #: How sub-networks are drawn each step (see :mod:`nasbench.train.strategies`).
-STRATEGIES = ("standard", "random", "sandwich", "grid-params", "importance-random", "importance-grid-params",
-              "importance-calibrate-mag")
+STRATEGIES = ("standard", "random", "sandwich", "grid-params", "importance-standard", "importance-random",
+              "importance-sandwich", "importance-grid-params", "importance-calibrate-mag")
 #: Strategies that start from a sorted supernet directory and use its layer ranking.
 IMPORTANCE_STRATEGIES = tuple(s for s in STRATEGIES if s.startswith("importance-"))
 #: In-place distillation losses (see :mod:`nasbench.train.distill`); ``none`` trains on the LM loss only.
@@ -157,7 +157,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # starting model (kd_teacher=base, kd_alpha=1: KD only, no LM term, so the full model stays the pretrained one and
     # every ratio is to it) on plain text (the space's ``recovery`` source; never the perplexity corpus), rows of
     # 4 x 512 tokens, LoRA r=32 plus the norm weights, no dropout (a single pass over the data), the curve every 50
-    # steps. ``steps`` sizes the cosine schedule: set it to what the machine can train (see the README).
+    # steps. ``steps`` sizes the cosine schedule: set it to what the machine can train (docs/training.md).
     "recovery": dict(steps=1000, batch_size=4, grad_accum=1, seq_len=512, lr=5e-4, warmup_steps=20, n_random=2,
                      grid_bins=5, lora_r=32, lora_alpha=32, lora_dropout=0.0, train_norms=True, kd_alpha=1.0,
                      kd_teacher="base", data_source="recovery", checkpoint_every=50, checkpoint_minutes=10.0,

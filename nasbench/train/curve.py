@@ -1,6 +1,10 @@
 """The recovery curve of a training run: at every evaluation, the project's perplexity of each probe arch (the first
-``eval_tokens`` tokens of the space's perplexity data, windows of 512), one JSON line each in
+``eval_tokens`` tokens of the space's selection split, windows of 512), one JSON line each in
 :data:`~nasbench.train.checkpoint.CURVE_FILE`.
+
+A curve is tracked on the space's ``data.selection`` source, text disjoint from the training data and from the
+reported tokens, so that watching it (or stopping on it) selects nothing on the test tokens. A space without one
+falls back to its ``data.perplexity`` source; every line names the split it was measured on (``eval_split``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class RecoveryCurve:
         self.space, self.config, self.tokenizer, self.data_dir = space, config, tokenizer, data_dir
         self.path = out / CURVE_FILE
         self._windows: torch.Tensor | None = None
+        self.split = "selection" if "selection" in space.data else "perplexity"
 
     def evaluate(self, supernet: Supernet, importance: Importance | None, *, step: int, tokens: int,
                  wall_time_s: float, precision: str, peft: str) -> None:
@@ -51,7 +56,8 @@ class RecoveryCurve:
                 supernet.reset()
             lines.append({"step": step, "tokens": tokens, "wall_time_s": round(wall_time_s, 3), "role": role,
                           "params": self.space.params(arch or self.space.largest()), "ppl": result.ppl,
-                          "eval_tokens": int(windows.numel()), "precision": precision, "peft": peft})
+                          "eval_tokens": int(windows.numel()), "eval_split": self.split, "precision": precision,
+                          "peft": peft})
         with open(self.path, "a", encoding="utf-8") as f:
             for line in lines:
                 f.write(json.dumps(line) + "\n")
@@ -59,14 +65,14 @@ class RecoveryCurve:
     def windows(self) -> torch.Tensor:
         if self._windows is None:
             from nasbench import data as sources
-            from nasbench.perplexity import tokenize_corpus, windows
+            from nasbench.perplexity import source_tokens, windows
 
-            if "perplexity" not in self.space.data:
-                raise NasBenchError("--eval-every", "the curve needs the space's data.perplexity source", None,
-                                    show_got=False)
-            text = sources.read_text(self.space.data["perplexity"], sources.data_dir(self.data_dir))
+            if self.split not in self.space.data:
+                raise NasBenchError("--eval-every", "the curve needs the space's data.selection (or data.perplexity) "
+                                    "source", None, show_got=False)
             tokens = self.config.eval_tokens
-            self._windows = windows(tokenize_corpus(self.tokenizer, text, tokens), min(512, tokens), tokens)
+            ids = source_tokens(self.tokenizer, self.space.data[self.split], sources.data_dir(self.data_dir), tokens)
+            self._windows = windows(ids, min(512, tokens), tokens)
         return self._windows
 
     def probes(self) -> list[tuple[str, dict[str, Any] | None]]:

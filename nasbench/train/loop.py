@@ -112,9 +112,6 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
     if strategy not in IMPORTANCE_STRATEGIES and sorted_supernet is not None:
         raise NasBenchError("--sorted-supernet", f"only the importance-* strategies train a sorted supernet; use "
                                                  f"importance-{strategy} or leave it out", str(sorted_supernet))
-    if kd != "none" and strategy in ("standard", "random", "importance-random"):
-        raise NasBenchError("--kd", f"in-place distillation needs the largest sub-network in every step; {strategy} "
-                                    f"runs one network per step (use sandwich-type strategies or --kd none)", kd)
     if not isinstance(resume, bool):
         raise NasBenchError("--resume", "must be true or false", resume)
     if deadline is not None and not (isinstance(deadline, (int, float)) and math.isfinite(deadline)
@@ -123,6 +120,12 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
     explicit = {k: v for k, v in dict(overrides, steps=max_steps, batch_size=batch_size, seq_len=seq_len,
                                       seed=seed).items() if v is not None}
     config = make_config(preset, **explicit)
+    if kd != "none" and config.kd_teacher == "largest" and strategy.removeprefix("importance-") in ("standard",
+                                                                                                    "random"):
+        # a frozen teacher (the recovery preset) distils any sampler; in-place distillation needs the largest
+        raise NasBenchError("--kd", f"in-place distillation needs the largest sub-network in every step; {strategy} "
+                                    f"runs one network per step (use sandwich-type strategies, --kd none or a "
+                                    f"frozen teacher: --preset recovery)", kd)
     out = Path(out)
     sorted_dir = None if sorted_supernet is None else Path(sorted_supernet)
     if sorted_dir is not None and not sorted_dir.is_dir():

@@ -5,9 +5,10 @@ so a resumed run draws exactly what the uninterrupted run would have. :meth:`Sam
 :class:`Pick` s of one step; when the largest sub-network is among them it comes first: it is the teacher of
 in-place distillation.
 
-- ``standard``: the whole model, every step (plain fine-tuning, the no-NAS baseline);
+- ``standard`` (``importance-standard``): the whole model, every step (plain fine-tuning, the no-NAS baseline:
+  fine-tune, then slice);
 - ``random`` (``importance-random``): one uniformly random sub-network per step;
-- ``sandwich``: largest + smallest + ``k`` random;
+- ``sandwich`` (``importance-sandwich``): largest + smallest + ``k`` random;
 - ``grid-params`` (``importance-grid-params``): largest + smallest + ``k`` middles from the ``K``-bin parameter grid
   (:meth:`SearchSpace.grid`): bins are visited round-robin in a shuffled order, an arch is drawn at random within
   the bin;
@@ -211,11 +212,11 @@ def make_sampler(strategy: str, space: SearchSpace, config: TrainConfig, *, supe
                  importance: Importance | None = None) -> Sampler:
     """The sampler of ``strategy`` with the config's ``n_random``, ``grid_bins``, ``grid_trials``, seed."""
     seed, k = config.seed, config.n_random
-    if strategy == "standard":
+    if strategy in ("standard", "importance-standard"):
         return StandardSampler(space, seed)
     if strategy in ("random", "importance-random"):
         return RandomSampler(space, seed)
-    if strategy == "sandwich":
+    if strategy in ("sandwich", "importance-sandwich"):
         return SandwichSampler(space, seed, k)
     if strategy in ("grid-params", "importance-grid-params"):
         return GridParamsSampler(space, seed, k, config.grid_bins, config.grid_trials)

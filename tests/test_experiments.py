@@ -1,0 +1,142 @@
+"""The report's controlled experiments (S1 sorting, the S2-S4 training factorial, S6 standalone models) on tiny DBs
+whose answer is known: paired effects with intervals, Holm-corrected tests, seed noise, arms not yet measured."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nasbench.models import tiny_space
+from nasbench.report.experiments import BUDGET, factorial_section, paired, sorting_section, standalone_section
+from nasbench.space import arch_id
+from nasbench.store import Measurement, Store
+
+
+def _rows(space, store, supernet, archs, value_of, tokens=4096, dtype="bfloat16"):
+    for arch in archs:
+        store.add_results(space, arch, [Measurement(
+            arch_id=arch_id(arch), supernet_id=supernet, metric="ppl", value=value_of(arch), unit="perplexity",
+            seq_len=512, dtype=dtype, device="cpu", extra={"tokens": tokens})])
+
+
+def _noise(arch, scale=0.02, salt=0):
+    """A deterministic per-arch factor near 1 (so paired differences are not all equal)."""
+    return math.exp(scale * (int(arch_id(arch)[:6], 16) % 1000 / 500.0 - 1.0 + salt))
+
+
+def test_paired_effect_interval_and_test():
+    rng = np.random.default_rng(0)
+    b = np.exp(rng.normal(5.0, 1.0, 40))
+    a = b * np.exp(rng.normal(-0.7, 0.1, 40))  # a is about half of b on every arch
+    c = paired(a, b)
+    assert c.n == 40 and c.low <= c.ratio <= c.high < 1.0 and c.p < 1e-6 and c.improved == 1.0
+    same = paired(b, b)
+    assert same.ratio == 1.0 and same.p == 1.0
+    with pytest.raises(ValueError):
+        paired([1.0], [2.0])
+
+
+def _factorial_db(tmp_path, arms):
+    """A DB with the band archs and the full model measured on each ``(id, strategy, kd, seed, factor_fn)``."""
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = space.sample(24, seed=3)
+    bands = {}
+    for label, part in (("50", archs[:12]), ("75", archs[12:])):
+        path = tmp_path / f"{space.name}-{label}.jsonl"
+        path.write_text("".join(json.dumps(a) + "\n" for a in part), encoding="utf-8")
+        bands[label] = path
+    db = tmp_path / "f.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        for sid, strategy, kd, seed, factor in arms:
+            store.add_supernet(sid, space.name, "tiny", strategy=strategy, kd=kd, peft="lora", tokens=BUDGET,
+                               config={"seed": seed} if seed is not None else {})
+            _rows(space, store, sid, [*archs, space.largest()], lambda a, f=factor: 100.0 * f(a))
+    return space, bands, db
+
+
+def test_factorial_verdicts_holm_seed_noise_and_missing_arms(tmp_path):
+    space, bands, db = _factorial_db(tmp_path, [
+        ("ref", "importance-grid-params", "kl", None, lambda a: _noise(a)),  # no recorded seed: the default, 0
+        ("seed1", "importance-grid-params", "kl", 1, lambda a: 1.05 * _noise(a, salt=0.3)),
+        ("ftts", "importance-standard", "kl", 0, lambda a: 2.0 * _noise(a, 0.05)),
+        ("lm", "importance-grid-params", "none", 0, lambda a: 1.02 * _noise(a, salt=0.1)),
+    ])
+    out = factorial_section(db, space, bands)
+    assert set(out) == {"training", "strategies", "distillation"}
+    s2, s3, s4 = out["training"], out["strategies"], out["distillation"]
+    assert "| shipped recipe | reference | `ref` |" in s2 and "| 25 | 1 |" in s2  # 24 band archs + the full model
+    assert "**fine-tune-then-slice** (importance-standard, KD kl, seed 0, 286,720 tokens, n = 25 archs)" in s2
+    assert "**worse than the shipped recipe**" in s2
+    assert "Seed noise: the shipped recipe at seed 1 against seed 0, median ratio 1.0" in s2
+    assert "**within seed noise**" in s4  # 1.02x is smaller than the seeds' 1.05x
+    assert "No arm of sampling strategies is measured yet." in s3
+    assert "`random (one sub-network per step)` (`tools/experiments/factorial.sh random`)" in s3
+    assert factorial_section(db, space, bands) == out  # the same bytes every run
+
+
+def test_factorial_ignores_other_budgets_and_protocols(tmp_path):
+    space, bands, db = _factorial_db(tmp_path, [("ref", "importance-grid-params", "kl", 0, lambda a: 1.0)])
+    with Store(db) as store:
+        store.add_supernet("longer", space.name, "tiny", strategy="importance-standard", kd="kl", peft="lora",
+                           tokens=2 * BUDGET, config={"seed": 0})
+        _rows(space, store, "longer", [space.largest()], lambda a: 1.0)
+    out = factorial_section(db, space, bands)["training"]
+    assert "`longer`" not in out and "fine-tune-then-slice` (`tools/experiments/factorial.sh standard`)" in out
+
+
+def test_sorting_section_is_paired_over_shared_archs(tmp_path):
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = space.sample(30, seed=4)
+    db = tmp_path / "s.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        _rows(space, store, "pretrained", archs, lambda a: 1000.0 * _noise(a, 0.5))
+        _rows(space, store, "sorted", archs[:20], lambda a: 100.0 * _noise(a, 0.5))
+        _rows(space, store, "sorted", archs[20:], lambda a: 100.0, tokens=1024)  # another protocol: left out
+    text = sorting_section(db, space, appendix="| old table |")
+    assert "| 20 | 2.30 [2.30, 2.30] | 10.0x [10.0x, 10.0x] | 100% | " in text
+    assert "**Appendix: the earlier RPD study.**" in text and text.rstrip().endswith("| old table |")
+    import dataclasses
+
+    assert "not answered" in sorting_section(db, dataclasses.replace(space, name="other"))
+
+
+def test_standalone_section_ratios_and_rank_agreement(tmp_path):
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = sorted(space.sample(10, seed=5), key=space.params)
+    db = tmp_path / "a.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        for i, arch in enumerate(archs):
+            sid = f"baseline-sliced-recovered-{i}"
+            store.add_supernet(sid, space.name, "tiny", strategy="sliced-recovered", tokens=BUDGET,
+                               config={"arch_id": arch_id(arch), "tokens_per_model": BUDGET})
+            _rows(space, store, sid, [arch], lambda a, i=i: 100.0 - 5 * i)
+        # the supernet ranks the archs as the standalone models do, 1.5x worse on each
+        _rows(space, store, "smollm2-135m-recovery-1", archs,
+              lambda a: 1.5 * (100.0 - 5 * archs.index(a)))
+    text = standalone_section(db, space)
+    assert "median ratio 1.5x [1.5x, 1.5x]" in text and "Kendall tau of the two rankings 1.00 [1.00, 1.00]" in text
+    assert "worse on 100% of archs" in text and "Fewer than 8 archs" not in text
+    assert "not answered yet" in standalone_section(db, space, supernet="missing")
+
+
+def test_standalone_section_gives_no_interval_for_a_handful_of_archs(tmp_path):
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = sorted(space.sample(3, seed=6), key=space.params)
+    db = tmp_path / "h.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        for i, arch in enumerate(archs):
+            sid = f"baseline-sliced-recovered-{i}"
+            store.add_supernet(sid, space.name, "tiny", strategy="sliced-recovered", tokens=BUDGET,
+                               config={"arch_id": arch_id(arch), "tokens_per_model": BUDGET})
+            _rows(space, store, sid, [arch], lambda a, i=i: 50.0 + i)
+        _rows(space, store, "smollm2-135m-recovery-1", archs, lambda a: 2.0 * (50.0 + archs.index(a)))
+    text = standalone_section(db, space)
+    assert "Over 3 archs" in text and "median ratio 2x," in text and "no interval or test, and no verdict" in text
+    assert "Wilcoxon" not in text.split("Over 3 archs")[1]
