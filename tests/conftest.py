@@ -11,6 +11,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = REPO / "spaces"
+# a relative data directory (CI passes ../shared/data) would move with the tests that chdir into a tmp dir
+if os.environ.get("NASBENCH_DATA_DIR"):
+    os.environ["NASBENCH_DATA_DIR"] = str(Path(os.environ["NASBENCH_DATA_DIR"]).resolve())
 
 TINY_LLAMA_REFERENCE = dict(n_layers=3, embed_dim=48, n_heads=6, n_kv_groups=2, head_size=8, intermediate_size=96,
                             vocab_size=100, tied_head=True)

@@ -1,6 +1,7 @@
-"""The prepared GPU run (tools/gpu/) end to end on CPU: prepare -> the device calls (each on its own copy of the tree
-with only its carried part, the staged files in one folder as on a warm machine) -> fetch, with a tiny model, a tiny
-artifact and, in every subprocess, the imports the device machine lacks made to fail."""
+"""The GPU run (tools/gpu/) end to end on CPU: prepare -> the GPU machine's steps (each on its own copy of the
+checkout holding one prepared part, as with a transfer capped by --part-mib; the staging folder shared, as on one
+machine) -> fetch, with a tiny model, a tiny artifact and, in every subprocess, the imports a GPU machine with only
+the training wheels lacks made to fail."""
 
 from __future__ import annotations
 
@@ -23,14 +24,14 @@ from nasbench.train.artifact import pack, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 GPU = REPO / "tools" / "gpu"
-#: Not on the device machine (gguf arrives as a wheel and is only read for GGUF models; the tiny model is not one).
+#: Not on the GPU machine (gguf arrives as a wheel and is only read for GGUF models; the tiny model is not one).
 BLOCKED = ("duckdb", "lm_eval", "syne_tune", "gguf", "fastparquet", "pymoo", "dill")
 SITECUSTOMIZE = f"""
 import importlib.abc, sys
 class _Blocked(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {BLOCKED!r}:
-            raise ImportError("not on the device machine: " + name)
+            raise ImportError("not on the GPU machine: " + name)
 sys.meta_path.insert(0, _Blocked())
 """
 
@@ -42,15 +43,16 @@ def _run(args, cwd, env, check=True):
     return done
 
 
-def _device_call(repo: Path, tree: Path, out_dir: Path, env: dict, command: str, carry: list[str],
-                 check: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
-    """One device call: a fresh copy of the tree (no prepared carry folders) plus the carried paths, an empty $OUT."""
+def _gpu_step(repo: Path, tree: Path, out_dir: Path, env: dict, command: str, parts: list[str],
+              check: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
+    """One command on the GPU machine: a fresh copy of the checkout (no prepared parts) plus the given parts, an
+    empty output folder."""
     shutil.copytree(repo, tree, ignore=shutil.ignore_patterns(".gpu-carry*"))
-    for path in carry:
+    for path in parts:
         shutil.copytree(repo / path, tree / path)
     out_dir.mkdir()
-    done = _run(["bash", "-c", command.replace("tools/gpu/", f"{GPU}/")], tree, dict(env, OUT=str(out_dir)),
-                check=check)
+    done = _run(["bash", "-c", command.replace("tools/gpu/", f"{GPU}/")], tree,
+                dict(env, NASBENCH_GPU_OUT=str(out_dir)), check=check)
     return done, out_dir
 
 
@@ -91,41 +93,42 @@ def test_prepare_stage_train_fetch_on_cpu(tmp_path):
                NASBENCH_DATA_DIR=str(data), OMP_NUM_THREADS="1")
     assert _run([sys.executable, "-c", "import duckdb"], repo, env, check=False).returncode != 0  # blocker active
 
-    # prepare: ~150 KB per call left beside a (pretended) full tree -> the blob travels in 3 parts
+    # prepare: parts of 64 MiB, each transfer carrying a (pretended) checkout of all but ~150 KB of it -> the blob
+    # travels in 3 parts
     limit = 64 << 20
     out = _run(["bash", str(GPU / "prepare.sh"), "results/supernets/tiny-art", "--space", "space.yaml",
                 "--base", str(blob), "--package", "nasbench_gpu_standin", "--file", "model.gguf",
-                "--tree-bytes", str(limit - 150_000), "--margin-mib", "0", "--min-part-mib", "0.1"],
+                "--part-mib", "64", "--tree-bytes", str(limit - 150_000), "--margin-mib", "0", "--min-part-mib", "0.1"],
                repo, dict(env, NASBENCH_GPU_NO_WHEELS="1"))
-    calls = json.loads((repo / ".gpu-carry" / "calls.json").read_text(encoding="utf-8"))
-    assert len(calls) == 3, out.stdout
-    assert all(c["bytes"] <= limit for c in calls)
-    assert calls[-1]["command"].startswith("bash tools/gpu/remote.sh train results/supernets/tiny-art")
-    assert "remote.sh train" in out.stdout and "carry=['.gpu-carry/p3']" in out.stdout
+    steps = json.loads((repo / ".gpu-carry" / "parts.json").read_text(encoding="utf-8"))
+    assert len(steps) == 3, out.stdout
+    assert all(c["bytes"] <= limit for c in steps)
+    assert steps[-1]["command"].startswith("bash tools/gpu/remote.sh train results/supernets/tiny-art")
+    assert "part 3: .gpu-carry/p3" in out.stdout and "then: bash tools/gpu/remote.sh train" in out.stdout
 
     stage = tmp_path / "stage"
     device = dict(env, NASBENCH_GPU_STAGE=str(stage), NASBENCH_GPU_SPACE="space.yaml",
                   NASBENCH_GPU_PROBES="probes.jsonl", NASBENCH_GPU_PRECISION="fp32", NASBENCH_GPU_SEQ_LEN="32",
                   NASBENCH_GPU_EVAL_EVERY="2", NASBENCH_GPU_CHECKPOINT_EVERY="2", NASBENCH_GPU_POLL_S="0.5",
                   NASBENCH_GPU_SOFT_S="0", NASBENCH_GPU_HARD_S="240")
-    device.pop("NASBENCH_DATA_DIR")  # the device machine has no data directory: part 1 brings the text
+    device.pop("NASBENCH_DATA_DIR")  # the GPU machine has no data directory: part 1 brings the text
 
-    def call(i: int, command: str, carry: list[str], check: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
-        return _device_call(repo, tmp_path / f"device{i}", tmp_path / f"out{i}", device, command, carry, check)
+    def call(i: int, command: str, parts: list[str], check: bool = True) -> tuple[subprocess.CompletedProcess, Path]:
+        return _gpu_step(repo, tmp_path / f"device{i}", tmp_path / f"out{i}", device, command, parts, check)
 
-    # the training call on a machine that saw none of the stage calls fails at once, naming what is missing
-    cold, _ = call(0, calls[-1]["command"], calls[-1]["carry"], check=False)
+    # the training command on a machine that staged none of the other parts fails at once, naming what is missing
+    cold, _ = call(0, steps[-1]["command"], [steps[-1]["path"]], check=False)
     assert cold.returncode == 3 and "MISSING base parts [1, 2]" in cold.stderr
     shutil.rmtree(stage)
 
-    first, out1 = call(1, calls[0]["command"], calls[0]["carry"])
+    first, out1 = call(1, steps[0]["command"], [steps[0]["path"]])
     assert "parts [1] of 3 staged" in first.stdout
     preflight = json.loads((out1 / "preflight.json").read_text(encoding="utf-8"))
     assert preflight["preflight"] == "ok", preflight
-    second, _ = call(2, calls[1]["command"], calls[1]["carry"])
+    second, _ = call(2, steps[1]["command"], [steps[1]["path"]])
     assert "parts [1, 2] of 3 staged" in second.stdout
-    # the last call: steps and batch as arguments; the soft deadline (0 s) stops it after its first checkpoint
-    last, out3 = call(3, calls[2]["command"] + " 1000 2", calls[2]["carry"])
+    # the last part: steps and batch as arguments; the soft deadline (0 s) stops it after its first checkpoint
+    last, out3 = call(3, steps[2]["command"] + " 1000 2", [steps[2]["path"]])
     joined = stage / "pkg" / "nasbench_gpu_standin" / "model.gguf"
     assert joined.read_bytes() == blob.read_bytes() and (joined.parent / "__init__.py").is_file()
     assert len(list(out3.iterdir())) <= 8 and all(f.stat().st_size < 16 << 20 for f in out3.iterdir())
@@ -138,18 +141,26 @@ def test_prepare_stage_train_fetch_on_cpu(tmp_path):
 
     # fetch: parts checked and joined into results/supernets/<id>, the manifest verified
     fetched = _run(["bash", str(GPU / "fetch.sh"), str(out3), "--space", "space.yaml"], repo, env)
-    artifact = repo / "results" / "supernets" / "tiny-art-h200"
+    artifact = repo / "results" / "supernets" / "tiny-art-gpu"
     manifest = read_manifest(artifact)
-    assert manifest["id"] == "tiny-art-h200" and len(manifest["training"]["chain"]) == 2
+    assert manifest["id"] == "tiny-art-gpu" and len(manifest["training"]["chain"]) == 2
     assert manifest["training"]["tokens_total"] == 2 * 2 * 32 + timing["tokens"]
     assert "nasbench profile space.yaml --supernet" in fetched.stdout
-    assert (repo / "results" / "gpu-runs" / "tiny-art-h200" / "timing.json").is_file()
+    assert (repo / "results" / "gpu-runs" / "tiny-art-gpu" / "timing.json").is_file()
     again = _run(["bash", str(GPU / "fetch.sh"), str(out3)], repo, env, check=False)
     assert again.returncode != 0 and "exists" in again.stderr
 
+    # without --part-mib (no transfer cap) everything travels as one part, and its command is the training itself
+    one = _run(["bash", str(GPU / "prepare.sh"), "results/supernets/tiny-art", "--space", "space.yaml",
+                "--base", str(blob), "--package", "nasbench_gpu_standin", "--file", "model.gguf"],
+               repo, dict(env, NASBENCH_GPU_NO_WHEELS="1"))
+    single = json.loads((repo / ".gpu-carry" / "parts.json").read_text(encoding="utf-8"))
+    assert [s["path"] for s in single] == [".gpu-carry/p1"], one.stdout
+    assert single[0]["command"] == "bash tools/gpu/remote.sh train results/supernets/tiny-art"
+
 
 # ------------------------------------------------------------------------------------------------------ bench mode
-#: Not on the device machine and not carried by prepare-bench.sh: the bench's imports must not need them.
+#: Not on the GPU machine and not carried by prepare-bench.sh: the bench's imports must not need them.
 BENCH_BLOCKED = ("duckdb", "syne_tune", "fastparquet", "pymoo", "evaluate", "pytablewriter", "sqlitedict",
                  "word2number", "rouge_score", "nltk", "more_itertools", "zstandard", "jsonlines", "numexpr",
                  "mbstrdecoder", "chardet")
@@ -207,14 +218,14 @@ def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
                  "--overlap 1 --limit-items 3 --acc-archs 2 --ppl-tokens 256 --seq-len 32 --dtype float32 "
                  "--no-front --acc-batch 4")
     out = _run(["bash", str(GPU / "prepare-bench.sh"), "results/supernets/tiny-art", "--base", str(blob),
-                "--package", "nasbench_gpu_standin", "--file", "model.gguf", "--tree-bytes", str(limit - 1_500_000),
-                "--margin-mib", "0", "--min-part-mib", "0.05"],
+                "--package", "nasbench_gpu_standin", "--file", "model.gguf", "--part-mib", "64",
+                "--tree-bytes", str(limit - 1_500_000), "--margin-mib", "0", "--min-part-mib", "0.05"],
                repo, dict(here, NASBENCH_GPU_NO_WHEELS="1", NASBENCH_GPU_SPACE="space.yaml",
                           NASBENCH_GPU_TASKS=BENCH_TASKS, NASBENCH_GPU_PLAN_ARGS=plan_args))
     carry = repo / ".gpu-carry-bench"
-    calls = json.loads((carry / "calls.json").read_text(encoding="utf-8"))
-    assert len(calls) >= 2 and all(c["bytes"] <= limit for c in calls), out.stdout
-    assert calls[-1]["command"] == ("NASBENCH_GPU_CARRY=.gpu-carry-bench bash tools/gpu/remote.sh bench "
+    steps = json.loads((carry / "parts.json").read_text(encoding="utf-8"))
+    assert len(steps) >= 2 and all(c["bytes"] <= limit for c in steps), out.stdout
+    assert steps[-1]["command"] == ("NASBENCH_GPU_CARRY=.gpu-carry-bench bash tools/gpu/remote.sh bench "
                                     "results/supernets/tiny-art")
     plan = json.loads((carry / "p1" / "plan.json").read_text(encoding="utf-8"))
     passes = {p["name"]: p for p in plan["passes"]}
@@ -230,12 +241,12 @@ def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
                   NASBENCH_GPU_PREFLIGHT="0", NASBENCH_GPU_SOFT_S="400")
     device.pop("NASBENCH_DATA_DIR")
 
-    def call(i, command, carry_paths):
-        return _device_call(repo, tmp_path / f"bdevice{i}", tmp_path / f"bout{i}", device, command, carry_paths)
+    def call(i, command, parts):
+        return _gpu_step(repo, tmp_path / f"bdevice{i}", tmp_path / f"bout{i}", device, command, parts)
 
-    for i, c in enumerate(calls[:-1], 1):
-        call(i, c["command"], c["carry"])
-    last, out_dir = call(len(calls), calls[-1]["command"], calls[-1]["carry"])
+    for i, c in enumerate(steps[:-1], 1):
+        call(i, c["command"], [c["path"]])
+    last, out_dir = call(len(steps), steps[-1]["command"], [steps[-1]["path"]])
     names = sorted(p.name for p in out_dir.iterdir())
     assert {"rows.jsonl", "bench.json", "bench.log", "SHA256SUMS"} <= set(names) and len(names) <= 8, names
     report = json.loads((out_dir / "bench.json").read_text(encoding="utf-8"))
@@ -249,8 +260,9 @@ def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
     fetched = _run(["bash", str(GPU / "fetch-bench.sh"), str(out_dir), "--db", str(db), "--space", "space.yaml",
                     "--runs", str(tmp_path / "runs")], repo, here)
     counts = json.loads(fetched.stdout.strip().splitlines()[-1])
-    # skipped: the overlap arch's ppl + flops (on the CPU here, as in the DB) and the acc archs' flops (ppl pass)
-    assert counts["complete"] and counts["rows"] > 0 and counts["skipped"] == 2 + 2
+    # skipped: the overlap arch's ppl + flops (on the CPU here, as in the DB); flops are shape-only, stored once per
+    # arch: the acc pass's, the sorted pass's and the pretrained pass's flops rows (2 archs each) were already there
+    assert counts["complete"] and counts["rows"] > 0 and counts["skipped"] == 2 + 2 + 2 + 2
     got = dict(_bench_rows(db, "SELECT supernet_id, count(DISTINCT arch_id) FROM measurements WHERE metric = 'ppl' "
                                "GROUP BY 1"))
     assert got == {"tiny-art": len(first["archs"]), "sorted": 2, "pretrained": 2}
@@ -276,7 +288,7 @@ def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
 
 
 def test_jsonl_rows_resume_torn_line_and_import(tmp_path):
-    """JsonlStore: what profile() calls, as lines; a restart knows its rows; a torn last line is skipped; the import
+    """JsonlStore: what profile() steps, as lines; a restart knows its rows; a torn last line is skipped; the import
     goes through the Store and skips rows already there."""
     from nasbench.profile.jsonl import JsonlStore, import_rows, read_lines
     from nasbench.store import Measurement, Store

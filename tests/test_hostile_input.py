@@ -1,4 +1,4 @@
-"""Hostile-but-fair input (issue 14): no SQL injection, no file access from SQL, no tracebacks, no hangs.
+"""Hostile-but-fair input: no SQL injection, no file access from SQL, no tracebacks, no hangs.
 
 Every case here is one of the probe's findings or a generated malformed space; each must end in exit code 0 or in one
 line ``nasbench: error: ...`` with exit code 2, change nothing it should not, and finish quickly.

@@ -2,10 +2,10 @@
 
 ``quick`` is the main job: the shipped trained supernet (when one matches the space) profiled on a small plan with the
 shipped benchmark's measurement protocol, surrogates, a short optimizer comparison and a report, in its own scratch DB;
-sized for <= 15 minutes on 2 CPU cores. ``full`` is the shipped benchmark's protocol: the ``nasbench build`` of the
-README (2,000 archs in shards of 250, 500 over the parameter grid, the bands first, perplexity on 4,096 tokens in
-bfloat16, prefill and 16-token decode latency, memory), every optimizer over 10 seeds x 1,000 evaluations on the
-surrogates, and the report beside the benchmark DB.
+sized for <= 15 minutes on 2 CPU cores. ``full`` is the shipped benchmark's protocol: the ``nasbench build`` of
+docs/profiling.md (2,000 archs in shards of 250, 500 over the parameter grid, the bands first, perplexity on 4,096
+tokens in bfloat16, prefill and 16-token decode latency, memory), every optimizer over 10 seeds x 1,000 evaluations
+on the surrogates, and the report beside the benchmark DB.
 """
 
 from __future__ import annotations

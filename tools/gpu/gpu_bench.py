@@ -1,18 +1,19 @@
-"""The prepared GPU run's ``bench`` mode: the shipped benchmark's perplexity and accuracy measured on the lent GPU.
+"""The GPU run's ``bench`` mode: the shipped benchmark's perplexity and accuracy measured on a GPU machine.
 
 - ``plan`` (here, with duckdb): which archs each pass measures, in priority order (the build's endpoints and band
   archs, then its grid, then the rest of its arch list, then the measured front), from what the benchmark DB and the
   build's shard DBs already hold. Passes: ppl on the trained supernet for every arch that lacks it, ppl on the
   untrained sorted supernet and on the pretrained model for the first ``--ref-archs`` that lack it, then lm-eval
   accuracy on the trained supernet for every arch that lacks it; each ppl pass first re-measures ``--overlap`` archs
-  already measured on the CPU (the GPU-vs-CPU check). Every pass has a share of the call's window: a pass stops at
-  its cumulative share (the arch in flight finishes), and the next one starts at once.
-- ``run`` (on the device, no duckdb): each pass is :func:`nasbench.profile.runner.profile` itself, unchanged, with
+  already measured on the CPU (the GPU-vs-CPU check). With a time window (``bench --soft``, for a machine held for a
+  fixed time) every pass has a share of it: a pass stops at its cumulative share (the arch in flight finishes), and
+  the next one starts at once; without one, every pass runs to its end.
+- ``run`` (on the GPU machine, no duckdb): each pass is :func:`nasbench.profile.runner.profile` itself, unchanged, with
   ``nasbench.store`` replaced in that process by a module whose ``Store`` is :class:`nasbench.profile.jsonl.JsonlStore`:
-  each arch's rows become one fsynced JSON line, in the stage folder and in ``$OUT`` (so a call cut at its limit still
-  returns every finished arch). The base model is dequantized once and copied per pass; the sorted supernet is the
-  base permuted by the artifact's own ``importance.json`` (what ``nasbench sort`` saved and training started from),
-  saved as a directory named ``sorted`` so its rows get the id the benchmark stores it under.
+  each arch's rows become one fsynced JSON line, in the stage folder and in the output folder (so a run that is killed
+  still leaves every finished arch there). The base model is dequantized once and copied per pass; the sorted
+  supernet is the base permuted by the artifact's own ``importance.json`` (what ``nasbench sort`` saved and training
+  started from), saved as a directory named ``sorted`` so its rows get the id the benchmark stores it under.
 - ``fetch`` (here): the returned rows checked, kept under ``results/gpu-runs/<run>/`` and replayed into the DB with
   :func:`nasbench.profile.jsonl.import_rows` (the store's own write path); prints the GPU-vs-CPU check.
 
@@ -37,11 +38,11 @@ from typing import Any
 #: The tasks and items of the accuracy pass (the benchmark's acc protocol: lm-eval on nasbench/profile/tasks).
 TASKS = ("arc_easy", "arc_challenge", "piqa", "hellaswag", "winogrande")
 LIMIT_ITEMS = 500
-#: Cumulative share of the call's window at which each pass stops starting archs (ppl art, sorted, pretrained, acc).
+#: Cumulative share of the time window at which each pass stops starting archs (ppl art, sorted, pretrained, acc).
 SHARES = (0.30, 0.40, 0.50, 1.0)
 ROWS = "rows.jsonl"
 PLAN = "plan.json"
-#: Wheels the device lacks for this mode (its image has torch, transformers, accelerate, pyarrow, pandas, ...).
+#: Wheels this mode needs beyond a GPU machine's torch, transformers, accelerate, pyarrow and pandas.
 WHEELS = ("gguf", "peft", "lm_eval", "datasets", "dill", "multiprocess")
 
 
@@ -171,7 +172,7 @@ def cmd_plan(args: Any) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------------- device: run
+# -------------------------------------------------------------------------------------------- GPU machine: run
 def _install_store_shim(rows: Path, mirrors: list[Path], known_supernets: list[str]) -> None:
     """``nasbench.store`` in this process: ``Store(db)`` is a JsonlStore on ``rows`` (duckdb is not imported)."""
     import importlib.util
@@ -236,7 +237,7 @@ def _cache_loads() -> dict[str, float]:
 
 
 def _task_patches(tasks: list[str], cache_requests: bool) -> None:
-    """The device carries only the bench tasks' files (``write_tasks`` checks those alone); ``cache_requests``:
+    """The GPU machine has only the bench tasks' files (``write_tasks`` checks those alone); ``cache_requests``:
     lm-eval builds each task's requests once and reuses them for every arch (its own cache: same items, same
     order; the CPU test checks the scores equal those without it)."""
     import lm_eval  # noqa: F401 (raises where lm-eval is missing: the accuracy pass is then skipped)
@@ -319,7 +320,7 @@ def cmd_run(args: Any) -> int:
                               "provenance": provenance(device), "soft_s": args.soft, "passes": []}
     ready = time.time()
     report["ready_at_s"] = round(ready - t0, 1)
-    end = t0 + args.soft
+    end = t0 + args.soft if args.soft is not None else float("inf")
     status = 0
     only = set(args.passes.split(",")) if args.passes else None
     for p in plan["passes"]:
@@ -429,7 +430,7 @@ def cmd_preflight(args: Any) -> int:
 
 # ------------------------------------------------------------------------------------------------------- fetch
 def cmd_fetch(args: Any) -> int:
-    """Here: the rows the bench call returned, checked, kept and replayed into ``--db``."""
+    """Here: the rows of a ``remote.sh bench`` output folder, checked, kept and replayed into ``--db``."""
     from nasbench.profile.jsonl import import_rows, read_lines
     from nasbench.space import load_space
     from nasbench.store import Store
@@ -437,17 +438,17 @@ def cmd_fetch(args: Any) -> int:
     src = Path(args.dir)
     rows = src / ROWS
     if not rows.is_file():
-        raise SystemExit(f"gpu: {src} holds no {ROWS}: not the files of a remote.sh bench call")
+        raise SystemExit(f"gpu: {src} holds no {ROWS}: not the output folder of remote.sh bench")
     sums = src / "SHA256SUMS"
     complete = False
-    from gpu import check_sums, keep_call_files
+    from gpu import check_sums, keep_run_files
 
     if sums.is_file():
 
         complete = ROWS in check_sums(src)
     if not complete:
-        print(f"gpu: {src} has no SHA256SUMS over {ROWS} (the call was cut at its limit?): importing every complete "
-              f"line", file=sys.stderr)
+        print(f"gpu: {src} has no SHA256SUMS over {ROWS} (was the run killed?): importing every complete line",
+              file=sys.stderr)
     report = json.loads((src / "bench.json").read_text(encoding="utf-8")) if (src / "bench.json").is_file() else {}
     records = list(read_lines(rows))
     if not records:
@@ -459,7 +460,7 @@ def cmd_fetch(args: Any) -> int:
     keep.mkdir(parents=True, exist_ok=False)
     with open(rows, "rb") as f, gzip.GzipFile(keep / (ROWS + ".gz"), "wb", mtime=0) as g:
         shutil.copyfileobj(f, g)
-    keep_call_files(src, keep, ("bench.json", "preflight.json"), "bench.log")
+    keep_run_files(src, keep, ("bench.json", "preflight.json"), "bench.log")
     with Store(args.db) as store:
         counts = import_rows(store, rows, {space.name: space})
         check = crosscheck(store, space.name)
@@ -541,26 +542,27 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--shares", default=",".join(map(str, SHARES)),
-                   help="cumulative share of the window at which each pass stops (ppl art, sorted, pretrained, acc)")
+                   help="cumulative share of the time window (bench --soft) at which each pass stops (ppl art, "
+                        "sorted, pretrained, acc)")
     p.add_argument("--no-front", action="store_true")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_plan)
-    p = verbs.add_parser("bench", help="device: run the plan's passes until the soft deadline")
+    p = verbs.add_parser("bench", help="GPU machine: run the plan's passes (until the soft deadline, if any)")
     p.add_argument("--plan", required=True)
     p.add_argument("--artifact", help="default: the plan's")
     p.add_argument("--stage", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--t0", type=float, required=True)
-    p.add_argument("--soft", type=float, required=True, help="seconds after t0 after which no arch starts")
+    p.add_argument("--soft", type=float, help="seconds after t0 after which no arch starts (default: no deadline)")
     p.add_argument("--device", help="default: cuda where available, else cpu")
     p.add_argument("--passes", help="comma list of pass names to run (default all)")
     p.add_argument("--no-cache-requests", action="store_true")
     p.add_argument("--progress", action="store_true")
     p.set_defaults(func=cmd_run)
-    p = verbs.add_parser("bench-preflight", help="device: versions, GPU, lm-eval importable")
+    p = verbs.add_parser("bench-preflight", help="GPU machine: versions, GPU, lm-eval importable")
     p.add_argument("--out")
     p.set_defaults(func=cmd_preflight)
-    p = verbs.add_parser("fetch-bench", help="here: import the rows a bench call returned into the DB")
+    p = verbs.add_parser("fetch-bench", help="here: import the rows of a bench output folder into the DB")
     p.add_argument("dir")
     p.add_argument("--db", default=DB)
     p.add_argument("--space", default=SPACE)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Here, before the bench's GPU calls: bash tools/gpu/prepare-bench.sh results/supernets/<id> [gpu.py prepare options]
+# Here, before the benchmark's GPU pass: bash tools/gpu/prepare-bench.sh results/supernets/<id> [gpu.py prepare options]
 #
 # The benchmark's GPU pass (tools/gpu/gpu_bench.py). Writes the plan from the benchmark DB and the build's shard DBs
 # (NASBENCH_GPU_PLAN_ARGS: extra `gpu.py plan` flags, e.g. --ref-archs 500 --shares 0.3,0.4,0.5,1), downloads the
-# wheels the device lacks for it (gguf, peft, lm-eval without its built-in tasks, datasets, dill, multiprocess, at
-# the versions of constraints.txt, for the device's Python 3.12), and cuts the carry as prepare.sh does into
-# .gpu-carry-bench/p1..pN: part 1 also holds the plan, the wheels, WikiText-2 test and the five tasks' files. Prints
-# the `run` calls to make, back to back (.gpu-carry-bench/calls.json holds them too).
+# wheels the pass needs beyond torch and transformers (gguf, peft, lm-eval without its built-in tasks, datasets,
+# dill, multiprocess, at the versions of constraints.txt, for the GPU machine's Python: NASBENCH_GPU_PYTHON_VERSION,
+# default 3.12), and writes .gpu-carry-bench/p1 as prepare.sh does (p1..pK with --part-mib N): part 1 also holds the
+# plan, the wheels, WikiText-2 test and the five tasks' files. Then copy the checkout with .gpu-carry-bench/ to the
+# GPU machine and run there: NASBENCH_GPU_CARRY=.gpu-carry-bench bash tools/gpu/remote.sh bench results/supernets/<id>
 set -euo pipefail
 ART=${1:?usage: prepare-bench.sh ARTIFACT [gpu.py prepare options]}
 shift
@@ -29,7 +30,8 @@ if [ "${NASBENCH_GPU_NO_WHEELS:-0}" != 1 ]; then
     [ -n "$pin" ] || { echo "prepare-bench: $name is not pinned in constraints.txt" >&2; exit 2; }
     version=${pin#*==}
     ls "$WHEELS"/raw/"$name"-"$version"-*.whl >/dev/null 2>&1 \
-      || "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      || "$PY" -m pip download -q --no-deps --only-binary=:all: \
+           --python-version "${NASBENCH_GPU_PYTHON_VERSION:-3.12}" --implementation cp \
            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
            -d "$WHEELS/raw" "$pin"
   done

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Here, before the GPU calls: bash tools/gpu/prepare.sh results/supernets/<id>
+# Here, before a GPU run: bash tools/gpu/prepare.sh results/supernets/<id> [--part-mib N] [gpu.py prepare options]
 #
-# Writes .gpu-carry/p1 .. pN (ignored by git): the base GGUF gzip-compressed and cut so that each part plus the
-# repository tree (measured now: commit or place the artifact first) fits the device tool's 64 MiB per call; part 1
-# also carries the wheels the device lacks (gguf and peft at the versions of constraints.txt) and the text the run
-# reads (the space's recovery and perplexity sources from NASBENCH_DATA_DIR). Every part has SHA256SUMS and
-# base.json. Prints the `run` calls to make, in order and back to back (.gpu-carry/calls.json holds them too).
-# Extra arguments go to `tools/gpu/gpu.py prepare` (--space, --margin-mib, --base/--package/--file, --tree-bytes).
+# Writes .gpu-carry/p1 (ignored by git) with what the GPU machine needs beside the checkout: the base GGUF,
+# gzip-compressed (it is the file of an installed Python package here), the wheels nasbench needs beyond torch and
+# transformers for training (gguf and peft at the versions of constraints.txt; NASBENCH_GPU_NO_WHEELS=1: none, for a
+# machine that installs them itself) and the text the run reads (the space's recovery and perplexity sources from
+# NASBENCH_DATA_DIR). Then copy the checkout with .gpu-carry/ to the GPU machine and run tools/gpu/remote.sh there
+# (docs/gpu.md). Where one transfer is capped in size, --part-mib N cuts this into p1 .. pK of at most N MiB each
+# (--count-tree: each transfer also carries the checkout, whose size is then counted in every part); every part has
+# SHA256SUMS and base.json, and .gpu-carry/parts.json lists them with the command to run after each. Extra arguments
+# go to `tools/gpu/gpu.py prepare` (--space, --part-mib, --count-tree, --base/--package/--file, --tree-bytes).
 set -euo pipefail
 ART=${1:?usage: prepare.sh ARTIFACT [gpu.py prepare options]}
 shift

@@ -1,4 +1,4 @@
-"""Check the GPU measurement paths on whatever device this machine has (a lent GPU, or a CPU to rehearse):
+"""Check the GPU measurement paths on whatever device this machine has (a GPU, or a CPU to rehearse):
 
     python tools/gpucheck/check_paths.py [--device cuda|cpu] [--size tiny|small] [--archs 3] [--repeats 30]
                                          [--seq-len 128] [--no-ray] [--out DIR]
@@ -11,7 +11,7 @@ code ``nasbench profile --engine ray`` runs. Prints one JSON object (also ``DIR/
 arch its values, and ``unavailable``: each meter that gave no value, with the reason it gave. Exit 0 when every path
 ran (a meter without a value is a finding, not a failure); an exception ends it with a traceback.
 
-Needs torch and transformers only (no DuckDB, lm-eval or data files), as on the lent device machine.
+Needs torch and transformers only (no DuckDB, lm-eval or data files), so it runs on a bare GPU machine.
 """
 
 from __future__ import annotations
