@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from nasbench.errors import NasBenchError
+from nasbench.importance_schemes import STUDY_TOKENS
 from nasbench.precision import matmul_rate
 from nasbench.space import SearchSpace
 
@@ -35,7 +36,7 @@ def bench_slicing(space: SearchSpace, n: int = 10, seed: int = 0, seq_len: int =
 
     for name, value in (("n", n), ("seq_len", seq_len), ("batch", batch), ("repeats", repeats)):
         if value < 1:
-            raise NasBenchError(f"--{name.replace('_', '-')}", "must be >= 1", value)
+            raise NasBenchError(name, "must be >= 1", value)
     archs = space.sample(n, seed=seed)
     for arch in archs:
         check_extractable(space.family, arch)  # the dense side needs one width for all layers
@@ -78,7 +79,7 @@ def bench_slicing(space: SearchSpace, n: int = 10, seed: int = 0, seq_len: int =
     }
 
 
-def bench_importance(space: SearchSpace, tokens: int = 4096, seq_len: int = 512, batch_size: int = 4,
+def bench_importance(space: SearchSpace, tokens: int = STUDY_TOKENS, seq_len: int = 512, batch_size: int = 4,
                      repeats: int = 3, data_dir: Any = None, dtype: torch.dtype = torch.bfloat16) -> dict[str, Any]:
     """Time of the importance scoring pass (hooks for every aggregation scheme) against a plain forward pass over the
     same calibration tokens. Timings alternate and the medians of ``repeats`` are compared."""
@@ -87,7 +88,7 @@ def bench_importance(space: SearchSpace, tokens: int = 4096, seq_len: int = 512,
 
     for name, value in (("tokens", tokens), ("seq_len", seq_len), ("repeats", repeats)):
         if value < 1:
-            raise NasBenchError(f"--{name.replace('_', '-')}", "must be >= 1", value)
+            raise NasBenchError(name, "must be >= 1", value)
     model = load_base_model(space.model, dtype=dtype)
     windows = calibration_windows(space, load_tokenizer(space.model), data_dir, tokens, seq_len)
 
@@ -126,16 +127,14 @@ def bench_profile(space: SearchSpace, ppl_tokens: int = 2048, seq_len: int = 512
     the coefficient of variation of its dense latency over ``repeats``, and the archs per hour of the shipped
     benchmark's protocol (``nasbench build``'s: ppl on 4,096 tokens, prefill + 16-token decode latency, memory) on
     ``protocol_archs`` seeded archs profiled into a throw-away DB (0: skip)."""
-    from nasbench import data
     from nasbench.models import load_tokenizer
+    from nasbench.perplexity import Protocol, perplexity
     from nasbench.profile.latency import measure_latency
-    from nasbench.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
     from nasbench.supernet import Supernet
 
     supernet = Supernet.from_space(space, dtype=dtype)
     arch = space.largest()
-    source = space.data.get("perplexity", WIKITEXT2_TEST)
-    ids = windows(tokenize_corpus(load_tokenizer(space.model), data.read_text(source, data_dir)), seq_len, ppl_tokens)
+    ids = Protocol(ppl_tokens, seq_len).windows(space, load_tokenizer(space.model), data_dir)
     supernet.set_sub_network(arch)
     perplexity(supernet, ids[:1])  # warm-up
     result = perplexity(supernet, ids)
@@ -165,10 +164,11 @@ def _protocol_archs_per_hour(space: SearchSpace, n: int, dtype: torch.dtype, dat
     import time
     from pathlib import Path
 
+    from nasbench.perplexity import Protocol
     from nasbench.profile.runner import ProfileConfig, profile
 
     config = ProfileConfig(archs=tuple(space.sample(n, seed=0)), n=0, endpoints=False,
-                           metrics=("ppl", "latency", "memory"), ppl_tokens=4096, decode_tokens=16,
+                           metrics=("ppl", "latency", "memory"), ppl_tokens=Protocol.tokens, decode_tokens=16,
                            dtype=str(dtype).removeprefix("torch."))
     with tempfile.TemporaryDirectory(prefix="nasbench-bench-") as tmp:
         start = time.perf_counter()
@@ -205,7 +205,7 @@ def bench_accuracy(space: SearchSpace, arch: dict[str, Any] | None = None, items
         dtype = torch.bfloat16 if resolve_precision("auto") == "bf16-mixed" else torch.float32
     loaded = load_model(space, supernet, dtype)
     model = Supernet(loaded.model, space)
-    arch = space.check(arch, "--archs") if arch is not None else space.largest()
+    arch = space.check(arch, "arch") if arch is not None else space.largest()
     layers = loaded.importance.layers_for(arch["n_layers"]) if loaded.importance and loaded.importance.layers else None
     model.set_sub_network(arch, layers=layers)
     tokenizer = load_tokenizer(space.model)

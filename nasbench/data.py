@@ -1,8 +1,9 @@
 """Data sources from a space's ``data:`` section: read from a local data directory, or online from the HF hub.
 
-Offline (the normal case here) every source is a list of files under the *data directory*, given by ``--data-dir``
-or the environment variable ``NASBENCH_DATA_DIR``. Online (no data directory) the same source is loaded from its HF
-ids (``id[:config][@split]``) with :func:`datasets.load_dataset`; that code lives at the end of this module.
+Offline (the normal case here) every source is a list of files under the *data directory*, given as ``data_dir``
+(the CLI's ``--data-dir``) or by the environment variable ``NASBENCH_DATA_DIR``. Online (no data directory) the same
+source is loaded from its HF ids (``id[:config][@split]``) with :func:`datasets.load_dataset`; that code lives at the
+end of this module.
 
 Kinds (see :class:`nasbench.space.DataSource`):
 
@@ -34,7 +35,7 @@ __all__ = [
     "iter_jsonl",
 ]
 
-#: The environment variable naming the data directory when ``--data-dir`` is not given.
+#: The environment variable naming the data directory when none is given.
 ENV_DATA_DIR = "NASBENCH_DATA_DIR"
 #: The keys of one instruction record, in this order.
 INSTRUCTION_KEYS = ("instruction", "input", "output")
@@ -63,13 +64,14 @@ class HFDataset:
 
 # ------------------------------------------------------------------------------------------------ data directory
 def data_dir(flag: str | os.PathLike[str] | None = None) -> Path | None:
-    """The data directory: the ``--data-dir`` flag value, else ``$NASBENCH_DATA_DIR``, else ``None`` (online mode).
+    """The data directory: ``flag`` (the CLI's ``--data-dir``) if given, else ``$NASBENCH_DATA_DIR``, else ``None``
+    (online mode).
 
     An empty environment variable counts as unset. A directory that is given but does not exist is an error, never a
     silent switch to online mode.
     """
     if flag is not None:
-        where, value = "--data-dir", os.fspath(flag)
+        where, value = "data_dir", os.fspath(flag)
         if not value:
             raise DataError(where, "must name a directory", value)
     else:
@@ -89,14 +91,14 @@ def resolve(source: DataSource, data_dir: Path | None) -> list[Path]:
     if source.kind == "tasks":
         raise DataError(f"data.{source.name}", "a tasks source names evaluation tasks, not files", source.kind)
     if data_dir is None:
-        raise DataError(f"data.{source.name}", f"local files need a data directory: pass --data-dir or set "
+        raise DataError(f"data.{source.name}", f"local files need a data directory: pass data_dir or set "
                                                f"{ENV_DATA_DIR}", None, show_got=False)
     out = []
     for i, rel in enumerate(source.paths):
         path = Path(data_dir) / rel
         if not path.is_file():
             hf = source.hf[i] if i < len(source.hf) else None
-            online = (f", or run online without --data-dir / {ENV_DATA_DIR} to load the HF dataset {hf}" if hf
+            online = (f", or run online without data_dir / {ENV_DATA_DIR} to load the HF dataset {hf}" if hf
                       else f"; data.{source.name} declares no HF id to load it online")
             raise DataError(str(path), f"file not found (data.{source.name}.path): put the file there{online}",
                             None, show_got=False)
@@ -218,7 +220,7 @@ def _check_kind(source: DataSource, kind: str) -> None:
 # ------------------------------------------------------------------------------------------------------- online
 def _online_ids(source: DataSource) -> tuple[str, ...]:
     if not source.hf:
-        raise DataError(f"data.{source.name}.hf", f"no data directory (--data-dir / {ENV_DATA_DIR}) and no HF id to "
+        raise DataError(f"data.{source.name}.hf", f"no data directory (data_dir / {ENV_DATA_DIR}) and no HF id to "
                                                   f"load online", None, show_got=False)
     return source.hf
 
@@ -232,7 +234,7 @@ def _hf_rows(spec: str, column: str) -> list[dict[str, Any]]:
         ds = datasets.load_dataset(hf.id, hf.config, split=hf.split)
     except Exception as e:  # the hub's errors are many; one line naming the id and the way out
         raise DataError(str(hf), f"could not load from the HF hub ({type(e).__name__}: {e}); offline, pass "
-                                 f"--data-dir", None, show_got=False) from e
+                                 f"data_dir", None, show_got=False) from e
     rows = list(ds)
     if rows and column not in rows[0]:
         raise DataError(str(hf), f"has no '{column}' column", sorted(rows[0]))

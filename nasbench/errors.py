@@ -1,7 +1,8 @@
 """Every error the project raises on purpose.
 
 Each is a ``ValueError`` so callers that only know the standard library can still catch them; the CLI turns them
-into one line ``nasbench: error: <where>: <rule> (got <value>)`` and exit code 2.
+into one line ``nasbench: error: <where>: <rule> (got <value>)`` and exit code 2 (an argument's ``<where>``
+spelled as the flag that sets it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ T = TypeVar("T")
 
 
 class NasBenchError(ValueError):
-    """Base class: ``where`` names a file, file:key, flag or dimension; ``rule`` says what must hold."""
+    """Base class: ``where`` names a file, file:key, dimension, or the function argument or config field that is
+    wrong, in the library's own words (``ppl_tokens``; the CLI shows the flag that sets it, ``--ppl-tokens``);
+    ``rule`` says what must hold."""
 
     def __init__(self, where: str, rule: str, got: Any = None, *, show_got: bool = True) -> None:
         self.where = where

@@ -62,18 +62,18 @@ def measured_front(db: str | Path, space: str, objectives: Sequence[str], where:
 
     names = [metric_name(o) for o in objectives]
     if len(names) < 2:
-        raise NasBenchError("--objectives", "a front needs at least two objectives", list(objectives))
+        raise NasBenchError("objectives", "a front needs at least two objectives", list(objectives))
     bm = Benchmark.open(db, space, supernet_id, device=device, cache=None)
     table = bm.measured()
     columns = [metric_column(o) for o in names]
     missing = [c for c in columns if c not in table.columns]
     if missing:
         known = ", ".join(metric_name(c) for c in table.columns if c.startswith(METRIC_PREFIX))
-        raise NasBenchError("--objectives", f"metrics not measured here; known: {known}",
+        raise NasBenchError("objectives", f"metrics not measured here; known: {known}",
                             ",".join(metric_name(c) for c in missing))
     df = filter_rows(table, columns, where)
     if df.empty:
-        raise NasBenchError("--where", "no measured rows left after the filter", where)
+        raise NasBenchError("where", "no measured rows left after the filter", where)
     minimize = objective_directions(names)
     Y = df[columns].to_numpy(dtype=float)
     mask = non_dominated_mask(Y, minimize)

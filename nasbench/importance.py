@@ -36,12 +36,12 @@ def _aggregate(x: torch.Tensor, how: str, dim: int) -> torch.Tensor:
         return x.norm(dim=dim)
     if how == "var":
         return x.var(dim, unbiased=False)
-    raise NasBenchError("--scheme", f"aggregation {one_of(AGGREGATIONS)}", how)
+    raise NasBenchError("scheme", f"aggregation {one_of(AGGREGATIONS)}", how)
 
 
 def _parse_scheme(scheme: str) -> tuple[str, str]:
     if scheme not in SCHEMES:
-        raise NasBenchError("--scheme", f"{one_of(SCHEMES)} (<batch>-<sequence> aggregation)", scheme)
+        raise NasBenchError("scheme", f"{one_of(SCHEMES)} (<batch>-<sequence> aggregation)", scheme)
     batch, seq = scheme.split("-")
     return batch, seq
 
@@ -149,7 +149,7 @@ def layer_importance(model: nn.Module, windows: torch.Tensor, scheme: str = DEFA
         return (sums / max(count[0], 1)).tolist()
     if scheme == "block-drop":
         if nll is None:
-            raise NasBenchError("--layers", "block-drop needs an NLL function", scheme)
+            raise NasBenchError("scheme", "block-drop needs an NLL function", scheme)
         base = nll(model, windows)
         scores = []
         for layer in layers:
@@ -159,7 +159,7 @@ def layer_importance(model: nn.Module, windows: torch.Tensor, scheme: str = DEFA
             finally:
                 handle.remove()
         return scores
-    raise NasBenchError("--layers", one_of(LAYER_SCHEMES), scheme)
+    raise NasBenchError("scheme", one_of(LAYER_SCHEMES), scheme)
 
 
 def _skip_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
@@ -206,7 +206,7 @@ def sort_model(space: Any, out: str | Path, *, scheme: str = DEFAULT_SCHEME, lay
     from nasbench.models import load_base_model, load_tokenizer
     from nasbench.perplexity import perplexity
 
-    check_choice("--layers", layer_scheme, LAYER_SCHEMES)
+    check_choice("layer_scheme", layer_scheme, LAYER_SCHEMES)
     _parse_scheme(scheme)
     tokenizer = load_tokenizer(space.model)
     model = load_base_model(space.model, dtype=torch.float32)

@@ -5,7 +5,7 @@ code (:mod:`nasbench.importance` imports them from here)."""
 from __future__ import annotations
 
 __all__ = ["AGGREGATIONS", "SCHEMES", "LAYER_SCHEMES", "DEFAULT_SCHEME", "DEFAULT_LAYER_SCHEME", "SORT_TOKENS",
-           "SORT_SEQ_LEN"]
+           "SORT_SEQ_LEN", "STUDY_TOKENS"]
 
 AGGREGATIONS = ("mean", "norm", "var")
 #: ``<batch>-<sequence>``: how a component's per-token magnitudes are aggregated over each window, then over windows.
@@ -17,3 +17,6 @@ DEFAULT_LAYER_SCHEME = "block-importance"
 #: Calibration tokens and window length of a sort.
 SORT_TOKENS = 8192
 SORT_SEQ_LEN = 512
+#: Calibration tokens of the RPD study (``nasbench importance rpd``) and of ``nasbench bench importance``: half a
+#: sort's.
+STUDY_TOKENS = SORT_TOKENS // 2

@@ -4,8 +4,11 @@ The whole text of WikiText-2 raw test (``wiki.test.raw``) is tokenized once with
 tokens are cut into non-overlapping windows of ``seq_len`` (default 512); every token of a window but its first is
 scored; ``ppl = exp(total NLL / scored tokens)``.
 
-The three steps are separate functions (:func:`tokenize_corpus`, :func:`windows`, :func:`perplexity`) so a caller
-that scores many sub-networks tokenizes once; :func:`wikitext_perplexity` chains them.
+:class:`Protocol` is the one place that chain (corpus, tokenizer, windows, token count, window length) is built:
+every driver (profiling, the baselines, the RPD study, the measurements, the training curve) asks it for its
+windows. The steps are separate functions (:func:`source_tokens`, :func:`windows`, :func:`perplexity`) so a caller
+that scores many sub-networks tokenizes once; :func:`wikitext_perplexity` chains them. The module imports no torch
+until a function needs it, so configurations (and the CLI's parser) read :class:`Protocol`'s defaults for free.
 """
 
 from __future__ import annotations
@@ -15,19 +18,21 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
-import torch.nn.functional as F
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any, Callable
 
 from nasbench import data
 from nasbench.allocator import freed_memory_kept
 from nasbench.errors import DataError, NasBenchError
 from nasbench.space import DataSource
 
+if TYPE_CHECKING:
+    import torch
+
+    from nasbench.space import SearchSpace
+
 __all__ = [
     "WIKITEXT2_TEST",
+    "Protocol",
     "PerplexityResult",
     "tokenize_corpus",
     "source_tokens",
@@ -41,7 +46,36 @@ __all__ = [
 WIKITEXT2_TEST = DataSource(
     "perplexity", "text", ("wikitext-2-raw/wiki.test.raw",), ("Salesforce/wikitext:wikitext-2-raw-v1@test",)
 )
-_AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a perplexity is measured on: the first ``tokens`` tokens of a space's ``split`` cut into windows of
+    ``seq_len``. The shipped benchmark's protocol is the default (4,096 tokens, 8 windows of 512, the reported
+    split); compare perplexities only under the same protocol (and dtype)."""
+
+    tokens: int | None = 4096
+    """``T``: the first ``T`` tokens of the split are scored (``None``: all of them); at least ``seq_len``."""
+    seq_len: int = 512
+    """Tokens per window; every token of a window but its first is scored."""
+    split: str = "perplexity"
+    """The space's data source: ``perplexity`` (the reported tokens; WikiText-2 raw test when the space names none,
+    or when no space is given) or ``selection`` (text disjoint from them, for picking an arch, a checkpoint or a
+    hyperparameter, and for training curves)."""
+
+    def source(self, space: SearchSpace | None) -> DataSource:
+        """The data source of :attr:`split` in ``space``."""
+        if self.split == WIKITEXT2_TEST.name:
+            return WIKITEXT2_TEST if space is None else space.data.get(self.split, WIKITEXT2_TEST)
+        if space is None or self.split not in space.data:
+            where = "the space" if space is None else f"the space file {space.path}"
+            raise DataError(f"data.{self.split}", f"{where} names no such source", self.split)
+        return space.data[self.split]
+
+    def windows(self, space: SearchSpace | None, tokenizer: Any, data_dir: Path | None) -> torch.Tensor:
+        """The split's text tokenized once (its ``skip_tokens`` dropped, :func:`source_tokens`) and cut into
+        ``[tokens // seq_len, seq_len]`` windows (:func:`windows`)."""
+        return windows(source_tokens(tokenizer, self.source(space), data_dir), self.seq_len, self.tokens)
 
 
 def logit_rows(device: torch.device) -> int:
@@ -51,6 +85,8 @@ def logit_rows(device: torch.device) -> int:
     passes (cast, max, exp, sum, pick), where 512 rows (100 MiB) went to memory on every pass. A GPU takes large
     chunks: there each pass is a kernel launch, and memory bandwidth is not the limit.
     """
+    import torch
+
     return 16 if torch.device(device).type == "cpu" else 2048
 
 
@@ -77,6 +113,8 @@ def tokenize_corpus(tokenizer: Any, text: str, max_tokens: int | None = None) ->
 
     The text is always tokenized whole and cut afterwards, so the first ``T`` tokens do not depend on ``T``.
     """
+    import torch
+
     ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
     out = torch.tensor(ids, dtype=torch.long)
     return out if max_tokens is None else out[:max_tokens]
@@ -102,14 +140,14 @@ def windows(ids: torch.Tensor, seq_len: int = 512, max_tokens: int | None = None
     if ids.dim() != 1:
         raise DataError("ids", "must be a 1-D tensor of token ids", tuple(ids.shape))
     if seq_len < 2:
-        raise DataError("--seq-len", "must be >= 2 (the first token of a window is not scored)", seq_len)
+        raise DataError("seq_len", "must be >= 2 (the first token of a window is not scored)", seq_len)
     n = ids.numel()
     t = n if max_tokens is None else max_tokens
     if t > n:
-        raise DataError("--ppl-tokens", f"must be <= the corpus length ({n} tokens)", t)
+        raise DataError("ppl_tokens", f"must be <= the corpus length ({n} tokens)", t)
     if t < seq_len:
-        rule = f"must be >= --seq-len={seq_len} (one full window)"
-        raise DataError("--ppl-tokens", rule + (f"; the corpus has only {n} tokens" if max_tokens is None else ""), t)
+        rule = f"must be >= seq_len={seq_len} (one full window)"
+        raise DataError("ppl_tokens", rule + (f"; the corpus has only {n} tokens" if max_tokens is None else ""), t)
     n_windows = t // seq_len
     return ids[: n_windows * seq_len].reshape(n_windows, seq_len)
 
@@ -130,11 +168,15 @@ def perplexity(
     ``torch.autocast`` with ``autocast_dtype`` (``torch.bfloat16`` or ``torch.float16``) when given; the loss is
     always computed in float32 and summed in float64. An ``nn.Module`` is put in eval mode for the call and then back.
     """
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
     if ids_windows.dim() != 2 or ids_windows.shape[1] < 2:
         raise DataError("ids_windows", "must be [n_windows, seq_len] with seq_len >= 2", tuple(ids_windows.shape))
     if batch_size < 1:
-        raise NasBenchError("--batch-size", "must be >= 1", batch_size)
-    if autocast_dtype is not None and autocast_dtype not in _AUTOCAST_DTYPES:
+        raise NasBenchError("batch_size", "must be >= 1", batch_size)
+    if autocast_dtype is not None and autocast_dtype not in (torch.bfloat16, torch.float16):
         raise NasBenchError("autocast_dtype", "must be None, torch.bfloat16 or torch.float16", autocast_dtype)
     n_windows, seq_len = ids_windows.shape
     device = _device(model)
@@ -196,12 +238,13 @@ def wikitext_perplexity(
 
     ``data_dir`` is the data directory (``wikitext-2-raw/wiki.test.raw`` in it); ``None`` loads the HF split online.
     """
-    text = data.read_text(WIKITEXT2_TEST, data_dir)
-    ids = windows(tokenize_corpus(tokenizer, text), seq_len, max_tokens)
+    ids = Protocol(max_tokens, seq_len).windows(None, tokenizer, data_dir)
     return perplexity(model, ids, batch_size=batch_size, autocast_dtype=autocast_dtype, progress=progress)
 
 
 def _device(model: Any) -> torch.device:
+    import torch
+
     device = getattr(model, "device", None)
     if isinstance(device, torch.device):
         return device

@@ -70,9 +70,8 @@ def run_rpd(spaces: Sequence[SearchSpace], *, n: int, seed: int, tokens: int, pp
 
     One supernet serves every space (they share the base model and so the reference dimensions).
     """
-    from nasbench import data
     from nasbench.models import load_tokenizer
-    from nasbench.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
+    from nasbench.perplexity import Protocol, perplexity
     from nasbench.supernet import Supernet
 
     start = time.perf_counter()
@@ -80,13 +79,13 @@ def run_rpd(spaces: Sequence[SearchSpace], *, n: int, seed: int, tokens: int, pp
     for space in spaces[1:]:
         if space.model != first.model:
             raise NasBenchError(space.path, f"RPD spaces must share the base model of {first.path}", space.model.source)
-    check_each("--schemes", schemes, SCHEMES)
-    check_each("--layers", layer_schemes, LAYER_SCHEMES)
+    check_each("schemes", schemes, SCHEMES)
+    check_each("layer_schemes", layer_schemes, LAYER_SCHEMES)
     tokenizer = load_tokenizer(first.model)
     supernet = Supernet.from_space(first, dtype=dtype)
     model = supernet.hf_model
     calib = calibration_windows(first, tokenizer, data_dir, tokens, seq_len)
-    evaluation = windows(tokenize_corpus(tokenizer, data.read_text(WIKITEXT2_TEST, data_dir)), seq_len, ppl_tokens)
+    evaluation = Protocol(ppl_tokens, seq_len).windows(first, tokenizer, data_dir)
 
     def ppl() -> tuple[float, float]:
         result = perplexity(supernet, evaluation, batch_size=batch_size)

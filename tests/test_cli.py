@@ -223,3 +223,24 @@ def test_building_the_parser_imports_no_torch() -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["False"], done.stdout  # "light: <group>": drop it from _TORCH_PARSERS
+
+
+def test_library_names_become_the_flags_of_the_verb_that_ran() -> None:
+    from nasbench.cli import _as_flags, _spellings, build_parser
+    from nasbench.errors import NasBenchError
+
+    def shown(argv: list[str], where: str) -> str:
+        parser = build_parser()
+        return _as_flags(NasBenchError(where, "must hold", 1), _spellings(parser, parser.parse_args(argv))).line()
+
+    profile = ["profile", DEFAULT]
+    assert shown(profile, "ppl_tokens") == "--ppl-tokens: must hold (got 1)"  # a dest: its flag
+    assert shown(profile, "archs[3].n_layers") == "--archs[3].n_layers: must hold (got 1)"
+    assert shown(profile, "space") == "SPACE: must hold (got 1)"  # a positional: its metavar
+    assert shown(profile, "supernet_id") == "--supernet: must hold (got 1)"  # not a dest: the table
+    for other in ("data.perplexity", "spaces/x.yaml", "ppl_selection", "n_layers"):  # not an argument: as raised
+        assert shown(profile, other) == f"{other}: must hold (got 1)"
+    assert shown(["space", "sample", DEFAULT], "seed") == "--seed: must hold (got 1)"  # a verb of a verb group
+    assert shown(["migrate", "x.duckdb"], "db") == "DB: must hold (got 1)"
+    assert shown(["bench", "retest", "a", "b", "--space", "s", "--metrics", "m"], "db") == "DB: must hold (got 1)"
+    assert shown(["pareto", DEFAULT], "db") == "--db: must hold (got 1)"

@@ -32,7 +32,7 @@ def test_data_dir_flag_wins_over_env(tmp_path, monkeypatch):
 
 def test_data_dir_missing_names_flag_or_env_and_path(tmp_path, monkeypatch):
     missing = tmp_path / "nope"
-    with pytest.raises(DataError, match=r"^--data-dir: the data directory does not exist") as e:
+    with pytest.raises(DataError, match=r"^data_dir: the data directory does not exist") as e:
         data.data_dir(str(missing))
     assert str(missing) in str(e.value)
     monkeypatch.setenv("NASBENCH_DATA_DIR", str(missing))
@@ -40,7 +40,7 @@ def test_data_dir_missing_names_flag_or_env_and_path(tmp_path, monkeypatch):
         data.data_dir()
     assert str(missing) in str(e.value)
     (tmp_path / "file").write_text("x")
-    with pytest.raises(DataError, match="--data-dir: must be a directory"):
+    with pytest.raises(DataError, match="^data_dir: must be a directory"):
         data.data_dir(tmp_path / "file")
 
 

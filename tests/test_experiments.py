@@ -140,3 +140,24 @@ def test_standalone_section_gives_no_interval_for_a_handful_of_archs(tmp_path):
     text = standalone_section(db, space)
     assert "Over 3 archs" in text and "median ratio 2x," in text and "no interval or test, and no verdict" in text
     assert "Wilcoxon" not in text.split("Over 3 archs")[1]
+
+
+def test_todays_reference_run_is_preferred_and_the_earlier_code_is_its_own_row(tmp_path):
+    space, bands, db = _factorial_db(tmp_path, [
+        ("artifact", "importance-grid-params", "kl", None, lambda a: 1.3 * _noise(a)),
+        ("rerun", "importance-grid-params", "kl", 0, lambda a: _noise(a, salt=0.2)),
+        ("seed1", "importance-grid-params", "kl", 1, lambda a: 1.05 * _noise(a, salt=0.3)),
+    ])
+    with Store(db) as store:  # the factorial script's run: its checkpoint lies under results/scratch/factorial/
+        store.add_supernet("rerun", space.name, "tiny", checkpoint="results/scratch/factorial/shipped-seed0")
+    s2 = factorial_section(db, space, bands)["training"]
+    assert "| shipped recipe | reference | `rerun` |" in s2
+    assert "| shipped recipe, earlier code | code | `artifact` |" in s2 and "by an earlier version of the code" in s2
+    assert "retrains it with today's" not in s2
+    only_artifact = tmp_path / "only"
+    only_artifact.mkdir()
+    space, bands, db = _factorial_db(only_artifact, [("artifact", "importance-grid-params", "kl", None,
+                                                      lambda a: 1.0)])
+    s2 = factorial_section(db, space, bands)["training"]
+    assert "`tools/experiments/factorial.sh shipped-seed0` retrains it with today's" in s2
+    assert "earlier code" not in s2

@@ -1,23 +1,27 @@
 """The layout rules of the package, read from the source (no imports): no import cycles, no module importing from a
-later stage of the data flow, no module over 450 lines.
+later stage of the data flow, and no CLI flag spelled outside the CLI.
 
 space -> supernet -> importance -> train -> profile -> store -> surrogate -> optimize -> front (pareto); below them a
 ground floor (errors, metrics, families, the numpy Pareto core, model-card helpers, the machine's measured matmul
 rate), and on top the drivers that join stages (the CLI, the measurements, the RPD study, the baselines). The store
 is the DuckDB file that training and profiling write their rows into: it imports only the space, so it sits beside
-the space and the stages before it may write to it; publishing a DB is the store's stage. Imports inside functions
-count as much as top-level ones; imports under ``if TYPE_CHECKING:`` are annotations only and do not count.
+the space and the stages before it may write to it; publishing a DB is the store's stage. Every import counts: inside
+functions as much as at the top, and under ``if TYPE_CHECKING:`` as much as at run time (an annotation that needs a
+module is a dependency on it, and a circle through one ties the modules as much as any other).
+
+The library raises in its own words (a function argument, a config field: ``ppl_tokens``); the CLI maps them to its
+flags (``--ppl-tokens``), so no ``--flag`` is spelled in a string outside ``nasbench/cli``.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "nasbench"
-MAX_LINES = 450
 
 #: Stage of each module (longest dotted prefix wins).
 STAGES = {
@@ -36,10 +40,16 @@ STAGES = {
     "nasbench.report": 10,
     "nasbench.pipeline": 10,
 }
-#: Known exceptions, each a debt to pay off (none left).
+#: Known exceptions, each a debt to pay off: an entry that no longer holds fails the test, so the list only shrinks.
 ALLOWED_LATER: set[tuple[str, str]] = set()
-ALLOWED_CYCLES: list[set[str]] = []
-ALLOWED_LONG: set[str] = set()
+ALLOWED_CYCLES: list[set[str]] = [
+    # SearchSpace's methods forward to these modules, whose functions take a SearchSpace (annotations only)
+    {"nasbench.space.searchspace", "nasbench.space.archs", "nasbench.space.encoding", "nasbench.space.sampling"},
+    # the runner builds with these modules, which take the runner's BaselineConfig (annotations only)
+    {"nasbench.baselines.runner", "nasbench.baselines.build", "nasbench.baselines.prune"},
+]
+#: A CLI flag in a string literal: a quote, then ``--`` and a letter.
+FLAG = re.compile(r"""["']--[A-Za-z]""")
 
 
 def _modules() -> dict[str, Path]:
@@ -54,13 +64,10 @@ def _modules() -> dict[str, Path]:
 
 def _statements(body: list[ast.AST]) -> Iterator[ast.AST]:
     """Every statement, nested ones too (an import is a statement: the expressions need no walk, which is most of
-    the time ``ast.walk`` takes), except those under ``if TYPE_CHECKING:`` (annotations only: never imported at run
-    time)."""
+    the time ``ast.walk`` takes), those under ``if TYPE_CHECKING:`` included."""
     for node in body:
-        typing_only = isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
-        if not typing_only:
-            yield node
-        for field in ("orelse",) if typing_only else ("body", "orelse", "finalbody", "handlers", "cases"):
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
             yield from _statements(getattr(node, field, []))
 
 
@@ -103,9 +110,9 @@ def _stage(mod: str) -> int:
 
 
 def test_no_module_imports_a_later_stage():
-    later = sorted((m, t) for m, targets in _graph().items() if m != "nasbench" for t in targets
-                   if _stage(t) > _stage(m) and (m, t) not in ALLOWED_LATER)
-    assert later == []
+    later = {(m, t) for m, targets in _graph().items() if m != "nasbench" for t in targets if _stage(t) > _stage(m)}
+    assert sorted(later - ALLOWED_LATER) == []
+    assert sorted(ALLOWED_LATER - later) == []  # a debt paid off leaves the list
 
 
 def test_no_import_cycles():
@@ -138,9 +145,19 @@ def test_no_import_cycles():
         if v not in index:
             visit(v)
     assert [c for c in cycles if c not in ALLOWED_CYCLES] == []
+    assert [c for c in ALLOWED_CYCLES if c not in cycles] == []  # a debt paid off leaves the list
 
 
-def test_no_module_over_450_lines():
-    long = sorted(str(p.relative_to(PACKAGE.parent)) for p in PACKAGE.rglob("*.py")
-                  if len(p.read_text(encoding="utf-8").splitlines()) > MAX_LINES)
-    assert [p for p in long if p not in ALLOWED_LONG] == []
+def test_the_cycle_check_sees_imports_under_type_checking():
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from nasbench.space import SearchSpace\n"
+    found = [n for n in _statements(ast.parse(source).body) if isinstance(n, ast.ImportFrom)]
+    assert [n.module for n in found] == ["typing", "nasbench.space"]
+
+
+def test_no_cli_flag_outside_the_cli():
+    """The library's errors and messages name its own arguments; only ``nasbench/cli`` spells ``--flags`` (docstrings
+    that document the CLI are prose: they may name a flag inside a sentence, never open a string with one)."""
+    found = [f"{path.relative_to(PACKAGE.parent)}:{i}: {line.strip()}"
+             for path in sorted(PACKAGE.rglob("*.py")) if "cli" not in path.relative_to(PACKAGE).parts[:1]
+             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if FLAG.search(line)]
+    assert found == []

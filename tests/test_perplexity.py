@@ -68,13 +68,13 @@ def test_windows_take_the_first_t_tokens_and_drop_the_tail():
 
 def test_windows_reject_too_few_or_too_many_tokens():
     ids = torch.arange(1000)
-    with pytest.raises(DataError, match=r"^--ppl-tokens: must be >= --seq-len=512 \(one full window\) \(got 300\)"):
+    with pytest.raises(DataError, match=r"^ppl_tokens: must be >= seq_len=512 \(one full window\) \(got 300\)"):
         windows(ids, seq_len=512, max_tokens=300)
-    with pytest.raises(DataError, match=r"^--ppl-tokens: .*the corpus has only 100 tokens"):
+    with pytest.raises(DataError, match=r"^ppl_tokens: .*the corpus has only 100 tokens"):
         windows(torch.arange(100), seq_len=512)
-    with pytest.raises(DataError, match=r"^--ppl-tokens: must be <= the corpus length \(1000 tokens\) \(got 1001\)"):
+    with pytest.raises(DataError, match=r"^ppl_tokens: must be <= the corpus length \(1000 tokens\) \(got 1001\)"):
         windows(ids, seq_len=10, max_tokens=1001)
-    with pytest.raises(DataError, match="^--seq-len: must be >= 2"):
+    with pytest.raises(DataError, match="^seq_len: must be >= 2"):
         windows(ids, seq_len=1)
 
 

@@ -29,7 +29,8 @@ def test_ray_flags_need_engine_ray(capsys, tiny_with_data, tmp_path) -> None:
         for extra, fragment in ((["--address", "auto"], "--address: needs --engine ray (got 'auto')"),
                                 (["--cpus-per-task", "2"], "--cpus-per-task: needs --engine ray (got 2)"),
                                 (["--engine", "ray", "--cpus-per-task", "0"], "--cpus-per-task: must be >= 1 (got 0)"),
-                                (["--engine", "ray", "--device", "cuda:1"], "--device: with --engine ray every task")):
+                                (["--engine", "ray", "--device", "cuda:1"],
+                                 "--device: with the ray engine every task")):
             assert main([*base, *extra]) == 2
             err = capsys.readouterr().err
             assert err.startswith("nasbench: error: ") and fragment in err and len(err.strip().splitlines()) == 1, err

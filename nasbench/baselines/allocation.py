@@ -115,8 +115,8 @@ def _choices(value: Any, where: str, low: float, high: float, low_open: bool = F
 def layer_scores(importance: Any, n_layers: int) -> list[float]:
     """The block importance of the ``n_layers`` layers a sub-network keeps (the most important, in model order)."""
     if importance is None or not getattr(importance, "layers", None):
-        raise NasBenchError("--supernet", "layer-wise allocation needs a sorted supernet with layer scores "
-                                          "(nasbench importance)", None, show_got=False)
+        raise NasBenchError("supernet", "layer-wise allocation needs a sorted supernet with layer scores "
+                                        "(nasbench importance)", None, show_got=False)
     return [float(importance.layers[i]) for i in importance.layers_for(n_layers)]
 
 

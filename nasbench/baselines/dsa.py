@@ -254,7 +254,7 @@ def search(supernet: Any, space: SearchSpace, uniform: Mapping[str, Any], scores
             else:
                 del model
     if best_model is None:
-        raise NasBenchError("--target", f"no (alpha, beta) of the grid keeps {arch_id(uniform)} within "
-                                        f"{tolerance * 100:g} pp of the band", target)
+        raise NasBenchError("target", f"no (alpha, beta) of the grid keeps {arch_id(uniform)} within "
+                                      f"{tolerance * 100:g} pp of the band", target)
     result.seconds = time.perf_counter() - start
     return result, best_model

@@ -35,11 +35,9 @@ def measure_group(group: str, model: Any, tokenizer: Any, space: SearchSpace, me
                      extra={"what": "effective: non-zero entries of every parameter (what a 2:4 sparse kernel could "
                                     "skip; the dense count for a structured model)"})]
     if group == "ppl":
-        from nasbench import data
-        from nasbench.perplexity import WIKITEXT2_TEST, perplexity, tokenize_corpus, windows
+        from nasbench.perplexity import perplexity
 
-        text = data.read_text(space.data.get("perplexity", WIKITEXT2_TEST), data_dir)
-        ids = windows(tokenize_corpus(tokenizer, text), protocol.seq_len, protocol.ppl_tokens)
+        ids = protocol.ppl_protocol().windows(space, tokenizer, data_dir)
         result = perplexity(model, ids, batch_size=protocol.batch_size)
         return [dict(metric="ppl", value=result.ppl, unit="perplexity", device=device, dtype=dtype,
                      seq_len=protocol.seq_len, cost_s=result.seconds,
@@ -67,7 +65,7 @@ def measure_group(group: str, model: Any, tokenizer: Any, space: SearchSpace, me
                                     **note}))
         return rows
     if group != "latency":
-        raise NasBenchError("--metrics", one_of(METRICS, each=True), group)
+        raise NasBenchError("metrics", one_of(METRICS, each=True), group)
     lat = measure_latency(model, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len,
                           repeats=protocol.latency_repeats, decode_tokens=protocol.decode_tokens)
     timer = "cuda-events" if device.startswith("cuda") else "perf_counter"

@@ -1,4 +1,4 @@
-"""A pruning baseline's model: the base (or ``--supernet``) weights pruned by the configured method, in float32."""
+"""A pruning baseline's model: the base (or ``supernet_dir``'s) weights pruned by the configured method, in float32."""
 
 from __future__ import annotations
 
@@ -45,5 +45,5 @@ def pruned_model(space: SearchSpace, config: "BaselineConfig", supernet_dir: str
             elif config.method == "slicegpt":
                 slicegpt.slice_model(model, windows, config.slicing, batch_size=batch, progress=step)
             else:
-                raise NasBenchError("--method", "is not a pruning method", config.method)
+                raise NasBenchError("method", "is not a pruning method", config.method)
     return model, time.perf_counter() - start

@@ -64,7 +64,7 @@ def recover_arch(space: SearchSpace, sorted_model: torch.nn.Module, importance: 
     from nasbench.train.strategies import Pick
 
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
-        raise NasBenchError("--tokens", "the recovery budget must be an integer >= 1 (tokens per model)", tokens)
+        raise NasBenchError("tokens", "the recovery budget must be an integer >= 1 (tokens per model)", tokens)
     probe = make_config("recovery", batch_size=batch_size, seq_len=seq_len)
     steps = math.ceil(tokens / (probe.batch_size * probe.seq_len))
     config = make_config("recovery", steps=steps, batch_size=batch_size, seq_len=seq_len, seed=seed,

@@ -3,14 +3,14 @@
 Each baseline is one row set of the benchmark under its own supernet id ``baseline-<method id>``, with the method
 and its config in ``supernets``:
 
-- ``magnitude-2:4``, ``wanda-2:4``, ``sparsegpt-2:4`` (``baseline-wanda-2:4``; ``+<id>`` appended when ``--supernet``
+- ``magnitude-2:4``, ``wanda-2:4``, ``sparsegpt-2:4`` (``baseline-wanda-2:4``; ``+<id>`` appended when ``supernet_dir``
   names other weights): the space's full arch with 2:4 masks; the store lists it in ``baseline_archs`` (a
   baseline's arch of the space, apart from the space's own ``architectures``).
 - ``slicegpt`` (``baseline-slicegpt-20``): not an arch of the space; its rows carry the arch_id of its own encoding
   (:func:`nasbench.baselines.slicegpt.sliced_arch`, in each row's ``extra.arch`` and the supernet's config) and stay
   out of ``architectures``.
 - ``sliced`` (``baseline-sliced-50``): one-shot structured pruning, the importance-sorted pretrained model (the order
-  of ``--supernet``: an artifact's, its trained delta *not* applied, or a ``nasbench importance`` directory's) cut to
+  of ``supernet_dir``: an artifact's, its trained delta *not* applied, or a ``nasbench importance`` directory's) cut to
   each arch of the target's band and extracted as a dense model; no training.
 - ``sliced-recovered`` (``baseline-sliced-recovered-50``): the same, each model then distilled alone for ``tokens``
   training tokens (:func:`nasbench.baselines.recover.recover_arch`); every row says ``extra.train_tokens``.
@@ -95,31 +95,31 @@ class BaselineConfig:
     """``dsa`` only: the amplitudes tried, in [0, 1) (0 is the uniform arch, the ``sliced`` model)."""
 
     def __post_init__(self) -> None:
-        check_choice("--method", self.method, METHODS)
+        check_choice("method", self.method, METHODS)
         if not isinstance(self.protocol, ProfileConfig):
             raise NasBenchError("protocol", "must be a ProfileConfig", type(self.protocol).__name__)
-        check_each("--metrics", self.protocol.metrics, METRICS)
+        check_each("metrics", self.protocol.metrics, METRICS)
         if self.protocol.dtype not in ("auto", *_DTYPES):
-            raise NasBenchError("--dtype", f"must be auto or one of {', '.join(_DTYPES)}", self.protocol.dtype)
+            raise NasBenchError("dtype", f"must be auto or one of {', '.join(_DTYPES)}", self.protocol.dtype)
         if self.method == "slicegpt":
             from nasbench.baselines.slicegpt import sliced_dim
 
             sliced_dim(10**6, self.slicing)  # a fraction in [0, 1)
         if self.method in SLICED:
             if self.target is None or not 0.0 < float(self.target) < 1.0:
-                raise NasBenchError("--target", f"{self.method} needs the band's parameter share in (0, 1), e.g. 0.5",
+                raise NasBenchError("target", f"{self.method} needs the band's parameter share in (0, 1), e.g. 0.5",
                                     self.target)
             if not self.archs:
-                raise NasBenchError("--archs", f"{self.method} needs the archs to cut (the target's band file)", None,
+                raise NasBenchError("archs", f"{self.method} needs the archs to cut (the target's band file)", None,
                                     show_got=False)
         elif self.target is not None or self.archs:
-            raise NasBenchError("--target", f"only {' and '.join(SLICED)} take a target and archs", self.target)
+            raise NasBenchError("target", f"only {' and '.join(SLICED)} take a target and archs", self.target)
         if self.method == "sliced-recovered":
             if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or self.tokens < 1:
-                raise NasBenchError("--tokens", "sliced-recovered needs the training budget per model (>= 1 token)",
+                raise NasBenchError("tokens", "sliced-recovered needs the training budget per model (>= 1 token)",
                                     self.tokens)
         elif self.tokens:
-            raise NasBenchError("--tokens", "only sliced-recovered trains", self.tokens)
+            raise NasBenchError("tokens", "only sliced-recovered trains", self.tokens)
         self.alpha, self.beta = tuple(self.alpha), tuple(self.beta)
         if self.method == "dsa":
             for name, values, ok, rule in (("alpha", self.alpha, lambda v: v > 0, "> 0"),
@@ -134,7 +134,7 @@ class BaselineConfig:
         if "acc" in self.protocol.metrics:
             from nasbench.profile.accuracy import TASKS
 
-            check_each("--tasks", self.protocol.tasks, TASKS)
+            check_each("tasks", self.protocol.tasks, TASKS)
 
     @property
     def method_id(self) -> str:
@@ -164,7 +164,7 @@ class BaselineSummary:
 
 def baseline_id(config: BaselineConfig, weights_id: str = "pretrained") -> str:
     """``baseline-<method id>``, plus ``+<weights_id>`` for a pruning method applied to weights other than the
-    pretrained base model (the sliced methods always use the pretrained weights, in the order of ``--supernet``)."""
+    pretrained base model (the sliced methods always use the pretrained weights, in the order of ``supernet_dir``)."""
     own = weights_id == "pretrained" or config.method in SLICED
     return f"baseline-{config.method_id}" + ("" if own else f"+{weights_id}")
 
@@ -174,11 +174,11 @@ def check_band(space: SearchSpace, archs: Sequence[dict[str, Any]], target: floa
     full = space.params(space.largest())
     out = []
     for i, arch in enumerate(archs):
-        canon = space.check(arch, f"--archs[{i}]")
+        canon = space.check(arch, f"archs[{i}]")
         share = space.params(canon) / full
         if abs(share - target) > BAND_TOLERANCE:
-            raise NasBenchError(f"--archs[{i}]", f"holds {share:.1%} of the full params, not within "
-                                                 f"{BAND_TOLERANCE:.0%} of the target {target:.0%}", arch_id(canon))
+            raise NasBenchError(f"archs[{i}]", f"holds {share:.1%} of the full params, not within "
+                                               f"{BAND_TOLERANCE:.0%} of the target {target:.0%}", arch_id(canon))
         out.append(canon)
     return out
 
@@ -243,9 +243,9 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
 
     start = time.perf_counter()
     if config.method in SLICED and supernet_dir is None:
-        raise NasBenchError("--supernet", f"{config.method} cuts the importance-sorted model: name a packed supernet "
-                                          "(results/supernets/<id>, its order only) or a `nasbench importance` "
-                                          "directory", None, show_got=False)
+        raise NasBenchError("supernet_dir", f"{config.method} cuts the importance-sorted model: name a packed "
+                                            "supernet (results/supernets/<id>, its order only) or a `nasbench "
+                                            "importance` directory", None, show_got=False)
     weights_id = "pretrained" if supernet_dir is None else supernet_id_of(Path(supernet_dir))
     sid = baseline_id(config, weights_id)
     wanted = _wanted(config.protocol)
@@ -367,19 +367,19 @@ def _check_same_build(store: Store, sid: str, config: BaselineConfig, weights_id
     if row is None or not row[0]:
         return
     stored = json.loads(row[0])
-    checks = [("calibration_tokens", "--calibration-tokens", _calib_tokens(config)),
-              ("calibration_seq_len", "--calibration-seq-len", config.calibration_seq_len)] if _calib_tokens(config) \
+    checks = [("calibration_tokens", "calibration_tokens", _calib_tokens(config)),
+              ("calibration_seq_len", "calibration_seq_len", config.calibration_seq_len)] if _calib_tokens(config) \
         else []
     if config.method == "sliced-recovered":
-        checks.append(("tokens_per_model", "--tokens", config.tokens))
+        checks.append(("tokens_per_model", "tokens", config.tokens))
     if config.method in SLICED:
-        checks.append(("order_from", "--supernet", weights_id))
+        checks.append(("order_from", "supernet_dir", weights_id))
     if config.method == "dsa":  # another grid could have chosen other archs for the stored band archs
         checks += [("alpha_grid", "alpha", sorted(config.alpha)), ("beta_grid", "beta", sorted(config.beta))]
-    for key, flag, value in checks:
+    for key, name, value in checks:
         if key in stored and stored[key] != value:
-            raise NasBenchError(flag, f"{sid} in this DB was built with {key} = {stored[key]}: use that value or "
-                                      "another --db", value)
+            raise NasBenchError(name, f"{sid} in this DB was built with {key} = {stored[key]}: use that value or "
+                                      "another db", value)
 
 
 def _calib_tokens(config: BaselineConfig) -> int:

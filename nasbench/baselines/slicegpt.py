@@ -52,11 +52,11 @@ class SlicedLlamaDecoderLayer(LlamaDecoderLayer):
 def sliced_dim(hidden: int, slicing: float, round_to: int = ROUND_TO) -> int:
     """``floor((1 - slicing) * hidden)`` rounded down to a multiple of ``round_to`` (the hidden size itself at 0)."""
     if not 0.0 <= slicing < 1.0 or not math.isfinite(slicing):
-        raise NasBenchError("--slicing", "must be a fraction in [0, 1)", slicing)
+        raise NasBenchError("slicing", "must be a fraction in [0, 1)", slicing)
     dim = int((1.0 - slicing) * hidden)
     dim -= dim % round_to
     if dim < round_to:
-        raise NasBenchError("--slicing", f"leaves fewer than {round_to} of {hidden} hidden channels", slicing)
+        raise NasBenchError("slicing", f"leaves fewer than {round_to} of {hidden} hidden channels", slicing)
     return dim
 
 
@@ -72,7 +72,7 @@ def sliced_arch(reference: Any, slicing: float, round_to: int = ROUND_TO) -> dic
 
 def _check_llama(model: nn.Module) -> None:
     if getattr(model.config, "model_type", None) != "llama":
-        raise NasBenchError("--method", "slicegpt is implemented for llama models", model.config.model_type)
+        raise NasBenchError("method", "slicegpt is implemented for llama models", model.config.model_type)
 
 
 @torch.no_grad()

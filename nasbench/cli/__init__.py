@@ -9,6 +9,7 @@ with one line ``nasbench: error: <where>: <rule> (got <value>)`` on stderr and e
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Sequence
 
@@ -79,15 +80,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["importance", "rpd"]:  # `importance rpd` is a verb of its own beside `importance SPACE`
         argv = ["importance-rpd", *argv[2:]]
+    parser = build_parser()
+    args = None
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
         _check_flags(args)
         normalize(args)
         return int(args.func(args) or 0)
     except UsageError as exc:
         return _fail(str(exc).removeprefix("nasbench: "))
     except NasBenchError as exc:
-        return _fail(_as_flags(exc).line())
+        return _fail(_as_flags(exc, _spellings(parser, args)).line())
     except BrokenPipeError:  # `nasbench space sample ... | head` closes stdout early: not an error
         sys.stderr.close()
         return 0
@@ -95,18 +98,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-#: The library's argument names and the flags (or positionals) that set them: the library raises in its own words,
-#: the CLI's one-line error names what the user typed.
-_FLAGS = {"supernet": "--supernet", "supernet_id": "--supernet", "metrics": "--metrics", "mode": "--mode",
-          "models": "--models", "objectives": "--objectives", "space": "SPACE", "configs": "--arch/--file",
-          "configuration": "--arch", "runs_db": "--runs-db", "db": "--db"}
+#: The library's names that no verb's parser spells as a ``dest`` of the same name, and the flags that set them (every
+#: other name is mapped by the parser of the verb that ran: :func:`_spellings`).
+_FLAGS = {"supernet": "--supernet", "supernet_id": "--supernet", "supernet_dir": "--supernet",
+          "configs": "--arch/--file", "configuration": "--arch", "steps": "--max-steps", "deadline": "--time-budget",
+          "max_sim_time_s": "--max-sim-time", "layer_scheme": "--layers", "layer_schemes": "--layers",
+          "limit": "--limit-items", "curves": "--compare-curve"}
+#: The head of an error's ``where``: a name, then the end, a space or an index (``archs[3]``).
+_HEAD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?=$|[ \[])")
 
 
-def _as_flags(exc: NasBenchError) -> NasBenchError:
-    head, _, rest = exc.where.partition(" ")
-    if head not in _FLAGS:
+def _spellings(parser: Parser, args: argparse.Namespace | None) -> dict[str, str]:
+    """How the verb that ran spells its arguments: its parser's ``dest`` -> flag (or metavar), found by following the
+    verbs ``args`` names down from ``parser``."""
+    if args is None:
+        return {}
+    while parser.verbs is not None:
+        chosen = parser.verbs.choices.get(getattr(args, parser.verbs.dest, None))
+        if chosen is None:
+            break
+        parser = chosen
+    return parser.spellings
+
+
+def _as_flags(exc: NasBenchError, spellings: dict[str, str]) -> NasBenchError:
+    """The library's error in the CLI's words: the head of ``where``, when it is an argument of the verb that ran (or
+    a name of :data:`_FLAGS`), becomes the flag or positional the user typed (``ppl_tokens`` -> ``--ppl-tokens``,
+    ``archs[3]`` -> ``--archs[3]``, ``space`` -> ``SPACE``)."""
+    match = _HEAD.match(exc.where)
+    head = match.group(1) if match else None
+    flag = (spellings.get(head) or _FLAGS.get(head)) if head else None
+    if flag is None:
         return exc
-    return NasBenchError(_FLAGS[head] + (f" {rest}" if rest else ""), exc.rule, exc.got, show_got=exc.show_got)
+    return NasBenchError(flag + exc.where[len(head):], exc.rule, exc.got, show_got=exc.show_got)
 
 
 def _fail(line: str) -> int:

@@ -158,7 +158,27 @@ def supernet_dir(value: str) -> str | None:
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump), like every other error of the CLI."""
+    """argparse with one-line errors (no usage dump), like every other error of the CLI, that keeps how the user
+    spells each argument (:attr:`spellings`) and its verbs (:attr:`verbs`): the library raises in its own words (a
+    function argument, a config field), the CLI's error names what the user typed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.spellings: dict[str, str] = {}
+        """Each argument's ``dest`` -> its flag (the first long option string) or, for a positional, its metavar."""
+        self.verbs: Any = None
+        """The sub-parsers action of this parser's verbs, if it has any."""
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        flags = [s for s in action.option_strings if s.startswith("--")] or action.option_strings
+        metavar = action.metavar if isinstance(action.metavar, str) else action.dest
+        self.spellings.setdefault(action.dest, flags[0] if flags else metavar)
+        return action
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        self.verbs = super().add_subparsers(**kwargs)
+        return self.verbs
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")

@@ -188,7 +188,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 def add_verbs(verbs: Any) -> None:
     # the names and sort_model's defaults without torch (the scoring code loads when the verb runs)
     from nasbench.importance_schemes import (DEFAULT_LAYER_SCHEME, DEFAULT_SCHEME, LAYER_SCHEMES, SCHEMES,
-                                             SORT_SEQ_LEN, SORT_TOKENS)
+                                             SORT_SEQ_LEN, SORT_TOKENS, STUDY_TOKENS)
 
     p = verbs.add_parser("importance", help="score and sort heads, neurons, channels and layers; save the sorted "
                                             "supernet (`nasbench importance rpd ...`: the RPD study)")
@@ -207,7 +207,8 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("spaces", nargs="+", metavar="SPACE", help="spaces sharing one base model")
     p.add_argument("--n", type=int, default=200, help="archs per space (default 200)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tokens", type=int, default=4096, help="calibration token budget (default 4096)")
+    p.add_argument("--tokens", type=int, default=STUDY_TOKENS,
+                   help=f"calibration token budget (default {STUDY_TOKENS})")
     p.add_argument("--ppl-tokens", type=int, default=1024,
                    help="WikiText-2 test tokens per perplexity (default 1024)")
     p.add_argument("--seq-len", type=int, default=512)

@@ -58,9 +58,9 @@ def make_scheduler(method: str, config_space: dict[str, Any], metrics: list[str]
         methods, ...).
     """
     if method not in METHODS:
-        raise NasBenchError("--methods", f"unknown method; known: {', '.join(METHODS)}", method)
+        raise NasBenchError("method", f"unknown method; known: {', '.join(METHODS)}", method)
     if len(metrics) < 2:
-        raise NasBenchError("--objectives", "multi-objective methods need at least two objectives", list(metrics))
+        raise NasBenchError("metrics", "multi-objective methods need at least two objectives", list(metrics))
     from nasbench.optimize.searchers import (
         LocalSearcher,
         MultiObjectiveScheduler,

@@ -28,7 +28,7 @@ def load_runs(db: str | Path, space: str, objectives: Sequence[str], mode: str |
 
     runs, traces = read_runs(db, space, objectives, mode, supernet_id, run_ids)
     if runs.empty:
-        raise NasBenchError("--report", f"no runs for this space and objectives in {db}",
+        raise NasBenchError("runs_db", f"no runs for this space and objectives in {db}",
                             (space, ",".join(objectives), mode))
     return runs, traces
 

@@ -50,18 +50,18 @@ class CompareSettings:
 
     def __post_init__(self) -> None:
         if self.mode not in ("table", "surrogate"):
-            raise NasBenchError("--mode", "must be 'table' or 'surrogate'", self.mode)
+            raise NasBenchError("mode", "must be 'table' or 'surrogate'", self.mode)
         if len(self.objectives) < 2:
-            raise NasBenchError("--objectives", "need at least two objectives", list(self.objectives))
+            raise NasBenchError("objectives", "need at least two objectives", list(self.objectives))
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
-            raise NasBenchError("--methods", f"unknown method; known: {', '.join(METHODS)}", unknown)
+            raise NasBenchError("methods", f"unknown method; known: {', '.join(METHODS)}", unknown)
         if self.max_evals < 1:
-            raise NasBenchError("--max-evals", "must be at least 1", self.max_evals)
+            raise NasBenchError("max_evals", "must be at least 1", self.max_evals)
         if self.workers < 1:
-            raise NasBenchError("--workers", "must be at least 1", self.workers)
+            raise NasBenchError("workers", "must be at least 1", self.workers)
         if self.max_sim_time_s is not None and self.max_sim_time_s <= 0:
-            raise NasBenchError("--max-sim-time", "must be positive", self.max_sim_time_s)
+            raise NasBenchError("max_sim_time_s", "must be positive", self.max_sim_time_s)
 
     @property
     def metrics(self) -> list[str]:
@@ -188,8 +188,8 @@ def measured_table(db: str | Path, space: str, supernet_id: str | None = None) -
     if supernet_id is not None:
         df = df[df["supernet_id"] == supernet_id]
     elif df["supernet_id"].nunique() > 1:
-        raise NasBenchError("--supernet", "the DB holds several supernets for this space; pick one",
+        raise NasBenchError("supernet_id", "the DB holds several supernets for this space; pick one",
                             sorted(df["supernet_id"].unique()))
     if df.empty:
-        raise NasBenchError("--space", f"no measured rows in {db}", (space, supernet_id))
+        raise NasBenchError("space", f"no measured rows in {db}", (space, supernet_id))
     return df.reset_index(drop=True)

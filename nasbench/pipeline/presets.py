@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nasbench.errors import NasBenchError, check_choice, one_of
+from nasbench.perplexity import Protocol
 
 __all__ = ["Preset", "RunPaths", "PRESETS", "get_preset"]
 
@@ -70,8 +71,8 @@ class Preset:
     metrics: tuple[str, ...] = ("ppl", "latency", "memory")
     tasks: tuple[str, ...] = ()
     limit_items: int | None = None
-    ppl_tokens: int = 4096
-    seq_len: int = 512
+    ppl_tokens: int = Protocol.tokens
+    seq_len: int = Protocol.seq_len
     dtype: str = "auto"
     decode_tokens: int = 16
     latency_repeats: int = 10
@@ -215,7 +216,8 @@ PRESETS: dict[str, Preset] = {
     "full": Preset(
         name="full", importance_tokens=8192, train_preset="recovery", strategy="importance-grid-params", kd="kl",
         peft="lora", train_steps=140, total=2000, per_shard=250, grid=500, grid_bins=10, seed=0, bands=True,
-        metrics=("ppl", "latency", "memory"), ppl_tokens=4096, seq_len=512, dtype="bfloat16", decode_tokens=16,
+        metrics=("ppl", "latency", "memory"), ppl_tokens=Protocol.tokens, seq_len=Protocol.seq_len, dtype="bfloat16",
+        decode_tokens=16,
         after_partial=False, owns_db=False, fit_metrics=("ppl", "latency_ms", "memory_mb"),
         objectives=("ppl", "latency_ms"), methods=("rs", "morea", "ehvi", "nsga2", "ls", "rsbo", "lsbo"), seeds=10,
         max_evals=1000, mode="surrogate", ehvi_max_evals=100, processes=2,
@@ -225,4 +227,4 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    return PRESETS[check_choice("--preset", name, PRESETS)]
+    return PRESETS[check_choice("preset", name, PRESETS)]

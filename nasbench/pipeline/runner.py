@@ -70,18 +70,18 @@ def resolve_supernet(space: SearchSpace, value: str | None, paths: RunPaths) -> 
     if not path.is_dir() and "/" not in value and (paths.supernets / value).is_dir():
         path = paths.supernets / value
     if not path.is_dir():
-        raise NasBenchError("--supernet", f"no such directory, and no packed supernet of that id under "
-                                          f"{paths.supernets}/ (`pretrained`: the base model)", value)
+        raise NasBenchError("supernet", f"no such directory, and no packed supernet of that id under "
+                                        f"{paths.supernets}/ (`pretrained`: the base model)", value)
     if is_artifact(path):
         manifest = read_manifest(path, verify=False)
         if manifest["space"].get("name") != space.name:
-            raise NasBenchError("--supernet", f"the artifact was trained on the space "
-                                              f"{manifest['space'].get('name')!r}, not {space.name!r}", str(path))
+            raise NasBenchError("supernet", f"the artifact was trained on the space "
+                                            f"{manifest['space'].get('name')!r}, not {space.name!r}", str(path))
         return Supernet("artifact", path, manifest["id"], manifest["files"][WEIGHTS])
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
-        raise NasBenchError("--supernet", "neither a packed artifact (manifest.json) nor a trained supernet "
-                                          "directory (*.safetensors)", str(path))
+        raise NasBenchError("supernet", "neither a packed artifact (manifest.json) nor a trained supernet "
+                                        "directory (*.safetensors)", str(path))
     return Supernet("directory", path, supernet_id_of(path), files_digest(weights))
 
 
@@ -203,7 +203,7 @@ def _train(run: _Run) -> tuple[str, dict[str, Any]]:
 def _not_needed(run: _Run, stage: str, what: str) -> tuple[str, dict[str, Any]]:
     s = run.supernet
     if s.kind == "pretrained":
-        run.say(stage, "not needed: profiling the pretrained base model (--supernet pretrained)")
+        run.say(stage, "not needed: profiling the pretrained base model (supernet='pretrained')")
         return "not-needed", {"supernet": "pretrained"}
     kind = "packed artifact" if s.kind == "artifact" else "trained directory"
     run.say(stage, f"skipped: the {kind} {s.path} ({s.id}, weights sha256 {s.fingerprint[:16]}) {what}")
@@ -221,8 +221,8 @@ def _profile(run: _Run) -> tuple[str, dict[str, Any]]:
         if not p.owns_db:
             changed = sorted(k for k in recorded if recorded.get(k) != _protocol(run).get(k))
             raise NasBenchError(str(paths.db), f"was measured under another protocol ({', '.join(changed)} differ): "
-                                               f"move it and {paths.shards} away, or give another --results", None,
-                                show_got=False)
+                                               f"move it and {paths.shards} away, or give another root",
+                                None, show_got=False)
         run.say("profile", f"the protocol changed: starting {paths.db} and {paths.shards} afresh")
         shutil.rmtree(paths.shards, ignore_errors=True)
         for f in (paths.db, paths.db.with_name(paths.db.name + ".wal")):

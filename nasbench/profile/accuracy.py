@@ -67,8 +67,8 @@ def write_tasks(data_dir: Path, out_dir: str | Path, tasks: Sequence[str] | None
     (a machine that carries only the files of the tasks it runs, e.g. the GPU bench); default every task's.
     """
     if data_dir is None:
-        raise DataError("--data-dir", "the local task files need a data directory (NASBENCH_DATA_DIR); online, use "
-                                      "lm-eval's built-in tasks of the same names", None, show_got=False)
+        raise DataError("data_dir", "the local task files need a data directory (NASBENCH_DATA_DIR); online, use "
+                                    "lm-eval's built-in tasks of the same names", None, show_got=False)
     data_dir, out = Path(data_dir).resolve(), Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for source in sorted(TASK_SOURCE.iterdir()):
@@ -112,9 +112,9 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[str], task_dir: str | P
 
     from nasbench.profile._packed import PackedLM, cache_template_compilation
 
-    check_each("--tasks", tasks, TASKS)
+    check_each("tasks", tasks, TASKS)
     if limit is not None and limit < 1:
-        raise NasBenchError("--limit-items", "must be >= 1", limit)
+        raise NasBenchError("limit", "must be >= 1", limit)
     logging.getLogger("lm_eval").setLevel(logging.WARNING)  # lm-eval logs every request batch at INFO
     cache_template_compilation()
     lm = PackedLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device="cpu"

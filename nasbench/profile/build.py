@@ -96,9 +96,9 @@ def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, sh
     from nasbench.train.artifact import supernet_id_of
 
     if per_shard < 1 or total < 1:
-        raise NasBenchError("--per-shard" if per_shard < 1 else "--total", "must be >= 1", min(per_shard, total))
+        raise NasBenchError("per_shard" if per_shard < 1 else "total", "must be >= 1", min(per_shard, total))
     if engine not in ENGINES:
-        raise NasBenchError("--engine", f"must be one of {', '.join(ENGINES)}", engine)
+        raise NasBenchError("engine", f"must be one of {', '.join(ENGINES)}", engine)
     if engine == "ray":
         from nasbench.profile.ray_engine import check_job, import_ray, profile_ray, session
 

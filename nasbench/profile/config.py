@@ -9,6 +9,7 @@ from typing import Any
 
 from nasbench.errors import NasBenchError
 from nasbench.metrics import PROFILE_ITEMS, profile_item
+from nasbench.perplexity import Protocol
 
 __all__ = ["ENGINES", "METRICS", "ProfileConfig"]
 
@@ -35,8 +36,9 @@ class ProfileConfig:
     tasks: tuple[str, ...] = ("arc_easy", "piqa", "winogrande")
     limit_items: int | None = None
     """First M items of each task, as lm-eval's ``--limit``."""
-    ppl_tokens: int = 4096
-    seq_len: int = 512
+    ppl_tokens: int = Protocol.tokens
+    """Tokens of the perplexity split scored (the benchmark's protocol by default)."""
+    seq_len: int = Protocol.seq_len
     """Perplexity window length."""
     latency_batch: int = 1
     latency_seq_len: int = 128
@@ -65,8 +67,12 @@ class ProfileConfig:
             try:
                 when = datetime.fromisoformat(str(self.remeasure_before))
             except ValueError:
-                raise NasBenchError("--remeasure-before", "must be an ISO time (UTC), e.g. 2026-11-30T21:00",
+                raise NasBenchError("remeasure_before", "must be an ISO time (UTC), e.g. 2026-11-30T21:00",
                                     self.remeasure_before) from None
             if when.tzinfo is not None:  # the rows' created_at is naive UTC
                 when = when.astimezone(timezone.utc).replace(tzinfo=None)
             self.remeasure_before = when.isoformat(sep=" ")
+
+    def ppl_protocol(self, split: str = "perplexity") -> Protocol:
+        """The perplexity protocol of ``ppl`` (``split="selection"``: of ``ppl_selection``)."""
+        return Protocol(self.ppl_tokens, self.seq_len, split)

@@ -56,12 +56,12 @@ class CostAssumptions:
     """Seeded archs whose mean FLOPs stand for a sampled sub-network."""
 
     def __post_init__(self) -> None:
-        check_choice("--gpu", self.gpu, GPUS)
+        check_choice("gpu", self.gpu, GPUS)
         for name in ("train_mfu", "profile_mfu"):
             if not 0 < getattr(self, name) <= 1:
-                raise NasBenchError(f"--{name.replace('_', '-')}", "must be in (0, 1]", getattr(self, name))
-        check_choice("--peft", self.peft, PEFT_MODES)
-        check_choice("--kd-teacher", self.kd_teacher, KD_TEACHERS)
+                raise NasBenchError(name, "must be in (0, 1]", getattr(self, name))
+        check_choice("peft", self.peft, PEFT_MODES)
+        check_choice("kd_teacher", self.kd_teacher, KD_TEACHERS)
 
     @property
     def peak_flops(self) -> float:

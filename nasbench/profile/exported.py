@@ -28,15 +28,15 @@ def exported_perplexity(space: SearchSpace, model_dir: str | Path, row: dict[str
     from nasbench.models import load_tokenizer
     from nasbench.perplexity import perplexity
     from nasbench.profile.config import ProfileConfig
-    from nasbench.profile.runner import DTYPES, evaluation_windows
+    from nasbench.profile.runner import DTYPES
 
     extra = row["extra"] if isinstance(row["extra"], dict) else json.loads(row["extra"] or "{}")
     if row["dtype"] not in DTYPES or not extra.get("tokens"):
-        raise NasBenchError("--verify-ppl", "the stored ppl row must record its dtype and tokens",
+        raise NasBenchError("row", "the stored ppl row must record its dtype and tokens",
                             f"dtype={row['dtype']!r}, extra={extra}")
     config = ProfileConfig(ppl_tokens=int(extra["tokens"]), seq_len=int(row["seq_len"]), dtype=row["dtype"])
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=DTYPES[row["dtype"]]).eval()
-    windows = evaluation_windows(space, load_tokenizer(space.model), config, data_dir)
+    windows = config.ppl_protocol().windows(space, load_tokenizer(space.model), data_dir)
     result = perplexity(model, windows, batch_size=config.batch_size)
     return {"ppl": result.ppl, "benchmark_ppl": row["value"], "rel_diff": result.ppl / row["value"] - 1.0,
             "dtype": row["dtype"], "tokens": int(windows.numel()), "seq_len": config.seq_len}

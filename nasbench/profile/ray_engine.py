@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from nasbench.errors import NasBenchError
 from nasbench.profile.runner import (Measurer, ProfileConfig, ProfileSummary, _software, advance,
-                                     evaluation_windows, groups_of, plan, resolve, store_rows)
+                                     groups_of, plan, resolve, store_rows)
 from nasbench.space import SearchSpace, arch_id
 
 __all__ = ["profile_ray", "profile_arch", "Job", "check_job", "session", "local_cluster", "import_ray", "RETRIES"]
@@ -49,7 +49,7 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise NasBenchError("--engine", "ray is not installed: pip install nasbench[ray]", "ray") from None
+        raise NasBenchError("engine", "ray is not installed: pip install nasbench[ray]", "ray") from None
     return ray
 
 
@@ -117,7 +117,7 @@ def profile_ray(space: SearchSpace, db: str | Path, config: ProfileConfig, *, su
             if "ppl" in groups:
                 from nasbench.models import load_tokenizer
 
-                evaluation = evaluation_windows(space, load_tokenizer(space.model), config, data_dir)
+                evaluation = config.ppl_protocol().windows(space, load_tokenizer(space.model), data_dir)
             job = Job(space, config, None if supernet_dir is None else str(Path(supernet_dir).resolve()),
                        None if data_dir is None else str(Path(data_dir).resolve()), frozenset(groups), evaluation,
                        cpus_per_task)
@@ -130,10 +130,10 @@ def profile_ray(space: SearchSpace, db: str | Path, config: ProfileConfig, *, su
 def check_job(config: ProfileConfig, cpus_per_task: int) -> None:
     """The one-line errors of a Ray run's settings, before a cluster starts."""
     if config.device.startswith("cuda:"):
-        raise NasBenchError("--device", "with --engine ray every task gets one GPU of its own: use cuda",
+        raise NasBenchError("device", "with the ray engine every task gets one GPU of its own: use cuda",
                             config.device)
     if cpus_per_task < 1:
-        raise NasBenchError("--cpus-per-task", "must be >= 1", cpus_per_task)
+        raise NasBenchError("cpus_per_task", "must be >= 1", cpus_per_task)
 
 
 def _run(ray: Any, store: Any, space: SearchSpace, job: Job, todo: list[tuple[dict[str, Any], list[Any]]],

@@ -51,15 +51,15 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise NasBenchError("--shard", "must be i/n, e.g. 0/4", text) from None
+        raise NasBenchError("shard", "must be i/n, e.g. 0/4", text) from None
     if n < 1 or not 0 <= i < n:
-        raise NasBenchError("--shard", "needs 0 <= i < n", text)
+        raise NasBenchError("shard", "needs 0 <= i < n", text)
     return i, n
 
 
 def select_archs(space: SearchSpace, config: ProfileConfig) -> list[dict[str, Any]]:
     """Explicit archs, samples, grid, smallest and largest, deduplicated in that order, then this shard's share."""
-    archs = [space.check(a, f"--archs[{i}]") for i, a in enumerate(config.archs)]
+    archs = [space.check(a, f"archs[{i}]") for i, a in enumerate(config.archs)]
     archs += space.sample(config.n, seed=config.seed) if config.n else []
     if config.grid_params:
         archs += space.sample_grid(config.n, config.grid_params, seed=config.seed)
@@ -76,7 +76,7 @@ def select_archs(space: SearchSpace, config: ProfileConfig) -> list[dict[str, An
 
 
 def _supernet_id(directory: Path) -> str:
-    """The id ``--supernet directory`` is stored under (a run's recorded id, an artifact's id, or the name)."""
+    """The id a supernet directory's rows are stored under (a run's recorded id, an artifact's id, or the name)."""
     from nasbench.train.artifact import supernet_id_of
 
     return supernet_id_of(directory)
@@ -120,11 +120,11 @@ def machine() -> dict[str, str]:
 
 def resolve(config: ProfileConfig) -> ProfileConfig:
     """``config`` checked (metrics, tasks, dtype) with ``dtype="auto"`` decided on this machine."""
-    check_each("--metrics", config.metrics, METRICS)
+    check_each("metrics", config.metrics, METRICS)
     from nasbench.profile.accuracy import TASKS
 
     if "acc" in config.metrics:
-        check_each("--tasks", config.tasks, TASKS)
+        check_each("tasks", config.tasks, TASKS)
     if config.dtype == "auto":
         import dataclasses
 
@@ -133,7 +133,7 @@ def resolve(config: ProfileConfig) -> ProfileConfig:
         fast = resolve_precision("auto", config.device.split(":")[0]) == "bf16-mixed"
         config = dataclasses.replace(config, dtype="bfloat16" if fast else "float32")
     if config.dtype not in DTYPES:
-        raise NasBenchError("--dtype", "must be auto, bfloat16, float16 or float32", config.dtype)
+        raise NasBenchError("dtype", "must be auto, bfloat16, float16 or float32", config.dtype)
     return config
 
 
@@ -232,9 +232,13 @@ class Measurer:
         self.tokenizer = load_tokenizer(space.model)
         self.evaluation = evaluation
         if "ppl" in groups and evaluation is None:
-            self.evaluation = evaluation_windows(space, self.tokenizer, config, data_dir)
-        self.selection = (evaluation_windows(space, self.tokenizer, config, data_dir, split="selection")
-                          if "ppl_selection" in groups else None)
+            self.evaluation = config.ppl_protocol().windows(space, self.tokenizer, data_dir)
+        self.selection = None
+        if "ppl_selection" in groups:
+            if "selection" not in space.data:
+                raise NasBenchError("ppl_selection", f"needs a data.selection source in the space file {space.path}",
+                                    None, show_got=False)
+            self.selection = config.ppl_protocol("selection").windows(space, self.tokenizer, data_dir)
         self.task_dir = None
         if "acc" in groups:
             import tempfile
@@ -256,19 +260,6 @@ class Measurer:
             self.reference = _extract_and_run(self.supernet, full, self._layers(full), self.config)
         return _measure(self.space, self.supernet, self.tokenizer, arch, missing, self.config, self.evaluation,
                         self.task_dir, self._layers(arch), self.reference, self.selection)
-
-
-def evaluation_windows(space: SearchSpace, tokenizer: Any, config: ProfileConfig, data_dir: Path | None,
-                       split: str = "perplexity") -> Any:
-    """The perplexity corpus (``split="selection"``: the space's selection split) tokenized once and cut into the
-    protocol's windows."""
-    from nasbench.perplexity import WIKITEXT2_TEST, source_tokens, windows
-
-    if split == "selection" and "selection" not in space.data:
-        raise NasBenchError("ppl_selection", f"needs a data.selection source in the space file {space.path}", None,
-                            show_got=False)
-    source = space.data.get(split, WIKITEXT2_TEST)
-    return windows(source_tokens(tokenizer, source, data_dir), config.seq_len, config.ppl_tokens)
 
 
 def _artifact_fields(supernet_dir: str | Path) -> dict[str, Any]:

@@ -176,7 +176,7 @@ def plot_accuracy(out: Path, supernet: str, ppl: np.ndarray, accuracy: dict[str,
     for ax, task in zip(axes.flat, tasks):
         chance = CHANCE.get(task)
         if chance is not None:
-            ax.axhline(chance, color="gray", lw=0.8, ls="--")
+            ax.axhline(chance, color="gray", lw=0.8, ls="dashed")
             if stderr[task] == stderr[task]:
                 ax.axhspan(chance - 2 * stderr[task], chance + 2 * stderr[task], color="gray", alpha=0.15, lw=0)
         ax.scatter(ppl, accuracy[task], s=9, color="tab:blue", alpha=0.8)

@@ -122,8 +122,8 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     findings = []
     for sid in trained:
         if not any(s == sid for s, _ in selection):
-            findings.append(f"- NAS `{sid}`: no sub-network has a selection-split perplexity (`nasbench profile "
-                            "--metrics ppl_selection`), so none is picked and it is compared with no baseline.")
+            findings.append(f"- NAS `{sid}`: no sub-network has a selection-split perplexity (`nasbench "
+                            "profile --metrics ppl_selection`), so none is picked and it is compared with no baseline.")
             continue
         for method, data in summary.items():
             findings += _findings(space, db, ppl, selection, latency, sid, method, data, tokens)

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
+from nasbench.perplexity import Protocol
 from nasbench.report._common import BOOTSTRAP, fmt_ratio
 from nasbench.space import SearchSpace, arch_id
 
@@ -31,7 +32,7 @@ BUDGET = 286_720
 #: Fewer paired archs than this get no bootstrap interval or test (a resample of 2-4 archs says nothing).
 MIN_INTERVAL = 5
 #: The reported protocol every comparison here reads: tokens of the perplexity corpus and the weights' dtype.
-PROTOCOL = {"tokens": 4096, "dtype": "bfloat16"}
+PROTOCOL = {"tokens": Protocol.tokens, "dtype": "bfloat16"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class Arm:
 
 #: The arms, the shipped recipe (importance-grid-params, KL to the frozen pretrained model, LoRA, seed 0) first.
 ARMS = (
-    Arm("shipped recipe", "importance-grid-params", "kl", 0, "reference", "(smollm2-135m-recovery-1)"),
+    Arm("shipped recipe", "importance-grid-params", "kl", 0, "reference", "shipped-seed0"),
+    Arm("shipped recipe, earlier code", "importance-grid-params", "kl", 0, "code", "(smollm2-135m-recovery-1)"),
     Arm("shipped recipe, seed 1", "importance-grid-params", "kl", 1, "seed", "shipped-seed1"),
     Arm("fine-tune-then-slice", "importance-standard", "kl", 0, "S2", "standard"),
     Arm("sandwich (uniform middles)", "importance-sandwich", "kl", 0, "S3", "sandwich"),
@@ -174,7 +176,10 @@ def arm_supernets(db: str | Path, space: SearchSpace) -> dict[str, str]:
     from nasbench.store.report import supernet_rows
 
     found: dict[str, str] = {}
-    for row in supernet_rows(db, space.name):
+    # a run of the factorial script (today's code) before a packed artifact of the same recipe (an earlier version
+    # of the code): the artifact then becomes the "earlier code" arm, which says what the code changes cost or gave
+    rows = sorted(supernet_rows(db, space.name), key=lambda r: ("factorial" not in str(r["checkpoint"] or ""), r["id"]))
+    for row in rows:
         if row["tokens"] != BUDGET or row["peft"] != "lora" or not row["strategy"]:
             continue
         config = json.loads(row["config"]) if row["config"] else {}
@@ -182,6 +187,7 @@ def arm_supernets(db: str | Path, space: SearchSpace) -> dict[str, str]:
         for arm in ARMS:
             if (arm.strategy, arm.kd, arm.seed) == (row["strategy"], row["kd"], seed) and arm.name not in found:
                 found[arm.name] = row["id"]
+                break
     return found
 
 
@@ -199,8 +205,8 @@ def factorial_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]
             f"{sum(map(len, band_ids.values()))} band archs of `results/bands/`) under one protocol (first "
             f"{PROTOCOL['tokens']:,} WikiText-2 test tokens, {PROTOCOL['dtype']}). Effect: the median over archs of "
             "ppl(arm) / ppl(shipped recipe, seed 0), 95% bootstrap CI over archs; test: two-sided Wilcoxon "
-            "signed-rank on ln ppl, Holm-corrected over the factorial's arms (the seed arm excluded). The arms are "
-            "trained by `tools/experiments/factorial.sh ARM`.")
+            "signed-rank on ln ppl, Holm-corrected over the factorial's arms (the seed and code rows excluded). The "
+            "arms are trained by `tools/experiments/factorial.sh ARM`.")
     if reference is None:
         text = head + ("\n\nThe shipped recipe at this budget (`smollm2-135m-recovery-1`) is not measured in this DB, "
                        "so no arm is compared.\n")
@@ -209,14 +215,15 @@ def factorial_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]
     for arm in ARMS[1:]:
         supernet = found.get(arm.name)
         if supernet is None:
-            missing.append(arm)
+            if arm.factor != "code":  # only there when today's reference run is
+                missing.append(arm)
             continue
         ids, a, b = _pairs(values, supernet, reference, archs)
         if len(ids) < 2:
             missing.append(arm)
             continue
         rows.append((arm, supernet, paired(a, b)))
-    tested = [r for r in rows if r[0].factor != "seed"]
+    tested = [r for r in rows if r[0].factor not in ("seed", "code")]
     holm = dict(zip((r[0].name for r in tested), _holm([r[2].p for r in tested])))
     seed_row = next((r for r in rows if r[0].factor == "seed"), None)
     noise = abs(math.log(seed_row[2].ratio)) if seed_row else None
@@ -225,11 +232,16 @@ def factorial_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]
              f"| {ARMS[0].name} | reference | `{reference}` | {ARMS[0].strategy} | {ARMS[0].kd} | 0 | "
              f"{len([a for a in archs if (reference, a) in values])} | 1 | - | - | - |"]
     for arm, supernet, c in rows:
-        p_holm = "-" if arm.factor == "seed" else _fmt_p(holm[arm.name])
+        p_holm = "-" if arm.name not in holm else _fmt_p(holm[arm.name])
         table.append(f"| {arm.name} | {arm.factor} | `{supernet}` | {arm.strategy} | {arm.kd} | {arm.seed} | {c.n} "
                      f"| {_effect(c)} | {c.improved:.0%} | {_fmt_p(c.p)} | {p_holm} |")
     verdicts = {}
     for arm, supernet, c in rows:
+        if arm.factor == "code":
+            verdicts[arm.name] = (f"The same recipe and seed trained by an earlier version of the code (`{supernet}`) "
+                                  f"against today's run: median ratio {_effect(c)} over {c.n} archs (Wilcoxon p "
+                                  f"{_fmt_p(c.p)}, uncorrected); the arms below are all today's code.")
+            continue
         if arm.factor == "seed":
             verdicts[arm.name] = (f"Seed noise: the shipped recipe at seed 1 against seed 0, median ratio {_effect(c)} "
                                   f"over {c.n} archs (Wilcoxon p {_fmt_p(c.p)}, uncorrected); an arm whose median "
@@ -248,6 +260,9 @@ def factorial_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]
     noise_line = (verdicts[seed_row[0].name] if seed_row else
                   "Without the seed arm there is no noise estimate yet: a significant arm may still differ by no "
                   "more than two seeds do.")
+    code_row = next((r for r in rows if r[0].factor == "code"), None)
+    if code_row:
+        noise_line += " " + verdicts[code_row[0].name]
     out = {}
     for key, factor, title in (("training", "S2", "fine-tune-then-slice against training the supernet"),
                                ("strategies", "S3", "sampling strategies"), ("distillation", "S4",
@@ -257,6 +272,10 @@ def factorial_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]
         not_yet = [f"`{arm.name}` (`tools/experiments/factorial.sh {arm.command}`)" for arm in missing
                    if arm.factor in (factor, "seed")]
         pending = ["Not yet measured in this DB: " + ", ".join(not_yet) + ".", ""] if not_yet else []
+        if key == "training" and ARMS[1].name not in found:
+            pending += [f"The reference `{reference}` is the only run of the shipped recipe at seed 0 here; if it was "
+                        "trained by an earlier version of the code, the seed arm's difference mixes seed and code: "
+                        "`tools/experiments/factorial.sh shipped-seed0` retrains it with today's.", ""]
         intro = ([head, "", *table, ""] if key == "training" else
                  ["From the training factorial (its design and the table of every arm are in S2).", ""])
         out[key] = "\n".join([*intro, noise_line, "", f"{factor}, {title}:", "", *body, "", *pending]).rstrip() + "\n"

@@ -71,7 +71,7 @@ def recovery_section(db: str | Path, space: SearchSpace, bands: dict[str, Path],
 
     data = band_ratios(db, space, bands)
     if not data["full"]:
-        raise NasBenchError("--db", f"holds no perplexity of the full {space.name} model", str(db))
+        raise NasBenchError("db", f"holds no perplexity of the full {space.name} model", str(db))
     rows = {r["id"]: r for r in supernet_rows(db, space.name)}
     # the factorial's runs other than the shipped recipe have their own sections (S2-S4)
     from nasbench.report.experiments import ARMS, arm_supernets
@@ -286,7 +286,7 @@ def plot_curve(curve: Path, out: Path) -> Path:
                 ms=3, color="tab:blue" if _band_of(share) == "50" else "tab:orange",
                 label=f"{role} ({share:.0%} params)")
     for goal, color in ((GOALS["50"][0], "tab:blue"), (GOALS["75"][0], "tab:orange")):
-        ax.axhline(goal, color=color, lw=0.8, ls="--")
+        ax.axhline(goal, color=color, lw=0.8, ls="dashed")
     ax.set_yscale("log")
     ax.set_xlabel("training tokens")
     ax.set_ylabel("perplexity / full model's")
@@ -352,7 +352,7 @@ def compare_curves(curves: list[Path], out: Path) -> str:
     runs = [_run_of(c) for c in curves]
     roles = set.intersection(*({p["role"] for p in r["points"]} for r in runs)) - {"full"}
     if not roles:
-        raise NasBenchError("--compare-curve", "must share probe archs (roles) with the shipped curve",
+        raise NasBenchError("curves", "must share probe archs (roles) with the shipped curve",
                             ", ".join(str(c) for c in curves[1:]))
     budget = min(max(p["tokens_total"] for p in r["points"]) for r in runs)
     fig, (ax, ax_full) = plt.subplots(1, 2, figsize=(9.6, 4.0), dpi=110, gridspec_kw={"width_ratios": [3, 2]})

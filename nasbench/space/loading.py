@@ -38,7 +38,7 @@ _INT64_MAX = 2**63 - 1
 """DuckDB BIGINT: params, min_params, max_params."""
 #: Largest reference values nasbench accepts (far beyond today's LLMs; they keep per-layer lists, enumerations and
 #: parameter counts bounded).
-_REFERENCE_MAX = {"n_layers": 1024, "embed_dim": 1 << 20, "n_heads": 1024, "n_kv_groups": 1024, "head_size": 4096,
+_REFERENCE_MAX = {"n_layers": 1024, "embed_dim": 1 << 20, "n_heads": 1024, "n_kv_groups": 1024, "head_size": 1 << 12,
                   "intermediate_size": 1 << 22, "vocab_size": 1 << 24}
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 #: Metrics an objective may name (the metric registry); task metrics may carry a task suffix (``acc_arc_easy``).

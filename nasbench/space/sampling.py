@@ -29,7 +29,7 @@ _SAMPLE_PATIENCE = 20_000
 def sample(space: SearchSpace, n: int = 1, seed: int = 0, max_trials: int = 100_000) -> list[dict[str, Any]]:
     """``n`` valid architectures drawn by rejection sampling; the same seed gives the same list."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidSpaceError("--seed", "must be an integer >= 0", seed)
+        raise InvalidSpaceError("seed", "must be an integer >= 0", seed)
     rng = np.random.default_rng(seed)
     out: list[dict[str, Any]] = []
     trials = misses = 0
@@ -122,11 +122,11 @@ def grid(space: SearchSpace, k: int, seed: int = 0, trials: int = 10_000) -> lis
     smallest and largest archs seed the end bins when they meet the constraints. Bins may stay empty.
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidSpaceError("--grid-params", "must be an integer >= 1", k)
+        raise InvalidSpaceError("k", "must be an integer >= 1", k)
     if isinstance(trials, bool) or not isinstance(trials, (int, np.integer)) or trials < 1:
-        raise InvalidSpaceError("--grid-trials", "must be an integer >= 1", trials)
+        raise InvalidSpaceError("trials", "must be an integer >= 1", trials)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidSpaceError("--seed", "must be an integer >= 0", seed)
+        raise InvalidSpaceError("seed", "must be an integer >= 0", seed)
     rng = np.random.default_rng(seed)
     low, high = space.params(smallest(space)), space.params(largest(space))
     if space.constraints.min_params is not None:
@@ -159,7 +159,7 @@ def sample_grid(space: SearchSpace, n: int, k: int, seed: int = 0, trials: int =
     bins = [b for b in grid(space, k, seed, trials) if b]
     if not bins:
         raise InvalidSpaceError(f"{space.path}:constraints", f"no valid architecture in {trials:,} draws (raise "
-                                                            f"--grid-trials or widen the constraints)", trials)
+                                                            f"trials or widen the constraints)", trials)
     rng = np.random.default_rng(seed + 1)
     order = [list(rng.permutation(len(b))) for b in bins]
     out = []

@@ -31,7 +31,7 @@ def filter_rows(table: Any, columns: Sequence[str], where: str | None) -> Any:
         try:
             return con.execute(f"SELECT * FROM measured WHERE {condition} ORDER BY arch_id", params).df()
         except duckdb.Error as exc:  # e.g. a number compared with a string column
-            raise NasBenchError("--where", "cannot be evaluated over the measured columns",
+            raise NasBenchError("where", "cannot be evaluated over the measured columns",
                                 str(exc).splitlines()[0]) from None
     finally:
         con.close()
@@ -59,9 +59,9 @@ def parse_filter(text: str, columns: Sequence[str]) -> tuple[str, list[Any]]:
     statement, a function call, a sub-query) is refused with the position of the first token that does not fit.
     """
     if not isinstance(text, str) or not text.strip():
-        raise NasBenchError("--where", "must be a non-empty condition", text)
+        raise NasBenchError("where", "must be a non-empty condition", text)
     if len(text) > _FILTER_MAX_CHARS:
-        raise NasBenchError("--where", f"must be at most {_FILTER_MAX_CHARS} characters", len(text))
+        raise NasBenchError("where", f"must be at most {_FILTER_MAX_CHARS} characters", len(text))
     tokens: list[tuple[str, str, int]] = []
     pos = 0
     while pos < len(text):
@@ -70,8 +70,8 @@ def parse_filter(text: str, columns: Sequence[str]) -> tuple[str, list[Any]]:
         m = _FILTER_TOKEN.match(text, pos)
         if m is None:
             start = len(text) - len(text[pos:].lstrip())
-            raise NasBenchError("--where", f"unexpected character at position {start} (the filter is not SQL: "
-                                           f"columns, comparisons, AND/OR/NOT, parentheses)", text[start:start + 20])
+            raise NasBenchError("where", f"unexpected character at position {start} (the filter is not SQL: "
+                                         f"columns, comparisons, AND/OR/NOT, parentheses)", text[start:start + 20])
         kind = m.lastgroup or ""
         value = m.group(kind)
         tokens.append((kind, value.upper() if kind == "word" and value.upper() in _KEYWORDS else value, m.start(kind)))
@@ -98,7 +98,7 @@ class _FilterParser:
     def _fail(self, rule: str) -> None:
         token = self._peek()
         where = f" at position {token[2]}" if token else " at the end"
-        raise NasBenchError("--where", rule + where, token[1] if token else self.text[-20:])
+        raise NasBenchError("where", rule + where, token[1] if token else self.text[-20:])
 
     def _take(self, kind: str, value: str | None = None) -> bool:
         token = self._peek()
@@ -139,8 +139,8 @@ class _FilterParser:
             self._fail("expected a column name (arch_id, hp_<dimension> or metric_<metric>)")
         name = token[1]
         if name not in self.columns:
-            raise NasBenchError("--where", f"unknown column at position {token[2]}; known: "
-                                           f"{', '.join(self.columns)}", name)
+            raise NasBenchError("where", f"unknown column at position {token[2]}; known: "
+                                         f"{', '.join(self.columns)}", name)
         self.i += 1
         return '"' + name + '"'
 

@@ -70,7 +70,7 @@ def publish(db: str | Path, out: str | Path) -> dict[str, Any]:
     summary ``{"out", "files", "bytes", "spaces", "archs", "measurements"}``."""
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / CARD_FILE).is_file())):
-        raise NasBenchError("--out", f"must be a new or empty directory or an earlier publication (with {CARD_FILE})",
+        raise NasBenchError("out", f"must be a new or empty directory or an earlier publication (with {CARD_FILE})",
                             str(out))
     con = connect_read_only(db)
     try:

@@ -108,7 +108,7 @@ def wide_rows(db: str | Path, space: str) -> Any:
     try:
         return con.execute(f'SELECT * FROM "{view_name(space)}" ORDER BY arch_id, supernet_id').df()
     except Exception as exc:  # duckdb's catalog error for a space without a view
-        raise NasBenchError("--space", f"no measured rows in {db}", space) from exc
+        raise NasBenchError("space", f"no measured rows in {db}", space) from exc
     finally:
         con.close()
 

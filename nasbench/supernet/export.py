@@ -57,7 +57,7 @@ def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, sup
         if supernet_dir is not None:
             origin = str(supernet_dir)
             if not Path(supernet_dir).is_dir():
-                raise NasBenchError("--supernet", "no such directory", str(supernet_dir))
+                raise NasBenchError("supernet_dir", "no such directory", str(supernet_dir))
             model = AutoModelForCausalLM.from_pretrained(supernet_dir, dtype=dtype, local_files_only=True)
             supernet = Supernet(model, space)
         else:

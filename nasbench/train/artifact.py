@@ -46,7 +46,7 @@ FORMAT = "nasbench-supernet/1"
 
 @dataclass
 class Loaded:
-    """A supernet's weights resolved from ``--supernet``: the HF model and what identifies it."""
+    """A supernet's weights, loaded from what names them: the HF model and what identifies it."""
 
     model: Any
     importance: Importance | None
@@ -92,7 +92,7 @@ def read_manifest(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
     try:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise NasBenchError("--supernet", f"cannot read {path / MANIFEST}", str(exc)) from None
+        raise NasBenchError("supernet", f"cannot read {path / MANIFEST}", str(exc)) from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise NasBenchError(f"{path / MANIFEST}:format", f"must be {FORMAT}",
                             manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__)
@@ -184,7 +184,7 @@ def pack(space: SearchSpace, run_dir: str | Path, out: str | Path, *, artifact_i
 
 # ---------------------------------------------------------------------------------------------------------- load
 def load_model(space: SearchSpace, path: str | Path | None, dtype: torch.dtype = torch.float32, *,
-               merge: bool = True, flag: str = "--supernet") -> Loaded:
+               merge: bool = True, where: str = "supernet") -> Loaded:
     """The supernet weights ``path`` names: ``None`` the space's base model; an artifact (rebuilt on the base
     model, hashes verified; ``merge=False`` returns the sorted base and the unmerged trained weights); or a
     ``save_pretrained`` directory (with its ``importance.json`` when it is sorted)."""
@@ -194,7 +194,7 @@ def load_model(space: SearchSpace, path: str | Path | None, dtype: torch.dtype =
         return Loaded(load_base_model(space.model, dtype=dtype), None, PRETRAINED, space.model.source)
     path = Path(path)
     if not path.is_dir():
-        raise NasBenchError(flag, "no such directory", str(path))
+        raise NasBenchError(where, "no such directory", str(path))
     if not is_artifact(path):
         from transformers import AutoModelForCausalLM
 
@@ -202,15 +202,15 @@ def load_model(space: SearchSpace, path: str | Path | None, dtype: torch.dtype =
         return Loaded(model, load_importance(path), _directory_id(path), str(path))
     manifest = read_manifest(path)
     if manifest["space"]["name"] != space.name:
-        raise NasBenchError(flag, f"the artifact was trained on the space {manifest['space']['name']!r}",
+        raise NasBenchError(where, f"the artifact was trained on the space {manifest['space']['name']!r}",
                             space.name)
     recorded = (manifest.get("base") or {}).get("sha256")
     if recorded and recorded != base_sha256(space):
-        raise NasBenchError(flag, f"the artifact was trained on another base model (sha256 {recorded[:16]}); the "
-                                  f"space's {space.model.source} differs", str(path))
+        raise NasBenchError(where, f"the artifact was trained on another base model (sha256 {recorded[:16]}); the "
+                                   f"space's {space.model.source} differs", str(path))
     importance = load_importance(path)
     if importance is None:
-        raise NasBenchError(flag, f"the artifact has no {IMPORTANCE_FILE}", str(path))
+        raise NasBenchError(where, f"the artifact has no {IMPORTANCE_FILE}", str(path))
     model = load_base_model(space.model, dtype=torch.float32)
     record = apply_order(model, importance)
     expected = json.loads((path / IMPORTANCE_FILE).read_text(encoding="utf-8")).get("permutation")
@@ -226,27 +226,27 @@ def load_model(space: SearchSpace, path: str | Path | None, dtype: torch.dtype =
 
     training = manifest["training"]
     supernet = apply_lora(Supernet(model, space), int(training["lora_r"]), int(training["lora_alpha"]), 0.0)
-    load_trainable(supernet.model, trainable, flag=flag)
+    load_trainable(supernet.model, trainable, where=where)
     merged = supernet.model.merge_and_unload()
     return Loaded(merged.to(dtype).eval(), importance, manifest["id"], str(path), sha, None, manifest)
 
 
 @torch.no_grad()
-def load_trainable(model: torch.nn.Module, trainable: dict[str, torch.Tensor], flag: str = "--supernet") -> None:
+def load_trainable(model: torch.nn.Module, trainable: dict[str, torch.Tensor], where: str = "supernet") -> None:
     """Copy the artifact's trained weights into ``model`` (a LoRA-wrapped supernet), every name matched."""
     params = dict(model.named_parameters())
     missing = sorted(set(trainable) - set(params))
     if missing:
-        raise NasBenchError(flag, "the artifact's weights do not match the model (unknown parameter)", missing[0])
+        raise NasBenchError(where, "the artifact's weights do not match the model (unknown parameter)", missing[0])
     for name, value in trainable.items():
         if params[name].shape != value.shape:
-            raise NasBenchError(flag, f"shape of {name} differs from the model's {tuple(params[name].shape)}",
+            raise NasBenchError(where, f"shape of {name} differs from the model's {tuple(params[name].shape)}",
                                 tuple(value.shape))
         params[name].copy_(value.to(params[name].dtype))
 
 
 def supernet_id_of(path: str | Path | None) -> str:
-    """The id under which ``--supernet path`` is stored: ``pretrained``, the artifact's id, or the run's id."""
+    """The id under which the supernet at ``path`` is stored: ``pretrained``, the artifact's id, or the run's id."""
     if path is None:
         return PRETRAINED
     if is_artifact(path):

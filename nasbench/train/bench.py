@@ -43,10 +43,10 @@ def bench_train(space: SearchSpace, *, peft: str = "lora", kd: str = "kl", batch
     """One JSON-able dict of figures (see the module docstring) for largest + smallest + ``n_random`` random
     sub-networks of ``space`` distilled from the frozen full model (``kd="none"``: LM loss, no teacher).
     ``supernet``: a plain, not yet LoRA-wrapped supernet to use instead of the base model."""
-    check_choice("--peft", peft, PEFT_MODES)
-    check_choice("--kd", kd, KD_LOSSES)
-    check_choice("--precision", precision, PRECISIONS)
-    for name, value in (("--batch-size", batch_size), ("--seq-len", seq_len), ("--repeats", repeats)):
+    check_choice("peft", peft, PEFT_MODES)
+    check_choice("kd", kd, KD_LOSSES)
+    check_choice("precision", precision, PRECISIONS)
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len), ("repeats", repeats)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise NasBenchError(name, "must be an integer >= 1", value)
     precision = resolve_precision(precision)

@@ -78,12 +78,12 @@ def resumed_config(run_file: Path, identity: dict[str, Any], explicit: dict[str,
         record = json.loads(run_file.read_text(encoding="utf-8"))
         record["identity"], record["config"], record["supernet_id"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise NasBenchError("--resume", f"{run_file} is not a readable training record (start a new --out)",
+        raise NasBenchError("resume", f"{run_file} is not a readable training record (start a new run in another out)",
                             f"{type(exc).__name__}: {exc}") from None
     for key, value in identity.items():
         if record["identity"].get(key) != value:
-            raise NasBenchError(f"--{key.replace('_', '-')}", f"differs from the run being resumed in "
-                                                              f"{run_file.parent} ({record['identity'].get(key)!r})",
+            raise NasBenchError(key, f"differs from the run being resumed in "
+                                     f"{run_file.parent} ({record['identity'].get(key)!r})",
                                 value)
     stored = record["config"]
     values = dict(stored, stop_at=None)
@@ -91,8 +91,8 @@ def resumed_config(run_file: Path, identity: dict[str, Any], explicit: dict[str,
         if key in RESUMABLE:
             values[key] = value
         elif key in stored and (list(value) if isinstance(value, tuple) else value) != stored[key]:
-            raise NasBenchError(f"--{key.replace('_', '-')}", f"differs from the run being resumed ({stored[key]!r}); "
-                                                              f"only {', '.join(RESUMABLE)} may change", value)
+            raise NasBenchError(key, f"differs from the run being resumed ({stored[key]!r}); "
+                                     f"only {', '.join(RESUMABLE)} may change", value)
     return config_from_dict(values), record["supernet_id"]
 
 
@@ -161,8 +161,8 @@ def read_checkpoint(path: Path, procs: Procs) -> Checkpoint:
     """The checkpoint at ``path`` as this process reads it, checked to be of this version, readable and written by as
     many processes."""
     if not (path / STATE_FILE).is_file():
-        raise NasBenchError("--resume", f"{path} is not a checkpoint of this version (no {STATE_FILE}; older "
-                                        f"runs pickled their state, which is no longer loaded): start a new run",
+        raise NasBenchError("resume", f"{path} is not a checkpoint of this version (no {STATE_FILE}; older "
+                                      f"runs pickled their state, which is no longer loaded): start a new run",
                             str(path))
     try:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
@@ -171,10 +171,10 @@ def read_checkpoint(path: Path, procs: Procs) -> Checkpoint:
         rng_tensors = load_file(str(path / f"rng-{procs.rank}.safetensors"))
         rng_json = json.loads((path / f"rng-{procs.rank}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise NasBenchError("--resume", f"cannot read the checkpoint {path}", str(exc)) from None
+        raise NasBenchError("resume", f"cannot read the checkpoint {path}", str(exc)) from None
     if state["world"] != procs.world:
-        raise NasBenchError("--nproc-per-node", f"the checkpoint {path} was written by {state['world']} "
-                                                f"processes; resume with as many", procs.world)
+        raise NasBenchError("world_size", f"the checkpoint {path} was written by {state['world']} "
+                                            f"processes; resume with as many", procs.world)
     return Checkpoint(path, state, weights, _join_tensors(state["optimizer"], opt_tensors, "optimizer"),
                       (rng_tensors, rng_json))
 

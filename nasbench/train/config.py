@@ -1,6 +1,7 @@
 """Typed training configuration: one dataclass, two presets, every field validated where it is set.
 
-The names follow the CLI flags (``batch_size`` is ``--batch-size``); an error names the flag, the rule and the value.
+An error names the field, the rule and the value (the CLI spells a field as its flag: ``batch_size`` is
+``--batch-size``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from nasbench.errors import NasBenchError, check_choice
+from nasbench.perplexity import Protocol
 
 __all__ = ["STRATEGIES", "IMPORTANCE_STRATEGIES", "KD_LOSSES", "KD_TEACHERS", "PEFT_MODES", "PRECISIONS", "PRESETS",
            "TrainConfig", "make_config"]
@@ -89,8 +91,9 @@ class TrainConfig:
     eval_every: int = 0
     """Every N steps (and at the end), the recovery curve: perplexity of the probe archs (``eval_archs``, else the
     full model and the smallest sub-network) on the space's perplexity data, appended to ``out/curve.jsonl``; 0: off."""
-    eval_tokens: int = 4096
-    """Tokens of the curve's perplexity (the project's definition: the first N tokens, windows of 512)."""
+    eval_tokens: int = Protocol.tokens
+    """Tokens of the curve's perplexity (the project's protocol, :class:`~nasbench.perplexity.Protocol`: the first N
+    tokens, windows of 512)."""
     eval_archs: str | None = None
     """A JSONL file of probe archs for the curve (``nasbench space sample`` lines or bare archs)."""
     keep_checkpoints: int = 2
@@ -114,27 +117,27 @@ class TrainConfig:
                                 ("kd_alpha", 0.0, 1.0), ("lora_dropout", 0.0, 0.999)):
             _number(self, name, low, high)
         if not (isinstance(self.kd_temperature, (int, float)) and self.kd_temperature > 0):
-            raise NasBenchError("--kd-temperature", "must be > 0", self.kd_temperature)
+            raise NasBenchError("kd_temperature", "must be > 0", self.kd_temperature)
         if self.lr <= 0:
-            raise NasBenchError("--lr", "must be > 0", self.lr)
+            raise NasBenchError("lr", "must be > 0", self.lr)
         if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise NasBenchError("--max-grad-norm", "must be > 0 (or None: no clipping)", self.max_grad_norm)
+            raise NasBenchError("max_grad_norm", "must be > 0 (or None: no clipping)", self.max_grad_norm)
         betas = tuple(self.betas)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
-            raise NasBenchError("--betas", "must be two numbers in [0, 1)", self.betas)
+            raise NasBenchError("betas", "must be two numbers in [0, 1)", self.betas)
         self.betas = (float(betas[0]), float(betas[1]))
-        check_choice("--precision", self.precision, PRECISIONS)
-        check_choice("--kd-teacher", self.kd_teacher, KD_TEACHERS)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("kd_teacher", self.kd_teacher, KD_TEACHERS)
         _int(self, "eval_every", minimum=0)
         _int(self, "eval_tokens", minimum=16)
         if not (isinstance(self.checkpoint_minutes, (int, float)) and not isinstance(self.checkpoint_minutes, bool)
                 and self.checkpoint_minutes > 0 and math.isfinite(self.checkpoint_minutes)):
-            raise NasBenchError("--checkpoint-minutes", "must be a finite number > 0", self.checkpoint_minutes)
+            raise NasBenchError("checkpoint_minutes", "must be a finite number > 0", self.checkpoint_minutes)
         for name in ("gradient_checkpointing", "packing", "train_norms"):
             if not isinstance(getattr(self, name), bool):
-                raise NasBenchError(_flag(name), "must be true or false", getattr(self, name))
+                raise NasBenchError(name, "must be true or false", getattr(self, name))
         if not isinstance(self.data_source, str) or not self.data_source:
-            raise NasBenchError("--data-source", "must name a data: source of the space", self.data_source)
+            raise NasBenchError("data_source", "must name a data: source of the space", self.data_source)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -153,7 +156,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   lora_r=32, lora_alpha=16, lora_dropout=0.05, checkpoint_every=20),
     "paper": dict(steps=125, batch_size=4, grad_accum=4, seq_len=512, lr=2e-4, warmup_steps=10, weight_decay=0.0,
                   n_random=2, lora_r=32, lora_alpha=16, lora_dropout=0.05, checkpoint_every=25),
-    # ``recovery``: Minitron-style recovery of the pruned sub-networks: logit distillation (use --kd kl) from the frozen
+    # ``recovery``: Minitron-style recovery of the pruned sub-networks: logit distillation (kd="kl") from the frozen
     # starting model (kd_teacher=base, kd_alpha=1: KD only, no LM term, so the full model stays the pretrained one and
     # every ratio is to it) on plain text (the space's ``recovery`` source; never the perplexity corpus), rows of
     # 4 x 512 tokens, LoRA r=32 plus the norm weights, no dropout (a single pass over the data), the curve every 50
@@ -167,12 +170,12 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def make_config(preset: str, **overrides: Any) -> TrainConfig:
     """The preset's config with ``overrides`` (``None`` values are ignored); unknown keys raise."""
-    check_choice("--preset", preset, PRESETS)
+    check_choice("preset", preset, PRESETS)
     known = {f.name for f in fields(TrainConfig)}
     values = dict(PRESETS[preset])
     for key, value in overrides.items():
         if key not in known:
-            raise NasBenchError(_flag(key), f"unknown training option; known: {', '.join(sorted(known))}", value)
+            raise NasBenchError(key, f"unknown training option; known: {', '.join(sorted(known))}", value)
         if value is not None:
             values[key] = value
     return TrainConfig(**values)
@@ -183,21 +186,17 @@ def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
     return TrainConfig(**{k: (tuple(v) if k == "betas" else v) for k, v in values.items() if k in known})
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def _int(config: TrainConfig, name: str, minimum: int) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise NasBenchError(_flag(name), "must be an integer", value)
+        raise NasBenchError(name, "must be an integer", value)
     if value < minimum:
-        raise NasBenchError(_flag(name), f"must be >= {minimum}", value)
+        raise NasBenchError(name, f"must be >= {minimum}", value)
 
 
 def _number(config: TrainConfig, name: str, low: float, high: float | None) -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise NasBenchError(_flag(name), "must be a number", value)
+        raise NasBenchError(name, "must be a number", value)
     if value < low or (high is not None and value > high):
-        raise NasBenchError(_flag(name), f"must be in [{low}, {high if high is not None else 'inf'}]", value)
+        raise NasBenchError(name, f"must be in [{low}, {high if high is not None else 'inf'}]", value)

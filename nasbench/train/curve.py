@@ -65,14 +65,14 @@ class RecoveryCurve:
     def windows(self) -> torch.Tensor:
         if self._windows is None:
             from nasbench import data as sources
-            from nasbench.perplexity import source_tokens, windows
+            from nasbench.perplexity import Protocol
 
             if self.split not in self.space.data:
-                raise NasBenchError("--eval-every", "the curve needs the space's data.selection (or data.perplexity) "
+                raise NasBenchError("eval_every", "the curve needs the space's data.selection (or data.perplexity) "
                                     "source", None, show_got=False)
             tokens = self.config.eval_tokens
-            ids = source_tokens(self.tokenizer, self.space.data[self.split], sources.data_dir(self.data_dir), tokens)
-            self._windows = windows(ids, min(512, tokens), tokens)
+            protocol = Protocol(tokens, min(Protocol.seq_len, tokens), self.split)
+            self._windows = protocol.windows(self.space, self.tokenizer, sources.data_dir(self.data_dir))
         return self._windows
 
     def probes(self) -> list[tuple[str, dict[str, Any] | None]]:
@@ -85,6 +85,6 @@ class RecoveryCurve:
         try:
             lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
         except (OSError, ValueError) as exc:
-            raise NasBenchError("--eval-archs", "must be a readable JSONL file of archs", str(exc)) from None
+            raise NasBenchError("eval_archs", "must be a readable JSONL file of archs", str(exc)) from None
         archs = [self.space.canonical(x.get("arch", x), where=f"{path}") for x in lines]
         return [("full", None)] + [(f"probe{i}", a) for i, a in enumerate(archs)]

@@ -107,7 +107,7 @@ def tokenize_instructions(tokenizer: Any, records: list[dict[str, str]], seq_len
         labels = [t for e in examples for t in e[1]]
         n = len(ids) // seq_len
         if n == 0:
-            raise DataError("--seq-len", f"the data holds fewer than seq_len tokens ({len(ids)})", seq_len)
+            raise DataError("seq_len", f"the data holds fewer than seq_len tokens ({len(ids)})", seq_len)
         input_ids = torch.tensor(ids[:n * seq_len]).view(n, seq_len)
         return input_ids, torch.tensor(labels[:n * seq_len]).view(n, seq_len), torch.ones_like(input_ids), 0
     rows_ids, rows_labels, rows_mask = [], [], []
@@ -121,7 +121,7 @@ def tokenize_instructions(tokenizer: Any, records: list[dict[str, str]], seq_len
         rows_labels.append(labels + [IGNORE_INDEX] * fill)
         rows_mask.append([1] * len(ids) + [0] * fill)
     if not rows_ids:
-        raise DataError("--seq-len", "every example's prompt fills seq_len; raise it", seq_len)
+        raise DataError("seq_len", "every example's prompt fills seq_len; raise it", seq_len)
     return torch.tensor(rows_ids), torch.tensor(rows_labels), torch.tensor(rows_mask), dropped
 
 
@@ -130,7 +130,7 @@ def tokenize_text(tokenizer: Any, text: str, seq_len: int) -> tuple[torch.Tensor
     ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
     n = len(ids) // seq_len
     if n == 0:
-        raise DataError("--seq-len", f"the text holds fewer than seq_len tokens ({len(ids)})", seq_len)
+        raise DataError("seq_len", f"the text holds fewer than seq_len tokens ({len(ids)})", seq_len)
     input_ids = torch.tensor(ids[:n * seq_len]).view(n, seq_len)
     return input_ids, input_ids.clone(), torch.ones_like(input_ids)
 
@@ -139,8 +139,8 @@ def build_data(space: SearchSpace, tokenizer: Any, *, source: str = "finetune", 
                packing: bool = False, data_dir: str | Path | None = None, seed: int = 0) -> TrainData:
     """The training rows of the space's ``data.<source>`` (``instructions`` or ``text``)."""
     if source not in space.data:
-        raise NasBenchError("--data-source", f"the space has no data.{source} (it has: "
-                                             f"{', '.join(sorted(space.data)) or 'none'})", source)
+        raise NasBenchError("data_source", f"the space has no data.{source} (it has: "
+                                           f"{', '.join(sorted(space.data)) or 'none'})", source)
     src = space.data[source]
     directory = sources.data_dir(data_dir)
     dropped = 0
@@ -152,7 +152,7 @@ def build_data(space: SearchSpace, tokenizer: Any, *, source: str = "finetune", 
     elif src.kind == "text":
         input_ids, labels, mask = tokenize_text(tokenizer, sources.read_text(src, directory), seq_len)
     else:
-        raise NasBenchError("--data-source", "training reads an instructions or text source", src.kind)
+        raise NasBenchError("data_source", "training reads an instructions or text source", src.kind)
     digest = hashlib.sha256()
     for t in (input_ids, labels, mask):
         digest.update(t.numpy().tobytes())

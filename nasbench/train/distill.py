@@ -57,7 +57,7 @@ def _per_token(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor
             log_m = torch.logsumexp(torch.stack([ls, lt]), 0) - torch.log(torch.tensor(2.0, device=s.device))
             return 0.5 * (_kl(ls, log_m) + _kl(lt, log_m))
         return jsd
-    raise NasBenchError("--kd", one_of(KD_LOSSES), kind)
+    raise NasBenchError("kd", one_of(KD_LOSSES), kind)
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str, temperature: float = 1.0,

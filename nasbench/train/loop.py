@@ -91,45 +91,45 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
     once 10 steps are timed, the schedule shrinks (never grows) to the steps that end by then at the measured rate,
     minus a tenth for evaluations and checkpoints, so a run cut by a clock still ends annealed.
     """
-    check_choice("--strategy", strategy, STRATEGIES)
-    check_choice("--kd", kd, KD_LOSSES)
-    check_choice("--peft", peft, PEFT_MODES)
+    check_choice("strategy", strategy, STRATEGIES)
+    check_choice("kd", kd, KD_LOSSES)
+    check_choice("peft", peft, PEFT_MODES)
     if resume_from is not None:
         from nasbench.train.artifact import is_artifact, read_manifest
 
         if not is_artifact(resume_from):
-            raise NasBenchError("--resume-from", "must be a supernet artifact directory (with manifest.json, written "
-                                                 "by nasbench pack)", str(resume_from))
+            raise NasBenchError("resume_from", "must be a supernet artifact directory (with manifest.json, written "
+                                               "by nasbench pack)", str(resume_from))
         if sorted_supernet is not None and Path(sorted_supernet).resolve() != Path(resume_from).resolve():
-            raise NasBenchError("--sorted-supernet", "--resume-from brings its own sorted supernet; leave it out",
+            raise NasBenchError("sorted_supernet", "resume_from brings its own sorted supernet; leave it out",
                                 str(sorted_supernet))
         if read_manifest(resume_from)["training"]["peft"] != peft:
-            raise NasBenchError("--peft", "must be the artifact's (lora)", peft)
+            raise NasBenchError("peft", "must be the artifact's (lora)", peft)
         sorted_supernet = resume_from
     if strategy in IMPORTANCE_STRATEGIES and sorted_supernet is None:
-        raise NasBenchError("--sorted-supernet", f"{strategy} starts from a sorted supernet directory (nasbench "
-                                                 f"importance SPACE --out DIR)", None, show_got=False)
+        raise NasBenchError("sorted_supernet", f"{strategy} starts from a sorted supernet directory (nasbench "
+                                               f"importance SPACE --out DIR)", None, show_got=False)
     if strategy not in IMPORTANCE_STRATEGIES and sorted_supernet is not None:
-        raise NasBenchError("--sorted-supernet", f"only the importance-* strategies train a sorted supernet; use "
-                                                 f"importance-{strategy} or leave it out", str(sorted_supernet))
+        raise NasBenchError("sorted_supernet", f"only the importance-* strategies train a sorted supernet; use "
+                                               f"importance-{strategy} or leave it out", str(sorted_supernet))
     if not isinstance(resume, bool):
-        raise NasBenchError("--resume", "must be true or false", resume)
+        raise NasBenchError("resume", "must be true or false", resume)
     if deadline is not None and not (isinstance(deadline, (int, float)) and math.isfinite(deadline)
                                      and deadline > time.time()):
-        raise NasBenchError("--time-budget", "must leave time to train (a positive number of seconds)", deadline)
+        raise NasBenchError("deadline", "must leave time to train (a time.time() after now)", deadline)
     explicit = {k: v for k, v in dict(overrides, steps=max_steps, batch_size=batch_size, seq_len=seq_len,
                                       seed=seed).items() if v is not None}
     config = make_config(preset, **explicit)
     if kd != "none" and config.kd_teacher == "largest" and strategy.removeprefix("importance-") in ("standard",
                                                                                                     "random"):
         # a frozen teacher (the recovery preset) distils any sampler; in-place distillation needs the largest
-        raise NasBenchError("--kd", f"in-place distillation needs the largest sub-network in every step; {strategy} "
-                                    f"runs one network per step (use sandwich-type strategies, --kd none or a "
-                                    f"frozen teacher: --preset recovery)", kd)
+        raise NasBenchError("kd", f"in-place distillation needs the largest sub-network in every step; {strategy} "
+                                  f"runs one network per step (use sandwich-type strategies, kd none or a "
+                                  f"frozen teacher: preset recovery)", kd)
     out = Path(out)
     sorted_dir = None if sorted_supernet is None else Path(sorted_supernet)
     if sorted_dir is not None and not sorted_dir.is_dir():
-        raise NasBenchError("--sorted-supernet", "no such directory", str(sorted_dir))
+        raise NasBenchError("sorted_supernet", "no such directory", str(sorted_dir))
     identity = {"space": space.name, "space_hash": space.hash, "strategy": strategy, "kd": kd, "peft": peft,
                 "preset": preset, "sorted_supernet": None if sorted_dir is None else str(sorted_dir.resolve())}
     if resume_from is not None:
@@ -139,8 +139,8 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
         config, run_id = resumed_config(run_file, identity, explicit)
     else:
         if run_file.is_file() and checkpoints(out):
-            raise NasBenchError("--out", "holds a training run already: pass --resume to continue it, or choose "
-                                         "another directory", str(out))
+            raise NasBenchError("out", "holds a training run already: resume it (resume=True), or choose another "
+                                       "directory", str(out))
         run_id = supernet_id(identity, config)
     run = _Run(space, config, identity, run_id, out, db, sorted_dir, data_dir, progress)
     run.deadline = deadline
@@ -183,7 +183,7 @@ class _Run:
         if self.resume_weights is not None:
             from nasbench.train.artifact import load_trainable
 
-            load_trainable(self.supernet.model, self.resume_weights, flag="--resume-from")
+            load_trainable(self.supernet.model, self.resume_weights, where="resume_from")
         self.supernet.to(self.procs.device)
         if self.teacher is not None:
             self.teacher.to(self.procs.device)
@@ -220,13 +220,13 @@ class _Run:
         from nasbench.train.artifact import is_artifact, load_model
 
         if is_artifact(self.sorted_dir):  # --resume-from: the sorted base rebuilt, the adapters loaded after LoRA
-            loaded = load_model(self.space, self.sorted_dir, merge=False, flag="--resume-from")
+            loaded = load_model(self.space, self.sorted_dir, merge=False, where="resume_from")
             self.importance, self.resume_weights = loaded.importance, loaded.trainable
             return Supernet(loaded.model, self.space)
         self.importance = load_importance(self.sorted_dir)
         if self.importance is None or not self.importance.layers:
-            raise NasBenchError("--sorted-supernet", f"needs {IMPORTANCE_FILE} with layer scores (written by nasbench "
-                                                     f"importance SPACE --out DIR)", str(self.sorted_dir))
+            raise NasBenchError("sorted_supernet", f"needs {IMPORTANCE_FILE} with layer scores (written by nasbench "
+                                                   f"importance SPACE --out DIR)", str(self.sorted_dir))
         model = AutoModelForCausalLM.from_pretrained(self.sorted_dir, dtype=torch.float32, local_files_only=True)
         return Supernet(model, self.space)
 
@@ -376,8 +376,8 @@ class _Run:
         with torch.no_grad():
             for name, p in self.params:
                 if name not in checkpoint.weights or checkpoint.weights[name].shape != p.shape:
-                    raise NasBenchError("--resume", f"the checkpoint {checkpoint.path} does not match the model's "
-                                                    f"trainable weights", name)
+                    raise NasBenchError("resume", f"the checkpoint {checkpoint.path} does not match the model's "
+                                                  f"trainable weights", name)
                 p.copy_(checkpoint.weights[name])
         state = checkpoint.state
         self.optimizer.load_state_dict(checkpoint.optimizer)

@@ -114,7 +114,7 @@ class GridParamsSampler(SandwichSampler):
         self.bins = space.grid(bins, seed=seed, trials=trials)
         self.nonempty = [j for j, b in enumerate(self.bins) if b]
         if not self.nonempty:
-            raise NasBenchError("--grid-bins", "no valid arch fell into any parameter bin; raise --grid-trials", bins)
+            raise NasBenchError("grid_bins", "no valid arch fell into any parameter bin; raise grid_trials", bins)
         self.queue: list[int] = []
 
     def _next_bin(self) -> int:
@@ -222,8 +222,8 @@ def make_sampler(strategy: str, space: SearchSpace, config: TrainConfig, *, supe
         return GridParamsSampler(space, seed, k, config.grid_bins, config.grid_trials)
     if strategy == "importance-calibrate-mag":
         if supernet is None:
-            raise NasBenchError("--strategy", "importance-calibrate-mag scores candidates on a supernet", strategy)
+            raise NasBenchError("strategy", "importance-calibrate-mag scores candidates on a supernet", strategy)
         return CalibrateMagSampler(space, supernet, importance, seed, k, config.grid_bins, config.grid_trials,
                                    config.calibrate_candidates)
-    raise NasBenchError("--strategy", one_of(STRATEGIES), strategy)
+    raise NasBenchError("strategy", one_of(STRATEGIES), strategy)
 
