@@ -3,7 +3,9 @@
 # 286,720 tokens, each the shipped recipe (recovery preset: KL to the frozen pretrained model, LoRA r=32 + norms,
 # the sorted supernet, lr 5e-4, seed 0) except for one factor:
 #
-#   shipped-seed1  importance-grid-params, kl, seed 1 (seed 0 is the artifact smollm2-135m-recovery-1)
+#   shipped-seed0  importance-grid-params, kl, seed 0: the reference (smollm2-135m-recovery-1 is the same recipe,
+#                  trained by an earlier version of the code)
+#   shipped-seed1  importance-grid-params, kl, seed 1
 #   standard       importance-standard: the full model only, then sliced (fine-tune-then-slice)
 #   kd-none        importance-grid-params with the LM loss on the recovery text instead of KL
 #   sandwich       importance-sandwich: largest + smallest + 2 uniformly random sub-networks
@@ -14,7 +16,8 @@
 # Each arm trains into results/scratch/factorial/<arm> (checkpointed every 10 minutes; the same command resumes a
 # killed run), then its 32 band archs + the full and the smallest sub-network are profiled (ppl, 4,096 tokens,
 # bf16) into results/shards/factorial-<arm>.duckdb and its curve is copied to results/curves/factorial-<arm>/.
-# `nasbench merge` then brings the shard into the benchmark DB, where `nasbench report` finds the arms.
+# `nasbench merge results/smollm2-135m.duckdb SHARD` then brings the shard into the benchmark DB, where `nasbench
+# report` finds the arms; the merged shard need not be kept. An arm whose curve is in results/curves/ is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 space=spaces/smollm2-135m.yaml
@@ -26,15 +29,20 @@ cat results/bands/smollm2-135m-50.jsonl results/bands/smollm2-135m-75.jsonl > re
 for arm in "$@"; do
   seed=0 kd=kl
   case "$arm" in
+    shipped-seed0) strategy=importance-grid-params ;;
     shipped-seed1) strategy=importance-grid-params seed=1 ;;
     standard) strategy=importance-standard ;;
     kd-none) strategy=importance-grid-params kd=none ;;
     sandwich) strategy=importance-sandwich ;;
     random) strategy=importance-random ;;
     calibrate-mag) strategy=importance-calibrate-mag ;;
-    *) echo "factorial.sh: unknown arm '$arm'; one of shipped-seed1 standard kd-none sandwich random calibrate-mag" >&2
+    *) echo "factorial.sh: unknown arm '$arm'; one of shipped-seed0 shipped-seed1 standard kd-none sandwich random calibrate-mag" >&2
        exit 2 ;;
   esac
+  if [ -f "results/curves/factorial-$arm/train.json" ]; then  # copied last: the arm is trained and measured
+    echo "factorial.sh: $arm is done (results/curves/factorial-$arm/); merge its shard if the DB lacks it" >&2
+    continue
+  fi
   out=results/scratch/factorial/$arm
   resume=()
   [ -f "$out/train.json" ] && resume=(--resume)
