@@ -85,6 +85,22 @@ def add_verbs(verbs: Any) -> Any:
     p.add_argument("--tasks", help="comma list (default: the space's evaluation tasks)")
     p.add_argument("--archs", metavar="FILE", help="its first arch (a `space sample` line); default the largest")
     add_supernet_flag(p, "default: the base model")
+    p = bench_verbs.add_parser("latency-model", help="op-level latency model: time the space's operator shapes on this "
+                                                     "device and store the table in the DB (--validate: score it "
+                                                     "against the DB's measured latencies)")
+    p.add_argument("space", metavar="SPACE")
+    p.add_argument("--db", required=True, help="the benchmark DB the table is stored in (and its measured "
+                                               "latencies read from)")
+    p.add_argument("--rounds", type=int, help="shuffled rounds over every op shape (the median per shape is kept)")
+    p.add_argument("--device", help="cpu or cuda:N (default cpu)")
+    p.add_argument("--dtype", help="auto, bfloat16, float16 or float32 (default: auto as `profile`; with "
+                                   "--validate: the stored table's)")
+    p.add_argument("--validate", action="store_true", help="fit the overhead on half of the measured archs and "
+                                                            "print Kendall tau, the share within +-10%% and the "
+                                                            "median error on the other half")
+    p.add_argument("--metric", help="measured latency the overhead is fitted on: latency_ms (default) or "
+                                    "latency_rel; with --validate also decode_ms_per_token")
+    p.set_defaults(func=_cmd_latency_model)
     p = bench_verbs.add_parser("retest", help="agreement of two measurements of the same archs (test-retest): the "
                                               "Kendall tau no surrogate can beat on such data")
     p.add_argument("db", metavar="DB")
@@ -93,6 +109,21 @@ def add_verbs(verbs: Any) -> Any:
     p.add_argument("--metrics", required=True, help="comma list, e.g. latency_ms,latency_rel")
     p.set_defaults(func=_cmd_retest)
     return bench_verbs
+
+
+def _cmd_latency_model(args: argparse.Namespace) -> int:
+    from nasbench import bench
+    from nasbench.space import load_space
+
+    space = load_space(args.space)
+    if args.validate:
+        if args.rounds is not None:
+            raise NasBenchError("--rounds", "times a new table: leave it out with --validate", args.rounds)
+        result = bench.validate_latency_model(space, args.db, **given(args, "metric", "device", "dtype"))
+    else:
+        result = bench.bench_latency_model(space, args.db, **given(args, "rounds", "device", "dtype", "metric"))
+    print(json.dumps(result))
+    return 0
 
 
 def _cmd_retest(args: argparse.Namespace) -> int:

@@ -66,6 +66,10 @@ class Family:
     """Optional booleans of ``model.reference`` only this family has."""
     mlp_mats: int = 2
     """Weight matrices of one MLP (a gated MLP has 3)."""
+    norm: str = "rmsnorm"
+    """The blocks' norm: ``rmsnorm`` (computed in float32, as HF's) or ``layernorm``."""
+    activation: str = "silu"
+    """The MLP's activation (``silu``, ``gelu``); a gated MLP multiplies it by the up projection."""
     coupling: str = ""
     """The family's extra rule on the coupled dimensions, for messages (``, embed_dim divisible by n_heads``)."""
     modules: Modules

@@ -15,6 +15,8 @@ class GPTNeoX(Family):
     kv_follows_heads = True
     per_layer_heads = False  # n_heads is tied to embed_dim / head_size
     mlp_mats = 2
+    norm = "layernorm"
+    activation = "gelu"
     coupling = ", n_heads * head_size == embed_dim"
     modules = Modules(base="gpt_neox", embedding="embed_in", final_norm="final_layer_norm", attention="attention",
                       mlp="mlp", q_rows=("query_key_value",), kv_rows=(), attn_out="dense",

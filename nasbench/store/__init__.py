@@ -122,7 +122,7 @@ class Store:
         new rows per table. Sources are attached read-only and never changed.
         """
         tables = ("spaces", "supernets", "architectures", "measurements", "surrogate_cards", "runs", "run_traces",
-                  "baseline_archs")
+                  "baseline_archs", "latency_models", "latency_ops")
         before = {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
         for i, source in enumerate(sources):
             source = Path(source)
@@ -175,6 +175,15 @@ class Store:
                 values[columns.index("cv")] = json.dumps(card.cv, sort_keys=True)
                 con.execute(f"INSERT OR REPLACE INTO surrogate_cards ({', '.join(columns)}, created_at) "
                             f"VALUES ({', '.join('?' * len(columns))}, ?)", [*values, _now()])
+
+    def add_latency_model(self, model: Mapping[str, Any],
+                          ops: Sequence[tuple[str, str, str, float, float | None]]) -> None:
+        """Store an op-level latency model and its op timings in one transaction, replacing one with the same space,
+        device, hardware, dtype and threads (:func:`nasbench.store.latency.write_latency_model`)."""
+        from nasbench.store.latency import write_latency_model
+
+        with self.transaction() as con:
+            write_latency_model(con, model, ops)
 
     # -- reads ----------------------------------------------------------------------------------------------------
     def count_measurements(self, space: str) -> int:

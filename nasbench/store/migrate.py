@@ -1,5 +1,6 @@
 """Bringing a DB to the current schema, and the rules every write and merge keeps.
 
+Schema 4 (from 3) only adds the empty tables of op-level latency models (``latency_models``, ``latency_ops``).
 Schema 3 (from 1 or 2, applied when :class:`nasbench.store.Store` opens a DB or merges one in):
 
 * **One home for weight-free rows.** A value that does not depend on weights (latency, memory, FLOPs, ...:

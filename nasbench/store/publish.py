@@ -32,6 +32,7 @@ from nasbench.errors import NasBenchError, StoreError
 from nasbench.metrics import METRIC_PREFIX, SHARED
 from nasbench.space import SearchSpace, parse_space
 from nasbench.store import SCHEMA_VERSION, connect_read_only, view_name
+from nasbench.store.schema import PUBLISHED_LAYOUT
 from nasbench.store.publish_card import build_card, readme_text
 from nasbench.store.publish_syne_tune import _safe, write_blackboxes
 from nasbench.store.queries import main_supernet
@@ -74,7 +75,7 @@ def publish(db: str | Path, out: str | Path) -> dict[str, Any]:
                             str(out))
     con = connect_read_only(db)
     try:
-        _check_schema(con, db)
+        version = _check_schema(con, db)
         spaces = _spaces(con, db)
         if not spaces:
             raise StoreError(str(db), "has no architectures to publish", 0)
@@ -90,7 +91,7 @@ def publish(db: str | Path, out: str | Path) -> dict[str, Any]:
             for supernet in _supernets(con, space.name):
                 files.append(_write_wide(con, space.name, supernet, out))
             blackboxes += write_blackboxes(con, space, out / "syne_tune" / _safe(space.name), mains[space.name])
-        card = build_card(con, db, spaces, files, blackboxes, mains)
+        card = build_card(con, db, spaces, files, blackboxes, mains, version)
     finally:
         con.close()
     (out / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -131,15 +132,18 @@ def arch_measurements(db: str | Path, space: str, arch: str, supernet_id: str) -
 
 
 # ---------------------------------------------------------------------------------------------------- reading
-def _check_schema(con: duckdb.DuckDBPyConnection, db: str | Path) -> None:
+def _check_schema(con: duckdb.DuckDBPyConnection, db: str | Path) -> int:
+    """The DB's schema version: one whose published tables have the current layout (schema 4 only added tables that
+    are not published)."""
     try:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except duckdb.Error:
         raise StoreError(str(db), "not a nasbench benchmark (no meta table)", str(db)) from None
     version = int(row[0]) if row else 0
-    if version != SCHEMA_VERSION:
-        raise StoreError(str(db), f"publish reads schema {SCHEMA_VERSION}; migrate the DB first (nasbench migrate "
-                                  f"{db})", version)
+    if not PUBLISHED_LAYOUT <= version <= SCHEMA_VERSION:
+        raise StoreError(str(db), f"publish reads schema {PUBLISHED_LAYOUT}..{SCHEMA_VERSION}; migrate the DB first "
+                                  f"(nasbench migrate {db})", version)
+    return version
 
 
 def _spaces(con: duckdb.DuckDBPyConnection, db: str | Path) -> dict[str, SearchSpace]:

@@ -37,7 +37,7 @@ _COLUMN_NOTES = {
 
 def build_card(con: duckdb.DuckDBPyConnection, db: str | Path, spaces: dict[str, SearchSpace],
                files: list[dict[str, Any]], blackboxes: list[dict[str, Any]],
-               mains: dict[str, str | None]) -> dict[str, Any]:
+               mains: dict[str, str | None], version: int = SCHEMA_VERSION) -> dict[str, Any]:
     out = files[0]["path"].parent
     distribution, record_sets = [], []
     for f in files:
@@ -74,7 +74,7 @@ def build_card(con: duckdb.DuckDBPyConnection, db: str | Path, spaces: dict[str,
         "license": PROJECT_LICENSE,
         "citeAs": SEED_CITATION,
         "keywords": ["neural architecture search", "LLM compression", "benchmark", "pruning", "Syne Tune"],
-        "version": f"schema-{SCHEMA_VERSION}",
+        "version": f"schema-{version}",
         "isAccessibleForFree": True,
         "distribution": distribution,
         "recordSet": record_sets,

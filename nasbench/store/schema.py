@@ -12,10 +12,12 @@ from nasbench.metrics import SHARED, metric_column
 from nasbench.paths import DEFAULT_DB
 from nasbench.space import DIMENSIONS
 
-__all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "SCHEMA", "WEIGHT_FREE_ID", "MAIN_SUPERNET_KEY", "Measurement", "view_name",
+__all__ = ["SCHEMA_VERSION", "PUBLISHED_LAYOUT", "DEFAULT_DB", "SCHEMA", "WEIGHT_FREE_ID", "MAIN_SUPERNET_KEY", "Measurement", "view_name",
            "is_baseline", "stored_supernet"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: The oldest schema whose published tables (spaces ... baseline_archs) have today's layout: ``publish`` reads it on.
+PUBLISHED_LAYOUT = 3
 #: The ``supernet_id`` of rows that do not depend on weights (latency, memory, FLOPs, ...:
 #: :data:`nasbench.metrics.SHARED`): no supernet. They are stored once per arch and protocol and appear in every
 #: supernet's row of the wide view.
@@ -147,6 +149,41 @@ CREATE TABLE IF NOT EXISTS baseline_archs (
     params BIGINT,
     created_at TIMESTAMP NOT NULL,
     PRIMARY KEY (space, supernet_id, arch_id)
+);
+-- schema 4: op-level latency models (nasbench.profile.latency_model), one per space and device: what it was timed
+-- with and its fitted overhead, and its op timings
+CREATE TABLE IF NOT EXISTS latency_models (
+    space VARCHAR NOT NULL,
+    device VARCHAR NOT NULL,
+    hardware VARCHAR NOT NULL,
+    dtype VARCHAR NOT NULL,
+    threads INTEGER NOT NULL,
+    family VARCHAR NOT NULL,
+    cpu VARCHAR NOT NULL,
+    cpu_flags VARCHAR NOT NULL,
+    gpu VARCHAR NOT NULL,
+    seq_len INTEGER NOT NULL,
+    context INTEGER NOT NULL,
+    vocab_size INTEGER NOT NULL,
+    rounds INTEGER NOT NULL,
+    overhead VARCHAR NOT NULL,
+    fitted_n VARCHAR NOT NULL,
+    software VARCHAR,
+    created_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (space, device, hardware, dtype, threads)
+);
+CREATE TABLE IF NOT EXISTS latency_ops (
+    space VARCHAR NOT NULL,
+    device VARCHAR NOT NULL,
+    hardware VARCHAR NOT NULL,
+    dtype VARCHAR NOT NULL,
+    threads INTEGER NOT NULL,
+    phase VARCHAR NOT NULL,
+    op VARCHAR NOT NULL,
+    shape VARCHAR NOT NULL,
+    ms DOUBLE NOT NULL,
+    spread DOUBLE,
+    PRIMARY KEY (space, device, hardware, dtype, threads, phase, op, shape)
 );
 """
 SCHEMA = _SCHEMA

@@ -1,0 +1,401 @@
+"""An op-level latency model: the space's operator shapes timed once on a device, an arch's latency their sum.
+
+Every operator shape the space can need is timed on its own, in the dtype and with the torch threads the benchmark
+measures latency with (:mod:`nasbench.profile.latency`), for a prefill of ``1 x seq_len`` tokens and for one decode
+step attending to a KV cache of ``context`` tokens:
+
+* ``linear (in, out)``: the q, k, v and o projections at every width the space allows (q: ``embed_dim x
+  n_heads*head_size``; k, v: ``embed_dim x n_kv_groups*head_size``; o: ``n_heads*head_size x embed_dim``; a family
+  with a fused qkv: one ``embed_dim x 3*n_heads*head_size``);
+* ``mlp (embed_dim, intermediate_size)``: the whole MLP (gate, up, the activation, down; ungated: up, activation,
+  down);
+* ``attention (n_heads, n_kv_groups, head_size)``: the heads' reshapes, rotary embedding of q and k,
+  ``scaled_dot_product_attention`` with grouped-query attention (causal over the prompt in prefill; in decode one
+  query against the cache, the step's k and v appended to it as HF's cache does) and the merge of the heads;
+* ``norm (embed_dim,)``: the residual add and the family's norm before it (two per block, one final);
+* ``embedding (embed_dim,)`` and ``head (embed_dim,)``: the token lookup and the LM head over every position.
+
+Timing is interleaved: every round visits all shapes of both phases in a new shuffled order, each visit times a
+batch of back-to-back calls (as many as make ``min_ms``, one for a large op), and a shape's time is the median over
+rounds, so a slow minute of a shared machine touches every shape alike instead of a few. An intermediate size range
+wider than :data:`MAX_WIDTHS` values is timed on a grid of that many widths and interpolated linearly between them.
+
+An arch's prediction is the sum of its ops (per layer, so per-layer spaces are summed layer by layer) plus
+``n_layers x`` a per-layer overhead plus a constant, the two fitted by non-negative least squares against measured
+latencies (:func:`fit`), else zero: they hold what the table does not time (biases, residual bookkeeping, HF's mask
+and cache code, Python dispatch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import random
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nasbench.errors import NasBenchError, check_choice
+from nasbench.families import Family
+from nasbench.families import family as family_named
+from nasbench.space import SearchSpace
+
+__all__ = ["PHASES", "METRIC_PHASES", "MAX_WIDTHS", "OpTable", "space_ops", "arch_ops", "measure_ops", "predict",
+           "fit", "save_table", "load_table"]
+
+#: The two latencies a table predicts: a prefill of ``seq_len`` tokens, and one decode step (ms per token).
+PHASES = ("prefill", "decode")
+#: The stored metric each phase predicts: ``latency_rel`` is read as milliseconds, times its reference's median.
+METRIC_PHASES = {"latency_ms": "prefill", "latency_rel": "prefill", "decode_ms_per_token": "decode"}
+#: An ``int`` / ``log_int`` intermediate size with more values than this is timed on a grid of this many widths.
+MAX_WIDTHS = 16
+
+Op = tuple[str, tuple[int, ...]]
+"""(op, shape): ``("linear", (576, 192))``, ``("attention", (9, 3, 64))``, ..."""
+
+
+@dataclass(frozen=True)
+class OpTable:
+    """The timed operator shapes of a space on one device, and the overhead fitted on top of them."""
+
+    space: str
+    family: str
+    """The model family (:mod:`nasbench.families`): which ops make up a block."""
+    device: str
+    dtype: str
+    threads: int
+    """Torch threads while timing (``torch.get_num_threads()``)."""
+    cpu: str
+    """CPU model (:func:`nasbench.profile.runner.machine`)."""
+    cpu_flags: str
+    gpu: str
+    """The GPU's name on a CUDA device, else ``''``."""
+    seq_len: int
+    """Prefill tokens (batch 1)."""
+    context: int
+    """KV-cache length a decode step attends to."""
+    vocab_size: int
+    rounds: int
+    ms: Mapping[tuple[str, str, tuple[int, ...]], float]
+    """(phase, op, shape) -> median milliseconds of one call over the rounds."""
+    spread: Mapping[tuple[str, str, tuple[int, ...]], float] = field(default_factory=dict)
+    """(phase, op, shape) -> interquartile range of the rounds, ms."""
+    overhead: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {p: (0.0, 0.0) for p in PHASES})
+    """phase -> (ms per layer, constant ms), fitted by :func:`fit` (zero until then)."""
+    fitted_n: Mapping[str, int] = field(default_factory=dict)
+    """phase -> how many measured archs its overhead was fitted on."""
+
+    @property
+    def hardware(self) -> str:
+        """What the timings belong to: the GPU on a CUDA device, else the CPU model."""
+        return self.gpu or self.cpu
+
+
+# ------------------------------------------------------------------------------------------------ which ops
+def _widths(space: SearchSpace, name: str) -> list[int]:
+    """The widths of ``name`` to time: every value, or a grid of :data:`MAX_WIDTHS` for a wide intermediate size."""
+    dim = space.dimensions[name]
+    if name != "intermediate_size" or dim.kind not in ("int", "log_int") or dim.count() <= MAX_WIDTHS:
+        return dim.candidates()
+    spaced = np.geomspace if dim.kind == "log_int" else np.linspace
+    return sorted({int(round(v)) for v in spaced(dim.low, dim.high, MAX_WIDTHS)} | {dim.low, dim.high})
+
+
+def _head_combos(space: SearchSpace) -> list[tuple[int, int, int, int]]:
+    """Every (embed_dim, n_heads, n_kv_groups, head_size) one block of the space may have (the family's rules)."""
+    f, ref = space.model_family, space.reference
+    names = ("embed_dim", "n_heads", "n_kv_groups", "head_size")
+    grid = np.array(list(itertools.product(*(space.dimensions[n].candidates() for n in names))), dtype=np.int64)
+    cols = {n: grid[:, k] for k, n in enumerate(names)}
+    if f.kv_follows_heads:
+        cols["n_kv_groups"] = cols["n_heads"]
+    ok = cols["n_heads"] % cols["n_kv_groups"] == 0
+    for rule in f.head_rules(ref):
+        ok &= np.asarray(rule.holds(cols, ref), dtype=bool)
+    rows = np.stack([cols[n] for n in names], axis=1)[ok]
+    return sorted({tuple(int(v) for v in row) for row in rows})
+
+
+def _block_ops(f: Family, e: int, h: int, g: int, d: int, i: int) -> list[Op]:
+    """The ops of one block, with repeats (two norms; k and v share a shape)."""
+    qkv = [("linear", (e, 3 * h * d))] if f.modules.fused_qkv else [
+        ("linear", (e, h * d)), ("linear", (e, g * d)), ("linear", (e, g * d))]
+    return [("norm", (e,)), *qkv, ("attention", (h, g, d)), ("linear", (h * d, e)), ("norm", (e,)),
+            ("mlp", (e, i))]
+
+
+def space_ops(space: SearchSpace) -> list[Op]:
+    """Every op shape an arch of ``space`` can need (each timed once per phase), sorted."""
+    f = space.model_family
+    ops: set[Op] = set()
+    combos = _head_combos(space)
+    if not combos:
+        raise NasBenchError("space", f"{space.name}: no (embed_dim, n_heads, n_kv_groups, head_size) meets the "
+                                     f"family's rules", space.name)
+    inner = _widths(space, "intermediate_size")
+    for e, h, g, d in combos:
+        ops.update(op for op in _block_ops(f, e, h, g, d, inner[0]) if op[0] != "mlp")
+    for e in space.dimensions["embed_dim"].candidates():
+        ops.update({("norm", (e,)), ("embedding", (e,)), ("head", (e,))})
+        ops.update(("mlp", (e, i)) for i in inner)
+    return sorted(ops)
+
+
+def arch_ops(family: str, arch: Mapping[str, Any]) -> Counter[Op]:
+    """The ops of one arch and how often each runs in a forward pass: every block's (a per-layer dimension's value
+    per layer), the embedding, the final norm and the head."""
+    f = family_named(family, "family")
+    layers = int(arch["n_layers"])
+    per = {n: _per_layer(arch[n], layers, n) for n in ("n_heads", "n_kv_groups", "head_size", "intermediate_size")}
+    e = _per_layer(arch["embed_dim"], layers, "embed_dim")[0]
+    ops: Counter[Op] = Counter({("embedding", (e,)): 1, ("norm", (e,)): 1, ("head", (e,)): 1})
+    for h, g, d, i in zip(per["n_heads"], per["n_kv_groups"], per["head_size"], per["intermediate_size"]):
+        ops.update(_block_ops(f, e, int(h), int(h) if f.kv_follows_heads else int(g), int(d), int(i)))
+    return ops
+
+
+def _per_layer(value: Any, layers: int, name: str) -> list[int]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != layers:
+            raise NasBenchError(f"arch.{name}", f"needs one value per layer ({layers})", list(value))
+        return [int(v) for v in value]
+    return [int(value)] * layers
+
+
+# ------------------------------------------------------------------------------------------------ timing
+def measure_ops(space: SearchSpace, *, rounds: int = 5, device: str = "cpu", dtype: str = "auto",
+                seq_len: int = 128, context: int = 136, min_ms: float = 1.0, seed: int = 0) -> OpTable:
+    """Time every op shape of ``space`` (:func:`space_ops`) in both phases on ``device`` in ``dtype``, interleaved
+    over ``rounds`` shuffled rounds (see the module docstring). ``context``: the decode step's KV-cache length (136:
+    the middle of the benchmark's 16-token decode after its 128-token prompt). ``dtype="auto"``: decided as
+    ``profile`` decides it (:func:`nasbench.profile.runner.resolve`). Uses the process's torch threads."""
+    from nasbench.profile.latency import _timed
+    from nasbench.profile.runner import DTYPES, ProfileConfig, machine, resolve
+
+    for name, value in (("rounds", rounds), ("seq_len", seq_len), ("context", context)):
+        if value < 1:
+            raise NasBenchError(name, "must be >= 1", value)
+    where = _device(device)
+    check_choice("dtype", dtype, ("auto", *DTYPES))
+    dtype = resolve(ProfileConfig(n=0, metrics=("latency",), device=device, dtype=dtype)).dtype
+    torch_dtype = DTYPES[dtype]
+    f = space.model_family
+    builder = _Builder(f, where, torch_dtype, space.reference.vocab_size, context)
+    calls: dict[tuple[str, str, tuple[int, ...]], tuple[Callable[[], Any], int]] = {}
+    with torch.inference_mode():
+        for phase, (op, shape) in itertools.product(PHASES, space_ops(space)):
+            fn = builder.build(op, shape, seq_len if phase == "prefill" else 1, phase)
+            fn()  # warm-up: kernels chosen, lazy allocations made
+            once = _timed(where, fn)
+            calls[(phase, op, shape)] = fn, max(1, min(1000, math.ceil(min_ms / max(once, 1e-4))))
+        times: dict[tuple[str, str, tuple[int, ...]], list[float]] = {key: [] for key in calls}
+        order, rng = list(calls), random.Random(seed)
+        for _ in range(rounds):
+            rng.shuffle(order)
+            for key in order:
+                fn, n = calls[key]
+                times[key].append(_timed(where, lambda fn=fn, n=n: [fn() for _ in range(n)]) / n)
+    info = machine()
+    return OpTable(space=space.name, family=f.name, device=device, dtype=dtype, threads=torch.get_num_threads(),
+                   cpu=info["cpu"], cpu_flags=info["cpu_flags"],
+                   gpu=torch.cuda.get_device_name(where) if where.type == "cuda" else "", seq_len=seq_len,
+                   context=context, vocab_size=space.reference.vocab_size, rounds=rounds,
+                   ms={k: statistics.median(v) for k, v in times.items()},
+                   spread={k: _iqr(v) for k, v in times.items()})
+
+
+def _device(device: str) -> torch.device:
+    try:
+        where = torch.device(device)
+    except (RuntimeError, TypeError):
+        where = None
+    if where is None or where.type not in ("cpu", "cuda") or (where.type == "cuda" and not torch.cuda.is_available()):
+        raise NasBenchError("device", "must be cpu or an available CUDA device (cuda, cuda:N)", device)
+    return where
+
+
+def _iqr(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return q3 - q1
+
+
+class _Builder:
+    """Each op as a closure over its own inputs; weights of one shape are shared by both phases."""
+
+    def __init__(self, f: Family, device: torch.device, dtype: torch.dtype, vocab: int, context: int) -> None:
+        self.f, self.device, self.dtype, self.vocab, self.context = f, device, dtype, vocab, context
+        self.generator = torch.Generator().manual_seed(0)
+        self.weights: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+
+    def tensor(self, *shape: int) -> torch.Tensor:
+        return (torch.randn(*shape, generator=self.generator) * 0.02).to(self.device, self.dtype)
+
+    def weight(self, name: str, *shape: int) -> torch.Tensor:
+        key = (name, shape)
+        if key not in self.weights:
+            self.weights[key] = self.tensor(*shape)
+        return self.weights[key]
+
+    def build(self, op: str, shape: tuple[int, ...], tokens: int, phase: str) -> Callable[[], Any]:
+        if op == "linear":
+            n_in, n_out = shape
+            x, w = self.tensor(1, tokens, n_in), self.weight("linear", n_out, n_in)
+            return lambda: F.linear(x, w)
+        if op == "mlp":
+            return self._mlp(*shape, tokens)
+        if op == "attention":
+            return self._attention(*shape, tokens, phase)
+        if op == "norm":
+            return self._norm(shape[0], tokens)
+        if op == "embedding":
+            ids = torch.randint(0, self.vocab, (1, tokens), generator=self.generator).to(self.device)
+            table = self.weight("embedding", self.vocab, shape[0])
+            return lambda: F.embedding(ids, table)
+        if op == "head":
+            x, w = self.tensor(1, tokens, shape[0]), self.weight("head", self.vocab, shape[0])
+            return lambda: F.linear(x, w)
+        raise NasBenchError("op", "must be one of linear, mlp, attention, norm, embedding, head", op)
+
+    def _mlp(self, e: int, i: int, tokens: int) -> Callable[[], Any]:
+        act = {"silu": F.silu, "gelu": F.gelu}[self.f.activation]
+        x, up, down = self.tensor(1, tokens, e), self.weight("up", i, e), self.weight("down", e, i)
+        if self.f.mlp_mats == 3:
+            gate = self.weight("gate", i, e)
+            return lambda: F.linear(act(F.linear(x, gate)) * F.linear(x, up), down)
+        return lambda: F.linear(act(F.linear(x, up)), down)
+
+    def _norm(self, e: int, tokens: int) -> Callable[[], Any]:
+        x, residual, w = self.tensor(1, tokens, e), self.tensor(1, tokens, e), self.weight("norm", e)
+        if self.f.norm == "layernorm":
+            b = self.weight("norm_bias", e)
+            return lambda: F.layer_norm(x + residual, (e,), w, b)
+
+        def rms() -> torch.Tensor:  # HF's RMSNorm: in float32, back to the input's dtype, then the weight
+            h = (x + residual).float()
+            return w * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-5)).to(x.dtype)
+
+        return rms
+
+    def _attention(self, h: int, g: int, d: int, tokens: int, phase: str) -> Callable[[], Any]:
+        q, k, v = self.tensor(1, tokens, h * d), self.tensor(1, tokens, g * d), self.tensor(1, tokens, g * d)
+        angles = torch.arange(tokens)[:, None] * torch.ones(d)[None, :] * 1e-2
+        cos, sin = angles.cos().to(self.device, self.dtype), angles.sin().to(self.device, self.dtype)
+        cache = [self.tensor(1, g, self.context, d) for _ in range(2)] if phase == "decode" else None
+        gqa = h != g
+
+        def rotate(x: torch.Tensor) -> torch.Tensor:
+            half = x.shape[-1] // 2
+            return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+        def run() -> torch.Tensor:
+            qh = rotate(q.view(1, tokens, h, d).transpose(1, 2))
+            kh = rotate(k.view(1, tokens, g, d).transpose(1, 2))
+            vh = v.view(1, tokens, g, d).transpose(1, 2)
+            if cache is None:
+                out = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, enable_gqa=gqa)
+            else:
+                kh, vh = torch.cat((cache[0], kh), dim=2), torch.cat((cache[1], vh), dim=2)
+                out = F.scaled_dot_product_attention(qh, kh, vh, enable_gqa=gqa)
+            return out.transpose(1, 2).reshape(1, tokens, h * d)
+
+        return run
+
+
+# ------------------------------------------------------------------------------------------------ prediction
+def _lookup(table: OpTable, phase: str, op: str, shape: tuple[int, ...]) -> float:
+    """The op's time; between two timed widths of its last dimension (an intermediate size grid), interpolated."""
+    found = table.ms.get((phase, op, shape))
+    if found is not None:
+        return found
+    near = sorted((s[-1], ms) for (p, o, s), ms in table.ms.items() if p == phase and o == op and s[:-1] == shape[:-1])
+    if len(near) < 2 or not near[0][0] <= shape[-1] <= near[-1][0]:
+        raise NasBenchError("archs", f"need op shapes the table of space {table.space} lacks (an arch of another "
+                                     f"space?)", f"{phase} {op} {shape}")
+    widths, values = zip(*near)
+    return float(np.interp(shape[-1], widths, values))
+
+
+def _op_sums(table: OpTable, archs: Sequence[Mapping[str, Any]], phase: str) -> np.ndarray:
+    """Sum of each arch's op times (no overhead)."""
+    check_choice("phase", phase, PHASES)
+    cost: dict[Op, float] = {}
+    out = np.empty(len(archs))
+    for k, arch in enumerate(archs):
+        total = 0.0
+        for op, count in arch_ops(table.family, arch).items():
+            if op not in cost:
+                cost[op] = _lookup(table, phase, *op)
+            total += count * cost[op]
+        out[k] = total
+    return out
+
+
+def _layers(archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    return np.array([int(a["n_layers"]) for a in archs], dtype=np.float64)
+
+
+def predict(table: OpTable, archs: Sequence[Mapping[str, Any]], phase: str = "prefill") -> np.ndarray:
+    """Predicted milliseconds of each arch (canonical arch dicts of the table's space): the sum of its ops, plus
+    ``n_layers x`` the per-layer overhead and the constant of ``phase``."""
+    per_layer, constant = table.overhead.get(phase, (0.0, 0.0))
+    return _op_sums(table, archs, phase) + per_layer * _layers(archs) + constant
+
+
+def fit(table: OpTable, archs: Sequence[Mapping[str, Any]], measured: Iterable[float],
+        phase: str = "prefill") -> OpTable:
+    """``table`` with the per-layer overhead and constant of ``phase`` fitted by non-negative least squares to the
+    ``measured`` milliseconds of ``archs`` (what the op sums leave)."""
+    from scipy.optimize import nnls
+
+    y = np.asarray(list(measured), dtype=np.float64)
+    if len(y) != len(archs) or len(y) < 2:
+        raise NasBenchError("measured", f"needs one value per arch and >= 2 archs ({len(archs)} archs)", len(y))
+    if not np.all(np.isfinite(y) & (y > 0)):
+        raise NasBenchError("measured", "must be finite milliseconds > 0", y[~(np.isfinite(y) & (y > 0))][0])
+    rest = y - _op_sums(table, archs, phase)
+    (per_layer, constant), _ = nnls(np.stack([_layers(archs), np.ones(len(y))], axis=1), rest)
+    return dataclasses.replace(table, overhead={**table.overhead, phase: (float(per_layer), float(constant))},
+                               fitted_n={**table.fitted_n, phase: len(y)})
+
+
+
+# ------------------------------------------------------------------------------------------------ the DB
+def save_table(table: OpTable, db: str | Path) -> None:
+    """Store ``table`` in ``db`` (replacing the model of the same space, device, hardware, dtype and threads)."""
+    from nasbench.store import Store
+
+    model = {name: getattr(table, name) for name in ("space", "device", "hardware", "dtype", "threads", "family",
+                                                     "cpu", "cpu_flags", "gpu", "seq_len", "context", "vocab_size",
+                                                     "rounds")}
+    model.update(overhead={p: list(v) for p, v in table.overhead.items()}, fitted_n=dict(table.fitted_n),
+                 software={"torch": torch.__version__})
+    ops = [(phase, op, "x".join(map(str, shape)), ms, table.spread.get((phase, op, shape)))
+           for (phase, op, shape), ms in sorted(table.ms.items())]
+    with Store(db) as store:
+        store.add_latency_model(model, ops)
+
+
+def load_table(db: str | Path, space: str, device: str = "cpu", dtype: str | None = None) -> OpTable:
+    """The latest table of ``space`` measured on ``device`` (in ``dtype`` when given) stored in ``db``."""
+    from nasbench.store.latency import read_latency_model
+
+    found = read_latency_model(db, space, device, dtype)
+    if found is None:
+        raise NasBenchError("db", f"holds no latency model of space {space!r} on {device}"
+                                  f"{'' if dtype is None else ' in ' + dtype}: measure one first", str(db))
+    model, rows = found
+    ms = {(p, op, tuple(int(v) for v in shape.split("x"))): value for p, op, shape, value, _ in rows}
+    spread = {(p, op, tuple(int(v) for v in shape.split("x"))): s for p, op, shape, _, s in rows if s is not None}
+    return OpTable(**{k: model[k] for k in ("space", "family", "device", "dtype", "threads", "cpu", "cpu_flags", "gpu",
+                                            "seq_len", "context", "vocab_size", "rounds")},
+                   ms=ms, spread=spread, overhead={p: (float(a), float(b)) for p, (a, b) in model["overhead"].items()},
+                   fitted_n={p: int(n) for p, n in model["fitted_n"].items()})

@@ -1,0 +1,220 @@
+"""The op-level latency model: the shapes a space needs, prediction as a sum of ops plus overhead, the fit, the DB
+round trip and the CLI verb. Timings use one round over tiny shapes (seconds)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from nasbench.cli import main
+from nasbench.errors import NasBenchError
+from nasbench.profile.latency_model import (MAX_WIDTHS, PHASES, OpTable, arch_ops, fit, load_table, measure_ops,
+                                            predict, save_table, space_ops)
+from nasbench.space import load_space
+
+from conftest import tiny_space_doc
+
+
+def _space(tmp_path: Path, family: str = "llama", **dimensions: dict) -> object:
+    doc = tiny_space_doc(family)
+    doc["dimensions"].update(dimensions)
+    path = tmp_path / f"space-{family}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return load_space(path)
+
+
+def _synthetic(space, overhead: tuple[float, float] = (0.0, 0.0)) -> OpTable:
+    """A table with made-up times for every shape (distinct per op), so the sums are checked without a clock."""
+    ms = {(phase, op, shape): (1 + k) * (2.0 if phase == "prefill" else 0.5) * 1e-3
+          for k, (op, shape) in enumerate(space_ops(space)) for phase in PHASES}
+    return OpTable(space=space.name, family=space.family, device="cpu", dtype="float32", threads=1, cpu="test",
+                   cpu_flags="", gpu="", seq_len=128, context=136, vocab_size=space.reference.vocab_size, rounds=1,
+                   ms=ms, overhead={"prefill": overhead, "decode": (0.0, 0.0)})
+
+
+@pytest.fixture(scope="module")
+def timed(tmp_path_factory) -> tuple[object, OpTable]:
+    """The tiny llama space (choice widths) and its table, timed once: one round, fp32, short batches."""
+    space = _space(tmp_path_factory.mktemp("space"), intermediate_size={"choice": [24, 48, 96]})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return space, measure_ops(space, rounds=1, dtype="float32", seq_len=16, context=20, min_ms=0.01)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_table_times_every_shape_the_space_needs(timed) -> None:
+    space, table = timed
+    assert set(table.ms) == {(phase, *op) for phase in PHASES for op in space_ops(space)}
+    assert all(ms > 0 for ms in table.ms.values())
+    assert (table.device, table.dtype, table.threads, table.seq_len, table.context) == ("cpu", "float32", 1, 16, 20)
+    ops = set(space_ops(space))
+    # the reference's block: q 48 -> 6x8, k and v 48 -> 2x8, o 48 -> 48, GQA 6 heads over 2 groups, MLP 48 x 96
+    assert {("linear", (48, 48)), ("linear", (48, 16)), ("attention", (6, 2, 8)), ("mlp", (48, 96)),
+            ("norm", (48,)), ("embedding", (48,)), ("head", (48,))} <= ops
+    assert ("attention", (4, 1, 8)) not in ops  # 4 query heads on one kv group: more than the reference's 3
+    for arch in [*space.sample(30, seed=0), space.largest(), space.smallest()]:
+        assert set(arch_ops(space.family, arch)) <= ops
+
+
+def test_a_fused_qkv_family_times_one_projection(tmp_path) -> None:
+    space = _space(tmp_path, "gpt_neox")
+    ops = space_ops(space)
+    assert ("linear", (48, 3 * 48)) in ops and ("attention", (6, 6, 8)) in ops
+    counts = arch_ops(space.family, space.largest())
+    assert counts[("linear", (48, 144))] == 3 and counts[("linear", (48, 48))] == 3  # qkv and o, per layer
+
+
+def test_prediction_is_the_sum_of_ops_plus_overhead(timed) -> None:
+    _, table = timed
+    table = dataclasses.replace(table, overhead={"prefill": (0.25, 1.5), "decode": (0.125, 0.5)})
+    arch = {"embed_dim": 32, "n_layers": 2, "n_heads": 4, "head_size": 8, "n_kv_groups": 2, "intermediate_size": 48}
+    for phase, (per_layer, constant) in table.overhead.items():
+        def t(op: str, *shape: int, phase: str = phase) -> float:
+            return table.ms[(phase, op, shape)]
+
+        block = (2 * t("norm", 32) + t("linear", 32, 32) + 2 * t("linear", 32, 16) + t("attention", 4, 2, 8)
+                 + t("linear", 32, 32) + t("mlp", 32, 48))
+        by_hand = t("embedding", 32) + t("norm", 32) + t("head", 32) + 2 * block + 2 * per_layer + constant
+        assert predict(table, [arch], phase)[0] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_per_layer_archs_sum_their_layers(tmp_path) -> None:
+    space = _space(tmp_path, n_heads={"choice": [2, 4, 6], "per_layer": True},
+                   intermediate_size={"choice": [24, 48, 96], "per_layer": True})
+    table = _synthetic(space)
+    arch = {"embed_dim": 48, "n_layers": 2, "n_heads": [6, 2], "head_size": 8, "n_kv_groups": 2,
+            "intermediate_size": [96, 24]}
+    one = {**arch, "n_layers": 1, "n_heads": 6, "intermediate_size": 96}
+    two = {**arch, "n_layers": 1, "n_heads": 2, "intermediate_size": 24}
+    shared = sum(table.ms[("prefill", op, (48,))] for op in ("embedding", "norm", "head"))
+    expected = predict(table, [one])[0] + predict(table, [two])[0] - shared
+    assert predict(table, [arch])[0] == pytest.approx(expected, rel=1e-12)
+    assert np.isfinite(predict(table, space.sample(20, seed=1), "decode")).all()
+
+
+def test_a_wide_intermediate_range_is_timed_on_a_grid_and_interpolated(tmp_path) -> None:
+    space = _space(tmp_path)  # intermediate_size log_int 8..96: 89 widths
+    widths = sorted({shape[1] for op, shape in space_ops(space) if op == "mlp"})
+    assert len(widths) <= MAX_WIDTHS + 2 and (widths[0], widths[-1]) == (8, 96)
+    table = _synthetic(space)
+    low, high = next((a, b) for a, b in zip(widths, widths[1:]) if b - a > 1)
+    arch = {"embed_dim": 16, "n_layers": 1, "n_heads": 2, "head_size": 8, "n_kv_groups": 1}
+    at = {w: predict(table, [{**arch, "intermediate_size": w}])[0] for w in (low, high, (low + high) // 2)}
+    share = ((low + high) // 2 - low) / (high - low)
+    assert at[(low + high) // 2] == pytest.approx(at[low] + share * (at[high] - at[low]), rel=1e-9)
+    assert np.isfinite(predict(table, space.sample(50, seed=0))).all()
+
+
+def test_fit_recovers_a_known_overhead(tmp_path) -> None:
+    space = _space(tmp_path)
+    table = _synthetic(space)
+    archs = space.sample(40, seed=3)
+    layers = np.array([a["n_layers"] for a in archs])
+    assert len(set(layers)) > 1
+    measured = predict(table, archs) + 0.7 * layers + 1.3
+    fitted = fit(table, archs, measured)
+    assert fitted.overhead["prefill"] == pytest.approx((0.7, 1.3), rel=1e-9)
+    assert fitted.overhead["decode"] == (0.0, 0.0) and fitted.fitted_n == {"prefill": 40}
+    np.testing.assert_allclose(predict(fitted, archs), measured, rtol=1e-12)
+    # non-negative: a constant below the op sums is clipped to zero, never a negative overhead
+    assert fit(table, archs, predict(table, archs) * 0.5).overhead["prefill"] == (0.0, 0.0)
+    with pytest.raises(NasBenchError, match="measured"):
+        fit(table, archs, measured[:-1])
+
+
+def test_the_table_round_trips_through_the_db(timed, tmp_path) -> None:
+    from nasbench.store import SCHEMA_VERSION, Store, connect_read_only
+
+    space, table = timed
+    table = fit(table, space.sample(10, seed=0), np.linspace(1.0, 3.0, 10))
+    db = tmp_path / "bench.duckdb"
+    save_table(table, db)
+    save_table(table, db)  # the same space, device, hardware, dtype and threads: replaced, not doubled
+    assert load_table(db, space.name) == table
+    assert load_table(db, space.name, "cpu", "float32").hardware == table.cpu
+    con = connect_read_only(db)
+    assert con.execute("SELECT count(*) FROM latency_ops").fetchone()[0] == len(table.ms)
+    assert con.execute("SELECT count(*) FROM latency_models").fetchone()[0] == 1
+    con.close()
+    with pytest.raises(NasBenchError, match="holds no latency model"):
+        load_table(db, space.name, "cpu", "bfloat16")
+    with Store(db) as store:
+        assert store.query("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0] == str(SCHEMA_VERSION)
+
+
+def test_a_schema_3_db_opens_and_gains_the_empty_tables(tmp_path) -> None:
+    import duckdb
+
+    from nasbench.store import SCHEMA_VERSION, Store
+    from nasbench.store.schema import SCHEMA
+
+    old = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(old))
+    con.execute(SCHEMA.split("-- schema 4")[0])
+    con.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+    con.close()
+    with pytest.raises(NasBenchError, match="holds no latency model"):
+        load_table(old, "tiny-llama")  # read-only: no migration, no table, the same error
+    with Store(old) as store:
+        assert store.query("SELECT value FROM meta WHERE key = 'schema_version'").iloc[0, 0] == str(SCHEMA_VERSION)
+        assert store.query("SELECT count(*) FROM latency_models").iloc[0, 0] == 0
+        assert store.query("SELECT count(*) FROM latency_ops").iloc[0, 0] == 0
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (("--rounds", "0"), "--rounds: must be >= 1 (got 0)"),
+    (("--metric", "ppl"), "--metric: must be one of latency_ms, latency_rel (got 'ppl')"),
+    (("--dtype", "int8"), "--dtype: must be one of auto, bfloat16, float32, float16 (got 'int8')"),
+    (("--device", "tpu"), "--device: must be cpu or an available CUDA device (cuda, cuda:N) (got 'tpu')"),
+    (("--validate", "--metric", "flops"), "--metric: must be one of latency_ms, latency_rel, decode_ms_per_token"),
+    (("--validate",), "--db: holds no latency model of space 'tiny-llama' on cpu"),
+])
+def test_cli_errors_are_one_line(capsys, tmp_path, flags, fragment) -> None:
+    space = _space(tmp_path)
+    db = tmp_path / "bench.duckdb"
+    save_table(_synthetic(_space(tmp_path, "gpt_neox")), db)  # a DB with another space's table only
+    code, out, err = _run(capsys, "bench", "latency-model", space.path, "--db", db, *flags)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nasbench: error: ") and fragment in lines[0], err
+
+
+def test_cli_measures_stores_and_validates(capsys, tmp_path) -> None:
+    from nasbench.space import arch_id
+    from nasbench.store import Measurement, Store
+
+    space = _space(tmp_path, intermediate_size={"choice": [24, 48]})
+    db = tmp_path / "bench.duckdb"
+    code, out, _ = _run(capsys, "bench", "latency-model", space.path, "--db", db, "--rounds", "1", "--dtype",
+                        "float32")
+    first = json.loads(out)
+    assert code == 0 and first["ops"] == 2 * len(space_ops(space)) and first["fitted_n"] == {}
+    table = load_table(db, space.name)
+    archs = space.sample(30, seed=5)
+    truth = predict(table, archs) + 0.4 * np.array([a["n_layers"] for a in archs]) + 0.8
+    with Store(db) as store:
+        for arch, ms in zip(archs, truth):
+            store.add_results(space, arch, [Measurement(arch_id=arch_id(arch), supernet_id="", metric="latency_ms",
+                                                        value=float(ms), unit="ms", device="cpu", dtype="float32",
+                                                        batch=1, seq_len=128)])
+    code, out, _ = _run(capsys, "bench", "latency-model", space.path, "--db", db, "--validate")
+    result = json.loads(out)
+    assert code == 0 and out.count("\n") == 1
+    assert result["n_fit"] + result["n_test"] == len({arch_id(a) for a in archs})
+    assert result["kendall_tau"] == pytest.approx(1.0) and result["within_10pct"] == 1.0
+    assert result["overhead_ms"] == {"per_layer": pytest.approx(0.4, abs=1e-4), "constant": pytest.approx(0.8,
+                                                                                                         abs=1e-4)}
