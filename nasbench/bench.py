@@ -261,6 +261,7 @@ def bench_latency_model(space: SearchSpace, db: Any, rounds: int = 5, device: st
             "ops": len(table.ms), "seconds": round(seconds, 1),
             "overhead_ms": {p: {"per_layer": round(a, 4), "constant": round(b, 4)}
                             for p, (a, b) in table.overhead.items()},
+            "scale": {p: round(v, 4) for p, v in table.scale.items()},
             "fitted_n": dict(table.fitted_n), "fit_metric": metric}
 
 
@@ -291,7 +292,8 @@ def validate_latency_model(space: SearchSpace, db: Any, metric: str = "latency_m
             "device": table.device, "hardware": table.hardware, "dtype": table.dtype, "threads": table.threads,
             "n_fit": int(len(train)), "n_test": int(len(test)), "kendall_tau": float(kendalltau(predicted, truth)[0]),
             "within_10pct": float(np.mean(error <= 0.10)), "median_abs_rel_err": float(np.median(error)),
-            "overhead_ms": {"per_layer": round(per_layer, 4), "constant": round(constant, 4)}}
+            "overhead_ms": {"per_layer": round(per_layer, 4), "constant": round(constant, 4)},
+            "scale": round(fitted.scale[phase], 4)}
 
 
 def _measured_ms(db: Any, table: Any, metric: str) -> tuple[list[dict[str, Any]], Any]:

@@ -21,7 +21,7 @@ DOCS = REPO / "docs"
 #: are links to CHANGELOG.md and the generated report, not pages of their own).
 PAGES = [REPO / "README.md", *sorted(p for p in DOCS.glob("*.md") if not p.is_symlink())]
 #: Commands cheap enough to run here (read a DB or compute from a space file), whose printed output a page may show.
-CHEAP = (("sql",), ("bench", "retest"), ("cost",))
+CHEAP = (("sql",), ("bench", "retest"), ("cost",), ("bench", "latency-model"))
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 

@@ -121,11 +121,14 @@ def test_fit_recovers_a_known_overhead(tmp_path) -> None:
     assert len(set(layers)) > 1
     measured = predict(table, archs) + 0.7 * layers + 1.3
     fitted = fit(table, archs, measured)
-    assert fitted.overhead["prefill"] == pytest.approx((0.7, 1.3), rel=1e-9)
+    assert fitted.overhead["prefill"] == pytest.approx((0.7, 1.3), rel=1e-6)
+    assert fitted.scale["prefill"] == pytest.approx(1.0, rel=1e-6)
     assert fitted.overhead["decode"] == (0.0, 0.0) and fitted.fitted_n == {"prefill": 40}
-    np.testing.assert_allclose(predict(fitted, archs), measured, rtol=1e-12)
-    # non-negative: a constant below the op sums is clipped to zero, never a negative overhead
-    assert fit(table, archs, predict(table, archs) * 0.5).overhead["prefill"] == (0.0, 0.0)
+    np.testing.assert_allclose(predict(fitted, archs), measured, rtol=1e-9)
+    # ops that take half as long inside the model: a scale of 0.5, no negative overhead
+    halved = fit(table, archs, predict(table, archs) * 0.5)
+    assert halved.scale["prefill"] == pytest.approx(0.5, rel=1e-6)
+    assert halved.overhead["prefill"] == pytest.approx((0.0, 0.0), abs=1e-9)
     with pytest.raises(NasBenchError, match="measured"):
         fit(table, archs, measured[:-1])
 

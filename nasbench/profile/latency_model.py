@@ -91,6 +91,10 @@ class OpTable:
     """phase -> (ms per layer, constant ms), fitted by :func:`fit` (zero until then)."""
     fitted_n: Mapping[str, int] = field(default_factory=dict)
     """phase -> how many measured archs its overhead was fitted on."""
+    scale: Mapping[str, float] = field(default_factory=lambda: {p: 1.0 for p in PHASES})
+    """phase -> the factor on the op sums, fitted by :func:`fit` with the overhead (1 until then): ops timed one at a
+    time run faster or slower than inside a whole forward pass (caches warm or cold, dispatch), and a table timed on
+    one day is fitted to latencies measured on another."""
 
     @property
     def hardware(self) -> str:
@@ -345,15 +349,15 @@ def _layers(archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
 
 def predict(table: OpTable, archs: Sequence[Mapping[str, Any]], phase: str = "prefill") -> np.ndarray:
     """Predicted milliseconds of each arch (canonical arch dicts of the table's space): the sum of its ops, plus
-    ``n_layers x`` the per-layer overhead and the constant of ``phase``."""
+    ``n_layers x`` the per-layer overhead and the constant of ``phase`` (the op sum times the fitted scale)."""
     per_layer, constant = table.overhead.get(phase, (0.0, 0.0))
-    return _op_sums(table, archs, phase) + per_layer * _layers(archs) + constant
+    return table.scale.get(phase, 1.0) * _op_sums(table, archs, phase) + per_layer * _layers(archs) + constant
 
 
 def fit(table: OpTable, archs: Sequence[Mapping[str, Any]], measured: Iterable[float],
         phase: str = "prefill") -> OpTable:
-    """``table`` with the per-layer overhead and constant of ``phase`` fitted by non-negative least squares to the
-    ``measured`` milliseconds of ``archs`` (what the op sums leave)."""
+    """``table`` with the scale on the op sums, the per-layer overhead and the constant of ``phase`` fitted by
+    non-negative least squares to the ``measured`` milliseconds of ``archs``."""
     from scipy.optimize import nnls
 
     y = np.asarray(list(measured), dtype=np.float64)
@@ -361,10 +365,10 @@ def fit(table: OpTable, archs: Sequence[Mapping[str, Any]], measured: Iterable[f
         raise NasBenchError("measured", f"needs one value per arch and >= 2 archs ({len(archs)} archs)", len(y))
     if not np.all(np.isfinite(y) & (y > 0)):
         raise NasBenchError("measured", "must be finite milliseconds > 0", y[~(np.isfinite(y) & (y > 0))][0])
-    rest = y - _op_sums(table, archs, phase)
-    (per_layer, constant), _ = nnls(np.stack([_layers(archs), np.ones(len(y))], axis=1), rest)
+    (scale, per_layer, constant), _ = nnls(np.stack([_op_sums(table, archs, phase), _layers(archs),
+                                                     np.ones(len(y))], axis=1), y)
     return dataclasses.replace(table, overhead={**table.overhead, phase: (float(per_layer), float(constant))},
-                               fitted_n={**table.fitted_n, phase: len(y)})
+                               scale={**table.scale, phase: float(scale)}, fitted_n={**table.fitted_n, phase: len(y)})
 
 
 
@@ -376,7 +380,9 @@ def save_table(table: OpTable, db: str | Path) -> None:
     model = {name: getattr(table, name) for name in ("space", "device", "hardware", "dtype", "threads", "family",
                                                      "cpu", "cpu_flags", "gpu", "seq_len", "context", "vocab_size",
                                                      "rounds")}
-    model.update(overhead={p: list(v) for p, v in table.overhead.items()}, fitted_n=dict(table.fitted_n),
+    # per phase [ms per layer, constant ms, scale on the op sums]
+    model.update(overhead={p: [*v, table.scale.get(p, 1.0)] for p, v in table.overhead.items()},
+                 fitted_n=dict(table.fitted_n),
                  software={"torch": torch.__version__})
     ops = [(phase, op, "x".join(map(str, shape)), ms, table.spread.get((phase, op, shape)))
            for (phase, op, shape), ms in sorted(table.ms.items())]
@@ -397,5 +403,6 @@ def load_table(db: str | Path, space: str, device: str = "cpu", dtype: str | Non
     spread = {(p, op, tuple(int(v) for v in shape.split("x"))): s for p, op, shape, _, s in rows if s is not None}
     return OpTable(**{k: model[k] for k in ("space", "family", "device", "dtype", "threads", "cpu", "cpu_flags", "gpu",
                                             "seq_len", "context", "vocab_size", "rounds")},
-                   ms=ms, spread=spread, overhead={p: (float(a), float(b)) for p, (a, b) in model["overhead"].items()},
+                   ms=ms, spread=spread, overhead={p: (float(v[0]), float(v[1])) for p, v in model["overhead"].items()},
+                   scale={p: float(v[2]) if len(v) > 2 else 1.0 for p, v in model["overhead"].items()},
                    fitted_n={p: int(n) for p, n in model["fitted_n"].items()})
