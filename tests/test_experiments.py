@@ -105,9 +105,11 @@ def test_sorting_section_is_paired_over_shared_archs(tmp_path):
     assert "not answered" in sorting_section(db, dataclasses.replace(space, name="other"))
 
 
-def test_standalone_section_ratios_and_rank_agreement(tmp_path):
+def _standalone_db(tmp_path, n, seed, alone, supernet):
+    """``n`` archs (by params), each distilled alone (ppl ``alone(i)``) and as a sub-network of
+    ``smollm2-135m-recovery-1`` (ppl ``supernet(i)``)."""
     space = tiny_space(tmp_path / "s", "llama")
-    archs = sorted(space.sample(10, seed=5), key=space.params)
+    archs = sorted(space.sample(n, seed=seed), key=space.params)
     db = tmp_path / "a.duckdb"
     with Store(db) as store:
         store.add_space(space)
@@ -115,10 +117,14 @@ def test_standalone_section_ratios_and_rank_agreement(tmp_path):
             sid = f"baseline-sliced-recovered-{i}"
             store.add_supernet(sid, space.name, "tiny", strategy="sliced-recovered", tokens=BUDGET,
                                config={"arch_id": arch_id(arch), "tokens_per_model": BUDGET})
-            _rows(space, store, sid, [arch], lambda a, i=i: 100.0 - 5 * i)
-        # the supernet ranks the archs as the standalone models do, 1.5x worse on each
-        _rows(space, store, "smollm2-135m-recovery-1", archs,
-              lambda a: 1.5 * (100.0 - 5 * archs.index(a)))
+            _rows(space, store, sid, [arch], lambda a, i=i: alone(i))
+        _rows(space, store, "smollm2-135m-recovery-1", archs, lambda a: supernet(archs.index(a)))
+    return space, db
+
+
+def test_standalone_section_ratios_and_rank_agreement(tmp_path):
+    # the supernet ranks the archs as the standalone models do, 1.5x worse on each
+    space, db = _standalone_db(tmp_path, 10, 5, lambda i: 100.0 - 5 * i, lambda i: 1.5 * (100.0 - 5 * i))
     text = standalone_section(db, space)
     assert "median ratio 1.5x [1.5x, 1.5x]" in text and "Kendall tau of the two rankings 1.00 [1.00, 1.00]" in text
     assert "worse on 100% of archs" in text and "Fewer than 8 archs" not in text
@@ -126,17 +132,7 @@ def test_standalone_section_ratios_and_rank_agreement(tmp_path):
 
 
 def test_standalone_section_gives_no_interval_for_a_handful_of_archs(tmp_path):
-    space = tiny_space(tmp_path / "s", "llama")
-    archs = sorted(space.sample(3, seed=6), key=space.params)
-    db = tmp_path / "h.duckdb"
-    with Store(db) as store:
-        store.add_space(space)
-        for i, arch in enumerate(archs):
-            sid = f"baseline-sliced-recovered-{i}"
-            store.add_supernet(sid, space.name, "tiny", strategy="sliced-recovered", tokens=BUDGET,
-                               config={"arch_id": arch_id(arch), "tokens_per_model": BUDGET})
-            _rows(space, store, sid, [arch], lambda a, i=i: 50.0 + i)
-        _rows(space, store, "smollm2-135m-recovery-1", archs, lambda a: 2.0 * (50.0 + archs.index(a)))
+    space, db = _standalone_db(tmp_path, 3, 6, lambda i: 50.0 + i, lambda i: 2.0 * (50.0 + i))
     text = standalone_section(db, space)
     assert "Over 3 archs" in text and "median ratio 2x," in text and "no interval or test, and no verdict" in text
     assert "Wilcoxon" not in text.split("Over 3 archs")[1]

@@ -24,12 +24,12 @@ def glance_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]) -
     """The block's Markdown (without the markers)."""
     from nasbench.store.report import coverage, main_supernet, metric_values, supernet_rows, surrogate_cards
 
-    rows = {r["id"]: r for r in supernet_rows(db, space.name)}
+    from nasbench.report.datasheet import _main_supernet
+
+    supernets = supernet_rows(db, space.name)
+    rows = {r["id"]: r for r in supernets}
     cover = coverage(db, space.name)
-    ppl_archs = {r["supernet_id"]: r["archs"] for r in cover if r["metric"] == "ppl" and not r["task"]}
-    trained = sorted((s for s, r in rows.items() if r.get("tokens") and not s.startswith("baseline-")
-                      and s in ppl_archs), key=lambda s: (-ppl_archs[s], -(rows[s]["tokens"] or 0), s))
-    sid = main_supernet(db, space.name) or (trained[0] if trained else None)
+    sid = main_supernet(db, space.name) or _main_supernet(cover, supernets)  # the datasheet's rule
     if sid is None or sid not in rows:
         return f"`{Path(db).as_posix()}` holds no trained supernet of {space.name} with perplexity rows yet.\n"
     row = rows[sid]
