@@ -199,12 +199,11 @@ def bench_accuracy(space: SearchSpace, arch: dict[str, Any] | None = None, items
     from nasbench.models import load_tokenizer
     from nasbench.precision import resolve_precision
     from nasbench.profile import accuracy
-    from nasbench.supernet import Supernet
-    from nasbench.train.artifact import load_model
+    from nasbench.supernet import Supernet, SupernetRef
 
     if dtype is None:
         dtype = torch.bfloat16 if resolve_precision("auto") == "bf16-mixed" else torch.float32
-    loaded = load_model(space, supernet, dtype)
+    loaded = SupernetRef.resolve(supernet).load(space, dtype)
     model = Supernet(loaded.model, space)
     arch = space.check(arch, "arch") if arch is not None else space.largest()
     layers = loaded.importance.layers_for(arch["n_layers"]) if loaded.importance and loaded.importance.layers else None
@@ -240,8 +239,8 @@ def bench_latency_model(space: SearchSpace, db: Any, rounds: int = 5, device: st
                         metric: str = "latency_ms") -> dict[str, Any]:
     """Time the op-level latency model of ``space`` on ``device`` (:func:`nasbench.profile.latency_model.measure_ops`,
     in ``dtype``: ``auto`` decides as ``profile`` does), fit its overheads on every arch ``db`` holds measured there
-    in that dtype (prefill on ``metric``, ``latency_ms`` or ``latency_rel``; decode on ``decode_ms_per_token``; a
-    phase with fewer than 2 such archs keeps zero), and store it in ``db``."""
+    in that dtype (prefill on ``metric``: ``latency_ms``, drift-cancelled, ``latency_wall_ms`` or ``latency_rel``;
+    decode on ``decode_ms_per_token``; a phase with fewer than 2 such archs keeps zero), and store it in ``db``."""
     from pathlib import Path
 
     from nasbench.profile import latency_model as lm

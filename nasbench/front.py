@@ -68,8 +68,9 @@ def measured_front(db: str | Path, space: str, objectives: Sequence[str], where:
     columns = [metric_column(o) for o in names]
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        known = ", ".join(metric_name(c) for c in table.columns if c.startswith(METRIC_PREFIX))
-        raise NasBenchError("objectives", f"metrics not measured here; known: {known}",
+        known = [metric_name(c) for c in table.columns if c.startswith(METRIC_PREFIX)]
+        raise NasBenchError("objectives", "metrics not measured here; " + bm.unknown_rule(
+            metric_name(missing[0]), known).replace("must be among", "known:", 1),
                             ",".join(metric_name(c) for c in missing))
     df = filter_rows(table, columns, where)
     if df.empty:

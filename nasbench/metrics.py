@@ -4,6 +4,18 @@ Ground floor (imports nothing of nasbench): the space validates its ``objectives
 log transform and exact/weight-free sets from it, fronts and hypervolumes their directions and log scales, ``publish``
 its units. Column names of the wide views are made and read here only (:func:`metric_column`, :func:`hp_column`,
 :func:`metric_name`, :func:`hp_name`).
+
+Three prefill latencies, one of them the default (``docs/profiling.md`` gives each one's test-retest agreement):
+
+* ``latency_ms``, the default that views, the surrogates, ``compare``, ``pareto``, the publication and the report
+  use: drift-cancelled milliseconds, ``latency_rel`` times the median of the full model's wall-clock prefill times
+  re-timed beside every arch (``extra.reference_ms`` of the ``latency_rel`` rows of the same space, device, dtype,
+  batch and prompt length). No row stores it: the store's reader layer derives it
+  (:mod:`nasbench.store.readings`), so it ranks archs exactly as ``latency_rel`` does and reads in milliseconds of
+  the machine at its median speed. A DB, or a pruning baseline, without ``latency_rel`` rows has no ``latency_ms``.
+* ``latency_wall_ms``: the wall clock of one measurement (median of its repeats), including whatever the machine's
+  speed was at that minute. The profiler stores it as ``measurements.metric = 'latency_ms'`` (:data:`STORED_AS`).
+* ``latency_rel``: the prefill time over the full model's, the two timed alternately (1 for the full model).
 """
 
 from __future__ import annotations
@@ -12,8 +24,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 __all__ = ["Metric", "METRICS", "CHANCE", "TASK_METRICS", "OBJECTIVE_METRICS", "COST", "LOG_SCALE", "LOG_FIT", "EXACT",
-           "WEIGHT_FREE", "SHARED", "PROFILE_ITEMS", "profile_item", "metric", "is_maximized", "directions",
-           "direction", "unit", "metric_column", "metric_name", "hp_column", "hp_name", "METRIC_PREFIX", "HP_PREFIX"]
+           "WEIGHT_FREE", "SHARED", "TIMED", "STORED_AS", "DERIVED", "PROFILE_ITEMS", "profile_item", "metric",
+           "is_maximized", "directions", "direction", "unit", "metric_column", "metric_name", "hp_column", "hp_name",
+           "METRIC_PREFIX", "HP_PREFIX"]
 
 METRIC_PREFIX = "metric_"
 HP_PREFIX = "hp_"
@@ -40,8 +53,15 @@ class Metric:
     task: bool = False
     """Measured per lm-eval task (the column carries the task suffix)."""
     profiled_by: str = ""
-    """The ``nasbench profile --metrics`` item that measures it, or whose rows it averages (``acc_avg``); '' for the
-    computed ones."""
+    """The ``nasbench profile --metrics`` item that measures it, or whose rows it averages (``acc_avg``) or derives
+    it from (``latency_ms``); '' for the computed ones."""
+    timed: bool = False
+    """Measured by timing, so two readings of the same arch differ: ``Benchmark.query`` returns its spread beside the
+    value (the repeats' IQR where the rows keep one) and draws noisy readings from it."""
+    stored_as: str = ""
+    """The ``measurements.metric`` its rows carry where that differs from ``name`` (''), see :data:`STORED_AS`."""
+    derived_from: str = ""
+    """The stored metric it is computed from at read time ('' for a stored one), see :data:`DERIVED`."""
 
     @property
     def column(self) -> str:
@@ -55,9 +75,13 @@ _ALL = (
     Metric("ppl_selection", "perplexity", log_scale=True, log_fit=True, profiled_by="ppl_selection"),
     Metric("acc_avg", "accuracy", maximize=True, profiled_by="acc"),
     Metric("acc_chance_avg", "accuracy above chance", maximize=True, profiled_by="acc"),
-    Metric("latency_ms", "ms", log_fit=True, weight_free=True, profiled_by="latency"),
-    Metric("decode_ms_per_token", "ms", log_fit=True, weight_free=True, profiled_by="latency"),
-    Metric("latency_rel", "x full model", log_fit=True, weight_free=True, profiled_by="latency_rel"),
+    # the default latency: drift-cancelled, latency_rel x its reference's median wall clock (module docstring)
+    Metric("latency_ms", "ms", log_fit=True, weight_free=True, profiled_by="latency_rel", timed=True,
+           derived_from="latency_rel"),
+    Metric("latency_wall_ms", "ms", log_fit=True, weight_free=True, profiled_by="latency", timed=True,
+           stored_as="latency_ms"),
+    Metric("decode_ms_per_token", "ms", log_fit=True, weight_free=True, profiled_by="latency", timed=True),
+    Metric("latency_rel", "x full model", log_fit=True, weight_free=True, profiled_by="latency_rel", timed=True),
     Metric("params", "params", exact=True),
     Metric("flops", "flop/token", exact=True),
     Metric("memory_mb", "MiB", log_fit=True, weight_free=True, profiled_by="memory"),
@@ -91,6 +115,15 @@ WEIGHT_FREE = tuple(m.name for m in _ALL if m.weight_free)
 #: Metrics whose value depends on an arch's shape only (weight-free and exact ones): the store keeps one row per arch
 #: and protocol under the neutral supernet id ``''``, and every supernet's wide view shows it.
 SHARED = WEIGHT_FREE + EXACT
+#: Timed metrics: a reading varies from one measurement to the next (:attr:`Metric.timed`).
+TIMED = tuple(m.name for m in _ALL if m.timed)
+#: Reader name -> the ``measurements.metric`` its rows are stored under, where they differ. The profiler and the
+#: baselines store the prefill wall clock as ``latency_ms``, the name it had before the drift-cancelled latency took
+#: it; every reader (the wide views, ``Benchmark``, the publication, the report) sees those rows as
+#: ``latency_wall_ms``. Only :mod:`nasbench.store.readings` renames.
+STORED_AS = {m.name: m.stored_as for m in _ALL if m.stored_as}
+#: Derived metric -> the stored metric it is computed from at read time (:mod:`nasbench.store.readings`).
+DERIVED = {m.name: m.derived_from for m in _ALL if m.derived_from}
 _MAXIMIZED_PREFIXES = tuple(m.name for m in _ALL if m.maximize and m.task)
 
 

@@ -38,7 +38,7 @@ def one_line(err: str) -> str:
 @pytest.fixture
 def tiny_bench(tmp_path, tiny_with_data):
     """A tiny benchmark DB: 12 archs with ppl on the base model (`pretrained`, its main supernet) and on a second
-    supernet, latency measured once (weight-free)."""
+    supernet, latency (wall clock and latency_rel) measured once (weight-free)."""
     space, _ = tiny_with_data
     archs = [space.canonical(a) for a in space.sample(12, seed=5)]
     db = tmp_path / "tiny.duckdb"
@@ -52,7 +52,9 @@ def tiny_bench(tmp_path, tiny_with_data):
                             device="cpu", seq_len=512, cost_s=2.0, extra={"tokens": 1024}),
                 Measurement(aid, "other", "ppl", float(2e5 / p), "perplexity", device="cpu", seq_len=512, cost_s=2.0),
                 Measurement(aid, "pretrained", "latency_ms", float(p / 1e3 * rng.uniform(0.9, 1.1)), "ms",
-                            device="cpu", batch=1, seq_len=128, cost_s=0.5)])
+                            device="cpu", batch=1, seq_len=128, cost_s=0.5),
+                Measurement(aid, "pretrained", "latency_rel", float(p / 1e5), "x full model", device="cpu", batch=1,
+                            seq_len=128, cost_s=0.5, extra={"reference_ms": 100.0})])
         store.set_main_supernet(space.name, "pretrained")
     return space, db, archs
 

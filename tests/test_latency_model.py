@@ -180,10 +180,11 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("flags, fragment", [
     (("--rounds", "0"), "--rounds: must be >= 1 (got 0)"),
-    (("--metric", "ppl"), "--metric: must be one of latency_ms, latency_rel (got 'ppl')"),
+    (("--metric", "ppl"), "--metric: must be one of latency_ms, latency_wall_ms, latency_rel (got 'ppl')"),
     (("--dtype", "int8"), "--dtype: must be one of auto, bfloat16, float32, float16 (got 'int8')"),
     (("--device", "tpu"), "--device: must be cpu or an available CUDA device (cuda, cuda:N) (got 'tpu')"),
-    (("--validate", "--metric", "flops"), "--metric: must be one of latency_ms, latency_rel, decode_ms_per_token"),
+    (("--validate", "--metric", "flops"), "--metric: must be one of latency_ms, latency_wall_ms, latency_rel, "
+                                          "decode_ms_per_token"),
     (("--validate",), "--db: holds no latency model of space 'tiny-llama' on cpu"),
 ])
 def test_cli_errors_are_one_line(capsys, tmp_path, flags, fragment) -> None:
@@ -214,7 +215,9 @@ def test_cli_measures_stores_and_validates(capsys, tmp_path) -> None:
             store.add_results(space, arch, [Measurement(arch_id=arch_id(arch), supernet_id="", metric="latency_ms",
                                                         value=float(ms), unit="ms", device="cpu", dtype="float32",
                                                         batch=1, seq_len=128)])
-    code, out, _ = _run(capsys, "bench", "latency-model", space.path, "--db", db, "--validate")
+    # the profiler stores the wall clock as latency_ms: readers call it latency_wall_ms
+    code, out, _ = _run(capsys, "bench", "latency-model", space.path, "--db", db, "--validate", "--metric",
+                        "latency_wall_ms")
     result = json.loads(out)
     assert code == 0 and out.count("\n") == 1
     assert result["n_fit"] + result["n_test"] == len({arch_id(a) for a in archs})

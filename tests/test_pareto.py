@@ -109,8 +109,9 @@ def test_measured_front_filter_knee_and_plot(tmp_path) -> None:
         store.add_space(space)
         for arch, a, (ppl, latency) in zip(archs, ids, values):
             rows = [Measurement(a, "pretrained", "ppl", ppl, "perplexity")]
-            if latency is not None:
-                rows.append(Measurement(a, "pretrained", "latency_ms", latency, "ms", device="cpu"))
+            if latency is not None:  # latency_ms = latency_rel x the median reference time (1 ms here)
+                rows.append(Measurement(a, "pretrained", "latency_rel", latency, "x full model", device="cpu",
+                                        extra={"reference_ms": 1.0}))
             store.add_results(space, arch, rows)
     result = measured_front(db, space.name, ["ppl", "latency_ms"])
     assert len(result.rows) == 5  # the arch without latency is left out, not imputed
@@ -142,7 +143,8 @@ def test_pareto_cli_prints_per_layer_archs_that_profile_and_build_read_back(tmp_
         for i, arch in enumerate(archs):
             store.add_results(space, arch, [
                 Measurement(arch_id(arch), "pretrained", "ppl", 10.0 * (i + 1), "perplexity"),
-                Measurement(arch_id(arch), "pretrained", "latency_ms", 40.0 / (i + 1), "ms", device="cpu")])
+                Measurement(arch_id(arch), "pretrained", "latency_rel", 1.0 / (i + 1), "x full model", device="cpu",
+                            extra={"reference_ms": 40.0})])
     capsys.readouterr()
     assert main(["pareto", space.path, "--db", str(db), "--format", "json"]) == 0
     lines = capsys.readouterr().out

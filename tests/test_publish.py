@@ -31,9 +31,10 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 def bench_db(tmp_path, write_space):
-    """A small benchmark: 12 archs of a tiny space; ppl on two supernets, latency on the first 11 archs (measured once,
-    on `pretrained`'s weights: a weight-free value), acc on `pretrained`'s first 10, and a 2:4 baseline of the first
-    arch; one value per row with a distinct cost."""
+    """A small benchmark: 12 archs of a tiny space; ppl on two supernets, latency (wall clock and latency_rel, whose
+    reference times 40..50 ms have the median 45) on the first 11 archs (measured once, on `pretrained`'s weights: a
+    weight-free value), acc on `pretrained`'s first 10, and a 2:4 baseline of the first arch; one value per row with
+    a distinct cost."""
     doc = tiny_space_doc()
     doc["data"]["finetune"] = {"kind": "instructions", "path": "finetune/alpaca_gpt4_en_demo_999.json"}
     doc["objectives"] = [{"name": "ppl", "minimize": True, "unit": "perplexity"},
@@ -61,6 +62,10 @@ def bench_db(tmp_path, write_space):
                                         device="cpu", dtype="bfloat16", batch=1, seq_len=128, n_repeats=10,
                                         cost_s=0.5, extra={"threads": 2, "cpu": "test-cpu"},
                                         software={"torch": "2.13.0"}))
+                rows.append(Measurement(aid, "pretrained", "latency_rel", float(rng.uniform(0.2, 1)),
+                                        "x full model", device="cpu", dtype="bfloat16", batch=1, seq_len=128,
+                                        spread=0.01, n_repeats=10, cost_s=1.5,
+                                        extra={"threads": 2, "reference_ms": 40.0 + i}, software={"torch": "2.13.0"}))
             store.add_results(space, arch, rows)
         store.add_supernet("baseline-magnitude-2:4", space.name, space.model.source, strategy="magnitude-2:4")
         store.add_results(space, archs[0], [Measurement(arch_id(space.canonical(archs[0])), "baseline-magnitude-2:4",
@@ -83,18 +88,24 @@ def test_publish_loads_in_syne_tune_pandas_and_duckdb(capsys, tmp_path, bench_db
     code, stdout, err = run(capsys, "publish", db, "--out", out)
     assert code == 0, err
     summary = json.loads(stdout)
-    assert summary["archs"] == N_ARCHS and summary["measurements"] == N_ARCHS * 2 + 10 + (N_ARCHS - 1) + 1
+    # every stored row (ppl, acc, wall clock, latency_rel, the baseline's ppl) and a derived latency_ms per latency_rel
+    assert summary["archs"] == N_ARCHS and summary["measurements"] == N_ARCHS * 2 + 10 + 3 * (N_ARCHS - 1) + 1
 
     con = duckdb.connect(str(db), read_only=True)
-    truth = con.execute("SELECT arch_id, supernet_id, metric, task, value, cost_s FROM measurements").df()
+    stored = con.execute("SELECT arch_id, supernet_id, metric, task, value, cost_s FROM measurements").df()
     con.close()
-    assert set(truth.loc[truth.metric == "latency_ms", "supernet_id"]) == {""}  # weight-free: stored once
+    assert set(stored.loc[stored.metric == "latency_ms", "supernet_id"]) == {""}  # weight-free: stored once
+    # what readers see: the stored wall clock is latency_wall_ms, latency_ms is latency_rel x the median reference
+    truth = stored.assign(metric=stored.metric.replace({"latency_ms": "latency_wall_ms"}))
+    rel = stored[stored.metric == "latency_rel"]
+    truth = pd.concat([truth, rel.assign(metric="latency_ms", value=rel.value * 45.0)], ignore_index=True)
 
-    # pandas: the tables hold the DB's rows and values exactly
+    # pandas: the tables hold the DB's rows and values exactly, under the readers' names
     measurements = pd.read_parquet(out / "measurements.parquet")
     assert len(measurements) == len(truth)
     merged = measurements.merge(truth, on=["arch_id", "supernet_id", "metric", "task"], suffixes=("", "_db"))
-    assert len(merged) == len(truth) and (merged["value"] == merged["value_db"]).all()
+    assert len(merged) == len(truth) and np.allclose(merged["value"], merged["value_db"], rtol=1e-12)
+    assert set(measurements.loc[measurements.metric == "latency_ms", "unit"]) == {"ms"}
     assert len(pd.read_parquet(out / "architectures.parquet")) == N_ARCHS  # the baseline's arch is one of these
     assert list(pd.read_parquet(out / "baseline_archs.parquet")["supernet_id"]) == ["baseline-magnitude-2:4"]
     for supernet in SUPERNETS:  # the weight-free latency appears in every supernet's wide file
@@ -113,6 +124,7 @@ def test_publish_loads_in_syne_tune_pandas_and_duckdb(capsys, tmp_path, bench_db
     entries = {(e["supernet_id"], e["objective_set"]): e for e in card["nasbench"]["syne_tune"]}
     assert set(entries) == {("pretrained", "ppl"), ("trained-a", "ppl"), ("pretrained", "acc")}
     latency = truth[truth.metric == "latency_ms"].set_index("arch_id")["value"]
+    wall = truth[truth.metric == "latency_wall_ms"].set_index("arch_id")["value"]
     for (supernet, objective_set), entry in entries.items():
         path = out / entry["path"]
         bb = _deserialize(path)[supernet]
@@ -127,9 +139,11 @@ def test_publish_loads_in_syne_tune_pandas_and_duckdb(capsys, tmp_path, bench_db
             assert arch_id(space.check(space.from_syne_tune(config))) == aid
             got = bb.objective_function(config, fidelity={"step": 1}, seed=0)
             own = truth[(truth.arch_id == aid) & (truth.supernet_id == supernet)].set_index("metric")
-            assert got["metric_ppl"] == own.loc["ppl", "value"] and got["metric_latency_ms"] == latency[aid]
-            cost = own.loc["ppl", "cost_s"] + 0.5 + (20.0 if objective_set == "acc" else 0.0)
-            assert got["metric_cost_s"] == pytest.approx(cost)  # ppl + latency (+ the accuracy pass)
+            assert got["metric_ppl"] == own.loc["ppl", "value"]
+            assert got["metric_latency_ms"] == pytest.approx(latency[aid], rel=1e-12)
+            assert got["metric_latency_wall_ms"] == wall[aid]
+            cost = own.loc["ppl", "cost_s"] + 0.5 + 1.5 + (20.0 if objective_set == "acc" else 0.0)
+            assert got["metric_cost_s"] == pytest.approx(cost)  # ppl + both latencies (+ the accuracy pass)
         assert meta["objectives_directions"]["metric_ppl"] == "minimize"
         constraints = meta["constraints"]
         valid = pd.read_parquet(path / constraints["valid_configs"])
@@ -143,10 +157,14 @@ def test_publish_loads_in_syne_tune_pandas_and_duckdb(capsys, tmp_path, bench_db
     metrics = {(m["metric"], m["task"]): m for m in card["nasbench"]["metrics"]}
     assert metrics[("ppl", "")]["unit"] == "perplexity" and metrics[("ppl", "")]["direction"] == "minimize"
     assert metrics[("acc", "arc_easy")]["direction"] == "maximize"
-    latency_provenance = next(p for p in card["nasbench"]["provenance"] if p["metric"] == "latency_ms")
+    latency_provenance = next(p for p in card["nasbench"]["provenance"] if p["metric"] == "latency_wall_ms")
     assert latency_provenance["supernet_id"] == ""
     assert latency_provenance["settings"] == {"threads": 2, "cpu": "test-cpu"}
     assert latency_provenance["software"] == [{"torch": "2.13.0"}]
+    derived = next(p for p in card["nasbench"]["provenance"] if p["metric"] == "latency_ms")
+    assert derived["settings"] == {"threads": 2, "reference_median_ms": 45.0} and derived["rows"] == N_ARCHS - 1
+    assert "drift-cancelled" in card["nasbench"]["protocol"]["latency_ms"]
+    assert metrics[("latency_ms", "")]["column"] == "metric_latency_ms" and metrics[("latency_ms", "")]["unit"] == "ms"
     sources = {d["path"]: d for d in card["nasbench"]["data_sources"]}
     assert sources["wikitext-2-raw/wiki.test.raw"]["license"].startswith("CC BY-SA 3.0")
     assert sources["finetune/alpaca_gpt4_en_demo_999.json"]["non_commercial"] is True

@@ -106,6 +106,18 @@ def test_the_main_supernet_is_recorded_and_its_wide_view_has_every_column(con):
     assert con.execute("SELECT count(DISTINCT supernet_id) FROM baseline_archs").fetchone()[0] >= 10
 
 
+def test_the_default_latency_is_drift_cancelled_and_the_wall_clock_is_named(con):
+    """The wide view's latency_ms is latency_rel x the full model's median re-timed wall clock, not the wall clock."""
+    [(median,)] = con.execute("SELECT median(CAST(json_extract(extra, '$.reference_ms') AS DOUBLE)) FROM measurements "
+                              "WHERE metric = 'latency_rel'").fetchall()
+    rows = con.execute("SELECT w.metric_latency_ms, w.metric_latency_rel, w.metric_latency_wall_ms, m.value FROM "
+                       "wide_smollm2_135m w JOIN measurements m ON m.arch_id = w.arch_id AND m.metric = 'latency_ms' "
+                       "AND m.supernet_id = '' WHERE w.supernet_id = 'smollm2-135m-recovery-3'").fetchall()
+    assert len(rows) == 2000 and 60 < median < 80
+    assert all(abs(ms - rel * median) <= 1e-9 * ms and wall == stored for ms, rel, wall, stored in rows)
+    assert sum(abs(ms - wall) > 0.05 * wall for ms, _, wall, _ in rows) > 500  # the drift the wall clock keeps
+
+
 def test_every_accuracy_row_states_its_items_and_stderr_and_each_arch_has_one_protocol(con):
     """[benchmark]: accuracy with stderr per row; an arch of a supernet is measured on one task set at one item count
     (what `acc_avg` averages is then the same for every arch of that supernet)."""

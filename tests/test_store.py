@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import pytest
 
@@ -177,8 +179,11 @@ def test_an_old_db_is_migrated_on_open_and_weight_free_rows_get_one_home(tmp_pat
         rows = store.query("SELECT arch_id, supernet_id, metric, value FROM measurements ORDER BY ALL")
         assert store.has_measurement(space.name, a, "any-new-supernet", "latency_ms", device="cpu")
         assert not store.has_measurement(space.name, a, "any-new-supernet", "ppl", device="cpu")
-        wide = store.query(f"SELECT arch_id, supernet_id, metric_ppl, metric_latency_ms, metric_flops FROM "
-                           f"{view_name(space.name)} ORDER BY ALL")
+        # the stored latency_ms rows are wall clock: the view calls them latency_wall_ms (no latency_rel, no
+        # drift-cancelled latency_ms)
+        wide = store.query(f"SELECT arch_id, supernet_id, metric_ppl, metric_latency_wall_ms AS metric_latency_ms, "
+                           f"metric_flops FROM {view_name(space.name)} ORDER BY ALL")
+        assert "metric_latency_ms" not in set(store.query(f"DESCRIBE {view_name(space.name)}")["column_name"])
         baselines = store.query("SELECT supernet_id, arch_id, in_space FROM baseline_archs")
         archs_left = set(store.query("SELECT arch_id FROM architectures")["arch_id"])
     shared = rows[rows.metric.isin(["latency_ms", "flops"]) & (rows.supernet_id != "baseline-wanda-2:4")]
@@ -230,3 +235,74 @@ def test_merge_brings_old_and_new_shards_into_the_current_layout(tmp_path, space
     assert {r[1] for r in rows if r[2] == "ppl"} == {"s1", "arm", "arm2"} and len(rows) == 8
     assert main_row == ("s1",)  # the target's own record: merges never change it
     assert sorted(wide) == sorted([(ids[0], "arm", 1e8), (ids[1], "arm", 2e8)])
+
+
+# --------------------------------------------------------------------------------- the latencies readers see
+def _latency_db(path, space, reference_ms=(60.0, 70.0, 90.0)):
+    """Three archs with wall clock (stored as latency_ms) and latency_rel rows whose reference times are
+    ``reference_ms``; a baseline timed by wall clock only, on the first arch."""
+    archs = space.sample(3, seed=4)
+    ids = [arch_id(space.canonical(a)) for a in archs]
+    common = dict(device="cpu", dtype="bfloat16", batch=1, seq_len=128, n_repeats=10)
+    rels, walls = (0.3, 0.6, 0.5), (30.0, 35.0, 60.0)  # wall clock ranks them otherwise: the machine drifted
+    with Store(path) as store:
+        store.add_space(space)
+        for aid, arch, rel, wall, ref in zip(ids, archs, rels, walls, reference_ms):
+            store.add_results(space, arch, [
+                Measurement(aid, "s1", "ppl", 20.0, "perplexity"),
+                Measurement(aid, "s1", "latency_ms", wall, "ms", spread=2.0, cost_s=1.0, **common),
+                Measurement(aid, "s1", "latency_rel", rel, "x full model", spread=0.02, cost_s=3.0,
+                            extra={"reference_ms": ref, "cv": 0.01}, **common)])
+        store.add_results(space, archs[0], [
+            Measurement(ids[0], "baseline-magnitude-2:4", "ppl", 50.0, "perplexity"),
+            Measurement(ids[0], "baseline-magnitude-2:4", "latency_ms", 80.0, "ms", spread=4.0, **common)])
+    return ids, rels, walls
+
+
+def test_the_default_latency_is_latency_rel_times_the_reference_median_and_the_wall_clock_is_named(tmp_path,
+                                                                                                 space) -> None:
+    from nasbench.store.readings import READINGS
+
+    path = tmp_path / "b.duckdb"
+    ids, rels, walls = _latency_db(path, space)
+    con = connect_read_only(path)
+    wide = con.execute(f"SELECT arch_id, supernet_id, metric_latency_ms, metric_latency_wall_ms, metric_latency_rel "
+                       f"FROM {view_name(space.name)}").df()
+    readings = con.execute(f"SELECT arch_id, supernet_id, metric, value, spread, cost_s, extra FROM ({READINGS}) "
+                           "WHERE metric LIKE 'latency%'").df()
+    stored = set(con.execute("SELECT DISTINCT metric FROM measurements").df()["metric"])
+    con.close()
+    assert {"latency_ms", "latency_rel"} <= stored and "latency_wall_ms" not in stored  # storage keeps its names
+    by = {(r.arch_id, r.supernet_id): r for r in wide.itertuples()}
+    for aid, rel, wall in zip(ids, rels, walls):
+        assert by[(aid, "s1")].metric_latency_ms == pytest.approx(rel * 70.0)  # the median of 60, 70 and 90
+        assert by[(aid, "s1")].metric_latency_wall_ms == wall and by[(aid, "s1")].metric_latency_rel == rel
+    derived = readings[readings.metric == "latency_ms"].set_index("arch_id")
+    assert list(derived["spread"]) == pytest.approx([0.02 * 70.0] * 3) and set(derived["cost_s"]) == {3.0}
+    assert {json.loads(e)["reference_median_ms"] for e in derived["extra"]} == {70.0}
+    # the baseline measured wall clock only: it keeps it, named as such, and gets no latency_ms of its own
+    baseline = readings[readings.supernet_id == "baseline-magnitude-2:4"]
+    assert list(baseline["metric"]) == ["latency_wall_ms"] and list(baseline["value"]) == [80.0]
+    row = by[(ids[0], "baseline-magnitude-2:4")]
+    assert row.metric_latency_wall_ms == 80.0 and row.metric_latency_ms == pytest.approx(rels[0] * 70.0)
+
+
+def test_a_schema_4_db_gets_views_with_the_drift_cancelled_latency_on_migration(tmp_path, space) -> None:
+    from nasbench.cli import main
+
+    path = tmp_path / "b.duckdb"
+    ids, rels, _ = _latency_db(path, space)
+    with Store(path) as store:  # what schema 4 left: a view whose latency_ms is the wall clock
+        store.con.execute(f"CREATE OR REPLACE VIEW {view_name(space.name)} AS SELECT arch_id, value AS "
+                          "metric_latency_ms FROM measurements WHERE metric = 'latency_ms'")
+        store.con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema 5"):
+        from nasbench.store.publish import publish
+
+        publish(path, tmp_path / "published")
+    assert main(["migrate", str(path)]) == 0
+    con = connect_read_only(path)
+    got = dict(con.execute(f"SELECT arch_id, metric_latency_ms FROM {view_name(space.name)} "
+                           "WHERE supernet_id = 's1'").fetchall())
+    con.close()
+    assert got == pytest.approx(dict(zip(ids, (r * 70.0 for r in rels))))

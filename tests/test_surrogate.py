@@ -39,9 +39,14 @@ def _measurements(space, arch, supernet: str, rng: np.random.Generator) -> list[
                         device="cpu", cost_s=4.0),
             Measurement(a, supernet, "acc", t["acc_piqa"] + noise(), "accuracy", task="piqa", device="cpu",
                         cost_s=5.0)]
-    if supernet == "pretrained":  # latency is measured once, on the dense model
-        rows.append(Measurement(a, supernet, "latency_ms", t["latency_ms"] * (1 + noise()), "ms", device="cpu",
-                                dtype="bfloat16", batch=1, seq_len=128, cost_s=0.5))
+    if supernet == "pretrained":  # latency is measured once, on the dense model, as the profiler stores it:
+        # the wall clock under latency_ms (with the machine's drift) and latency_rel against a reference of 100 ms
+        drift = 1.0 + float(rng.normal(0, 0.1))
+        common = dict(device="cpu", dtype="bfloat16", batch=1, seq_len=128, n_repeats=10)
+        rows.append(Measurement(a, supernet, "latency_ms", t["latency_ms"] * drift, "ms", spread=0.5, cost_s=1.0,
+                                **common))
+        rows.append(Measurement(a, supernet, "latency_rel", t["latency_ms"] / 100.0 * (1 + noise()), "x full model",
+                                spread=0.004, cost_s=0.5, extra={"reference_ms": 100.0 * drift}, **common))
     return rows
 
 
@@ -472,3 +477,116 @@ def test_default_metrics_leave_out_a_metric_too_few_archs_have(bench_db, tmp_pat
     assert {c.metric for c in bm.fit()} == set(bm.default_metrics) - {"params", "flops", "cost_s"}
     with pytest.raises(NasBenchError, match="at least"):
         bm.fit(["acc_avg"])  # asked for by name, the rule still says why not
+
+
+# ------------------------------------------------------------------------------------------- latency noise
+def _stored_latency(path, aid):
+    """(latency_rel value, its spread, the median of every row's reference time) as stored."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    value, spread = con.execute("SELECT value, spread FROM measurements WHERE metric = 'latency_rel' AND "
+                                "arch_id = ?", [aid]).fetchone()
+    [median] = con.execute("SELECT median(CAST(json_extract(extra, '$.reference_ms') AS DOUBLE)) FROM measurements "
+                           "WHERE metric = 'latency_rel'").fetchone()
+    con.close()
+    return value, spread, median
+
+
+def test_without_noise_a_latency_is_its_measured_value_and_spread(bench_db, tmp_path) -> None:
+    path, _, archs = bench_db
+    bm = _open(bench_db, tmp_path)
+    out = bm.query(archs[:3], ["ppl", "latency_ms", "latency_wall_ms", "latency_rel"], mode="table")
+    for row in out.itertuples():
+        value, spread, median = _stored_latency(path, row.arch_id)
+        assert row.metric_latency_ms == pytest.approx(value * median, rel=1e-12)  # drift-cancelled milliseconds
+        assert row.metric_latency_ms_spread == pytest.approx(spread * median, rel=1e-12)
+        assert row.metric_latency_rel == value and row.metric_latency_rel_spread == spread
+        assert row.metric_latency_wall_ms_spread == 0.5
+    assert "metric_ppl_spread" not in out  # a perplexity does not vary from one measurement to the next
+    # drift-cancelled: latency_ms ranks the archs exactly as latency_rel does
+    every = bm.query(archs, ["latency_ms", "latency_rel"], mode="table")
+    assert (every["metric_latency_ms"].rank() == every["metric_latency_rel"].rank()).all()
+
+
+def test_noisy_readings_are_seeded_and_spread_as_the_measurement(bench_db, tmp_path) -> None:
+    _, space, archs = bench_db
+    bm = _open(bench_db, tmp_path)
+    plain = bm.query(archs[:5], ["ppl", "latency_ms"], mode="table")
+    a = bm.query(archs[:5], ["ppl", "latency_ms"], mode="table", noise=True, seed=7)
+    b = bm.query(archs[:5], ["ppl", "latency_ms"], mode="table", noise=True, seed=7)
+    c = bm.query(archs[:5], ["ppl", "latency_ms"], mode="table", noise=True, seed=8)
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a["metric_latency_ms"], plain["metric_latency_ms"])
+    assert not np.allclose(a["metric_latency_ms"], c["metric_latency_ms"])
+    np.testing.assert_array_equal(a["metric_ppl"], plain["metric_ppl"])  # measured and not timed: as measured
+    np.testing.assert_array_equal(a["metric_latency_ms_spread"], plain["metric_latency_ms_spread"])
+    # many readings of one arch: their median is the value and their interquartile range the spread
+    bb = bm.blackbox(["ppl", "latency_ms"], mode="table", noise=True, seed=3)
+    config = {k: archs[0][k] for k in bb.configuration_space}
+    readings = np.array([bb.evaluate(config)[1] for _ in range(3000)])
+    value, spread = plain.loc[0, "metric_latency_ms"], plain.loc[0, "metric_latency_ms_spread"]
+    q1, median, q3 = np.quantile(readings, [0.25, 0.5, 0.75])
+    assert median == pytest.approx(value, rel=0.01) and q3 - q1 == pytest.approx(spread, rel=0.1)
+    assert bb.expected(config)[1] == value  # what a comparison scores the evaluation by
+    # a run's sequence: the same seed gives the same readings, one arch evaluated twice gives two readings
+    bb.reseed(5)
+    first = [bb.evaluate(config)[1] for _ in range(3)]
+    bb.reseed(5)
+    assert [bb.evaluate(config)[1] for _ in range(3)] == first and len(set(first)) == 3
+
+
+def test_an_unmeasured_arch_gets_the_surrogates_spread(bench_db, tmp_path) -> None:
+    _, space, archs = bench_db
+    bm = _open(bench_db, tmp_path)
+    measured = {arch_id(a) for a in archs}
+    new = [a for a in space.sample(30, seed=21) if arch_id(a) not in measured][:10]
+    out = bm.query(new, ["latency_ms"])
+    assert (out["source"] == "surrogate").all()
+    _, std = bm.surrogate("latency_ms").predict_dist(space.encode(new))
+    # log-normal with the predicted median: its quartiles are median x exp(+-0.674 std)
+    want = out["metric_latency_ms"] * (np.exp(0.6744897501960817 * std) - np.exp(-0.6744897501960817 * std))
+    np.testing.assert_allclose(out["metric_latency_ms_spread"], want, rtol=1e-9)
+    assert (out["metric_latency_ms_spread"] > 0).all()
+    missing = bm.query(new, ["latency_ms"], mode="table")
+    assert missing["metric_latency_ms"].isna().all() and missing["metric_latency_ms_spread"].isna().all()
+
+
+def test_compare_with_noise_is_reproducible_and_scored_on_the_values(bench_db, tmp_path) -> None:
+    from nasbench.optimize import CompareSettings, make_truth, run_one
+    from nasbench.optimize.compare import run_id
+
+    bm = _open(bench_db, tmp_path)
+    settings = CompareSettings(space=bm.space.name, objectives=("ppl", "latency_ms"), methods=("rs",), seeds=(0,),
+                               max_evals=12, supernet_id="pretrained", noise=True)
+    noisy = bm.blackbox(["ppl", "latency_ms"], mode="table", noise=True)
+    truth = make_truth(settings, noisy.configuration_space, noisy.table)
+    first = run_one(noisy, settings, "rs", 0, truth)
+    again = run_one(bm.blackbox(["ppl", "latency_ms"], mode="table", noise=True), settings, "rs", 0, truth)
+    assert [t["objectives"] for t in first.traces] == [t["objectives"] for t in again.traces]
+    table = noisy.table.set_index("arch_id")
+    for trace in first.traces:
+        scored = json.loads(trace["objectives"])
+        assert scored["metric_latency_ms"] == table.loc[trace["arch_id"], "metric_latency_ms"]  # the value
+        assert scored["observed"]["metric_latency_ms"] != scored["metric_latency_ms"]  # the reading it saw
+        assert scored["observed"]["metric_ppl"] == scored["metric_ppl"]
+    plain = CompareSettings(**{**settings.__dict__, "noise": False})
+    assert run_id(settings, "rs", 0, truth.fingerprint) != run_id(plain, "rs", 0, truth.fingerprint)
+    with pytest.raises(NasBenchError, match="^noise: "):
+        run_one(bm.blackbox(["ppl", "latency_ms"], mode="table"), settings, "rs", 0, truth)
+
+
+def test_cli_compare_noise_runs_apart_from_the_noise_free_runs(bench_db, tmp_path, capsys) -> None:
+    from nasbench.store import connect_read_only
+
+    path, space, _ = bench_db
+    runs_db = tmp_path / "runs.duckdb"
+    args = ["compare", space.name, "--db", str(path), "--supernet", "pretrained", "--cache", str(tmp_path / "c"),
+            "--models", "extra-trees", "--methods", "rs", "--seeds", "1", "--max-evals", "8", "--processes", "1",
+            "--runs-db", str(runs_db)]
+    assert main(args) == 0 and main([*args, "--noise"]) == 0
+    assert "(noisy readings)" in capsys.readouterr().out
+    con = connect_read_only(runs_db)
+    configs = [json.loads(c) for (c,) in con.execute("SELECT config FROM runs ORDER BY created_at").fetchall()]
+    con.close()
+    assert len(configs) == 2 and "noise" not in configs[0] and configs[1]["noise"] is True

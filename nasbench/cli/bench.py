@@ -98,15 +98,16 @@ def add_verbs(verbs: Any) -> Any:
     p.add_argument("--validate", action="store_true", help="fit the overhead on half of the measured archs and "
                                                             "print Kendall tau, the share within +-10%% and the "
                                                             "median error on the other half")
-    p.add_argument("--metric", help="measured latency the overhead is fitted on: latency_ms (default) or "
-                                    "latency_rel; with --validate also decode_ms_per_token")
+    p.add_argument("--metric", help="measured latency the overhead is fitted on: latency_ms (default, "
+                                    "drift-cancelled), latency_wall_ms (wall clock) or latency_rel; with --validate "
+                                    "also decode_ms_per_token")
     p.set_defaults(func=_cmd_latency_model)
     p = bench_verbs.add_parser("retest", help="agreement of two measurements of the same archs (test-retest): the "
                                               "Kendall tau no surrogate can beat on such data")
     p.add_argument("db", metavar="DB")
     p.add_argument("other", metavar="OTHER_DB", help="the same archs measured again (same protocol)")
     p.add_argument("--space", required=True, help="space name")
-    p.add_argument("--metrics", required=True, help="comma list, e.g. latency_ms,latency_rel")
+    p.add_argument("--metrics", required=True, help="comma list, e.g. latency_wall_ms,latency_rel")
     p.set_defaults(func=_cmd_retest)
     return bench_verbs
 

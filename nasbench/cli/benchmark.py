@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from nasbench.cli._common import (SPACE_HELP, add_space_positional, add_supernet_flag, csv_list, defaults_of, number,
-                                  parse_arch, read_arch_lines)
+                                  parse_arch, read_arch_lines, stored)
 from nasbench.errors import NasBenchError
 from nasbench.metrics import HP_PREFIX, METRIC_PREFIX, hp_column, hp_name, metric_column, metric_name
 
@@ -24,7 +24,7 @@ def _open(args: argparse.Namespace) -> Any:
     cache = None if args.no_cache else args.cache
     models = csv_list(args.models) if args.models else None
     kwargs = {"models": models} if models else {}
-    return Benchmark.open(args.db, args.space, args.supernet, device=args.device, cache=cache, **kwargs)
+    return Benchmark.open(args.db, args.space, stored(args.supernet), device=args.device, cache=cache, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------------------ fit
@@ -102,11 +102,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     objectives, methods = csv_list(args.objectives) or [], csv_list(args.methods) or []
     bm = _open(args)  # counts were checked >= 1 with every other flag (nasbench.cli._check_flags)
-    blackbox = bm.blackbox(objectives, mode=args.mode)
+    blackbox = bm.blackbox(objectives, mode=args.mode, noise=args.noise)
     settings = CompareSettings(space=bm.space.name, objectives=tuple(objectives), methods=tuple(methods),
                                seeds=tuple(range(args.seeds)), max_evals=args.max_evals,
                                max_sim_time_s=args.max_sim_time, workers=args.workers, mode=args.mode,
-                               supernet_id=bm.supernet_id, method_max_evals=(("ehvi", args.ehvi_max_evals),))
+                               supernet_id=bm.supernet_id, method_max_evals=(("ehvi", args.ehvi_max_evals),),
+                               noise=args.noise)
     runs_db = runs_db_of(args.db, bm.space.name, args.runs_db)
     print(f"runs -> {runs_db}", file=sys.stderr)
     runs = compare(blackbox, settings, runs_db, true_table=blackbox.table, arch_id_of=blackbox.arch_id_of,
@@ -115,8 +116,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     summary = runs.groupby("method").agg(runs=("seed", "count"), evals=("n_evals", "mean"),
                                          hv=(column, "mean"), hv_sd=(column, "std"),
                                          front_share=("front_share", "mean"), sim_time_s=("sim_time_s", "mean"))
-    print(f"{bm.space.name} / {bm.supernet_id}, {args.mode} mode, objectives {', '.join(objectives)}: "
-          f"final {column} (mean, sd over seeds)")
+    print(f"{bm.space.name} / {bm.supernet_id}, {args.mode} mode, objectives {', '.join(objectives)}"
+          f"{' (noisy readings)' if args.noise else ''}: final {column} (mean, sd over seeds)")
     print(summary.reindex([m for m in methods if m in summary.index]).to_string(float_format=lambda v: f"{v:.4g}"))
     if args.report:
         written = write_report(runs_db, bm.space.name, objectives, args.report, mode=args.mode,
@@ -131,7 +132,7 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
     from nasbench.space import DIMENSIONS
 
     result = measured_front(args.db, args.space, csv_list(args.objectives) or [], where=args.where,
-                            supernet_id=args.supernet, device=args.device)
+                            supernet_id=stored(args.supernet), device=args.device)
     supernet = result.supernet_id
     columns = ["arch_id", *map(metric_column, result.objectives), *map(hp_column, DIMENSIONS), "knee"]
     front = result.front[columns]
@@ -168,7 +169,7 @@ def _cmd_bench_compare(args: argparse.Namespace) -> int:
 
     result = bench_compare(args.db, args.space, objectives=tuple(csv_list(args.objectives) or []), mode=args.mode,
                            seeds=args.seeds, max_evals=args.max_evals, ehvi_max_evals=args.ehvi_max_evals,
-                           processes=args.processes, supernet_id=args.supernet, out_db=args.runs_db)
+                           processes=args.processes, supernet_id=stored(args.supernet), out_db=args.runs_db)
     print(json.dumps(result))
     return 0
 
@@ -176,7 +177,7 @@ def _cmd_bench_compare(args: argparse.Namespace) -> int:
 def _cmd_bench_query(args: argparse.Namespace) -> int:
     from nasbench.surrogate._bench import bench_query
 
-    result = bench_query(args.db, args.space, args.supernet, csv_list(args.metrics), n_batch=args.n_batch,
+    result = bench_query(args.db, args.space, stored(args.supernet), csv_list(args.metrics), n_batch=args.n_batch,
                          n_single=args.n_single, cache=None if args.no_cache else args.cache,
                          models=csv_list(args.models))
     print(json.dumps(result))
@@ -218,7 +219,9 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--metrics", help="comma list (default: the space's objectives)")
     p.add_argument("--mode", choices=MODES, default="auto",
                    help="auto: measured else predicted; table: measured only; surrogate: predicted only")
-    p.add_argument("--noise", action="store_true", help="draw predictions from the predictive distribution")
+    p.add_argument("--noise", action="store_true",
+                   help="draw readings instead of medians: each latency from its value and spread (the <metric>_spread "
+                        "printed beside it), other predictions from the predictive distribution")
     p.add_argument("--seed", type=int, default=0, help="seed of --noise")
     p.add_argument("--interval", action="store_true",
                    help="also <metric>_lower and <metric>_upper: the surrogate's calibrated 90%% interval where a "
@@ -237,6 +240,10 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--runs-db", help="DuckDB file for the runs and run_traces tables (default <space>-runs.duckdb "
                                      "beside --db; never the benchmark DB)")
     p.add_argument("--report", metavar="DIR", help="write HV curves, final fronts and the HV table here")
+    p.add_argument("--noise", action="store_true",
+                   help="the searchers see noisy readings: every evaluation draws its latencies from their stored "
+                        "spread (seeded by the run's seed and the evaluation number); the traces still score each "
+                        "evaluated arch by its noise-free values")
     _benchmark_args(p, None, space_flag=False)
     p.set_defaults(func=_cmd_compare)
 

@@ -12,9 +12,13 @@ true front of the table gives ``hv_norm`` (HV / HV of the true front), IGD to it
 in surrogate mode the whole space is searchable and no true front exists, so those three stay NULL and only ``hv``
 is traced.
 
+With ``noise`` (``nasbench compare --noise``) the searchers see realistic readings instead of medians: every
+evaluation draws its latencies from their stored spread (``BenchmarkBlackbox(noise=True)``, re-seeded with the run's
+seed, so a run is reproducible), and each evaluated arch is still scored by its noise-free values.
+
 Runs are resumable: a run's id hashes everything that determines it (space, supernet, mode, method, seed,
-objectives, budgets, workers, method options and a fingerprint of the true table), and ids already in ``runs`` are
-skipped.
+objectives, budgets, workers, method options, noise and a fingerprint of the true table), and ids already in
+``runs`` are skipped.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ def run_id(settings: CompareSettings, method: str, seed: int, fingerprint: str) 
            "seed": seed, "objectives": list(settings.objectives), "max_evals": settings.evals_for(method),
            "max_sim_time_s": settings.max_sim_time_s, "workers": settings.workers,
            "options": settings.options_for(method), "table": fingerprint}
+    if settings.noise:  # only then: the ids of the noise-free runs stay what they were
+        key["noise"] = True
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -129,6 +135,11 @@ def run_one(blackbox: Any, settings: CompareSettings, method: str, seed: int, tr
     if missing:
         raise NasBenchError("blackbox", f"lacks objectives; has {blackbox.objectives_names}", missing)
     max_evals = settings.evals_for(method)
+    if settings.noise != bool(getattr(blackbox, "noise", False)):
+        raise NasBenchError("noise", "the settings and the blackbox must agree on noise (BenchmarkBlackbox(noise=...))",
+                            settings.noise)
+    if settings.noise:
+        blackbox.reseed(seed)  # this run's readings: evaluation k draws with (seed, k)
     _seed_everything(seed)
     scheduler = make_scheduler(method, config_space, metrics, ["min" if m else "max" for m in minimize], seed,
                                table_rows=truth.rows if settings.mode == "table" else None,
@@ -153,7 +164,11 @@ def run_one(blackbox: Any, settings: CompareSettings, method: str, seed: int, tr
         results = results[results["st_tuner_time"] <= settings.max_sim_time_s].reset_index(drop=True)
     names = [k for k in config_space if f"config_{k}" in results.columns]
     configs = [{n: row[f"config_{n}"] for n in names} for _, row in results.iterrows()]
-    traces = _traces(results, configs, settings, truth, config_space, arch_id_of)
+    expected = None
+    if settings.noise and configs:  # scored by what was found, not by the reading the searcher happened to see
+        columns = list(blackbox.objectives_names)
+        expected = np.array([blackbox.expected(c)[[columns.index(m) for m in metrics]] for c in configs])
+    traces = _traces(results, configs, settings, truth, config_space, arch_id_of, expected)
     last = traces[-1] if traces else {}
     final_front = [t["arch_id"] for t, keep in zip(traces, _front_mask(traces, settings, truth)) if keep]
     rid = run_id(settings, method, seed, truth.fingerprint)
@@ -167,7 +182,7 @@ def run_one(blackbox: Any, settings: CompareSettings, method: str, seed: int, tr
             "description": METHODS[method], "options": settings.options_for(method),
             "lower": truth.lower.tolist(), "upper": truth.upper.tolist(), "ref_point": REF_POINT,
             "true_hv": truth.hv, "true_front_size": len(truth.front_ids) or None, "table": truth.fingerprint,
-            "final_front": final_front,
+            "final_front": final_front, **({"noise": True} if settings.noise else {}),
         }),
         "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
     }
@@ -190,13 +205,17 @@ def _front_mask(traces: list[dict[str, Any]], settings: CompareSettings, truth: 
 
 
 def _traces(results: Any, configs: list[dict[str, Any]], settings: CompareSettings, truth: Truth,
-            config_space: dict[str, Any], arch_id_of: Callable[[dict[str, Any]], str] | None) -> list[dict]:
+            config_space: dict[str, Any], arch_id_of: Callable[[dict[str, Any]], str] | None,
+            expected: np.ndarray | None = None) -> list[dict]:
+    """One trace row per evaluation. ``expected``: the evaluations' noise-free objective values (a noisy run): the
+    traces score those, and each row's ``objectives`` keeps the reading the searcher saw under ``observed``."""
     from syne_tune.config_space import Domain
 
     if results.empty:
         return []
     metrics = settings.metrics
-    Y = results[metrics].to_numpy(dtype=float)
+    observed = results[metrics].to_numpy(dtype=float)
+    Y = observed if expected is None else expected
     F = truth.normalize(Y)
     ref = np.full(len(metrics), REF_POINT)
     dims = [k for k, v in config_space.items() if isinstance(v, Domain)]
@@ -223,7 +242,10 @@ def _traces(results: Any, configs: list[dict[str, Any]], settings: CompareSettin
 
             aid = arch_id({k: int(v) for k, v in config.items()})
         row = {"eval": e + 1, "sim_time_s": float(results["st_tuner_time"].iloc[e]), "arch_id": aid,
-               "objectives": json.dumps({m: float(v) for m, v in zip(metrics, Y[e])}), "hv": hv,
+               "objectives": json.dumps({**{m: float(v) for m, v in zip(metrics, Y[e])},
+                                         **({} if expected is None else
+                                            {"observed": {m: float(v) for m, v in zip(metrics, observed[e])}})}),
+               "hv": hv,
                "hv_norm": None, "igd": None, "front_share": None}
         if table_mode:
             nearest = np.minimum(nearest, np.sqrt(((truth.front - y) ** 2).sum(axis=1)))

@@ -47,6 +47,10 @@ class CompareSettings:
     """Per-method caps below ``max_evals`` (EHVI's GP refits make 1,000 evaluations too slow)."""
     method_options: tuple[tuple[str, str], ...] = ()
     """Per-method searcher options as JSON text, e.g. ``(("nsga2", '{"population_size": 50}'),)``."""
+    noise: bool = False
+    """Searchers see noisy readings (each evaluation's latencies drawn from their spread, seeded by the run's seed and
+    the evaluation number: ``BenchmarkBlackbox(noise=True)``); the traces still score every evaluated arch by its
+    noise-free values, so methods are compared on what they found, not on lucky readings."""
 
     def __post_init__(self) -> None:
         if self.mode not in ("table", "surrogate"):
@@ -177,19 +181,19 @@ def make_truth(settings: CompareSettings, config_space: dict[str, Any], true_tab
     return truth
 
 
-def measured_table(db: str | Path, space: str, supernet_id: str | None = None) -> Any:
+def measured_table(db: str | Path, space: str, supernet: str | None = None) -> Any:
     """The measured rows of ``wide_<space>`` (read-only): the true table for table mode and for the bounds.
 
-    With several supernets in the view, ``supernet_id`` picks one (else the DB must hold exactly one).
+    With several supernets in the view, ``supernet`` picks one (else the DB must hold exactly one).
     """
     from nasbench.store.queries import wide_rows
 
     df = wide_rows(db, space)
-    if supernet_id is not None:
-        df = df[df["supernet_id"] == supernet_id]
+    if supernet is not None:
+        df = df[df["supernet_id"] == supernet]
     elif df["supernet_id"].nunique() > 1:
         raise NasBenchError("supernet_id", "the DB holds several supernets for this space; pick one",
                             sorted(df["supernet_id"].unique()))
     if df.empty:
-        raise NasBenchError("space", f"no measured rows in {db}", (space, supernet_id))
+        raise NasBenchError("space", f"no measured rows in {db}", (space, supernet))
     return df.reset_index(drop=True)

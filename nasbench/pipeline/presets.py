@@ -68,7 +68,8 @@ class Preset:
     seed: int = 0
     bands: bool = True
     """Profile the space's band archs (``<bands>/<space>-<percent>.jsonl``) first: the report's recovery table."""
-    metrics: tuple[str, ...] = ("ppl", "latency", "memory")
+    metrics: tuple[str, ...] = ("ppl", "latency", "latency_rel", "memory")
+    """``latency_rel`` gives the default (drift-cancelled) ``latency_ms``; ``latency`` the wall clock and decode."""
     tasks: tuple[str, ...] = ()
     limit_items: int | None = None
     ppl_tokens: int = Protocol.tokens
@@ -210,13 +211,14 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # the shipped protocol (ppl on 4,096 tokens, prefill + 16-token decode latency, memory) on 48 + 2 archs, the 32
+    # the shipped protocol (ppl on 4,096 tokens, prefill latency timed alone and alternately with the full model, a
+    # 16-token decode, memory) on 48 + 2 archs, the 32
     # band archs first: ~4 s of CPU per arch as the shipped build measured them (results/smollm2-135m.duckdb cost_s)
     "quick": Preset(name="quick"),
     "full": Preset(
         name="full", importance_tokens=8192, train_preset="recovery", strategy="importance-grid-params", kd="kl",
         peft="lora", train_steps=140, total=2000, per_shard=250, grid=500, grid_bins=10, seed=0, bands=True,
-        metrics=("ppl", "latency", "memory"), ppl_tokens=Protocol.tokens, seq_len=Protocol.seq_len, dtype="bfloat16",
+        metrics=("ppl", "latency", "latency_rel", "memory"), ppl_tokens=Protocol.tokens, seq_len=Protocol.seq_len, dtype="bfloat16",
         decode_tokens=16,
         after_partial=False, owns_db=False, fit_metrics=("ppl", "latency_ms", "memory_mb"),
         objectives=("ppl", "latency_ms"), methods=("rs", "morea", "ehvi", "nsga2", "ls", "rsbo", "lsbo"), seeds=10,

@@ -32,7 +32,9 @@ class ProfileConfig:
     """Also ``n`` archs spread over this many parameter bins."""
     archs: tuple[dict[str, Any], ...] = ()
     """Explicit archs, profiled first (e.g. a Pareto front or an optimizer's picks)."""
-    metrics: tuple[str, ...] = ("ppl", "latency", "memory")
+    metrics: tuple[str, ...] = ("ppl", "latency", "latency_rel", "memory")
+    """Metric groups; ``latency_rel`` gives the default, drift-cancelled ``latency_ms``, ``latency`` the wall clock
+    (``latency_wall_ms``) and the decode latency."""
     tasks: tuple[str, ...] = ("arc_easy", "piqa", "winogrande")
     limit_items: int | None = None
     """First M items of each task, as lm-eval's ``--limit``."""

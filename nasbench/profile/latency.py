@@ -9,8 +9,11 @@ driver, no permission, a GPU or MIG slice without the counter) and the value is 
 
 Relative latency (:func:`measure_relative_latency`): the prefill time of a model over that of a fixed reference (the
 space's full model), the two timed alternately, repeat by repeat. A CPU shared with other tenants drifts by +-15% over
-minutes, more than the difference between many archs (two passes of ``latency_ms`` over the same 302 archs, about two
-hours apart, agreed only to Kendall tau 0.53); the drift hits both models of a pair alike and cancels in the ratio.
+minutes, more than the difference between many archs (two passes of the wall clock over the same 302 archs, about
+two hours apart, agreed only to Kendall tau 0.53); the drift hits both models of a pair alike and cancels in the
+ratio. The store's readers turn the ratio back into milliseconds, the default ``latency_ms``
+(:mod:`nasbench.store.readings`); the wall clock rows this module's :func:`measure_latency` gives are stored as
+``latency_ms`` and read as ``latency_wall_ms``.
 
 Memory (:func:`memory_footprint`) has three parts, each stated: the weights' exact bytes in their stored dtype
 (tied tensors counted once), the KV cache's bytes per token (``2 x layers x kv heads x head size x dtype bytes``),
@@ -87,7 +90,8 @@ class RelativeLatency:
     """Coefficient of variation of the per-repeat ratios."""
     repeats: int
     model_ms: float
-    """Median prefill time of the model in this measurement (drift included: what ``latency_ms`` would be)."""
+    """Median prefill time of the model in this measurement (drift included: what the wall clock ``latency_wall_ms``
+    would be)."""
     reference_ms: float
     threads: int
     seconds: float = 0.0

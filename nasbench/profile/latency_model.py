@@ -52,8 +52,11 @@ __all__ = ["PHASES", "METRIC_PHASES", "MAX_WIDTHS", "OpTable", "space_ops", "arc
 
 #: The two latencies a table predicts: a prefill of ``seq_len`` tokens, and one decode step (ms per token).
 PHASES = ("prefill", "decode")
-#: The stored metric each phase predicts: ``latency_rel`` is read as milliseconds, times its reference's median.
-METRIC_PHASES = {"latency_ms": "prefill", "latency_rel": "prefill", "decode_ms_per_token": "decode"}
+#: The measured metric each phase predicts (as :mod:`nasbench.store.readings` names them: ``latency_ms`` is the
+#: drift-cancelled prefill, ``latency_wall_ms`` its wall clock); ``latency_rel`` is read as milliseconds, times its
+#: reference's median, which is what ``latency_ms`` holds.
+METRIC_PHASES = {"latency_ms": "prefill", "latency_wall_ms": "prefill", "latency_rel": "prefill",
+                 "decode_ms_per_token": "decode"}
 #: An ``int`` / ``log_int`` intermediate size with more values than this is timed on a grid of this many widths.
 MAX_WIDTHS = 16
 

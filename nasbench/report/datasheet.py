@@ -50,6 +50,7 @@ def _num(x: Any) -> str:
 
 
 def provenance_section(db: str | Path, space: SearchSpace) -> str:
+    from nasbench.metrics import DERIVED
     from nasbench.store.report import coverage, supernet_rows
 
     rows = coverage(db, space.name)
@@ -63,6 +64,8 @@ def provenance_section(db: str | Path, space: SearchSpace) -> str:
         if r["software"] and len(r["software"]) > 2:
             where += f"; +{len(r['software']) - 2} more"
         hours = f"{r['cost_s'] / 60:.1f}" if r["cost_s"] else "-"
+        if r["metric"] in DERIVED:  # no time of its own: derived from the rows of another metric
+            where, hours = f"derived from `{DERIVED[r['metric']]}` (its rows' machines)", "-"
         lines.append(f"| `{r['supernet_id']}` | {r['metric']} | {r['task'] or '-'} | {r['device'] or '-'} | "
                      f"{r['dtype'] or '-'} | {r['archs']:,} | {where} | {hours} |")
     lines += ["", "Supernets:", ""]
@@ -135,7 +138,7 @@ def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None
     else:
         out.append("- Accuracy: no arch of the trained supernet has accuracy rows yet, so the benchmark cannot rank "
                    "sub-networks by downstream accuracy (only by perplexity, latency, memory, params, FLOPs).")
-    lat = of.get(("latency_ms", ""))
+    lat = of.get(("latency_ms", "")) or of.get(("latency_wall_ms", ""))  # a DB without latency_rel: wall clock only
     if lat:
         shared = "" if lat["supernet_id"] == main_supernet else (
             " once per arch for every supernet (latency is measured on the dense extracted model, whose shapes, not "
@@ -146,17 +149,24 @@ def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None
                    f"{'; '.join(_software(s) for s in (lat['software'] or [])[:1])}; another CPU (or a GPU) ranks "
                    "archs differently, so latency answers transfer only to the same hardware and threads.")
         spread = latency_spread(db, space.name, lat["supernet_id"])
+        ratio = latency_spread(db, space.name, lat["supernet_id"], "latency_ms")
         if spread:
-            out.append(f"- Latency noise: the timed repeats of one arch vary with a median coefficient of variation "
-                       f"of {spread['median']:.1%} (90th percentile {spread['p90']:.1%}, {spread['rows']:,} rows); "
-                       "latency differences smaller than that are not resolved, and rows measured while the machine "
-                       "was busy are noisier (re-measure on an idle machine before trusting fine latency ranks).")
+            of_ratio = (f"; the pairs' ratios behind `latency_ms` by {ratio['median']:.1%} (90th percentile "
+                        f"{ratio['p90']:.1%}, {ratio['rows']:,} rows)" if ratio else "")
+            out.append(f"- Latency noise: the timed repeats of one wall-clock measurement (`latency_wall_ms`) vary "
+                       f"with a median coefficient of variation of {spread['median']:.1%} (90th percentile "
+                       f"{spread['p90']:.1%}, {spread['rows']:,} rows){of_ratio}; latency differences smaller than "
+                       "that are not resolved, and rows measured while the machine was busy are noisier (re-measure "
+                       "on an idle machine before trusting fine latency ranks). `nasbench compare --noise` lets "
+                       "the optimizers see readings drawn with this spread.")
     drift = reference_drift(db, space.name)
     if drift:
         out.append(f"- Latency drift: the full model's prefill, re-timed beside each of {drift['rows']:,} archs "
                    f"(`latency_rel`), took {drift['p5']:.1f} to {drift['p95']:.1f} ms (5th to 95th percentile; CV "
                    f"{drift['cv']:.1%}): the machine's speed moved that much between archs, which no single wall-clock "
-                   "row shows; `latency_rel` divides it out, `latency_ms` keeps it.")
+                   "row shows. `latency_rel` divides it out, and so does the default `latency_ms` (`latency_rel` x "
+                   f"the median of those times, {drift['median']:.1f} ms); the wall clock `latency_wall_ms` keeps it, "
+                   "and the pruning baselines, timed by wall clock only, are compared on it.")
     weak = [(c["metric"], c["kendall_tau"]) for c in surrogate_cards(db, space.name)
             if c["supernet_id"] == main_supernet and c["metric"] in CARD_GOALS and c["kendall_tau"] is not None
             and c["kendall_tau"] < CARD_GOALS[c["metric"]]]

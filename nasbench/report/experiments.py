@@ -373,8 +373,10 @@ def threats_section(space: SearchSpace) -> str:
         "- **One budget, one seed pair.** The factorial's arms are trained for " + f"{BUDGET:,}" + " tokens each and "
         "the shipped recipe at two seeds; other arms at one. A ranking of recipes can change with the budget "
         "(the recovery curve is still falling steeply there).",
-        "- **CPU latency.** Latencies are wall clock on one 2-core CPU, drifting by +-15% over minutes; only "
-        "interleaved measurements against a common reference compare well.",
+        "- **CPU latency.** Latencies are measured on one 2-core CPU whose wall clock drifts by +-15% over "
+        "minutes; only interleaved measurements against a common reference compare well, which is why the default "
+        "`latency_ms` is drift-cancelled (`latency_rel` x the full model's median wall clock) and the wall clock "
+        "`latency_wall_ms` is kept beside it.",
         "- **Selection.** Picks use the selection split (the perplexity corpus from token 65,536 on), the same "
         "domain as the test tokens; a pick can still fit that domain better than others.",
         "- **Archs.** The band archs are 16 seeded samples per band, not every arch of the band.",

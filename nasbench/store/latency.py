@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 import duckdb
 
 from nasbench.store.connect import connect_read_only
+from nasbench.store.readings import READINGS
 from nasbench.store.schema import WEIGHT_FREE_ID, _now
 
 __all__ = ["MODEL_KEY", "write_latency_model", "read_latency_model", "measured_latencies"]
@@ -68,11 +69,12 @@ def read_latency_model(db: str | Path, space: str, device: str, dtype: str | Non
 def measured_latencies(db: str | Path, space: str, metric: str, device: str, dtype: str,
                        seq_len: int) -> list[tuple[dict[str, Any], float, dict[str, Any]]]:
     """(arch, value, extra) of every arch of ``space`` with a weight-free ``metric`` row measured on ``device`` in
-    ``dtype`` at ``seq_len`` tokens (baselines' models left out), in arch_id order."""
+    ``dtype`` at ``seq_len`` tokens (baselines' models left out), in arch_id order; ``metric`` as
+    :mod:`nasbench.store.readings` names it (``latency_ms`` drift-cancelled, ``latency_wall_ms`` the wall clock)."""
     con = connect_read_only(db)
     try:
         rows = con.execute(
-            "SELECT a.arch, m.value, m.extra FROM measurements m JOIN architectures a "
+            f"SELECT a.arch, m.value, m.extra FROM ({READINGS}) AS m JOIN architectures a "
             "ON a.space = m.space AND a.arch_id = m.arch_id WHERE m.space = ? AND m.metric = ? AND m.device = ? "
             "AND m.dtype = ? AND m.seq_len = ? AND m.supernet_id = ? AND m.value IS NOT NULL ORDER BY m.arch_id",
             [space, metric, device, dtype, seq_len, WEIGHT_FREE_ID]).fetchall()

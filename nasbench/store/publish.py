@@ -13,8 +13,11 @@ republished)::
                                                space's valid configs (:mod:`nasbench.store.publish_syne_tune`)
 
 Weight-free values (latency, memory, FLOPs) are stored once per arch (supernet_id ``''`` in ``measurements``) and
-appear in every supernet's wide file and blackbox. The card and every blackbox's ``metadata.json`` name the main
-supernet the DB records (``nasbench supernets``). Load a blackbox with
+appear in every supernet's wide file and blackbox. Every file speaks the readers' names
+(:mod:`nasbench.store.readings`): ``measurements.parquet`` holds the stored rows with the wall clock as
+``latency_wall_ms`` and, per ``latency_rel`` row, the derived drift-cancelled ``latency_ms``
+(``extra.reference_median_ms`` says by what it was scaled). The card and every blackbox's ``metadata.json`` name the
+main supernet the DB records (``nasbench supernets``). Load a blackbox with
 ``syne_tune.blackbox_repository.blackbox_tabular.deserialize(out / "syne_tune" / space / supernet / "ppl")``.
 """
 
@@ -36,6 +39,7 @@ from nasbench.store.schema import PUBLISHED_LAYOUT
 from nasbench.store.publish_card import build_card, readme_text
 from nasbench.store.publish_syne_tune import _safe, write_blackboxes
 from nasbench.store.queries import main_supernet
+from nasbench.store.readings import READINGS
 from nasbench.store.schema import WEIGHT_FREE_ID
 
 __all__ = ["CARD_FILE", "publish", "arch_measurements"]
@@ -60,7 +64,10 @@ _DESCRIPTIONS = {
                       "arch is one of the space's (in_space), else the arch their rows record.",
     "measurements": "One row per measured value with its unit and protocol (device, dtype, batch, seq_len, repeats, "
                     "cost_s, software versions, extra settings); supernet_id '' for weight-free values (latency, "
-                    "memory, FLOPs: one row per arch, shared by every supernet).",
+                    "memory, FLOPs: one row per arch, shared by every supernet). latency_wall_ms is the prefill wall "
+                    "clock; latency_ms, the drift-cancelled prefill, is derived from each latency_rel row (its value "
+                    "and spread times extra.reference_median_ms, the median wall clock of the full model re-timed "
+                    "beside every arch).",
     "surrogate_cards": "Fidelity cards of the surrogates fitted on this table (held-out Kendall tau, R2, coverage).",
 }
 
@@ -84,7 +91,8 @@ def publish(db: str | Path, out: str | Path) -> dict[str, Any]:
         out.mkdir(parents=True)
         files: list[dict[str, Any]] = []
         for table, order in _TABLES.items():
-            files.append(_write_table(con, f"SELECT * FROM {table} ORDER BY {order}", out / f"{table}.parquet",
+            source = f"({READINGS}) AS r" if table == "measurements" else table
+            files.append(_write_table(con, f"SELECT * FROM {source} ORDER BY {order}", out / f"{table}.parquet",
                                       table, _DESCRIPTIONS[table]))
         blackboxes, mains = [], {name: main_supernet(con, name) for name in spaces}
         for space in spaces.values():
@@ -103,18 +111,19 @@ def publish(db: str | Path, out: str | Path) -> dict[str, Any]:
             "blackboxes": [f"{b['path'].relative_to(out).as_posix()} ({b['archs']} archs)" for b in blackboxes]}
 
 
-def arch_measurements(db: str | Path, space: str, arch: str, supernet_id: str) -> list[dict[str, Any]]:
-    """The rows of ``measurements`` that describe ``arch`` on ``supernet_id``: its own rows and the arch's weight-free
-    rows (latency, memory, FLOPs: stored once, under ``''``; a DB older than schema 3 keeps them under the supernet
-    that measured them, used where ``supernet_id`` has none). Ordered by metric, task."""
+def arch_measurements(db: str | Path, space: str, arch: str, supernet: str) -> list[dict[str, Any]]:
+    """The rows of ``measurements`` that describe ``arch`` on ``supernet``, read as :mod:`nasbench.store.readings`
+    names and derives them (the drift-cancelled ``latency_ms``, the wall clock as ``latency_wall_ms``): its own rows
+    and the arch's weight-free rows (latency, memory, FLOPs: stored once, under ``''``; a DB older than schema 3 keeps
+    them under the supernet that measured them, used where ``supernet`` has none). Ordered by metric, task."""
     con = connect_read_only(db)
     try:
         rows = con.execute(
             "SELECT metric, task, value, unit, supernet_id, device, dtype, batch, seq_len, spread, n_repeats, "
-            "cost_s, software, extra FROM measurements WHERE space = ? AND arch_id = ? AND (supernet_id = ? OR "
+            f"cost_s, software, extra FROM ({READINGS}) AS r WHERE space = ? AND arch_id = ? AND (supernet_id = ? OR "
             f"(metric IN ({', '.join('?' * len(SHARED))}) AND NOT starts_with(supernet_id, 'baseline-'))) "
             "ORDER BY metric, task, supernet_id <> ?, supernet_id <> ?, device, dtype, batch, seq_len, "
-            "created_at DESC", [space, arch, supernet_id, *SHARED, supernet_id, WEIGHT_FREE_ID]).fetchall()
+            "created_at DESC", [space, arch, supernet, *SHARED, supernet, WEIGHT_FREE_ID]).fetchall()
         columns = [d[0] for d in con.description]
     finally:
         con.close()
@@ -133,8 +142,8 @@ def arch_measurements(db: str | Path, space: str, arch: str, supernet_id: str) -
 
 # ---------------------------------------------------------------------------------------------------- reading
 def _check_schema(con: duckdb.DuckDBPyConnection, db: str | Path) -> int:
-    """The DB's schema version: one whose published tables have the current layout (schema 4 only added tables that
-    are not published)."""
+    """The DB's schema version: one whose published tables and wide views have the current layout (schema 5
+    recreated the views with the drift-cancelled latency)."""
     try:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except duckdb.Error:

@@ -11,10 +11,11 @@ from typing import Any
 
 import duckdb
 
-from nasbench.cards import (SEED_CITATION, SEED_PAPER, base_model_info, data_license, metric_direction,
+from nasbench.cards import (FENCE, SEED_CITATION, SEED_PAPER, base_model_info, data_license, metric_direction,
                             task_license)
 from nasbench.metrics import HP_PREFIX, METRIC_PREFIX, hp_name, metric_column, metric_name, unit
 from nasbench.space import DIMENSIONS, SearchSpace
+from nasbench.store.readings import READINGS
 from nasbench.store.schema import SCHEMA_VERSION
 
 __all__ = ["PROJECT_LICENSE", "FIDELITY", "build_card", "readme_text", "column_name", "config_name"]
@@ -54,7 +55,7 @@ def build_card(con: duckdb.DuckDBPyConnection, db: str | Path, spaces: dict[str,
         for p in sorted(bb["path"].iterdir()):
             distribution.append(_file_object(p, p.relative_to(out).as_posix(), kinds[p.suffix]))
 
-    metrics = con.execute("SELECT metric, task, min(unit) AS unit, count(*) FROM measurements "
+    metrics = con.execute(f"SELECT metric, task, min(unit) AS unit, count(*) FROM ({READINGS}) AS r "
                           "GROUP BY metric, task ORDER BY metric, task").fetchall()
     supernets = con.execute("SELECT id, space, base_model, strategy, kd, peft, data_hash, steps, tokens, "
                             "wall_time_s, checkpoint, config FROM supernets ORDER BY id").fetchall()
@@ -105,8 +106,18 @@ def build_card(con: duckdb.DuckDBPyConnection, db: str | Path, spaces: dict[str,
                               "first scored; ppl = exp(total NLL / scored tokens).",
                 "accuracy": "lm-eval in-process on the sliced supernet with nasbench's local task YAMLs; "
                             "extra.limit_items = first M items per task.",
-                "latency_ms": "prefill wall clock on the extracted dense model, median over repeats after warm-up "
-                              "(spread = IQR); batch and seq_len per row.",
+                "latency_ms": "the default latency, drift-cancelled: latency_rel x the median wall clock of the "
+                              "full model re-timed beside every arch (extra.reference_median_ms, per space, device, "
+                              "dtype, batch and seq_len); derived from the latency_rel row, not timed on its "
+                              "own; ranks archs as latency_rel does.",
+                "latency_wall_ms": "prefill wall clock on the extracted dense model, median over repeats after "
+                                   "warm-up (spread = IQR); batch and seq_len per row; it keeps the machine's drift "
+                                   "between archs (stored as metric latency_ms in a nasbench DB).",
+                "latency_rel": "prefill time over the full model's, the two dense models timed alternately repeat by "
+                               "repeat (median of the pairs' ratios; spread = IQR): drift between archs cancels.",
+                "decode_ms_per_token": "wall clock per generated token with the KV cache (extra.decode_tokens "
+                                       "steps, median over repeats); wall clock, so it keeps the machine's drift; no "
+                                       "spread is stored.",
                 "memory_mb": "peak RSS growth on CPU (max_memory_allocated on GPU) on the dense model.",
                 "flops": "analytic, per token at seq_len: 2 x matmul weights touched + causal attention.",
                 "cost_s": "seconds each measurement took: the simulated time of optimizer comparisons.",
@@ -155,7 +166,7 @@ def _provenance(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     ``extra`` that are the same on every row (tokens, limit_items, threads, timer, a recorded CPU, ...)."""
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     for key in con.execute("SELECT supernet_id, metric, task, device, dtype, batch, seq_len, software, extra "
-                           "FROM measurements ORDER BY ALL").fetchall():
+                           f"FROM ({READINGS}) AS r ORDER BY ALL").fetchall():
         ident, software, extra = key[:7], key[7], key[8]
         g = groups.setdefault(ident, {"rows": 0, "software": set(), "settings": None})
         g["rows"] += 1
@@ -230,13 +241,18 @@ def readme_text(card: dict[str, Any]) -> str:
                           "data_files": next(f["contentUrl"] for f in card["distribution"]
                                              if f["@id"] == rs["field"][0]["source"]["fileObject"]["@id"])}
                          for rs in card["recordSet"] if rs["cr:rows"]]}  # `datasets` reads no empty table
-    lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "", f"# {card['name']}", "",
+    lines = [FENCE, yaml.safe_dump(front, sort_keys=False).rstrip(), FENCE, "", f"# {card['name']}", "",
              card["description"], "", "Files: the Parquet tables below, `croissant.json` (schema, units, directions, "
              "provenance, licences, sha256 of every file) and Syne Tune blackboxes under `syne_tune/`.", "",
              "| table | rows | what |", "|---|---|---|"]
     lines += [f"| `{rs['name']}` | {rs['cr:rows']} | {rs['description']} |" for rs in card["recordSet"]]
     lines += ["", "## Metrics", "", "| column | unit | direction | rows |", "|---|---|---|---|"]
     lines += [f"| `{m['column']}` | {m['unit']} | {m['direction']} | {m['rows']} |" for m in nb["metrics"]]
+    latencies = [m for m in ("latency_ms", "latency_wall_ms", "latency_rel", "decode_ms_per_token")
+                 if any(row["metric"] == m for row in nb["metrics"])]
+    if latencies:
+        lines += ["", "Which latency is which (`latency_ms` is the one to compare archs on):", ""]
+        lines += [f"- `{m}`: {nb['protocol'][m]}" for m in latencies]
     mains = {space: main for space, main in nb["main_supernets"].items() if main}
     lines += ["", "## Load", ""]
     lines += [f"The main supernet of space `{space}` (the benchmark's defaults use it): `{main}`." for space, main in
@@ -271,7 +287,7 @@ def readme_text(card: dict[str, Any]) -> str:
 def config_name(record_set: str) -> str:
     """A record set's name as a dataset config name (``datasets`` refuses ``<>:/\\|?*``):
     ``wide/smollm2-135m/baseline-magnitude-2:4`` -> ``wide--smollm2-135m--baseline-magnitude-2_4``."""
-    return "--".join(_safe_name(part) for part in record_set.split("/"))
+    return ("-" * 2).join(_safe_name(part) for part in record_set.split("/"))  # a double hyphen: no name holds one
 
 
 def _safe_name(name: str) -> str:

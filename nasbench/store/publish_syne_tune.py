@@ -33,9 +33,10 @@ import numpy as np
 
 from nasbench.cards import metric_direction
 from nasbench.errors import NasBenchError
-from nasbench.metrics import COST, METRIC_PREFIX, SHARED, metric_column, metric_name, unit
+from nasbench.metrics import COST, DERIVED, METRIC_PREFIX, SHARED, metric_column, metric_name, unit
 from nasbench.space import DIMENSIONS, SearchSpace
 from nasbench.store.publish_card import FIDELITY
+from nasbench.store.readings import READINGS
 from nasbench.store.schema import WEIGHT_FREE_ID, is_baseline, view_name
 
 __all__ = ["MIN_ARCHS", "VALID_CONFIGS", "write_blackboxes"]
@@ -88,11 +89,13 @@ def _rows(con: duckdb.DuckDBPyConnection, space: SearchSpace, supernet: str) -> 
                         "(SELECT arch_id FROM architectures WHERE space = ?) ORDER BY arch_id",
                         [supernet, space.name]).df()
     costs: dict[str, Any] = {}
+    # the metrics as readings name them; latency_ms is derived from the latency_rel row, one measurement whose
+    # seconds count once: both go under the unit latency_rel
     for unit_name, aid, seconds in con.execute(
             "SELECT CASE WHEN task <> '' THEN 'task:' || task ELSE metric END, arch_id, "
-            "arg_max(cost_s, created_at) FROM measurements WHERE space = ? AND (supernet_id = ? OR supernet_id = ?) "
-            "AND cost_s IS NOT NULL GROUP BY ALL", [space.name, supernet, WEIGHT_FREE_ID]).fetchall():
-        costs.setdefault(unit_name, {})[aid] = float(seconds)
+            f"arg_max(cost_s, created_at) FROM ({READINGS}) AS r WHERE space = ? AND (supernet_id = ? OR "
+            "supernet_id = ?) AND cost_s IS NOT NULL GROUP BY ALL", [space.name, supernet, WEIGHT_FREE_ID]).fetchall():
+        costs.setdefault(DERIVED.get(unit_name, unit_name), {})[aid] = float(seconds)
     return frame, costs
 
 
@@ -107,8 +110,9 @@ def _write_one(space: SearchSpace, supernet: str, name: str, rows: Any, costs: d
                and (name == "acc" or not metric_name(c).startswith(("acc_", "mc2", "target_ppl")))]
     first = "metric_ppl" if name == "ppl" else "metric_acc_avg"
     metrics = [first, *sorted(m for m in metrics if m != first)] if first in metrics else sorted(metrics)
+    measured_by = {DERIVED.get(metric_name(m), metric_name(m)) for m in metrics}  # latency_ms: latency_rel's row
     units = sorted({u for u in costs if (u.startswith("task:") and name == "acc" and f"metric_acc_{u[5:]}" in rows)
-                    or (not u.startswith("task:") and metric_column(u) in metrics)})
+                    or (not u.startswith("task:") and u in measured_by)})
     ids = list(rows["arch_id"])
     elapsed = np.array([sum(costs[u].get(a, 0.0) for u in units) for a in ids])
     objectives = [*metrics, COST]
@@ -145,7 +149,9 @@ def _write_one(space: SearchSpace, supernet: str, name: str, rows: Any, costs: d
             "min_params": c.min_params, "max_params": c.max_params},
         "weight_free": sorted(metric_column(m) for m in SHARED if metric_column(m) in objectives),
         "note": "Weight-free objectives (latency, memory, FLOPs) are measured once per arch on the dense model of "
-                "its shape and shared by every supernet; params and flops are exact.",
+                "its shape and shared by every supernet; params and flops are exact. metric_latency_ms is the "
+                "drift-cancelled prefill latency (latency_rel x the full model's median wall clock); "
+                "metric_latency_wall_ms is the wall clock, which keeps the machine's drift between archs.",
     })
     return {"space": space.name, "supernet_id": supernet, "set": name, "path": path, "archs": len(ids),
             "objectives": objectives, "directions": directions, "main": main}

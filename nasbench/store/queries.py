@@ -12,6 +12,7 @@ import duckdb
 from nasbench.errors import NasBenchError
 from nasbench.metrics import EXACT, WEIGHT_FREE
 from nasbench.store.connect import connect_read_only
+from nasbench.store.readings import READINGS
 from nasbench.store.schema import MAIN_SUPERNET_KEY, WEIGHT_FREE_ID, is_baseline, view_name
 
 __all__ = ["supernets_with", "measured_supernets", "main_supernet", "default_supernet", "measured_rows",
@@ -69,19 +70,21 @@ def default_supernet(con: duckdb.DuckDBPyConnection, db: str | Path, space: str,
     return supernet
 
 
-def measured_rows(con: duckdb.DuckDBPyConnection, space: str, supernet_id: str, device: str | None,
+def measured_rows(con: duckdb.DuckDBPyConnection, space: str, supernet: str, device: str | None,
                   shared: Sequence[str], exact: Sequence[str]) -> Any:
-    """Set values of ``space`` (arch_id, supernet_id, metric, task, value, cost_s, created_at) as a DataFrame: the
-    supernet's own, plus the weight-free rows of the ``shared`` metrics (stored under the neutral id; a DB of schema
-    2 or older keeps them under the supernet that measured them, so any supernet's but a baseline's count); never
-    the ``exact`` ones; ``device`` keeps rows measured there (and rows without a device)."""
+    """Set values of ``space`` (arch_id, supernet_id, metric, task, value, spread, cost_s, created_at) as a
+    DataFrame, read as :mod:`nasbench.store.readings` names and derives them (the drift-cancelled ``latency_ms``, the
+    wall clock as ``latency_wall_ms``): the supernet's own, plus the weight-free rows of the ``shared`` metrics
+    (stored under the neutral id; a DB of schema 2 or older keeps them under the supernet that measured them, so any
+    supernet's but a baseline's count); never the ``exact`` ones; ``device`` keeps rows measured there (and rows
+    without a device)."""
     return con.execute(
-        "SELECT arch_id, supernet_id, metric, task, value, cost_s, created_at FROM measurements "
+        f"SELECT arch_id, supernet_id, metric, task, value, spread, cost_s, created_at FROM ({READINGS}) AS r "
         "WHERE space = ? AND value IS NOT NULL AND (? IS NULL OR device = ? OR device = '') "
         f"AND (supernet_id = ? OR (metric IN ({_marks(shared)}) AND NOT starts_with(supernet_id, 'baseline-'))) "
         f"AND metric NOT IN ({_marks(exact)}) "
         "AND arch_id IN (SELECT arch_id FROM architectures WHERE space = ?)",  # the space's archs only
-        [space, device, device, supernet_id, *shared, *exact, space]).df()
+        [space, device, device, supernet, *shared, *exact, space]).df()
 
 
 def archs_by_id(con: duckdb.DuckDBPyConnection, space: str, ids: Sequence[str]) -> dict[str, Any]:

@@ -1,9 +1,15 @@
-"""The report's reads, in one place: measured values by arch and supernet (bound parameters only)."""
+"""The report's reads, in one place: measured values by arch and supernet (bound parameters only).
+
+Values are read as :mod:`nasbench.store.readings` names and derives them: ``latency_ms`` is the drift-cancelled
+latency, ``latency_wall_ms`` the wall clock the profiler stores as ``latency_ms``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
+
+from nasbench.store.readings import READINGS
 
 __all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names",
            "surrogate_cards", "coverage", "baseline_rows", "latency_spread", "reference_drift", "paired_values",
@@ -32,7 +38,7 @@ def _records(db: str | Path, sql: str, params: Sequence[Any]) -> list[dict[str, 
 def metric_values(db: str | Path, space: str, metric: str, arch_ids: Sequence[str] | None = None,
                   task: str = "") -> dict[tuple[str, str], dict[str, Any]]:
     """``{(supernet_id, arch_id): {value, dtype, seq_len, extra}}`` of one metric (and task) of a space."""
-    sql = ("SELECT supernet_id, arch_id, value, dtype, seq_len, extra FROM measurements "
+    sql = (f"SELECT supernet_id, arch_id, value, dtype, seq_len, extra FROM ({READINGS}) AS r "
            "WHERE space = ? AND metric = ? AND task = ?")
     params: list[Any] = [space, metric, task]
     if arch_ids is not None:
@@ -117,7 +123,7 @@ def baseline_rows(db: str | Path, space: str, device: str | None = None) -> list
     always count)."""
     import json
 
-    sql = ("SELECT supernet_id, arch_id, metric, task, value, extra FROM measurements WHERE space = ? AND "
+    sql = (f"SELECT supernet_id, arch_id, metric, task, value, extra FROM ({READINGS}) AS r WHERE space = ? AND "
            "starts_with(supernet_id, 'baseline-')")
     params: list[Any] = [space]
     if device is not None:
@@ -147,16 +153,17 @@ def coverage(db: str | Path, space: str) -> list[dict[str, Any]]:
     return _records(
         db, "SELECT supernet_id, metric, task, device, dtype, count(DISTINCT arch_id) AS archs, count(*) AS n_rows, "
         "list(DISTINCT software ORDER BY software) FILTER (WHERE software IS NOT NULL) AS software, "
-        "sum(cost_s) AS cost_s FROM measurements WHERE space = ? GROUP BY ALL ORDER BY ALL", [space])
+        f"sum(cost_s) AS cost_s FROM ({READINGS}) AS r WHERE space = ? GROUP BY ALL ORDER BY ALL", [space])
 
 
-def latency_spread(db: str | Path, space: str, supernet: str) -> dict[str, float] | None:
-    """Median and 90th percentile of the latency rows' coefficient of variation over their timed repeats
+def latency_spread(db: str | Path, space: str, supernet: str,
+                   metric: str = "latency_wall_ms") -> dict[str, float] | None:
+    """Median and 90th percentile of the coefficient of variation of ``metric``'s rows over their timed repeats
     (``extra.cv``), and how many rows have one: how noisy the machine was while it measured."""
     _, rows = _query(
         db, "SELECT median(cv), quantile_cont(cv, 0.9), count(cv) FROM (SELECT TRY_CAST(json_extract(extra, '$.cv') "
-        "AS DOUBLE) AS cv FROM measurements WHERE space = ? AND supernet_id = ? AND metric = 'latency_ms')",
-        [space, supernet])
+        f"AS DOUBLE) AS cv FROM ({READINGS}) AS r WHERE space = ? AND supernet_id = ? AND metric = ?)",
+        [space, supernet, metric])
     row = rows[0] if rows else None
     return None if not row or not row[2] else {"median": row[0], "p90": row[1], "rows": row[2]}
 
@@ -174,8 +181,9 @@ def reference_drift(db: str | Path, space: str) -> dict[str, float] | None:
 
 def paired_values(db: str | Path, other: str | Path, space: str, metric: str) -> list[tuple[str, float, float]]:
     """``(arch_id, value in db, value in other)`` of every row of ``metric`` the two DBs both hold under the same
-    key (supernet, arch, task, device, dtype, batch, seq_len): two measurements of the same thing."""
-    sql = ("SELECT supernet_id, arch_id, task, device, dtype, batch, seq_len, value FROM measurements "
+    key (supernet, arch, task, device, dtype, batch, seq_len): two measurements of the same thing. A derived metric
+    (the drift-cancelled ``latency_ms``) is each DB's own derivation, with its own reference median."""
+    sql = (f"SELECT supernet_id, arch_id, task, device, dtype, batch, seq_len, value FROM ({READINGS}) AS r "
            "WHERE space = ? AND metric = ? AND value IS NOT NULL")
     mine = {tuple(r[:-1]): float(r[-1]) for r in _query(db, sql, [space, metric])[1]}
     theirs = {tuple(r[:-1]): float(r[-1]) for r in _query(other, sql, [space, metric])[1]}

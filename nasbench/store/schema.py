@@ -15,9 +15,13 @@ from nasbench.space import DIMENSIONS
 __all__ = ["SCHEMA_VERSION", "PUBLISHED_LAYOUT", "DEFAULT_DB", "SCHEMA", "WEIGHT_FREE_ID", "MAIN_SUPERNET_KEY", "Measurement", "view_name",
            "is_baseline", "stored_supernet"]
 
-SCHEMA_VERSION = 4
-#: The oldest schema whose published tables (spaces ... baseline_archs) have today's layout: ``publish`` reads it on.
-PUBLISHED_LAYOUT = 3
+SCHEMA_VERSION = 5
+"""4: op-level latency models (tables ``latency_models``, ``latency_ops``). 5: no new table; the wide views read the
+drift-cancelled ``latency_ms`` and the wall clock as ``latency_wall_ms`` (:mod:`nasbench.store.readings`), so a DB
+opened for writing (or ``nasbench migrate``) recreates its views."""
+#: The oldest schema whose published tables (spaces ... baseline_archs) and wide views have today's layout: ``publish``
+#: reads it on (a DB of schema 4 or older still has views that call the wall clock ``latency_ms``).
+PUBLISHED_LAYOUT = 5
 #: The ``supernet_id`` of rows that do not depend on weights (latency, memory, FLOPs, ...:
 #: :data:`nasbench.metrics.SHARED`): no supernet. They are stored once per arch and protocol and appear in every
 #: supernet's row of the wide view.
@@ -213,15 +217,15 @@ class Measurement:
     extra: Mapping[str, Any] | None = None
 
 
-def is_baseline(supernet_id: str) -> bool:
+def is_baseline(supernet: str) -> bool:
     """A pruning baseline's model (``nasbench baseline``: ids ``baseline-*``), not a supernet of the space."""
-    return supernet_id.startswith("baseline-")
+    return supernet.startswith("baseline-")
 
 
-def stored_supernet(supernet_id: str, metric: str) -> str:
-    """The ``supernet_id`` a row of ``metric`` measured on ``supernet_id`` is stored under: :data:`WEIGHT_FREE_ID` for
+def stored_supernet(supernet: str, metric: str) -> str:
+    """The ``supernet_id`` a row of ``metric`` measured on ``supernet`` is stored under: :data:`WEIGHT_FREE_ID` for
     the shape-only metrics of a supernet (a baseline keeps its own: its model is not a sub-network of a supernet)."""
-    return WEIGHT_FREE_ID if metric in SHARED and not is_baseline(supernet_id) else supernet_id
+    return WEIGHT_FREE_ID if metric in SHARED and not is_baseline(supernet) else supernet
 
 
 def view_name(space: str) -> str:

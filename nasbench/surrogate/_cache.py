@@ -53,14 +53,14 @@ def versions() -> dict[str, str]:
             "format": str(FORMAT)}
 
 
-def cache_paths(root: str | Path, space: str, supernet_id: str, metric: str) -> Path:
+def cache_paths(root: str | Path, space: str, supernet: str, metric: str) -> Path:
     """The entry's file; refuses names, folders or symlinks that could leave the cache root."""
-    for what, name in (("space", space), ("supernet", supernet_id), ("metric", metric)):
+    for what, name in (("space", space), ("supernet", supernet), ("metric", metric)):
         if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
             raise NasBenchError("surrogates", f"a {what} name in the cache may hold only letters, digits and _.+- "
                                               f"(and no '..')", name)
     root = Path(root).resolve()
-    folder = (root / space / supernet_id).resolve()
+    folder = (root / space / supernet).resolve()
     if not folder.is_relative_to(root):
         raise NasBenchError("surrogates", "cache path leaves the cache root (a symlink?)", str(folder))
     file = folder / f"{metric}.json"
@@ -70,11 +70,11 @@ def cache_paths(root: str | Path, space: str, supernet_id: str, metric: str) -> 
     return file
 
 
-def load_cached(root: str | Path, space: str, supernet_id: str, metric: str, data_hash: str, x: np.ndarray,
+def load_cached(root: str | Path, space: str, supernet: str, metric: str, data_hash: str, x: np.ndarray,
                 y: np.ndarray, cost: np.ndarray, seed: int = 0) -> Surrogate | None:
     """The surrogate rebuilt from its cached selection when the entry matches (data hash, versions) and its refit
     reproduces the recorded predictions; None when absent, stale or not trustworthy (fit it afresh)."""
-    file = cache_paths(root, space, supernet_id, metric)
+    file = cache_paths(root, space, supernet, metric)
     if not file.is_file():
         return None
     try:
@@ -85,7 +85,7 @@ def load_cached(root: str | Path, space: str, supernet_id: str, metric: str, dat
         return None
     if not isinstance(meta, dict) or meta.get("data_hash") != data_hash or meta.get("versions") != versions():
         return None
-    entry = _entry(meta, space, supernet_id, metric, len(y))
+    entry = _entry(meta, space, supernet, metric, len(y))
     if entry is None:
         return None
     card, scale, probe = entry
@@ -112,7 +112,7 @@ def save_cached(root: str | Path, surrogate: Surrogate, x: np.ndarray) -> Path:
     return file
 
 
-def _entry(meta: dict[str, Any], space: str, supernet_id: str, metric: str,
+def _entry(meta: dict[str, Any], space: str, supernet: str, metric: str,
            n_rows: int) -> tuple[FidelityCard, float, np.ndarray] | None:
     """(card, scale, probe predictions) from a parsed entry, or None when anything is off."""
     card_doc = meta.get("card")
@@ -124,7 +124,7 @@ def _entry(meta: dict[str, Any], space: str, supernet_id: str, metric: str,
     except TypeError:
         return None
     scale, probe = meta.get("scale"), meta.get("probe")
-    if (card.space, card.supernet_id, card.metric) != (space, supernet_id, metric) or card.model not in CANDIDATES \
+    if (card.space, card.supernet_id, card.metric) != (space, supernet, metric) or card.model not in CANDIDATES \
             or card.transform not in ("log", "identity") or meta.get("model") != card.model:
         return None
     if not _finite(scale) or scale <= 0 or not isinstance(probe, list) or len(probe) != min(_PROBE_ROWS, n_rows) \

@@ -1,7 +1,8 @@
 """What a surrogate learns from: the measured rows of one (space, supernet), one column per metric.
 
-Metric names are the wide view's column names without ``metric_``: ``ppl``, ``latency_ms``, ``memory_mb``,
-``acc_arc_easy``, ``acc_norm_piqa``, ... plus ``acc_avg`` (the mean ``acc`` over the tasks this supernet was evaluated
+Metric names are the wide view's column names without ``metric_``: ``ppl``, ``latency_ms`` (the drift-cancelled
+latency; ``latency_wall_ms`` is the wall clock, :mod:`nasbench.store.readings`), ``memory_mb``, ``acc_arc_easy``,
+``acc_norm_piqa``, ... plus ``acc_avg`` (the mean ``acc`` over the tasks this supernet was evaluated
 on; an arch counts only with all of them) and ``acc_chance_avg`` (the same tasks' mean ``(acc - chance) / (1 -
 chance)``). ``params`` and ``flops`` are exact functions of the arch and are computed
 from the space, never learned.
@@ -48,6 +49,9 @@ class MeasuredTable:
     """Seconds each value took to measure (NaN where not recorded)."""
     avg_tasks: tuple[str, ...]
     """The tasks ``acc_avg`` averages."""
+    spreads: pd.DataFrame | None = None
+    """The interquartile range of each value over its timed repeats, in its units (NaN where none was stored: every
+    untimed metric, and ``decode_ms_per_token``); same index and columns as ``values``."""
 
     @property
     def metrics(self) -> list[str]:
@@ -74,20 +78,21 @@ def supernets_of(con: duckdb.DuckDBPyConnection, space: str) -> list[str]:
     return supernets_with(con, space, (*WEIGHT_FREE_METRICS, *EXACT_METRICS))
 
 
-def read_table(con: duckdb.DuckDBPyConnection, space: SearchSpace, supernet_id: str,
+def read_table(con: duckdb.DuckDBPyConnection, space: SearchSpace, supernet: str,
                device: str | None = None) -> MeasuredTable:
-    """The latest value of every (arch, metric, task) of ``supernet_id``; weight-free metrics fall back to other
+    """The latest value of every (arch, metric, task) of ``supernet``; weight-free metrics fall back to other
     supernets' rows; ``device`` keeps only rows measured there."""
-    rows = measured_rows(con, space.name, supernet_id, device, WEIGHT_FREE_METRICS, EXACT_METRICS)
+    rows = measured_rows(con, space.name, supernet, device, WEIGHT_FREE_METRICS, EXACT_METRICS)
     if rows.empty:
         raise NasBenchError("supernet", f"no measurements of space {space.name!r} for this supernet"
-                                          + ("" if device is None else f" on device {device!r}"), supernet_id)
-    rows["own"] = rows["supernet_id"] == supernet_id
+                                          + ("" if device is None else f" on device {device!r}"), supernet)
+    rows["own"] = rows["supernet_id"] == supernet
     rows["name"] = np.where(rows["task"] == "", rows["metric"], rows["metric"] + "_" + rows["task"])
     # own rows first, then the newest: the one kept per (arch, metric)
     rows = rows.sort_values(["own", "created_at"], ascending=False).drop_duplicates(["arch_id", "name"])
     values = rows.pivot(index="arch_id", columns="name", values="value")
     costs = rows.pivot(index="arch_id", columns="name", values="cost_s").reindex_like(values)
+    spreads = rows.pivot(index="arch_id", columns="name", values="spread").reindex_like(values).astype(np.float64)
     acc = rows[(rows["metric"] == "acc") & rows["own"]]
     avg_tasks = tuple(sorted(acc["task"].unique()))
     if avg_tasks:
@@ -104,5 +109,6 @@ def read_table(con: duckdb.DuckDBPyConnection, space: SearchSpace, supernet_id: 
     missing = [i for i in ids if i not in archs]
     if missing:
         raise NasBenchError("measurements", "every measured arch_id needs its row in architectures", missing[0])
-    return MeasuredTable(space.name, supernet_id, archs, values.sort_index(axis=1), costs.sort_index(axis=1),
-                         avg_tasks)
+    spreads = spreads.reindex_like(values)  # the averages have no spread of their own
+    return MeasuredTable(space.name, supernet, archs, values.sort_index(axis=1), costs.sort_index(axis=1),
+                         avg_tasks, spreads.sort_index(axis=1))

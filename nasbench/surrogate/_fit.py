@@ -97,7 +97,7 @@ class Surrogate:
         return np.exp(self.cost_regressor.predict_mean(x))
 
 
-def fit_surrogate(x: np.ndarray, y: np.ndarray, cost: np.ndarray, *, space: str, supernet_id: str, metric: str,
+def fit_surrogate(x: np.ndarray, y: np.ndarray, cost: np.ndarray, *, space: str, supernet: str, metric: str,
                   transform: str, data_hash: str, others: tuple[np.ndarray, np.ndarray] | None = None,
                   candidates: tuple[str, ...] = CANDIDATES, folds: int = 5, test_fraction: float = 0.2,
                   seed: int = 0) -> Surrogate:
@@ -129,7 +129,7 @@ def fit_surrogate(x: np.ndarray, y: np.ndarray, cost: np.ndarray, *, space: str,
     if others is not None and len(others[1]) >= MIN_ROWS:
         transfer = make_regressor(best, seed).fit(others[0], _forward(others[1], transform))
         loso_tau, loso_n = _kendall(z, transfer.predict_dist(x)[0]), int(len(z))
-    card = FidelityCard(space=space, supernet_id=supernet_id, metric=metric, model=best, transform=transform,
+    card = FidelityCard(space=space, supernet_id=supernet, metric=metric, model=best, transform=transform,
                         n_train=int(len(train)), n_test=int(n_test), kendall_tau=_kendall(z[test], mean),
                         spearman_rho=spearman(z[test], mean), r2=_r2(z[test], mean),
                         mae=float(np.mean(np.abs(z[test] - mean))), coverage_90=float(inside.mean()),

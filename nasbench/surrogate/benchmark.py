@@ -3,7 +3,14 @@
 ``Benchmark.open(db, space, supernet)`` reads the measurements once (the DB is opened read-only and closed again;
 ``supernet`` defaults to the main supernet the DB records); ``query`` answers a batch of archs with table lookups
 where the arch was measured and surrogate predictions for the rest (``interval=True``: with their calibrated 90%
-bounds); ``blackbox`` wraps the same answers as a Syne Tune blackbox for its simulator.
+bounds), and every timed metric (the latencies) with its spread; ``noise=True`` draws readings instead of returning
+medians; ``blackbox`` wraps the same answers as a Syne Tune blackbox for its simulator.
+
+A reading of a timed metric (:data:`nasbench.metrics.TIMED`) is modelled as log-normal with the value as its median
+and the spread as its interquartile range: the IQR of the measurement's timed repeats where the DB stores one (a
+drift-cancelled ``latency_ms`` has its ``latency_rel`` row's, scaled), else the surrogate's calibrated predictive
+spread at that arch (an unmeasured arch, or ``decode_ms_per_token``, whose rows store none). Latencies are positive
+and their noise multiplicative, and for a predicted value this is exactly the surrogate's predictive distribution.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from nasbench.errors import IllegalSubNetworkError, NasBenchError, check_choice, one_of
-from nasbench.metrics import hp_column, hp_name, metric_column
+from nasbench.metrics import DERIVED, TIMED, hp_column, hp_name, metric_column
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, load_space, parse_space
 from nasbench.store import arch_ids, connect_read_only
 from nasbench.store.queries import default_supernet, space_names, space_yaml
@@ -36,6 +43,10 @@ from nasbench.surrogate.modes import MODES, SOURCES
 __all__ = ["Benchmark", "MODES", "SOURCES"]
 
 _SOURCE_DTYPE = pd.CategoricalDtype(list(SOURCES))
+SPREAD = "_spread"
+"""Suffix of a timed metric's spread column in a query's answer: ``metric_latency_ms_spread``."""
+_Z_QUARTILE = 0.6744897501960817
+"""Standard-normal quantile of 0.75: a normal's interquartile range is 2 x 0.674 standard deviations."""
 _SMALL = 64
 """Batches up to this size take the per-arch path (Python hashing, dict lookups): DuckDB's per-statement overhead
 would dominate them."""
@@ -56,6 +67,8 @@ class Benchmark:
         self._ids = pd.Index(ids)
         self._values = table.values.to_numpy(dtype=np.float64)
         self._costs = table.costs.to_numpy(dtype=np.float64)
+        self._spreads = (np.full(self._values.shape, np.nan) if table.spreads is None
+                         else table.spreads.to_numpy(dtype=np.float64))
         self._col = {m: j for j, m in enumerate(table.values.columns)}
         self._metrics = tuple(sorted({*table.metrics, *EXACT_METRICS, "cost_s"}))
         self._sql = None
@@ -94,6 +107,14 @@ class Benchmark:
     def metrics(self) -> list[str]:
         """Every metric a query may ask for: the measured ones, the exact ones and ``cost_s``."""
         return list(self._metrics)
+
+    def unknown_rule(self, metric: str, known: Sequence[str]) -> str:
+        """The rule an unknown metric breaks: the known ones, and for a derived one what it needs."""
+        rule = f"must be among {', '.join(known)}"
+        if metric in DERIVED:
+            rule += (f" ({metric} is derived from {DERIVED[metric]} rows, which {self.db} lacks for "
+                     f"{self.space.name}: profile {DERIVED[metric]}; the wall clock is latency_wall_ms)")
+        return rule
 
     @property
     def default_metrics(self) -> list[str]:
@@ -137,7 +158,7 @@ class Benchmark:
         if surrogate is None:
             others = self._others(metric)
             surrogate = fit_surrogate(x, y, cost, space=self.space.name,
-                                      supernet_id=self.supernet_id, metric=metric,
+                                      supernet=self.supernet_id, metric=metric,
                                       transform="log" if metric in LOG_METRICS else "identity", data_hash=data_hash,
                                       others=others, candidates=self.candidates, seed=self.seed)
             if self.cache is not None:
@@ -157,7 +178,7 @@ class Benchmark:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def _others(self, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
-        if metric.startswith(("latency_ms", "memory_mb", "energy_j")):
+        if metric.startswith(("latency_ms", "latency_wall_ms", "memory_mb", "energy_j")):
             return None  # shared by every supernet: leaving one out tells nothing
         xs, ys = [], []
         for table in self.others.values():
@@ -179,12 +200,18 @@ class Benchmark:
         dict, or an n x 6 matrix in :data:`DIMENSIONS` order; fixed dimensions may be left out. ``metrics``: default
         the space's objectives. ``mode``: ``table`` (measured values only: an unmeasured arch gets NaN and source
         ``missing``, never a substitute), ``surrogate`` (predictions for every arch) or ``auto`` (measured where
-        available, predicted elsewhere). ``noise``: predicted values are drawn from the predictive distribution with
-        ``seed`` instead of taking its median; measured values stay as measured. ``cost_s`` is the seconds it took (or
-        would take) to measure the other requested metrics. ``interval``: also ``metric_<metric>_lower`` and
-        ``metric_<metric>_upper``, the surrogate's calibrated 90% interval where the value is predicted (its fidelity
-        card's ``coverage_90`` says how often such intervals held the measured value on held-out archs); a measured or
-        exact value is its own bounds, and a missing one has NaN bounds.
+        available, predicted elsewhere). Every timed metric (the latencies) also gets ``metric_<metric>_spread``, the
+        interquartile range of one reading (see the module docstring; NaN where the value is missing, or where the
+        DB stores no spread and has too few archs for a surrogate). ``noise``: each value is a reading drawn with
+        ``seed`` (an int, or a sequence of ints such as ``(run seed, evaluation)``) instead of the median: a timed
+        metric from its value and spread, measured or predicted; another predicted metric from the surrogate's
+        predictive distribution; a measured value of an untimed metric (perplexity, accuracy, memory) stays as
+        measured. Without ``noise``, the values are the measured ones (the median of the repeats) and the
+        surrogates' medians, exactly (a batch of over 64 configs answers each distinct arch once, with one reading).
+        ``cost_s`` is the seconds it took (or would take) to measure the other requested metrics. ``interval``: also
+        ``metric_<metric>_lower`` and ``metric_<metric>_upper``, the surrogate's calibrated 90% interval where the
+        value is predicted (its fidelity card's ``coverage_90`` says how often such intervals held the measured value
+        on held-out archs); a measured or exact value is its own bounds, and a missing one has NaN bounds.
 
         Returns one row per config: ``arch_id``, ``hp_<dimension>``, ``metric_<metric>`` and ``source`` (``table``,
         ``surrogate``, ``mixed``, ``missing`` or ``exact``).
@@ -193,7 +220,7 @@ class Benchmark:
         metrics = list(metrics or self.default_metrics)
         for m in metrics:
             if m not in self._metrics:
-                raise NasBenchError("metrics", f"must be among {', '.join(self._metrics)}", m)
+                raise NasBenchError("metrics", self.unknown_rule(m, self._metrics), m)
         x, ids, inverse = self._prepare(configs)
         rows = self._rows(ids)
         hit = rows >= 0
@@ -213,8 +240,14 @@ class Benchmark:
                 if interval:
                     out[metric_column(m) + "_lower"] = out[metric_column(m) + "_upper"] = out[metric_column(m)]
                 continue
-            values, cost, used = self._metric(m, x, rows, hit, mode, rng, with_cost)
+            timed = m in TIMED
+            values, cost, used = self._metric(m, x, rows, hit, mode, None if timed else rng, with_cost)
+            spread = self._spread(m, x, rows, used, values) if timed else None
+            if spread is not None and rng is not None:
+                values = _reading(values, spread, rng)
             out[metric_column(m)] = values
+            if spread is not None:
+                out[metric_column(m) + SPREAD] = spread
             if interval:
                 lower, upper = values.copy(), values.copy()
                 predicted = ~used & ~np.isnan(values)
@@ -258,6 +291,27 @@ class Benchmark:
         if with_cost:
             cost[np.isnan(cost)] = 0.0
         return values, cost, used
+
+    def _spread(self, m: str, x: np.ndarray, rows: np.ndarray, used: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """The interquartile range of one reading of ``m`` at each arch: the stored repeats' where the value is
+        measured and a spread was stored, else the surrogate's calibrated predictive spread (as a share of the
+        value: the surrogate's median need not be the measured value); NaN where neither exists."""
+        spread = np.full(len(rows), np.nan)
+        j = self._col.get(m)
+        if j is not None:
+            spread[used] = self._spreads[rows[used], j]
+        need = np.isnan(spread) & ~np.isnan(values)
+        if need.any():
+            try:
+                surrogate = self.surrogate(m)
+            except NasBenchError:  # too few measured archs for a surrogate: the spread stays unknown
+                return spread
+            _, std = surrogate.predict_dist(x[need])
+            if surrogate.transform == "log":
+                spread[need] = values[need] * 2.0 * np.sinh(_Z_QUARTILE * std)
+            else:
+                spread[need] = 2.0 * _Z_QUARTILE * std
+        return spread
 
     def _exact(self, m: str, x: np.ndarray) -> np.ndarray:
         if self._scalar:
@@ -315,11 +369,13 @@ class Benchmark:
         return self._sql
 
     # -- Syne Tune ------------------------------------------------------------------------------------------------
-    def blackbox(self, objectives: Sequence[str], mode: str = "surrogate", noise: bool = False) -> Any:
-        """A Syne Tune blackbox over ``objectives`` (see :class:`nasbench.surrogate.blackbox.BenchmarkBlackbox`)."""
+    def blackbox(self, objectives: Sequence[str], mode: str = "surrogate", noise: bool = False,
+                 seed: int = 0) -> Any:
+        """A Syne Tune blackbox over ``objectives`` (see :class:`nasbench.surrogate.blackbox.BenchmarkBlackbox`);
+        ``noise``: every evaluation a fresh reading, seeded by ``(seed, evaluation number)``."""
         from nasbench.surrogate.blackbox import BenchmarkBlackbox
 
-        return BenchmarkBlackbox(self, list(objectives), mode, noise)
+        return BenchmarkBlackbox(self, list(objectives), mode, noise, seed)
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
@@ -406,9 +462,23 @@ def _plain(v: float) -> Any:
     return int(v) if float(v).is_integer() else float(v)
 
 
+def _reading(values: np.ndarray, spread: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One noisy reading per value: log-normal with the value as its median and ``spread`` as its interquartile
+    range (a NaN or zero spread, or a missing value, leaves the value as it is). One standard-normal draw per value,
+    in order, whether or not it is used, so a reading depends only on the seed and its position."""
+    z = rng.standard_normal(len(values))
+    ok = np.isfinite(spread) & (spread > 0) & np.isfinite(values) & (values > 0)
+    out = values.copy()
+    sigma = np.arcsinh(spread[ok] / (2.0 * values[ok])) / _Z_QUARTILE
+    out[ok] = values[ok] * np.exp(sigma * z[ok])
+    return out
+
+
 def _cost_unit(metric: str) -> str:
-    """acc and acc_norm of a task come from one evaluation, and both averages from the evaluation of all their tasks:
-    their costs count once."""
+    """acc and acc_norm of a task come from one evaluation, both averages from the evaluation of all their tasks, and
+    the drift-cancelled latency_ms from the latency_rel measurement: their costs count once."""
+    if metric in DERIVED:
+        return DERIVED[metric]
     if metric == "acc_chance_avg":
         return "acc_avg"
     return "acc_" + metric[len("acc_norm_"):] if metric.startswith("acc_norm_") else metric

@@ -10,6 +10,11 @@ one raises an error that names the config and the reason (no made-up value ever 
 with :meth:`BenchmarkBlackbox.is_valid` (and, in table mode, :meth:`BenchmarkBlackbox.is_measured`): the comparison
 runner's scheduler repairs every suggestion to the nearest valid arch
 (:func:`nasbench.optimize.searchers.nearest_valid`) and, in table mode, projects it onto the measured archs.
+
+With ``noise=True`` every evaluation is a fresh reading (:meth:`Benchmark.query` with ``noise``: each latency drawn
+from its value and spread), seeded by ``(seed, evaluation number)``: the same run sees the same readings, and
+evaluating one arch twice gives two readings, as measuring it twice would. :meth:`BenchmarkBlackbox.reseed` starts
+a run's sequence; :meth:`BenchmarkBlackbox.expected` is the noise-free value a comparison scores an evaluation by.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ FIDELITY = "step"
 class BenchmarkBlackbox(Blackbox):
     """``mode="surrogate"``: every arch of the space; ``mode="table"``: measured archs only (others are invalid)."""
 
-    def __init__(self, benchmark: Any, objectives: list[str], mode: str = "surrogate", noise: bool = False) -> None:
+    def __init__(self, benchmark: Any, objectives: list[str], mode: str = "surrogate", noise: bool = False,
+                 seed: int = 0) -> None:
         if mode not in ("table", "surrogate"):
             raise NasBenchError("mode", "must be table or surrogate", mode)
         if not objectives:
@@ -41,11 +47,13 @@ class BenchmarkBlackbox(Blackbox):
         for o in objectives:
             if o not in benchmark.metrics or o == "cost_s":
                 allowed = ", ".join(m for m in benchmark.metrics if m != "cost_s")
-                raise NasBenchError("objectives", f"must be among {allowed}", o)
+                raise NasBenchError("objectives", benchmark.unknown_rule(o, allowed.split(", ")), o)
         space = benchmark.space
         super().__init__(configuration_space=space.to_syne_tune(), fidelity_space={FIDELITY: choice([1])},
                          objectives_names=[metric_column(o) for o in objectives] + [COST])
         self.benchmark, self.objectives, self.mode, self.noise = benchmark, objectives, mode, noise
+        self.seed, self.evaluations = seed, 0
+        """With ``noise``: the draws' seed, and how many noisy evaluations this sequence has made."""
         self.minimize = [not is_maximized(o) for o in objectives]
         measured = benchmark.measured()
         keep = measured[[metric_column(o) for o in objectives]].notna().all(axis=1)
@@ -85,23 +93,41 @@ class BenchmarkBlackbox(Blackbox):
         except IllegalSubNetworkError:
             return None
 
+    def reseed(self, seed: int) -> None:
+        """Start a new sequence of noisy readings (a run): evaluation k draws with ``(seed, k)``."""
+        self.seed, self.evaluations = int(seed), 0
+
+    def expected(self, configuration: dict[str, Any]) -> np.ndarray:
+        """What :meth:`evaluate` returns without noise: the measured values (the repeats' median) or the
+        surrogates' medians."""
+        return self._evaluate(configuration, noise=False, seed=None)
+
     def evaluate(self, configuration: dict[str, Any], seed: int | None = None) -> np.ndarray:
-        """Objective values then cost, in :attr:`objectives_names` order. A config that is not a network of the space
-        raises :class:`IllegalSubNetworkError` (the rule it breaks); in table mode, an arch without every objective
-        measured raises :class:`NasBenchError`."""
+        """Objective values then cost, in :attr:`objectives_names` order; with ``noise``, a reading drawn with
+        ``seed`` (default: the next of this sequence, ``(self.seed, evaluation number)``). A config that is not a
+        network of the space raises :class:`IllegalSubNetworkError` (the rule it breaks); in table mode, an arch
+        without every objective measured raises :class:`NasBenchError`."""
+        if self.noise and seed is None:
+            draw = (self.seed, self.evaluations)
+            row = self._evaluate(configuration, noise=True, seed=draw)
+            self.evaluations += 1
+            return row
+        return self._evaluate(configuration, noise=self.noise, seed=seed)
+
+    def _evaluate(self, configuration: dict[str, Any], noise: bool, seed: Any) -> np.ndarray:
         key = tuple(int(configuration[k]) for k in self.configuration_space)
-        if not self.noise and key in self._cache:
+        if not noise and key in self._cache:
             return self._cache[key]
         arch = self._arch(configuration)
         frame = self.benchmark.query([arch], [*self.objectives, "cost_s"],
-                                     mode="table" if self.mode == "table" else "auto", noise=self.noise, seed=seed)
+                                     mode="table" if self.mode == "table" else "auto", noise=noise, seed=seed)
         row = frame[[*map(metric_column, self.objectives), COST]].to_numpy(dtype=np.float64)[0]
         if np.isnan(row[:-1]).any():
             raise NasBenchError("configuration", f"arch {arch_id(arch)} is not measured on "
                                                  f"{self.benchmark.supernet_id} (table mode answers the "
                                                  f"{len(self.table)} measured archs only; mode='surrogate' predicts "
                                                  "the others)", dict(configuration))
-        if not self.noise:
+        if not noise:
             self._cache[key] = row
         return row
 
