@@ -21,6 +21,7 @@ _LAZY = {
     "Measurement": "nasbench.store",  # duckdb loads on first use: training needs none (GPU machines lack it)
     "Store": "nasbench.store",
     "Supernet": "nasbench.supernet",
+    "SupernetRef": "nasbench.supernet",
     "export": "nasbench.supernet",
     "load_base_model": "nasbench.models",
     "load_tokenizer": "nasbench.models",

@@ -16,8 +16,17 @@ import yaml
 
 from nasbench.metrics import direction
 
-__all__ = ["SEED_PAPER", "SEED_CITATION", "DataLicense", "data_license", "task_license", "base_model_info",
-           "metric_direction", "model_card"]
+__all__ = ["SEED_PAPER", "SEED_CITATION", "FENCE", "DataLicense", "data_license", "task_license", "base_model_info",
+           "metric_direction", "model_card", "table_rule"]
+
+#: The line that opens and closes a card's YAML front matter (three hyphens).
+FENCE = "-" * 3
+
+
+def table_rule(columns: int) -> str:
+    """A Markdown table's header rule: ``|---|---|`` for two columns."""
+    return "|" + "|".join([FENCE] * columns) + "|"
+
 
 SEED_PAPER = {
     "title": "Large Language Model Compression with Neural Architecture Search",
@@ -154,7 +163,7 @@ def model_card(space: Any, arch: Mapping[str, Any], *, arch_id: str, params: int
     if results:
         front["model-index"] = [{"name": name, "results": results}]
 
-    lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
+    lines = [FENCE, yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), FENCE, "",
              f"# {name}", "",
              f"A sub-network of {hub_id or space.model.source} found by two-stage neural architecture search "
              f"(nasbench, after arXiv {SEED_PAPER['arxiv']}), exported as a plain dense Hugging Face model.", "",

@@ -21,8 +21,8 @@ from torch import nn
 from nasbench.errors import NasBenchError, check_choice, one_of
 from nasbench.importance_schemes import (AGGREGATIONS, DEFAULT_LAYER_SCHEME, DEFAULT_SCHEME, LAYER_SCHEMES, SCHEMES,
                                          SORT_SEQ_LEN, SORT_TOKENS)
-from nasbench.supernet.order import (Importance, apply_order, attn_out, decoder_layers, family_of, mlp_out,
-                                     model_family, sub_network_indices)
+from nasbench.supernet.order import (IMPORTANCE_FILE, Importance, apply_order, attn_out, decoder_layers, family_of,
+                                     load_importance, mlp_out, model_family, sub_network_indices)
 
 __all__ = ["AGGREGATIONS", "SCHEMES", "LAYER_SCHEMES", "IMPORTANCE_FILE", "Importance", "score", "layer_importance",
            "apply_order", "family_of", "calibration_windows", "sort_model", "load_importance", "sub_network_indices"]
@@ -170,9 +170,6 @@ def _skip_hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any
 
 # ------------------------------------------------------------------------------------------------------- runner
 #: Written next to the sorted supernet's weights: the scores, the scheme and the permutations applied.
-IMPORTANCE_FILE = "importance.json"
-
-
 def calibration_windows(space: Any, tokenizer: Any, data_dir: Path | None, tokens: int,
                         seq_len: int = 512) -> torch.Tensor:
     """``tokens`` calibration tokens as [n, seq_len] windows, an equal share from each source of ``data.calibration``.
@@ -226,15 +223,3 @@ def sort_model(space: Any, out: str | Path, *, scheme: str = DEFAULT_SCHEME, lay
                                     "layer_order": importance.layer_order(), "seconds": time.perf_counter() - start}
     (out / IMPORTANCE_FILE).write_text(json.dumps(payload), encoding="utf-8")
     return importance
-
-
-def load_importance(supernet_dir: str | Path) -> Importance | None:
-    """The importance saved with a sorted supernet, or ``None`` for a directory without one."""
-    path = Path(supernet_dir) / IMPORTANCE_FILE
-    if not path.is_file():
-        return None
-    payload = json.loads(path.read_text(encoding="utf-8"))
-    keys = Importance.__dataclass_fields__
-    return Importance(**{k: v for k, v in payload.items() if k in keys})
-
-

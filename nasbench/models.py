@@ -27,12 +27,7 @@ __all__ = [
     "tiny_model",
     "tiny_tokenizer",
     "tiny_space",
-    "PRETRAINED",
 ]
-
-#: The supernet id of the base model as loaded (neither sorted nor trained): its rows in every DB and ``--supernet
-#: pretrained`` on the command line.
-PRETRAINED = "pretrained"
 
 # ------------------------------------------------------------------------------------------------------ sources
 def _gguf_path(spec: ModelSpec) -> tuple[Path, str]:

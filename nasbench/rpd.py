@@ -30,14 +30,14 @@ from nasbench.importance import (
     score,
     sub_network_indices,
 )
-from nasbench.models import PRETRAINED
 from nasbench.space import SearchSpace, arch_id
 from nasbench.store import Measurement
+from nasbench.supernet.ref import PRETRAINED
 
-__all__ = ["RpdResult", "run_rpd", "supernet_id"]
+__all__ = ["RpdResult", "run_rpd", "variant_id"]
 
 
-def supernet_id(scheme: str, layers: str) -> str:
+def variant_id(scheme: str, layers: str) -> str:
     """Id of the sorted supernet a (scheme, layer scheme) pair defines."""
     return f"sorted-{scheme}-{layers}"
 
@@ -118,7 +118,7 @@ def run_rpd(spaces: Sequence[SearchSpace], *, n: int, seed: int, tokens: int, pp
                     done = _stored(store, space.name, aid, task) if store is not None else {}
                     arch_rows = []
                     for variant in [None, *variants]:
-                        sid = PRETRAINED if variant is None else supernet_id(*variant)
+                        sid = PRETRAINED if variant is None else variant_id(*variant)
                         if sid in done:
                             value, seconds = done[sid], None
                         else:
@@ -162,7 +162,7 @@ def _open_store(db: str | Path, spaces: Sequence[SearchSpace], first: SearchSpac
         store.add_space(space)
     store.add_supernet(PRETRAINED, first.name, first.model.source)
     for scheme, layers in variants:
-        store.add_supernet(supernet_id(scheme, layers), first.name, first.model.source, strategy="importance-sorted",
+        store.add_supernet(variant_id(scheme, layers), first.name, first.model.source, strategy="importance-sorted",
                            config={"scheme": scheme, "layers": layers, "calibration_tokens": tokens})
     return store
 

@@ -5,6 +5,7 @@ report's Table 1."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -216,18 +217,32 @@ def test_cli_baseline_writes_rows_and_rejects_bad_flags(tiny_with_data, tmp_path
     assert "--target" in capsys.readouterr().err
 
 
-def test_run_baseline_on_other_weights_gets_its_own_supernet_id(tiny_with_data, tmp_path) -> None:
+def test_run_baseline_on_other_weights_gets_its_own_id(tiny_with_data, tmp_path) -> None:
     space, data = tiny_with_data
     weights = tmp_path / "my-weights"
     tiny_model("llama", seed=5).save_pretrained(weights)  # the shape of the space's model, other weights
     config = BaselineConfig("magnitude-2:4", protocol=_protocol(metrics=("ppl",)))
-    ours = run_baseline(space, tmp_path / "w.duckdb", config, supernet_dir=weights, data_dir=data, progress=False)
+    ours = run_baseline(space, tmp_path / "w.duckdb", config, supernet=weights, data_dir=data, progress=False)
     base = run_baseline(space, tmp_path / "w.duckdb", config, data_dir=data, progress=False)
     assert ours.supernet_id == "baseline-magnitude-2:4+my-weights" and base.supernet_id == "baseline-magnitude-2:4"
     assert ours.values["ppl"] != base.values["ppl"]
     with Store(tmp_path / "w.duckdb") as store:
         checkpoint = store.query("SELECT checkpoint FROM supernets WHERE id = ?", [ours.supernet_id])["checkpoint"][0]
     assert checkpoint == str(weights)
+
+
+def test_baseline_latency_rel_is_timed_against_the_full_model(tiny_with_data, tmp_path) -> None:
+    """latency_rel: the same drift-cancelled protocol as a sub-network's (model and full model alternately), so a
+    comparison table's latencies share one reference; a 2:4 model has the full model's shape and dense kernels."""
+    space, data = tiny_with_data
+    config = BaselineConfig("magnitude-2:4", protocol=_protocol(metrics=("latency_rel",)))
+    summary = run_baseline(space, tmp_path / "r.duckdb", config, data_dir=data, progress=False)
+    with Store(tmp_path / "r.duckdb") as store:
+        row = store.query("SELECT value, n_repeats, extra FROM measurements WHERE metric = 'latency_rel'")
+    extra = json.loads(row["extra"][0])
+    assert summary.values["latency_rel"] == row["value"][0] and 0.2 < row["value"][0] < 5
+    assert extra["reference"] == arch_id(space.largest()) and extra["reference_ms"] > 0 and row["n_repeats"][0] >= 1
+    assert "no sparse speed-up" in extra["note"]
 
 
 def _sorted_and_band(space, data, tmp_path, k: int = 2):
@@ -244,7 +259,8 @@ def _sorted_and_band(space, data, tmp_path, k: int = 2):
 
 def test_sliced_baselines_cut_the_sorted_model_to_the_band_and_recover(tiny_with_data, tmp_path) -> None:
     from nasbench.supernet import Supernet
-    from nasbench.train.artifact import load_model
+    from nasbench.supernet.artifact import load_model
+    from nasbench.train import recover_arch
 
     import yaml
 
@@ -257,7 +273,7 @@ def test_sliced_baselines_cut_the_sorted_model_to_the_band_and_recover(tiny_with
     db = tmp_path / "s.duckdb"
     protocol = _protocol(metrics=("ppl", "latency"))
     one_shot = run_baseline(space, db, BaselineConfig("sliced", protocol=protocol, target=target, archs=tuple(band)),
-                            supernet_dir=sorted_dir, data_dir=data, progress=False)
+                            supernet=sorted_dir, data_dir=data, progress=False)
     assert one_shot.supernet_id == f"baseline-sliced-{target * 100:g}" and one_shot.models == len(band) == 2
     assert one_shot.rows == 2 * 5  # params, params_nonzero, ppl, latency, decode per arch
     # the one-shot model is the sorted model's extracted sub-network: its perplexity is the sliced supernet's
@@ -275,7 +291,8 @@ def test_sliced_baselines_cut_the_sorted_model_to_the_band_and_recover(tiny_with
     assert stored[one_shot.supernet_id] == pytest.approx(perplexity(supernet, ids).ppl, rel=1e-4)
     recovered = run_baseline(space, db, BaselineConfig("sliced-recovered", protocol=protocol, target=target,
                                                        archs=tuple(band[:1]), tokens=64),
-                             supernet_dir=sorted_dir, data_dir=data, progress=False, work_dir=tmp_path / "work")
+                             supernet=sorted_dir, data_dir=data, progress=False, work_dir=tmp_path / "work",
+                             recover=recover_arch)
     assert recovered.supernet_id == f"baseline-sliced-recovered-{target * 100:g}" and recovered.rows == 5
     with Store(db) as store:
         rows = store.query("SELECT metric, value, extra FROM measurements WHERE supernet_id = ?",
@@ -290,11 +307,15 @@ def test_sliced_baselines_cut_the_sorted_model_to_the_band_and_recover(tiny_with
     with pytest.raises(NasBenchError, match="^tokens: "):
         run_baseline(space, db, BaselineConfig("sliced-recovered", protocol=protocol, target=target,
                                                archs=tuple(band[1:2]), tokens=128),
-                     supernet_dir=sorted_dir, data_dir=data, progress=False)
+                     supernet=sorted_dir, data_dir=data, progress=False, recover=recover_arch)
+    with pytest.raises(NasBenchError, match="^recover: "):  # training is the train stage's, passed in
+        run_baseline(space, db, BaselineConfig("sliced-recovered", protocol=protocol, target=target,
+                                               archs=tuple(band[1:2]), tokens=64),
+                     supernet=sorted_dir, data_dir=data, progress=False)
     with pytest.raises(NasBenchError, match=r"^archs\[0\]: "):  # not in the band
         run_baseline(space, db, BaselineConfig("sliced", protocol=protocol, target=target,
-                                               archs=(space.largest(),)), supernet_dir=sorted_dir, data_dir=data)
-    with pytest.raises(NasBenchError, match="^supernet_dir: "):
+                                               archs=(space.largest(),)), supernet=sorted_dir, data_dir=data)
+    with pytest.raises(NasBenchError, match="^supernet: "):
         run_baseline(space, db, BaselineConfig("sliced", protocol=protocol, target=target, archs=tuple(band)),
                      data_dir=data)
 

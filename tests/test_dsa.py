@@ -38,7 +38,7 @@ def tiny(tmp_path_factory):
 
 def _supernet(space, sorted_dir):
     from nasbench.supernet import Supernet
-    from nasbench.train.artifact import load_model
+    from nasbench.supernet.artifact import load_model
 
     loaded = load_model(space, sorted_dir)
     return Supernet(loaded.model, per_layer_space(space)), loaded.importance
@@ -123,9 +123,9 @@ def test_beta_zero_is_the_sliced_model(tiny, tmp_path) -> None:
     db = tmp_path / "z.duckdb"
     common = dict(protocol=_protocol(metrics=("ppl",)), target=TARGET, archs=BAND[:1], calibration_tokens=256,
                   calibration_seq_len=32)
-    sliced = run_baseline(space, db, BaselineConfig("sliced", **common), supernet_dir=sorted_dir, data_dir=data,
+    sliced = run_baseline(space, db, BaselineConfig("sliced", **common), supernet=sorted_dir, data_dir=data,
                           progress=False)
-    flat = run_baseline(space, db, BaselineConfig("dsa", beta=(0.0,), **common), supernet_dir=sorted_dir,
+    flat = run_baseline(space, db, BaselineConfig("dsa", beta=(0.0,), **common), supernet=sorted_dir,
                         data_dir=data, progress=False)
     assert flat.supernet_id == "baseline-dsa-35" and flat.arch_id == sliced.arch_id == arch_id(BAND[0])
     assert flat.params == sliced.params
@@ -196,7 +196,7 @@ def test_dsa_rows_record_the_search_and_resume(tiny, tmp_path, monkeypatch, caps
     with pytest.raises(NasBenchError, match="beta"):  # the stored band archs were chosen on another grid
         run_baseline(space, db, BaselineConfig("dsa", protocol=_protocol(metrics=("ppl",)), target=TARGET,
                                                archs=BAND, beta=(0.0, 0.5), calibration_tokens=256,
-                                               calibration_seq_len=32), supernet_dir=sorted_dir, data_dir=data)
+                                               calibration_seq_len=32), supernet=sorted_dir, data_dir=data)
 
 
 def test_dsa_config_checks_its_grid() -> None:

@@ -20,7 +20,7 @@ from nasbench.importance import sort_model
 from nasbench.models import tiny_space
 from nasbench.space import arch_id, load_space
 from nasbench.train import train
-from nasbench.train.artifact import pack, read_manifest
+from nasbench.supernet.artifact import pack, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 GPU = REPO / "tools" / "gpu"
@@ -194,7 +194,6 @@ def _bench_rows(db, sql):
 @pytest.mark.slow  # ~60 s of CPU: the tiny artifact, 4 subprocesses (torch, lm-eval) and one direct profile run
 def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
     from nasbench.profile.runner import ProfileConfig, profile
-    from nasbench.train.strategies import smallest_admitted
 
     repo, data = _tiny_repo(tmp_path)
     (data / "commonsense_eval").symlink_to(shared_data / "commonsense_eval")
@@ -205,7 +204,7 @@ def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
     shipped = repo / "results" / "tiny.duckdb"
     measured = [space.largest()]  # the first arch of the build's list
     profile(space, shipped, ProfileConfig(n=0, archs=tuple(measured), endpoints=False, metrics=("ppl",), **fast),
-            supernet_dir=artifact, data_dir=data, progress=False)
+            supernet=artifact, data_dir=data, progress=False)
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(BENCH_SITECUSTOMIZE, encoding="utf-8")
@@ -233,7 +232,7 @@ def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
     first = passes["ppl-tiny-art"]
     assert first["overlap"] == 1 and arch_id(first["archs"][0]) in {arch_id(a) for a in measured}
     assert not {arch_id(a) for a in first["archs"][1:]} & {arch_id(a) for a in measured}  # the rest lacks ppl
-    assert arch_id(first["archs"][1]) == arch_id(smallest_admitted(space))  # the overlap (largest), the smallest
+    assert arch_id(first["archs"][1]) == arch_id(space.smallest_admitted())  # the overlap (largest), the smallest
     assert len(passes["ppl-sorted"]["archs"]) == 2 and len(passes["acc-tiny-art"]["archs"]) == 2
 
     stage = tmp_path / "stage"
@@ -281,7 +280,7 @@ def test_prepare_stage_bench_fetch_on_cpu(tmp_path, shared_data):
         (data / source).symlink_to(shared_data / source)
     profile(space, direct, ProfileConfig(n=0, archs=(arch,), endpoints=False, metrics=("ppl", "acc"),
                                          tasks=tuple(BENCH_TASKS.split(",")), limit_items=3, batch_size=4, **fast),
-            supernet_dir=artifact, data_dir=data, progress=False)
+            supernet=artifact, data_dir=data, progress=False)
     sql = (f"SELECT supernet_id, metric, task, device, dtype, batch, seq_len, value, unit, extra FROM measurements "
            f"WHERE arch_id = '{arch_id(arch)}' AND supernet_id = 'tiny-art' ORDER BY metric, task")
     assert _bench_rows(db, sql) == _bench_rows(direct, sql)

@@ -18,9 +18,10 @@ from nasbench.errors import NasBenchError
 from nasbench.importance import sort_model
 from nasbench.space import load_space
 from nasbench.supernet import Supernet
-from nasbench.train import apply_lora, lm_loss, train
+from nasbench.supernet import apply_lora
+from nasbench.train import lm_loss, train
 from nasbench.allocator import freed_memory_kept
-from nasbench.train.artifact import MANIFEST, WEIGHTS, load_model, pack, read_manifest
+from nasbench.supernet.artifact import MANIFEST, WEIGHTS, load_model, pack, read_manifest
 from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets
 from nasbench.train.loop import CHECKPOINTS, CURVE_FILE
 from nasbench.precision import resolve_precision

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from nasbench.models import PRETRAINED
-from nasbench.rpd import run_rpd, supernet_id
+from nasbench.supernet import PRETRAINED
+from nasbench.rpd import run_rpd, variant_id
 from nasbench.store import connect_read_only
 
 
@@ -22,7 +22,7 @@ def test_rpd_rows_arithmetic_and_resume(tiny_with_data, tmp_path) -> None:
     rows = result.per_arch
     assert len(rows) == 4 * 3
     before = {json.dumps(r["arch"]): r["ppl"] for r in rows if r["supernet_id"] == PRETRAINED}
-    after = [r for r in rows if r["supernet_id"] == supernet_id("mean-mean", "block-importance")]
+    after = [r for r in rows if r["supernet_id"] == variant_id("mean-mean", "block-importance")]
     expected = np.mean([(before[json.dumps(r["arch"])] - r["ppl"]) / before[json.dumps(r["arch"])] for r in after])
     assert result.rpd[f"{space.name}/mean-mean/block-importance"] == pytest.approx(expected)
     con = connect_read_only(db)

@@ -11,7 +11,8 @@ import pytest
 
 from nasbench.cli import main
 from nasbench.errors import NasBenchError
-from nasbench.pipeline import PRESETS, Preset, find_artifact, run_pipeline
+from nasbench.pipeline import PRESETS, Preset, run_pipeline
+from nasbench.supernet import SupernetRef
 from nasbench.pipeline import runner as runner_module
 
 TINY = Preset(name="tiny", importance_tokens=256, train_preset="quick", strategy="importance-grid-params",
@@ -114,17 +115,17 @@ def test_a_profile_stopped_by_its_deadline_is_continued(tiny_with_data, tmp_path
 
 @pytest.mark.slow
 def test_a_matching_artifact_replaces_importance_and_train(tiny_run) -> None:
-    from nasbench.train.artifact import pack
+    from nasbench.supernet.artifact import pack
 
     space, data, root, manifest, _ = tiny_run
     artifact = pack(space, manifest.stage("train")["outputs"]["supernet"], root / "supernets" / "tiny-art")
-    assert find_artifact(space, root / "supernets") == artifact
+    assert SupernetRef.find(space, root / "supernets").path == artifact
     other = root / "supernets" / "other-space"
     shutil.copytree(artifact, other)  # the same files for another space hash: never chosen
     doc = json.loads((other / "manifest.json").read_text())
     doc["space"]["hash"], doc["training"]["tokens_total"] = "0" * 16, 10**9
     (other / "manifest.json").write_text(json.dumps(doc))
-    assert find_artifact(space, root / "supernets") == artifact
+    assert SupernetRef.find(space, root / "supernets").path == artifact
     preset = dataclasses.replace(TINY, out="{root}/scratch/{space}-artifact")
     run, lines = _run(space, data, root, preset)
     assert run.statuses()["importance"] == run.statuses()["train"] == "artifact"

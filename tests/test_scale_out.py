@@ -108,7 +108,7 @@ def test_energy_per_call_from_the_counter_and_errors_not_swallowed(monkeypatch) 
 
 
 def test_cost_of_the_llama_8b_benchmark_follows_from_its_flops() -> None:
-    from nasbench.profile.cost import CostAssumptions, cost_estimate, cost_table
+    from nasbench.pipeline.cost import CostAssumptions, cost_estimate, cost_table
     from nasbench.space import load_space
 
     space = load_space(REPO / "spaces" / "llama-3.1-8b.yaml")
@@ -142,7 +142,7 @@ def test_cost_cli_prints_the_table_and_checks_its_flags(capsys) -> None:
         err = capsys.readouterr().err
         assert fragment in err and len(err.strip().splitlines()) == 1, err
     with pytest.raises(NasBenchError, match="whole count"):
-        from nasbench.profile.cost import parse_count
+        from nasbench.pipeline.cost import parse_count
 
         parse_count("0.5", "--total")
 

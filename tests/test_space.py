@@ -184,6 +184,18 @@ def test_min_max_params_bound_sampling(write_space) -> None:
         assert 8000 <= space.params(arch) <= 20000
 
 
+def test_smallest_admitted_meets_min_params(write_space) -> None:
+    free = load_space(write_space(tiny_space_doc("llama"), "free.yaml"))
+    assert free.smallest_admitted() == free.smallest()
+    space = load_space(write_space(tiny_space_doc("llama", constraints={"min_params": 20000})))
+    admitted = space.smallest_admitted()
+    assert not space.is_valid(space.smallest()) and space.is_valid(admitted)
+    assert space.smallest_admitted() == admitted  # seeded: the sandwich and the profile plan agree
+    everything = np.stack([g.ravel() for g in np.meshgrid(
+        *[space.dimensions[d].candidates() for d in DIMENSIONS], indexing="ij")], axis=1)
+    assert space.params(admitted) == space.params_matrix(everything)[space.valid_mask(everything)].min() == 20000
+
+
 def test_encoding_has_one_column_per_feature() -> None:
     layerwise = load_space(SPACES / "smollm2-135m-layerwise.yaml")
     archs = layerwise.sample(5, seed=0)

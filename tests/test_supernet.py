@@ -258,13 +258,13 @@ def test_export_reloads_with_from_pretrained(space, supernet, tmp_path):
     assert provenance["arch"] == space.canonical(arch) and provenance["params"] == space.params(arch)
 
 
-def test_export_from_a_supernet_directory(space, supernet, tmp_path):
+def test_export_from_a_trained_directory(space, supernet, tmp_path):
     arch = space.smallest()
     with torch.no_grad():
         for p in supernet.parameters():
             p.mul_(0.9)  # "trained" weights, unlike the base model
     supernet.model.save_pretrained(tmp_path / "trained")
-    out = export(space, arch, tmp_path / "out", supernet_dir=tmp_path / "trained")
+    out = export(space, arch, tmp_path / "out", tmp_path / "trained")
     ids = _ids(space.reference.vocab_size)
     supernet.set_sub_network(arch)
     torch.testing.assert_close(_logits(AutoModelForCausalLM.from_pretrained(out), ids), _logits(supernet, ids),
@@ -276,7 +276,7 @@ def test_export_refuses_illegal_archs_before_loading_anything(tmp_path):
     space = tiny_space(tmp_path, "llama", dimensions=dims)
     arch = dict(space.largest(), embed_dim=40, n_heads=6)  # transformers' LlamaConfig needs 40 % 6 == 0
     with pytest.raises(IllegalSubNetworkError, match="arch.n_heads"):
-        export(space, arch, tmp_path / "out", supernet_dir=tmp_path / "does-not-exist")
+        export(space, arch, tmp_path / "out", tmp_path / "does-not-exist")
     assert not (tmp_path / "out").exists()
 
 

@@ -22,9 +22,10 @@ from nasbench.importance import IMPORTANCE_FILE, Importance
 from nasbench.models import tiny_space
 from nasbench.space import load_space
 from nasbench.supernet import Supernet
-from nasbench.train import KD_LOSSES, apply_lora, distill_loss, lm_loss, make_config, make_sampler, train
+from nasbench.supernet import apply_lora
+from nasbench.train import KD_LOSSES, distill_loss, lm_loss, make_config, make_sampler, train
 from nasbench.train.loop import CHECKPOINTS, RUN_FILE, run_picks
-from nasbench.train.lora import ElasticLoraA, ElasticLoraB
+from nasbench.supernet.lora import ElasticLoraA, ElasticLoraB
 from nasbench.train.strategies import Pick, mean_abs_weight
 
 REPO = Path(__file__).resolve().parents[1]

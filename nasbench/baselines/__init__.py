@@ -4,7 +4,7 @@
   ``sparsegpt-2:4`` (:mod:`~nasbench.baselines.sparsegpt`): 2:4 masks on every linear layer of the decoder blocks;
 - ``slicegpt`` (:mod:`~nasbench.baselines.slicegpt`): PCA rotation and deletion of hidden channels, Llama;
 - ``sliced``: the importance-sorted pretrained model cut to the archs of a parameter band, no training;
-  ``sliced-recovered``: each of those distilled alone with a fixed token budget (:mod:`~nasbench.baselines.recover`);
+  ``sliced-recovered``: each of those distilled alone with a fixed token budget (:func:`nasbench.train.recover_arch`);
 - :mod:`~nasbench.baselines.allocation`: DSA-style layer-wise widths, a few searched numbers mapped through the
   layer importance scores to per-layer widths; ``dsa`` (:mod:`~nasbench.baselines.dsa`): each band arch so
   re-allocated, ``(alpha, beta)`` searched on calibration perplexity within the band, measured as a dense per-layer

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from nasbench.baselines.methods import SLICED
 from nasbench.baselines.prune import pruned_model
 from nasbench.space import SearchSpace, arch_id
+from nasbench.supernet.ref import SupernetRef
 
 if TYPE_CHECKING:
     from nasbench.baselines.runner import BaselineConfig
@@ -23,9 +24,12 @@ __all__ = ["Builder"]
 class Builder:
     """The models of one baseline, built on demand (the base model, the sorted model and the tokenizer load once)."""
 
-    def __init__(self, space: SearchSpace, config: BaselineConfig, supernet_dir: str | Path | None,
-                 data_dir: Path | None, progress: bool, work_dir: str | Path | None, sid: str) -> None:
-        self.space, self.config, self.supernet_dir, self.data_dir = space, config, supernet_dir, data_dir
+    def __init__(self, space: SearchSpace, config: BaselineConfig, supernet: SupernetRef,
+                 data_dir: Path | None, progress: bool, work_dir: str | Path | None, sid: str,
+                 recover: Callable[..., Any] | None = None) -> None:
+        self.space, self.config, self.supernet, self.data_dir = space, config, supernet, data_dir
+        self.recover = recover
+        """``sliced-recovered``: the training stage's distillation of one arch alone (``recover_arch``)."""
         self.progress = progress
         self.work = Path(work_dir or tempfile.mkdtemp(prefix="nasbench-baseline-")) / sid.replace(":", "_")
         self.seconds = 0.0
@@ -54,7 +58,7 @@ class Builder:
         model's extra from its stored rows (``arch`` is then the chosen arch: rebuilt, not searched)."""
         unit = (arch, aid, True)
         if self.config.method not in SLICED:
-            model, seconds = pruned_model(self.space, self.config, self.supernet_dir, self.data_dir, self.progress,
+            model, seconds = pruned_model(self.space, self.config, self.supernet, self.data_dir, self.progress,
                                      self.tokenizer)
             self.seconds += seconds
             return model, self.tokenizer, {}, (arch, aid, self.config.method != "slicegpt")
@@ -70,13 +74,10 @@ class Builder:
             return self._supernet.extract(arch, **layers).float().eval(), self.tokenizer, {}, unit
         saved = self.work / aid
         if (saved / "recovery.json").is_file():  # trained by an earlier, interrupted run: measure it
-            from transformers import AutoModelForCausalLM
-
             info = json.loads((saved / "recovery.json").read_text(encoding="utf-8"))
-            return AutoModelForCausalLM.from_pretrained(saved, dtype=torch.float32), self.tokenizer, info, unit
-        from nasbench.baselines.recover import recover_arch
-
-        result = recover_arch(self.space, plain, importance, arch, self.config.tokens,
+            return SupernetRef.at(saved).load(self.space, torch.float32).model, self.tokenizer, info, unit
+        assert self.recover is not None  # run_baseline checks it before any model is built
+        result = self.recover(self.space, plain, importance, arch, self.config.tokens,
                               data_dir=self.data_dir, tokenizer=self.tokenizer, progress=self.progress)
         self.seconds += result.seconds
         info = {"train_tokens": result.tokens, "train_steps": result.steps, "train_s": round(result.seconds, 1),
@@ -136,9 +137,7 @@ class Builder:
     def _sorted(self) -> tuple[Any, Any]:
         """The importance-sorted pretrained model (float32, plain HF) and its importance, loaded once."""
         if self._sorted_model is None:
-            from nasbench.train.artifact import load_model
-
-            loaded = load_model(self.space, self.supernet_dir, torch.float32, merge=False)  # order only, no delta
+            loaded = self.supernet.load(self.space, torch.float32, merge=False)  # order only, no delta
             self._sorted_model = (loaded.model.eval(), loaded.importance)
             self.source = {"importance_scheme": getattr(loaded.importance, "scheme", None),
                            "layer_scheme": getattr(loaded.importance, "layer_scheme", None)}

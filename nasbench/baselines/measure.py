@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from nasbench.baselines.methods import METRICS
+from nasbench.baselines.methods import GROUPS
 from nasbench.errors import NasBenchError, one_of
 from nasbench.profile.runner import ProfileConfig
 from nasbench.space import SearchSpace
@@ -18,9 +18,10 @@ _NO_SPEEDUP = "2:4 mask on dense kernels: zeros are multiplied like any weight, 
 
 
 def measure_group(group: str, model: Any, tokenizer: Any, space: SearchSpace, method: str, protocol: ProfileConfig,
-             data_dir: Path | None, tasks: list[str]) -> list[dict[str, Any]]:
+                  data_dir: Path | None, tasks: list[str], reference: Any = None) -> list[dict[str, Any]]:
     """One metric group's rows as Measurement keyword dicts (arch, supernet and software added by the caller), with
-    the profile package's functions."""
+    the profile package's functions. ``reference``: the space's full model (dense, on the device, in the protocol's
+    dtype) that ``latency_rel`` is timed against, as ``nasbench profile`` times a sub-network."""
     from nasbench.baselines._layerwise import dense_params, nonzero_params
     from nasbench.profile.latency import measure_latency, memory_footprint
 
@@ -64,8 +65,20 @@ def measure_group(group: str, model: Any, tokenizer: Any, space: SearchSpace, me
                                     fp.weights_mb, "prefill_peak_mb": fp.prefill_peak_mb, "method": fp.method,
                                     **note}))
         return rows
+    if group == "latency_rel":
+        from nasbench.profile.latency import measure_relative_latency
+        from nasbench.space import arch_id
+
+        rel = measure_relative_latency(model, reference, batch=protocol.latency_batch,
+                                       seq_len=protocol.latency_seq_len, repeats=protocol.latency_repeats)
+        return [dict(common, metric="latency_rel", value=rel.ratio, unit="x full model",
+                     dtype=str(next(model.parameters()).dtype).removeprefix("torch."), spread=rel.iqr,
+                     n_repeats=rel.repeats, cost_s=rel.seconds,
+                     extra={"reference": arch_id(space.largest()), "reference_ms": rel.reference_ms,
+                            "model_ms": rel.model_ms, "threads": rel.threads, "cv": rel.cv,
+                            "what": "median of prefill-time ratios, model and full model timed alternately", **note})]
     if group != "latency":
-        raise NasBenchError("metrics", one_of(METRICS, each=True), group)
+        raise NasBenchError("metrics", one_of(GROUPS, each=True), group)
     lat = measure_latency(model, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len,
                           repeats=protocol.latency_repeats, decode_tokens=protocol.decode_tokens)
     timer = "cuda-events" if device.startswith("cuda") else "perf_counter"

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from nasbench.profile.config import ProfileConfig
 
-__all__ = ["METHODS", "SLICED", "METRICS", "default_protocol"]
+__all__ = ["METHODS", "SLICED", "METRICS", "GROUPS", "default_protocol"]
 
 METHODS = ("magnitude-2:4", "wanda-2:4", "sparsegpt-2:4", "slicegpt", "sliced", "sliced-recovered", "dsa")
 #: The methods that cut the importance-sorted model to the archs of a parameter band (``--target``).
 SLICED = ("sliced", "sliced-recovered", "dsa")
 #: The metric groups a baseline measures by default.
 METRICS = ("ppl", "acc", "latency", "memory")
+#: Every metric group a baseline can measure: the defaults and ``latency_rel`` (prefill time over the space's full
+#: model, the two timed alternately: the drift-cancelled latency the report's comparison tables use).
+GROUPS = (*METRICS, "latency_rel")
 
 
 def default_protocol() -> ProfileConfig:

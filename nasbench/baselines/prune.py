@@ -1,4 +1,4 @@
-"""A pruning baseline's model: the base (or ``supernet_dir``'s) weights pruned by the configured method, in float32."""
+"""A pruning baseline's model: the base (or a supernet's) weights pruned by the configured method, in float32."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from nasbench.errors import NasBenchError
 from nasbench.space import SearchSpace
+from nasbench.supernet.ref import SupernetRef
 
 if TYPE_CHECKING:
     from nasbench.baselines.runner import BaselineConfig
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["pruned_model"]
 
 
-def pruned_model(space: SearchSpace, config: "BaselineConfig", supernet_dir: str | Path | None, data_dir: Path | None,
+def pruned_model(space: SearchSpace, config: "BaselineConfig", supernet: SupernetRef, data_dir: Path | None,
             progress: bool, tokenizer: Any) -> tuple[Any, float]:
     """The pruned float32 model and the pruning seconds."""
     from tqdm.auto import tqdm
@@ -25,10 +26,9 @@ def pruned_model(space: SearchSpace, config: "BaselineConfig", supernet_dir: str
     from nasbench.baselines import magnitude, slicegpt, sparsegpt, wanda
     from nasbench.baselines._layerwise import decoder_layers
     from nasbench.importance import calibration_windows
-    from nasbench.train.artifact import load_model
 
     device = config.protocol.device
-    model = load_model(space, supernet_dir, torch.float32).model.to(device).eval()
+    model = supernet.load(space, torch.float32).model.to(device).eval()
     start = time.perf_counter()
     if config.method == "magnitude-2:4":
         magnitude.magnitude_prune(model)

@@ -3,17 +3,17 @@
 Each baseline is one row set of the benchmark under its own supernet id ``baseline-<method id>``, with the method
 and its config in ``supernets``:
 
-- ``magnitude-2:4``, ``wanda-2:4``, ``sparsegpt-2:4`` (``baseline-wanda-2:4``; ``+<id>`` appended when ``supernet_dir``
+- ``magnitude-2:4``, ``wanda-2:4``, ``sparsegpt-2:4`` (``baseline-wanda-2:4``; ``+<id>`` appended when ``supernet``
   names other weights): the space's full arch with 2:4 masks; the store lists it in ``baseline_archs`` (a
   baseline's arch of the space, apart from the space's own ``architectures``).
 - ``slicegpt`` (``baseline-slicegpt-20``): not an arch of the space; its rows carry the arch_id of its own encoding
   (:func:`nasbench.baselines.slicegpt.sliced_arch`, in each row's ``extra.arch`` and the supernet's config) and stay
   out of ``architectures``.
 - ``sliced`` (``baseline-sliced-50``): one-shot structured pruning, the importance-sorted pretrained model (the order
-  of ``supernet_dir``: an artifact's, its trained delta *not* applied, or a ``nasbench importance`` directory's) cut to
+  of ``supernet``: an artifact's, its trained delta *not* applied, or a ``nasbench importance`` directory's) cut to
   each arch of the target's band and extracted as a dense model; no training.
 - ``sliced-recovered`` (``baseline-sliced-recovered-50``): the same, each model then distilled alone for ``tokens``
-  training tokens (:func:`nasbench.baselines.recover.recover_arch`); every row says ``extra.train_tokens``.
+  training tokens (:func:`nasbench.train.recover_arch`); every row says ``extra.train_tokens``.
 - ``dsa`` (``baseline-dsa-50``): each band arch re-allocated layer by layer, ``(alpha, beta)`` searched on calibration
   perplexity within the band (:mod:`nasbench.baselines.dsa`), the winner cut from the same sorted model as a dense
   per-layer model, no training. Its rows carry the chosen arch's id (the band arch's own when the uniform allocation
@@ -41,17 +41,18 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from nasbench.baselines.build import Builder
 from nasbench.baselines.dsa import ALPHA, BETA, TOLERANCE
 from nasbench.baselines.measure import measure_group
-from nasbench.baselines.methods import METHODS, METRICS, SLICED, default_protocol
+from nasbench.baselines.methods import GROUPS, METHODS, METRICS, SLICED, default_protocol
 from nasbench.errors import NasBenchError, check_choice, check_each
 from nasbench.profile.runner import ProfileConfig
 from nasbench.space import SearchSpace, arch_id
+from nasbench.supernet.ref import SupernetRef
 
 if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser reads METHODS without it
     from nasbench.store import Store
@@ -64,7 +65,7 @@ _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torc
 BAND_TOLERANCE = 0.02
 #: Stored metric -> the group that measures it.
 _GROUP = {"params": "params", "params_nonzero": "params", "ppl": "ppl", "latency_ms": "latency",
-          "decode_ms_per_token": "latency", "memory_mb": "memory", "weights_mb": "memory",
+          "decode_ms_per_token": "latency", "latency_rel": "latency_rel", "memory_mb": "memory", "weights_mb": "memory",
           "kv_bytes_per_token": "memory"}
 
 
@@ -98,7 +99,7 @@ class BaselineConfig:
         check_choice("method", self.method, METHODS)
         if not isinstance(self.protocol, ProfileConfig):
             raise NasBenchError("protocol", "must be a ProfileConfig", type(self.protocol).__name__)
-        check_each("metrics", self.protocol.metrics, METRICS)
+        check_each("metrics", self.protocol.metrics, GROUPS)
         if self.protocol.dtype not in ("auto", *_DTYPES):
             raise NasBenchError("dtype", f"must be auto or one of {', '.join(_DTYPES)}", self.protocol.dtype)
         if self.method == "slicegpt":
@@ -164,7 +165,7 @@ class BaselineSummary:
 
 def baseline_id(config: BaselineConfig, weights_id: str = "pretrained") -> str:
     """``baseline-<method id>``, plus ``+<weights_id>`` for a pruning method applied to weights other than the
-    pretrained base model (the sliced methods always use the pretrained weights, in the order of ``supernet_dir``)."""
+    pretrained base model (the sliced methods always use the pretrained weights, in the order of ``supernet``)."""
     own = weights_id == "pretrained" or config.method in SLICED
     return f"baseline-{config.method_id}" + ("" if own else f"+{weights_id}")
 
@@ -231,22 +232,27 @@ def _units(space: SearchSpace, config: BaselineConfig) -> list[tuple[dict[str, A
 
 
 def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
-                 supernet_dir: str | Path | None = None, data_dir: Path | None = None, progress: bool = True,
-                 work_dir: str | Path | None = None) -> BaselineSummary:
+                 supernet: SupernetRef | str | None = None, data_dir: Path | None = None, progress: bool = True,
+                 work_dir: str | Path | None = None, recover: Callable[..., Any] | None = None) -> BaselineSummary:
     """Build what is missing, measure it and store it; see the module docstring.
 
-    ``supernet_dir``: the weights to prune (2:4, SliceGPT), or the importance order to cut (``sliced`` methods: an
-    artifact or a ``nasbench importance`` directory; required). ``work_dir``: where ``sliced-recovered`` keeps each
-    trained model until all its rows are stored (default: a temporary directory, lost with the process).
+    ``supernet``: the weights to prune (2:4, SliceGPT; None: the base model), or the importance order to cut
+    (``sliced`` methods: an artifact or a ``nasbench importance`` directory; required). ``work_dir``: where
+    ``sliced-recovered`` keeps each trained model until all its rows are stored (default: a temporary directory, lost
+    with the process). ``recover``: how ``sliced-recovered`` trains each model, the training stage's
+    :func:`nasbench.train.recover_arch` (a baseline composes the stages: it builds and measures, training trains).
     """
-    from nasbench.train.artifact import supernet_id_of
-
     start = time.perf_counter()
-    if config.method in SLICED and supernet_dir is None:
-        raise NasBenchError("supernet_dir", f"{config.method} cuts the importance-sorted model: name a packed "
-                                            "supernet (results/supernets/<id>, its order only) or a `nasbench "
-                                            "importance` directory", None, show_got=False)
-    weights_id = "pretrained" if supernet_dir is None else supernet_id_of(Path(supernet_dir))
+    supernet = SupernetRef.resolve(supernet)
+    if config.method in SLICED and supernet.kind == "pretrained":
+        raise NasBenchError("supernet", f"{config.method} cuts the importance-sorted model: name a packed "
+                                        "supernet (results/supernets/<id>, its order only) or a `nasbench "
+                                        "importance` directory", None, show_got=False)
+    supernet.require_weights()
+    if config.method == "sliced-recovered" and recover is None:
+        raise NasBenchError("recover", "sliced-recovered distils each model alone: pass the training stage's "
+                                       "nasbench.train.recover_arch", None, show_got=False)
+    weights_id = supernet.id
     sid = baseline_id(config, weights_id)
     wanted = _wanted(config.protocol)
     device = config.protocol.device
@@ -267,7 +273,8 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
             summary.seconds = time.perf_counter() - start
             return summary
         protocol = _resolved(config.protocol)
-        builder = Builder(space, config, supernet_dir, data_dir, progress, work_dir, sid)
+        builder = Builder(space, config, supernet, data_dir, progress, work_dir, sid, recover)
+        reference = None  # the full model that latency_rel is timed against, built at its first use
         from nasbench.profile.runner import _software
 
         software = _software(protocol.device)
@@ -289,14 +296,20 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
                 seconds = sum(s.get("seconds", 0.0) for s in record["search"].values())
             store.add_supernet(sid, space.name, space.model.source, strategy=config.method,
                                tokens=config.tokens or _calib_tokens(config), wall_time_s=seconds,
-                               checkpoint=None if supernet_dir is None else str(supernet_dir), config=record)
+                               checkpoint=supernet.checkpoint, config=record)
             model = model.to(device=device, dtype=_DTYPES[protocol.dtype]).eval()
             extra = {"method": config.method_id, **({} if in_space else {"arch": arch}), **build}
-            for group in ("params", "ppl", "acc", "latency", "memory"):
+            for group in ("params", "ppl", "acc", "latency", "latency_rel", "memory"):
                 tasks = [t for m, t in missing if t]
                 if not (tasks if group == "acc" else any(_GROUP.get(m) == group for m, t in missing if not t)):
                     continue
-                rows = measure_group(group, model, tokenizer, space, config.method, protocol, data_dir, tasks)
+                if group == "latency_rel" and reference is None:  # the space's full model, as profile times against
+                    from nasbench.supernet import Supernet
+
+                    base = Supernet(SupernetRef.pretrained().load(space, _DTYPES[protocol.dtype]).model, space)
+                    reference = base.extract(space.largest()).to(device).eval()
+                rows = measure_group(group, model, tokenizer, space, config.method, protocol, data_dir, tasks,
+                                     reference)
                 new = [Measurement(**{k: v for k, v in r.items() if k != "extra"}, arch_id=aid, supernet_id=sid,
                                    software=software, extra={**r.get("extra", {}), **extra, **(
                                        {"search": search} if search is not None and r["metric"] == "params" else {})})
@@ -373,7 +386,7 @@ def _check_same_build(store: Store, sid: str, config: BaselineConfig, weights_id
     if config.method == "sliced-recovered":
         checks.append(("tokens_per_model", "tokens", config.tokens))
     if config.method in SLICED:
-        checks.append(("order_from", "supernet_dir", weights_id))
+        checks.append(("order_from", "supernet", weights_id))
     if config.method == "dsa":  # another grid could have chosen other archs for the stored band archs
         checks += [("alpha_grid", "alpha", sorted(config.alpha)), ("beta_grid", "beta", sorted(config.beta))]
     for key, name, value in checks:
@@ -399,7 +412,7 @@ def _record(config: BaselineConfig, weights_id: str, arch: dict[str, Any] | None
         out |= {"target": config.target, "order_from": weights_id, "weights": "pretrained",
                 "archs": [arch_id(a) for a in config.archs]}
         if config.method == "sliced-recovered":
-            out |= {"tokens_per_model": config.tokens, "recovery": "nasbench.baselines.recover (recovery preset, "
+            out |= {"tokens_per_model": config.tokens, "recovery": "nasbench.train.recover_arch (recovery preset, "
                                                                    "one arch per model)"}
         if config.method == "dsa":
             out |= {"alpha_grid": sorted(config.alpha), "beta_grid": sorted(config.beta), "tolerance": TOLERANCE,

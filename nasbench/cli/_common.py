@@ -16,13 +16,9 @@ DATA_DIR_HELP = "data directory (default: NASBENCH_DATA_DIR)"
 SUPERNET_HELP = ("a supernet id (`pretrained`: the base model) or a trained directory / packed artifact "
                  "(results/supernets/<id>) that resolves to one")
 SPACE_HELP = "a space YAML file or a space name (a file spaces/<name>.yaml, or a space stored in the DB)"
-#: Verbs whose ``--supernet`` loads weights (resolved to a directory; None: the base model); the others read the DB's
-#: rows of a supernet id.
-WEIGHT_VERBS = ("profile", "export", "build", "baseline", "bench accuracy")
 #: Verbs that read a benchmark DB: a space name is looked up there first (the YAML it was measured with), then in
 #: ``spaces/``; their ``--db`` defaults to the space's benchmark, :func:`benchmark_db`.
 DB_VERBS = ("fit", "query", "compare", "pareto", "supernets", "bench query", "bench compare")
-PACKED_SUPERNETS = Path("results/supernets")
 #: Where a space name finds its file, ``<dir>/<name>.yaml``: the working directory's spaces/, then the one beside the
 #: installed package (a source checkout).
 SPACES_DIRS = (Path("spaces"), Path(__file__).resolve().parents[2] / "spaces")
@@ -55,8 +51,9 @@ def add_space_positional(p: argparse.ArgumentParser, default: str | None = None)
 
 
 def normalize(args: argparse.Namespace) -> None:
-    """One meaning per flag after parsing: ``--space`` joins SPACE, ``--supernet`` becomes a directory (weight
-    verbs) or an id (benchmark verbs), ``--tasks`` left out becomes the space's evaluation tasks."""
+    """One meaning per flag after parsing: ``--space`` joins SPACE, ``--supernet`` becomes a
+    :class:`~nasbench.supernet.SupernetRef` (None when not given: each verb has its default), ``--tasks`` left out
+    becomes the space's evaluation tasks."""
     if hasattr(args, "space_option"):
         option, fallback = args.__dict__.pop("space_option"), args.__dict__.pop("space_fallback", None)
         if option is not None and args.space is not None and option != args.space:
@@ -78,13 +75,17 @@ def normalize(args: argparse.Namespace) -> None:
             setattr(args, name, space_path(value))
         elif getattr(args, "db", "") is None:
             args.db = str(benchmark_db(value))
-    if "supernet" in vars(args):
-        args.supernet_given = args.supernet is not None  # `pretrained` becomes None below: export tells them apart
     if getattr(args, "supernet", None) is not None:
-        weights = verb in WEIGHT_VERBS
-        args.supernet = supernet_dir(args.supernet) if weights else supernet_id(args.supernet)
+        from nasbench.supernet.ref import SupernetRef
+
+        args.supernet = SupernetRef.resolve(args.supernet)
     if "tasks" in vars(args) and args.tasks is None and getattr(args, "space", None) is not None:
         args.tasks = ",".join(default_tasks(args.space))
+
+
+def stored(supernet: Any) -> str | None:
+    """The id a DB verb reads rows of: the given reference's (None: the verb's default, the DB's main supernet)."""
+    return None if supernet is None else supernet.id
 
 
 def default_tasks(space: str) -> list[str]:
@@ -130,31 +131,6 @@ def benchmark_db(space: str) -> Path:
     """The benchmark DB of a space, ``results/<space name>.duckdb`` (the shipped ``results/smollm2-135m.duckdb``):
     the default ``--db`` of the verbs that read one."""
     return Path("results") / f"{space_name(space)}.duckdb"
-
-
-def supernet_id(value: str) -> str:
-    """A supernet id as it is; a trained directory or packed artifact -> the id its rows are stored under."""
-    if not Path(value).is_dir():
-        return value
-    from nasbench.train.artifact import supernet_id_of
-
-    return supernet_id_of(value)
-
-
-def supernet_dir(value: str) -> str | None:
-    """Weights to load: None for ``pretrained`` (the base model); a directory or artifact as it is; an id of a packed
-    artifact under results/supernets/ -> that directory."""
-    if value == "pretrained":
-        return None
-    if Path(value).exists():
-        return value
-    packed = PACKED_SUPERNETS / value
-    if "/" not in value and packed.is_dir():
-        return str(packed)
-    known = sorted(p.name for p in PACKED_SUPERNETS.iterdir() if p.is_dir()) if PACKED_SUPERNETS.is_dir() else []
-    raise NasBenchError("--supernet", f"no such directory, and no packed supernet of that id under "
-                                      f"{PACKED_SUPERNETS}/ (one of {', '.join(['pretrained', *known])}; "
-                                      "`pretrained`: the base model)", value)
 
 
 class Parser(argparse.ArgumentParser):

@@ -40,8 +40,11 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
                                                                    batch_size=args.batch_size),
                             slicing=args.slicing, target=args.target, archs=archs, tokens=args.tokens or 0,
                             calibration_tokens=args.calibration_tokens, calibration_seq_len=args.calibration_seq_len)
-    summary = run_baseline(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir),
-                           work_dir=args.work_dir)
+    recover = None
+    if config.method == "sliced-recovered":
+        from nasbench.train import recover_arch as recover
+    summary = run_baseline(space, args.db, config, supernet=args.supernet, data_dir=data.data_dir(args.data_dir),
+                           work_dir=args.work_dir, recover=recover)
     print(json.dumps({"baseline": config.method_id, "space": space.name, "supernet_id": summary.supernet_id,
                       "models": summary.models, "built": summary.built, "arch_id": summary.arch_id,
                       "params": summary.params, "new_rows": summary.rows, "values": summary.values,

@@ -32,11 +32,11 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         from nasbench.profile.ray_engine import import_ray, profile_ray
 
         import_ray()  # not installed: the one-line error before any work
-        summary = profile_ray(space, args.db, config, supernet_dir=args.supernet,
+        summary = profile_ray(space, args.db, config, supernet=args.supernet,
                               data_dir=data.data_dir(args.data_dir), address=args.address,
                               cpus_per_task=1 if args.cpus_per_task is None else args.cpus_per_task)
     else:
-        summary = profile(space, args.db, config, supernet_dir=args.supernet, data_dir=data.data_dir(args.data_dir))
+        summary = profile(space, args.db, config, supernet=args.supernet, data_dir=data.data_dir(args.data_dir))
     out = {"profile": space.name, "supernet_id": summary.supernet_id, "archs": summary.archs,
            "profiled": summary.profiled, "new_rows": summary.rows, "seconds": round(summary.seconds, 1),
            "stopped_by_deadline": summary.stopped, "db": str(args.db), "engine": args.engine}
@@ -47,7 +47,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_cost(args: argparse.Namespace) -> int:
-    from nasbench.profile.cost import CostAssumptions, cost_estimate, cost_table, parse_count
+    from nasbench.pipeline.cost import CostAssumptions, cost_estimate, cost_table, parse_count
     from nasbench.space import load_space
 
     space = load_space(args.space)
@@ -92,7 +92,8 @@ def _protocol_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", default=",".join(C.metrics),
                    help="comma list of ppl,acc,latency,latency_rel,memory,energy, or of the metrics they measure "
                         "(latency_ms, memory_mb, energy_j, acc, ...); latency_rel: prefill time over the full "
-                        "model's, the two timed alternately (robust to a drifting shared CPU)")
+                        "model's, the two timed alternately (robust to a drifting shared CPU), which gives the "
+                        "default latency_ms; latency (or latency_wall_ms): the wall clock and the decode latency")
     p.add_argument("--tasks", help="comma list of lm-eval tasks for acc (default: the space's data.eval tasks)")
     p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
     p.add_argument("--ppl-tokens", type=int, default=C.ppl_tokens, metavar="T",

@@ -44,14 +44,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _newest_curve(space: str) -> Path | None:
     """The curve of the space's artifact in results/supernets/ trained on the most tokens."""
-    from nasbench.train.artifact import is_artifact, read_manifest
+    from nasbench.supernet import SupernetRef
 
     best, tokens = None, -1
-    for directory in sorted(Path("results/supernets").glob("*")):
-        if is_artifact(directory) and (directory / "curve.jsonl").is_file():
-            manifest = read_manifest(directory, verify=False)
-            if manifest["space"]["name"] == space and manifest["training"]["tokens_total"] > tokens:
-                best, tokens = directory / "curve.jsonl", manifest["training"]["tokens_total"]
+    for ref in SupernetRef.packed():
+        curve = ref.path / "curve.jsonl"  # type: ignore[operator]
+        if curve.is_file() and ref.space is not None and ref.space[0] == space and ref.tokens > tokens:
+            best, tokens = curve, ref.tokens
     return best
 
 

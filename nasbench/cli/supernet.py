@@ -55,12 +55,12 @@ def _cmd_importance_rpd(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from nasbench.cli._common import benchmark_db, supernet_dir
+    from nasbench.cli._common import benchmark_db
     from nasbench.space import arch_id, load_space
-    from nasbench.supernet import Supernet, export
-    from nasbench.supernet.export import TASKS_DIR, default_eval_tasks
-    from nasbench.train.artifact import load_model
+    from nasbench.supernet import TASKS_DIR, Supernet, SupernetRef, default_eval_tasks, export
 
+    if args.supernet is not None:
+        args.supernet.require_weights()  # fail before anything is parsed or loaded
     space = load_space(args.space) if Path(args.space).is_file() else _stored_space(args.db, args.space)
     arch = space.canonical(parse_arch(args.arch), where="--arch")
     from nasbench.supernet.wiring import check_extractable
@@ -70,7 +70,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         args.db = str(benchmark_db(space.name))
     if args.verify_ppl and not args.db:
         raise NasBenchError("--verify-ppl", "needs --db (the benchmark whose row it checks)", "no --db")
-    if not args.supernet_given and args.db:  # the benchmark's main supernet, as every verb defaults to
+    if args.supernet is None and args.db:  # the benchmark's main supernet, as every verb defaults to
         from nasbench.store import connect_read_only
         from nasbench.store.queries import main_supernet
 
@@ -79,12 +79,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
             main = main_supernet(con, space.name)
         finally:
             con.close()
-        args.supernet = None if main is None else supernet_dir(main)
-    loaded = load_model(space, args.supernet)  # the base model, a trained directory or an artifact (rebuilt)
+        args.supernet = None if main is None else SupernetRef.resolve(main)
+    source = SupernetRef.resolve(args.supernet)
+    loaded = source.load(space)  # the base model, a trained directory or an artifact (rebuilt)
     indices: dict[str, Any] = {}
     if loaded.importance is not None and loaded.importance.layers:  # a sorted supernet keeps its top layers
         indices["layers"] = loaded.importance.layers_for(arch["n_layers"])
-    supernet_id = loaded.supernet_id  # the id `nasbench profile --supernet` stores
+    supernet_id = source.id  # the id `nasbench profile --supernet` stores
     measurements: list[dict[str, Any]] = []
     if args.db:  # the model card shows what the benchmark measured for this arch on these weights
         from nasbench.store.publish import arch_measurements
@@ -92,9 +93,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         measurements = arch_measurements(args.db, space.name, arch_id(arch), supernet_id)
     tasks = default_eval_tasks(space, measurements)
     written = _write_eval_tasks(args.data_dir, Path(args.out) / TASKS_DIR, tasks)
-    out = export(space, arch, args.out, supernet_dir=args.supernet, supernet=Supernet(loaded.model, space),
-                 supernet_id=supernet_id, measurements=measurements, eval_tasks=tasks, tasks_written=written,
-                 **indices)
+    out = export(space, arch, args.out, source, supernet=Supernet(loaded.model, space), measurements=measurements,
+                 eval_tasks=tasks, tasks_written=written, **indices)
     print(f"exported {arch_id(arch)} ({space.params(arch):,} params, supernet {supernet_id}) -> {out} "
           f"(model card README.md: {len(measurements)} measured values; lm_eval line with --include_path "
           f"{TASKS_DIR}{'' if written else ', after `nasbench tasks` (no data directory here)'})")
@@ -172,7 +172,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_pack(args: argparse.Namespace) -> int:
     from nasbench.space import load_space
-    from nasbench.train.artifact import pack, read_manifest
+    from nasbench.supernet.artifact import pack, read_manifest
 
     space = load_space(args.space)
     out = pack(space, args.run, args.out)

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from nasbench.cards import table_rule
 from nasbench.errors import NasBenchError
 from nasbench.metrics import metric_column
 from nasbench.optimize.methods import METHODS
@@ -147,6 +148,6 @@ def _markdown(df: Any) -> str:
             return "" if np.isnan(v) else f"{v:.4g}"
         return str(v)
 
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines = ["| " + " | ".join(df.columns) + " |", table_rule(len(df.columns))]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"

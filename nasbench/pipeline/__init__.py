@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from nasbench.pipeline.manifest import RunManifest, code_version
 from nasbench.pipeline.presets import PRESETS, Preset, RunPaths, get_preset
-from nasbench.pipeline.runner import STAGES, Supernet, find_artifact, resolve_supernet, run_pipeline
+from nasbench.pipeline.runner import STAGES, run_pipeline
 
-__all__ = ["PRESETS", "Preset", "RunPaths", "get_preset", "RunManifest", "code_version", "STAGES", "Supernet",
-           "find_artifact", "resolve_supernet", "run_pipeline"]
+__all__ = ["PRESETS", "Preset", "RunPaths", "get_preset", "RunManifest", "code_version", "STAGES", "run_pipeline"]

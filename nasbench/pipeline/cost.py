@@ -89,11 +89,10 @@ def cost_estimate(space: SearchSpace, *, tokens: Sequence[int], archs: int, conf
     """Training GPU-hours per token budget and profiling GPU-hours for ``archs`` archs (``config``: a
     :class:`nasbench.profile.runner.ProfileConfig`, its defaults when ``None``), with every input stated."""
     from nasbench.profile.runner import ProfileConfig
-    from nasbench.train.strategies import smallest_admitted
 
     config = config or ProfileConfig()
     a = assumptions
-    largest, smallest = space.largest(), smallest_admitted(space)
+    largest, smallest = space.largest(), space.smallest_admitted()
     sampled = space.sample(a.samples, seed=0)
     train_f = {"largest": space.flops(largest, a.train_seq_len), "smallest": space.flops(smallest, a.train_seq_len),
                "sampled_mean": statistics.fmean(space.flops(x, a.train_seq_len) for x in sampled)}

@@ -14,11 +14,11 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from nasbench.errors import NasBenchError
 
-__all__ = ["FORMAT", "MANIFEST", "FINAL", "RunManifest", "digest", "files_digest", "code_version"]
+__all__ = ["FORMAT", "MANIFEST", "FINAL", "RunManifest", "digest", "code_version"]
 
 FORMAT = "nasbench-run/1"
 MANIFEST = "manifest.json"
@@ -31,18 +31,6 @@ def digest(value: Any) -> str:
     """16 hex digits of SHA-256 of the value's canonical JSON."""
     text = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def files_digest(paths: Iterable[str | Path]) -> str:
-    """16 hex digits of SHA-256 over the files' names and bytes, in the given order."""
-    h = hashlib.sha256()
-    for path in paths:
-        path = Path(path)
-        h.update(path.name.encode() + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
 
 
 _CODE: str | None = None

@@ -21,68 +21,33 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nasbench.errors import NasBenchError
-from nasbench.pipeline.manifest import RunManifest, code_version, digest, files_digest
+from nasbench.paths import files_digest
+from nasbench.pipeline.manifest import RunManifest, code_version, digest
 from nasbench.pipeline.presets import Preset, RunPaths
 from nasbench.space import SearchSpace
+from nasbench.supernet.ref import SupernetRef
 
-__all__ = ["STAGES", "Supernet", "resolve_supernet", "find_artifact", "run_pipeline"]
+__all__ = ["STAGES", "run_pipeline"]
 
 STAGES = ("importance", "train", "profile", "fit", "compare", "report")
 
 
-@dataclass(frozen=True)
-class Supernet:
-    """The weights the run profiles: ``artifact``, ``directory``, ``pretrained`` or ``train`` (trained here)."""
-
-    kind: str
-    path: Path | None = None
-    id: str | None = None
-    fingerprint: str = ""
-    """The trained weights' sha256 (artifact), a hash of the directory's weights, ``pretrained``, or '' (train)."""
-
-
-def find_artifact(space: SearchSpace, supernets: Path) -> Path | None:
-    """The packed artifact under ``supernets`` of this space (same name and hash) trained on the most tokens."""
-    from nasbench.train.artifact import is_artifact, read_manifest
-
-    best, tokens = None, -1
-    for directory in sorted(supernets.glob("*")) if supernets.is_dir() else ():
-        if not is_artifact(directory):
-            continue
-        manifest = read_manifest(directory, verify=False)
-        if (manifest["space"].get("name"), manifest["space"].get("hash")) != (space.name, space.hash):
-            continue
-        if manifest["training"].get("tokens_total", 0) > tokens:
-            best, tokens = directory, manifest["training"].get("tokens_total", 0)
-    return best
-
-
-def resolve_supernet(space: SearchSpace, value: str | None, paths: RunPaths) -> Supernet:
-    """``--supernet`` (or nothing: the matching artifact, else training) as a :class:`Supernet`."""
-    from nasbench.train.artifact import WEIGHTS, is_artifact, read_manifest, supernet_id_of
-
+def _choose(space: SearchSpace, value: str | None, paths: RunPaths) -> SupernetRef | None:
+    """``supernet`` as a reference with weights, or nothing: the space's packed artifact trained on the most tokens,
+    else None (trained here)."""
     if value is None:
-        found = find_artifact(space, paths.supernets)
-        return Supernet("train") if found is None else resolve_supernet(space, str(found), paths)
-    if value == "pretrained":
-        return Supernet("pretrained", None, "pretrained", "pretrained")
-    path = Path(value)
-    if not path.is_dir() and "/" not in value and (paths.supernets / value).is_dir():
-        path = paths.supernets / value
-    if not path.is_dir():
+        return SupernetRef.find(space, paths.supernets)
+    ref = SupernetRef.resolve(value, packed=paths.supernets)
+    if ref.kind == "stored":
         raise NasBenchError("supernet", f"no such directory, and no packed supernet of that id under "
                                         f"{paths.supernets}/ (`pretrained`: the base model)", value)
-    if is_artifact(path):
-        manifest = read_manifest(path, verify=False)
-        if manifest["space"].get("name") != space.name:
-            raise NasBenchError("supernet", f"the artifact was trained on the space "
-                                            f"{manifest['space'].get('name')!r}, not {space.name!r}", str(path))
-        return Supernet("artifact", path, manifest["id"], manifest["files"][WEIGHTS])
-    weights = sorted(path.glob("*.safetensors"))
-    if not weights:
+    if ref.space is not None and ref.space[0] != space.name:
+        raise NasBenchError("supernet", f"the artifact was trained on the space {ref.space[0]!r}, not "
+                                        f"{space.name!r}", str(ref.path))
+    if ref.kind != "pretrained" and not ref.fingerprint:
         raise NasBenchError("supernet", "neither a packed artifact (manifest.json) nor a trained supernet "
-                                        "directory (*.safetensors)", str(path))
-    return Supernet("directory", path, supernet_id_of(path), files_digest(weights))
+                                        "directory (*.safetensors)", str(ref.path))
+    return ref
 
 
 @dataclass
@@ -90,7 +55,8 @@ class _Run:
     space: SearchSpace
     preset: Preset
     paths: RunPaths
-    supernet: Supernet
+    supernet: SupernetRef | None
+    """The weights to profile; None: trained here (``importance`` then ``train``)."""
     manifest: RunManifest
     data_dir: Path | None
     echo: Callable[[str], None]
@@ -124,17 +90,17 @@ class _Run:
         found = sorted(self.paths.bands.glob(f"{self.space.name}-*.jsonl"))
         return {p.stem.rsplit("-", 1)[-1]: p for p in found if p.stem.rsplit("-", 1)[-1].isdigit()}
 
-    def weights(self) -> tuple[Path | None, str]:
-        """The supernet directory to profile and its fingerprint."""
-        if self.supernet.kind == "train":
-            return Path(self.outputs("train")["supernet"]), self.keys["train"]
-        return self.supernet.path, self.supernet.fingerprint
+    def weights(self) -> SupernetRef:
+        """The supernet to profile: the given one, or the one trained here."""
+        if self.supernet is None:
+            return SupernetRef.at(self.outputs("train")["supernet"])
+        return self.supernet
 
 
 # ------------------------------------------------------------------------------------------------------- inputs
 def _inputs(run: _Run, stage: str) -> dict[str, Any]:
     p, common = run.preset, {"space": run.space.hash, "code": code_version(), "preset": run.preset.name}
-    if stage in ("importance", "train") and run.supernet.kind != "train":
+    if stage in ("importance", "train") and run.supernet is not None:
         return {**common, "supernet": run.supernet.kind, "fingerprint": run.supernet.fingerprint}
     if stage == "importance":
         return {**common, "tokens": p.importance_tokens, "data": run.data_digest("calibration")}
@@ -160,7 +126,7 @@ def _inputs(run: _Run, stage: str) -> dict[str, Any]:
 def _protocol(run: _Run) -> dict[str, Any]:
     """What decides the values a DB row holds: a DB never mixes two of these."""
     p = run.preset
-    fingerprint = run.supernet.fingerprint if run.supernet.kind != "train" else run.keys["train"]
+    fingerprint = run.supernet.fingerprint if run.supernet is not None else run.keys["train"]
     return {"supernet": fingerprint, "metrics": p.metrics, "tasks": p.tasks, "limit_items": p.limit_items,
             "ppl_tokens": p.ppl_tokens, "seq_len": p.seq_len, "dtype": p.dtype, "decode_tokens": p.decode_tokens,
             "latency_repeats": p.latency_repeats, "data": run.data_digest("perplexity")}
@@ -168,7 +134,7 @@ def _protocol(run: _Run) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------------------- stages
 def _importance(run: _Run) -> tuple[str, dict[str, Any]]:
-    if run.supernet.kind != "train":
+    if run.supernet is not None:
         return _not_needed(run, "importance", "carries the importance order")
     from nasbench.importance import sort_model
 
@@ -181,7 +147,7 @@ def _importance(run: _Run) -> tuple[str, dict[str, Any]]:
 
 
 def _train(run: _Run) -> tuple[str, dict[str, Any]]:
-    if run.supernet.kind != "train":
+    if run.supernet is not None:
         return _not_needed(run, "train", "is the trained supernet")
     from nasbench.train import train
 
@@ -202,6 +168,7 @@ def _train(run: _Run) -> tuple[str, dict[str, Any]]:
 
 def _not_needed(run: _Run, stage: str, what: str) -> tuple[str, dict[str, Any]]:
     s = run.supernet
+    assert s is not None  # only called with a given supernet
     if s.kind == "pretrained":
         run.say(stage, "not needed: profiling the pretrained base model (supernet='pretrained')")
         return "not-needed", {"supernet": "pretrained"}
@@ -227,7 +194,7 @@ def _profile(run: _Run) -> tuple[str, dict[str, Any]]:
         shutil.rmtree(paths.shards, ignore_errors=True)
         for f in (paths.db, paths.db.with_name(paths.db.name + ".wal")):
             f.unlink(missing_ok=True)
-    supernet, _ = run.weights()
+    supernet = run.weights()
     config = ProfileConfig(metrics=p.metrics, tasks=p.tasks or ProfileConfig.tasks, limit_items=p.limit_items,
                            ppl_tokens=p.ppl_tokens, seq_len=p.seq_len, dtype=p.dtype, decode_tokens=p.decode_tokens,
                            latency_repeats=p.latency_repeats)
@@ -240,9 +207,8 @@ def _profile(run: _Run) -> tuple[str, dict[str, Any]]:
                     per_shard=p.per_shard, grid=p.grid, grid_bins=p.grid_bins, seed=p.seed,
                     bands=tuple(bands.values()), minutes=p.minutes, data_dir=run.data_dir, progress=run.progress)
     from nasbench.store.report import metric_values
-    from nasbench.train.artifact import supernet_id_of
 
-    supernet_id = supernet_id_of(supernet)
+    supernet_id = supernet.id
     measured = sum(1 for s, _ in metric_values(paths.db, run.space.name, "ppl") if s == supernet_id) \
         if paths.db.is_file() else 0
     rate = summary.profiled / (summary.seconds / 60) if summary.seconds > 0 else 0.0
@@ -309,8 +275,8 @@ def _compare(run: _Run) -> tuple[str, dict[str, Any]]:
 def _report(run: _Run) -> tuple[str, dict[str, Any]]:
     from nasbench.report import write_report
 
-    supernet, _ = run.weights()
-    curve = None if supernet is None else supernet / "curve.jsonl"
+    supernet = run.weights()
+    curve = None if supernet.path is None else supernet.path / "curve.jsonl"
     runs_db = run.paths.runs_db if run.paths.runs_db.is_file() else None
     path = run.paths.report / "REPORT.md"
     try:
@@ -337,10 +303,10 @@ def run_pipeline(space: SearchSpace, preset: Preset, *, supernet: str | None = N
     """Run (or continue) the preset's stages for ``space``; returns the run's manifest. See the module docstring."""
     preset.check()
     paths = preset.paths(root, space.name)
-    choice = resolve_supernet(space, supernet, paths)
+    choice = _choose(space, supernet, paths)
     manifest = RunManifest.open(paths.out, space=space.name, space_hash=space.hash, preset=preset.name)
-    manifest.data["supernet"] = {"kind": choice.kind, "path": None if choice.path is None else str(choice.path),
-                                 "id": choice.id, "fingerprint": choice.fingerprint}
+    manifest.data["supernet"] = {"kind": "train", "path": None, "id": None, "fingerprint": ""} if choice is None else {
+        "kind": choice.kind, "path": choice.checkpoint, "id": choice.id, "fingerprint": choice.fingerprint}
     manifest.data["paths"] = {k: str(v) for k, v in vars(paths).items()}
     manifest.save()
     run = _Run(space, preset, paths, choice, manifest, data_dir, echo, progress, {}, {})

@@ -37,6 +37,7 @@ from nasbench.errors import NasBenchError
 from nasbench.profile.config import ENGINES
 from nasbench.profile.runner import ProfileConfig, profile
 from nasbench.space import SearchSpace, arch_id
+from nasbench.supernet.ref import SupernetRef
 
 __all__ = ["BuildSummary", "plan_archs", "build"]
 
@@ -79,11 +80,11 @@ def plan_archs(space: SearchSpace, *, total: int, seed: int = 0, grid: int = 0, 
     return list(seen.values())[:total]
 
 
-def shard_path(shards: Path, space: SearchSpace, supernet_id: str, k: int) -> Path:
-    return shards / f"{space.name}-{supernet_id}-{k:03d}.duckdb"
+def shard_path(shards: Path, space: SearchSpace, supernet: str, k: int) -> Path:
+    return shards / f"{space.name}-{supernet}-{k:03d}.duckdb"
 
 
-def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, shards: str | Path,
+def build(space: SearchSpace, *, supernet: SupernetRef | str | None, db: str | Path, shards: str | Path,
           config: ProfileConfig, total: int = 2000, per_shard: int = 250, grid: int = 500, grid_bins: int = 10,
           seed: int = 0, bands: tuple[Path, ...] = (), arch_files: tuple[Path, ...] = (),
           minutes: float | None = None, data_dir: Path | None = None, progress: bool = True,
@@ -93,8 +94,8 @@ def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, sh
     DB holds completely (unless ``keep_shards``). ``engine``: ``in-process`` or ``ray`` (``address``: an existing
     cluster, default a local one for the call; ``cpus_per_task``: cores and torch threads of each arch's task)."""
     from nasbench.store import Store
-    from nasbench.train.artifact import supernet_id_of
 
+    supernet = SupernetRef.resolve(supernet)
     if per_shard < 1 or total < 1:
         raise NasBenchError("per_shard" if per_shard < 1 else "total", "must be >= 1", min(per_shard, total))
     if engine not in ENGINES:
@@ -112,7 +113,7 @@ def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, sh
     deadline = None if minutes is None else start + 60.0 * minutes
     archs = plan_archs(space, total=total, seed=seed, grid=grid, grid_bins=grid_bins, bands=bands,
                        arch_files=arch_files)
-    supernet_id = supernet_id_of(supernet)
+    supernet_id = supernet.id
     shards = Path(shards)
     shards.mkdir(parents=True, exist_ok=True)
     n_shards = (len(archs) + per_shard - 1) // per_shard
@@ -121,9 +122,7 @@ def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, sh
     for k in range(n_shards):
         chunk = tuple(archs[k * per_shard:(k + 1) * per_shard])
         if k == 0:
-            from nasbench.train.strategies import smallest_admitted
-
-            chunk = (space.largest(), smallest_admitted(space), *chunk)
+            chunk = (space.largest(), space.smallest_admitted(), *chunk)
         chunks.append(chunk)
     with engine_session:
         for k, chunk in enumerate(chunks):
@@ -135,7 +134,7 @@ def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, sh
                 break
             shard_config = dataclasses.replace(config, archs=chunk, n=0, grid_params=None, shard=(0, 1),
                                                deadline=deadline, endpoints=False)
-            summary = run_shard(space, shard_path(shards, space, supernet_id, k), shard_config, supernet_dir=supernet,
+            summary = run_shard(space, shard_path(shards, space, supernet_id, k), shard_config, supernet=supernet,
                                 data_dir=data_dir, progress=progress)
             profiled += summary.profiled
             failures += summary.failures
@@ -158,7 +157,7 @@ def build(space: SearchSpace, *, supernet: str | Path | None, db: str | Path, sh
     return BuildSummary(len(archs), n_shards, done, profiled, time.time() - start, merged, stopped, failures)
 
 
-def _held(db: str | Path, space: SearchSpace, supernet_id: str, chunk: tuple[dict[str, Any], ...],
+def _held(db: str | Path, space: SearchSpace, supernet: str, chunk: tuple[dict[str, Any], ...],
           config: ProfileConfig) -> bool:
     """Whether ``db`` holds every asked metric of every arch of ``chunk`` (what profiling the shard would add)."""
     from nasbench.profile.runner import _missing
@@ -167,4 +166,4 @@ def _held(db: str | Path, space: SearchSpace, supernet_id: str, chunk: tuple[dic
     if not Path(db).is_file():
         return False
     with Store(db) as store:
-        return all(not _missing(store, space, arch, supernet_id, config) for arch in chunk)
+        return all(not _missing(store, space, arch, supernet, config) for arch in chunk)

@@ -67,16 +67,16 @@ class JsonlStore:
     def add_space(self, space: Any) -> None:
         self._write({"kind": "space", "name": space.name, "hash": space.hash, "version": space.version})
 
-    def add_supernet(self, supernet_id: str, space: str, base_model: str, **fields: Any) -> None:
-        self._write({"kind": "supernet", "id": supernet_id, "space": space, "base_model": base_model,
+    def add_supernet(self, supernet: str, space: str, base_model: str, **fields: Any) -> None:
+        self._write({"kind": "supernet", "id": supernet, "space": space, "base_model": base_model,
                      "fields": fields})
 
-    def has_supernet(self, supernet_id: str) -> bool:
-        return supernet_id in self.supernets
+    def has_supernet(self, supernet: str) -> bool:
+        return supernet in self.supernets
 
-    def has_measurement(self, space: str, arch: str, supernet_id: str, metric: str, task: str = "",
+    def has_measurement(self, space: str, arch: str, supernet: str, metric: str, task: str = "",
                         device: str = "") -> bool:
-        return (space, arch, supernet_id, metric, task, device) in self.keys
+        return (space, arch, supernet, metric, task, device) in self.keys
 
     def count_measurements(self, space: str) -> int:
         return self.counts.get(space, 0)

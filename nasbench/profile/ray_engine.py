@@ -33,6 +33,7 @@ from nasbench.errors import NasBenchError
 from nasbench.profile.runner import (Measurer, ProfileConfig, ProfileSummary, _software, advance,
                                      groups_of, plan, resolve, store_rows)
 from nasbench.space import SearchSpace, arch_id
+from nasbench.supernet.ref import SupernetRef
 
 __all__ = ["profile_ray", "profile_arch", "Job", "check_job", "session", "local_cluster", "import_ray", "RETRIES"]
 
@@ -59,7 +60,8 @@ class Job:
 
     space: SearchSpace
     config: ProfileConfig
-    supernet_dir: str | None
+    supernet: SupernetRef
+    """With an absolute path: a worker may start in another directory."""
     data_dir: str | None
     groups: frozenset[str]
     evaluation: Any
@@ -70,7 +72,7 @@ class Job:
     def model_key(self) -> tuple[Any, ...]:
         """What the worker's loaded state depends on (not the latency protocol, which is read per task)."""
         c = self.config
-        return (self.space.hash, self.space.path, self.supernet_dir, self.data_dir, c.dtype, c.device, c.seq_len,
+        return (self.space.hash, self.space.path, self.supernet, self.data_dir, c.dtype, c.device, c.seq_len,
                 c.ppl_tokens, "ppl" in self.groups, "acc" in self.groups)
 
 
@@ -85,7 +87,7 @@ def profile_arch(job: Job, arch: dict[str, Any], missing: list[tuple[str, str]],
     if measurer is None:
         _MEASURERS.clear()  # one model per worker process: another run's model makes room for this one
         measurer = _MEASURERS[job.model_key] = Measurer(
-            job.space, job.config, job.supernet_dir, None if job.data_dir is None else Path(job.data_dir),
+            job.space, job.config, job.supernet, None if job.data_dir is None else Path(job.data_dir),
             set(job.groups), evaluation=job.evaluation)
     measurer.config = job.config
     try:
@@ -94,7 +96,7 @@ def profile_arch(job: Job, arch: dict[str, Any], missing: list[tuple[str, str]],
         measurer.supernet.reset()
 
 
-def profile_ray(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supernet_dir: str | Path | None = None,
+def profile_ray(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supernet: SupernetRef | str | None = None,
                 data_dir: Path | None = None, address: str | None = None, cpus_per_task: int = 1,
                 retries: int = RETRIES, progress: bool = True) -> ProfileSummary:
     """Profile this shard's archs into ``db`` with one Ray task per arch; see the module docstring.
@@ -105,11 +107,12 @@ def profile_ray(space: SearchSpace, db: str | Path, config: ProfileConfig, *, su
     ray = import_ray()
     check_job(config, cpus_per_task)
     config = resolve(config)
+    supernet = SupernetRef.resolve(supernet).absolute()
     start = time.perf_counter()
     from nasbench.store import Store
 
     with Store(db) as store:
-        supernet_id, archs, todo = plan(store, space, config, supernet_dir)
+        supernet_id, archs, todo = plan(store, space, config, supernet)
         summary = ProfileSummary(len(archs), 0, 0, 0.0, supernet_id)
         if todo:
             groups = groups_of(todo)
@@ -118,7 +121,7 @@ def profile_ray(space: SearchSpace, db: str | Path, config: ProfileConfig, *, su
                 from nasbench.models import load_tokenizer
 
                 evaluation = config.ppl_protocol().windows(space, load_tokenizer(space.model), data_dir)
-            job = Job(space, config, None if supernet_dir is None else str(Path(supernet_dir).resolve()),
+            job = Job(space, config, supernet,
                        None if data_dir is None else str(Path(data_dir).resolve()), frozenset(groups), evaluation,
                        cpus_per_task)
             with session(ray, address):

@@ -10,7 +10,6 @@ extracted dense model.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,9 @@ import torch
 from tqdm.auto import tqdm
 
 from nasbench.errors import NasBenchError, check_each
-from nasbench.models import PRETRAINED
 from nasbench.profile.config import METRICS, ProfileConfig
 from nasbench.space import SearchSpace, arch_id
+from nasbench.supernet.ref import SupernetRef
 
 if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser reads ProfileConfig without it
     from nasbench.store import Store
@@ -63,23 +62,14 @@ def select_archs(space: SearchSpace, config: ProfileConfig) -> list[dict[str, An
     archs += space.sample(config.n, seed=config.seed) if config.n else []
     if config.grid_params:
         archs += space.sample_grid(config.n, config.grid_params, seed=config.seed)
-    from nasbench.train.strategies import smallest_admitted
-
     if config.endpoints:
-        archs += [smallest_admitted(space), space.largest()]  # the smallest the space's constraints admit
+        archs += [space.smallest_admitted(), space.largest()]  # the smallest the space's constraints admit
     seen: dict[str, dict[str, Any]] = {}
     for arch in archs:
         seen.setdefault(arch_id(arch), space.canonical(arch))
     unique = list(seen.values())
     i, n = config.shard
     return unique[i::n]
-
-
-def _supernet_id(directory: Path) -> str:
-    """The id a supernet directory's rows are stored under (a run's recorded id, an artifact's id, or the name)."""
-    from nasbench.train.artifact import supernet_id_of
-
-    return supernet_id_of(directory)
 
 
 def _software(device: str | None = None, engine: str | None = None) -> dict[str, str]:
@@ -140,29 +130,26 @@ def resolve(config: ProfileConfig) -> ProfileConfig:
 DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
 
-def plan(store: Store, space: SearchSpace, config: ProfileConfig, supernet_dir: str | Path | None,
+def plan(store: Store, space: SearchSpace, config: ProfileConfig, supernet: SupernetRef,
          ) -> tuple[str, list[dict[str, Any]], list[tuple[dict[str, Any], list[tuple[str, str]]]]]:
-    """(supernet_id, this shard's archs, [(arch, missing (group, task) pairs)] of the archs that need work); records
+    """(supernet id, this shard's archs, [(arch, missing (group, task) pairs)] of the archs that need work); records
     the space and the supernet in ``store``."""
+    supernet.require_weights()
     archs = select_archs(space, config)
-    supernet_id = PRETRAINED if supernet_dir is None else _supernet_id(Path(supernet_dir))
     store.add_space(space)
-    if supernet_dir is None:
-        store.add_supernet(PRETRAINED, space.name, space.model.source)
-    elif not store.has_supernet(supernet_id):
-        store.add_supernet(supernet_id, space.name, space.model.source, checkpoint=str(supernet_dir),
-                           **_artifact_fields(supernet_dir))
-    todo = [(a, _missing(store, space, a, supernet_id, config)) for a in archs]
-    return supernet_id, archs, [(a, missing) for a, missing in todo if missing]
+    if not store.has_supernet(supernet.id):
+        store.add_supernet(supernet.id, space.name, space.model.source, **supernet.record())
+    todo = [(a, _missing(store, space, a, supernet.id, config)) for a in archs]
+    return supernet.id, archs, [(a, missing) for a, missing in todo if missing]
 
 
-def store_rows(store: Store, space: SearchSpace, arch: dict[str, Any], rows: list[dict[str, Any]], supernet_id: str,
+def store_rows(store: Store, space: SearchSpace, arch: dict[str, Any], rows: list[dict[str, Any]], supernet: str,
                software: dict[str, str], replace: bool = False) -> int:
     """One arch's rows in one transaction (the only place profiling writes measurements); returns how many were new
     (``replace``: re-measured rows replace the stored ones and count as new)."""
     from nasbench.store import Measurement
 
-    measurements = [Measurement(**r, supernet_id=supernet_id, software=software) for r in rows]
+    measurements = [Measurement(**r, supernet_id=supernet, software=software) for r in rows]
     before = store.count_measurements(space.name)
     if replace:
         store.add_results(space, arch, measurements, replace=True)
@@ -178,21 +165,23 @@ def advance(bar: Any) -> None:
     bar.set_postfix(archs_per_h=f"{bar.n / elapsed_h:.0f}" if elapsed_h else "-")
 
 
-def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supernet_dir: str | Path | None = None,
+def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supernet: SupernetRef | str | None = None,
             data_dir: Path | None = None, progress: bool = True) -> ProfileSummary:
-    """Profile this shard's archs into ``db`` in this process; returns a summary. See the module docstring (and
+    """Profile this shard's archs into ``db`` in this process; returns a summary. ``supernet``: the weights (None: the
+    space's base model; a string is resolved by :meth:`SupernetRef.resolve`). See the module docstring (and
     :func:`nasbench.profile.ray_engine.profile_ray` for the same on a Ray cluster)."""
     config = resolve(config)
+    supernet = SupernetRef.resolve(supernet)
     start = time.perf_counter()
     from nasbench.store import Store
 
     with Store(db) as store:
-        supernet_id, archs, todo = plan(store, space, config, supernet_dir)
+        supernet_id, archs, todo = plan(store, space, config, supernet)
         summary = ProfileSummary(len(archs), 0, 0, 0.0, supernet_id)
         if not todo:
             summary.seconds = time.perf_counter() - start
             return summary
-        measurer = Measurer(space, config, supernet_dir, data_dir, groups_of(todo))
+        measurer = Measurer(space, config, supernet, data_dir, groups_of(todo))
         software = _software(config.device)
         with tqdm(total=len(todo), unit="arch", desc=f"profile {space.name}", disable=not progress) as bar:
             for arch, missing in todo:
@@ -218,14 +207,13 @@ class Measurer:
     """The loaded supernet and what every arch's measurements share (the tokenized perplexity corpus, the task
     files): built once per process, by the in-process runner or by each Ray worker, then :meth:`measure` per arch."""
 
-    def __init__(self, space: SearchSpace, config: ProfileConfig, supernet_dir: str | Path | None,
+    def __init__(self, space: SearchSpace, config: ProfileConfig, supernet: SupernetRef,
                  data_dir: Path | None, groups: set[str], evaluation: Any = None) -> None:
         from nasbench.models import load_tokenizer
         from nasbench.supernet import Supernet
-        from nasbench.train.artifact import load_model
 
         self.space, self.config = space, config
-        loaded = load_model(space, supernet_dir, DTYPES[config.dtype])  # base model, trained directory or artifact
+        loaded = supernet.load(space, DTYPES[config.dtype])  # base model, trained directory or artifact
         self.supernet = Supernet(loaded.model, space)
         self.supernet.to(config.device)
         self.importance = loaded.importance
@@ -262,33 +250,7 @@ class Measurer:
                         self.task_dir, self._layers(arch), self.reference, self.selection)
 
 
-def _artifact_fields(supernet_dir: str | Path) -> dict[str, Any]:
-    """A packed supernet's training record and weights' sha256 for its ``supernets`` row; a training run's directory
-    gives its recorded identity, config and last checkpoint's position (nothing for any other directory)."""
-    from nasbench.train.artifact import WEIGHTS, is_artifact, read_manifest
-    from nasbench.train.checkpoint import RUN_FILE, STATE_FILE, checkpoints
-
-    if not is_artifact(supernet_dir):
-        run_file = Path(supernet_dir) / RUN_FILE
-        if not run_file.is_file():
-            return {}
-        record = json.loads(run_file.read_text(encoding="utf-8"))
-        identity, found = record["identity"], checkpoints(Path(supernet_dir))
-        state = json.loads((found[-1] / STATE_FILE).read_text(encoding="utf-8")) if found else {}
-        return dict(strategy=identity["strategy"], kd=identity["kd"], peft=identity["peft"],
-                    data_hash=record.get("data_hash"), steps=state.get("step"), tokens=state.get("tokens"),
-                    wall_time_s=state.get("wall_time_s"),
-                    config={**record["config"], "preset": identity.get("preset"),
-                            "sorted_supernet": identity.get("sorted_supernet")})
-    manifest = read_manifest(supernet_dir)
-    training = manifest["training"]
-    return dict(strategy=training["strategy"], kd=training["kd"], peft=training["peft"],
-                data_hash=training.get("data_hash"), steps=training["steps_total"], tokens=training["tokens_total"],
-                wall_time_s=training["wall_time_s_total"],
-                config={**training, "sha256": manifest["files"][WEIGHTS], "base": manifest["base"]})
-
-
-def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet_id: str,
+def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet: str,
              config: ProfileConfig) -> list[tuple[str, str]]:
     """(metric, task) pairs this arch still lacks; ``flops`` rides along with any of them."""
     from nasbench.profile.accuracy import PRIMARY_METRIC
@@ -304,7 +266,7 @@ def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet_id
     # a re-measurement (remeasure_before) counts only rows measured since then; other stores take no ``since``
     since = {} if config.remeasure_before is None else {"since": config.remeasure_before}
     return [(group, task) for group, stored, task in wanted
-            if not store.has_measurement(space.name, aid, supernet_id, stored, task, device, **since)]
+            if not store.has_measurement(space.name, aid, supernet, stored, task, device, **since)]
 
 
 def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, Any],

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from nasbench.cards import table_rule
 from nasbench.errors import NasBenchError
 from nasbench.report._common import BOOTSTRAP as _BOOTSTRAP
 from nasbench.report._common import fmt_ratio as _fmt
@@ -84,7 +85,7 @@ def recovery_section(db: str | Path, space: SearchSpace, bands: dict[str, Path],
     lines = ["Perplexity is the project's definition on the first 4,096 tokens of WikiText-2 test; a ratio is a band "
              "sub-network's perplexity over the same supernet's full model (bands: 16 archs each within +-1 pp of "
              "the parameter share, `results/bands/`).", "", head,
-             "|---|---|" + "---|---|---|" * len(labels)]
+             table_rule(2 + 3 * len(labels))]
     verdicts = []
     for s in order:
         cells = [_label(s, rows), f"{data['full'][s]:.2f}"]

@@ -150,7 +150,7 @@ class Store:
             self.refresh_view(space)
         return {t: self.con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] - before[t] for t in tables}
 
-    def add_supernet(self, supernet_id: str, space: str, base_model: str, **fields: Any) -> None:
+    def add_supernet(self, supernet: str, space: str, base_model: str, **fields: Any) -> None:
         """Insert or update one row of ``supernets`` (a training run updates steps, tokens, wall time, checkpoint)."""
         allowed = {"strategy", "kd", "peft", "data_hash", "steps", "tokens", "wall_time_s", "checkpoint", "config"}
         unknown = sorted(set(fields) - allowed)
@@ -159,7 +159,7 @@ class Store:
         if "config" in fields and not isinstance(fields["config"], str):
             fields["config"] = json.dumps(fields["config"], sort_keys=True)
         columns = ["id", "space", "base_model", *fields, "created_at"]
-        values = [supernet_id, space, base_model, *fields.values(), _now()]
+        values = [supernet, space, base_model, *fields.values(), _now()]
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:-1])
         with self.transaction() as con:
             con.execute(f"INSERT INTO supernets ({', '.join(columns)}) VALUES ({', '.join('?' * len(values))}) "
@@ -189,18 +189,18 @@ class Store:
     def count_measurements(self, space: str) -> int:
         return self.con.execute("SELECT count(*) FROM measurements WHERE space = ?", [space]).fetchone()[0]
 
-    def has_measurement(self, space: str, arch: str, supernet_id: str, metric: str, task: str = "",
+    def has_measurement(self, space: str, arch: str, supernet: str, metric: str, task: str = "",
                         device: str = "", since: str | None = None) -> bool:
         """True when (arch, supernet, metric, task, device) is stored (measured at or after ``since``, an ISO UTC
         time, when given): what a resumed job skips. A weight-free metric is stored once for every supernet."""
-        supernet_id = stored_supernet(supernet_id, metric)
+        supernet = stored_supernet(supernet, metric)
         return self.con.execute(
             "SELECT count(*) FROM measurements WHERE space = ? AND arch_id = ? AND supernet_id = ? AND metric = ? "
             "AND task = ? AND device = ? AND (CAST(? AS TIMESTAMP) IS NULL OR created_at >= CAST(? AS TIMESTAMP))",
-            [space, arch, supernet_id, metric, task, device, since, since]).fetchone()[0] > 0
+            [space, arch, supernet, metric, task, device, since, since]).fetchone()[0] > 0
 
-    def has_supernet(self, supernet_id: str) -> bool:
-        return self.con.execute("SELECT count(*) FROM supernets WHERE id = ?", [supernet_id]).fetchone()[0] > 0
+    def has_supernet(self, supernet: str) -> bool:
+        return self.con.execute("SELECT count(*) FROM supernets WHERE id = ?", [supernet]).fetchone()[0] > 0
 
     def values_by_supernet(self, space: str, arch: str, metric: str, task: str = "") -> dict[str, float]:
         """supernet_id -> stored value of (arch, metric, task): what a resumed study reuses."""
@@ -208,11 +208,11 @@ class Store:
                                 "metric = ? AND task = ?", [space, arch, metric, task]).fetchall()
         return dict(rows)
 
-    def card_hashes(self, space: str, supernet_id: str) -> dict[str, str]:
+    def card_hashes(self, space: str, supernet: str) -> dict[str, str]:
         """metric -> data_hash of the stored surrogate cards of (space, supernet)."""
         return {r[0]: r[1] for r in self.con.execute(
             "SELECT metric, data_hash FROM surrogate_cards WHERE space = ? AND supernet_id = ?",
-            [space, supernet_id]).fetchall()}
+            [space, supernet]).fetchall()}
 
     def architectures(self, space: str) -> list[dict[str, Any]]:
         """Every stored arch of a space, as canonical dicts, in arch_id order."""
@@ -229,17 +229,17 @@ class Store:
 
         return main_supernet(self.con, space)
 
-    def set_main_supernet(self, space: str, supernet_id: str) -> None:
-        """Record ``supernet_id`` as the main supernet of ``space``: the default of queries, fronts, comparisons,
+    def set_main_supernet(self, space: str, supernet: str) -> None:
+        """Record ``supernet`` as the main supernet of ``space``: the default of queries, fronts, comparisons,
         exports and the publication. It must be a supernet of the space with perplexity or accuracy rows here."""
         from nasbench.store.queries import measured_supernets
 
         known = [s for s in measured_supernets(self.con, space) if not is_baseline(s)]
-        if supernet_id not in known:
-            raise StoreError("supernet_id", f"must be a supernet measured in {self.path} for space {space!r} (one of "
-                                            f"{', '.join(known) or 'none'})", supernet_id)
+        if supernet not in known:
+            raise StoreError("supernet", f"must be a supernet measured in {self.path} for space {space!r} (one of "
+                                         f"{', '.join(known) or 'none'})", supernet)
         with self.transaction() as con:
-            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [MAIN_SUPERNET_KEY + space, supernet_id])
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [MAIN_SUPERNET_KEY + space, supernet])
 
     def _spaces(self) -> list[str]:
         return [r[0] for r in self.con.execute(

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from nasbench.cards import model_card
-from nasbench.errors import NasBenchError
 from nasbench.models import load_tokenizer
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet.wiring import check_extractable
 from nasbench.supernet.model import Supernet
+from nasbench.supernet.ref import SupernetRef
 
 __all__ = ["export", "default_eval_tasks", "PROVENANCE_FILE", "CARD_FILE", "TASKS_DIR"]
 
@@ -32,65 +32,56 @@ def default_eval_tasks(space: SearchSpace, measurements: Sequence[Mapping[str, A
     return measured or list(space.eval_tasks) or ["arc_easy"]
 
 
-def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, supernet_dir: str | Path | None = None,
-           *, supernet: Supernet | None = None, dtype: torch.dtype = torch.float32, supernet_id: str | None = None,
+def export(space: SearchSpace, arch: Mapping[str, Any], out_dir: str | Path, source: SupernetRef | str | None = None,
+           *, supernet: Supernet | None = None, dtype: torch.dtype = torch.float32,
            measurements: Sequence[Mapping[str, Any]] = (), eval_tasks: Sequence[str] | None = None,
            tasks_written: bool = False, **indices: Any) -> Path:
     """Write the dense model of ``arch`` to ``out_dir`` so that ``AutoModelForCausalLM.from_pretrained(out_dir)``
     loads it, with the tokenizer, :data:`PROVENANCE_FILE` and a model card (:data:`CARD_FILE`).
 
     The card (:func:`nasbench.cards.model_card`) shows ``measurements`` (this arch's rows of a benchmark DB, with
-    their protocol) under ``supernet_id`` (default: ``pretrained``, or the supernet directory's name), and an
+    their protocol) under ``source``'s id, and an
     ``lm_eval`` line over ``eval_tasks`` (default: the tasks of the accuracy rows in ``measurements``, else the
     space's evaluation tasks) that reads nasbench's task YAMLs from :data:`TASKS_DIR` in ``out_dir``
     (``tasks_written``: the caller wrote them there, e.g. with ``nasbench tasks``).
 
-    Weights come from ``supernet`` if given, else from ``supernet_dir`` (a ``save_pretrained`` directory of trained
-    supernet weights), else from the space's base model. ``indices`` are :meth:`Supernet.set_sub_network`'s index
+    ``source`` names the weights (:meth:`SupernetRef.resolve`: None the space's base model, a directory, a packed
+    artifact); ``supernet``, when given, is those weights already loaded (made elastic). ``indices`` are :meth:`Supernet.set_sub_network`'s index
     lists (e.g. the layers a sorted supernet ranks highest). Returns ``out_dir``. Raises IllegalSubNetworkError for
     archs outside the space or with per-layer widths (a dense HF config has one width for all layers).
     """
     canon = space.canonical(arch)
     check_extractable(space.family, canon)  # fail before loading anything
-    origin = "supernet object" if supernet_dir is None else str(supernet_dir)
+    source = SupernetRef.resolve(source)
+    origin = str(source.path) if source.path is not None else "supernet object" if supernet is not None \
+        else space.model.source
     if supernet is None:
-        if supernet_dir is not None:
-            origin = str(supernet_dir)
-            if not Path(supernet_dir).is_dir():
-                raise NasBenchError("supernet_dir", "no such directory", str(supernet_dir))
-            model = AutoModelForCausalLM.from_pretrained(supernet_dir, dtype=dtype, local_files_only=True)
-            supernet = Supernet(model, space)
-        else:
-            origin = space.model.source
-            supernet = Supernet.from_space(space, dtype=dtype)
+        supernet = Supernet(source.load(space, dtype).model, space)
     dense = supernet.extract(canon, **indices)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dense.save_pretrained(out)
-    _tokenizer(space, supernet_dir).save_pretrained(out)
+    _tokenizer(space, source.path).save_pretrained(out)
     provenance = {"space": space.name, "space_hash": space.hash, "arch": canon, "arch_id": arch_id(canon),
                   "params": space.params(canon), "weights": origin,
                   "indices": {k: v for k, v in indices.items() if v is not None}}
     (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-    if supernet_id is None:
-        supernet_id = "pretrained" if supernet_dir is None else Path(supernet_dir).name
     roles = ["perplexity"]
-    if supernet_dir is not None:
+    if source.path is not None:
         roles += [role for role, marker in (("calibration", "importance.json"), ("finetune", "train.json"),
                                             ("recovery", "manifest.json"))
-                  if (Path(supernet_dir) / marker).is_file()]
+                  if (source.path / marker).is_file()]
     if eval_tasks is None:
         eval_tasks = default_eval_tasks(space, measurements)
     card = model_card(space, canon, arch_id=provenance["arch_id"], params=provenance["params"],
-                      flops=space.flops(canon), supernet_id=supernet_id, weights=origin,
+                      flops=space.flops(canon), supernet_id=source.id, weights=origin,
                       measurements=measurements, data_roles=roles, eval_tasks=eval_tasks, tasks_dir=TASKS_DIR,
                       tasks_written=tasks_written)
     (out / CARD_FILE).write_text(card, encoding="utf-8")
     return out
 
 
-def _tokenizer(space: SearchSpace, supernet_dir: str | Path | None) -> Any:
-    if supernet_dir is not None and any((Path(supernet_dir) / f).is_file()
-                                        for f in ("tokenizer.json", "tokenizer_config.json")):
-        return AutoTokenizer.from_pretrained(supernet_dir, local_files_only=True)
+def _tokenizer(space: SearchSpace, directory: Path | None) -> Any:
+    if directory is not None and any((directory / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return AutoTokenizer.from_pretrained(directory, local_files_only=True)
     return load_tokenizer(space.model)

@@ -21,27 +21,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from nasbench.errors import NasBenchError
-from nasbench.importance import IMPORTANCE_FILE, Importance, apply_order, load_importance
-from nasbench.models import PRETRAINED
 from nasbench.space import SearchSpace
-from nasbench.train.checkpoint import (CHECKPOINTS, CURVE_FILE, RUN_FILE, STATE_FILE, WEIGHTS_FILE, checkpoints,
-                                       recorded_supernet_id)
+from nasbench.supernet._files import (CHECKPOINTS, CURVE_FILE, IMPORTANCE_FILE, MANIFEST, RUN_FILE, STATE_FILE,
+                                      WEIGHTS_FILE)
 
-__all__ = ["MANIFEST", "WEIGHTS", "FORMAT", "Loaded", "is_artifact", "pack", "read_manifest", "load_model",
-           "base_sha256", "load_trainable", "supernet_id_of"]
+if TYPE_CHECKING:  # torch loads with the weights: reading a manifest (resolving a --supernet) needs none
+    import torch
 
-MANIFEST = "manifest.json"
-WEIGHTS = WEIGHTS_FILE  # the checkpoint's file name, its weights cast to bf16
+    from nasbench.supernet.order import Importance
+
+__all__ = ["MANIFEST", "WEIGHTS", "FORMAT", "RUN_FILE", "CHECKPOINTS", "STATE_FILE", "WEIGHTS_FILE", "CURVE_FILE",
+           "Loaded", "is_artifact", "checkpoints", "pack", "read_manifest", "load_model", "base_sha256",
+           "load_trainable"]
+
 FORMAT = "nasbench-supernet/1"
+
+WEIGHTS = WEIGHTS_FILE  # the checkpoint's file name, its weights cast to bf16
 
 
 @dataclass
@@ -50,7 +52,6 @@ class Loaded:
 
     model: Any
     importance: Importance | None
-    supernet_id: str
     origin: str
     """Where the weights came from (the base model source, a directory or an artifact)."""
     sha256: str | None = None
@@ -84,6 +85,15 @@ def base_sha256(space: SearchSpace) -> str:
 
 def is_artifact(path: str | Path | None) -> bool:
     return path is not None and (Path(path) / MANIFEST).is_file()
+
+
+def checkpoints(out: Path) -> list[Path]:
+    """A training run's complete checkpoints (renamed from their temporary directory), oldest first."""
+    root = out / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"step-\d{6,}", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
 def read_manifest(path: str | Path, *, verify: bool = True) -> dict[str, Any]:
@@ -139,6 +149,9 @@ def pack(space: SearchSpace, run_dir: str | Path, out: str | Path, *, artifact_i
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     shutil.copyfile(sorted_dir / IMPORTANCE_FILE, tmp / IMPORTANCE_FILE)
+    import torch
+    from safetensors.torch import load_file, save_file
+
     weights = load_file(str(checkpoint / WEIGHTS_FILE))
     save_file({k: v.to(torch.bfloat16).contiguous() for k, v in sorted(weights.items())}, str(tmp / WEIGHTS),
               metadata={"format": FORMAT})
@@ -183,15 +196,20 @@ def pack(space: SearchSpace, run_dir: str | Path, out: str | Path, *, artifact_i
 
 
 # ---------------------------------------------------------------------------------------------------------- load
-def load_model(space: SearchSpace, path: str | Path | None, dtype: torch.dtype = torch.float32, *,
+def load_model(space: SearchSpace, path: str | Path | None, dtype: torch.dtype | None = None, *,
                merge: bool = True, where: str = "supernet") -> Loaded:
     """The supernet weights ``path`` names: ``None`` the space's base model; an artifact (rebuilt on the base
     model, hashes verified; ``merge=False`` returns the sorted base and the unmerged trained weights); or a
-    ``save_pretrained`` directory (with its ``importance.json`` when it is sorted)."""
-    from nasbench.models import load_base_model
+    ``save_pretrained`` directory (with its ``importance.json`` when it is sorted). ``dtype``: default float32."""
+    import torch
+    from safetensors.torch import load_file
 
+    from nasbench.models import load_base_model
+    from nasbench.supernet.order import apply_order, load_importance
+
+    dtype = torch.float32 if dtype is None else dtype
     if path is None:
-        return Loaded(load_base_model(space.model, dtype=dtype), None, PRETRAINED, space.model.source)
+        return Loaded(load_base_model(space.model, dtype=dtype), None, space.model.source)
     path = Path(path)
     if not path.is_dir():
         raise NasBenchError(where, "no such directory", str(path))
@@ -199,7 +217,7 @@ def load_model(space: SearchSpace, path: str | Path | None, dtype: torch.dtype =
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
-        return Loaded(model, load_importance(path), _directory_id(path), str(path))
+        return Loaded(model, load_importance(path), str(path))
     manifest = read_manifest(path)
     if manifest["space"]["name"] != space.name:
         raise NasBenchError(where, f"the artifact was trained on the space {manifest['space']['name']!r}",
@@ -220,40 +238,28 @@ def load_model(space: SearchSpace, path: str | Path | None, dtype: torch.dtype =
     trainable = {k: v.float() for k, v in load_file(str(path / WEIGHTS)).items()}
     sha = manifest["files"][WEIGHTS]
     if not merge:
-        return Loaded(model.to(dtype), importance, manifest["id"], str(path), sha, trainable, manifest)
-    from nasbench.supernet import Supernet
-    from nasbench.train.lora import apply_lora
+        return Loaded(model.to(dtype), importance, str(path), sha, trainable, manifest)
+    from nasbench.supernet.model import Supernet
+    from nasbench.supernet.lora import apply_lora
 
     training = manifest["training"]
     supernet = apply_lora(Supernet(model, space), int(training["lora_r"]), int(training["lora_alpha"]), 0.0)
     load_trainable(supernet.model, trainable, where=where)
     merged = supernet.model.merge_and_unload()
-    return Loaded(merged.to(dtype).eval(), importance, manifest["id"], str(path), sha, None, manifest)
+    return Loaded(merged.to(dtype).eval(), importance, str(path), sha, None, manifest)
 
 
-@torch.no_grad()
 def load_trainable(model: torch.nn.Module, trainable: dict[str, torch.Tensor], where: str = "supernet") -> None:
     """Copy the artifact's trained weights into ``model`` (a LoRA-wrapped supernet), every name matched."""
+    import torch
+
     params = dict(model.named_parameters())
     missing = sorted(set(trainable) - set(params))
     if missing:
         raise NasBenchError(where, "the artifact's weights do not match the model (unknown parameter)", missing[0])
-    for name, value in trainable.items():
-        if params[name].shape != value.shape:
-            raise NasBenchError(where, f"shape of {name} differs from the model's {tuple(params[name].shape)}",
-                                tuple(value.shape))
-        params[name].copy_(value.to(params[name].dtype))
-
-
-def supernet_id_of(path: str | Path | None) -> str:
-    """The id under which the supernet at ``path`` is stored: ``pretrained``, the artifact's id, or the run's id."""
-    if path is None:
-        return PRETRAINED
-    if is_artifact(path):
-        return str(read_manifest(path, verify=False)["id"])
-    return _directory_id(Path(path))
-
-
-def _directory_id(directory: Path) -> str:
-    """A trained supernet directory's id as its run recorded it (``train.json``), else the directory's name."""
-    return recorded_supernet_id(directory) or directory.name
+    with torch.no_grad():
+        for name, value in trainable.items():
+            if params[name].shape != value.shape:
+                raise NasBenchError(where, f"shape of {name} differs from the model's {tuple(params[name].shape)}",
+                                    tuple(value.shape))
+            params[name].copy_(value.to(params[name].dtype))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasbench.supernet import Supernet
+from nasbench.supernet.model import Supernet
 from nasbench.supernet.modules import ElasticLinear, select
 
 __all__ = ["ElasticLoraA", "ElasticLoraB", "apply_lora", "make_lora_elastic", "lora_targets"]

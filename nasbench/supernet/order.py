@@ -21,8 +21,9 @@ from torch import nn
 
 from nasbench.families import Family, family_of_model_type
 from nasbench.families import family as family_entry
+from nasbench.supernet._files import IMPORTANCE_FILE
 
-__all__ = ["Importance", "apply_order", "sub_network_indices", "family_of", "model_family", "decoder_layers",
+__all__ = ["IMPORTANCE_FILE", "Importance", "load_importance", "apply_order", "sub_network_indices", "family_of", "model_family", "decoder_layers",
            "attn_out", "mlp_out"]
 
 
@@ -210,3 +211,13 @@ def sub_network_indices(importance: Importance, arch: dict[str, Any], family: st
     if not follows:
         out["kv_groups"] = kv_groups
     return out
+
+
+def load_importance(directory: str | Path) -> Importance | None:
+    """The importance saved with a sorted supernet in ``directory``, or ``None`` for a directory without one."""
+    path = Path(directory) / IMPORTANCE_FILE
+    if not path.is_file():
+        return None
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    keys = Importance.__dataclass_fields__
+    return Importance(**{k: v for k, v in payload.items() if k in keys})

@@ -4,7 +4,6 @@
 - :mod:`~nasbench.train.strategies`: the sub-network samplers (``standard``, ``random``, ``sandwich``,
   ``grid-params``, ``importance-*``);
 - :mod:`~nasbench.train.distill`: the distillation losses;
-- :mod:`~nasbench.train.lora`: peft LoRA whose adapters slice with the active sub-network;
 - :mod:`~nasbench.train.data`: Alpaca / plain-text rows and their resumable order;
 - :mod:`~nasbench.train.step`: one step's pieces (LM loss, the picks' forward + backward, the frozen teacher, the
   trainable supernet);
@@ -12,7 +11,7 @@
 - :mod:`~nasbench.train.checkpoint`: a run's files (``train.json``, resumable checkpoints, the curve's name);
 - :mod:`~nasbench.train.curve`: the recovery curve;
 - :mod:`~nasbench.train.loop`: :func:`train`, the driver;
-- :mod:`~nasbench.train.artifact`: a trained supernet packed as a small artifact;
+- :mod:`~nasbench.train.standalone`: :func:`recover_arch`, one sub-network distilled alone with a token budget;
 - :mod:`~nasbench.train.bench`: :func:`bench_train` (a sandwich step vs the same sub-networks trained dense).
 """
 
@@ -26,12 +25,12 @@ from nasbench.train.config import (IMPORTANCE_STRATEGIES, KD_LOSSES, PEFT_MODES,
 _LAZY = {
     "bench_train": "nasbench.train.bench",
     "distill_loss": "nasbench.train.distill",
-    "apply_lora": "nasbench.train.lora",
-    "make_lora_elastic": "nasbench.train.lora",
     "TrainResult": "nasbench.train.loop",
     "lm_loss": "nasbench.train.loop",
     "train": "nasbench.train.loop",
     "Pick": "nasbench.train.strategies",
+    "Recovered": "nasbench.train.standalone",
+    "recover_arch": "nasbench.train.standalone",
     "Sampler": "nasbench.train.strategies",
     "make_sampler": "nasbench.train.strategies",
 }
@@ -53,9 +52,9 @@ __all__ = [
     "PEFT_MODES",
     "distill_loss",
     "lm_loss",
-    "apply_lora",
-    "make_lora_elastic",
     "Pick",
+    "Recovered",
+    "recover_arch",
     "Sampler",
     "make_sampler",
 ]

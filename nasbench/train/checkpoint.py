@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,29 +25,19 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nasbench.errors import NasBenchError
+from nasbench.supernet.artifact import CHECKPOINTS, CURVE_FILE, RUN_FILE, STATE_FILE, WEIGHTS_FILE, checkpoints
 from nasbench.train.config import TrainConfig, config_from_dict
 from nasbench.train.parallel import Procs
 
 __all__ = ["RUN_FILE", "CHECKPOINTS", "STATE_FILE", "CURVE_FILE", "WEIGHTS_FILE", "Checkpoint", "checkpoints",
-           "write_checkpoint", "read_checkpoint", "supernet_id", "write_run_file", "recorded_supernet_id",
-           "resumed_config", "atomic_write"]
+           "write_checkpoint", "read_checkpoint", "make_run_id", "write_run_file", "resumed_config", "atomic_write"]
 
-#: Written in ``out``: the run's identity and config (what ``resume`` checks).
-RUN_FILE = "train.json"
-#: Checkpoints live in ``out/CHECKPOINTS/step-NNNNNN``.
-CHECKPOINTS = "checkpoints"
-#: A checkpoint's non-tensor state (JSON); tensors are in ``*.safetensors`` beside it.
-STATE_FILE = "state.json"
-#: A checkpoint's trainable weights.
-WEIGHTS_FILE = "trainable.safetensors"
-#: The recovery curve: one JSON line per probe arch and evaluation.
-CURVE_FILE = "curve.jsonl"
 #: Options a resumed run may change; any other given option must equal the stored one.
 RESUMABLE = ("steps", "stop_at", "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "eval_every")
 
 
 # ------------------------------------------------------------------------------------------------------ run record
-def supernet_id(identity: dict[str, Any], config: TrainConfig) -> str:
+def make_run_id(identity: dict[str, Any], config: TrainConfig) -> str:
     """The run's id: space, strategy, KD and PEFT, and a hash of its identity and config."""
     payload = json.dumps({"identity": identity, "config": config.to_dict()}, sort_keys=True)
     digest = hashlib.sha256(payload.encode()).hexdigest()[:8]
@@ -57,18 +46,6 @@ def supernet_id(identity: dict[str, Any], config: TrainConfig) -> str:
 
 def write_run_file(out: Path, record: dict[str, Any]) -> None:
     atomic_write(out / RUN_FILE, json.dumps(record, indent=2) + "\n")
-
-
-def recorded_supernet_id(directory: Path) -> str | None:
-    """The id a run in ``directory`` recorded in its :data:`RUN_FILE`, None when there is none (or it is unreadable)."""
-    run = directory / RUN_FILE
-    if not run.is_file():
-        return None
-    try:
-        recorded = json.loads(run.read_text(encoding="utf-8")).get("supernet_id")
-    except (ValueError, AttributeError):
-        return None
-    return recorded if isinstance(recorded, str) and recorded else None
 
 
 def resumed_config(run_file: Path, identity: dict[str, Any], explicit: dict[str, Any]) -> tuple[TrainConfig, str]:
@@ -97,15 +74,6 @@ def resumed_config(run_file: Path, identity: dict[str, Any], explicit: dict[str,
 
 
 # ----------------------------------------------------------------------------------------------------- checkpoints
-def checkpoints(out: Path) -> list[Path]:
-    """Complete checkpoints (renamed from their temporary directory), oldest first."""
-    root = out / CHECKPOINTS
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"step-\d{6,}", p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
-
-
 def write_checkpoint(out: Path, procs: Procs, state: dict[str, Any], params: list[tuple[str, torch.Tensor]],
                      optimizer: torch.optim.Optimizer, keep: int) -> Path:
     """Write ``out/checkpoints/step-<state["step"]>`` (every process its RNG states, rank 0 the rest) and keep the

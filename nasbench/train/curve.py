@@ -77,10 +77,8 @@ class RecoveryCurve:
 
     def probes(self) -> list[tuple[str, dict[str, Any] | None]]:
         """The curve's archs: ``eval_archs`` (role ``probe<i>``), else the full model and the smallest admitted."""
-        from nasbench.train.strategies import smallest_admitted
-
         if self.config.eval_archs is None:
-            return [("full", None), ("smallest", smallest_admitted(self.space))]
+            return [("full", None), ("smallest", self.space.smallest_admitted())]
         path = Path(self.config.eval_archs)
         try:
             lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]

@@ -26,11 +26,11 @@ from tqdm.auto import tqdm
 
 from nasbench.allocator import freed_memory_kept
 from nasbench.errors import NasBenchError, check_choice
-from nasbench.importance import IMPORTANCE_FILE, Importance, load_importance
+from nasbench.supernet.order import IMPORTANCE_FILE, Importance, load_importance
 from nasbench.space import SearchSpace
-from nasbench.supernet import Supernet
+from nasbench.supernet import Supernet, SupernetRef
 from nasbench.train.checkpoint import (CHECKPOINTS, CURVE_FILE, RUN_FILE, STATE_FILE, checkpoints, read_checkpoint,
-                                       resumed_config, supernet_id, write_checkpoint, write_run_file)
+                                       make_run_id, resumed_config, write_checkpoint, write_run_file)
 from nasbench.train.config import IMPORTANCE_STRATEGIES, KD_LOSSES, PEFT_MODES, STRATEGIES, TrainConfig, make_config
 from nasbench.train.curve import RecoveryCurve
 from nasbench.train.data import TrainData, build_data
@@ -94,16 +94,16 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
     check_choice("strategy", strategy, STRATEGIES)
     check_choice("kd", kd, KD_LOSSES)
     check_choice("peft", peft, PEFT_MODES)
+    resumed = None
     if resume_from is not None:
-        from nasbench.train.artifact import is_artifact, read_manifest
-
-        if not is_artifact(resume_from):
+        resumed = SupernetRef.at(resume_from) if Path(resume_from).is_dir() else None
+        if resumed is None or resumed.kind != "artifact":
             raise NasBenchError("resume_from", "must be a supernet artifact directory (with manifest.json, written "
                                                "by nasbench pack)", str(resume_from))
         if sorted_supernet is not None and Path(sorted_supernet).resolve() != Path(resume_from).resolve():
             raise NasBenchError("sorted_supernet", "resume_from brings its own sorted supernet; leave it out",
                                 str(sorted_supernet))
-        if read_manifest(resume_from)["training"]["peft"] != peft:
+        if (resumed.manifest or {})["training"]["peft"] != peft:
             raise NasBenchError("peft", "must be the artifact's (lora)", peft)
         sorted_supernet = resume_from
     if strategy in IMPORTANCE_STRATEGIES and sorted_supernet is None:
@@ -132,8 +132,8 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
         raise NasBenchError("sorted_supernet", "no such directory", str(sorted_dir))
     identity = {"space": space.name, "space_hash": space.hash, "strategy": strategy, "kd": kd, "peft": peft,
                 "preset": preset, "sorted_supernet": None if sorted_dir is None else str(sorted_dir.resolve())}
-    if resume_from is not None:
-        identity["resume_from"] = read_manifest(resume_from, verify=False)["files"]["trainable.safetensors"]
+    if resumed is not None:
+        identity["resume_from"] = resumed.fingerprint  # the artifact's trained weights' sha256
     run_file = out / RUN_FILE
     if resume and run_file.is_file():
         config, run_id = resumed_config(run_file, identity, explicit)
@@ -141,7 +141,7 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
         if run_file.is_file() and checkpoints(out):
             raise NasBenchError("out", "holds a training run already: resume it (resume=True), or choose another "
                                        "directory", str(out))
-        run_id = supernet_id(identity, config)
+        run_id = make_run_id(identity, config)
     run = _Run(space, config, identity, run_id, out, db, sorted_dir, data_dir, progress)
     run.deadline = deadline
     return run.fit(resume)
@@ -149,10 +149,10 @@ def train(space: SearchSpace, *, strategy: str, kd: str, peft: str, preset: str,
 
 # ---------------------------------------------------------------------------------------------------------- a run
 class _Run:
-    def __init__(self, space: SearchSpace, config: TrainConfig, identity: dict[str, Any], supernet_id: str,
+    def __init__(self, space: SearchSpace, config: TrainConfig, identity: dict[str, Any], run_id: str,
                  out: Path, db: str | Path | None, sorted_dir: Path | None, data_dir: str | Path | None,
                  progress: bool) -> None:
-        self.space, self.config, self.identity, self.supernet_id = space, config, identity, supernet_id
+        self.space, self.config, self.identity, self.supernet_id = space, config, identity, run_id
         self.out, self.db, self.sorted_dir, self.progress = out, db, sorted_dir, progress
         self.data_dir = data_dir
         self.procs = processes()
@@ -181,7 +181,7 @@ class _Run:
                                                         lora_dropout=config.lora_dropout,
                                                         train_norms=config.train_norms)
         if self.resume_weights is not None:
-            from nasbench.train.artifact import load_trainable
+            from nasbench.supernet.artifact import load_trainable
 
             load_trainable(self.supernet.model, self.resume_weights, where="resume_from")
         self.supernet.to(self.procs.device)
@@ -217,10 +217,9 @@ class _Run:
 
         if self.sorted_dir is None:
             return Supernet(load_base_model(self.space.model, dtype=torch.float32), self.space)
-        from nasbench.train.artifact import is_artifact, load_model
-
-        if is_artifact(self.sorted_dir):  # --resume-from: the sorted base rebuilt, the adapters loaded after LoRA
-            loaded = load_model(self.space, self.sorted_dir, merge=False, where="resume_from")
+        ref = SupernetRef.at(self.sorted_dir)
+        if ref.kind == "artifact":  # --resume-from: the sorted base rebuilt, the adapters loaded after LoRA
+            loaded = ref.load(self.space, merge=False, where="resume_from")
             self.importance, self.resume_weights = loaded.importance, loaded.trainable
             return Supernet(loaded.model, self.space)
         self.importance = load_importance(self.sorted_dir)

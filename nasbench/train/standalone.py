@@ -1,4 +1,4 @@
-"""Recovery of one sliced model with a fixed token budget: the ``sliced-recovered`` baseline.
+"""One sliced model distilled alone with a fixed token budget: a standalone model (the ``sliced-recovered`` baseline).
 
 The same recovery as the supernet's (the ``recovery`` preset of :mod:`nasbench.train.config`: forward-KL logit
 distillation from the frozen full model, LoRA r=32 alpha 32 plus the norm weights, no dropout, rows of the space's

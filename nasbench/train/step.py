@@ -16,7 +16,7 @@ from nasbench.supernet import Supernet
 from nasbench.supernet.modules import ElasticLayerNorm, ElasticLinear, ElasticRMSNorm
 from nasbench.train.data import IGNORE_INDEX
 from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets, student_loss, summed_cross_entropy
-from nasbench.train.lora import apply_lora
+from nasbench.supernet.lora import apply_lora
 from nasbench.train.strategies import Pick, sub_network_kwargs
 
 __all__ = ["lm_loss", "run_picks", "teacher_forward", "prepare_trainable", "frozen_linears_to_bf16", "loss_keys",

@@ -22,7 +22,6 @@ the layers a sub-network keeps (the sorted supernet's layer ranking, see :func:`
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -37,7 +36,7 @@ from nasbench.supernet.modules import ElasticEmbedding, ElasticLinear
 from nasbench.train.config import STRATEGIES, TrainConfig
 
 __all__ = ["Pick", "Sampler", "StandardSampler", "RandomSampler", "SandwichSampler", "GridParamsSampler",
-           "CalibrateMagSampler", "make_sampler", "smallest_admitted", "sub_network_kwargs", "mean_abs_weight"]
+           "CalibrateMagSampler", "make_sampler", "sub_network_kwargs", "mean_abs_weight"]
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ class SandwichSampler(Sampler):
     def __init__(self, space: SearchSpace, seed: int = 0, k: int = 2) -> None:
         super().__init__(space, seed)
         self.k = k
-        self.largest, self.smallest = space.largest(), smallest_admitted(space)
+        self.largest, self.smallest = space.largest(), space.smallest_admitted()
 
     def step(self) -> list[Pick]:
         return [Pick("largest", self.largest), Pick("smallest", self.smallest), *self._middle()]
@@ -161,16 +160,6 @@ class CalibrateMagSampler(GridParamsSampler):
 
     def _from_bin(self, j: int) -> dict[str, Any]:
         return self.chosen[j]
-
-
-def smallest_admitted(space: SearchSpace, draws: int = 4_000) -> dict[str, Any]:
-    """The smallest arch the space admits: :meth:`SearchSpace.smallest` when no ``min_params`` bounds it from below,
-    else the fewest-params arch among ``draws`` seeded samples (the sandwich's lower slice must be a network of the
-    space, e.g. the 40% one of a space that starts at 40%)."""
-    if space.constraints.min_params is None:
-        return space.smallest()
-    archs = space.sample(draws, seed=0)
-    return min(archs, key=lambda a: (space.params(a), json.dumps(a, sort_keys=True)))
 
 
 def sub_network_kwargs(arch: Mapping[str, Any], importance: Importance | None) -> dict[str, Any]:

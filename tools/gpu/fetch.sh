@@ -4,7 +4,7 @@
 # DIR: the output folder of `remote.sh train` (NASBENCH_GPU_OUT there, default gpu-out/), copied back from the GPU
 # machine. Checks every part against SHA256SUMS, joins them,
 # unpacks the artifact to results/supernets/<id>/ (its manifest's sha256 of every file checked with
-# nasbench.train.artifact.read_manifest), keeps timing.json, run-curve.jsonl and the tail of train.log in
+# nasbench.supernet.artifact.read_manifest), keeps timing.json, run-curve.jsonl and the tail of train.log in
 # results/gpu-runs/<id>/, and prints how to profile it.
 set -euo pipefail
 DIR=${1:?usage: fetch.sh DIR [--force]}

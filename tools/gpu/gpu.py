@@ -608,7 +608,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             shutil.rmtree(tmp)
             raise SystemExit(f"gpu: {final} exists (pass --force to replace it)")
         tar.extractall(tmp / "x", filter="data") if sys.version_info >= (3, 12) else tar.extractall(tmp / "x")
-    from nasbench.train.artifact import read_manifest
+    from nasbench.supernet.artifact import read_manifest
 
     manifest = read_manifest(tmp / "x" / name)
     if manifest["id"] != name:

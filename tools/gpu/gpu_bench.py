@@ -83,11 +83,11 @@ def make_plan(space_path: str, artifact: str, db: str, *, shards: str | None = N
     from nasbench.profile.accuracy import PRIMARY_METRIC
     from nasbench.profile.build import plan_archs
     from nasbench.space import arch_id, load_space
-    from nasbench.train.artifact import read_manifest, supernet_id_of
-    from nasbench.train.strategies import smallest_admitted
+    from nasbench.supernet import SupernetRef
+    from nasbench.supernet.artifact import read_manifest
 
     space = load_space(space_path)
-    art_id = supernet_id_of(artifact)
+    art_id = SupernetRef.resolve(artifact).id
     manifest = read_manifest(artifact)
     sources = [Path(db)] if Path(db).is_file() else []
     if shards:
@@ -100,7 +100,7 @@ def make_plan(space_path: str, artifact: str, db: str, *, shards: str | None = N
         keys |= k
         supernets |= s
         stored.update(a)
-    archs = [space.largest(), smallest_admitted(space)]
+    archs = [space.largest(), space.smallest_admitted()]
     if arch_files is None:  # the fronts committed for this artifact, as the CPU build's --archs (after the bands)
         arch_files = tuple(str(p) for p in sorted((Path("results/fronts") / art_id).glob("*.jsonl")))
     archs += plan_archs(space, total=total, seed=seed, grid=grid, grid_bins=grid_bins, bands=tuple(map(Path, bands)),
@@ -338,15 +338,15 @@ def cmd_run(args: Any) -> int:
             continue
         start = time.time()
         try:
-            supernet_dir = {"artifact": artifact, "pretrained": None}.get(p["supernet"])
+            weights = {"artifact": artifact, "pretrained": None}.get(p["supernet"])
             if p["supernet"] == "sorted":
-                supernet_dir = _materialize_sorted(space, artifact, stage / "sorted")
+                weights = _materialize_sorted(space, artifact, stage / "sorted")
             config = ProfileConfig(n=0, archs=tuple(p["archs"]), endpoints=False, metrics=tuple(p["metrics"]),
                                    tasks=tuple(p["tasks"]) or ProfileConfig.tasks, limit_items=p["limit_items"],
                                    ppl_tokens=plan["config"]["ppl_tokens"], seq_len=plan["config"]["seq_len"],
                                    dtype=plan["config"]["dtype"], batch_size=p["batch_size"], device=device,
                                    deadline=deadline)
-            summary = profile(space, rows, config, supernet_dir=supernet_dir, data_dir=data_dir,
+            summary = profile(space, rows, config, supernet=weights, data_dir=data_dir,
                               progress=args.progress)
             entry.update(measured=summary.profiled, rows=summary.rows,
                          stopped=summary.stopped, supernet_id=summary.supernet_id)

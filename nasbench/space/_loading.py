@@ -1,5 +1,5 @@
-"""Loading a space: the YAML document (read and merged by :mod:`~nasbench.space.yaml_io`) checked key by key into a
-:class:`~nasbench.space.searchspace.SearchSpace`; every error names file:key, the rule and the value."""
+"""Loading a space: the YAML document (read and merged by :mod:`~nasbench.space._yaml_io`) checked key by key into a
+:class:`~nasbench.space.SearchSpace`; every error names file:key, the rule and the value."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from nasbench.errors import InvalidSpaceError, one_of
 from nasbench.families import FAMILIES
 from nasbench.metrics import OBJECTIVE_METRICS, TASK_METRICS, is_maximized
 from nasbench.metrics import unit as metric_unit
-from nasbench.space.sampling import MAX_ENUMERATION as _MAX_ENUMERATION
+from nasbench.space._searchspace import MAX_ENUMERATION, SearchSpace
+from nasbench.space._yaml_io import MAX_FILE_BYTES, read_merged, yaml_mapping
 from nasbench.space.schema import (DIMENSIONS, KINDS, PER_LAYER_DIMENSIONS, Constraints, DataSource, Dimension,
                                    ModelReference, ModelSpec, Objective)
-from nasbench.space.searchspace import SearchSpace
-from nasbench.space.yaml_io import MAX_FILE_BYTES, read_merged, yaml_mapping
 
 __all__ = ["load_space", "parse_space", "METRICS"]
 
@@ -324,7 +323,7 @@ def _check_satisfiable(r: _Reader, space: SearchSpace) -> None:
     if space.params(large) > _INT64_MAX:
         raise r.fail("model.reference", "the largest arch's parameter count must fit in 64 bits", space.params(large))
     if (c.min_params is not None or c.max_params is not None) and not space.per_layer \
-            and space.cardinality() <= _MAX_ENUMERATION * 5:
+            and space.cardinality() <= MAX_ENUMERATION * 5:
         # exact: enumerate every combination (vectorised) and ask whether any meets the structural rules and the
         # constraints; larger spaces are left to sampling, which gives up after a bounded run of misses
         if not _any_valid(space):
