@@ -28,7 +28,7 @@ _LAZY = {
     "tiny_space": "nasbench.models",
     "Importance": "nasbench.importance",
     "sort_model": "nasbench.importance",
-    "run_rpd": "nasbench.rpd",
+    "run_rpd": "nasbench.importance",
     "bench_slicing": "nasbench.bench",
     "bench_importance": "nasbench.bench",
     "perplexity": "nasbench.perplexity",

@@ -20,7 +20,8 @@ from nasbench.lazy import lazy_getattr
 
 _HOMES = {
     "nasbench.baselines.methods": ("METHODS", "SLICED", "default_protocol"),
-    "nasbench.baselines.runner": ("BaselineConfig", "BaselineSummary", "baseline_id", "check_band", "run_baseline"),
+    "nasbench.baselines._config": ("BaselineConfig",),
+    "nasbench.baselines._baseline": ("BaselineSummary", "baseline_id", "check_band", "run_baseline"),
     "nasbench.baselines.magnitude": ("magnitude_prune",),
     "nasbench.baselines.wanda": ("wanda_prune", "wanda_scores"),
     "nasbench.baselines.sparsegpt": ("sparsegpt_prune", "sparsegpt_weight"),

@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
+from nasbench.baselines._config import BaselineConfig
 from nasbench.baselines.methods import SLICED
 from nasbench.baselines.prune import pruned_model
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet.ref import SupernetRef
-
-if TYPE_CHECKING:
-    from nasbench.baselines.runner import BaselineConfig
 
 __all__ = ["Builder"]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from nasbench.baselines.methods import GROUPS
 from nasbench.errors import NasBenchError, one_of
-from nasbench.profile.runner import ProfileConfig
+from nasbench.profile import ProfileConfig
 from nasbench.space import SearchSpace
 
 __all__ = ["measure_group"]

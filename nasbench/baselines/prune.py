@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from nasbench.baselines._config import BaselineConfig
 from nasbench.errors import NasBenchError
 from nasbench.space import SearchSpace
 from nasbench.supernet.ref import SupernetRef
 
-if TYPE_CHECKING:
-    from nasbench.baselines.runner import BaselineConfig
-
 __all__ = ["pruned_model"]
 
 
-def pruned_model(space: SearchSpace, config: "BaselineConfig", supernet: SupernetRef, data_dir: Path | None,
+def pruned_model(space: SearchSpace, config: BaselineConfig, supernet: SupernetRef, data_dir: Path | None,
             progress: bool, tokenizer: Any) -> tuple[Any, float]:
     """The pruned float32 model and the pruning seconds."""
     from tqdm.auto import tqdm

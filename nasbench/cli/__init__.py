@@ -2,8 +2,9 @@
 
 One module per group of verbs: ``space`` (validate, show, sample), ``supernet`` (importance, export, train, pack),
 ``profile`` (profile, tasks, merge, publish, sql), ``baseline`` (the pruning baselines), ``bench`` (the
-measurements), ``benchmark`` (fit, query, compare, pareto), ``run`` (the whole pipeline of a preset). Bad input ends
-with one line ``nasbench: error: <where>: <rule> (got <value>)`` on stderr and exit code 2.
+measurements and the RPD study), ``query`` (fit, query, compare, pareto; bench query, bench compare), ``report``,
+``run`` (the whole pipeline of a preset). Bad input ends with one line ``nasbench: error: <where>: <rule> (got
+<value>)`` on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import sys
 from typing import Sequence
 
-from nasbench.cli import baseline, bench, benchmark, profile, report, run, space, supernet
+from nasbench.cli import baseline, bench, profile, query, report, run, space, supernet
 from nasbench.cli._common import EXIT_USAGE, Parser, UsageError, csv_list, normalize
 from nasbench.errors import NasBenchError
 
@@ -28,14 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_verbs(verbs)
     baseline.add_verbs(verbs)
     bench_verbs = bench.add_verbs(verbs)
-    benchmark.add_verbs(verbs)
-    benchmark.add_bench_verbs(bench_verbs)
+    query.add_verbs(verbs)
+    query.add_bench_verbs(bench_verbs)
     profile.add_sql_verb(verbs)
     report.add_verbs(verbs)
     run.add_verbs(verbs)
-    # `importance rpd` is reached through `importance`: keep its internal name out of the verb list
-    verbs._choices_actions = [a for a in verbs._choices_actions if a.dest != "importance-rpd"]
-    verbs.metavar = "{" + ",".join(a.dest for a in verbs._choices_actions) + "}"
     return parser
 
 
@@ -78,8 +76,6 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["importance", "rpd"]:  # `importance rpd` is a verb of its own beside `importance SPACE`
-        argv = ["importance-rpd", *argv[2:]]
     parser = build_parser()
     args = None
     try:

@@ -1,4 +1,5 @@
-"""``nasbench bench ...``: the measurements that end with one JSON line of figures."""
+"""``nasbench bench ...``: the measurements that end with one JSON line of figures (the RPD study too: its table,
+then its line)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from nasbench.cli._common import DATA_DIR_HELP, Parser, add_supernet_flag, csv_list, given, read_arch_lines
+from nasbench.cli._common import DATA_DIR_HELP, Parser, add_supernet_flag, csv_list, given, positive, read_arch_lines
 from nasbench.errors import NasBenchError, check_each
 
 
@@ -34,10 +35,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = bench.bench_accuracy(space, arch=archs[0] if archs else None, supernet=args.supernet,
                                       data_dir=data.data_dir(args.data_dir), tasks=tasks, **given(args, "items"))
     elif args.what == "train":
-        from nasbench.train import bench_train
-
-        result = bench_train(space, dense=not args.no_dense,
-                             **given(args, "batch_size", "seq_len", "precision", "peft", "kd", "repeats"))
+        result = bench.bench_train(space, dense=not args.no_dense,
+                                   **given(args, "batch_size", "seq_len", "precision", "peft", "kd", "repeats"))
     else:
         from nasbench import data
 
@@ -50,6 +49,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def add_verbs(verbs: Any) -> Any:
     """The ``bench`` verb and its model-side measurements; returns its sub-verbs for the benchmark-side ones. A flag
     left out takes the measuring function's own default (one source; the parser imports none of them)."""
+    # the names and defaults without torch (the measuring code loads when the verb runs)
+    from nasbench.importance import LAYER_SCHEMES, SCHEMES, STUDY_TOKENS
     from nasbench.train.config import KD_LOSSES, PEFT_MODES, PRECISIONS
 
     bench = verbs.add_parser("bench", help="measurements that end with one JSON line of figures")
@@ -109,6 +110,21 @@ def add_verbs(verbs: Any) -> Any:
     p.add_argument("--space", required=True, help="space name")
     p.add_argument("--metrics", required=True, help="comma list, e.g. latency_wall_ms,latency_rel")
     p.set_defaults(func=_cmd_retest)
+    p = bench_verbs.add_parser("rpd", help="the RPD study: perplexity of prefix sub-networks before and after "
+                                           "importance sorting, per scheme (what `nasbench importance` buys)")
+    p.add_argument("spaces", nargs="+", metavar="SPACE", help="spaces sharing one base model")
+    p.add_argument("--n", type=int, default=200, help="archs per space (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tokens", type=int, default=STUDY_TOKENS,
+                   help=f"calibration token budget (default {STUDY_TOKENS})")
+    p.add_argument("--ppl-tokens", type=int, default=1024,
+                   help="WikiText-2 test tokens per perplexity (default 1024)")
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--schemes", nargs="+", choices=SCHEMES, default=list(SCHEMES))
+    p.add_argument("--layers", nargs="+", choices=LAYER_SCHEMES, default=list(LAYER_SCHEMES))
+    p.add_argument("--db", help="store per-arch perplexities in this DuckDB file")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
+    p.set_defaults(func=_cmd_rpd)
     return bench_verbs
 
 
@@ -127,11 +143,28 @@ def _cmd_latency_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rpd(args: argparse.Namespace) -> int:
+    from nasbench import data
+    from nasbench.importance import run_rpd
+    from nasbench.space import load_space
+
+    spaces = [load_space(p) for p in args.spaces]
+    positive("--n", args.n)
+    positive("--tokens", args.tokens)
+    result = run_rpd(spaces, n=args.n, seed=args.seed, tokens=args.tokens, ppl_tokens=args.ppl_tokens,
+                     seq_len=args.seq_len, schemes=args.schemes, layer_schemes=args.layers,
+                     data_dir=data.data_dir(args.data_dir), db=args.db)
+    print(result.table())
+    print(json.dumps({"bench": "rpd", "rpd": result.rpd, "n": args.n, "tokens": args.tokens,
+                      "ppl_tokens": args.ppl_tokens, "seconds": round(result.seconds, 1)}))
+    return 0
+
+
 def _cmd_retest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from nasbench.stats import agreement
-    from nasbench.store.report import paired_values
+    from nasbench.store import paired_values
 
     for flag, path in (("DB", args.db), ("OTHER_DB", args.other)):
         if not Path(path).is_file():

@@ -14,7 +14,7 @@ from nasbench.errors import NasBenchError
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from nasbench import data
-    from nasbench.profile.runner import parse_shard, profile
+    from nasbench.profile import parse_shard, profile
     from nasbench.space import load_space
 
     space = load_space(args.space)
@@ -111,7 +111,7 @@ def _protocol_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _protocol(args: argparse.Namespace, **fields: Any) -> Any:
-    from nasbench.profile.runner import ProfileConfig
+    from nasbench.profile import ProfileConfig
 
     return ProfileConfig(metrics=tuple(csv_list(args.metrics)), tasks=tuple(csv_list(args.tasks)),
                          limit_items=args.limit_items, ppl_tokens=args.ppl_tokens, seq_len=args.seq_len,

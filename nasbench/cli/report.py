@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from nasbench.errors import NasBenchError
 
@@ -54,7 +55,7 @@ def _newest_curve(space: str) -> Path | None:
     return best
 
 
-def add_verbs(verbs: argparse._SubParsersAction) -> None:
+def add_verbs(verbs: Any) -> None:
     p = verbs.add_parser("report", help="REPORT.md + figures (and the README's generated blocks) from the DB")
     p.add_argument("space", metavar="SPACE")
     p.add_argument("--db", required=True, help="the benchmark DB")
@@ -66,7 +67,7 @@ def add_verbs(verbs: argparse._SubParsersAction) -> None:
                    help="another recovery run's curve.jsonl on the same probes, compared at equal tokens (repeatable; "
                         "default: results/curves/<space>-*/curve.jsonl)")
     p.add_argument("--runs-db", metavar="DB", help="the optimizer comparison's runs DB (adds its significance section)")
-    p.add_argument("--rpd-db", metavar="DB", help="the RPD study's DB (`nasbench importance rpd`; adds S1's numbers)")
+    p.add_argument("--rpd-db", metavar="DB", help="the RPD study's DB (`nasbench bench rpd`; adds S1's numbers)")
     p.add_argument("--history-db", metavar="DB", action="append",
                    help="an earlier benchmark DB of the space whose supernets S2-S4 also compare (repeatable)")
     p.add_argument("--readme", metavar="FILE", help="also rewrite this file's `<!-- nasbench report: NAME -->` blocks")

@@ -1,4 +1,4 @@
-"""The verbs that make and move supernets: ``importance`` (and ``importance rpd``), ``export``, ``train``, ``pack``."""
+"""The verbs that make and move supernets: ``importance``, ``export``, ``train``, ``pack``."""
 
 from __future__ import annotations
 
@@ -33,23 +33,6 @@ def _cmd_importance(args: argparse.Namespace) -> int:
     order = importance.layer_order()
     print(f"sorted supernet -> {args.out} ({args.scheme}, {args.layers}, {importance.tokens} calibration tokens)")
     print(f"layers, most important first: {order}")
-    return 0
-
-
-def _cmd_importance_rpd(args: argparse.Namespace) -> int:
-    from nasbench import data
-    from nasbench.rpd import run_rpd
-    from nasbench.space import load_space
-
-    spaces = [load_space(p) for p in args.spaces]
-    positive("--n", args.n)
-    positive("--tokens", args.tokens)
-    result = run_rpd(spaces, n=args.n, seed=args.seed, tokens=args.tokens, ppl_tokens=args.ppl_tokens,
-                     seq_len=args.seq_len, schemes=args.schemes, layer_schemes=args.layers,
-                     data_dir=data.data_dir(args.data_dir), db=args.db)
-    print(result.table())
-    print(json.dumps({"bench": "rpd", "rpd": result.rpd, "n": args.n, "tokens": args.tokens,
-                      "ppl_tokens": args.ppl_tokens, "seconds": round(result.seconds, 1)}))
     return 0
 
 
@@ -187,11 +170,11 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 def add_verbs(verbs: Any) -> None:
     # the names and sort_model's defaults without torch (the scoring code loads when the verb runs)
-    from nasbench.importance_schemes import (DEFAULT_LAYER_SCHEME, DEFAULT_SCHEME, LAYER_SCHEMES, SCHEMES,
-                                             SORT_SEQ_LEN, SORT_TOKENS, STUDY_TOKENS)
+    from nasbench.importance import (DEFAULT_LAYER_SCHEME, DEFAULT_SCHEME, LAYER_SCHEMES, SCHEMES, SORT_SEQ_LEN,
+                                     SORT_TOKENS)
 
     p = verbs.add_parser("importance", help="score and sort heads, neurons, channels and layers; save the sorted "
-                                            "supernet (`nasbench importance rpd ...`: the RPD study)")
+                                            "supernet (`nasbench bench rpd ...`: what sorting buys, the RPD study)")
     p.add_argument("space", metavar="SPACE")
     p.add_argument("--scheme", choices=SCHEMES, default=DEFAULT_SCHEME,
                    help=f"<batch>-<sequence> aggregation of activations (default {DEFAULT_SCHEME}, the seed's best)")
@@ -202,21 +185,6 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--db", help="record the sorted supernet in this DuckDB file")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.set_defaults(func=_cmd_importance)
-    p = verbs.add_parser("importance-rpd", help="the RPD study")
-    p.prog = "nasbench importance rpd"
-    p.add_argument("spaces", nargs="+", metavar="SPACE", help="spaces sharing one base model")
-    p.add_argument("--n", type=int, default=200, help="archs per space (default 200)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tokens", type=int, default=STUDY_TOKENS,
-                   help=f"calibration token budget (default {STUDY_TOKENS})")
-    p.add_argument("--ppl-tokens", type=int, default=1024,
-                   help="WikiText-2 test tokens per perplexity (default 1024)")
-    p.add_argument("--seq-len", type=int, default=512)
-    p.add_argument("--schemes", nargs="+", choices=SCHEMES, default=list(SCHEMES))
-    p.add_argument("--layers", nargs="+", choices=LAYER_SCHEMES, default=list(LAYER_SCHEMES))
-    p.add_argument("--db", help="store per-arch perplexities in this DuckDB file")
-    p.add_argument("--data-dir", help=DATA_DIR_HELP)
-    p.set_defaults(func=_cmd_importance_rpd)
 
     p = verbs.add_parser("export", help="write a sub-network as a plain HF model directory")
     p.add_argument("space", metavar="SPACE")

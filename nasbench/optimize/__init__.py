@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nasbench.lazy import lazy_getattr
+from nasbench.optimize._tables import write_report
 from nasbench.optimize.compare import (
     CompareSettings,
     RunResult,
@@ -13,7 +14,6 @@ from nasbench.optimize.compare import (
     run_one,
 )
 from nasbench.optimize.methods import METHODS, make_scheduler
-from nasbench.optimize.report import write_report
 
 # the searchers subclass Syne Tune's classes: they load on first use, so the CLI's parser reads METHODS and
 # CompareSettings without Syne Tune

@@ -3,13 +3,13 @@ report, each stage skipped when its inputs are unchanged since it finished and r
 
 - :mod:`~nasbench.pipeline.presets`: :class:`Preset` (what each stage does, as data), ``quick`` and ``full``;
 - :mod:`~nasbench.pipeline.manifest`: the run directory's ``manifest.json`` and the input hashes;
-- :mod:`~nasbench.pipeline.runner`: :func:`run_pipeline`.
+- ``_stages``: :func:`run_pipeline`, the stages in order (:data:`STAGES`).
 """
 
 from __future__ import annotations
 
+from nasbench.pipeline._stages import STAGES, run_pipeline
 from nasbench.pipeline.manifest import RunManifest, code_version
 from nasbench.pipeline.presets import PRESETS, Preset, RunPaths, get_preset
-from nasbench.pipeline.runner import STAGES, run_pipeline
 
 __all__ = ["PRESETS", "Preset", "RunPaths", "get_preset", "RunManifest", "code_version", "STAGES", "run_pipeline"]

@@ -87,8 +87,8 @@ def parse_count(text: str, flag: str) -> int:
 def cost_estimate(space: SearchSpace, *, tokens: Sequence[int], archs: int, config: Any = None,
                   assumptions: CostAssumptions = CostAssumptions()) -> dict[str, Any]:
     """Training GPU-hours per token budget and profiling GPU-hours for ``archs`` archs (``config``: a
-    :class:`nasbench.profile.runner.ProfileConfig`, its defaults when ``None``), with every input stated."""
-    from nasbench.profile.runner import ProfileConfig
+    :class:`nasbench.profile.ProfileConfig`, its defaults when ``None``), with every input stated."""
+    from nasbench.profile import ProfileConfig
 
     config = config or ProfileConfig()
     a = assumptions

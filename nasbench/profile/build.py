@@ -35,7 +35,7 @@ from typing import Any
 
 from nasbench.errors import NasBenchError
 from nasbench.profile.config import ENGINES
-from nasbench.profile.runner import ProfileConfig, profile
+from nasbench.profile._measure import ProfileConfig, profile
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet.ref import SupernetRef
 
@@ -160,7 +160,7 @@ def build(space: SearchSpace, *, supernet: SupernetRef | str | None, db: str | P
 def _held(db: str | Path, space: SearchSpace, supernet: str, chunk: tuple[dict[str, Any], ...],
           config: ProfileConfig) -> bool:
     """Whether ``db`` holds every asked metric of every arch of ``chunk`` (what profiling the shard would add)."""
-    from nasbench.profile.runner import _missing
+    from nasbench.profile._measure import _missing
     from nasbench.store import Store
 
     if not Path(db).is_file():

@@ -1,5 +1,5 @@
 """What a profiling run measures, without torch: the ``--metrics`` vocabulary and :class:`ProfileConfig` (the CLI's
-parser reads its defaults here; :mod:`nasbench.profile.runner` measures with it and re-exports both)."""
+parser reads its defaults here; :func:`nasbench.profile.profile` measures with it; the package exports both)."""
 
 from __future__ import annotations
 

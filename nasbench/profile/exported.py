@@ -28,7 +28,7 @@ def exported_perplexity(space: SearchSpace, model_dir: str | Path, row: dict[str
     from nasbench.models import load_tokenizer
     from nasbench.perplexity import perplexity
     from nasbench.profile.config import ProfileConfig
-    from nasbench.profile.runner import DTYPES
+    from nasbench.profile._measure import DTYPES
 
     extra = row["extra"] if isinstance(row["extra"], dict) else json.loads(row["extra"] or "{}")
     if row["dtype"] not in DTYPES or not extra.get("tokens"):

@@ -1,7 +1,7 @@
 """Profiling rows as JSON lines, for machines without DuckDB (a GPU machine with only the training wheels), and
 their import into a benchmark DB.
 
-:class:`JsonlStore` answers the calls :func:`nasbench.profile.runner.profile` makes on a
+:class:`JsonlStore` answers the calls :func:`nasbench.profile.profile` makes on a
 :class:`nasbench.store.Store` (``add_space``, ``add_supernet``, ``has_supernet``, ``has_measurement``,
 ``count_measurements``, ``add_results``) and appends one line per call instead: each arch's rows are one line,
 flushed and fsynced, so a killed run keeps every arch it finished (a torn last line is skipped on import).

@@ -76,7 +76,7 @@ class OpTable:
     threads: int
     """Torch threads while timing (``torch.get_num_threads()``)."""
     cpu: str
-    """CPU model (:func:`nasbench.profile.runner.machine`)."""
+    """CPU model (:func:`nasbench.profile._measure.machine`)."""
     cpu_flags: str
     gpu: str
     """The GPU's name on a CUDA device, else ``''``."""
@@ -182,9 +182,9 @@ def measure_ops(space: SearchSpace, *, rounds: int = 5, device: str = "cpu", dty
     """Time every op shape of ``space`` (:func:`space_ops`) in both phases on ``device`` in ``dtype``, interleaved
     over ``rounds`` shuffled rounds (see the module docstring). ``context``: the decode step's KV-cache length (136:
     the middle of the benchmark's 16-token decode after its 128-token prompt). ``dtype="auto"``: decided as
-    ``profile`` decides it (:func:`nasbench.profile.runner.resolve`). Uses the process's torch threads."""
+    ``profile`` decides it (:func:`nasbench.profile.resolve`). Uses the process's torch threads."""
     from nasbench.profile.latency import _timed
-    from nasbench.profile.runner import DTYPES, ProfileConfig, machine, resolve
+    from nasbench.profile._measure import DTYPES, ProfileConfig, machine, resolve
 
     for name, value in (("rounds", rounds), ("seq_len", seq_len), ("context", context)):
         if value < 1:

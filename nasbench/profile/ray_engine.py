@@ -1,6 +1,6 @@
 """Profiling on a Ray cluster (``nasbench profile ... --engine ray [--address ADDR]``; ``pip install nasbench[ray]``).
 
-The same archs, rows and resume rules as the in-process runner (:mod:`nasbench.profile.runner`), spread over Ray:
+The same archs, rows and resume rules as the in-process runner (:mod:`nasbench.profile._measure`), spread over Ray:
 
 - one Ray *task* per arch, not an actor per worker: Ray re-runs a task whose worker process or node died
   (``max_retries``), so a ``kill -9`` of a worker loses only its arch in flight, which runs again elsewhere;
@@ -30,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nasbench.errors import NasBenchError
-from nasbench.profile.runner import (Measurer, ProfileConfig, ProfileSummary, _software, advance,
+from nasbench.profile._measure import (Measurer, ProfileConfig, ProfileSummary, _software, advance,
                                      groups_of, plan, resolve, store_rows)
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet.ref import SupernetRef

@@ -41,7 +41,7 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 def _complete(db: str | Path, space: SearchSpace) -> tuple[str, list[str], dict[str, dict[str, dict[str, Any]]]]:
     """The supernet (not a baseline) with the most archs that have ``acc`` on every one of its tasks, those tasks,
     and ``{task: {arch_id: {value, stderr, items}}}`` for those archs."""
-    from nasbench.store.report import coverage, metric_values
+    from nasbench.store import coverage, metric_values
 
     counts: dict[str, dict[str, int]] = {}
     for r in coverage(db, space.name):
@@ -73,7 +73,7 @@ def accuracy_section(db: str | Path, space: SearchSpace, out_dir: str | Path | N
     there (:func:`plot_accuracy`) and its link."""
     from nasbench.metrics import CHANCE
     from nasbench.stats import bootstrap_ci
-    from nasbench.store.report import metric_values
+    from nasbench.store import metric_values
 
     supernet, tasks, rows = _complete(db, space)
     archs = sorted(set.intersection(*(set(r) for r in rows.values()))) if rows else []

@@ -29,8 +29,23 @@ _LATENCY_NOTE = ("CPU latency: wall clock of the dense model as it runs (`latenc
                  "the drift-cancelled `latency_ms` the rest of the benchmark compares on (wall clock drifts with the "
                  "machine: What the benchmark cannot tell); a 2:4 model runs on dense kernels, so its latency is the "
                  "full model's (no sparse speed-up on a CPU).")
-#: The latency NAS and baselines are compared on: the wall clock, the only one the baselines have.
+#: The latency NAS and baselines are compared on when a baseline has only the wall clock.
 LATENCY = "latency_wall_ms"
+#: ... and when every baseline has the drift-cancelled latency (``nasbench baseline --metrics latency_rel``): then
+#: both sides come from one protocol, each model timed alternately with the same full model.
+LATENCY_DRIFT_CANCELLED = "latency_ms"
+_DRIFT_CANCELLED_NOTE = ("CPU latency: the drift-cancelled `latency_ms` on both sides (prefill 1 x 128 tokens, each "
+                         "model timed alternately with the same full model, the ratio times the full model's median "
+                         "time; decode per token with the KV cache is wall clock); a 2:4 model runs on dense kernels, "
+                         "so its latency is the full model's (no sparse speed-up on a CPU).")
+
+
+def _comparison_latency(models: list[dict[str, Any]]) -> tuple[str, str, str]:
+    """(metric, note, words) of the latency NAS and the baselines are compared on: the drift-cancelled one when
+    every baseline model has it, else the wall clock (never one against the other)."""
+    if all(m["values"].get(LATENCY_DRIFT_CANCELLED) is not None for m in models):
+        return LATENCY_DRIFT_CANCELLED, _DRIFT_CANCELLED_NOTE, "drift-cancelled latency"
+    return LATENCY, _LATENCY_NOTE, "wall-clock latency"
 
 
 def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = None) -> str:
@@ -38,7 +53,7 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     then one finding per baseline and trained supernet: does NAS win at matched params, at matched latency (margin
     and a 95% bootstrap interval). With ``out_dir``, the fronts (ppl vs params, ppl vs latency) of the trained
     supernet's measured sub-networks with the baselines beside them (``front-<x>.png``)."""
-    from nasbench.store.report import baseline_rows, metric_values, supernet_rows
+    from nasbench.store import baseline_rows, metric_values, supernet_rows
 
     rows = supernet_rows(db, space.name)
     models = baseline_rows(db, space.name, device="cpu")
@@ -49,9 +64,10 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
             m["values"]["params"] = float(_params_of(space, db, m["arch_id"]))
     full = space.largest()
     full_id, full_params = arch_id(full), space.params(full)
+    lat_metric, lat_note, lat_words = _comparison_latency(models)
     ppl = metric_values(db, space.name, "ppl")
     selection = metric_values(db, space.name, "ppl_selection")
-    latency = metric_values(db, space.name, LATENCY)
+    latency = metric_values(db, space.name, lat_metric)
     decode = metric_values(db, space.name, "decode_ms_per_token")
     pretrained = ppl.get(("pretrained", full_id), {}).get("value")
     trained = [r["id"] for r in rows if r.get("tokens") and not r["id"].startswith("baseline-")]
@@ -59,7 +75,7 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     tasks = sorted({n.removeprefix("acc_") for m in models for n in m["values"]
                     if n.startswith("acc_") and not n.startswith("acc_norm_")})
     acc = _acc_values(db, space, tasks)
-    head = ("| method | params (dense) | non-zero params | CPU wall-clock latency ms | decode ms/token | ppl | "
+    head = (f"| method | params (dense) | non-zero params | CPU {lat_words} ms | decode ms/token | ppl | "
             "/ pretrained full |"
             + "".join(f" {t} acc |" for t in tasks))
     lines = ["Table 1 of the seed rebuilt: perplexity on the first 4,096 WikiText-2 test tokens, lm-eval accuracy "
@@ -74,7 +90,7 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
              "baseline of several archs shows their medians (n archs). NAS rows: the sub-network of a trained "
              "supernet within the parameter share (and at most " f"{MAX_SHARE:.0%}" " of the full params) that a "
              "user would pick, the lowest perplexity on the selection split (text disjoint from the reported tokens), "
-             "then scored on the reported tokens. " + _LATENCY_NOTE, "", head,
+             "then scored on the reported tokens. " + lat_note, "", head,
              table_rule(7 + len(tasks))]
 
     def cell(value: float | None, fmt: str) -> str:
@@ -85,14 +101,14 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
         ratio = f"{value / pretrained:.2f}x" if pretrained and value is not None else "-"
         nz = values.get("params_nonzero")
         return (f"| {label} | {cell(values.get('params'), ',.0f')} | {cell(nz, ',.0f')} | "
-                f"{cell(values.get(LATENCY), '.1f')} | {cell(values.get('decode_ms_per_token'), '.2f')} | "
+                f"{cell(values.get(lat_metric), '.1f')} | {cell(values.get('decode_ms_per_token'), '.2f')} | "
                 f"{cell(value, '.1f')} | {ratio} |" + "".join(f" {cell(values.get(f'acc_{t}'), '.3f')} |"
                                                             for t in tasks))
 
     def arch_values(sid: str, aid: str) -> dict[str, float | None]:
         out: dict[str, float | None] = {"params": float(_params_of(space, db, aid) or 0) or None}
         out["ppl"] = ppl.get((sid, aid), {}).get("value")
-        for name, table in ((LATENCY, latency), ("decode_ms_per_token", decode)):
+        for name, table in ((lat_metric, latency), ("decode_ms_per_token", decode)):
             # latency is of the dense model of the arch: the same whichever supernet's row holds it
             out[name] = table.get((sid, aid), {}).get("value") or next(
                 (v["value"] for (s, a), v in table.items() if a == aid and not s.startswith("baseline-")), None)
@@ -123,22 +139,25 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
         lines.append(line(label, values))
         summary[method] = {"group": group,
                            "ppl": [m["values"].get("ppl") for m in group],
-                           "latency": [m["values"].get(LATENCY) for m in group],
+                           "latency": [m["values"].get(lat_metric) for m in group],
                            "budget": [m["values"].get("params_nonzero") or m["values"].get("params") for m in group]}
     tokens = {r["id"]: r.get("tokens") for r in rows}
     findings = []
+    unpicked = [sid for sid in trained if not any(s == sid for s, _ in selection)]
     for sid in trained:
-        if not any(s == sid for s, _ in selection):
-            findings.append(f"- NAS `{sid}`: no sub-network has a selection-split perplexity (`nasbench "
-                            "profile --metrics ppl_selection`), so none is picked and it is compared with no baseline.")
-            continue
-        for method, data in summary.items():
-            findings += _findings(space, db, ppl, selection, latency, sid, method, data, tokens)
+        if sid not in unpicked:
+            for method, data in summary.items():
+                findings += _findings(space, db, ppl, selection, latency, sid, method, data, tokens, lat_words)
+    if unpicked:  # one line for them all: a pick needs the selection split
+        findings.append(f"- Not compared: {', '.join(f'`{s}`' for s in unpicked)}; no sub-network of "
+                        f"{'theirs' if len(unpicked) > 1 else 'it'} has a selection-split perplexity (`nasbench "
+                        "profile --metrics ppl_selection`), so none is picked.")
     # a supernet none of whose sub-networks has accuracy on every task gets one line, not one per baseline and budget
     with_acc = [sid for sid in trained if any(_mean_acc(v, tasks) is not None for (s, _), v in acc.items() if s == sid)
                 and any(s == sid for s, _ in selection)]  # no pick without a selection split (the line above)
     acc_findings = [f for sid in with_acc for method, data in summary.items()
-                    for f in _acc_findings(space, db, acc, ppl, selection, latency, sid, method, data["group"],
+                    for f in _acc_findings(space, db, acc, ppl, selection, (lat_metric, lat_words, latency), sid,
+                                           method, data["group"],
                                            tasks)]
     without = [sid for sid in trained if sid not in with_acc]
     baseline_acc = any(_baseline_acc(m, tasks) for data in summary.values() for m in data["group"])
@@ -147,7 +166,7 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
                             + f": none of {'their' if len(without) > 1 else 'its'} sub-networks has accuracy rows on "
                             "every task and a selection-split perplexity.")
     if out_dir is not None and trained:
-        lines += _front_plots(db, space, trained[-1], Path(out_dir))
+        lines += _front_plots(db, space, trained[-1], Path(out_dir), lat_metric)
     if findings:
         lines += ["", "Findings (perplexity on the reported tokens). The NAS side is one compressed sub-network (at "
                       f"most {MAX_SHARE:.0%} of the full params and within the baseline's budget) picked on the "
@@ -166,11 +185,11 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     return "\n".join(lines) + "\n"
 
 
-def _front_plots(db: str | Path, space: SearchSpace, sid: str, out_dir: Path) -> list[str]:
-    from nasbench.front import measured_front, plot_front
+def _front_plots(db: str | Path, space: SearchSpace, sid: str, out_dir: Path, latency: str) -> list[str]:
+    from nasbench.pareto import measured_front, plot_front
 
     out = []
-    for x in ("params", LATENCY):
+    for x in ("params", latency):
         try:
             front = measured_front(db, space.name, [x, "ppl"], supernet_id=sid)
         except NasBenchError:  # nothing measured on that axis yet
@@ -195,7 +214,7 @@ def _pick(selection: dict[tuple[str, str], dict[str, Any]], ppl: dict[tuple[str,
 
 
 def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, latency: dict, sid: str, method: str,
-              data: dict[str, Any], tokens: dict[str, int | None]) -> list[str]:
+              data: dict[str, Any], tokens: dict[str, int | None], lat_words: str) -> list[str]:
     """The matched-params and matched-latency sentences of one baseline against one trained supernet's pick."""
     out = []
     base = np.asarray([v for v in data["ppl"] if v is not None], dtype=np.float64)
@@ -209,7 +228,7 @@ def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, la
             + (f"{budgets[-1]:,} training tokens each" if "recovered" in method and budgets[-1] else "no training")
             + ")")
     for kind, limits, unit in (("params", data["budget"], "non-zero params"),
-                               ("latency", data["latency"], "ms CPU wall-clock latency")):
+                               ("latency", data["latency"], f"ms CPU {lat_words}")):
         present = [x for x in limits if x is not None]
         if not present:
             out.append(f"- {side} at matched {kind}: the baseline's {kind} is not measured yet.")
@@ -248,7 +267,7 @@ def _acc_values(db: str | Path, space: SearchSpace, tasks: list[str]) -> dict[tu
     """``{(supernet_id, arch_id): {task: (acc, stderr)}}`` of the given tasks (stderr None where not stored)."""
     import json
 
-    from nasbench.store.report import metric_values
+    from nasbench.store import metric_values
 
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for task in tasks:
@@ -275,8 +294,9 @@ def _baseline_acc(m: dict[str, Any], tasks: list[str]) -> tuple[float, float] | 
                      tasks)
 
 
-def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, selection: dict, latency: dict, sid: str,
-                  method: str, group: list[dict[str, Any]], tasks: list[str]) -> list[str]:
+def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, selection: dict,
+                  latency: tuple[str, str, dict], sid: str, method: str, group: list[dict[str, Any]],
+                  tasks: list[str]) -> list[str]:
     """Matched params and matched latency on mean accuracy: the compressed NAS sub-network of lowest selection-split
     perplexity among those with accuracy rows that fit the baseline's budget against the baseline (for several archs,
     the one of median mean accuracy). Perplexity on other text picks it so that its accuracy is an unbiased estimate:
@@ -287,15 +307,16 @@ def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, sele
         return []
     scored.sort(key=lambda x: x[0][0])
     (base, base_se), model = scored[(len(scored) - 1) // 2]
+    lat_metric, lat_words, latency_values = latency  # the compared latency (metric, words, values)
     nas = {a: _mean_acc(v, tasks) for (s, a), v in acc.items() if s == sid}
     nas = {a: v for a, v in nas.items() if v is not None and (sid, a) in ppl}
-    lat_of = {a: v["value"] for (s, a), v in latency.items() if not s.startswith("baseline-")}
+    lat_of = {a: v["value"] for (s, a), v in latency_values.items() if not s.startswith("baseline-")}
     cap = MAX_SHARE * space.params(space.largest())
     nas = {a: v for a, v in nas.items() if (_params_of(space, db, a) or math.inf) <= cap}
     out = []
     for kind, limit, unit in (("params", model["values"].get("params_nonzero") or model["values"].get("params"),
                                "non-zero params"),
-                              ("latency", model["values"].get(LATENCY), "ms CPU wall-clock latency")):
+                              ("latency", model["values"].get(lat_metric), f"ms CPU {lat_words}")):
         if limit is None:
             continue
         what = f"<= {limit:,.0f} {unit}" if kind == "params" else f"<= {limit:.1f} {unit}"
@@ -328,7 +349,7 @@ _ARCHS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
 def _arch_table(space: SearchSpace, db: str | Path) -> dict[str, dict[str, Any]]:
     key = (str(db), space.name)
     if key not in _ARCHS:
-        from nasbench.store.report import architectures
+        from nasbench.store import architectures
 
         _ARCHS[key] = architectures(db, space.name)
     return _ARCHS[key]

@@ -16,7 +16,7 @@ CARD_GOALS = {"ppl": 0.85, "latency_ms": 0.95, "latency_rel": 0.95, "acc_avg": 0
 
 
 def cards_section(db: str | Path, space: SearchSpace) -> str:
-    from nasbench.store.report import surrogate_cards
+    from nasbench.store import surrogate_cards
 
     cards = surrogate_cards(db, space.name)
     if not cards:
@@ -51,7 +51,7 @@ def _num(x: Any) -> str:
 
 def provenance_section(db: str | Path, space: SearchSpace) -> str:
     from nasbench.metrics import DERIVED
-    from nasbench.store.report import coverage, supernet_rows
+    from nasbench.store import coverage, supernet_rows
 
     rows = coverage(db, space.name)
     supernets = {r["id"]: r for r in supernet_rows(db, space.name)}
@@ -109,9 +109,9 @@ def _main_supernet(coverage_rows: list[dict[str, Any]], supernets: list[dict[str
 def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None = None) -> str:
     """What the benchmark cannot tell, each with its number."""
     from nasbench.metrics import WEIGHT_FREE
-    from nasbench.store.report import coverage, latency_spread, reference_drift, supernet_rows, surrogate_cards
+    from nasbench.store import coverage, latency_spread, reference_drift, supernet_rows, surrogate_cards
 
-    from nasbench.store.report import main_supernet as recorded_main
+    from nasbench.store import main_supernet as recorded_main
 
     rows = coverage(db, space.name)
     if main_supernet is None:  # the DB's record, else the best-covered trained supernet

@@ -103,7 +103,7 @@ def _effect(c: Paired) -> str:
 def test_ppl(db: str | Path, space: SearchSpace, arch_ids: Sequence[str] | None = None) -> dict[tuple[str, str], float]:
     """``{(supernet, arch): ppl}`` under the reported protocol (:data:`PROTOCOL`); rows of another token count or
     dtype are left out, so no comparison mixes protocols."""
-    from nasbench.store.report import metric_values
+    from nasbench.store import metric_values
 
     out = {}
     for key, row in metric_values(db, space.name, "ppl", arch_ids).items():
@@ -173,7 +173,7 @@ def arm_supernets(db: str | Path, space: SearchSpace) -> dict[str, str]:
     """``{arm name: supernet id}`` of the factorial's arms the DB holds: trained at :data:`BUDGET` tokens from the
     sorted supernet with LoRA, matched on strategy, distillation loss and seed (a run that records no seed used the
     default, 0). Of two runs of one arm the first by id is taken."""
-    from nasbench.store.report import supernet_rows
+    from nasbench.store import supernet_rows
 
     found: dict[str, str] = {}
     # a run of the factorial script (today's code) before a packed artifact of the same recipe (an earlier version
@@ -294,7 +294,7 @@ def standalone_section(db: str | Path, space: SearchSpace, supernet: str = "smol
     arch as a sub-network of ``supernet`` (trained with the same recipe and budget for all its sub-networks)."""
     from scipy.stats import kendalltau
 
-    from nasbench.store.report import supernet_rows
+    from nasbench.store import supernet_rows
 
     values = test_ppl(db, space)
     alone = {}
@@ -351,7 +351,7 @@ def standalone_section(db: str | Path, space: SearchSpace, supernet: str = "smol
 
 
 def _arch_params(db: str | Path, space: SearchSpace) -> dict[str, int]:
-    from nasbench.store.report import arch_params
+    from nasbench.store import arch_params
 
     return arch_params(db, space.name)
 

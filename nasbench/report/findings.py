@@ -1,7 +1,7 @@
 """Supporting findings of the report, from the DBs only, each with a number, its uncertainty and a figure (the
 verdicts of S1-S4 and S6 are the controlled experiments of :mod:`nasbench.report.experiments`).
 
-- The earlier RPD study (S1's appendix): RPD per scheme and space from the RPD study's DB (``nasbench importance
+- The earlier RPD study (S1's appendix): RPD per scheme and space from the RPD study's DB (``nasbench bench
   rpd``), the mean with a 95% bootstrap interval over archs, the median and the share of archs sorting improved.
 - The training chain (S2's context): per DB, the supernets measured on the same archs (one recipe at growing token
   budgets, the untrained sorted and pretrained models) compared by the hypervolume of their (params share, ln ppl)
@@ -67,7 +67,7 @@ def _plt():
 def importance_section(rpd_db: str | Path | None, out_dir: Path) -> str:
     """S1: RPD = mean over archs of (ppl_unsorted - ppl_sorted) / ppl_unsorted, per space and scheme."""
     from nasbench.stats import bootstrap_ci
-    from nasbench.store.report import metric_values, space_names
+    from nasbench.store import metric_values, space_names
 
     if rpd_db is None or not Path(rpd_db).is_file():
         return "No RPD study DB was given (`--rpd-db`), so S1 is not answered here.\n"
@@ -86,7 +86,7 @@ def importance_section(rpd_db: str | Path | None, out_dir: Path) -> str:
                          float(np.median(rpd)), float((rpd > 0).mean())))
     if not rows:
         return f"`{Path(rpd_db).as_posix()}` holds no RPD rows (pretrained and sorted-* perplexities).\n"
-    lines = [f"From `{Path(rpd_db).as_posix()}` (`nasbench importance rpd`): per arch, RPD = (ppl unsorted - ppl "
+    lines = [f"From `{Path(rpd_db).as_posix()}` (`nasbench bench rpd`): per arch, RPD = (ppl unsorted - ppl "
              "sorted) / ppl unsorted on the same sub-network (1 = sorting removed all of the excess perplexity, < 0 = "
              "sorting made it worse); mean with a 95% bootstrap interval over archs.", "",
              "| space | scheme (batch-sequence, layers) | archs | RPD mean [95% CI] | median | archs improved |",
@@ -148,7 +148,7 @@ def supernet_fronts(db: str | Path, space: SearchSpace) -> tuple[list[SupernetFr
     """The space's non-baseline supernets in ``db`` on the archs they share: fronts with paired-bootstrap HV
     intervals; also the paired interval of each supernet's HV minus the best one's (``{supernet: (diff, low,
     high)}`` in the third item, keyed by supernet) and the supernets left out (``{supernet: archs measured}``)."""
-    from nasbench.store.report import arch_params, metric_values, supernet_rows
+    from nasbench.store import arch_params, metric_values, supernet_rows
 
     values = metric_values(db, space.name, "ppl")
     by_supernet: dict[str, dict[str, float]] = {}

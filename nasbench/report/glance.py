@@ -22,7 +22,7 @@ SHOWN = ("ppl", "acc", "latency_ms", "latency_wall_ms", "latency_rel", "decode_m
 
 def glance_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]) -> str:
     """The block's Markdown (without the markers)."""
-    from nasbench.store.report import coverage, main_supernet, metric_values, supernet_rows, surrogate_cards
+    from nasbench.store import coverage, main_supernet, metric_values, supernet_rows, surrogate_cards
 
     from nasbench.report.datasheet import _main_supernet
 

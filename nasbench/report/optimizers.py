@@ -16,7 +16,7 @@ __all__ = ["optimizer_section"]
 def optimizer_section(runs_db: str | Path, space: SearchSpace, out_dir: Path, baseline: str = "rs") -> str:
     """Significance of the optimizer comparison per budget (see the module docstring), as Markdown."""
     from nasbench.stats import average_ranks, cd_diagram, friedman, nemenyi_cd, versus_baseline
-    from nasbench.store.report import run_scores
+    from nasbench.store import run_scores
 
     groups = run_scores(runs_db, space.name)
     if not groups:

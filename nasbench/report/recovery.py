@@ -32,7 +32,7 @@ def _band_archs(path: Path, space: SearchSpace) -> list[str]:
 
 def band_ratios(db: str | Path, space: SearchSpace, bands: dict[str, Path]) -> dict[str, Any]:
     """``{"full": {supernet: ppl}, "bands": {label: {supernet: [ratio per measured band arch]}}}``."""
-    from nasbench.store.report import metric_values
+    from nasbench.store import metric_values
 
     full_id = arch_id(space.largest())
     band_ids = {label: _band_archs(path, space) for label, path in bands.items()}
@@ -68,7 +68,7 @@ def recovery_section(db: str | Path, space: SearchSpace, bands: dict[str, Path],
                      out_dir: Path, compare: tuple[Path, ...] = ()) -> str:
     """The recovery section as Markdown (writes ``recovery-curve.png`` into ``out_dir`` when a curve is given, and
     ``recovery-recipes.png`` when ``compare`` names other runs' curves)."""
-    from nasbench.store.report import supernet_rows
+    from nasbench.store import supernet_rows
 
     data = band_ratios(db, space, bands)
     if not data["full"]:

@@ -11,8 +11,9 @@
 - :mod:`~nasbench.train.checkpoint`: a run's files (``train.json``, resumable checkpoints, the curve's name);
 - :mod:`~nasbench.train.curve`: the recovery curve;
 - :mod:`~nasbench.train.loop`: :func:`train`, the driver;
-- :mod:`~nasbench.train.standalone`: :func:`recover_arch`, one sub-network distilled alone with a token budget;
-- :mod:`~nasbench.train.bench`: :func:`bench_train` (a sandwich step vs the same sub-networks trained dense).
+- :mod:`~nasbench.train.standalone`: :func:`recover_arch`, one sub-network distilled alone with a token budget.
+
+The speed of a training step is measured by :func:`nasbench.bench.bench_train`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from nasbench.train.config import (IMPORTANCE_STRATEGIES, KD_LOSSES, PEFT_MODES,
 
 # torch-heavy modules load on first use: the CLI reads the strategy names from config without importing torch
 _LAZY = {
-    "bench_train": "nasbench.train.bench",
     "distill_loss": "nasbench.train.distill",
     "TrainResult": "nasbench.train.loop",
     "lm_loss": "nasbench.train.loop",
@@ -42,7 +42,6 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 __all__ = [
     "train",
     "TrainResult",
-    "bench_train",
     "TrainConfig",
     "make_config",
     "PRESETS",

@@ -8,7 +8,7 @@
   already measured on the CPU (the GPU-vs-CPU check). With a time window (``bench --soft``, for a machine held for a
   fixed time) every pass has a share of it: a pass stops at its cumulative share (the arch in flight finishes), and
   the next one starts at once; without one, every pass runs to its end.
-- ``run`` (on the GPU machine, no duckdb): each pass is :func:`nasbench.profile.runner.profile` itself, unchanged, with
+- ``run`` (on the GPU machine, no duckdb): each pass is :func:`nasbench.profile.profile` itself, unchanged, with
   ``nasbench.store`` replaced in that process by a module whose ``Store`` is :class:`nasbench.profile.jsonl.JsonlStore`:
   each arch's rows become one fsynced JSON line, in the stage folder and in the output folder (so a run that is killed
   still leaves every finished arch there). The base model is dequantized once and copied per pass; the sorted
@@ -109,7 +109,7 @@ def make_plan(space_path: str, artifact: str, db: str, *, shards: str | None = N
     front_ids: list[str] = []
     if front and Path(db).is_file():
         try:
-            from nasbench.front import measured_front
+            from nasbench.pareto import measured_front
 
             result = measured_front(db, space.name, ["ppl", "latency_ms"], supernet_id=art_id)
             front_ids = [str(x) for x in result.front["arch_id"]]
@@ -297,7 +297,7 @@ def cmd_run(args: Any) -> int:
     _install_store_shim(rows, [out / ROWS], plan["known_supernets"])
     import torch
 
-    from nasbench.profile.runner import ProfileConfig, profile
+    from nasbench.profile import ProfileConfig, profile
     from nasbench.space import load_space
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")

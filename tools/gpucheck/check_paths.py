@@ -80,12 +80,13 @@ def measure_with_ray(space: Any, archs: list[dict[str, Any]], device: str, dtype
         return {"skipped": "ray is not installed: pip install nasbench[ray]"}
     from contextlib import nullcontext
 
+    from nasbench.profile import ProfileConfig
     from nasbench.profile.ray_engine import Job, local_cluster, profile_arch
-    from nasbench.profile.runner import ProfileConfig
+    from nasbench.supernet import SupernetRef
 
     config = ProfileConfig(n=0, metrics=GROUPS, latency_seq_len=seq_len, latency_repeats=repeats, device=device,
                            dtype=dtype)
-    job = Job(space, config, None, None, frozenset(GROUPS), None, 1)
+    job = Job(space, config, SupernetRef.pretrained(), None, frozenset(GROUPS), None, 1)  # the base model
     gpu = device.startswith("cuda")
     start = time.perf_counter()
     session = nullcontext() if ray.is_initialized() else local_cluster(
