@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 #: The library's names that no verb's parser spells as a ``dest`` of the same name, and the flags that set them (every
 #: other name is mapped by the parser of the verb that ran: :func:`_spellings`).
-_FLAGS = {"supernet": "--supernet", "supernet_id": "--supernet", "supernet_dir": "--supernet",
+_FLAGS = {"supernet": "--supernet", "supernet_id": "--supernet",
           "configs": "--arch/--file", "configuration": "--arch", "steps": "--max-steps", "deadline": "--time-budget",
           "max_sim_time_s": "--max-sim-time", "layer_scheme": "--layers", "layer_schemes": "--layers",
           "limit": "--limit-items", "curves": "--compare-curve"}

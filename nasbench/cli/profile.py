@@ -85,39 +85,52 @@ def _check_engine_flags(args: argparse.Namespace) -> None:
                 raise NasBenchError(flag, "needs --engine ray", value)
 
 
-def _protocol_flags(p: argparse.ArgumentParser) -> None:
-    """The measurement protocol's flags, shared by ``profile`` and ``build``; defaults are ProfileConfig's."""
-    from nasbench.profile.config import ProfileConfig as C
+#: The measurement protocol's flags, declared once: each is ``--<field>`` of :class:`ProfileConfig` (its default is the
+#: field's), with what argparse needs beyond that; :func:`_protocol_flags` adds them and :func:`_protocol` reads them
+#: back. ``metrics`` and ``tasks`` are comma lists.
+_PROTOCOL = {
+    "metrics": dict(help="comma list of ppl,acc,latency,latency_rel,memory,energy, or of the metrics they measure "
+                         "(latency_ms, memory_mb, energy_j, acc, ...); latency_rel: prefill time over the full "
+                         "model's, the two timed alternately (robust to a drifting shared CPU), which gives the "
+                         "default latency_ms; latency (or latency_wall_ms): the wall clock and the decode latency"),
+    "tasks": dict(help="comma list of lm-eval tasks for acc (default: the space's data.eval tasks)"),
+    "limit_items": dict(type=int, metavar="M", help="first M items of each task (lm-eval's --limit)"),
+    "ppl_tokens": dict(type=int, metavar="T", help="WikiText-2 test tokens (default {default})"),
+    "seq_len": dict(type=int, metavar="L", help="perplexity window (default {default})"),
+    "latency_batch": dict(type=int),
+    "latency_seq_len": dict(type=int),
+    "latency_repeats": dict(type=int),
+    "decode_tokens": dict(type=int, help="also per-token decode latency over this many steps"),
+    "device": dict(metavar="D"),
+    "dtype": dict(choices=("auto", "bfloat16", "float16", "float32"),
+                  help="weights' dtype (default auto: bfloat16 where this machine runs it fast, else float32)"),
+}
+_LISTS = ("metrics", "tasks")
 
-    p.add_argument("--metrics", default=",".join(C.metrics),
-                   help="comma list of ppl,acc,latency,latency_rel,memory,energy, or of the metrics they measure "
-                        "(latency_ms, memory_mb, energy_j, acc, ...); latency_rel: prefill time over the full "
-                        "model's, the two timed alternately (robust to a drifting shared CPU), which gives the "
-                        "default latency_ms; latency (or latency_wall_ms): the wall clock and the decode latency")
-    p.add_argument("--tasks", help="comma list of lm-eval tasks for acc (default: the space's data.eval tasks)")
-    p.add_argument("--limit-items", type=int, metavar="M", help="first M items of each task (lm-eval's --limit)")
-    p.add_argument("--ppl-tokens", type=int, default=C.ppl_tokens, metavar="T",
-                   help=f"WikiText-2 test tokens (default {C.ppl_tokens})")
-    p.add_argument("--seq-len", type=int, default=C.seq_len, metavar="L",
-                   help=f"perplexity window (default {C.seq_len})")
-    p.add_argument("--latency-batch", type=int, default=C.latency_batch)
-    p.add_argument("--latency-seq-len", type=int, default=C.latency_seq_len)
-    p.add_argument("--latency-repeats", type=int, default=C.latency_repeats)
-    p.add_argument("--decode-tokens", type=int, default=C.decode_tokens,
-                   help="also per-token decode latency over this many steps")
-    p.add_argument("--device", default=C.device, metavar="D")
-    p.add_argument("--dtype", default=C.dtype, choices=("auto", "bfloat16", "float16", "float32"),
-                   help="weights' dtype (default auto: bfloat16 where this machine runs it fast, else float32)")
+
+def _protocol_flags(p: argparse.ArgumentParser) -> None:
+    """The measurement protocol's flags (:data:`_PROTOCOL`), shared by ``profile``, ``build``, ``baseline`` and
+    ``cost``; defaults are ProfileConfig's (``tasks`` left out: the space's evaluation tasks)."""
+    from nasbench.profile.config import ProfileConfig
+
+    for field, spec in _PROTOCOL.items():
+        default = None if field == "tasks" else getattr(ProfileConfig, field)
+        if field in _LISTS and default is not None:
+            default = ",".join(default)
+        spec = dict(spec, default=default)
+        if "help" in spec:
+            spec["help"] = spec["help"].format(default=default)
+        p.add_argument("--" + field.replace("_", "-"), **spec)
 
 
 def _protocol(args: argparse.Namespace, **fields: Any) -> Any:
+    """The :class:`ProfileConfig` the protocol flags describe, with ``fields`` (the verb's own) beside them."""
     from nasbench.profile import ProfileConfig
 
-    return ProfileConfig(metrics=tuple(csv_list(args.metrics)), tasks=tuple(csv_list(args.tasks)),
-                         limit_items=args.limit_items, ppl_tokens=args.ppl_tokens, seq_len=args.seq_len,
-                         latency_batch=args.latency_batch, latency_seq_len=args.latency_seq_len,
-                         latency_repeats=args.latency_repeats, decode_tokens=args.decode_tokens, device=args.device,
-                         dtype=args.dtype, **fields)
+    values = {f: getattr(args, f) for f in _PROTOCOL}
+    for f in _LISTS:
+        values[f] = tuple(csv_list(values[f]))
+    return ProfileConfig(**values, **fields)
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
