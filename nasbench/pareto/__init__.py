@@ -10,6 +10,7 @@ fronts of a benchmark DB, with their plot.
 from __future__ import annotations
 
 from nasbench.lazy import lazy_getattr
+from nasbench.pareto import _front
 from nasbench.pareto._front import (
     crowding_distance,
     hypervolume,
@@ -30,16 +31,4 @@ _LAZY = dict.fromkeys(("MeasuredFront", "measured_front", "plot_front", "baselin
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
-__all__ = [
-    "to_minimization",
-    "normalize",
-    "non_dominated_mask",
-    "non_dominated_ranks",
-    "crowding_distance",
-    "pareto_front",
-    "knee_point",
-    "hypervolume",
-    "igd",
-    "objective_directions",
-    *_LAZY,
-]
+__all__ = [*_front.__all__, *_LAZY]  # the core's names are listed once, in _front
