@@ -181,7 +181,8 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
         if config.method == "dsa":  # a band arch's rows are under the arch its search chose: find it, if stored
             chosen = _dsa_choices(store, space, sid, units)
             units = [chosen.get(unit[1], unit) for unit in units]
-        todo = [(*unit, _missing(store, space, sid, unit[1], wanted, device)) for unit in units]
+        since = config.protocol.remeasure_before  # a re-measurement: rows stored before it count as missing
+        todo = [(*unit, _missing(store, space, sid, unit[1], wanted, device, since)) for unit in units]
         todo = [u for u in todo if u[4]]
         first = units[0]
         summary = BaselineSummary(sid, first[1], _stored_params(store, space, first[1], sid) or
@@ -200,7 +201,7 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
             is_first = aid == first[1]
             model, tokenizer, build, (arch, aid, in_space) = builder.model(arch, aid, stored)
             if stored is None and config.method == "dsa":  # searched now: the chosen arch's rows decide what is left
-                missing = _missing(store, space, sid, aid, wanted, device)
+                missing = _missing(store, space, sid, aid, wanted, device, since)
             search = build.pop("search", None)
             dense = int(sum(p.numel() for p in model.parameters()))
             if is_first:
@@ -233,9 +234,9 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
                        for r in rows]
                 before = store.count_measurements(space.name)
                 if in_space:
-                    store.add_results(space, arch, new)
+                    store.add_results(space, arch, new, replace=since is not None)
                 else:
-                    store.add_measurements(space.name, new)
+                    store.add_measurements(space.name, new, replace=since is not None)
                 summary.rows += store.count_measurements(space.name) - before
                 if is_first:
                     summary.values.update({m.metric + (f"_{m.task}" if m.task else ""): m.value for m in new})
@@ -246,10 +247,12 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
 
 
 def _missing(store: Store, space: SearchSpace, sid: str, aid: str, wanted: list[tuple[str, str]],
-             device: str) -> list[tuple[str, str]]:
-    """The (metric, task) pairs of ``wanted`` not stored for ``aid`` (params rows are device-free)."""
+             device: str, since: str | None = None) -> list[tuple[str, str]]:
+    """The (metric, task) pairs of ``wanted`` not stored for ``aid`` (params rows are device-free); with ``since``
+    (``--remeasure-before``) a row stored before it counts as missing."""
+    after = {} if since is None else {"since": since}
     return [(m, t) for m, t in wanted
-            if not store.has_measurement(space.name, aid, sid, m, t, "" if m.startswith("params") else device)]
+            if not store.has_measurement(space.name, aid, sid, m, t, "" if m.startswith("params") else device, **after)]
 
 
 #: What every row of a ``dsa`` model says about its search (its ``params`` rows add every combo, ``search``).

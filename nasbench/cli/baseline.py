@@ -37,7 +37,8 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
                 raise NasBenchError("--n-archs", "must be >= 1", args.n_archs)
             archs = archs[:args.n_archs]
     config = BaselineConfig(method=args.method, protocol=_protocol(args, n=0, endpoints=False,
-                                                                   batch_size=args.batch_size),
+                                                                   batch_size=args.batch_size,
+                                                                   remeasure_before=args.remeasure_before),
                             slicing=args.slicing, target=args.target, archs=archs, tokens=args.tokens or 0,
                             calibration_tokens=args.calibration_tokens, calibration_seq_len=args.calibration_seq_len)
     recover = None
@@ -54,7 +55,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 
 def add_verbs(verbs: Any) -> None:
     from nasbench.baselines.methods import METHODS, default_protocol
-    from nasbench.cli.profile import _protocol_flags
+    from nasbench.cli.profile import _protocol_flags, _remeasure_flag
     from nasbench.paths import DEFAULT_DB
 
     p = verbs.add_parser("baseline", help="build a baseline model (2:4, SliceGPT, one-shot sliced, sliced + recovered, "
@@ -83,6 +84,7 @@ def add_verbs(verbs: Any) -> None:
     p.set_defaults(metrics=",".join(protocol.metrics), decode_tokens=protocol.decode_tokens)
     p.add_argument("--batch-size", type=int, default=protocol.batch_size,
                    help="windows per forward (calibration, perplexity)")
+    _remeasure_flag(p)  # e.g. re-score accuracy with today's scorer, or re-time every model in one pass
     p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.set_defaults(func=_cmd_baseline)

@@ -123,6 +123,13 @@ def _protocol_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--" + field.replace("_", "-"), **spec)
 
 
+def _remeasure_flag(p: argparse.ArgumentParser) -> None:
+    """``--remeasure-before``, shared by ``profile`` and ``baseline`` (:attr:`ProfileConfig.remeasure_before`)."""
+    p.add_argument("--remeasure-before", metavar="TIME",
+                   help="re-measure the --metrics rows stored before this ISO time (UTC, e.g. 2026-11-30T21:00), "
+                        "each replaced in its arch's transaction; the same command again resumes")
+
+
 def _protocol(args: argparse.Namespace, **fields: Any) -> Any:
     """The :class:`ProfileConfig` the protocol flags describe, with ``fields`` (the verb's own) beside them."""
     from nasbench.profile import ProfileConfig
@@ -264,9 +271,7 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
     p.add_argument("--shard", default="0/1", metavar="i/n", help="profile every n-th arch starting at i")
     p.add_argument("--minutes", type=float, help="start no arch after this many minutes (resume later)")
-    p.add_argument("--remeasure-before", metavar="TIME",
-                   help="re-measure the --metrics rows stored before this ISO time (UTC, e.g. 2026-11-30T21:00), "
-                        "each replaced in its arch's transaction; the same command again resumes")
+    _remeasure_flag(p)
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     _engine_flags(p)
     p.set_defaults(func=_cmd_profile)

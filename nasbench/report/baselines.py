@@ -152,19 +152,23 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
         findings.append(f"- Not compared: {', '.join(f'`{s}`' for s in unpicked)}; no sub-network of "
                         f"{'theirs' if len(unpicked) > 1 else 'it'} has a selection-split perplexity (`nasbench "
                         "profile --metrics ppl_selection`), so none is picked.")
-    # a supernet none of whose sub-networks has accuracy on every task gets one line, not one per baseline and budget
-    with_acc = [sid for sid in trained if any(_mean_acc(v, tasks) is not None for (s, _), v in acc.items() if s == sid)
-                and any(s == sid for s, _ in selection)]  # no pick without a selection split (the line above)
-    acc_findings = [f for sid in with_acc for method, data in summary.items()
-                    for f in _acc_findings(space, db, acc, ppl, selection, (lat_metric, lat_words, latency), sid,
-                                           method, data["group"],
-                                           tasks)]
-    without = [sid for sid in trained if sid not in with_acc]
-    baseline_acc = any(_baseline_acc(m, tasks) for data in summary.values() for m in data["group"])
-    if baseline_acc and without:
-        acc_findings.append("- No accuracy comparison for " + ", ".join(f"`{sid}`" for sid in without)
-                            + f": none of {'their' if len(without) > 1 else 'its'} sub-networks has accuracy rows on "
-                            "every task and a selection-split perplexity.")
+    # the accuracy findings pick as the perplexity ones do (the selection split), so a supernet with a selection split
+    # is compared; a pick without accuracy on every task is listed once per supernet, with the command that measures it
+    acc_findings: list[str] = []
+    if any(_baseline_acc(m, tasks) for data in summary.values() for m in data["group"]):
+        for sid in trained:
+            if sid in unpicked:
+                continue
+            unmeasured: dict[str, None] = {}
+            for method, data in summary.items():
+                acc_findings += _acc_findings(space, db, acc, ppl, selection, (lat_metric, lat_words, latency), sid,
+                                              method, data["group"], tasks, unmeasured)
+            if unmeasured:
+                acc_findings.append(
+                    f"- `{sid}`: {len(unmeasured)} pick{'s' if len(unmeasured) > 1 else ''} without accuracy on every "
+                    f"task yet ({', '.join(f'`{a}`' for a in unmeasured)}), so {'their' if len(unmeasured) > 1 else 'its'}"
+                    f" comparisons are not drawn: `nasbench profile {space.path} --supernet {sid} --n 0 --archs FILE "
+                    f"--metrics acc --tasks {','.join(tasks)}` with those archs in FILE.")
     if out_dir is not None and trained:
         lines += _front_plots(db, space, trained[-1], Path(out_dir), lat_metric)
     if findings:
@@ -177,8 +181,8 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
                       "training budget.", "", *findings]
     if acc_findings:
         lines += ["", f"Findings (mean accuracy over {', '.join(tasks)}; the NAS side is the sub-network of lowest "
-                      "selection-split perplexity among the compressed ones that fit the budget and have accuracy "
-                      "rows on every task, chosen without looking at its accuracy or its test perplexity: the best "
+                      "selection-split perplexity among the compressed ones that fit the budget (the perplexity "
+                      "findings' pick), chosen without looking at its accuracy or its test perplexity: the best "
                       "of many accuracies measured on the same items is biased upward by their noise (the winner's "
                       "curse), which the interval, the items' sampling error with lm-eval's stderr per task "
                       "combined, would not show):", "", *acc_findings]
@@ -296,23 +300,22 @@ def _baseline_acc(m: dict[str, Any], tasks: list[str]) -> tuple[float, float] | 
 
 def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, selection: dict,
                   latency: tuple[str, str, dict], sid: str, method: str, group: list[dict[str, Any]],
-                  tasks: list[str]) -> list[str]:
+                  tasks: list[str], unmeasured: dict[str, None]) -> list[str]:
     """Matched params and matched latency on mean accuracy: the compressed NAS sub-network of lowest selection-split
-    perplexity among those with accuracy rows that fit the baseline's budget against the baseline (for several archs,
-    the one of median mean accuracy). Perplexity on other text picks it so that its accuracy is an unbiased estimate:
-    the highest of N accuracies on the same items is not (with 2,500 items, SE ~0.01, the top of 60 archs of close
-    true accuracy sits ~0.02 above its own, as large as most differences here)."""
+    perplexity that fits the baseline's budget (the perplexity findings' rule) against the baseline (for several
+    archs, the one of median mean accuracy). Perplexity on other text picks it so that its accuracy is an unbiased
+    estimate: the highest of N accuracies on the same items is not (with 2,500 items, SE ~0.01, the top of 60 archs of
+    close true accuracy sits ~0.02 above its own, as large as most differences here). A pick without accuracy on
+    every task is added to ``unmeasured`` (listed once by the caller) and draws no line."""
     scored = [(mean, m) for m in group if (mean := _baseline_acc(m, tasks)) is not None]
     if not scored:
         return []
     scored.sort(key=lambda x: x[0][0])
     (base, base_se), model = scored[(len(scored) - 1) // 2]
     lat_metric, lat_words, latency_values = latency  # the compared latency (metric, words, values)
-    nas = {a: _mean_acc(v, tasks) for (s, a), v in acc.items() if s == sid}
-    nas = {a: v for a, v in nas.items() if v is not None and (sid, a) in ppl}
+    measured = {a: mean for (s, a), v in acc.items() if s == sid and (mean := _mean_acc(v, tasks)) is not None}
     lat_of = {a: v["value"] for (s, a), v in latency_values.items() if not s.startswith("baseline-")}
     cap = MAX_SHARE * space.params(space.largest())
-    nas = {a: v for a, v in nas.items() if (_params_of(space, db, a) or math.inf) <= cap}
     out = []
     for kind, limit, unit in (("params", model["values"].get("params_nonzero") or model["values"].get("params"),
                                "non-zero params"),
@@ -320,24 +323,29 @@ def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, sele
         if limit is None:
             continue
         what = f"<= {limit:,.0f} {unit}" if kind == "params" else f"<= {limit:.1f} {unit}"
-        fits = {a: v for a, v in nas.items()
-                if (((_params_of(space, db, a) or math.inf) <= limit) if kind == "params"
-                    else (a in lat_of and lat_of[a] <= limit))}
+
+        def fits(a: str, kind: str = kind, limit: float = limit) -> bool:
+            params = _params_of(space, db, a) or math.inf
+            if kind == "params":
+                return params <= min(limit, cap)
+            return a in lat_of and lat_of[a] <= limit and params <= cap
+
         head = f"- `{method}` vs NAS `{sid}` at matched {kind} ({what})"
-        if not fits:
-            out.append(f"{head}: none of the {len(nas)} sub-networks with accuracy rows fits.")
-            continue
-        best = _pick(selection, ppl, sid, lambda a: a in fits)  # the Table's rule: the selection split picks
+        best = _pick(selection, ppl, sid, fits)  # the Table's rule: the selection split picks
         if best is None:
-            out.append(f"{head}: none of the {len(fits)} sub-networks that fit has a selection-split perplexity.")
+            out.append(f"{head}: no compressed sub-network with a selection-split perplexity fits.")
             continue
+        if best not in measured:
+            unmeasured[best] = None
+            continue
+        n_fit = sum(1 for (s, a) in selection if s == sid and (sid, a) in ppl and fits(a))
         best_ppl = ppl[(sid, best)]["value"]
-        value, se = fits[best]
+        value, se = measured[best]
         diff, half = value - base, 1.96 * math.sqrt(se * se + base_se * base_se)
         verdict = ("NAS wins" if diff - half > 0 else "the baseline wins" if diff + half < 0
                    else "no clear winner (the interval holds 0)")
         out.append(f"{head}: NAS {value:.3f} (`{best}`, ppl {best_ppl:.1f}, picked on the selection split among the "
-                   f"{len(fits)} of {len(nas)} compressed sub-networks with accuracy rows that fit) vs {base:.3f}, "
+                   f"{n_fit} compressed sub-networks with a selection-split perplexity that fit) vs {base:.3f}, "
                    "difference "
                    f"{diff:+.3f} [95% CI {diff - half:+.3f}, {diff + half:+.3f}]: **{verdict}**.")
     return out

@@ -96,10 +96,13 @@ class Store:
         with self.transaction() as con:
             return _insert_architectures(con, space, archs)
 
-    def add_measurements(self, space: str, measurements: Sequence[Measurement]) -> int:
-        """Insert measurements in one transaction, skipping ones already stored; returns how many were new."""
+    def add_measurements(self, space: str, measurements: Sequence[Measurement], replace: bool = False) -> int:
+        """Insert measurements in one transaction, skipping ones already stored; returns how many were new.
+        ``replace``: a stored row with the same key (a re-measurement) is deleted first, in the same transaction."""
         before = self.count_measurements(space)
         with self.transaction() as con:
+            if replace:
+                _delete_measurements(con, space, measurements)
             _insert_measurements(con, space, measurements)
             if any(is_baseline(m.supernet_id) for m in measurements):
                 record_baseline_archs(con)

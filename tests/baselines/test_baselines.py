@@ -211,6 +211,22 @@ def test_cli_baseline_writes_rows_and_rejects_bad_flags(tiny_with_data, tmp_path
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["supernet_id"] == "baseline-magnitude-2:4" and out["new_rows"] == 3 and out["values"]["ppl"] > 1
     assert main(argv) == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_rows"] == 0
+    # --remeasure-before: the rows stored before it are measured again and replace the old ones (not doubled); the
+    # same command again resumes (nothing left), as profile's flag does
+    with Store(db) as store:
+        before = store.query("SELECT metric, created_at FROM measurements")
+    cut = str(before["created_at"].max() + __import__("datetime").timedelta(microseconds=1))
+    assert main([*argv, "--remeasure-before", cut]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_rows"] == 0  # replaced, none added
+    with Store(db) as store:
+        after = store.query("SELECT metric, created_at FROM measurements")
+    assert len(after) == len(before) and (after["created_at"].min() > before["created_at"].max())
+    assert main([*argv, "--remeasure-before", cut]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_rows"] == 0
+    with Store(db) as store:
+        assert store.query("SELECT created_at FROM measurements")["created_at"].min() == after["created_at"].min()
+    assert main([*argv, "--remeasure-before", "yesterday"]) == 2
+    assert "--remeasure-before: must be an ISO time" in capsys.readouterr().err
     assert main([*argv[:3], "slicegpt", "--slicing", "0", *argv[4:]]) == 2
     assert "--slicing" in capsys.readouterr().err
     assert main([*argv[:3], "sliced", *argv[4:]]) == 2

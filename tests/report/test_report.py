@@ -91,11 +91,13 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
             store.add_results(space, arch, [Measurement(arch_id=arch_id(arch), supernet_id=sid, metric="acc",
                                                         value=value, unit="accuracy", task=task,
                                                         extra={"items": 500, "stderr": 0.02})])
-        # a second trained supernet with perplexity only: one line in the accuracy findings, not one per budget
+        # a second trained supernet with perplexity only: its pick (by the selection split, as for the perplexity
+        # findings) has no accuracy, so one line names it with the command, not one per baseline and budget
         store.add_supernet("trained-y", space.name, "tiny", tokens=2000, steps=6)
         for arch in [full, small]:
-            store.add_results(space, arch, [Measurement(arch_id=arch_id(arch), supernet_id="trained-y", metric="ppl",
-                                                        value=12.0, unit="perplexity", seq_len=512)])
+            store.add_results(space, arch, [
+                Measurement(arch_id=arch_id(arch), supernet_id="trained-y", metric=metric, value=12.0,
+                            unit="perplexity", seq_len=512) for metric in ("ppl", "ppl_selection")])
     out = tmp_path / "out"
     assert main(["report", space.path, "--db", str(db), "--bands", str(tmp_path), "--out", str(out)]) == 0
     report = (out / "REPORT.md").read_text()
@@ -104,11 +106,14 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
     assert nas_row.endswith("| 0.700 | 0.800 |")
     # mean 0.75 vs 0.45, error sqrt(2 * 0.02^2) / 2 per side: the interval excludes 0
     finding = next(line for line in report.splitlines() if "at matched params" in line and "difference" in line)
-    assert f"NAS 0.750 (`{arch_id(small)}`, ppl " in finding and "among the 2 of 2 compressed sub-networks" in finding
+    assert f"NAS 0.750 (`{arch_id(small)}`, ppl " in finding and "compressed sub-networks with a selection-split " \
+        "perplexity that fit" in finding
     assert "difference +0.300 [95% CI +0.261, +0.339]" in finding and "**NAS wins**" in finding
-    assert "- No accuracy comparison for `trained-y`: none of its sub-networks has accuracy rows on every task and " \
-           "a selection-split perplexity." in report
-    assert "none of the 0 sub-networks" not in report
+    missing = [line for line in report.splitlines() if line.startswith("- `trained-y`: 1 pick")]
+    assert missing == [f"- `trained-y`: 1 pick without accuracy on every task yet (`{arch_id(small)}`), so its "
+                       f"comparisons are not drawn: `nasbench profile {space.path} --supernet trained-y --n 0 --archs "
+                       "FILE --metrics acc --tasks arc_easy,piqa` with those archs in FILE."]
+    assert "vs NAS `trained-y`" not in report
 
 
 def _curve(path, points, peft):
