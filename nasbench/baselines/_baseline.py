@@ -150,14 +150,17 @@ def _units(space: SearchSpace, config: BaselineConfig) -> list[tuple[dict[str, A
 
 def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
                  supernet: SupernetRef | str | None = None, data_dir: Path | None = None, progress: bool = True,
-                 work_dir: str | Path | None = None, recover: Callable[..., Any] | None = None) -> BaselineSummary:
+                 work_dir: str | Path | None = None, recover: Callable[..., Any] | None = None,
+                 recover_model: Callable[..., Any] | None = None) -> BaselineSummary:
     """Build what is missing, measure it and store it; see the module docstring.
 
     ``supernet``: the weights to prune (2:4, SliceGPT; None: the base model), or the importance order to cut
     (``sliced`` methods: an artifact or a ``nasbench importance`` directory; required). ``work_dir``: where
     ``sliced-recovered`` keeps each trained model until all its rows are stored (default: a temporary directory, lost
     with the process). ``recover``: how ``sliced-recovered`` trains each model, the training stage's
-    :func:`nasbench.train.recover_arch` (a baseline composes the stages: it builds and measures, training trains).
+    :func:`nasbench.train.recover_arch` (a baseline composes the stages: it builds and measures, training trains);
+    ``recover_model``: how a SliceGPT or DSA baseline with ``tokens`` distils each model,
+    :func:`nasbench.train.recover_model`.
     """
     start = time.perf_counter()
     supernet = SupernetRef.resolve(supernet)
@@ -169,6 +172,9 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
     if config.method == "sliced-recovered" and recover is None:
         raise NasBenchError("recover", "sliced-recovered distils each model alone: pass the training stage's "
                                        "nasbench.train.recover_arch", None, show_got=False)
+    if config.tokens and config.method != "sliced-recovered" and recover_model is None:
+        raise NasBenchError("recover_model", f"{config.method_id} distils each pruned model: pass the training "
+                                             "stage's nasbench.train.recover_model", None, show_got=False)
     weights_id = supernet.id
     sid = baseline_id(config, weights_id)
     wanted = _wanted(config.protocol)
@@ -191,7 +197,7 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
             summary.seconds = time.perf_counter() - start
             return summary
         protocol = _resolved(config.protocol)
-        builder = Builder(space, config, supernet, data_dir, progress, work_dir, sid, recover)
+        builder = Builder(space, config, supernet, data_dir, progress, work_dir, sid, recover, recover_model)
         reference = None  # the full model that latency_rel is timed against, built at its first use
         from nasbench.profile._measure import _software
 
@@ -303,7 +309,7 @@ def _check_same_build(store: Store, sid: str, config: BaselineConfig, weights_id
     checks = [("calibration_tokens", "calibration_tokens", _calib_tokens(config)),
               ("calibration_seq_len", "calibration_seq_len", config.calibration_seq_len)] if _calib_tokens(config) \
         else []
-    if config.method == "sliced-recovered":
+    if config.recovered:
         checks.append(("tokens_per_model", "tokens", config.tokens))
     if config.method in SLICED:
         checks.append(("order_from", "supernet", weights_id))
@@ -317,6 +323,10 @@ def _check_same_build(store: Store, sid: str, config: BaselineConfig, weights_id
 
 def _calib_tokens(config: BaselineConfig) -> int:
     return config.calibration_tokens if config.method in ("wanda-2:4", "sparsegpt-2:4", "slicegpt", "dsa") else 0
+
+
+_RECOVER_MODEL = ("nasbench.train.recover_model (recovery preset: LoRA on every linear layer + the norms, KL to the "
+                  "frozen full model)")
 
 
 def _record(config: BaselineConfig, weights_id: str, arch: dict[str, Any] | None, aid: str | None,
@@ -334,6 +344,8 @@ def _record(config: BaselineConfig, weights_id: str, arch: dict[str, Any] | None
         if config.method == "sliced-recovered":
             out |= {"tokens_per_model": config.tokens, "recovery": "nasbench.train.recover_arch (recovery preset, "
                                                                    "one arch per model)"}
+        elif config.tokens:
+            out |= {"tokens_per_model": config.tokens, "recovery": _RECOVER_MODEL}
         if config.method == "dsa":
             out |= {"alpha_grid": sorted(config.alpha), "beta_grid": sorted(config.beta), "tolerance": TOLERANCE,
                     "calibration_tokens": _calib_tokens(config), "calibration_seq_len": config.calibration_seq_len,
@@ -347,6 +359,8 @@ def _record(config: BaselineConfig, weights_id: str, arch: dict[str, Any] | None
             "calibration_seq_len": config.calibration_seq_len, "calibration_source": "data.calibration"}
     if config.method == "slicegpt":
         out |= {"slicing": config.slicing, "hidden_size": arch["embed_dim"] if arch else None}
+        if config.tokens:
+            out |= {"tokens_per_model": config.tokens, "recovery": _RECOVER_MODEL}
     else:
         out |= {"sparsity": "2:4", "pruned": "every nn.Linear of the decoder blocks (embedding and head dense)"}
     return out

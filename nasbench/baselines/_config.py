@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from nasbench.baselines.dsa import ALPHA, BETA
-from nasbench.baselines.methods import GROUPS, METHODS, SLICED, default_protocol
+from nasbench.baselines.methods import GROUPS, METHODS, RECOVERABLE, SLICED, default_protocol
 from nasbench.errors import NasBenchError, check_choice, check_each
 from nasbench.profile.config import ProfileConfig
 
@@ -40,7 +40,9 @@ class BaselineConfig:
     archs: tuple[dict[str, Any], ...] = ()
     """``sliced`` methods only: the archs to cut (the target's band); each within :data:`BAND_TOLERANCE` of it."""
     tokens: int = 0
-    """``sliced-recovered`` only: training tokens per model (the supernet's recovery budget)."""
+    """Training tokens per model (the supernet's recovery budget): required by ``sliced-recovered``; for
+    ``slicegpt`` and ``dsa`` (:data:`~nasbench.baselines.methods.RECOVERABLE`) > 0 distils each pruned model with
+    the same recipe (``slicegpt-recovered-20``, ``dsa-recovered-50``); 0 for the others."""
     calibration_tokens: int = 16384
     """Tokens of the space's ``calibration`` source (Wanda, SparseGPT, SliceGPT; ``dsa``'s search); never the
     perplexity corpus."""
@@ -74,8 +76,11 @@ class BaselineConfig:
             if isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or self.tokens < 1:
                 raise NasBenchError("tokens", "sliced-recovered needs the training budget per model (>= 1 token)",
                                     self.tokens)
-        elif self.tokens:
-            raise NasBenchError("tokens", "only sliced-recovered trains", self.tokens)
+        elif self.tokens and (self.method not in RECOVERABLE or isinstance(self.tokens, bool)
+                              or not isinstance(self.tokens, int) or self.tokens < 0):
+            raise NasBenchError("tokens", f"only sliced-recovered and {' and '.join(RECOVERABLE)} train (an integer "
+                                          ">= 1 tokens per model; a 2:4 mask would not survive a merged LoRA delta)",
+                                self.tokens)
         self.alpha, self.beta = tuple(self.alpha), tuple(self.beta)
         if self.method == "dsa":
             for name, values, ok, rule in (("alpha", self.alpha, lambda v: v > 0, "> 0"),
@@ -93,9 +98,15 @@ class BaselineConfig:
             check_each("tasks", self.protocol.tasks, TASKS)
 
     @property
+    def recovered(self) -> bool:
+        """Each model is distilled after it is built (``sliced-recovered``, or a recoverable method with tokens)."""
+        return self.method == "sliced-recovered" or bool(self.tokens)
+
+    @property
     def method_id(self) -> str:
+        name = f"{self.method}-recovered" if self.tokens and self.method in RECOVERABLE else self.method
         if self.method == "slicegpt":
-            return f"slicegpt-{self.slicing * 100:g}"
+            return f"{name}-{self.slicing * 100:g}"
         if self.method in SLICED:
-            return f"{self.method}-{float(self.target) * 100:g}"
-        return self.method
+            return f"{name}-{float(self.target) * 100:g}"
+        return name

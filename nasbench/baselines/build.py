@@ -1,5 +1,6 @@
 """The models of one baseline run, built on demand: pruned (2:4, SliceGPT), cut from the importance-sorted model
-(``sliced``), distilled alone (``sliced-recovered``) or re-allocated layer by layer (``dsa``)."""
+(``sliced``), distilled alone (``sliced-recovered``) or re-allocated layer by layer (``dsa``); SliceGPT and DSA models
+then distilled with a token budget when the config has one (``slicegpt-recovered``, ``dsa-recovered``)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,14 @@ class Builder:
 
     def __init__(self, space: SearchSpace, config: BaselineConfig, supernet: SupernetRef,
                  data_dir: Path | None, progress: bool, work_dir: str | Path | None, sid: str,
-                 recover: Callable[..., Any] | None = None) -> None:
+                 recover: Callable[..., Any] | None = None, recover_model: Callable[..., Any] | None = None) -> None:
         self.space, self.config, self.supernet, self.data_dir = space, config, supernet, data_dir
         self.recover = recover
         """``sliced-recovered``: the training stage's distillation of one arch alone (``recover_arch``)."""
+        self.recover_model = recover_model
+        """A recovered SliceGPT or DSA baseline: the training stage's distillation of a dense model
+        (``recover_model``)."""
+        self._teacher: Any = None
         self.progress = progress
         self.work = Path(work_dir or tempfile.mkdtemp(prefix="nasbench-baseline-")) / sid.replace(":", "_")
         self.seconds = 0.0
@@ -59,11 +64,12 @@ class Builder:
             model, seconds = pruned_model(self.space, self.config, self.supernet, self.data_dir, self.progress,
                                      self.tokenizer)
             self.seconds += seconds
-            return model, self.tokenizer, {}, (arch, aid, self.config.method != "slicegpt")
+            return self._recovered(model, {}, (arch, aid, self.config.method != "slicegpt"))
         plain, importance = self._sorted()
         layers = {"layers": importance.layers_for(arch["n_layers"])} if importance and importance.layers else {}
         if self.config.method == "dsa":
-            return self._dsa(arch, aid, stored, importance, layers)
+            model, tokenizer, info, unit = self._dsa(arch, aid, stored, importance, layers)
+            return self._recovered(model, info, unit)
         if self.config.method == "sliced":
             if self._supernet is None:
                 from nasbench.supernet import Supernet
@@ -78,12 +84,35 @@ class Builder:
         result = self.recover(self.space, plain, importance, arch, self.config.tokens,
                               data_dir=self.data_dir, tokenizer=self.tokenizer, progress=self.progress)
         self.seconds += result.seconds
-        info = {"train_tokens": result.tokens, "train_steps": result.steps, "train_s": round(result.seconds, 1),
-                "precision": result.precision, "final_kd_loss": result.final_loss}
+        info = _training_info(result)
         saved.mkdir(parents=True, exist_ok=True)
         result.model.save_pretrained(saved)
         (saved / "recovery.json").write_text(json.dumps(info), encoding="utf-8")
         return result.model, self.tokenizer, info, unit
+
+    def _recovered(self, model: Any, info: dict[str, Any], unit: tuple[dict[str, Any], str, bool]
+                   ) -> tuple[Any, Any, dict[str, Any], tuple[dict[str, Any], str, bool]]:
+        """``model`` as built, or, for a recovered SliceGPT / DSA baseline, distilled with the config's tokens from
+        the space's full model (saved under the work directory, by the arch_id its rows carry, until they are all
+        stored, so a rerun measures it instead of training again)."""
+        if not (self.config.tokens and self.config.method != "sliced-recovered"):
+            return model, self.tokenizer, info, unit
+        saved = self.work / unit[1]
+        if (saved / "recovery.json").is_file():  # trained by an earlier, interrupted run: its weights on the rebuilt
+            model.load_state_dict(torch.load(saved / "recovered.pt", weights_only=True))  # (deterministic) model
+            trained = json.loads((saved / "recovery.json").read_text(encoding="utf-8"))
+            return model.float().eval(), self.tokenizer, {**info, **trained}, unit
+        assert self.recover_model is not None  # run_baseline checks it before any model is built
+        if self._teacher is None:
+            self._teacher = SupernetRef.pretrained().load(self.space, torch.float32).model.eval()
+        result = self.recover_model(self.space, model, self._teacher, self.config.tokens, data_dir=self.data_dir,
+                                    tokenizer=self.tokenizer, progress=self.progress)
+        self.seconds += result.seconds
+        trained = _training_info(result)
+        saved.mkdir(parents=True, exist_ok=True)
+        torch.save(result.model.state_dict(), saved / "recovered.pt")
+        (saved / "recovery.json").write_text(json.dumps(trained), encoding="utf-8")
+        return result.model, self.tokenizer, {**info, **trained}, unit
 
     def _dsa(self, arch: dict[str, Any], aid: str, stored: dict[str, Any] | None, importance: Any,
              layers: dict[str, Any]) -> tuple[Any, Any, dict[str, Any], tuple[dict[str, Any], str, bool]]:
@@ -140,3 +169,9 @@ class Builder:
             self.source = {"importance_scheme": getattr(loaded.importance, "scheme", None),
                            "layer_scheme": getattr(loaded.importance, "layer_scheme", None)}
         return self._sorted_model
+
+
+def _training_info(result: Any) -> dict[str, Any]:
+    """What a recovered model's rows say about its training (``extra``)."""
+    return {"train_tokens": result.tokens, "train_steps": result.steps, "train_s": round(result.seconds, 1),
+            "precision": result.precision, "final_kd_loss": result.final_loss}

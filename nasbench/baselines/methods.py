@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from nasbench.profile.config import ProfileConfig
 
-__all__ = ["METHODS", "SLICED", "METRICS", "GROUPS", "default_protocol"]
+__all__ = ["METHODS", "SLICED", "RECOVERABLE", "METRICS", "GROUPS", "default_protocol"]
 
 METHODS = ("magnitude-2:4", "wanda-2:4", "sparsegpt-2:4", "slicegpt", "sliced", "sliced-recovered", "dsa")
 #: The methods that cut the importance-sorted model to the archs of a parameter band (``--target``).
 SLICED = ("sliced", "sliced-recovered", "dsa")
+#: The methods whose models may be distilled after pruning with a token budget (``tokens`` > 0: ``<method>-recovered``,
+#: the recovery of ``sliced-recovered`` on a dense model); a 2:4 model may not (a merged LoRA delta fills its masks).
+RECOVERABLE = ("slicegpt", "dsa")
 #: The metric groups a baseline measures by default.
 METRICS = ("ppl", "acc", "latency", "memory")
 #: Every metric group a baseline can measure: the defaults and ``latency_rel`` (prefill time over the space's full

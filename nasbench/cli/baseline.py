@@ -1,5 +1,5 @@
-"""The ``baseline`` verb: build a baseline model (2:4, SliceGPT, one-shot sliced, sliced + recovered) and store its
-full row set (params, ppl, acc, latency, memory), resumably."""
+"""The ``baseline`` verb: build a baseline model (2:4, SliceGPT, one-shot sliced, DSA; the last three optionally
+recovered by distillation) and store its full row set (params, ppl, acc, latency, memory), resumably."""
 
 from __future__ import annotations
 
@@ -41,11 +41,13 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
                                                                    remeasure_before=args.remeasure_before),
                             slicing=args.slicing, target=args.target, archs=archs, tokens=args.tokens or 0,
                             calibration_tokens=args.calibration_tokens, calibration_seq_len=args.calibration_seq_len)
-    recover = None
+    recover = recover_model = None
     if config.method == "sliced-recovered":
         from nasbench.train import recover_arch as recover
+    elif config.tokens:
+        from nasbench.train import recover_model
     summary = run_baseline(space, args.db, config, supernet=args.supernet, data_dir=data.data_dir(args.data_dir),
-                           work_dir=args.work_dir, recover=recover)
+                           work_dir=args.work_dir, recover=recover, recover_model=recover_model)
     print(json.dumps({"baseline": config.method_id, "space": space.name, "supernet_id": summary.supernet_id,
                       "models": summary.models, "built": summary.built, "arch_id": summary.arch_id,
                       "params": summary.params, "new_rows": summary.rows, "values": summary.values,
@@ -70,10 +72,12 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--archs", metavar="FILE", help=f"sliced methods: the archs to cut (default "
                                                    f"{BANDS}/<space>-<percent>.jsonl, the target's band)")
     p.add_argument("--n-archs", type=int, metavar="K", help="sliced methods: only the first K archs of the file")
-    p.add_argument("--tokens", type=int, metavar="N", help="sliced-recovered: training tokens per model (the "
-                                                           "supernet's recovery budget, e.g. 286720)")
-    p.add_argument("--work-dir", metavar="DIR", help="sliced-recovered: keep each trained model here until its rows "
-                                                     "are stored, so a rerun measures instead of retraining")
+    p.add_argument("--tokens", type=int, metavar="N", help="training tokens per model (the supernet's recovery "
+                                                           "budget, e.g. 286720): required by sliced-recovered; "
+                                                           "slicegpt and dsa distil each pruned model with them "
+                                                           "(slicegpt-recovered-20, dsa-recovered-50)")
+    p.add_argument("--work-dir", metavar="DIR", help="recovered baselines: keep each trained model here until its "
+                                                     "rows are stored, so a rerun measures instead of retraining")
     add_supernet_flag(p, "the weights to prune (default: the base model); for the sliced methods the importance "
                          "order to cut (an artifact's, its trained delta not applied), required")
     p.add_argument("--calibration-tokens", type=int, default=16384, metavar="N",

@@ -75,32 +75,35 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     tasks = sorted({n.removeprefix("acc_") for m in models for n in m["values"]
                     if n.startswith("acc_") and not n.startswith("acc_norm_")})
     acc = _acc_values(db, space, tasks)
-    head = (f"| method | params (dense) | non-zero params | CPU {lat_words} ms | decode ms/token | ppl | "
+    head = (f"| method | training tokens | params (dense) | non-zero params | CPU {lat_words} ms | decode ms/token | "
+            "ppl | "
             "/ pretrained full |"
             + "".join(f" {t} acc |" for t in tasks))
     lines = ["Table 1 of the seed rebuilt: perplexity on the first 4,096 WikiText-2 test tokens, lm-eval accuracy "
              "(the shipped task YAMLs; items as stored), params and CPU latency, every number a measured row of "
              "the DB. `params (dense)` is every stored parameter entry (what a model keeps in memory and, on a CPU, "
              "multiplies); `non-zero params` the non-zero entries (what a 2:4 sparse kernel could skip; equal to the "
-             "dense count for structured methods). Pruning baselines use the space's calibration data and no "
-             "recovery training; `sliced-<p>` is the importance-sorted pretrained model cut to each arch of the "
-             "p% band (no training), `sliced-recovered-<p>` the same distilled alone with the stated tokens, "
-             "`dsa-<p>` the same band archs re-allocated layer by layer (DSA-style: alpha and beta of the allocation "
-             "picked by calibration perplexity within +-1 pp of the band; no training); a "
+             "dense count for structured methods). `training tokens` is each row's training budget: a trained "
+             "supernet's is shared by all its sub-networks, a recovered baseline's spent on each of its models. "
+             "Pruning baselines use the space's calibration data; `sliced-<p>` is the importance-sorted pretrained "
+             "model cut to each arch of the p% band, `dsa-<p>` the same band archs re-allocated layer by layer "
+             "(DSA-style: alpha and beta of the allocation picked by calibration perplexity within +-1 pp of the "
+             "band); `-recovered` in a name: each model then distilled alone with the supernet's recovery recipe "
+             "(KL to the full model, LoRA + norms, the recovery text) for the stated tokens; a "
              "baseline of several archs shows their medians (n archs). NAS rows: the sub-network of a trained "
              "supernet within the parameter share (and at most " f"{MAX_SHARE:.0%}" " of the full params) that a "
              "user would pick, the lowest perplexity on the selection split (text disjoint from the reported tokens), "
              "then scored on the reported tokens. " + lat_note, "", head,
-             table_rule(7 + len(tasks))]
+             table_rule(8 + len(tasks))]
 
     def cell(value: float | None, fmt: str) -> str:
         return "-" if value is None or value != value else format(value, fmt)
 
-    def line(label: str, values: dict[str, float | None]) -> str:
+    def line(label: str, budget: str, values: dict[str, float | None]) -> str:
         value = values.get("ppl")
         ratio = f"{value / pretrained:.2f}x" if pretrained and value is not None else "-"
         nz = values.get("params_nonzero")
-        return (f"| {label} | {cell(values.get('params'), ',.0f')} | {cell(nz, ',.0f')} | "
+        return (f"| {label} | {budget} | {cell(values.get('params'), ',.0f')} | {cell(nz, ',.0f')} | "
                 f"{cell(values.get(lat_metric), '.1f')} | {cell(values.get('decode_ms_per_token'), '.2f')} | "
                 f"{cell(value, '.1f')} | {ratio} |" + "".join(f" {cell(values.get(f'acc_{t}'), '.3f')} |"
                                                             for t in tasks))
@@ -116,15 +119,16 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
             out[f"acc_{task}"] = acc.get((sid, aid), {}).get(task, (None, None))[0]
         return out
 
+    tokens = {r["id"]: r.get("tokens") for r in rows}
     if pretrained is not None:
-        lines.append(line("pretrained full model", arch_values("pretrained", full_id)))
+        lines.append(line("pretrained full model", "none", arch_values("pretrained", full_id)))
     for sid in trained:
         for share in TABLE_SHARES:
             limit = min(share, MAX_SHARE) * full_params
             pick = _pick(selection, ppl, sid, lambda a: (_params_of(space, db, a) or math.inf) <= limit)
             if pick is not None:
                 lines.append(line(f"NAS `{sid}` <= {share:.0%} params, picked on the selection split",
-                                  arch_values(sid, pick)))
+                                  f"{tokens.get(sid) or 0:,} for all sub-networks", arch_values(sid, pick)))
     methods: dict[str, list[dict[str, Any]]] = {}
     for m in models:
         methods.setdefault(m["method"], []).append(m)
@@ -133,15 +137,15 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
         names = sorted({n for m in group for n in m["values"]})
         values = {n: _median([m["values"].get(n) for m in group]) for n in names}
         label = method + (f" (median of {len(group)})" if len(group) > 1 else "")
-        if "sliced-recovered" in method:
-            trained_tokens = {m["extra"].get("params", {}).get("train_tokens") for m in group} - {None}
-            label += f", {', '.join(f'{t:,}' for t in sorted(trained_tokens))} tokens each" if trained_tokens else ""
-        lines.append(line(label, values))
+        budget = ("none (training-free: a merged LoRA delta would fill the 2:4 masks)" if method.endswith("2:4")
+                  else "none")
+        if "recovered" in method:  # the budget asked per model (each row's extra has the tokens it consumed)
+            budget = ", ".join(sorted({f"{tokens.get(m['supernet_id']) or 0:,}" for m in group})) + " each"
+        lines.append(line(label, budget, values))
         summary[method] = {"group": group,
                            "ppl": [m["values"].get("ppl") for m in group],
                            "latency": [m["values"].get(lat_metric) for m in group],
                            "budget": [m["values"].get("params_nonzero") or m["values"].get("params") for m in group]}
-    tokens = {r["id"]: r.get("tokens") for r in rows}
     findings = []
     unpicked = [sid for sid in trained if not any(s == sid for s, _ in selection)]
     for sid in trained:

@@ -11,7 +11,8 @@
 - :mod:`~nasbench.train.checkpoint`: a run's files (``train.json``, resumable checkpoints, the curve's name);
 - :mod:`~nasbench.train.curve`: the recovery curve;
 - :mod:`~nasbench.train.loop`: :func:`train`, the driver;
-- :mod:`~nasbench.train.standalone`: :func:`recover_arch`, one sub-network distilled alone with a token budget.
+- :mod:`~nasbench.train.standalone`: :func:`recover_arch`, one sub-network distilled alone with a token budget;
+  :func:`recover_model`, any pruned dense model (SliceGPT, DSA) distilled the same way.
 
 The speed of a training step is measured by :func:`nasbench.bench.bench_train`.
 """
@@ -31,6 +32,7 @@ _LAZY = {
     "Pick": "nasbench.train.strategies",
     "Recovered": "nasbench.train.standalone",
     "recover_arch": "nasbench.train.standalone",
+    "recover_model": "nasbench.train.standalone",
     "Sampler": "nasbench.train.strategies",
     "make_sampler": "nasbench.train.strategies",
 }
@@ -54,6 +56,7 @@ __all__ = [
     "Pick",
     "Recovered",
     "recover_arch",
+    "recover_model",
     "Sampler",
     "make_sampler",
 ]

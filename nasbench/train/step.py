@@ -19,7 +19,7 @@ from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets, 
 from nasbench.supernet.lora import apply_lora
 from nasbench.train.strategies import Pick, sub_network_kwargs
 
-__all__ = ["lm_loss", "run_picks", "teacher_forward", "prepare_trainable", "frozen_linears_to_bf16", "loss_keys",
+__all__ = ["lm_loss", "kd_loss", "run_picks", "teacher_forward", "prepare_trainable", "frozen_linears_to_bf16", "loss_keys",
            "autocast"]
 
 
@@ -72,10 +72,7 @@ def run_picks(supernet: Supernet, picks: list[Pick], batch: dict[str, torch.Tens
             elif teacher is not None:
                 if targets is None and kd == "kl" and teacher_logits is not None:
                     targets = TeacherTargets(teacher, temperature, mask)  # once, for every student of the batch
-                kd_term = (kl_to_targets(logits, targets) if targets is not None
-                           else distill_loss(logits, teacher, kd, temperature, mask=mask))
-                # alpha == 1: distillation only (the LM term would cost a second pass over the logits for nothing)
-                loss = kd_term if alpha >= 1.0 else student_loss(lm_loss(logits, batch["labels"]), kd_term, alpha)
+                loss = kd_loss(logits, batch, teacher, kd=kd, alpha=alpha, temperature=temperature, targets=targets)
             else:
                 loss = lm_loss(logits, batch["labels"])
             (loss * scale).backward()
@@ -84,6 +81,16 @@ def run_picks(supernet: Supernet, picks: list[Pick], batch: dict[str, torch.Tens
     finally:
         supernet.reset()
     return out
+
+
+def kd_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor], teacher: torch.Tensor, *, kd: str, alpha: float,
+            temperature: float, targets: TeacherTargets | None = None) -> torch.Tensor:
+    """A student's loss on ``batch`` against a teacher's logits: ``(1 - alpha) * lm + alpha * kd`` (``alpha`` 1:
+    distillation only, without the LM term's second pass over the logits). ``targets``: the teacher's forward-KL
+    targets prepared once per batch (:class:`~nasbench.train.distill.TeacherTargets`), else ``distill_loss``."""
+    kd_term = (kl_to_targets(logits, targets) if targets is not None
+               else distill_loss(logits, teacher, kd, temperature, mask=batch["attention_mask"].bool()))
+    return kd_term if alpha >= 1.0 else student_loss(lm_loss(logits, batch["labels"]), kd_term, alpha)
 
 
 def prepare_trainable(supernet: Supernet, *, peft: str, precision: str, teacher: bool = False, lora_r: int = 32,

@@ -196,6 +196,12 @@ def test_baseline_config_reuses_the_profile_protocol_and_checks_its_flags() -> N
         BaselineConfig("sliced-recovered", target=0.5, archs=({"n_layers": 1},))
     with pytest.raises(NasBenchError, match="^tokens: "):
         BaselineConfig("sliced", target=0.5, archs=({"n_layers": 1},), tokens=10)
+    with pytest.raises(NasBenchError, match="^tokens: .*2:4 mask"):  # a merged LoRA delta would fill the masks
+        BaselineConfig("wanda-2:4", tokens=10)
+    recovered = BaselineConfig("slicegpt", tokens=64)
+    assert recovered.method_id == "slicegpt-recovered-20" and recovered.recovered
+    assert BaselineConfig("slicegpt").method_id == "slicegpt-20" and not BaselineConfig("slicegpt").recovered
+    assert BaselineConfig("dsa", target=0.5, archs=({"n_layers": 1},), tokens=64).method_id == "dsa-recovered-50"
 
 
 def test_cli_baseline_writes_rows_and_rejects_bad_flags(tiny_with_data, tmp_path, capsys) -> None:
@@ -261,6 +267,74 @@ def test_baseline_latency_rel_is_timed_against_the_full_model(tiny_with_data, tm
     assert "no sparse speed-up" in extra["note"]
 
 
+def _with_recovery_text(space, tmp_path):
+    import yaml
+
+    doc = yaml.safe_load(open(space.path, encoding="utf-8"))
+    doc["data"]["recovery"] = {"kind": "text", "path": "calib.txt"}  # the recovery text (never the ppl corpus)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return load_space(tmp_path / "space.yaml")
+
+
+def test_recover_model_distils_a_pruned_dense_model_towards_the_full_model(tiny_with_data, tmp_path) -> None:
+    """SliceGPT's model (rotated, sliced, with shortcut matrices: no sub-network of the space) trained with the
+    supernet's recovery recipe: LoRA on every linear layer, merged back; its KL to the full model falls."""
+    from nasbench.baselines import slice_model
+    from nasbench.models import load_tokenizer
+    from nasbench.train import recover_model
+    from nasbench.train.data import build_data
+
+    space, data = tiny_with_data
+    space = _with_recovery_text(space, tmp_path)
+    teacher = tiny_model("llama", seed=0).eval()
+    pruned = slice_model(copy.deepcopy(teacher), _ids(), 0.25).eval()
+    before = {n: p.detach().clone() for n, p in pruned.named_parameters()}
+    result = recover_model(space, pruned, teacher, 64 * 40, data_dir=data, batch_size=2, seq_len=32,
+                           precision="fp32", progress=False)
+    assert result.steps == 40 and result.tokens > 0 and result.config["lora_r"] == 32
+    assert {n: p.shape for n, p in result.model.named_parameters()} == {n: p.shape for n, p in before.items()}
+    assert all(torch.equal(p, before[n]) for n, p in pruned.named_parameters())  # the input is left untouched
+    rows = build_data(space, load_tokenizer(space.model), source="recovery", seq_len=32, data_dir=data, seed=0)
+    batch = rows.batch(rows.rows(0, 4))
+
+    def kl(model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            t = torch.log_softmax(teacher(input_ids=batch["input_ids"]).logits, -1)
+            s = torch.log_softmax(model(input_ids=batch["input_ids"]).logits, -1)
+        return float((t.exp() * (t - s)).sum(-1).mean())
+
+    assert kl(result.model) < 0.8 * kl(pruned)
+
+
+def test_recovered_slicegpt_baseline_names_its_budget_and_resumes(tiny_with_data, tmp_path) -> None:
+    from nasbench.train import recover_model
+
+    space, data = tiny_with_data
+    space = _with_recovery_text(space, tmp_path)
+    db = tmp_path / "r.duckdb"
+    common = dict(calibration_tokens=256, calibration_seq_len=32, protocol=_protocol(metrics=("ppl",)))
+    plain = run_baseline(space, db, BaselineConfig("slicegpt", slicing=0.25, **common), data_dir=data,
+                         progress=False)
+    with pytest.raises(NasBenchError, match="^recover_model: "):  # training is the train stage's, passed in
+        run_baseline(space, db, BaselineConfig("slicegpt", slicing=0.25, tokens=128, **common), data_dir=data,
+                     progress=False)
+    config = BaselineConfig("slicegpt", slicing=0.25, tokens=128, **common)
+    recovered = run_baseline(space, db, config, data_dir=data, progress=False, work_dir=tmp_path / "work",
+                             recover_model=recover_model)
+    assert recovered.supernet_id == "baseline-slicegpt-recovered-25" and recovered.arch_id == plain.arch_id
+    assert recovered.params == plain.params and recovered.values["ppl"] != plain.values["ppl"]
+    with Store(db) as store:
+        extra = json.loads(store.query("SELECT extra FROM measurements WHERE supernet_id = ? AND metric = 'ppl'",
+                                       [recovered.supernet_id])["extra"][0])
+        record = json.loads(store.query("SELECT config FROM supernets WHERE id = ?",
+                                        [recovered.supernet_id])["config"][0])
+    assert extra["train_tokens"] >= 128 and record["tokens_per_model"] == 128 and "recover_model" in record["recovery"]
+    assert not (tmp_path / "work" / recovered.supernet_id.replace(":", "_") / recovered.arch_id).exists()
+    with pytest.raises(NasBenchError, match="^tokens: "):  # the stored rows were trained on 128 tokens
+        run_baseline(space, db, BaselineConfig("slicegpt", slicing=0.25, tokens=256, **common), data_dir=data,
+                     progress=False, recover_model=recover_model)
+
+
 def _sorted_and_band(space, data, tmp_path, k: int = 2):
     """A `nasbench importance` directory of the tiny space, and k archs near one parameter share (a band)."""
     from nasbench.importance import sort_model
@@ -278,13 +352,8 @@ def test_sliced_baselines_cut_the_sorted_model_to_the_band_and_recover(tiny_with
     from nasbench.supernet.artifact import load_model
     from nasbench.train import recover_arch
 
-    import yaml
-
     space, data = tiny_with_data
-    doc = yaml.safe_load(open(space.path, encoding="utf-8"))
-    doc["data"]["recovery"] = {"kind": "text", "path": "calib.txt"}  # the recovery text (never the ppl corpus)
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-    space = load_space(tmp_path / "space.yaml")
+    space = _with_recovery_text(space, tmp_path)
     sorted_dir, target, band = _sorted_and_band(space, data, tmp_path)
     db = tmp_path / "s.duckdb"
     protocol = _protocol(metrics=("ppl", "latency"))

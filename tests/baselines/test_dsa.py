@@ -135,6 +135,39 @@ def test_beta_zero_is_the_sliced_model(tiny, tmp_path) -> None:
     assert archs == [arch_id(BAND[0])]  # the uniform winner is an arch of the space, as sliced's (listed apart)
 
 
+def test_recovered_dsa_distils_the_chosen_model_with_the_budget(tiny, tmp_path) -> None:
+    """dsa with tokens: the searched model distilled like a standalone model (dsa-recovered-35), under the arch its
+    search chose; a rerun builds and trains nothing."""
+    import yaml
+
+    from nasbench.importance import sort_model
+    from nasbench.space import load_space
+    from nasbench.train import recover_model
+
+    space, data, _ = tiny
+    doc = yaml.safe_load(open(space.path, encoding="utf-8"))
+    doc["data"]["recovery"] = {"kind": "text", "path": "calib.txt"}  # the recovery text (never the ppl corpus)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    space = load_space(tmp_path / "space.yaml")
+    sort_model(space, tmp_path / "sorted", tokens=256, seq_len=32, data_dir=data, progress=False)
+    db = tmp_path / "r.duckdb"
+    common = dict(protocol=_protocol(metrics=("ppl",)), target=TARGET, archs=BAND[:1], beta=(0.0,),
+                  calibration_tokens=256, calibration_seq_len=32)
+    kwargs = dict(supernet=tmp_path / "sorted", data_dir=data, progress=False, work_dir=tmp_path / "work")
+    flat = run_baseline(space, db, BaselineConfig("dsa", **common), **kwargs)
+    recovered = run_baseline(space, db, BaselineConfig("dsa", tokens=128, **common), recover_model=recover_model,
+                             **kwargs)
+    assert recovered.supernet_id == "baseline-dsa-recovered-35" and recovered.arch_id == flat.arch_id
+    assert recovered.values["ppl"] != pytest.approx(flat.values["ppl"], rel=1e-6)  # trained: other weights
+    with Store(db) as store:
+        extra = json.loads(store.query("SELECT extra FROM measurements WHERE supernet_id = ? AND metric = 'ppl'",
+                                       [recovered.supernet_id])["extra"][0])
+    assert extra["train_tokens"] >= 128 and extra["band_arch_id"] == arch_id(BAND[0])
+    again = run_baseline(space, db, BaselineConfig("dsa", tokens=128, **common), recover_model=recover_model,
+                         **kwargs)
+    assert again.built == 0 and again.rows == 0
+
+
 def test_dsa_rows_record_the_search_and_resume(tiny, tmp_path, monkeypatch, capsys) -> None:
     import nasbench.baselines.dsa as dsa
     from nasbench.cli import main
