@@ -90,7 +90,9 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
              "(DSA-style: alpha and beta of the allocation picked by calibration perplexity within +-1 pp of the "
              "band); `-recovered` in a name: each model then distilled alone with the supernet's recovery recipe "
              "(KL to the full model, LoRA + norms, the recovery text) for the stated tokens; a "
-             "baseline of several archs shows their medians (n archs). NAS rows: the sub-network of a trained "
+             "baseline of n archs shows the median of each column over them, its accuracies the mean (a mean over "
+             "archs is the expected accuracy of one of them; n = 1 rows are one model). NAS rows: the sub-network "
+             "of a trained "
              "supernet within the parameter share (and at most " f"{MAX_SHARE:.0%}" " of the full params) that a "
              "user would pick, the lowest perplexity on the selection split (text disjoint from the reported tokens), "
              "then scored on the reported tokens. " + lat_note, "", head,
@@ -135,8 +137,9 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     summary: dict[str, dict[str, Any]] = {}
     for method, group in sorted(methods.items()):
         names = sorted({n for m in group for n in m["values"]})
-        values = {n: _median([m["values"].get(n) for m in group]) for n in names}
-        label = method + (f" (median of {len(group)})" if len(group) > 1 else "")
+        values = {n: (_mean if n.startswith("acc_") else _median)([m["values"].get(n) for m in group])
+                  for n in names}
+        label = method + (f" (n = {len(group)})" if len(group) > 1 else " (n = 1)")
         budget = ("none (training-free: a merged LoRA delta would fill the 2:4 masks)" if method.endswith("2:4")
                   else "none")
         if "recovered" in method:  # the budget asked per model (each row's extra has the tokens it consumed)
@@ -168,9 +171,10 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
                 acc_findings += _acc_findings(space, db, acc, ppl, selection, (lat_metric, lat_words, latency), sid,
                                               method, data["group"], tasks, unmeasured)
             if unmeasured:
+                many = len(unmeasured) > 1
                 acc_findings.append(
-                    f"- `{sid}`: {len(unmeasured)} pick{'s' if len(unmeasured) > 1 else ''} without accuracy on every "
-                    f"task yet ({', '.join(f'`{a}`' for a in unmeasured)}), so {'their' if len(unmeasured) > 1 else 'its'}"
+                    f"- `{sid}`: {len(unmeasured)} pick{'s' if many else ''} without accuracy on every task yet "
+                    f"({', '.join(f'`{a}`' for a in unmeasured)}), so {'their' if many else 'its'}"
                     f" comparisons are not drawn: `nasbench profile {space.path} --supernet {sid} --n 0 --archs FILE "
                     f"--metrics acc --tasks {','.join(tasks)}` with those archs in FILE.")
     if out_dir is not None and trained:
@@ -210,6 +214,11 @@ def _front_plots(db: str | Path, space: SearchSpace, sid: str, out_dir: Path, la
 def _median(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return float(np.median(present)) if present else None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 def _pick(selection: dict[tuple[str, str], dict[str, Any]], ppl: dict[tuple[str, str], dict[str, Any]], sid: str,

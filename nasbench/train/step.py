@@ -19,8 +19,8 @@ from nasbench.train.distill import TeacherTargets, distill_loss, kl_to_targets, 
 from nasbench.supernet.lora import apply_lora
 from nasbench.train.strategies import Pick, sub_network_kwargs
 
-__all__ = ["lm_loss", "kd_loss", "run_picks", "teacher_forward", "prepare_trainable", "frozen_linears_to_bf16", "loss_keys",
-           "autocast"]
+__all__ = ["lm_loss", "kd_loss", "run_picks", "teacher_forward", "prepare_trainable", "frozen_linears_to_bf16",
+           "loss_keys", "autocast"]
 
 
 def autocast(device_type: str, precision: str) -> Any:

@@ -491,9 +491,15 @@ def test_report_table_and_findings_from_baseline_rows(tmp_path) -> None:
             for arch in archs[1:4] for metric, value, unit, device in (
                 ("ppl", 1000.0, "perplexity", ""), ("params", float(space.params(arch)), "params", ""),
                 ("latency_ms", 50.0, "ms", "cpu"))])
+        store.add_measurements(space.name, [  # a row of several archs: their mean accuracy (0.37), not the median
+            Measurement(arch_id(arch), "baseline-sliced-50", "acc", value, "accuracy", task="piqa", device="cpu")
+            for arch, value in zip(archs[1:4], (0.30, 0.31, 0.50))])
     text = baseline_section(db, space, tmp_path / "out")
-    assert "| wanda-2:4 |" in text and "| 50.0 | 5.00x |" in text and " piqa acc |" in text and "| 0.400 |" in text
-    assert "sliced-50 (median of 3)" in text and "NAS `trained-x` <= 75% params, picked on the selection split" in text
+    assert "| wanda-2:4 (n = 1) |" in text and "| 50.0 | 5.00x |" in text and " piqa acc |" in text
+    assert "| 0.400 |" in text
+    assert "sliced-50 (n = 3)" in text and "NAS `trained-x` <= 75% params, picked on the selection split" in text
+    sliced_row = next(line for line in text.splitlines() if "| sliced-50 (n = 3) |" in line)
+    assert sliced_row.endswith("| 1000.0 | 100.00x | 0.370 |")
     findings = [line for line in text.splitlines() if line.startswith("- NAS `trained-x`")]
     assert any("vs `wanda-2:4` (1 arch, no training) at matched params" in f for f in findings)
     wanda_latency = next(f for f in findings if "`wanda-2:4`" in f and "matched latency" in f)

@@ -210,7 +210,7 @@ def test_dsa_rows_record_the_search_and_resume(tiny, tmp_path, monkeypatch, caps
 
     from nasbench.report import baseline_section
 
-    assert "| dsa-35 (median of 2) |" in baseline_section(db, space)  # Table 1 summarises it as sliced's rows
+    assert "| dsa-35 (n = 2) |" in baseline_section(db, space)  # Table 1 summarises it as sliced's rows
 
     def no_search(*args, **kwargs):
         raise AssertionError("searched again")

@@ -61,7 +61,7 @@ def test_report_rebuilds_the_recovery_section_byte_identically(tmp_path):
     assert main(args) == 0
     report = (tmp_path / "out" / "REPORT.md").read_bytes()
     assert b"not met" in report and (tmp_path / "out" / "recovery-curve.png").stat().st_size > 0
-    assert b"| wanda-2:4 |" in report and b"| 50.0 | 5.00x |" in report
+    assert b"| wanda-2:4 (n = 1) | none (training-free" in report and b"| 50.0 | 5.00x |" in report
     text = readme.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n") and "2.2x" in text
     assert main(args) == 0
