@@ -57,6 +57,8 @@ if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser rea
 
 __all__ = ["BaselineSummary", "baseline_id", "run_baseline", "check_band"]
 
+#: The groups whose rows depend on a model's shapes only, not on its weights.
+_SHAPE_ONLY = ("latency", "latency_rel", "memory")
 #: Stored metric -> the group that measures it.
 _GROUP = {"params": "params", "params_nonzero": "params", "ppl": "ppl", "latency_ms": "latency",
           "decode_ms_per_token": "latency", "latency_rel": "latency_rel", "memory_mb": "memory", "weights_mb": "memory",
@@ -205,7 +207,10 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
         store.add_space(space)
         for arch, aid, in_space, stored, missing in todo:
             is_first = aid == first[1]
-            model, tokenizer, build, (arch, aid, in_space) = builder.model(arch, aid, stored)
+            # only shape-given rows missing (latency, memory: e.g. re-timing every model in one pass): a recovered
+            # model is measured untrained, as its latency does not depend on its weights
+            train = not all(_GROUP.get(m) in _SHAPE_ONLY for m, _ in missing)
+            model, tokenizer, build, (arch, aid, in_space) = builder.model(arch, aid, stored, train=train)
             if stored is None and config.method == "dsa":  # searched now: the chosen arch's rows decide what is left
                 missing = _missing(store, space, sid, aid, wanted, device, since)
             search = build.pop("search", None)
@@ -218,9 +223,11 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
             if config.method == "dsa":  # every band arch's search, this run's and the stored ones
                 record["search"] = _stored_searches(store, sid) | builder.searches
                 seconds = sum(s.get("seconds", 0.0) for s in record["search"].values())
-            store.add_supernet(sid, space.name, space.model.source, strategy=config.method,
-                               tokens=config.tokens or _calib_tokens(config), wall_time_s=seconds,
-                               checkpoint=supernet.checkpoint, config=record)
+            # a recovered baseline's run that trained nothing (shape-only rows) keeps the stored training time
+            if not config.recovered or builder.trained or not store.has_supernet(sid):
+                store.add_supernet(sid, space.name, space.model.source, strategy=config.method,
+                                   tokens=config.tokens or _calib_tokens(config), wall_time_s=seconds,
+                                   checkpoint=supernet.checkpoint, config=record)
             model = model.to(device=device, dtype=_DTYPES[protocol.dtype]).eval()
             extra = {"method": config.method_id, **({} if in_space else {"arch": arch}), **build}
             for group in ("params", "ppl", "acc", "latency", "latency_rel", "memory"):
@@ -255,10 +262,14 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
 def _missing(store: Store, space: SearchSpace, sid: str, aid: str, wanted: list[tuple[str, str]],
              device: str, since: str | None = None) -> list[tuple[str, str]]:
     """The (metric, task) pairs of ``wanted`` not stored for ``aid`` (params rows are device-free); with ``since``
-    (``--remeasure-before``) a row stored before it counts as missing."""
-    after = {} if since is None else {"since": since}
-    return [(m, t) for m, t in wanted
-            if not store.has_measurement(space.name, aid, sid, m, t, "" if m.startswith("params") else device, **after)]
+    (``--remeasure-before``) a row of the asked metrics stored before it counts as missing (the params rows, which
+    every run writes, are not re-measured)."""
+    def stored(m: str, t: str) -> bool:
+        if m.startswith("params"):
+            return store.has_measurement(space.name, aid, sid, m, t, "")
+        return store.has_measurement(space.name, aid, sid, m, t, device, **({} if since is None else {"since": since}))
+
+    return [(m, t) for m, t in wanted if not stored(m, t)]
 
 
 #: What every row of a ``dsa`` model says about its search (its ``params`` rows add every combo, ``search``).

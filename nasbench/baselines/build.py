@@ -17,7 +17,11 @@ from nasbench.baselines.prune import pruned_model
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet.ref import SupernetRef
 
-__all__ = ["Builder"]
+__all__ = ["Builder", "UNTRAINED"]
+
+#: What the rows of a recovered baseline's model measured without its training say (shape-only rows: latency,
+#: memory).
+UNTRAINED = {"weights": "untrained: these rows depend on the model's shapes only, which training does not change"}
 
 
 class Builder:
@@ -37,6 +41,8 @@ class Builder:
         self.work = Path(work_dir or tempfile.mkdtemp(prefix="nasbench-baseline-")) / sid.replace(":", "_")
         self.seconds = 0.0
         """Pruning or training seconds of this run (all models)."""
+        self.trained = False
+        """This run trained a model (a recovered baseline's), so ``seconds`` holds its training."""
         self.source: dict[str, Any] = {}
         self._tokenizer: Any = None
         self._sorted_model: Any = None
@@ -54,28 +60,30 @@ class Builder:
             self._tokenizer = load_tokenizer(self.space.model)
         return self._tokenizer
 
-    def model(self, arch: dict[str, Any], aid: str, stored: dict[str, Any] | None = None
+    def model(self, arch: dict[str, Any], aid: str, stored: dict[str, Any] | None = None, train: bool = True
               ) -> tuple[Any, Any, dict[str, Any], tuple[dict[str, Any], str, bool]]:
         """(float32 model, tokenizer, what its rows' extra should say about how it was built, (arch, arch_id, in the
         space) of the model: ``arch`` itself except for ``dsa``, whose search chooses it). ``stored``: a ``dsa``
-        model's extra from its stored rows (``arch`` is then the chosen arch: rebuilt, not searched)."""
+        model's extra from its stored rows (``arch`` is then the chosen arch: rebuilt, not searched). ``train``
+        False: a recovered baseline's model as pruned, untrained, for rows that depend on its shapes only."""
         unit = (arch, aid, True)
         if self.config.method not in SLICED:
             model, seconds = pruned_model(self.space, self.config, self.supernet, self.data_dir, self.progress,
                                      self.tokenizer)
             self.seconds += seconds
-            return self._recovered(model, {}, (arch, aid, self.config.method != "slicegpt"))
+            return self._recovered(model, {}, (arch, aid, self.config.method != "slicegpt"), train)
         plain, importance = self._sorted()
         layers = {"layers": importance.layers_for(arch["n_layers"])} if importance and importance.layers else {}
         if self.config.method == "dsa":
             model, tokenizer, info, unit = self._dsa(arch, aid, stored, importance, layers)
-            return self._recovered(model, info, unit)
-        if self.config.method == "sliced":
+            return self._recovered(model, info, unit, train)
+        if self.config.method == "sliced" or not train:
             if self._supernet is None:
                 from nasbench.supernet import Supernet
 
                 self._supernet = Supernet(plain, self.space)  # made elastic in place: cut, never trained
-            return self._supernet.extract(arch, **layers).float().eval(), self.tokenizer, {}, unit
+            return (self._supernet.extract(arch, **layers).float().eval(), self.tokenizer,
+                    {} if train or self.config.method == "sliced" else dict(UNTRAINED), unit)
         saved = self.work / aid
         if (saved / "recovery.json").is_file():  # trained by an earlier, interrupted run: measure it
             info = json.loads((saved / "recovery.json").read_text(encoding="utf-8"))
@@ -84,19 +92,22 @@ class Builder:
         result = self.recover(self.space, plain, importance, arch, self.config.tokens,
                               data_dir=self.data_dir, tokenizer=self.tokenizer, progress=self.progress)
         self.seconds += result.seconds
+        self.trained = True
         info = _training_info(result)
         saved.mkdir(parents=True, exist_ok=True)
         result.model.save_pretrained(saved)
         (saved / "recovery.json").write_text(json.dumps(info), encoding="utf-8")
         return result.model, self.tokenizer, info, unit
 
-    def _recovered(self, model: Any, info: dict[str, Any], unit: tuple[dict[str, Any], str, bool]
+    def _recovered(self, model: Any, info: dict[str, Any], unit: tuple[dict[str, Any], str, bool], train: bool
                    ) -> tuple[Any, Any, dict[str, Any], tuple[dict[str, Any], str, bool]]:
         """``model`` as built, or, for a recovered SliceGPT / DSA baseline, distilled with the config's tokens from
         the space's full model (saved under the work directory, by the arch_id its rows carry, until they are all
-        stored, so a rerun measures it instead of training again)."""
+        stored, so a rerun measures it instead of training again; ``train`` False: as built, said in its extra)."""
         if not (self.config.tokens and self.config.method != "sliced-recovered"):
             return model, self.tokenizer, info, unit
+        if not train:
+            return model, self.tokenizer, {**info, **UNTRAINED}, unit
         saved = self.work / unit[1]
         if (saved / "recovery.json").is_file():  # trained by an earlier, interrupted run: its weights on the rebuilt
             model.load_state_dict(torch.load(saved / "recovered.pt", weights_only=True))  # (deterministic) model
@@ -108,6 +119,7 @@ class Builder:
         result = self.recover_model(self.space, model, self._teacher, self.config.tokens, data_dir=self.data_dir,
                                     tokenizer=self.tokenizer, progress=self.progress)
         self.seconds += result.seconds
+        self.trained = True
         trained = _training_info(result)
         saved.mkdir(parents=True, exist_ok=True)
         torch.save(result.model.state_dict(), saved / "recovered.pt")

@@ -217,20 +217,22 @@ def test_cli_baseline_writes_rows_and_rejects_bad_flags(tiny_with_data, tmp_path
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["supernet_id"] == "baseline-magnitude-2:4" and out["new_rows"] == 3 and out["values"]["ppl"] > 1
     assert main(argv) == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_rows"] == 0
-    # --remeasure-before: the rows stored before it are measured again and replace the old ones (not doubled); the
-    # same command again resumes (nothing left), as profile's flag does
-    with Store(db) as store:
-        before = store.query("SELECT metric, created_at FROM measurements")
-    cut = str(before["created_at"].max() + __import__("datetime").timedelta(microseconds=1))
+    # --remeasure-before: the asked rows stored before it are measured again and replace the old ones (not doubled;
+    # the params rows every run writes are kept); the same command again resumes (nothing left), as profile's flag
+    def when() -> dict[str, object]:
+        with Store(db) as store:
+            return dict(store.query("SELECT metric, created_at FROM measurements").itertuples(index=False))
+
+    before = when()
+    cut = str(max(before.values()) + __import__("datetime").timedelta(microseconds=1))
     assert main([*argv, "--remeasure-before", cut]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_rows"] == 0  # replaced, none added
-    with Store(db) as store:
-        after = store.query("SELECT metric, created_at FROM measurements")
-    assert len(after) == len(before) and (after["created_at"].min() > before["created_at"].max())
+    after = when()
+    assert after.keys() == before.keys() and after["ppl"] > max(before.values())
+    assert after["params"] == before["params"] and after["params_nonzero"] == before["params_nonzero"]
     assert main([*argv, "--remeasure-before", cut]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["new_rows"] == 0
-    with Store(db) as store:
-        assert store.query("SELECT created_at FROM measurements")["created_at"].min() == after["created_at"].min()
+    assert when() == after
     assert main([*argv, "--remeasure-before", "yesterday"]) == 2
     assert "--remeasure-before: must be an ISO time" in capsys.readouterr().err
     assert main([*argv[:3], "slicegpt", "--slicing", "0", *argv[4:]]) == 2
@@ -333,6 +335,23 @@ def test_recovered_slicegpt_baseline_names_its_budget_and_resumes(tiny_with_data
     with pytest.raises(NasBenchError, match="^tokens: "):  # the stored rows were trained on 128 tokens
         run_baseline(space, db, BaselineConfig("slicegpt", slicing=0.25, tokens=256, **common), data_dir=data,
                      progress=False, recover_model=recover_model)
+
+    # a shape-only group added later (latency: one timing pass over every model) measures the model untrained
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again for a latency row")
+
+    with Store(db) as store:
+        wall = store.query("SELECT wall_time_s FROM supernets WHERE id = ?", [recovered.supernet_id])["wall_time_s"][0]
+    timed = BaselineConfig("slicegpt", slicing=0.25, tokens=128, calibration_tokens=256, calibration_seq_len=32,
+                           protocol=_protocol(metrics=("ppl", "latency_rel")))
+    again = run_baseline(space, db, timed, data_dir=data, progress=False, recover_model=no_training)
+    assert again.built == 1 and again.rows == 1
+    with Store(db) as store:
+        row = store.query("SELECT extra FROM measurements WHERE supernet_id = ? AND metric = 'latency_rel'",
+                          [recovered.supernet_id])
+        assert store.query("SELECT wall_time_s FROM supernets WHERE id = ?",
+                           [recovered.supernet_id])["wall_time_s"][0] == wall  # the training's time is kept
+    assert json.loads(row["extra"][0])["weights"].startswith("untrained")
 
 
 def _sorted_and_band(space, data, tmp_path, k: int = 2):
