@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The pruning baselines of the report's S5 under the sub-networks' protocol, in three resumable steps:
+#
+#   accuracy   every baseline model's accuracy scored again with the packed scorer the sub-networks were scored with
+#              (rows stored before SCORER_SINCE came from lm-eval's HFLM loop and are replaced); a baseline of
+#              several archs gets accuracy on each of them, so its Table 1 row is their mean. sliced-recovered keeps
+#              no weights after its rows are stored, so its models are distilled again (seed 0, as before).
+#   recovered  SliceGPT (10/20/30%) and DSA (50/75%) models distilled with the supernet's recovery recipe and budget
+#              (286,720 tokens each, as sliced-recovered and smollm2-135m-recovery-1), every row group measured.
+#   latency    every baseline model timed alternately with the space's full model (latency_rel, decode over 16
+#              tokens), replacing rows stored before LATENCY_SINCE; run it on an idle machine in the same session,
+#              on the same machine, as the benchmark's own latency_rel pass, so that one protocol and one reference
+#              time every latency of the table. Shape-only rows: recovered models are timed untrained.
+#
+# Usage: tools/experiments/baselines.sh STEP...   (NASBENCH_DATA_DIR must point at the data directory; DB defaults to
+# the benchmark's; LATENCY_SINCE, an ISO time (UTC) such as the start of the latency pass, is required by `latency`).
+# Each command resumes where it stopped (rows are committed per model and metric group).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+space=spaces/smollm2-135m.yaml
+db=${DB:-results/smollm2-135m.duckdb}
+order=results/supernets/smollm2-135m-recovery-1  # the importance order every sliced baseline was cut in
+budget=286720
+work=results/scratch/baselines
+SCORER_SINCE=2026-12-06T07:00  # the stored baseline accuracies are older; anything written by this script is newer
+
+# one line per baseline model set: its method flags
+models=(
+  "--method magnitude-2:4"
+  "--method wanda-2:4"
+  "--method sparsegpt-2:4"
+  "--method slicegpt --slicing 0.1"
+  "--method slicegpt --slicing 0.2"
+  "--method slicegpt --slicing 0.3"
+  "--method sliced --target 0.5 --supernet $order"
+  "--method sliced --target 0.75 --supernet $order"
+  "--method sliced-recovered --target 0.5 --supernet $order --tokens $budget --n-archs 1 --work-dir $work"
+  "--method sliced-recovered --target 0.75 --supernet $order --tokens $budget --n-archs 1 --work-dir $work"
+  "--method dsa --target 0.5 --supernet $order"
+  "--method dsa --target 0.75 --supernet $order"
+)
+recovered=(
+  "--method slicegpt --slicing 0.1 --tokens $budget --work-dir $work"
+  "--method slicegpt --slicing 0.2 --tokens $budget --work-dir $work"
+  "--method slicegpt --slicing 0.3 --tokens $budget --work-dir $work"
+  "--method dsa --target 0.5 --supernet $order --tokens $budget --work-dir $work"
+  "--method dsa --target 0.75 --supernet $order --tokens $budget --work-dir $work"
+)
+accuracy=(--metrics acc --tasks arc_easy,arc_challenge,piqa,hellaswag,winogrande --limit-items 500)
+
+for step in "$@"; do
+  case "$step" in
+    accuracy)
+      for m in "${models[@]}"; do
+        # shellcheck disable=SC2086  # the method flags are words
+        nasbench baseline "$space" $m "${accuracy[@]}" --dtype bfloat16 --remeasure-before "$SCORER_SINCE" --db "$db"
+      done ;;
+    recovered)
+      for m in "${recovered[@]}"; do
+        # shellcheck disable=SC2086
+        nasbench baseline "$space" $m --metrics ppl,acc,latency,memory "${accuracy[@]:2}" --decode-tokens 16 \
+          --dtype bfloat16 --db "$db"
+      done ;;
+    latency)
+      : "${LATENCY_SINCE:?latency needs LATENCY_SINCE, an ISO time (UTC): the start of the latency pass on this machine}"
+      for m in "${models[@]}" "${recovered[@]}"; do
+        # shellcheck disable=SC2086
+        nasbench baseline "$space" $m --metrics latency_rel --decode-tokens 16 --dtype bfloat16 \
+          --remeasure-before "$LATENCY_SINCE" --db "$db"
+      done ;;
+    *) echo "baselines.sh: unknown step '$step'; one of accuracy recovered latency" >&2
+       exit 2 ;;
+  esac
+done
