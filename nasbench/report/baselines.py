@@ -139,7 +139,8 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
         names = sorted({n for m in group for n in m["values"]})
         values = {n: (_mean if n.startswith("acc_") else _median)([m["values"].get(n) for m in group])
                   for n in names}
-        label = method + (f" (n = {len(group)})" if len(group) > 1 else " (n = 1)")
+        scored = sum(1 for m in group if any(n.startswith("acc_") for n in m["values"]))
+        label = method + f" (n = {len(group)}" + (f"; accuracy of {scored}" if 0 < scored < len(group) else "") + ")"
         budget = ("none (training-free: a merged LoRA delta would fill the 2:4 masks)" if method.endswith("2:4")
                   else "none")
         if "recovered" in method:  # the budget asked per model (each row's extra has the tokens it consumed)

@@ -513,11 +513,16 @@ def test_report_table_and_findings_from_baseline_rows(tmp_path) -> None:
         store.add_measurements(space.name, [  # a row of several archs: their mean accuracy (0.37), not the median
             Measurement(arch_id(arch), "baseline-sliced-50", "acc", value, "accuracy", task="piqa", device="cpu")
             for arch, value in zip(archs[1:4], (0.30, 0.31, 0.50))])
+        store.add_measurements(space.name, [  # one more arch without accuracy: the row says of how many it is
+            Measurement(arch_id(archs[4]), "baseline-sliced-50", metric, value, unit)
+            for metric, value, unit in (("ppl", 1000.0, "perplexity"), ("params", float(space.params(archs[4])),
+                                                                         "params"))])
     text = baseline_section(db, space, tmp_path / "out")
     assert "| wanda-2:4 (n = 1) |" in text and "| 50.0 | 5.00x |" in text and " piqa acc |" in text
     assert "| 0.400 |" in text
-    assert "sliced-50 (n = 3)" in text and "NAS `trained-x` <= 75% params, picked on the selection split" in text
-    sliced_row = next(line for line in text.splitlines() if "| sliced-50 (n = 3) |" in line)
+    assert "sliced-50 (n = 4; accuracy of 3)" in text and "NAS `trained-x` <= 75% params, picked on the selection " \
+        "split" in text
+    sliced_row = next(line for line in text.splitlines() if "| sliced-50 (n = 4; accuracy of 3) |" in line)
     assert sliced_row.endswith("| 1000.0 | 100.00x | 0.370 |")
     findings = [line for line in text.splitlines() if line.startswith("- NAS `trained-x`")]
     assert any("vs `wanda-2:4` (1 arch, no training) at matched params" in f for f in findings)
@@ -532,7 +537,7 @@ def test_report_table_and_findings_from_baseline_rows(tmp_path) -> None:
     assert "front-params.png" in text and (tmp_path / "out" / "front-params.png").is_file()
     assert baseline_section(db, space) == baseline_section(db, space)  # the same bytes on a rerun
     points = baseline_points(db, space.name, ["params", "ppl"])
-    assert points["wanda-2:4"] == [(float(space.params(full)), 50.0)] and len(points["sliced-50"]) == 3
+    assert points["wanda-2:4"] == [(float(space.params(full)), 50.0)] and len(points["sliced-50"]) == 4
     assert "CPU wall-clock latency ms" in text  # the baselines have only the wall clock: both sides on it
 
     def rel(aid: str, sid: str, ratio: float) -> Measurement:  # timed alternately with the full model (80 ms)
@@ -545,7 +550,7 @@ def test_report_table_and_findings_from_baseline_rows(tmp_path) -> None:
     assert "CPU wall-clock latency ms" in baseline_section(db, space)
     with Store(db) as store:  # every baseline timed the same way: both sides on the drift-cancelled latency
         store.add_measurements(space.name, [rel(a, "baseline-wanda-2:4", 1.0)] +
-                               [rel(arch_id(arch), "baseline-sliced-50", 0.5) for arch in archs[1:4]])
+                               [rel(arch_id(arch), "baseline-sliced-50", 0.5) for arch in archs[1:5]])
     text = baseline_section(db, space)
     assert "CPU drift-cancelled latency ms" in text and "the drift-cancelled `latency_ms` on both sides" in text
     wanda_latency = next(f for f in text.splitlines() if "`wanda-2:4`" in f and "matched latency" in f)
