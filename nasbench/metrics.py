@@ -15,7 +15,8 @@ Three prefill latencies, one of them the default (``docs/profiling.md`` gives ea
   the machine at its median speed. A DB, or a pruning baseline, without ``latency_rel`` rows has no ``latency_ms``.
 * ``latency_wall_ms``: the wall clock of one measurement (median of its repeats), including whatever the machine's
   speed was at that minute. The profiler stores it as ``measurements.metric = 'latency_ms'`` (:data:`STORED_AS`).
-* ``latency_rel``: the prefill time over the full model's, the two timed alternately (1 for the full model).
+* ``latency_rel``: the prefill time over the full model's, the two timed alternately (1 for the full model);
+  ``decode_rel`` the same for the decode time per token (measured with ``--decode-tokens``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,8 @@ _ALL = (
            stored_as="latency_ms"),
     Metric("decode_ms_per_token", "ms", log_fit=True, weight_free=True, profiled_by="latency", timed=True),
     Metric("latency_rel", "x full model", log_fit=True, weight_free=True, profiled_by="latency_rel", timed=True),
+    # the decode time per token over the full model's, the two timed alternately (profile --decode-tokens N)
+    Metric("decode_rel", "x full model", log_fit=True, weight_free=True, profiled_by="latency_rel", timed=True),
     Metric("params", "params", exact=True),
     Metric("flops", "flop/token", exact=True),
     Metric("memory_mb", "MiB", log_fit=True, weight_free=True, profiled_by="memory"),

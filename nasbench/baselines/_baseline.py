@@ -61,8 +61,8 @@ __all__ = ["BaselineSummary", "baseline_id", "run_baseline", "check_band"]
 _SHAPE_ONLY = ("latency", "latency_rel", "memory")
 #: Stored metric -> the group that measures it.
 _GROUP = {"params": "params", "params_nonzero": "params", "ppl": "ppl", "latency_ms": "latency",
-          "decode_ms_per_token": "latency", "latency_rel": "latency_rel", "memory_mb": "memory", "weights_mb": "memory",
-          "kv_bytes_per_token": "memory"}
+          "decode_ms_per_token": "latency", "latency_rel": "latency_rel", "decode_rel": "latency_rel",
+          "memory_mb": "memory", "weights_mb": "memory", "kv_bytes_per_token": "memory"}
 
 
 @dataclass
@@ -132,6 +132,8 @@ def _wanted(protocol: ProfileConfig) -> list[tuple[str, str]]:
             out += [(PRIMARY_METRIC[t], t) for t in protocol.tasks]
         elif group == "latency":
             out += [("latency_ms", "")] + ([("decode_ms_per_token", "")] if protocol.decode_tokens else [])
+        elif group == "latency_rel":
+            out += [("latency_rel", "")] + ([("decode_rel", "")] if protocol.decode_tokens else [])
         elif group == "memory":
             out += [("memory_mb", ""), ("weights_mb", ""), ("kv_bytes_per_token", "")]
         else:

@@ -66,17 +66,14 @@ def measure_group(group: str, model: Any, tokenizer: Any, space: SearchSpace, me
                                     **note}))
         return rows
     if group == "latency_rel":
-        from nasbench.profile.latency import measure_relative_latency
+        from nasbench.profile.latency import measure_relative_latency, relative_rows
         from nasbench.space import arch_id
 
         rel = measure_relative_latency(model, reference, batch=protocol.latency_batch,
-                                       seq_len=protocol.latency_seq_len, repeats=protocol.latency_repeats)
-        return [dict(common, metric="latency_rel", value=rel.ratio, unit="x full model",
-                     dtype=str(next(model.parameters()).dtype).removeprefix("torch."), spread=rel.iqr,
-                     n_repeats=rel.repeats, cost_s=rel.seconds,
-                     extra={"reference": arch_id(space.largest()), "reference_ms": rel.reference_ms,
-                            "model_ms": rel.model_ms, "threads": rel.threads, "cv": rel.cv,
-                            "what": "median of prefill-time ratios, model and full model timed alternately", **note})]
+                                       seq_len=protocol.latency_seq_len, repeats=protocol.latency_repeats,
+                                       decode_tokens=protocol.decode_tokens)
+        return relative_rows(rel, dict(common, dtype=str(next(model.parameters()).dtype).removeprefix("torch.")),
+                             arch_id(space.largest()), protocol.decode_tokens, note)
     if group != "latency":
         raise NasBenchError("metrics", one_of(GROUPS, each=True), group)
     lat = measure_latency(model, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len,

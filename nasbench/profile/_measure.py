@@ -263,6 +263,8 @@ def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet: s
         else:
             wanted.append((metric, {"latency": "latency_ms", "memory": "memory_mb", "energy": "energy_j"}.get(
                 metric, metric), ""))
+            if metric == "latency_rel" and config.decode_tokens:
+                wanted.append((metric, "decode_rel", ""))
     # a re-measurement (remeasure_before) counts only rows measured since then; other stores take no ``since``
     since = {} if config.remeasure_before is None else {"since": config.remeasure_before}
     return [(group, task) for group, stored, task in wanted
@@ -276,7 +278,8 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
     ``reference``: the dense full model ``latency_rel`` is timed against; ``selection``: the selection split's
     windows (``ppl_selection``)."""
     from nasbench.profile.accuracy import evaluate
-    from nasbench.profile.latency import measure_energy, measure_latency, measure_relative_latency, memory_footprint
+    from nasbench.profile.latency import (measure_energy, measure_latency, measure_relative_latency, memory_footprint,
+                                          relative_rows)
     from nasbench.perplexity import perplexity
 
     aid, device, dtype = arch_id(arch), config.device, config.dtype
@@ -334,14 +337,12 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
             # the full model is the reference itself: 1 by definition, not a ratio of two copies' noise
             same = aid == arch_id(space.largest())
             rel = measure_relative_latency(reference if same else dense, reference, batch=config.latency_batch,
-                                           seq_len=config.latency_seq_len, repeats=config.latency_repeats)
-            rows.append(dict(arch_id=aid, metric="latency_rel", value=rel.ratio, unit="x full model", device=device,
-                             dtype=str(next(dense.parameters()).dtype).removeprefix("torch."),
-                             batch=config.latency_batch, seq_len=config.latency_seq_len,
-                             spread=rel.iqr, n_repeats=rel.repeats, cost_s=rel.seconds,
-                             extra={"reference": arch_id(space.largest()), "reference_ms": rel.reference_ms,
-                                    "model_ms": rel.model_ms, "threads": rel.threads, "cv": rel.cv,
-                                    "what": "median of prefill-time ratios, model and full model timed alternately"}))
+                                           seq_len=config.latency_seq_len, repeats=config.latency_repeats,
+                                           decode_tokens=config.decode_tokens)
+            rows += relative_rows(rel, dict(arch_id=aid, device=device, batch=config.latency_batch,
+                                            seq_len=config.latency_seq_len,
+                                            dtype=str(next(dense.parameters()).dtype).removeprefix("torch.")),
+                                  arch_id(space.largest()), config.decode_tokens)
         if "energy" in groups:
             ids = torch.randint(0, dense.config.vocab_size, (config.latency_batch, config.latency_seq_len),
                                 generator=torch.Generator().manual_seed(0)).to(device)

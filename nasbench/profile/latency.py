@@ -8,7 +8,8 @@ around repeated calls; where there is no meter the result says why (no CUDA devi
 driver, no permission, a GPU or MIG slice without the counter) and the value is ``None``, never invented.
 
 Relative latency (:func:`measure_relative_latency`): the prefill time of a model over that of a fixed reference (the
-space's full model), the two timed alternately, repeat by repeat. A CPU shared with other tenants drifts by +-15% over
+space's full model), the two timed alternately, repeat by repeat (and, asked for, the decode time per token the
+same way: ``decode_rel``). A CPU shared with other tenants drifts by +-15% over
 minutes, more than the difference between many archs (two passes of the wall clock over the same 302 archs, about
 two hours apart, agreed only to Kendall tau 0.53); the drift hits both models of a pair alike and cancels in the
 ratio. The store's readers turn the ratio back into milliseconds, the default ``latency_ms``
@@ -33,7 +34,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["LatencyResult", "RelativeLatency", "measure_relative_latency", "Footprint", "Energy", "measure_latency",
+__all__ = ["LatencyResult", "RelativeLatency", "measure_relative_latency", "relative_rows", "Footprint", "Energy", "measure_latency",
            "memory_footprint", "prefill_peak_mb", "peak_memory_mb", "measure_energy"]
 
 
@@ -95,31 +96,71 @@ class RelativeLatency:
     reference_ms: float
     threads: int
     seconds: float = 0.0
+    decode: RelativeLatency | None = None
+    """With ``decode_tokens`` > 0: the same for the decode time per token with the KV cache (``model_ms`` and
+    ``reference_ms`` per token, ``repeats`` its pairs)."""
 
 
 def measure_relative_latency(model: torch.nn.Module, reference: torch.nn.Module, *, batch: int = 1,
-                             seq_len: int = 128, warmup: int = 2, repeats: int = 10,
-                             seed: int = 0) -> RelativeLatency:
+                             seq_len: int = 128, warmup: int = 2, repeats: int = 10, decode_tokens: int = 0,
+                             decode_repeats: int | None = None, seed: int = 0) -> RelativeLatency:
     """Prefill time of ``model`` relative to ``reference`` on the same random tokens: the two are timed alternately
     (the order flips every repeat, so neither always runs with the other's data in cache) and the ratio of each pair
-    is taken, so a slow-down of the machine that lasts longer than a pair cancels."""
+    is taken, so a slow-down of the machine that lasts longer than a pair cancels. With ``decode_tokens`` > 0 the
+    decode time per token (``decode_tokens`` greedy steps after a prefill of the same tokens, the prefill untimed)
+    is timed the same way, ``decode_repeats`` pairs (default ``max(3, repeats // 3)``, as the wall clock's decode)."""
     start = time.perf_counter()
     device = next(model.parameters()).device
     vocab = min(model.config.vocab_size, reference.config.vocab_size)
     ids = torch.randint(0, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(seed)).to(device)
-    ratios, mine, theirs = [], [], []
     with torch.inference_mode():
-        for i in range(warmup + repeats):
-            pair = (model, reference) if i % 2 == 0 else (reference, model)
-            times = {id(m): _timed(device, lambda m=m: m(input_ids=ids, use_cache=False)) for m in pair}
-            if i >= warmup:
-                mine.append(times[id(model)])
-                theirs.append(times[id(reference)])
-                ratios.append(times[id(model)] / times[id(reference)])
+        prefill = _alternate(model, reference, lambda m: _timed(device, lambda: m(input_ids=ids, use_cache=False)),
+                             warmup, repeats)
+        decode = None
+        if decode_tokens > 0:
+            decode = _alternate(model, reference, lambda m: _decode_ms_per_token(m, ids, decode_tokens, repeats=1),
+                                1, max(3, repeats // 3) if decode_repeats is None else decode_repeats)
+    threads = torch.get_num_threads()
+    return RelativeLatency(*prefill, threads=threads, seconds=time.perf_counter() - start,
+                           decode=None if decode is None else RelativeLatency(*decode, threads=threads))
+
+
+def relative_rows(rel: Any, common: dict[str, Any], reference: str, decode_tokens: int,
+                  extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The ``latency_rel`` row of a :class:`~nasbench.profile.latency.RelativeLatency` (and its ``decode_rel`` row
+    when decode was timed), as Measurement keyword dicts over ``common``; ``extra`` added to each row's."""
+    rows = [dict(common, metric="latency_rel", value=rel.ratio, unit="x full model", spread=rel.iqr,
+                 n_repeats=rel.repeats, cost_s=rel.seconds,
+                 extra={"reference": reference, "reference_ms": rel.reference_ms, "model_ms": rel.model_ms,
+                        "threads": rel.threads, "cv": rel.cv,
+                        "what": "median of prefill-time ratios, model and full model timed alternately",
+                        **(extra or {})})]
+    if rel.decode is not None:
+        d = rel.decode
+        rows.append(dict(common, metric="decode_rel", value=d.ratio, unit="x full model", spread=d.iqr,
+                         n_repeats=d.repeats,
+                         extra={"reference": reference, "reference_ms": d.reference_ms, "model_ms": d.model_ms,
+                                "threads": d.threads, "cv": d.cv, "decode_tokens": decode_tokens,
+                                "what": "median of decode-time-per-token ratios, model and full model timed "
+                                        "alternately", **(extra or {})}))
+    return rows
+
+
+def _alternate(model: torch.nn.Module, reference: torch.nn.Module, time_one: Callable[[torch.nn.Module], float],
+               warmup: int, repeats: int) -> tuple[float, float, float, int, float, float]:
+    """(median ratio, its IQR, its CV, repeats, median model time, median reference time) of ``time_one`` run on
+    the two models alternately, the order flipping every pair, after ``warmup`` untimed pairs."""
+    ratios, mine, theirs = [], [], []
+    for i in range(warmup + repeats):
+        pair = (model, reference) if i % 2 == 0 else (reference, model)
+        times = {id(m): time_one(m) for m in pair}
+        if i >= warmup:
+            mine.append(times[id(model)])
+            theirs.append(times[id(reference)])
+            ratios.append(times[id(model)] / times[id(reference)])
     q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0], 0, ratios[0])
     cv = statistics.stdev(ratios) / statistics.fmean(ratios) if len(ratios) > 1 else 0.0
-    return RelativeLatency(statistics.median(ratios), q3 - q1, cv, repeats, statistics.median(mine),
-                           statistics.median(theirs), torch.get_num_threads(), time.perf_counter() - start)
+    return statistics.median(ratios), q3 - q1, cv, repeats, statistics.median(mine), statistics.median(theirs)
 
 
 def _timed(device: torch.device, fn: Callable[[], Any]) -> float:

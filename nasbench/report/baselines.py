@@ -173,11 +173,11 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
                                               method, data["group"], tasks, unmeasured)
             if unmeasured:
                 many = len(unmeasured) > 1
+                command = f"nasbench profile {space.path} --supernet {sid} --n 0 --archs FILE --metrics acc --tasks "
                 acc_findings.append(
                     f"- `{sid}`: {len(unmeasured)} pick{'s' if many else ''} without accuracy on every task yet "
-                    f"({', '.join(f'`{a}`' for a in unmeasured)}), so {'their' if many else 'its'}"
-                    f" comparisons are not drawn: `nasbench profile {space.path} --supernet {sid} --n 0 --archs FILE "
-                    f"--metrics acc --tasks {','.join(tasks)}` with those archs in FILE.")
+                    f"({', '.join(f'`{a}`' for a in unmeasured)}), so {'their' if many else 'its'} comparisons are "
+                    f"not drawn: `{command}{','.join(tasks)}` with those archs in FILE.")
     if out_dir is not None and trained:
         lines += _front_plots(db, space, trained[-1], Path(out_dir), lat_metric)
     if findings:

@@ -345,7 +345,7 @@ def test_recovered_slicegpt_baseline_names_its_budget_and_resumes(tiny_with_data
     timed = BaselineConfig("slicegpt", slicing=0.25, tokens=128, calibration_tokens=256, calibration_seq_len=32,
                            protocol=_protocol(metrics=("ppl", "latency_rel")))
     again = run_baseline(space, db, timed, data_dir=data, progress=False, recover_model=no_training)
-    assert again.built == 1 and again.rows == 1
+    assert again.built == 1 and again.rows == 2 and set(again.values) == {"latency_rel", "decode_rel"}
     with Store(db) as store:
         row = store.query("SELECT extra FROM measurements WHERE supernet_id = ? AND metric = 'latency_rel'",
                           [recovered.supernet_id])

@@ -217,6 +217,19 @@ def test_profile_latency_rel_is_relative_to_the_full_model(tiny_with_data, tmp_p
 
     drift = reference_drift(db, space.name)  # the full model re-timed beside every arch: the machine's drift
     assert drift["rows"] == len(stored) and 0 < drift["p5"] <= drift["median"] <= drift["p95"]
+    assert not rows(db, "SELECT count(*) FROM measurements WHERE metric = 'decode_rel'")[0][0]
+    # with --decode-tokens the decode time per token is timed the same way: a decode_rel row beside each
+    config = ProfileConfig(n=3, seed=0, metrics=("latency_rel",), decode_tokens=2, **FAST)
+    again = profile(space, db, config, data_dir=data, progress=False)
+    assert again.profiled == summary.archs  # decode_rel was missing for every arch
+    decode = rows(db, "SELECT arch_id, value, unit, n_repeats, extra FROM measurements WHERE metric = 'decode_rel'")
+    assert len(decode) == len(stored)
+    for aid, value, unit, n, extra in decode:
+        extra = json.loads(extra)
+        assert unit == "x full model" and value > 0 and n == 3 and extra["decode_tokens"] == 2
+        assert extra["reference"] == full and extra["reference_ms"] > 0 and extra["model_ms"] > 0
+        if aid == full:
+            assert value == 1.0
 
 
 def test_export_verify_ppl_reloads_the_model_and_matches_the_benchmark_row(tiny_with_data, tmp_path, capsys) -> None:
