@@ -130,10 +130,16 @@ def _profile_seconds(space: SearchSpace, arch: dict[str, Any], config: Any, a: C
                                                       * space.flops(space.largest(), config.latency_seq_len))
     flops += 2 * prefill if "memory" in metrics else 0.0  # warm-up + measured prefill
     decode = 0.0
+    repeats = max(3, config.latency_repeats // 3)
+    step = config.decode_tokens * 2 / a.bandwidth  # per decode run: the bf16 weights read once per step
     if config.decode_tokens and "latency" in metrics:
-        repeats = max(3, config.latency_repeats // 3)
         flops += repeats * prefill
-        decode = repeats * config.decode_tokens * space.params(arch) * 2 / a.bandwidth  # bf16 weights read per step
+        decode = repeats * space.params(arch) * step
+    if config.decode_tokens and "latency_rel" in metrics:  # decode_rel: each pair also decodes with the full model
+        full = space.largest()
+        flops += (1 + repeats) * (prefill + config.latency_batch * config.latency_seq_len
+                                  * space.flops(full, config.latency_seq_len))
+        decode += (1 + repeats) * (space.params(arch) + space.params(full)) * step
     return flops / (a.peak_flops * a.profile_mfu) + decode + a.overhead_s, flops
 
 
