@@ -13,7 +13,8 @@
 #              time every latency of the table. Shape-only rows: recovered models are timed untrained.
 #
 # Usage: tools/experiments/baselines.sh STEP...   (NASBENCH_DATA_DIR must point at the data directory; DB defaults to
-# the benchmark's; LATENCY_SINCE, an ISO time (UTC) such as the start of the latency pass, is required by `latency`).
+# the benchmark's; LATENCY_SINCE, an ISO time (UTC) such as the start of the latency pass, is required by `latency`,
+# and REPEATS (default 24) sets its pairs per model, as the benchmark's pass: tools/experiments/latency.sh baselines).
 # Each command resumes where it stopped (rows are committed per model and metric group).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -65,8 +66,8 @@ for step in "$@"; do
       : "${LATENCY_SINCE:?latency needs LATENCY_SINCE, an ISO time (UTC): the start of the latency pass on this machine}"
       for m in "${models[@]}" "${recovered[@]}"; do
         # shellcheck disable=SC2086
-        nasbench baseline "$space" $m --metrics latency_rel --decode-tokens 16 --dtype bfloat16 \
-          --remeasure-before "$LATENCY_SINCE" --db "$db"
+        nasbench baseline "$space" $m --metrics latency_rel --decode-tokens 16 \
+          --latency-repeats "${REPEATS:-24}" --dtype bfloat16 --remeasure-before "$LATENCY_SINCE" --db "$db"
       done ;;
     *) echo "baselines.sh: unknown step '$step'; one of accuracy recovered latency" >&2
        exit 2 ;;

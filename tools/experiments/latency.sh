@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# The benchmark's latency measured again, in one campaign on one idle machine: every measured arch timed alternately
+# with the full model with more repeats (latency_rel, and decode_rel on the retest archs), the same archs' retest at
+# least an hour later, the op-level latency model timed and validated on the same machine, and the pruning baselines
+# timed in the same campaign (so one protocol and one reference time every latency of the report's tables).
+#
+#   start      record the campaign (its start time, the CPU, the protocol) in results/retest/latency-campaign.json;
+#              every later step refuses to run on another CPU model (a campaign may span sessions of one kind of
+#              machine, never two kinds)
+#   pass       the retest archs first (prefill and decode), then every other measured arch (prefill), into the
+#              benchmark DB; rows stored before the campaign's start are replaced, so the command resumes
+#   retest     once an hour has passed since the first pass timed them: the retest archs again, into
+#              results/retest/smollm2-135m-latency-rel.duckdb, then `nasbench bench retest` prints the agreement
+#   model      the op-level latency model timed (REPEATS rounds), stored in the DB and validated on its latencies
+#   baselines  every baseline model timed the same way (tools/experiments/baselines.sh latency)
+#
+# Usage: tools/experiments/latency.sh STEP...   (NASBENCH_DATA_DIR must point at the data directory). The machine
+# must be idle: another process on the CPU adds noise that no repeat count removes. REPEATS (default 24) pairs per
+# arch; on a 2-core machine with AVX-512 BF16 / AMX one arch costs about 2.5 s for the prefill pairs and 2 s for the
+# decode pairs, so `pass` takes about 90 minutes for 2,000 archs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+space=spaces/smollm2-135m.yaml
+db=${DB:-results/smollm2-135m.duckdb}
+retest_db=results/retest/smollm2-135m-latency-rel.duckdb  # its own file: no pair mixes two campaigns' machines
+dir=results/retest
+campaign=$dir/latency-campaign.json
+repeats=${REPEATS:-24}
+retest_n=${RETEST_N:-250}
+supernet=results/supernets/smollm2-135m-recovery-1  # latency is weight-free: any supernet of the space extracts the
+cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')  # same dense shapes
+mkdir -p "$dir"
+
+field() { python -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$campaign" "$1"; }
+
+check_cpu() {
+  [ -f "$campaign" ] || { echo "latency.sh: no campaign yet: run the 'start' step first" >&2; exit 2; }
+  if [ "$(field cpu)" != "$cpu" ]; then
+    echo "latency.sh: the campaign in $campaign runs on '$(field cpu)', this machine is '$cpu': finish it there," \
+         "or delete the file to start a new campaign here (every latency is then measured again)" >&2
+    exit 2
+  fi
+}
+
+archs() {  # the benchmark's measured archs, the retest subset (every k-th by arch_id) first, as JSONL
+  python - "$db" "$retest_n" "$dir/latency-retest.jsonl" > "$dir/latency-archs.jsonl" <<'EOF'
+import json, sys
+from nasbench.store import architectures, metric_values
+db, n, retest_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+measured = sorted({aid for _, aid in metric_values(db, "smollm2-135m", "latency_rel")})
+known = architectures(db, "smollm2-135m")
+step = max(1, len(measured) // n)
+retest = measured[::step][:n]
+rest = [a for a in measured if a not in set(retest)]
+with open(retest_file, "w") as f:
+    f.writelines(json.dumps({"arch_id": a, "arch": known[a]}) + "\n" for a in retest)
+for a in retest + rest:
+    print(json.dumps({"arch_id": a, "arch": known[a]}))
+EOF
+}
+
+profile() {  # ARCHS DB DECODE_TOKENS
+  nasbench profile "$space" --supernet "$supernet" --n 0 --archs "$1" --metrics latency_rel \
+    --latency-repeats "$repeats" --decode-tokens "$3" --dtype bfloat16 --remeasure-before "$(field since)" --db "$2"
+}
+
+for step in "$@"; do
+  case "$step" in
+    start)
+      if [ -f "$campaign" ]; then check_cpu; echo "latency.sh: campaign of $(field since) continues" >&2; continue; fi
+      python -c "import json, sys, datetime; json.dump({'since': datetime.datetime.now(datetime.timezone.utc)
+        .replace(tzinfo=None).isoformat(timespec='seconds'), 'cpu': sys.argv[1], 'repeats': int(sys.argv[2]),
+        'retest_archs': int(sys.argv[3])}, open(sys.argv[4], 'w'), indent=1)" "$cpu" "$repeats" "$retest_n" "$campaign"
+      echo "latency.sh: campaign started $(field since) on $cpu" >&2 ;;
+    pass)
+      check_cpu
+      archs
+      profile "$dir/latency-retest.jsonl" "$db" 16  # prefill and decode of the retest archs, first
+      profile "$dir/latency-archs.jsonl" "$db" 0 ;;
+    retest)
+      check_cpu
+      first=$(python - "$db" "$dir/latency-retest.jsonl" <<'EOF'
+import json, sys, duckdb
+ids = [json.loads(line)["arch_id"] for line in open(sys.argv[2])]
+con = duckdb.connect(sys.argv[1], read_only=True)
+print(con.execute("SELECT max(created_at) FROM measurements WHERE metric = 'latency_rel' AND arch_id IN "
+                  f"({','.join('?' * len(ids))})", ids).fetchone()[0])
+EOF
+)
+      python - "$first" <<'EOF'
+import datetime as d, sys
+gap = d.datetime.now(d.timezone.utc).replace(tzinfo=None) - d.datetime.fromisoformat(sys.argv[1])
+if gap < d.timedelta(hours=1):
+    sys.exit(f"latency.sh: the retest archs were timed until {sys.argv[1]} (UTC); wait until an hour has passed")
+EOF
+      profile "$dir/latency-retest.jsonl" "$retest_db" 16
+      nasbench bench retest "$db" "$retest_db" --space smollm2-135m --metrics latency_ms,latency_rel,decode_rel ;;
+    model)
+      check_cpu
+      nasbench bench latency-model smollm2-135m --db "$db" --rounds 10
+      for metric in latency_ms latency_rel; do
+        nasbench bench latency-model smollm2-135m --db "$db" --validate --metric "$metric"
+      done ;;
+    baselines)
+      check_cpu
+      LATENCY_SINCE=$(field since) REPEATS=$repeats tools/experiments/baselines.sh latency ;;
+    *) echo "latency.sh: unknown step '$step'; one of start pass retest model baselines" >&2
+       exit 2 ;;
+  esac
+done
