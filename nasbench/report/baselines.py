@@ -122,14 +122,23 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
         return out
 
     tokens = {r["id"]: r.get("tokens") for r in rows}
+    scorers: dict[str, set[str]] = {}  # row label -> the scorers of its accuracy cells
+
+    def scored_by(label: str, found: set[str]) -> str:
+        if found:
+            scorers[label] = found
+        return label
+
     if pretrained is not None:
-        lines.append(line("pretrained full model", "none", arch_values("pretrained", full_id)))
+        lines.append(line(scored_by("pretrained full model", acc.get(("pretrained", full_id), {}).get(SCORER, set())),
+                          "none", arch_values("pretrained", full_id)))
     for sid in trained:
         for share in TABLE_SHARES:
             limit = min(share, MAX_SHARE) * full_params
             pick = _pick(selection, ppl, sid, lambda a: (_params_of(space, db, a) or math.inf) <= limit)
             if pick is not None:
-                lines.append(line(f"NAS `{sid}` <= {share:.0%} params, picked on the selection split",
+                label = f"NAS `{sid}` <= {share:.0%} params, picked on the selection split"
+                lines.append(line(scored_by(label, acc.get((sid, pick), {}).get(SCORER, set())),
                                   f"{tokens.get(sid) or 0:,} for all sub-networks", arch_values(sid, pick)))
     methods: dict[str, list[dict[str, Any]]] = {}
     for m in models:
@@ -145,7 +154,9 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
                   else "none")
         if "recovered" in method:  # the budget asked per model (each row's extra has the tokens it consumed)
             budget = ", ".join(sorted({f"{tokens.get(m['supernet_id']) or 0:,}" for m in group})) + " each"
-        lines.append(line(label, budget, values))
+        found = {_scorer(e) for m in group for n, e in m["extra"].items() if n.startswith("acc_")
+                 and not n.startswith("acc_norm_") and m["values"].get(n) is not None}
+        lines.append(line(scored_by(label, found), budget, values))
         summary[method] = {"group": group,
                            "ppl": [m["values"].get("ppl") for m in group],
                            "latency": [m["values"].get(lat_metric) for m in group],
@@ -178,6 +189,13 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
                     f"- `{sid}`: {len(unmeasured)} pick{'s' if many else ''} without accuracy on every task yet "
                     f"({', '.join(f'`{a}`' for a in unmeasured)}), so {'their' if many else 'its'} comparisons are "
                     f"not drawn: `{command}{','.join(tasks)}` with those archs in FILE.")
+    kinds = sorted({k for found in scorers.values() for k in found})
+    if len(kinds) > 1:  # say which rows' accuracies are not comparable as they stand
+        lines += ["", "Accuracy scorers differ between rows (the same items; rounding at the scored positions "
+                      "flips ties): " + "; ".join(
+                          f"{kind}: " + ", ".join(label for label, found in scorers.items() if kind in found)
+                          for kind in kinds) + ". The findings compare accuracy only where both sides share a "
+                      "scorer (`tools/experiments/baselines.sh accuracy` scores every baseline again)."]
     if out_dir is not None and trained:
         lines += _front_plots(db, space, trained[-1], Path(out_dir), lat_metric)
     if findings:
@@ -282,7 +300,8 @@ def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, la
 
 
 def _acc_values(db: str | Path, space: SearchSpace, tasks: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
-    """``{(supernet_id, arch_id): {task: (acc, stderr)}}`` of the given tasks (stderr None where not stored)."""
+    """``{(supernet_id, arch_id): {task: (acc, stderr)}}`` of the given tasks (stderr None where not stored), and
+    under the key ``SCORER`` the set of scorers that scored them (:func:`_scorer`)."""
     import json
 
     from nasbench.store import metric_values
@@ -293,7 +312,18 @@ def _acc_values(db: str | Path, space: SearchSpace, tasks: list[str]) -> dict[tu
             extra = row["extra"]
             extra = json.loads(extra) if isinstance(extra, str) and extra else (extra or {})
             out.setdefault(key, {})[task] = (row["value"], extra.get("stderr"))
+            out[key].setdefault(SCORER, set()).add(_scorer(extra))
     return out
+
+
+#: The key of :func:`_acc_values`'s per-model dict that holds its scorers (not a task name).
+SCORER = "_scorer"
+
+
+def _scorer(extra: dict[str, Any]) -> str:
+    """How an accuracy row was scored: its ``extra.scorer`` (``packed``), or lm-eval's HFLM loop for rows from
+    before the scorer was recorded."""
+    return extra.get("scorer") or "lm-eval HFLM"
 
 
 def _mean_acc(per_task: dict[str, tuple[float | None, float | None]], tasks: list[str]) -> tuple[float, float] | None:
@@ -355,6 +385,13 @@ def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, sele
         n_fit = sum(1 for (s, a) in selection if s == sid and (sid, a) in ppl and fits(a))
         best_ppl = ppl[(sid, best)]["value"]
         value, se = measured[best]
+        mine = acc.get((sid, best), {}).get(SCORER, set())
+        theirs = {_scorer(model["extra"].get(f"acc_{t}", {})) for t in tasks}
+        if mine != theirs:  # scorers differ by rounding at the scored positions: ties flip, items move
+            out.append(f"{head}: not compared: NAS `{best}` was scored by {' and '.join(sorted(mine))}, "
+                       f"`{method}` by {' and '.join(sorted(theirs))} (one scorer for both: "
+                       "`tools/experiments/baselines.sh accuracy`).")
+            continue
         diff, half = value - base, 1.96 * math.sqrt(se * se + base_se * base_se)
         verdict = ("NAS wins" if diff - half > 0 else "the baseline wins" if diff + half < 0
                    else "no clear winner (the interval holds 0)")

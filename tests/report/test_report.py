@@ -113,7 +113,17 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
     assert missing == [f"- `trained-y`: 1 pick without accuracy on every task yet (`{arch_id(small)}`), so its "
                        f"comparisons are not drawn: `nasbench profile {space.path} --supernet trained-y --n 0 --archs "
                        "FILE --metrics acc --tasks arc_easy,piqa` with those archs in FILE."]
-    assert "vs NAS `trained-y`" not in report
+    assert "vs NAS `trained-y`" not in report and "Accuracy scorers differ" not in report
+    # the NAS side scored by the packed scorer, the baseline by lm-eval's HFLM loop: not compared, and said
+    with Store(db) as store:
+        store.con.execute("UPDATE measurements SET extra = json_merge_patch(extra, '{\"scorer\": \"packed\"}') "
+                          "WHERE metric = 'acc' AND supernet_id = 'trained-x'")
+    assert main(["report", space.path, "--db", str(db), "--bands", str(tmp_path), "--out", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    finding = next(line for line in report.splitlines() if "at matched params" in line and "vs NAS `trained-x`" in line)
+    assert finding.endswith(f"not compared: NAS `{arch_id(small)}` was scored by packed, `wanda-2:4` by lm-eval HFLM "
+                            "(one scorer for both: `tools/experiments/baselines.sh accuracy`).")
+    assert "Accuracy scorers differ between rows" in report and "lm-eval HFLM: wanda-2:4 (n = 1); packed: NAS" in report
 
 
 def _curve(path, points, peft):
