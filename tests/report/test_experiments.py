@@ -78,6 +78,29 @@ def test_factorial_verdicts_holm_seed_noise_and_missing_arms(tmp_path):
     assert factorial_section(db, space, bands) == out  # the same bytes every run
 
 
+def test_seed_noise_is_the_widest_gap_between_runs_of_the_shipped_recipe(tmp_path):
+    """Three runs of the shipped recipe (today's seed 0 and seed 1, seed 0 by earlier code): the noise band is the
+    widest pair (earlier code vs seed 1, 1.5x here), so an arm 1.3x off today's run is within it."""
+    space, bands, db = _factorial_db(tmp_path, [
+        ("seed1", "importance-grid-params", "kl", 1, lambda a: 1.2 * _noise(a, salt=0.3)),
+        ("rand", "importance-random", "kl", 0, lambda a: 1.3 * _noise(a, salt=0.2)),
+    ])
+    with Store(db) as store:
+        for sid, checkpoint, factor in (("today", "results/scratch/factorial/shipped-seed0", 1.0),
+                                        ("earlier", "results/supernets/earlier", 0.8)):
+            store.add_supernet(sid, space.name, "tiny", strategy="importance-grid-params", kd="kl", peft="lora",
+                               tokens=BUDGET, checkpoint=checkpoint, config={"seed": 0})
+            _rows(space, store, sid, [*space.sample(24, seed=3), space.largest()],
+                  lambda a, f=factor: 100.0 * f * _noise(a, salt=0.1))
+    out = factorial_section(db, space, bands)
+    s2, s3 = out["training"], out["strategies"]
+    assert "| shipped recipe | reference | `today` |" in s2
+    assert "| shipped recipe, earlier code | code | `earlier` |" in s2
+    assert "the widest of the 3 pairs among the shipped recipe's 3 runs (shipped recipe, earlier code against " \
+           "shipped recipe, seed 1), 1.51x: an arm whose median ratio lies within 1.51x of 1" in s2
+    assert "**random (one sub-network per step)**" in s3 and "**within seed noise**" in s3  # 1.3x < 1.5x
+
+
 def test_factorial_ignores_other_budgets_and_protocols(tmp_path):
     space, bands, db = _factorial_db(tmp_path, [("ref", "importance-grid-params", "kl", 0, lambda a: 1.0)])
     with Store(db) as store:
