@@ -1,4 +1,6 @@
-"""This machine's measured matmul rate, and ``--precision auto`` / ``--dtype auto``: measure bf16 and fp32, pick.
+"""This machine: its measured matmul rate, ``--precision auto`` / ``--dtype auto`` (measure bf16 and fp32, pick), and
+what it is (:func:`machine`: the CPU model and the flags that decide bf16 speed, recorded with every measurement and
+training run).
 
 CPUs differ by an order of magnitude here: with AMX or AVX-512 BF16, bf16 matmuls run 3-6x faster than fp32; on an
 AVX2-only CPU they are emulated and run 10-100x slower. So the precision is measured, never assumed. The same rates
@@ -13,7 +15,7 @@ from functools import lru_cache
 
 import torch
 
-__all__ = ["matmul_rate", "resolve_precision", "BF16_MIN_SPEEDUP"]
+__all__ = ["matmul_rate", "resolve_precision", "machine", "BF16_MIN_SPEEDUP"]
 
 #: ``auto`` picks bf16-mixed when its matmuls are at least this much faster than fp32 (autocast adds casts).
 BF16_MIN_SPEEDUP = 1.5
@@ -53,3 +55,21 @@ def resolve_precision(precision: str, device: str = "cpu") -> str:
         return precision
     fast = matmul_rate(torch.bfloat16, device) >= BF16_MIN_SPEEDUP * matmul_rate(torch.float32, device)
     return "bf16-mixed" if fast else "fp32"
+
+
+def machine() -> dict[str, str]:
+    """``cpu`` (model name), ``cpu_flags`` (of avx2, avx512f, avx512_bf16, amx_bf16, amx_tile), ``threads``."""
+    model, flags = "unknown", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {"cpu": model, "cpu_flags": ",".join(f for f in wanted if f in flags),
+            "threads": str(torch.get_num_threads())}

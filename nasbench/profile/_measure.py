@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nasbench.errors import NasBenchError, check_each
+from nasbench.precision import machine
 from nasbench.profile.config import METRICS, ProfileConfig
 from nasbench.space import SearchSpace, arch_id
 from nasbench.supernet.ref import SupernetRef
@@ -88,24 +89,6 @@ def _software(device: str | None = None, engine: str | None = None) -> dict[str,
     if engine is not None:
         out["engine"] = engine
     return out
-
-
-def machine() -> dict[str, str]:
-    """``cpu`` (model name), ``cpu_flags`` (of avx2, avx512f, avx512_bf16, amx_bf16, amx_tile), ``threads``."""
-    model, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown":
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return {"cpu": model, "cpu_flags": ",".join(f for f in wanted if f in flags),
-            "threads": str(torch.get_num_threads())}
 
 
 def resolve(config: ProfileConfig) -> ProfileConfig:

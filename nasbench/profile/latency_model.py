@@ -76,7 +76,7 @@ class OpTable:
     threads: int
     """Torch threads while timing (``torch.get_num_threads()``)."""
     cpu: str
-    """CPU model (:func:`nasbench.profile._measure.machine`)."""
+    """CPU model (:func:`nasbench.precision.machine`)."""
     cpu_flags: str
     gpu: str
     """The GPU's name on a CUDA device, else ``''``."""
@@ -184,7 +184,8 @@ def measure_ops(space: SearchSpace, *, rounds: int = 5, device: str = "cpu", dty
     the middle of the benchmark's 16-token decode after its 128-token prompt). ``dtype="auto"``: decided as
     ``profile`` decides it (:func:`nasbench.profile.resolve`). Uses the process's torch threads."""
     from nasbench.profile.latency import _timed
-    from nasbench.profile._measure import DTYPES, ProfileConfig, machine, resolve
+    from nasbench.precision import machine
+    from nasbench.profile._measure import DTYPES, ProfileConfig, resolve
 
     for name, value in (("rounds", rounds), ("seq_len", seq_len), ("context", context)):
         if value < 1:

@@ -389,9 +389,11 @@ class _Run:
 
     # -- outputs ------------------------------------------------------------------------------------------------------
     def _write_run_file(self) -> None:
+        from nasbench.precision import machine
+
         record = {"supernet_id": self.supernet_id, "identity": self.identity, "config": self.config.to_dict(),
                   "data_hash": self.data.data_hash, "data_rows": len(self.data), "data_dropped": self.data.dropped,
-                  "world": self.procs.world}
+                  "world": self.procs.world, "machine": machine()}  # the run's numerics depend on the CPU's bf16 path
         write_run_file(self.out, record)
 
     def _store(self, checkpoint: Path | None = None) -> None:
