@@ -388,9 +388,14 @@ def threats_section(space: SearchSpace) -> str:
         "domain adaptation and need not carry to other text (the accuracy tasks are the out-of-domain check).",
         "- **One model, one space.** Every verdict is about SmolLM2-135M and the `" + space.name + "` space; the "
         "seed's findings were on Llama-3.1-8B.",
-        "- **One budget, one seed pair.** The factorial's arms are trained for " + f"{BUDGET:,}" + " tokens each and "
-        "the shipped recipe at two seeds; other arms at one. A ranking of recipes can change with the budget "
-        "(the recovery curve is still falling steeply there).",
+        "- **One budget, few replicates.** The factorial's arms are trained for " + f"{BUDGET:,}" + " tokens each; "
+        "the shipped recipe has the only replicates (two seeds, and seed 0 by an earlier version of the code), every "
+        "other arm one run. A ranking of recipes can change with the budget (the recovery curve is still falling "
+        "steeply there).",
+        "- **Runs across sessions.** The arms were trained one at a time over several days, on 2-core machines "
+        "that differ in their bf16 path (AVX-512 BF16 or AMX) and with the code of their day; bf16 training is "
+        "not bit-reproducible across such machines. The noise band is taken from the shipped recipe's replicates, "
+        "which differ in the same ways; training runs record their CPU (`machine` in `train.json`).",
         "- **CPU latency.** Latencies are measured on one 2-core CPU whose wall clock drifts by +-15% over "
         "minutes; only interleaved measurements against a common reference compare well, which is why the default "
         "`latency_ms` is drift-cancelled (`latency_rel` x the full model's median wall clock) and the wall clock "
