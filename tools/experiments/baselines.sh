@@ -3,8 +3,9 @@
 #
 #   accuracy   every baseline model's accuracy scored again with the packed scorer the sub-networks were scored with
 #              (rows stored before SCORER_SINCE came from lm-eval's HFLM loop and are replaced); a baseline of
-#              several archs gets accuracy on each of them, so its Table 1 row is their mean. sliced-recovered keeps
-#              no weights after its rows are stored, so its models are distilled again (seed 0, as before).
+#              several archs gets accuracy on its first 4 (dsa has 4; sliced 16, whose first arch is the one scored
+#              before), so its Table 1 row is their mean and says of how many. sliced-recovered keeps no weights
+#              after its rows are stored, so its models are distilled again (seed 0, as before).
 #   recovered  SliceGPT (10/20/30%) and DSA (50/75%) models distilled with the supernet's recovery recipe and budget
 #              (286,720 tokens each, as sliced-recovered and smollm2-135m-recovery-1), every row group measured.
 #   latency    every baseline model timed alternately with the space's full model (latency_rel, decode over 16
@@ -54,6 +55,7 @@ for step in "$@"; do
     accuracy)
       for m in "${models[@]}"; do
         # shellcheck disable=SC2086  # the method flags are words
+        case "$m" in *"--method sliced "*) m="$m --n-archs 4" ;; esac
         nasbench baseline "$space" $m "${accuracy[@]}" --dtype bfloat16 --remeasure-before "$SCORER_SINCE" --db "$db"
       done ;;
     recovered)
