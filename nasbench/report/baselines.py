@@ -165,10 +165,13 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     unpicked = [sid for sid in trained if not any(s == sid for s, _ in selection)]
     for sid in trained:
         if sid not in unpicked:
-            for method, data in summary.items():
-                findings += _findings(space, db, ppl, selection, latency, sid, method, data, tokens, lat_words)
+            rows_of = [r for method, data in summary.items()
+                       for r in _findings(space, db, ppl, selection, latency, sid, method, data, tokens, lat_words)]
+            if rows_of:
+                findings += [f"NAS `{sid}` ({tokens.get(sid) or 0:,} training tokens for all its sub-networks) "
+                             "against each baseline:", "", _PPL_HEAD, table_rule(9), *rows_of, ""]
     if unpicked:  # one line for them all: a pick needs the selection split
-        findings.append(f"- Not compared: {', '.join(f'`{s}`' for s in unpicked)}; no sub-network of "
+        findings.append(f"Not compared: {', '.join(f'`{s}`' for s in unpicked)}; no sub-network of "
                         f"{'theirs' if len(unpicked) > 1 else 'it'} has a selection-split perplexity (`nasbench "
                         "profile --metrics ppl_selection`), so none is picked.")
     # the accuracy findings pick as the perplexity ones do (the selection split), so a supernet with a selection split
@@ -179,16 +182,18 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
             if sid in unpicked:
                 continue
             unmeasured: dict[str, None] = {}
-            for method, data in summary.items():
-                acc_findings += _acc_findings(space, db, acc, ppl, selection, (lat_metric, lat_words, latency), sid,
-                                              method, data["group"], tasks, unmeasured)
+            rows_of = [r for method, data in summary.items()
+                       for r in _acc_findings(space, db, acc, ppl, selection, (lat_metric, lat_words, latency), sid,
+                                              method, data["group"], tasks, unmeasured)]
+            if rows_of:
+                acc_findings += [f"NAS `{sid}` against each baseline:", "", _ACC_HEAD, table_rule(9), *rows_of, ""]
             if unmeasured:
                 many = len(unmeasured) > 1
                 command = f"nasbench profile {space.path} --supernet {sid} --n 0 --archs FILE --metrics acc --tasks "
-                acc_findings.append(
-                    f"- `{sid}`: {len(unmeasured)} pick{'s' if many else ''} without accuracy on every task yet "
+                acc_findings += [
+                    f"`{sid}`: {len(unmeasured)} pick{'s' if many else ''} without accuracy on every task yet "
                     f"({', '.join(f'`{a}`' for a in unmeasured)}), so {'their' if many else 'its'} comparisons are "
-                    f"not drawn: `{command}{','.join(tasks)}` with those archs in FILE.")
+                    f"not drawn: `{command}{','.join(tasks)}` with those archs in FILE.", ""]
     kinds = sorted({k for found in scorers.values() for k in found})
     if len(kinds) > 1:  # say which rows' accuracies are not comparable as they stand
         lines += ["", "Accuracy scorers differ between rows (the same items; rounding at the scored positions "
@@ -204,7 +209,7 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
                       "selection split, never a minimum over test perplexities; a pick has no interval. The ratio is "
                       "NAS / baseline; for a baseline of several archs its 95% interval resamples the baseline's "
                       "archs (their median), and the verdict needs it to exclude 1; a single-arch baseline has no "
-                      "interval, so its line states the measured ratio and no verdict beyond it. Each side names its "
+                      "interval, so its row states the measured ratio and no verdict beyond it. Each side names its "
                       "training budget.", "", *findings]
     if acc_findings:
         lines += ["", f"Findings (mean accuracy over {', '.join(tasks)}; the NAS side is the sub-network of lowest "
@@ -213,7 +218,13 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
                       "of many accuracies measured on the same items is biased upward by their noise (the winner's "
                       "curse), which the interval, the items' sampling error with lm-eval's stderr per task "
                       "combined, would not show):", "", *acc_findings]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+_PPL_HEAD = ("| baseline (archs, training) | matched | NAS budget | NAS pick | NAS params | NAS ppl | baseline ppl "
+             "(median) | NAS / baseline [95% CI over the baseline's archs] | verdict |")
+_ACC_HEAD = ("| baseline | matched | NAS budget | NAS pick (ppl) | compressed archs that fit | NAS acc | baseline "
+             "acc | difference [95% CI] | verdict |")
 
 
 def _front_plots(db: str | Path, space: SearchSpace, sid: str, out_dir: Path, latency: str) -> list[str]:
@@ -251,7 +262,8 @@ def _pick(selection: dict[tuple[str, str], dict[str, Any]], ppl: dict[tuple[str,
 
 def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, latency: dict, sid: str, method: str,
               data: dict[str, Any], tokens: dict[str, int | None], lat_words: str) -> list[str]:
-    """The matched-params and matched-latency sentences of one baseline against one trained supernet's pick."""
+    """The matched-params and matched-latency rows (of :data:`_PPL_HEAD`) of one baseline against one trained
+    supernet's pick."""
     out = []
     base = np.asarray([v for v in data["ppl"] if v is not None], dtype=np.float64)
     if not len(base):
@@ -259,15 +271,14 @@ def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, la
     lat_of = {a: v["value"] for (s, a), v in latency.items() if not s.startswith("baseline-")}
     cap = MAX_SHARE * space.params(space.largest())
     budgets = sorted({tokens.get(m["supernet_id"]) or 0 for m in data["group"]})
-    side = (f"NAS `{sid}` ({tokens.get(sid) or 0:,} training tokens for all its sub-networks) vs `{method}` "
-            f"({len(base)} arch{'s' if len(base) > 1 else ''}, "
+    name = (f"`{method}` ({len(base)} arch{'s' if len(base) > 1 else ''}, "
             + (f"{budgets[-1]:,} training tokens each" if "recovered" in method and budgets[-1] else "no training")
             + ")")
     for kind, limits, unit in (("params", data["budget"], "non-zero params"),
                                ("latency", data["latency"], f"ms CPU {lat_words}")):
         present = [x for x in limits if x is not None]
         if not present:
-            out.append(f"- {side} at matched {kind}: the baseline's {kind} is not measured yet.")
+            out.append(f"| {name} | {kind} | the baseline's {kind} is not measured yet | - | - | - | - | - | - |")
             continue
         limit = float(np.median(present))
         if kind == "params":
@@ -278,24 +289,24 @@ def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, la
                          and (_params_of(space, db, a) or math.inf) <= cap)
             what = f"<= {limit:.1f} {unit}, <= {MAX_SHARE:.0%} params"
         if pick is None:
-            out.append(f"- {side} at matched {kind} ({what}): no compressed sub-network with a selection-split "
-                       "perplexity fits.")
+            out.append(f"| {name} | {kind} | {what} | no compressed sub-network with a selection-split perplexity "
+                       "fits | - | - | - | - | - |")
             continue
         value = ppl[(sid, pick)]["value"]
-        ratio = value / float(np.median(base))
-        head = (f"- {side} at matched {kind} ({what}): NAS pick `{pick}` ({_params_of(space, db, pick) or 0:,} "
-                f"params) ppl {value:.1f} vs {float(np.median(base)):.1f}, ratio {_fmt(ratio)}")
+        median = float(np.median(base))
+        ratio = value / median
+        head = (f"| {name} | {kind} | {what} | `{pick}` | {_params_of(space, db, pick) or 0:,} | {value:.1f} | "
+                f"{median:.1f} |")
         if len(base) < 2:
             word = "NAS lower" if ratio < 1 else "the baseline lower" if ratio > 1 else "equal"
-            out.append(f"{head} (n = 1 each, no interval): {word}.")
+            out.append(f"{head} {_fmt(ratio)} (n = 1 each, no interval) | {word} |")
             continue
         rng = np.random.default_rng(0)
         medians = np.median(base[rng.integers(0, len(base), (_BOOTSTRAP, len(base)))], axis=1)
         low, high = np.percentile(value / medians, [2.5, 97.5])
         verdict = "NAS wins" if high < 1 else ("the baseline wins" if low > 1 else "no clear winner (the interval "
                                                                                   "holds 1)")
-        out.append(f"{head} [95% CI over the baseline's archs {_fmt(float(low))}, {_fmt(float(high))}]: "
-                   f"**{verdict}**.")
+        out.append(f"{head} {_fmt(ratio)} [{_fmt(float(low))}, {_fmt(float(high))}] | **{verdict}** |")
     return out
 
 
@@ -350,7 +361,9 @@ def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, sele
     archs, the one of median mean accuracy). Perplexity on other text picks it so that its accuracy is an unbiased
     estimate: the highest of N accuracies on the same items is not (with 2,500 items, SE ~0.01, the top of 60 archs of
     close true accuracy sits ~0.02 above its own, as large as most differences here). A pick without accuracy on
-    every task is added to ``unmeasured`` (listed once by the caller) and draws no line."""
+    every task is added to ``unmeasured`` (listed once by the caller) and draws no row. Rows of :data:`_ACC_HEAD`;
+    where the two sides were scored by different scorers the row says so and draws no verdict (one scorer for both:
+    ``tools/experiments/baselines.sh accuracy``)."""
     scored = [(mean, m) for m in group if (mean := _baseline_acc(m, tasks)) is not None]
     if not scored:
         return []
@@ -374,31 +387,28 @@ def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, sele
                 return params <= min(limit, cap)
             return a in lat_of and lat_of[a] <= limit and params <= cap
 
-        head = f"- `{method}` vs NAS `{sid}` at matched {kind} ({what})"
+        head = f"| `{method}` | {kind} | {what} |"
         best = _pick(selection, ppl, sid, fits)  # the Table's rule: the selection split picks
         if best is None:
-            out.append(f"{head}: no compressed sub-network with a selection-split perplexity fits.")
+            out.append(f"{head} no compressed sub-network with a selection-split perplexity fits | - | - | - | - | - |")
             continue
         if best not in measured:
             unmeasured[best] = None
             continue
         n_fit = sum(1 for (s, a) in selection if s == sid and (sid, a) in ppl and fits(a))
-        best_ppl = ppl[(sid, best)]["value"]
+        head += f" `{best}` ({ppl[(sid, best)]['value']:.1f}) | {n_fit} |"
         value, se = measured[best]
         mine = acc.get((sid, best), {}).get(SCORER, set())
         theirs = {_scorer(model["extra"].get(f"acc_{t}", {})) for t in tasks}
         if mine != theirs:  # scorers differ by rounding at the scored positions: ties flip, items move
-            out.append(f"{head}: not compared: NAS `{best}` was scored by {' and '.join(sorted(mine))}, "
-                       f"`{method}` by {' and '.join(sorted(theirs))} (one scorer for both: "
-                       "`tools/experiments/baselines.sh accuracy`).")
+            out.append(f"{head} {value:.3f} | {base:.3f} | - | not compared: NAS scored by "
+                       f"{' and '.join(sorted(mine))}, the baseline by {' and '.join(sorted(theirs))} |")
             continue
         diff, half = value - base, 1.96 * math.sqrt(se * se + base_se * base_se)
         verdict = ("NAS wins" if diff - half > 0 else "the baseline wins" if diff + half < 0
                    else "no clear winner (the interval holds 0)")
-        out.append(f"{head}: NAS {value:.3f} (`{best}`, ppl {best_ppl:.1f}, picked on the selection split among the "
-                   f"{n_fit} compressed sub-networks with a selection-split perplexity that fit) vs {base:.3f}, "
-                   "difference "
-                   f"{diff:+.3f} [95% CI {diff - half:+.3f}, {diff + half:+.3f}]: **{verdict}**.")
+        out.append(f"{head} {value:.3f} | {base:.3f} | {diff:+.3f} [{diff - half:+.3f}, {diff + half:+.3f}] | "
+                   f"**{verdict}** |")
     return out
 
 

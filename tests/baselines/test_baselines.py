@@ -524,16 +524,17 @@ def test_report_table_and_findings_from_baseline_rows(tmp_path) -> None:
         "split" in text
     sliced_row = next(line for line in text.splitlines() if "| sliced-50 (n = 4; accuracy of 3) |" in line)
     assert sliced_row.endswith("| 1000.0 | 100.00x | 0.370 |")
-    findings = [line for line in text.splitlines() if line.startswith("- NAS `trained-x`")]
-    assert any("vs `wanda-2:4` (1 arch, no training) at matched params" in f for f in findings)
-    wanda_latency = next(f for f in findings if "`wanda-2:4`" in f and "matched latency" in f)
+    findings = text.split("NAS `trained-x` (1,000 training tokens for all its sub-networks) against each "
+                          "baseline:")[1].split("\n\n")[1].splitlines()[2:]  # the table's rows
+    assert any(f.startswith("| `wanda-2:4` (1 arch, no training) | params |") for f in findings)
+    wanda_latency = next(f for f in findings if "`wanda-2:4`" in f and "| latency |" in f)
     # the full model (ppl 10, latency 100 ms <= wanda's 101 ms) would win here: it is no compressed model
     assert arch_id(full) not in text.split("Findings")[1] and "<= 95% params" in wanda_latency
     # the pick is the selection split's best that fits, never the test-set minimum (the trap)
-    assert "NAS pick" in wanda_latency and arch_id(trap) not in wanda_latency
-    assert "(n = 1 each, no interval): NAS lower." in wanda_latency
-    sliced = next(f for f in findings if "`sliced-50`" in f and "matched params" in f)
-    assert "[95% CI over the baseline's archs" in sliced and "**NAS wins**" in sliced
+    assert arch_id(trap) not in wanda_latency
+    assert wanda_latency.endswith("(n = 1 each, no interval) | NAS lower |")
+    sliced = next(f for f in findings if "`sliced-50`" in f and "| params |" in f)
+    assert sliced.endswith("| **NAS wins** |") and sliced.count("x [") == 1  # the ratio with its interval
     assert "front-params.png" in text and (tmp_path / "out" / "front-params.png").is_file()
     assert baseline_section(db, space) == baseline_section(db, space)  # the same bytes on a rerun
     points = baseline_points(db, space.name, ["params", "ppl"])
@@ -553,5 +554,5 @@ def test_report_table_and_findings_from_baseline_rows(tmp_path) -> None:
                                [rel(arch_id(arch), "baseline-sliced-50", 0.5) for arch in archs[1:5]])
     text = baseline_section(db, space)
     assert "CPU drift-cancelled latency ms" in text and "the drift-cancelled `latency_ms` on both sides" in text
-    wanda_latency = next(f for f in text.splitlines() if "`wanda-2:4`" in f and "matched latency" in f)
+    wanda_latency = next(f for f in text.splitlines() if f.startswith("| `wanda-2:4`") and "| latency |" in f)
     assert "<= 80.0 ms CPU drift-cancelled latency" in wanda_latency  # 1.0 x the full model's 80 ms

@@ -105,24 +105,22 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
     nas_row = next(line for line in report.splitlines() if line.startswith("| NAS `trained-x` <= 50%"))
     assert nas_row.endswith("| 0.700 | 0.800 |")
     # mean 0.75 vs 0.45, error sqrt(2 * 0.02^2) / 2 per side: the interval excludes 0
-    finding = next(line for line in report.splitlines() if "at matched params" in line and "difference" in line)
-    assert f"NAS 0.750 (`{arch_id(small)}`, ppl " in finding and "compressed sub-networks with a selection-split " \
-        "perplexity that fit" in finding
-    assert "difference +0.300 [95% CI +0.261, +0.339]" in finding and "**NAS wins**" in finding
-    missing = [line for line in report.splitlines() if line.startswith("- `trained-y`: 1 pick")]
-    assert missing == [f"- `trained-y`: 1 pick without accuracy on every task yet (`{arch_id(small)}`), so its "
+    finding = next(line for line in report.splitlines() if line.startswith("| `wanda-2:4` | params |"))
+    assert f"| `{arch_id(small)}` (" in finding and "| 0.750 | 0.450 |" in finding
+    assert finding.endswith("| +0.300 [+0.261, +0.339] | **NAS wins** |")
+    missing = [line for line in report.splitlines() if line.startswith("`trained-y`: 1 pick")]
+    assert missing == [f"`trained-y`: 1 pick without accuracy on every task yet (`{arch_id(small)}`), so its "
                        f"comparisons are not drawn: `nasbench profile {space.path} --supernet trained-y --n 0 --archs "
                        "FILE --metrics acc --tasks arc_easy,piqa` with those archs in FILE."]
-    assert "vs NAS `trained-y`" not in report and "Accuracy scorers differ" not in report
+    assert "NAS `trained-y` against each baseline" not in report and "Accuracy scorers differ" not in report
     # the NAS side scored by the packed scorer, the baseline by lm-eval's HFLM loop: not compared, and said
     with Store(db) as store:
         store.con.execute("UPDATE measurements SET extra = json_merge_patch(extra, '{\"scorer\": \"packed\"}') "
                           "WHERE metric = 'acc' AND supernet_id = 'trained-x'")
     assert main(["report", space.path, "--db", str(db), "--bands", str(tmp_path), "--out", str(out)]) == 0
     report = (out / "REPORT.md").read_text()
-    finding = next(line for line in report.splitlines() if "at matched params" in line and "vs NAS `trained-x`" in line)
-    assert finding.endswith(f"not compared: NAS `{arch_id(small)}` was scored by packed, `wanda-2:4` by lm-eval HFLM "
-                            "(one scorer for both: `tools/experiments/baselines.sh accuracy`).")
+    finding = next(line for line in report.splitlines() if line.startswith("| `wanda-2:4` | params |"))
+    assert finding.endswith("| 0.750 | 0.450 | - | not compared: NAS scored by packed, the baseline by lm-eval HFLM |")
     assert "Accuracy scorers differ between rows" in report and "lm-eval HFLM: wanda-2:4 (n = 1); packed: NAS" in report
 
 
