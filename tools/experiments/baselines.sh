@@ -8,8 +8,8 @@
 #              after its rows are stored, so its models are distilled again (seed 0, as before).
 #   recovered  SliceGPT (10/20/30%) and DSA (50/75%) models distilled with the supernet's recovery recipe and budget
 #              (286,720 tokens each, as sliced-recovered and smollm2-135m-recovery-1), every row group measured.
-#   latency    every baseline model timed alternately with the space's full model (latency_rel, decode over 16
-#              tokens), replacing rows stored before LATENCY_SINCE; run it on an idle machine in the same session,
+#   latency    every baseline model (S6's standalone models too) timed alternately with the space's full model
+#              (latency_rel, decode over 16 tokens), replacing rows stored before LATENCY_SINCE; run it on an idle machine in the same session,
 #              on the same machine, as the benchmark's own latency_rel pass, so that one protocol and one reference
 #              time every latency of the table. Shape-only rows: recovered models are timed untrained.
 #
@@ -49,6 +49,12 @@ recovered=(
   "--method dsa --target 0.75 --supernet $order --tokens $budget --work-dir $work"
 )
 accuracy=(--metrics acc --tasks arc_easy,arc_challenge,piqa,hellaswag,winogrande --limit-items 500)
+# S6's standalone models (one sliced-recovered arch per file): timed with the others
+standalone=()
+for f in results/standalone/smollm2-135m-*.jsonl; do
+  p=${f##*-}; p=${p%.jsonl}
+  standalone+=("--method sliced-recovered --target 0.$p --archs $f --supernet $order --tokens $budget --work-dir $work")
+done
 
 for step in "$@"; do
   case "$step" in
@@ -66,7 +72,7 @@ for step in "$@"; do
       done ;;
     latency)
       : "${LATENCY_SINCE:?latency needs LATENCY_SINCE, an ISO time (UTC): the start of the latency pass on this machine}"
-      for m in "${models[@]}" "${recovered[@]}"; do
+      for m in "${models[@]}" "${recovered[@]}" "${standalone[@]}"; do
         # shellcheck disable=SC2086
         nasbench baseline "$space" $m --metrics latency_rel --decode-tokens 16 \
           --latency-repeats "${REPEATS:-24}" --dtype bfloat16 --remeasure-before "$LATENCY_SINCE" --db "$db"
