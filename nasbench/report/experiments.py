@@ -5,10 +5,11 @@ against models distilled alone, and whether the supernet ranks them right).
 Every comparison is paired over the same archs, measured under one protocol (the project's perplexity on the first
 4,096 WikiText-2 test tokens, bf16): the effect is the median over archs of ``ln(ppl_a / ppl_b)``, printed as a ratio
 with a 95% percentile bootstrap interval over archs; the test is the two-sided Wilcoxon signed-rank test on those
-differences; p-values of one family are Holm-corrected. A factorial arm whose effect is smaller than the two seeds of
-the shipped recipe differ by is called "within seed noise": the noise band is the widest median ratio between any two
-runs of the shipped recipe (seeds 0 and 1, and seed 0 trained by an earlier version of the code where the DB has it),
-which differ in what any two arms may differ in beyond their factor (seed, code version, machine).
+differences; p-values of one family are Holm-corrected. The factorial's reference is the per-arch geometric mean of
+the shipped recipe's runs (seeds 0 and 1, and seed 0 trained by an earlier version of the code where the DB has it),
+not one run of it; an arm whose effect is smaller than the widest median ratio between any two of those runs is
+called "within seed noise" (they differ in what any two arms may differ in beyond their factor: seed, code version,
+machine).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ __all__ = ["BUDGET", "ARMS", "Arm", "Paired", "paired", "sorting_section", "fact
 #: The factorial's token budget: the shipped recipe's first piece (140 steps x 4 rows x 512 tokens), what
 #: ``smollm2-135m-recovery-1`` and every ``sliced-recovered`` model were trained with.
 BUDGET = 286_720
+#: The per-arch geometric mean of the shipped recipe's runs, the factorial's reference (a key of the values, no id).
+_MEAN = "(shipped recipe, mean of its runs)"
+
 #: Fewer paired archs than this get no bootstrap interval or test (a resample of 2-4 archs says nothing).
 MIN_INTERVAL = 5
 #: The reported protocol every comparison here reads: tokens of the perplexity corpus and the weights' dtype.
@@ -206,31 +210,42 @@ def factorial_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]
             f"factor changed; each is measured on the same {len(archs)} archs (the full model and the "
             f"{sum(map(len, band_ids.values()))} band archs of `results/bands/`) under one protocol (first "
             f"{PROTOCOL['tokens']:,} WikiText-2 test tokens, {PROTOCOL['dtype']}). Effect: the median over archs of "
-            "ppl(arm) / ppl(shipped recipe, seed 0), 95% bootstrap CI over archs; test: two-sided Wilcoxon "
-            "signed-rank on ln ppl, Holm-corrected over the factorial's arms (the seed and code rows excluded). The "
+            "ppl(arm) / ppl(shipped recipe), the latter the geometric mean per arch of the shipped recipe's runs "
+            "(seeds 0 and 1, and seed 0 by an earlier version of the code where the DB has them), 95% bootstrap CI "
+            "over archs; test: two-sided Wilcoxon signed-rank on ln ppl, Holm-corrected over the factorial's arms "
+            "(the replicates' rows excluded). The "
             "arms are trained by `tools/experiments/factorial.sh ARM`.")
     if reference is None:
         text = head + ("\n\nThe shipped recipe at this budget (`smollm2-135m-recovery-1`) is not measured in this DB, "
                        "so no arm is compared.\n")
         return {"training": text, "strategies": text, "distillation": text}
+    # replicates: the runs of the shipped recipe itself (today's seed 0, seed 1, seed 0 by earlier code). Every arm is
+    # compared with their geometric mean per arch (one run, the worst or the best replicate, would tilt every
+    # verdict), and their widest pairwise median ratio is the noise band: they differ in seed, code version and
+    # machine, as the arms may
+    replicates = [(arm.name, found[arm.name]) for arm in ARMS if arm.factor in ("reference", "seed", "code")
+                  and arm.name in found]
+    base = reference
+    if len(replicates) > 1:
+        base = _MEAN
+        for a in archs:
+            if all((sid, a) in values for _, sid in replicates):
+                values[(_MEAN, a)] = math.exp(float(np.mean([math.log(values[(sid, a)]) for _, sid in replicates])))
     rows, missing = [], []
-    for arm in ARMS[1:]:
+    for arm in ARMS if base == _MEAN else ARMS[1:]:
         supernet = found.get(arm.name)
         if supernet is None:
             if arm.factor != "code":  # only there when today's reference run is
                 missing.append(arm)
             continue
-        ids, a, b = _pairs(values, supernet, reference, archs)
+        ids, a, b = _pairs(values, supernet, base, archs)
         if len(ids) < 2:
             missing.append(arm)
             continue
         rows.append((arm, supernet, paired(a, b)))
-    tested = [r for r in rows if r[0].factor not in ("seed", "code")]
+    tested = [r for r in rows if r[0].factor not in ("reference", "seed", "code")]
     holm = dict(zip((r[0].name for r in tested), _holm([r[2].p for r in tested])))
     seed_row = next((r for r in rows if r[0].factor == "seed"), None)
-    # replicates: runs of the shipped recipe itself (today's seed 0, seed 1, seed 0 by earlier code). Their largest
-    # pairwise median ratio is the noise band: they differ in seed, code version and machine, as the arms may
-    replicates = [(ARMS[0].name, reference)] + [(r[0].name, r[1]) for r in rows if r[0].factor in ("seed", "code")]
     spread = []
     for i, (name_a, a) in enumerate(replicates):
         for name_b, b in replicates[i + 1:]:
@@ -238,32 +253,36 @@ def factorial_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]
             if len(ids) >= 2:
                 spread.append((abs(math.log(paired(x, y).ratio)), name_a, name_b))
     noise = max(spread)[0] if seed_row and spread else None
-    table = ["| arm | factor | supernet | strategy | KD | seed | archs | median ratio to the shipped recipe [95% CI] "
-             "| archs better | Wilcoxon p | Holm p |", "|---|---|---|---|---|---|---|---|---|---|---|",
-             f"| {ARMS[0].name} | reference | `{reference}` | {ARMS[0].strategy} | {ARMS[0].kd} | 0 | "
-             f"{len([a for a in archs if (reference, a) in values])} | 1 | - | - | - |"]
+    against = (f"the shipped recipe (the geometric mean per arch of its {len(replicates)} runs)" if base == _MEAN
+               else "the shipped recipe")
+    table = ["| arm | factor | supernet | strategy | KD | seed | archs | median ratio to " + against + " [95% CI] "
+             "| archs better | Wilcoxon p | Holm p |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    if base != _MEAN:
+        table.append(f"| {ARMS[0].name} | reference | `{reference}` | {ARMS[0].strategy} | {ARMS[0].kd} | 0 | "
+                     f"{len([a for a in archs if (reference, a) in values])} | 1 | - | - | - |")
     for arm, supernet, c in rows:
         p_holm = "-" if arm.name not in holm else _fmt_p(holm[arm.name])
         table.append(f"| {arm.name} | {arm.factor} | `{supernet}` | {arm.strategy} | {arm.kd} | {arm.seed} | {c.n} "
                      f"| {_effect(c)} | {c.improved:.0%} | {_fmt_p(c.p)} | {p_holm} |")
     verdicts = {}
     for arm, supernet, c in rows:
+        if arm.factor == "reference":
+            continue
         if arm.factor == "code":
             verdicts[arm.name] = (f"The same recipe and seed trained by an earlier version of the code (`{supernet}`) "
-                                  f"against today's run: median ratio {_effect(c)} over {c.n} archs (Wilcoxon p "
+                                  f"against {against}: median ratio {_effect(c)} over {c.n} archs (Wilcoxon p "
                                   f"{_fmt_p(c.p)}, uncorrected). The factorial's own runs come from its script "
                                   "(`tools/experiments/factorial.sh`), run in several sessions: their code versions "
                                   "and machines may differ as these replicates do, which the noise band covers.")
             continue
         if arm.factor == "seed":
             widest = max(spread)
-            band = (f"the widest of the {len(spread)} pairs among the shipped recipe's {len(replicates)} runs "
-                    f"({widest[1]} against {widest[2]}), {fmt_ratio(math.exp(widest[0]))}"
-                    if len(replicates) > 2 else f"{fmt_ratio(math.exp(noise))}")
-            verdicts[arm.name] = (f"Seed noise: the shipped recipe at seed 1 against seed 0, median ratio {_effect(c)} "
-                                  f"over {c.n} archs (Wilcoxon p {_fmt_p(c.p)}, uncorrected); the noise band is "
-                                  f"{band}: an arm whose median ratio lies within {fmt_ratio(math.exp(noise))} of 1 "
-                                  "is within seed noise.")
+            verdicts[arm.name] = (f"Seed noise: the shipped recipe at seed 1 against {against}, median ratio "
+                                  f"{_effect(c)} over {c.n} archs (Wilcoxon p {_fmt_p(c.p)}, uncorrected); the noise "
+                                  f"band is the widest of the {len(spread)} pair{'s' if len(spread) > 1 else ''} "
+                                  f"among the shipped recipe's {len(replicates)} runs ({widest[1]} against "
+                                  f"{widest[2]}), {fmt_ratio(math.exp(noise))}: an arm whose median ratio lies within "
+                                  f"{fmt_ratio(math.exp(noise))} of 1 is within seed noise.")
             continue
         p = holm[arm.name]
         if noise is not None and abs(math.log(c.ratio)) <= noise:
