@@ -73,8 +73,8 @@ def test_factorial_verdicts_holm_seed_noise_and_missing_arms(tmp_path):
     assert "| shipped recipe | reference | `ref` | importance-grid-params | kl | 0 | 25 | 0.973x" in s2
     assert "**fine-tune-then-slice** (importance-standard, KD kl, seed 0, 286,720 tokens, n = 25 archs)" in s2
     assert "**worse than the shipped recipe**" in s2
-    assert "Seed noise: the shipped recipe at seed 1 against the shipped recipe (the geometric mean per arch of its 2 " \
-           "runs), median ratio 1.03x" in s2 and "within 1.06x of 1 is within seed noise" in s2
+    assert "Seed noise: the shipped recipe at seed 1 against the shipped recipe (the geometric mean per arch of " \
+           "its 2 runs), median ratio 1.03x" in s2 and "within 1.06x of 1 is within seed noise" in s2
     assert "**within seed noise**" in s4  # 1.02x of run 0 is 0.994x of the mean, inside the runs' 1.06x
     assert "No arm of sampling strategies is measured yet." in s3
     assert "`random (one sub-network per step)` (`tools/experiments/factorial.sh random`)" in s3
