@@ -306,7 +306,7 @@ def test_shipped_publication_matches_the_shipped_db(fresh_publication) -> None:
     n_archs = con.execute("SELECT count(*) FROM architectures WHERE space = 'smollm2-135m'").fetchone()[0]
     con.close()
     wide = pd.read_parquet(SHIPPED / "wide" / "smollm2-135m" / f"{main_supernet}.parquet")
-    assert len(wide) == n_archs == 2000
+    assert len(wide) == 2000 <= n_archs  # the build's archs (the space's also holds the experiments' archs, S6's)
     for column in ("metric_ppl", "metric_latency_ms", "metric_memory_mb", "metric_params", "metric_flops"):
         assert wide[column].notna().all(), column  # weight-free columns in the main supernet's own file
     entries = [e for e in card["nasbench"]["syne_tune"] if e["supernet_id"] == main_supernet]
