@@ -272,8 +272,9 @@ def factorial_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]
             verdicts[arm.name] = (f"The same recipe and seed trained by an earlier version of the code (`{supernet}`) "
                                   f"against {against}: median ratio {_effect(c)} over {c.n} archs (Wilcoxon p "
                                   f"{_fmt_p(c.p)}, uncorrected). The factorial's own runs come from its script "
-                                  "(`tools/experiments/factorial.sh`), run in several sessions: their code versions "
-                                  "and machines may differ as these replicates do, which the noise band covers.")
+                                  "(`tools/experiments/factorial.sh`), run one at a time over several days: their "
+                                  "code versions and machines may differ as these replicates do, which the noise "
+                                  "band covers.")
             continue
         if arm.factor == "seed":
             widest = max(spread)
@@ -411,9 +412,9 @@ def threats_section(space: SearchSpace) -> str:
         "the shipped recipe has the only replicates (two seeds, and seed 0 by an earlier version of the code), every "
         "other arm one run. A ranking of recipes can change with the budget (the recovery curve is still falling "
         "steeply there).",
-        "- **Runs across sessions.** The arms were trained one at a time over several days, on 2-core machines "
-        "that differ in their bf16 path (AVX-512 BF16 or AMX) and with the code of their day; bf16 training is "
-        "not bit-reproducible across such machines. The noise band is taken from the shipped recipe's replicates, "
+        "- **Runs across machines and days.** The arms were trained one at a time over several days, on 2-core "
+        "machines that differ in their bf16 path (AVX-512 BF16 or AMX) and with the code of their day; bf16 "
+        "training is not bit-reproducible across such machines. The noise band is taken from the shipped recipe's replicates, "
         "which differ in the same ways; training runs record their CPU (`machine` in `train.json`).",
         "- **CPU latency.** Latencies are measured on one 2-core CPU whose wall clock drifts by +-15% over "
         "minutes; only interleaved measurements against a common reference compare well, which is why the default "

@@ -9,9 +9,10 @@
 #   recovered  SliceGPT (10/20/30%) and DSA (50/75%) models distilled with the supernet's recovery recipe and budget
 #              (286,720 tokens each, as sliced-recovered and smollm2-135m-recovery-1), every row group measured.
 #   latency    every baseline model (S6's standalone models too) timed alternately with the space's full model
-#              (latency_rel, decode over 16 tokens), replacing rows stored before LATENCY_SINCE; run it on an idle machine in the same session,
-#              on the same machine, as the benchmark's own latency_rel pass, so that one protocol and one reference
-#              time every latency of the table. Shape-only rows: recovered models are timed untrained.
+#              (latency_rel, decode over 16 tokens), replacing rows stored before LATENCY_SINCE; run it on an idle
+#              machine right after the benchmark's own latency_rel pass, on the same machine, so that one protocol
+#              and one reference time every latency of the table. Shape-only rows: recovered models are timed
+#              untrained.
 #
 # Usage: tools/experiments/baselines.sh STEP...   (NASBENCH_DATA_DIR must point at the data directory; DB defaults to
 # the benchmark's; LATENCY_SINCE, an ISO time (UTC) such as the start of the latency pass, is required by `latency`,
@@ -71,7 +72,7 @@ for step in "$@"; do
           --dtype bfloat16 --db "$db"
       done ;;
     latency)
-      : "${LATENCY_SINCE:?latency needs LATENCY_SINCE, an ISO time (UTC): the start of the latency pass on this machine}"
+      : "${LATENCY_SINCE:?latency needs LATENCY_SINCE, an ISO time (UTC): the start of the latency pass}"
       for m in "${models[@]}" "${recovered[@]}" "${standalone[@]}"; do
         # shellcheck disable=SC2086
         nasbench baseline "$space" $m --metrics latency_rel --decode-tokens 16 \

@@ -5,8 +5,8 @@
 # timed in the same campaign (so one protocol and one reference time every latency of the report's tables).
 #
 #   start      record the campaign (its start time, the CPU, the protocol) in results/retest/latency-campaign.json;
-#              every later step refuses to run on another CPU model (a campaign may span sessions of one kind of
-#              machine, never two kinds)
+#              every later step refuses to run on another CPU model (a campaign may resume later on a machine of
+#              the same kind, never on two kinds)
 #   pass       the retest archs first (prefill and decode), then every other measured arch (prefill), into the
 #              benchmark DB; rows stored before the campaign's start are replaced, so the command resumes
 #   retest     once an hour has passed since the first pass timed them: the retest archs again, into
