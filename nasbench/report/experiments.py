@@ -414,8 +414,9 @@ def threats_section(space: SearchSpace) -> str:
         "steeply there).",
         "- **Runs across machines and days.** The arms were trained one at a time over several days, on 2-core "
         "machines that differ in their bf16 path (AVX-512 BF16 or AMX) and with the code of their day; bf16 "
-        "training is not bit-reproducible across such machines. The noise band is taken from the shipped recipe's replicates, "
-        "which differ in the same ways; training runs record their CPU (`machine` in `train.json`).",
+        "training is not bit-reproducible across such machines. The noise band is taken from the shipped "
+        "recipe's replicates, which differ in the same ways; training runs record their CPU (`machine` in "
+        "`train.json`).",
         "- **CPU latency.** Latencies are measured on one 2-core CPU whose wall clock drifts by +-15% over "
         "minutes; only interleaved measurements against a common reference compare well, which is why the default "
         "`latency_ms` is drift-cancelled (`latency_rel` x the full model's median wall clock) and the wall clock "
