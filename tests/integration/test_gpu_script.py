@@ -134,7 +134,10 @@ def test_prepare_stage_train_fetch_on_cpu(tmp_path):
     assert len(list(out3.iterdir())) <= 8 and all(f.stat().st_size < 16 << 20 for f in out3.iterdir())
     timing = json.loads((out3 / "timing.json").read_text(encoding="utf-8"))
     assert timing["stopped_by"] == "deadline" and timing["steps"] >= 2 and timing["tokens"] == 64 * timing["steps"]
-    assert timing["tokens_per_s"] > 0 and timing["max_steps"] == 1000 and timing["batch_size"] == 2
+    # the steps and batch given as arguments reach the run; the deadline may shrink the schedule to what fits it
+    # (at this machine's speed), never grow it
+    assert "for 1000 steps x 2 x" in last.stdout + last.stderr
+    assert timing["tokens_per_s"] > 0 and timing["steps"] <= timing["max_steps"] <= 1000 and timing["batch_size"] == 2
     assert timing["torch"] and timing["gpu"]
     curve = [json.loads(x) for x in (out3 / "run-curve.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {p["role"] for p in curve} == {"full", "probe0", "probe1"}
