@@ -75,7 +75,7 @@ def write_report(db: str | Path, space: SearchSpace, out_dir: str | Path, *, ban
                 "standalone": standalone_section(db, space),
                 "accuracy": accuracy_section(db, space, out_dir)}
     if runs_db is not None:
-        sections["optimizers"] = optimizer_section(runs_db, space, out_dir)
+        sections["optimizers"] = optimizer_section(runs_db, space, out_dir, db=db)
     sections.update(cards=cards_section(db, space), provenance=provenance_section(db, space),
                     limits=limits_section(db, space), threats=threats_section(space))
     text = [f"# {space.name}: what the benchmark shows", "",

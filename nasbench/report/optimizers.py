@@ -13,12 +13,16 @@ from nasbench.space import SearchSpace
 __all__ = ["optimizer_section"]
 
 
-def optimizer_section(runs_db: str | Path, space: SearchSpace, out_dir: Path, baseline: str = "rs") -> str:
-    """Significance of the optimizer comparison per budget (see the module docstring), as Markdown."""
+def optimizer_section(runs_db: str | Path, space: SearchSpace, out_dir: Path, baseline: str = "rs",
+                      db: str | Path | None = None) -> str:
+    """Significance of the optimizer comparison per budget (see the module docstring), as Markdown. With ``db``, the
+    benchmark the runs searched: a comparison made before rows of its objectives were written there says so (its
+    table is not the DB's any more) and gives the command that makes it again."""
     from nasbench.stats import average_ranks, cd_diagram, friedman, nemenyi_cd, versus_baseline
     from nasbench.store import run_scores
 
     groups = run_scores(runs_db, space.name)
+    stale = _stale(runs_db, db, space, list(groups)) if db is not None else {}
     if not groups:
         return f"No optimizer runs of {space.name} in `{Path(runs_db).as_posix()}`.\n"
     lines = [f"Runs from `{Path(runs_db).as_posix()}`. Score: hypervolume (normalised by the true front's in table "
@@ -30,7 +34,7 @@ def optimizer_section(runs_db: str | Path, space: SearchSpace, out_dir: Path, ba
         shared = set.intersection(*(set(b) for m in methods for b in (scores[m][s] for s in seeds)))
         budgets = sorted(b for b in shared if b >= 8)  # the first few evaluations are every method's random start
         lines += ["", f"**{mode} mode, objectives {objectives}, supernet `{supernet}`**: {len(methods)} methods, "
-                      f"{len(seeds)} seeds.", "",
+                      f"{len(seeds)} seeds." + stale.get((mode, objectives, supernet), ""), "",
                   "| evaluations | Friedman p | best by average rank | beat " + baseline + " (Holm) |",
                   "|---|---|---|---|"]
         if len(seeds) < 2 or len(methods) < 2:
@@ -54,3 +58,25 @@ def optimizer_section(runs_db: str | Path, space: SearchSpace, out_dir: Path, ba
                              out_dir / f"cd-{n}.png", title=f"{mode}, {objectives}: {last} evaluations")
             lines += ["", f"![critical differences]({png.name})"]
     return "\n".join(lines) + "\n"
+
+
+def _stale(runs_db: str | Path, db: str | Path, space: SearchSpace,
+           groups: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    """Per group whose runs predate rows of their objectives in ``db``: a sentence saying so, with the command."""
+    from nasbench.store import latest_rows, run_dates
+
+    made = run_dates(runs_db, space.name)
+    out = {}
+    for mode, objectives, supernet in groups:
+        first = made.get((mode, objectives, supernet), (None, None))[0]
+        newer = {m: t for m, t in latest_rows(db, space.name, supernet, objectives.split(",")).items()
+                 if first is not None and t is not None and t > first}
+        if newer:
+            out[(mode, objectives, supernet)] = (
+                f" **Made on an earlier table:** the runs date from {first:%Y-%m-%d %H:%M} (UTC), and "
+                f"{', '.join(f'`{m}`' for m in sorted(newer))} rows of `{Path(db).as_posix()}` were written since "
+                f"(the newest {max(newer.values()):%Y-%m-%d %H:%M}), so the table these methods searched is not the "
+                f"DB's any more; `nasbench compare {space.name} --db {Path(db).as_posix()} --supernet {supernet} "
+                f"--objectives {objectives} --mode {mode} --runs-db {Path(runs_db).as_posix()}` (with the methods, "
+                "seeds and budget above) runs them again on today's, and the report then counts those only.")
+    return out

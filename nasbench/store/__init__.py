@@ -19,9 +19,9 @@ import duckdb
 
 from nasbench.errors import StoreError
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, canonical_json
-from nasbench.store._values import (arch_params, architectures, baseline_rows, coverage, latency_spread, main_supernet,
-                                    metric_values, paired_values, reference_drift, run_scores, space_names,
-                                    supernet_rows, surrogate_cards)
+from nasbench.store._values import (arch_params, architectures, baseline_rows, coverage, latency_spread, latest_rows,
+                                    main_supernet, metric_values, paired_values, reference_drift, run_dates,
+                                    run_scores, space_names, supernet_rows, surrogate_cards)
 from nasbench.store.connect import SAFE_CONFIG, connect_read_only, open_db
 from nasbench.store.ids import arch_ids
 from nasbench.store.migrate import migrate, normalize, record_baseline_archs
@@ -32,9 +32,9 @@ from nasbench.store.views import refresh_view
 __all__ = ["SCHEMA_VERSION", "DEFAULT_DB", "SAFE_CONFIG", "WEIGHT_FREE_ID", "Measurement", "Store",
            "connect_read_only", "open_db", "view_name", "arch_ids", "is_baseline",
            # measured values by arch and supernet, as the report and the CLI read them
-           "metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names",
-           "surrogate_cards", "coverage", "baseline_rows", "latency_spread", "reference_drift", "paired_values",
-           "main_supernet"]
+           "metric_values", "supernet_rows", "run_scores", "run_dates", "latest_rows", "architectures", "arch_params",
+           "space_names", "surrogate_cards", "coverage", "baseline_rows", "latency_spread", "reference_drift",
+           "paired_values", "main_supernet"]
 
 
 class Store:

@@ -13,9 +13,10 @@ from typing import Any, Sequence
 from nasbench.store.connect import connect_read_only
 from nasbench.store.queries import main_supernet as recorded
 from nasbench.store.readings import READINGS
+from nasbench.store.schema import WEIGHT_FREE_ID
 
-__all__ = ["metric_values", "supernet_rows", "run_scores", "architectures", "arch_params", "space_names",
-           "surrogate_cards", "coverage", "baseline_rows", "latency_spread", "reference_drift", "paired_values",
+__all__ = ["metric_values", "supernet_rows", "run_scores", "run_dates", "latest_rows", "architectures", "arch_params",
+           "space_names", "surrogate_cards", "coverage", "baseline_rows", "latency_spread", "reference_drift", "paired_values",
            "main_supernet"]
 
 
@@ -55,19 +56,50 @@ def supernet_rows(db: str | Path, space: str) -> list[dict[str, Any]]:
                         "FROM supernets WHERE space = ? ORDER BY id", [space])
 
 
+#: Per (mode, objectives, supernet) group, the runs on the newest table they were made on: a rerun after the table's
+#: values changed (``runs.config.table``, the fingerprint of the true table) supersedes the runs before it, and the
+#: two are never pooled. Noisy runs (``config.noise``) are a group of their own.
+_NEWEST_RUNS = (
+    "WITH r AS (SELECT *, coalesce(json_extract_string(config, '$.table'), '') AS fp, "
+    "coalesce(json_extract(config, '$.noise')::BOOLEAN, false) AS noisy FROM runs WHERE space = ?), "
+    "newest AS (SELECT mode, objectives, supernet_id, noisy, arg_max(fp, created_at) AS fp FROM r GROUP BY ALL) "
+    "SELECT r.* FROM r JOIN newest n ON n.mode = r.mode AND n.objectives = r.objectives AND n.supernet_id IS NOT "
+    "DISTINCT FROM r.supernet_id AND n.noisy = r.noisy AND n.fp = r.fp")
+
+
 def run_scores(runs_db: str | Path, space: str) -> dict[tuple[str, str, str], dict[str, dict[int, dict[int, float]]]]:
     """``{(mode, objectives, supernet): {method: {seed: {evaluations: score}}}}`` of the space's optimizer runs, at
     the evaluation counts the runs of a group share (powers of two and the last); the score is ``hv_norm`` where the
-    true front is known (table mode), else ``hv``."""
+    true front is known (table mode), else ``hv``. Only the runs on each group's newest table count, and noisy runs
+    (``nasbench compare --noise``) are left out: their readings are another question."""
     _, rows = _query(
         runs_db, "SELECT r.mode, r.objectives, r.supernet_id, r.method, r.seed, t.eval, coalesce(t.hv_norm, t.hv) "
-        "FROM runs r JOIN run_traces t USING (run_id) WHERE r.space = ? AND coalesce(t.hv_norm, t.hv) IS NOT NULL "
-        "AND (t.eval = r.n_evals OR (t.eval & (t.eval - 1)) = 0) ORDER BY 1, 2, 3, 4, 5, 6", [space])
+        f"FROM ({_NEWEST_RUNS}) r JOIN run_traces t USING (run_id) WHERE NOT r.noisy AND coalesce(t.hv_norm, t.hv) "
+        "IS NOT NULL AND (t.eval = r.n_evals OR (t.eval & (t.eval - 1)) = 0) ORDER BY 1, 2, 3, 4, 5, 6", [space])
     out: dict[tuple[str, str, str], dict[str, dict[int, dict[int, float]]]] = {}
     for mode, objectives, supernet, method, seed, evaluation, score in rows:
         group = out.setdefault((mode, objectives, supernet), {})
         group.setdefault(method, {}).setdefault(seed, {})[int(evaluation)] = float(score)
     return out
+
+
+def run_dates(runs_db: str | Path, space: str) -> dict[tuple[str, str, str], tuple[Any, Any]]:
+    """``{(mode, objectives, supernet): (first, last)}``: when the noise-free runs :func:`run_scores` counts were
+    made (``runs.created_at``)."""
+    _, rows = _query(runs_db, f"SELECT mode, objectives, supernet_id, min(created_at), max(created_at) FROM "
+                              f"({_NEWEST_RUNS}) WHERE NOT noisy GROUP BY ALL", [space])
+    return {(mode, objectives, supernet): (first, last) for mode, objectives, supernet, first, last in rows}
+
+
+def latest_rows(db: str | Path, space: str, supernet: str, metrics: Sequence[str]) -> dict[str, Any]:
+    """``{metric: newest created_at}`` of the rows ``supernet`` reads of each metric (its own and the weight-free
+    ones), as readers name them (:mod:`nasbench.store.readings`)."""
+    if not metrics:
+        return {}
+    _, rows = _query(db, f"SELECT metric, max(created_at) FROM ({READINGS}) WHERE space = ? AND metric IN "
+                         f"({', '.join('?' * len(metrics))}) AND supernet_id IN (?, ?) GROUP BY metric",
+                     [space, *metrics, supernet, WEIGHT_FREE_ID])
+    return dict(rows)
 
 
 def _archs_sql(columns: str) -> str:

@@ -273,3 +273,45 @@ def test_accuracy_section_tells_tasks_with_signal_from_tasks_at_chance(tmp_path)
     with Store(empty) as store:
         store.add_space(space)
     assert accuracy_section(empty, space).startswith("No supernet has accuracy")
+
+
+def test_optimizer_runs_count_the_newest_table_and_say_when_the_benchmark_moved_on(tmp_path):
+    from datetime import datetime
+
+    from nasbench.report.optimizers import optimizer_section
+    from nasbench.store import run_scores
+    from nasbench.store.runs import RUN_COLUMNS, write_run
+
+    space = tiny_space(tmp_path / "s", "llama")
+
+    def run(method, seed, table, when, hv, **config):
+        row = dict(run_id=f"{method}-{seed}-{table}-{config}", space=space.name, supernet_id="s1", mode="table",
+                   method=method, seed=seed, objectives="ppl,latency_ms", max_evals=8, max_sim_time_s=None, workers=1,
+                   n_evals=8, sim_time_s=1.0, wall_time_s=1.0, hv=hv, hv_norm=hv, igd=0.0, front_share=0.0,
+                   config=json.dumps({"table": table, **config}), created_at=when)
+        return [row[c] for c in RUN_COLUMNS], [(row["run_id"], e, float(e), "a", "{}", hv, hv, 0.0, 0.0)
+                                               for e in (1, 2, 4, 8)]
+
+    def runs_db(name, when):
+        path = tmp_path / name
+        with Store(path) as store:
+            for method, old, new in (("rs", 0.9, 0.5), ("ls", 0.1, 0.7)):
+                for seed in range(3):
+                    write_run(store, *run(method, seed, "before", datetime(2000, 1, 1), old))
+                    write_run(store, *run(method, seed, "after", when, new + seed / 100))
+                    write_run(store, *run(method, seed, "after", when, 0.0, noise=True))  # another question
+        return path
+
+    db = tmp_path / "bench.duckdb"
+    with Store(db) as store:
+        store.add_space(space)
+        store.add_results(space, space.largest(), [Measurement(arch_id=arch_id(space.largest()), supernet_id="s1",
+                                                               metric="ppl", value=10.0, unit="perplexity")])
+    earlier = runs_db("earlier.duckdb", datetime(2001, 1, 1))
+    scores = run_scores(earlier, space.name)[("table", "ppl,latency_ms", "s1")]
+    # only the runs on the newest table count: a rerun supersedes the runs before it, never pooled with them
+    assert {s: scores["rs"][s][8] for s in range(3)} == pytest.approx({0: 0.5, 1: 0.51, 2: 0.52})
+    text = optimizer_section(earlier, space, tmp_path, db=db)
+    assert "Made on an earlier table" in text and "`ppl` rows" in text and "--runs-db" in text
+    later = runs_db("later.duckdb", datetime(2999, 1, 1))
+    assert "earlier table" not in optimizer_section(later, space, tmp_path, db=db)
