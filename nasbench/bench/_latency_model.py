@@ -18,7 +18,8 @@ def bench_latency_model(space: SearchSpace, db: Any, rounds: int = 5, device: st
     """Time the op-level latency model of ``space`` on ``device`` (:func:`nasbench.profile.latency_model.measure_ops`,
     in ``dtype``: ``auto`` decides as ``profile`` does), fit its overheads on every arch ``db`` holds measured there
     in that dtype (prefill on ``metric``: ``latency_ms``, drift-cancelled, ``latency_wall_ms`` or ``latency_rel``;
-    decode on ``decode_ms_per_token``; a phase with fewer than 2 such archs keeps zero), and store it in ``db``."""
+    decode on the drift-cancelled ``decode_ms_per_token``; a phase with fewer than 2 such archs keeps zero), and store
+    it in ``db``."""
     from pathlib import Path
 
     from nasbench.profile import latency_model as lm
@@ -38,7 +39,7 @@ def bench_latency_model(space: SearchSpace, db: Any, rounds: int = 5, device: st
             "ops": len(table.ms), "seconds": round(seconds, 1),
             "overhead_ms": {p: {"per_layer": round(a, 4), "constant": round(b, 4)}
                             for p, (a, b) in table.overhead.items()},
-            "scale": {p: round(v, 4) for p, v in table.scale.items()},
+            "scale": {p: {c: round(v, 4) for c, v in f.items()} for p, f in table.scale.items()},
             "fitted_n": dict(table.fitted_n), "fit_metric": metric}
 
 
@@ -70,21 +71,22 @@ def validate_latency_model(space: SearchSpace, db: Any, metric: str = "latency_m
             "n_fit": int(len(train)), "n_test": int(len(test)), "kendall_tau": float(kendalltau(predicted, truth)[0]),
             "within_10pct": float(np.mean(error <= 0.10)), "median_abs_rel_err": float(np.median(error)),
             "overhead_ms": {"per_layer": round(per_layer, 4), "constant": round(constant, 4)},
-            "scale": round(fitted.scale[phase], 4)}
+            "scale": {c: round(v, 4) for c, v in fitted.scale[phase].items()}}
 
 
 def _measured_ms(db: Any, table: Any, metric: str) -> tuple[list[dict[str, Any]], Any]:
     """(archs, milliseconds) of ``db``'s weight-free ``metric`` rows measured as ``table`` was timed (device, dtype,
-    prompt length); ``latency_rel`` in milliseconds: the ratio times the median of its reference's times."""
+    prompt length); a ratio (``latency_rel``, ``decode_rel``) in milliseconds: times the median of its reference's
+    times."""
     import numpy as np
 
     from nasbench.store.latency import measured_latencies
 
     rows = measured_latencies(db, table.space, metric, table.device, table.dtype, table.seq_len)
     values = np.array([value for _, value, _ in rows], dtype=np.float64)
-    if metric == "latency_rel" and rows:
+    if metric in ("latency_rel", "decode_rel") and rows:
         reference = [extra["reference_ms"] for _, _, extra in rows if "reference_ms" in extra]
         if not reference:
-            raise NasBenchError("metric", "latency_rel rows need their reference's time (extra.reference_ms)", metric)
+            raise NasBenchError("metric", f"{metric} rows need their reference's time (extra.reference_ms)", metric)
         values = values * statistics.median(reference)
     return [arch for arch, _, _ in rows], values

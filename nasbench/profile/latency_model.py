@@ -20,10 +20,13 @@ batch of back-to-back calls (as many as make ``min_ms``, one for a large op), an
 rounds, so a slow minute of a shared machine touches every shape alike instead of a few. An intermediate size range
 wider than :data:`MAX_WIDTHS` values is timed on a grid of that many widths and interpolated linearly between them.
 
-An arch's prediction is the sum of its ops (per layer, so per-layer spaces are summed layer by layer) plus
-``n_layers x`` a per-layer overhead plus a constant, the two fitted by non-negative least squares against measured
-latencies (:func:`fit`), else zero: they hold what the table does not time (biases, residual bookkeeping, HF's mask
-and cache code, Python dispatch).
+An arch's prediction is the sum of its ops (per layer, so per-layer spaces are summed layer by layer), each op class
+(:data:`CLASSES`: the projections, attention, the MLP, the rest) with a factor of its own, plus ``n_layers x`` a
+per-layer overhead plus a constant, all fitted by non-negative least squares against measured latencies
+(:func:`fit`), else factors of 1 and zero overhead. The overheads hold what the table does not time (biases, residual
+bookkeeping, HF's mask and cache code, Python dispatch); the factors what timing an op alone gets wrong, which differs
+by kind of op (a projection's weights stay in cache between timed calls, inside a forward pass they do not; attention
+inside HF's layer adds its own reshapes).
 """
 
 from __future__ import annotations
@@ -47,18 +50,23 @@ from nasbench.families import Family
 from nasbench.families import family as family_named
 from nasbench.space import SearchSpace
 
-__all__ = ["PHASES", "METRIC_PHASES", "MAX_WIDTHS", "OpTable", "space_ops", "arch_ops", "measure_ops", "predict",
+__all__ = ["PHASES", "METRIC_PHASES", "MAX_WIDTHS", "CLASSES", "OpTable", "space_ops", "arch_ops", "measure_ops", "predict",
            "fit", "save_table", "load_table"]
 
 #: The two latencies a table predicts: a prefill of ``seq_len`` tokens, and one decode step (ms per token).
 PHASES = ("prefill", "decode")
 #: The measured metric each phase predicts (as :mod:`nasbench.store.readings` names them: ``latency_ms`` is the
-#: drift-cancelled prefill, ``latency_wall_ms`` its wall clock); ``latency_rel`` is read as milliseconds, times its
-#: reference's median, which is what ``latency_ms`` holds.
+#: drift-cancelled prefill, ``latency_wall_ms`` its wall clock; ``decode_ms_per_token`` and
+#: ``decode_wall_ms_per_token`` the same for decode); a ratio (``latency_rel``, ``decode_rel``) is read as
+#: milliseconds, times its reference's median, which is what the drift-cancelled metric holds.
 METRIC_PHASES = {"latency_ms": "prefill", "latency_wall_ms": "prefill", "latency_rel": "prefill",
-                 "decode_ms_per_token": "decode"}
+                 "decode_ms_per_token": "decode", "decode_wall_ms_per_token": "decode", "decode_rel": "decode"}
 #: An ``int`` / ``log_int`` intermediate size with more values than this is timed on a grid of this many widths.
 MAX_WIDTHS = 16
+#: The op classes :func:`fit` scales separately, and the class of each op.
+CLASSES = ("linear", "attention", "mlp", "other")
+_CLASS = {"linear": "linear", "attention": "attention", "mlp": "mlp", "norm": "other", "embedding": "other",
+          "head": "other"}
 
 Op = tuple[str, tuple[int, ...]]
 """(op, shape): ``("linear", (576, 192))``, ``("attention", (9, 3, 64))``, ..."""
@@ -94,10 +102,11 @@ class OpTable:
     """phase -> (ms per layer, constant ms), fitted by :func:`fit` (zero until then)."""
     fitted_n: Mapping[str, int] = field(default_factory=dict)
     """phase -> how many measured archs its overhead was fitted on."""
-    scale: Mapping[str, float] = field(default_factory=lambda: {p: 1.0 for p in PHASES})
-    """phase -> the factor on the op sums, fitted by :func:`fit` with the overhead (1 until then): ops timed one at a
-    time run faster or slower than inside a whole forward pass (caches warm or cold, dispatch), and a table timed on
-    one day is fitted to latencies measured on another."""
+    scale: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: {p: {c: 1.0 for c in CLASSES} for p in PHASES})
+    """phase -> op class (:data:`CLASSES`) -> the factor on that class's op times, fitted by :func:`fit` with the
+    overhead (1 until then): ops timed one at a time run faster or slower than inside a whole forward pass (caches
+    warm or cold, dispatch), and a table timed on one day is fitted to latencies measured on another."""
 
     @property
     def hardware(self) -> str:
@@ -332,18 +341,17 @@ def _lookup(table: OpTable, phase: str, op: str, shape: tuple[int, ...]) -> floa
     return float(np.interp(shape[-1], widths, values))
 
 
-def _op_sums(table: OpTable, archs: Sequence[Mapping[str, Any]], phase: str) -> np.ndarray:
-    """Sum of each arch's op times (no overhead)."""
+def _class_sums(table: OpTable, archs: Sequence[Mapping[str, Any]], phase: str) -> np.ndarray:
+    """Per arch and op class (:data:`CLASSES`), the sum of its op times (no overhead): ``(len(archs), 4)``."""
     check_choice("phase", phase, PHASES)
     cost: dict[Op, float] = {}
-    out = np.empty(len(archs))
+    column = {name: CLASSES.index(cls) for name, cls in _CLASS.items()}
+    out = np.zeros((len(archs), len(CLASSES)))
     for k, arch in enumerate(archs):
-        total = 0.0
         for op, count in arch_ops(table.family, arch).items():
             if op not in cost:
                 cost[op] = _lookup(table, phase, *op)
-            total += count * cost[op]
-        out[k] = total
+            out[k, column[op[0]]] += count * cost[op]
     return out
 
 
@@ -351,17 +359,24 @@ def _layers(archs: Sequence[Mapping[str, Any]]) -> np.ndarray:
     return np.array([int(a["n_layers"]) for a in archs], dtype=np.float64)
 
 
+def _factors(table: OpTable, phase: str) -> np.ndarray:
+    scale = table.scale.get(phase, {})
+    return np.array([scale.get(c, 1.0) for c in CLASSES])
+
+
 def predict(table: OpTable, archs: Sequence[Mapping[str, Any]], phase: str = "prefill") -> np.ndarray:
-    """Predicted milliseconds of each arch (canonical arch dicts of the table's space): the sum of its ops, plus
-    ``n_layers x`` the per-layer overhead and the constant of ``phase`` (the op sum times the fitted scale)."""
+    """Predicted milliseconds of each arch (canonical arch dicts of the table's space): the sum of its ops, each op
+    class times its fitted factor, plus ``n_layers x`` the per-layer overhead and the constant of ``phase``."""
     per_layer, constant = table.overhead.get(phase, (0.0, 0.0))
-    return table.scale.get(phase, 1.0) * _op_sums(table, archs, phase) + per_layer * _layers(archs) + constant
+    return _class_sums(table, archs, phase) @ _factors(table, phase) + per_layer * _layers(archs) + constant
 
 
 def fit(table: OpTable, archs: Sequence[Mapping[str, Any]], measured: Iterable[float],
         phase: str = "prefill") -> OpTable:
-    """``table`` with the scale on the op sums, the per-layer overhead and the constant of ``phase`` fitted by
-    non-negative least squares to the ``measured`` milliseconds of ``archs``."""
+    """``table`` with the factor of each op class, the per-layer overhead and the constant of ``phase`` fitted by
+    non-negative least squares to the ``measured`` milliseconds of ``archs``. Where the archs cannot tell the
+    classes apart (their sums are collinear with each other or the overheads, e.g. a space of one shape per
+    class), one factor is fitted for all of them."""
     from scipy.optimize import nnls
 
     y = np.asarray(list(measured), dtype=np.float64)
@@ -369,11 +384,17 @@ def fit(table: OpTable, archs: Sequence[Mapping[str, Any]], measured: Iterable[f
         raise NasBenchError("measured", f"needs one value per arch and >= 2 archs ({len(archs)} archs)", len(y))
     if not np.all(np.isfinite(y) & (y > 0)):
         raise NasBenchError("measured", "must be finite milliseconds > 0", y[~(np.isfinite(y) & (y > 0))][0])
-    (scale, per_layer, constant), _ = nnls(np.stack([_op_sums(table, archs, phase), _layers(archs),
-                                                     np.ones(len(y))], axis=1), y)
+    sums, rest = _class_sums(table, archs, phase), np.stack([_layers(archs), np.ones(len(y))], axis=1)
+    design = np.concatenate([sums, rest], axis=1)
+    if np.linalg.matrix_rank(design) == design.shape[1]:
+        coef, _ = nnls(design, y)
+        factors, (per_layer, constant) = coef[: len(CLASSES)], coef[len(CLASSES):]
+    else:
+        (one, per_layer, constant), _ = nnls(np.concatenate([sums.sum(axis=1, keepdims=True), rest], axis=1), y)
+        factors = np.full(len(CLASSES), one)
     return dataclasses.replace(table, overhead={**table.overhead, phase: (float(per_layer), float(constant))},
-                               scale={**table.scale, phase: float(scale)}, fitted_n={**table.fitted_n, phase: len(y)})
-
+                               scale={**table.scale, phase: {c: float(v) for c, v in zip(CLASSES, factors)}},
+                               fitted_n={**table.fitted_n, phase: len(y)})
 
 
 # ------------------------------------------------------------------------------------------------ the DB
@@ -384,8 +405,8 @@ def save_table(table: OpTable, db: str | Path) -> None:
     model = {name: getattr(table, name) for name in ("space", "device", "hardware", "dtype", "threads", "family",
                                                      "cpu", "cpu_flags", "gpu", "seq_len", "context", "vocab_size",
                                                      "rounds")}
-    # per phase [ms per layer, constant ms, scale on the op sums]
-    model.update(overhead={p: [*v, table.scale.get(p, 1.0)] for p, v in table.overhead.items()},
+    # per phase [ms per layer, constant ms, {op class: factor}]
+    model.update(overhead={p: [*v, dict(table.scale.get(p, {}))] for p, v in table.overhead.items()},
                  fitted_n=dict(table.fitted_n),
                  software={"torch": torch.__version__})
     ops = [(phase, op, "x".join(map(str, shape)), ms, table.spread.get((phase, op, shape)))
@@ -408,5 +429,15 @@ def load_table(db: str | Path, space: str, device: str = "cpu", dtype: str | Non
     return OpTable(**{k: model[k] for k in ("space", "family", "device", "dtype", "threads", "cpu", "cpu_flags", "gpu",
                                             "seq_len", "context", "vocab_size", "rounds")},
                    ms=ms, spread=spread, overhead={p: (float(v[0]), float(v[1])) for p, v in model["overhead"].items()},
-                   scale={p: float(v[2]) if len(v) > 2 else 1.0 for p, v in model["overhead"].items()},
+                   scale={p: _stored_factors(v) for p, v in model["overhead"].items()},
                    fitted_n={p: int(n) for p, n in model["fitted_n"].items()})
+
+
+def _stored_factors(stored: Sequence[Any]) -> dict[str, float]:
+    """The op classes' factors of a stored phase: ``{class: factor}``, or one factor for every class (a table fitted
+    before the classes had factors of their own), or none (1)."""
+    if len(stored) < 3:
+        return {c: 1.0 for c in CLASSES}
+    if isinstance(stored[2], Mapping):
+        return {c: float(stored[2].get(c, 1.0)) for c in CLASSES}
+    return {c: float(stored[2]) for c in CLASSES}
