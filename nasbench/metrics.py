@@ -17,6 +17,10 @@ Three prefill latencies, one of them the default (``docs/profiling.md`` gives ea
   speed was at that minute. The profiler stores it as ``measurements.metric = 'latency_ms'`` (:data:`STORED_AS`).
 * ``latency_rel``: the prefill time over the full model's, the two timed alternately (1 for the full model);
   ``decode_rel`` the same for the decode time per token (measured with ``--decode-tokens``).
+
+Decode has the same pair: ``decode_ms_per_token``, the default, is ``decode_rel`` times the full model's median decode
+time per token re-timed beside every arch (derived as ``latency_ms`` is); ``decode_wall_ms_per_token`` the wall clock
+of one measurement, stored as ``measurements.metric = 'decode_ms_per_token'``.
 """
 
 from __future__ import annotations
@@ -81,7 +85,11 @@ _ALL = (
            derived_from="latency_rel"),
     Metric("latency_wall_ms", "ms", log_fit=True, weight_free=True, profiled_by="latency", timed=True,
            stored_as="latency_ms"),
-    Metric("decode_ms_per_token", "ms", log_fit=True, weight_free=True, profiled_by="latency", timed=True),
+    # the default decode latency per token: drift-cancelled, decode_rel x its reference's median (as latency_ms)
+    Metric("decode_ms_per_token", "ms", log_fit=True, weight_free=True, profiled_by="latency_rel", timed=True,
+           derived_from="decode_rel"),
+    Metric("decode_wall_ms_per_token", "ms", log_fit=True, weight_free=True, profiled_by="latency", timed=True,
+           stored_as="decode_ms_per_token"),
     Metric("latency_rel", "x full model", log_fit=True, weight_free=True, profiled_by="latency_rel", timed=True),
     # the decode time per token over the full model's, the two timed alternately (profile --decode-tokens N)
     Metric("decode_rel", "x full model", log_fit=True, weight_free=True, profiled_by="latency_rel", timed=True),
@@ -121,9 +129,10 @@ SHARED = WEIGHT_FREE + EXACT
 #: Timed metrics: a reading varies from one measurement to the next (:attr:`Metric.timed`).
 TIMED = tuple(m.name for m in _ALL if m.timed)
 #: Reader name -> the ``measurements.metric`` its rows are stored under, where they differ. The profiler and the
-#: baselines store the prefill wall clock as ``latency_ms``, the name it had before the drift-cancelled latency took
-#: it; every reader (the wide views, ``Benchmark``, the publication, the report) sees those rows as
-#: ``latency_wall_ms``. Only :mod:`nasbench.store.readings` renames.
+#: baselines store the prefill wall clock as ``latency_ms`` and the decode wall clock as ``decode_ms_per_token``, the
+#: names they had before the drift-cancelled latencies took them; every reader (the wide views, ``Benchmark``, the
+#: publication, the report) sees those rows as ``latency_wall_ms`` / ``decode_wall_ms_per_token``. Only
+#: :mod:`nasbench.store.readings` renames.
 STORED_AS = {m.name: m.stored_as for m in _ALL if m.stored_as}
 #: Derived metric -> the stored metric it is computed from at read time (:mod:`nasbench.store.readings`).
 DERIVED = {m.name: m.derived_from for m in _ALL if m.derived_from}

@@ -101,7 +101,8 @@ def add_verbs(verbs: Any) -> Any:
                                                             "median error on the other half")
     p.add_argument("--metric", help="measured latency the overhead is fitted on: latency_ms (default, "
                                     "drift-cancelled), latency_wall_ms (wall clock) or latency_rel; with --validate "
-                                    "also decode_ms_per_token")
+                                    "also decode_ms_per_token (drift-cancelled), decode_wall_ms_per_token or "
+                                    "decode_rel")
     p.set_defaults(func=_cmd_latency_model)
     p = bench_verbs.add_parser("retest", help="agreement of two measurements of the same archs (test-retest): the "
                                               "Kendall tau no surrogate can beat on such data")

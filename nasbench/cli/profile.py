@@ -92,7 +92,9 @@ _PROTOCOL = {
     "metrics": dict(help="comma list of ppl,acc,latency,latency_rel,memory,energy, or of the metrics they measure "
                          "(latency_ms, memory_mb, energy_j, acc, ...); latency_rel: prefill time over the full "
                          "model's, the two timed alternately (robust to a drifting shared CPU), which gives the "
-                         "default latency_ms; latency (or latency_wall_ms): the wall clock and the decode latency"),
+                         "default latency_ms (with --decode-tokens N also decode_rel and the default "
+                         "decode_ms_per_token); latency (or latency_wall_ms): the wall clocks latency_wall_ms and "
+                         "decode_wall_ms_per_token"),
     "tasks": dict(help="comma list of lm-eval tasks for acc (default: the space's data.eval tasks)"),
     "limit_items": dict(type=int, metavar="M", help="first M items of each task (lm-eval's --limit)"),
     "ppl_tokens": dict(type=int, metavar="T", help="WikiText-2 test tokens (default {default})"),

@@ -69,7 +69,8 @@ class Preset:
     bands: bool = True
     """Profile the space's band archs (``<bands>/<space>-<percent>.jsonl``) first: the report's recovery table."""
     metrics: tuple[str, ...] = ("ppl", "latency", "latency_rel", "memory")
-    """``latency_rel`` gives the default (drift-cancelled) ``latency_ms``; ``latency`` the wall clock and decode."""
+    """``latency_rel`` gives the default (drift-cancelled) ``latency_ms`` and ``decode_ms_per_token``; ``latency``
+    the wall clocks."""
     tasks: tuple[str, ...] = ()
     limit_items: int | None = None
     ppl_tokens: int = Protocol.tokens

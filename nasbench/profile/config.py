@@ -33,8 +33,9 @@ class ProfileConfig:
     archs: tuple[dict[str, Any], ...] = ()
     """Explicit archs, profiled first (e.g. a Pareto front or an optimizer's picks)."""
     metrics: tuple[str, ...] = ("ppl", "latency", "latency_rel", "memory")
-    """Metric groups; ``latency_rel`` gives the default, drift-cancelled ``latency_ms``, ``latency`` the wall clock
-    (``latency_wall_ms``) and the decode latency."""
+    """Metric groups; ``latency_rel`` gives the default, drift-cancelled ``latency_ms`` (and with ``decode_tokens``
+    the default ``decode_ms_per_token``), ``latency`` the wall clocks (``latency_wall_ms``,
+    ``decode_wall_ms_per_token``)."""
     tasks: tuple[str, ...] = ("arc_easy", "piqa", "winogrande")
     limit_items: int | None = None
     """First M items of each task, as lm-eval's ``--limit``."""

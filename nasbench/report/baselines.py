@@ -36,16 +36,27 @@ LATENCY = "latency_wall_ms"
 LATENCY_DRIFT_CANCELLED = "latency_ms"
 _DRIFT_CANCELLED_NOTE = ("CPU latency: the drift-cancelled `latency_ms` on both sides (prefill 1 x 128 tokens, each "
                          "model timed alternately with the same full model, the ratio times the full model's median "
-                         "time; decode per token with the KV cache is wall clock); a 2:4 model runs on dense kernels, "
+                         "time; decode per token with the KV cache {decode}); a 2:4 model runs on dense kernels, "
                          "so its latency is the full model's (no sparse speed-up on a CPU).")
+#: The decode time per token the table shows: the drift-cancelled one when every baseline model has it (``nasbench
+#: baseline --metrics latency_rel --decode-tokens N``), else the wall clock, on both sides alike.
+DECODE, DECODE_DRIFT_CANCELLED = "decode_wall_ms_per_token", "decode_ms_per_token"
 
 
 def _comparison_latency(models: list[dict[str, Any]]) -> tuple[str, str, str]:
     """(metric, note, words) of the latency NAS and the baselines are compared on: the drift-cancelled one when
     every baseline model has it, else the wall clock (never one against the other)."""
     if all(m["values"].get(LATENCY_DRIFT_CANCELLED) is not None for m in models):
-        return LATENCY_DRIFT_CANCELLED, _DRIFT_CANCELLED_NOTE, "drift-cancelled latency"
+        decode = ("the same way (`decode_ms_per_token`)" if _comparison_decode(models) == DECODE_DRIFT_CANCELLED
+                  else "is wall clock (`decode_wall_ms_per_token`)")
+        return LATENCY_DRIFT_CANCELLED, _DRIFT_CANCELLED_NOTE.format(decode=decode), "drift-cancelled latency"
     return LATENCY, _LATENCY_NOTE, "wall-clock latency"
+
+
+def _comparison_decode(models: list[dict[str, Any]]) -> str:
+    """The decode metric of the table (:data:`DECODE_DRIFT_CANCELLED` when every baseline model has it)."""
+    return DECODE_DRIFT_CANCELLED if all(m["values"].get(DECODE_DRIFT_CANCELLED) is not None
+                                         for m in models) else DECODE
 
 
 def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = None) -> str:
@@ -68,7 +79,8 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     ppl = metric_values(db, space.name, "ppl")
     selection = metric_values(db, space.name, "ppl_selection")
     latency = metric_values(db, space.name, lat_metric)
-    decode = metric_values(db, space.name, "decode_ms_per_token")
+    decode_metric = _comparison_decode(models)
+    decode = metric_values(db, space.name, decode_metric)
     pretrained = ppl.get(("pretrained", full_id), {}).get("value")
     trained = [r["id"] for r in rows if r.get("tokens") and not r["id"].startswith("baseline-")]
     # the tasks of the baselines' acc rows (acc_norm_<task> is a second metric of the same task, not a task)
@@ -106,14 +118,14 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
         ratio = f"{value / pretrained:.2f}x" if pretrained and value is not None else "-"
         nz = values.get("params_nonzero")
         return (f"| {label} | {budget} | {cell(values.get('params'), ',.0f')} | {cell(nz, ',.0f')} | "
-                f"{cell(values.get(lat_metric), '.1f')} | {cell(values.get('decode_ms_per_token'), '.2f')} | "
+                f"{cell(values.get(lat_metric), '.1f')} | {cell(values.get(decode_metric), '.2f')} | "
                 f"{cell(value, '.1f')} | {ratio} |" + "".join(f" {cell(values.get(f'acc_{t}'), '.3f')} |"
                                                             for t in tasks))
 
     def arch_values(sid: str, aid: str) -> dict[str, float | None]:
         out: dict[str, float | None] = {"params": float(_params_of(space, db, aid) or 0) or None}
         out["ppl"] = ppl.get((sid, aid), {}).get("value")
-        for name, table in ((lat_metric, latency), ("decode_ms_per_token", decode)):
+        for name, table in ((lat_metric, latency), (decode_metric, decode)):
             # latency is of the dense model of the arch: the same whichever supernet's row holds it
             out[name] = table.get((sid, aid), {}).get("value") or next(
                 (v["value"] for (s, a), v in table.items() if a == aid and not s.startswith("baseline-")), None)

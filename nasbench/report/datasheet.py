@@ -95,6 +95,17 @@ def _software(text: str) -> str:
     return ", ".join(f"{k} {s[k]}" for k in keys if s.get(k))
 
 
+def _cpus(row: dict[str, Any]) -> set[str]:
+    """The CPU models a coverage row's measurements name (their software records)."""
+    found = set()
+    for text in row.get("software") or []:
+        try:
+            found.add(json.loads(text).get("cpu") or "")
+        except (TypeError, ValueError, AttributeError):
+            continue
+    return found - {""}
+
+
 def _main_supernet(coverage_rows: list[dict[str, Any]], supernets: list[dict[str, Any]]) -> str | None:
     """The trained supernet the benchmark is about: the most archs with perplexity, then the most training tokens
     (a continued artifact rebuilt on the same archs supersedes the piece it continued)."""
@@ -148,6 +159,12 @@ def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None
         out.append(f"- Latency is one machine's: {lat['archs']:,} archs measured{shared} on "
                    f"{'; '.join(_software(s) for s in (lat['software'] or [])[:1])}; another CPU (or a GPU) ranks "
                    "archs differently, so latency answers transfer only to the same hardware and threads.")
+        wall = of.get(("latency_wall_ms", ""))
+        if wall and lat is not wall and _cpus(wall) != _cpus(lat):
+            out.append(f"- The wall clocks (`latency_wall_ms`, `decode_wall_ms_per_token`) were measured on "
+                       f"{', '.join(sorted(_cpus(wall))) or 'an unrecorded CPU'}, the drift-cancelled latencies on "
+                       f"{', '.join(sorted(_cpus(lat))) or 'an unrecorded CPU'}: compare archs within one column, "
+                       "never milliseconds across the two.")
         spread = latency_spread(db, space.name, lat["supernet_id"])
         ratio = latency_spread(db, space.name, lat["supernet_id"], "latency_ms")
         if spread:

@@ -417,10 +417,11 @@ def threats_section(space: SearchSpace) -> str:
         "training is not bit-reproducible across such machines. The noise band is taken from the shipped "
         "recipe's replicates, which differ in the same ways; training runs record their CPU (`machine` in "
         "`train.json`).",
-        "- **CPU latency.** Latencies are measured on one 2-core CPU whose wall clock drifts by +-15% over "
-        "minutes; only interleaved measurements against a common reference compare well, which is why the default "
-        "`latency_ms` is drift-cancelled (`latency_rel` x the full model's median wall clock) and the wall clock "
-        "`latency_wall_ms` is kept beside it.",
+        "- **CPU latency.** Latencies are measured on 2-core CPUs whose wall clock drifts by +-15% over minutes; "
+        "only interleaved measurements against a common reference compare well, which is why the default "
+        "`latency_ms` and `decode_ms_per_token` are drift-cancelled (the ratio to the full model, timed pair by "
+        "pair, x the full model's median time) and the wall clocks are kept beside them. A latency ranks archs for "
+        "the CPU it was measured on (What the benchmark cannot tell names it); a GPU or another CPU needs its own.",
         "- **Selection.** Picks use the selection split (the perplexity corpus from token 65,536 on), the same "
         "domain as the test tokens; a pick can still fit that domain better than others.",
         "- **Archs.** The band archs are 16 seeded samples per band, not every arch of the band.",

@@ -17,7 +17,8 @@ from nasbench.space import SearchSpace, arch_id
 __all__ = ["glance_section", "SHOWN"]
 
 #: The metrics the block counts archs of, in this order; ``acc`` counts archs with every task measured.
-SHOWN = ("ppl", "acc", "latency_ms", "latency_wall_ms", "latency_rel", "decode_ms_per_token", "memory_mb")
+SHOWN = ("ppl", "acc", "latency_ms", "latency_wall_ms", "latency_rel", "decode_ms_per_token",
+         "decode_wall_ms_per_token", "memory_mb")
 
 
 def glance_section(db: str | Path, space: SearchSpace, bands: dict[str, Path]) -> str:

@@ -1,5 +1,7 @@
 """Bringing a DB to the current schema, and the rules every write and merge keeps.
 
+Schema 6 (from 5) changes no table: the recreated views read the drift-cancelled ``decode_ms_per_token`` and call
+the decode wall clock ``decode_wall_ms_per_token``.
 Schema 5 (from 4) changes no table: the wide views, recreated whenever a DB is brought to a new schema, read the
 drift-cancelled ``latency_ms`` and call the stored wall clock ``latency_wall_ms`` (:mod:`nasbench.store.readings`).
 Schema 4 (from 3) only adds the empty tables of op-level latency models (``latency_models``, ``latency_ops``).

@@ -15,8 +15,8 @@ republished)::
 Weight-free values (latency, memory, FLOPs) are stored once per arch (supernet_id ``''`` in ``measurements``) and
 appear in every supernet's wide file and blackbox. Every file speaks the readers' names
 (:mod:`nasbench.store.readings`): ``measurements.parquet`` holds the stored rows with the wall clock as
-``latency_wall_ms`` and, per ``latency_rel`` row, the derived drift-cancelled ``latency_ms``
-(``extra.reference_median_ms`` says by what it was scaled). The card and every blackbox's ``metadata.json`` name the
+``latency_wall_ms`` (``decode_wall_ms_per_token``) and, per ``latency_rel`` (``decode_rel``) row, the derived
+drift-cancelled ``latency_ms`` (``decode_ms_per_token``; ``extra.reference_median_ms`` says by what it was scaled). The card and every blackbox's ``metadata.json`` name the
 main supernet the DB records (``nasbench supernets``). Load a blackbox with
 ``syne_tune.blackbox_repository.blackbox_tabular.deserialize(out / "syne_tune" / space / supernet / "ppl")``.
 """
@@ -67,7 +67,8 @@ _DESCRIPTIONS = {
                     "memory, FLOPs: one row per arch, shared by every supernet). latency_wall_ms is the prefill wall "
                     "clock; latency_ms, the drift-cancelled prefill, is derived from each latency_rel row (its value "
                     "and spread times extra.reference_median_ms, the median wall clock of the full model re-timed "
-                    "beside every arch).",
+                    "beside every arch); decode_ms_per_token from each decode_rel row the same way "
+                    "(decode_wall_ms_per_token is the decode wall clock).",
     "surrogate_cards": "Fidelity cards of the surrogates fitted on this table (held-out Kendall tau, R2, coverage).",
 }
 
@@ -142,8 +143,8 @@ def arch_measurements(db: str | Path, space: str, arch: str, supernet: str) -> l
 
 # ---------------------------------------------------------------------------------------------------- reading
 def _check_schema(con: duckdb.DuckDBPyConnection, db: str | Path) -> int:
-    """The DB's schema version: one whose published tables and wide views have the current layout (schema 5
-    recreated the views with the drift-cancelled latency)."""
+    """The DB's schema version: one whose published tables and wide views have the current layout (schemas 5 and 6
+    recreated the views with the drift-cancelled prefill and decode latencies)."""
     try:
         row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     except duckdb.Error:

@@ -115,9 +115,15 @@ def build_card(con: duckdb.DuckDBPyConnection, db: str | Path, spaces: dict[str,
                                    "between archs (stored as metric latency_ms in a nasbench DB).",
                 "latency_rel": "prefill time over the full model's, the two dense models timed alternately repeat by "
                                "repeat (median of the pairs' ratios; spread = IQR): drift between archs cancels.",
-                "decode_ms_per_token": "wall clock per generated token with the KV cache (extra.decode_tokens "
-                                       "steps, median over repeats); wall clock, so it keeps the machine's drift; no "
-                                       "spread is stored.",
+                "decode_rel": "decode time per generated token (KV cache, extra.decode_tokens steps after the "
+                              "prompt) over the full model's, the two timed alternately pair by pair (median of the "
+                              "ratios; spread = IQR).",
+                "decode_ms_per_token": "the default decode latency per token, drift-cancelled: decode_rel x the "
+                                       "median decode time per token of the full model re-timed beside every arch "
+                                       "(extra.reference_median_ms); derived from the decode_rel row.",
+                "decode_wall_ms_per_token": "wall clock per generated token with the KV cache (extra.decode_tokens "
+                                            "steps, median over repeats); it keeps the machine's drift; no spread is "
+                                            "stored (stored as metric decode_ms_per_token in a nasbench DB).",
                 "memory_mb": "peak RSS growth on CPU (max_memory_allocated on GPU) on the dense model.",
                 "flops": "analytic, per token at seq_len: 2 x matmul weights touched + causal attention.",
                 "cost_s": "seconds each measurement took: the simulated time of optimizer comparisons.",
@@ -248,10 +254,12 @@ def readme_text(card: dict[str, Any]) -> str:
     lines += [f"| `{rs['name']}` | {rs['cr:rows']} | {rs['description']} |" for rs in card["recordSet"]]
     lines += ["", "## Metrics", "", "| column | unit | direction | rows |", "|---|---|---|---|"]
     lines += [f"| `{m['column']}` | {m['unit']} | {m['direction']} | {m['rows']} |" for m in nb["metrics"]]
-    latencies = [m for m in ("latency_ms", "latency_wall_ms", "latency_rel", "decode_ms_per_token")
+    latencies = [m for m in ("latency_ms", "latency_wall_ms", "latency_rel", "decode_ms_per_token",
+                             "decode_wall_ms_per_token", "decode_rel")
                  if any(row["metric"] == m for row in nb["metrics"])]
     if latencies:
-        lines += ["", "Which latency is which (`latency_ms` is the one to compare archs on):", ""]
+        lines += ["", "Which latency is which (`latency_ms`, and `decode_ms_per_token` for decode, are the ones to "
+                  "compare archs on):", ""]
         lines += [f"- `{m}`: {nb['protocol'][m]}" for m in latencies]
     mains = {space: main for space, main in nb["main_supernets"].items() if main}
     lines += ["", "## Load", ""]

@@ -15,13 +15,16 @@ from nasbench.space import DIMENSIONS
 __all__ = ["SCHEMA_VERSION", "PUBLISHED_LAYOUT", "DEFAULT_DB", "SCHEMA", "WEIGHT_FREE_ID", "MAIN_SUPERNET_KEY", "Measurement", "view_name",
            "is_baseline", "stored_supernet"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """4: op-level latency models (tables ``latency_models``, ``latency_ops``). 5: no new table; the wide views read the
 drift-cancelled ``latency_ms`` and the wall clock as ``latency_wall_ms`` (:mod:`nasbench.store.readings`), so a DB
-opened for writing (or ``nasbench migrate``) recreates its views."""
+opened for writing (or ``nasbench migrate``) recreates its views. 6: the same for decode: the views read the
+drift-cancelled ``decode_ms_per_token`` (from ``decode_rel``) and the decode wall clock as
+``decode_wall_ms_per_token``."""
 #: The oldest schema whose published tables (spaces ... baseline_archs) and wide views have today's layout: ``publish``
-#: reads it on (a DB of schema 4 or older still has views that call the wall clock ``latency_ms``).
-PUBLISHED_LAYOUT = 5
+#: reads it on (a DB of schema 5 or older still has views that call a wall clock ``latency_ms`` or
+#: ``decode_ms_per_token``).
+PUBLISHED_LAYOUT = 6
 #: The ``supernet_id`` of rows that do not depend on weights (latency, memory, FLOPs, ...:
 #: :data:`nasbench.metrics.SHARED`): no supernet. They are stored once per arch and protocol and appear in every
 #: supernet's row of the wide view.

@@ -51,7 +51,7 @@ class MeasuredTable:
     """The tasks ``acc_avg`` averages."""
     spreads: pd.DataFrame | None = None
     """The interquartile range of each value over its timed repeats, in its units (NaN where none was stored: every
-    untimed metric, and ``decode_ms_per_token``); same index and columns as ``values``."""
+    untimed metric, and ``decode_wall_ms_per_token``); same index and columns as ``values``."""
 
     @property
     def metrics(self) -> list[str]:

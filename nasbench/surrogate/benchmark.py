@@ -9,8 +9,9 @@ medians; ``blackbox`` wraps the same answers as a Syne Tune blackbox for its sim
 A reading of a timed metric (:data:`nasbench.metrics.TIMED`) is modelled as log-normal with the value as its median
 and the spread as its interquartile range: the IQR of the measurement's timed repeats where the DB stores one (a
 drift-cancelled ``latency_ms`` has its ``latency_rel`` row's, scaled), else the surrogate's calibrated predictive
-spread at that arch (an unmeasured arch, or ``decode_ms_per_token``, whose rows store none). Latencies are positive
-and their noise multiplicative, and for a predicted value this is exactly the surrogate's predictive distribution.
+spread at that arch (an unmeasured arch, or ``decode_wall_ms_per_token``, whose rows store none). Latencies are
+positive and their noise multiplicative, and for a predicted value this is exactly the surrogate's predictive
+distribution.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from nasbench.errors import IllegalSubNetworkError, NasBenchError, check_choice, one_of
-from nasbench.metrics import DERIVED, TIMED, hp_column, hp_name, metric_column
+from nasbench.metrics import DERIVED, METRICS, STORED_AS, TIMED, hp_column, hp_name, metric_column
 from nasbench.space import DIMENSIONS, SearchSpace, arch_id, load_space, parse_space
 from nasbench.store import arch_ids, connect_read_only
 from nasbench.store.queries import default_supernet, space_names, space_yaml
@@ -112,8 +113,11 @@ class Benchmark:
         """The rule an unknown metric breaks: the known ones, and for a derived one what it needs."""
         rule = f"must be among {', '.join(known)}"
         if metric in DERIVED:
-            rule += (f" ({metric} is derived from {DERIVED[metric]} rows, which {self.db} lacks for "
-                     f"{self.space.name}: profile {DERIVED[metric]}; the wall clock is latency_wall_ms)")
+            source = DERIVED[metric]
+            how = METRICS[source].profiled_by + (" with --decode-tokens N" if source == "decode_rel" else "")
+            wall = next((name for name, stored in STORED_AS.items() if stored == metric), None)
+            rule += (f" ({metric} is derived from {source} rows, which {self.db} lacks for {self.space.name}: "
+                     f"profile {how}" + (f"; the wall clock is {wall})" if wall else ")"))
         return rule
 
     @property

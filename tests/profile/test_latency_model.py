@@ -14,8 +14,8 @@ import yaml
 
 from nasbench.cli import main
 from nasbench.errors import NasBenchError
-from nasbench.profile.latency_model import (MAX_WIDTHS, PHASES, OpTable, arch_ops, fit, load_table, measure_ops,
-                                            predict, save_table, space_ops)
+from nasbench.profile.latency_model import (CLASSES, MAX_WIDTHS, PHASES, OpTable, arch_ops, fit, load_table,
+                                            measure_ops, predict, save_table, space_ops)
 from nasbench.space import load_space
 
 from conftest import tiny_space_doc
@@ -122,15 +122,34 @@ def test_fit_recovers_a_known_overhead(tmp_path) -> None:
     measured = predict(table, archs) + 0.7 * layers + 1.3
     fitted = fit(table, archs, measured)
     assert fitted.overhead["prefill"] == pytest.approx((0.7, 1.3), rel=1e-6)
-    assert fitted.scale["prefill"] == pytest.approx(1.0, rel=1e-6)
+    assert fitted.scale["prefill"] == pytest.approx({c: 1.0 for c in CLASSES}, rel=1e-6)
     assert fitted.overhead["decode"] == (0.0, 0.0) and fitted.fitted_n == {"prefill": 40}
     np.testing.assert_allclose(predict(fitted, archs), measured, rtol=1e-9)
-    # ops that take half as long inside the model: a scale of 0.5, no negative overhead
+    # ops that take half as long inside the model: a factor of 0.5, no negative overhead
     halved = fit(table, archs, predict(table, archs) * 0.5)
-    assert halved.scale["prefill"] == pytest.approx(0.5, rel=1e-6)
+    assert halved.scale["prefill"] == pytest.approx({c: 0.5 for c in CLASSES}, rel=1e-6)
     assert halved.overhead["prefill"] == pytest.approx((0.0, 0.0), abs=1e-9)
     with pytest.raises(NasBenchError, match="measured"):
         fit(table, archs, measured[:-1])
+
+
+def test_each_op_class_gets_its_own_factor(tmp_path) -> None:
+    space = _space(tmp_path)
+    table = _synthetic(space)
+    archs = space.sample(60, seed=4)
+    truth = dataclasses.replace(table, scale={"prefill": {"linear": 0.5, "attention": 2.0, "mlp": 0.75,
+                                                          "other": 1.25}},
+                                overhead={"prefill": (0.2, 0.4), "decode": (0.0, 0.0)})
+    fitted = fit(table, archs, predict(truth, archs))
+    assert fitted.scale["prefill"] == pytest.approx(truth.scale["prefill"], rel=1e-6)
+    assert fitted.overhead["prefill"] == pytest.approx((0.2, 0.4), rel=1e-6)
+    held_out = space.sample(20, seed=9)
+    np.testing.assert_allclose(predict(fitted, held_out), predict(truth, held_out), rtol=1e-9)
+    # archs that cannot tell the classes apart (one shape each): one factor for all, still exact on them
+    same = [space.largest()] * 2 + [space.smallest()] * 2
+    one = fit(table, same, predict(truth, same))
+    assert len(set(one.scale["prefill"].values())) == 1
+    np.testing.assert_allclose(predict(one, same), predict(truth, same), rtol=1e-9)
 
 
 def test_the_table_round_trips_through_the_db(timed, tmp_path) -> None:
@@ -184,7 +203,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     (("--dtype", "int8"), "--dtype: must be one of auto, bfloat16, float32, float16 (got 'int8')"),
     (("--device", "tpu"), "--device: must be cpu or an available CUDA device (cuda, cuda:N) (got 'tpu')"),
     (("--validate", "--metric", "flops"), "--metric: must be one of latency_ms, latency_wall_ms, latency_rel, "
-                                          "decode_ms_per_token"),
+                                          "decode_ms_per_token, decode_wall_ms_per_token, decode_rel (got 'flops')"),
     (("--validate",), "--db: holds no latency model of space 'tiny-llama' on cpu"),
 ])
 def test_cli_errors_are_one_line(capsys, tmp_path, flags, fragment) -> None:
@@ -224,3 +243,11 @@ def test_cli_measures_stores_and_validates(capsys, tmp_path) -> None:
     assert result["kendall_tau"] == pytest.approx(1.0) and result["within_10pct"] == 1.0
     assert result["overhead_ms"] == {"per_layer": pytest.approx(0.4, abs=1e-4), "constant": pytest.approx(0.8,
                                                                                                          abs=1e-4)}
+
+
+def test_a_table_stored_with_one_factor_reads_it_for_every_class() -> None:
+    from nasbench.profile.latency_model import _stored_factors
+
+    assert _stored_factors([0.1, 0.2, 0.5]) == {c: 0.5 for c in CLASSES}  # fitted before the classes had their own
+    assert _stored_factors([0.1, 0.2]) == {c: 1.0 for c in CLASSES}
+    assert _stored_factors([0.1, 0.2, {"mlp": 2.0}]) == {**{c: 1.0 for c in CLASSES}, "mlp": 2.0}

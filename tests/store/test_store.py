@@ -247,16 +247,24 @@ def _latency_db(path, space, reference_ms=(60.0, 70.0, 90.0)):
     rels, walls = (0.3, 0.6, 0.5), (30.0, 35.0, 60.0)  # wall clock ranks them otherwise: the machine drifted
     with Store(path) as store:
         store.add_space(space)
-        for aid, arch, rel, wall, ref in zip(ids, archs, rels, walls, reference_ms):
+        for k, (aid, arch, rel, wall, ref) in enumerate(zip(ids, archs, rels, walls, reference_ms)):
             store.add_results(space, arch, [
                 Measurement(aid, "s1", "ppl", 20.0, "perplexity"),
                 Measurement(aid, "s1", "latency_ms", wall, "ms", spread=2.0, cost_s=1.0, **common),
                 Measurement(aid, "s1", "latency_rel", rel, "x full model", spread=0.02, cost_s=3.0,
-                            extra={"reference_ms": ref, "cv": 0.01}, **common)])
+                            extra={"reference_ms": ref, "cv": 0.01}, **common),
+                # decode: the wall clock is stored as decode_ms_per_token, the ratio as decode_rel
+                Measurement(aid, "s1", "decode_ms_per_token", DECODE_WALLS[k], "ms", **common),
+                Measurement(aid, "s1", "decode_rel", DECODE_RELS[k], "x full model", spread=0.04, cost_s=3.0,
+                            extra={"reference_ms": DECODE_REFERENCE_MS[k]}, **common)])
         store.add_results(space, archs[0], [
             Measurement(ids[0], "baseline-magnitude-2:4", "ppl", 50.0, "perplexity"),
-            Measurement(ids[0], "baseline-magnitude-2:4", "latency_ms", 80.0, "ms", spread=4.0, **common)])
+            Measurement(ids[0], "baseline-magnitude-2:4", "latency_ms", 80.0, "ms", spread=4.0, **common),
+            Measurement(ids[0], "baseline-magnitude-2:4", "decode_ms_per_token", 9.0, "ms", **common)])
     return ids, rels, walls
+
+
+DECODE_WALLS, DECODE_RELS, DECODE_REFERENCE_MS = (4.0, 3.0, 5.0), (0.4, 0.5, 0.8), (12.0, 8.0, 10.0)
 
 
 def test_the_default_latency_is_latency_rel_times_the_reference_median_and_the_wall_clock_is_named(tmp_path,
@@ -287,6 +295,30 @@ def test_the_default_latency_is_latency_rel_times_the_reference_median_and_the_w
     assert row.metric_latency_wall_ms == 80.0 and row.metric_latency_ms == pytest.approx(rels[0] * 70.0)
 
 
+def test_the_default_decode_latency_is_decode_rel_times_its_reference_median(tmp_path, space) -> None:
+    from nasbench.store.readings import READINGS
+
+    path = tmp_path / "b.duckdb"
+    ids, _, _ = _latency_db(path, space)
+    con = connect_read_only(path)
+    wide = con.execute(f"SELECT arch_id, supernet_id, metric_decode_ms_per_token, metric_decode_wall_ms_per_token, "
+                       f"metric_decode_rel FROM {view_name(space.name)}").df()
+    derived = con.execute(f"SELECT arch_id, spread, extra FROM ({READINGS}) WHERE metric = 'decode_ms_per_token' "
+                          "ORDER BY arch_id").df()
+    baseline = con.execute(f"SELECT metric, value FROM ({READINGS}) WHERE supernet_id = 'baseline-magnitude-2:4' "
+                           "AND metric LIKE 'decode%'").fetchall()
+    con.close()
+    by = {(r.arch_id, r.supernet_id): r for r in wide.itertuples()}
+    for aid, wall, rel in zip(ids, DECODE_WALLS, DECODE_RELS):
+        assert by[(aid, "s1")].metric_decode_ms_per_token == pytest.approx(rel * 10.0)  # median of 12, 8 and 10
+        assert by[(aid, "s1")].metric_decode_wall_ms_per_token == wall and by[(aid, "s1")].metric_decode_rel == rel
+    assert list(derived["spread"]) == pytest.approx([0.04 * 10.0] * 3)
+    assert {json.loads(e)["reference_median_ms"] for e in derived["extra"]} == {10.0}
+    # the prefill's reference median is not the decode's: each ratio is scaled by its own reference
+    assert by[(ids[0], "s1")].metric_decode_ms_per_token != pytest.approx(DECODE_RELS[0] * 70.0)
+    assert baseline == [("decode_wall_ms_per_token", 9.0)]  # wall clock only: never passed off as drift-cancelled
+
+
 def test_a_schema_4_db_gets_views_with_the_drift_cancelled_latency_on_migration(tmp_path, space) -> None:
     from nasbench.cli import main
 
@@ -296,7 +328,7 @@ def test_a_schema_4_db_gets_views_with_the_drift_cancelled_latency_on_migration(
         store.con.execute(f"CREATE OR REPLACE VIEW {view_name(space.name)} AS SELECT arch_id, value AS "
                           "metric_latency_ms FROM measurements WHERE metric = 'latency_ms'")
         store.con.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match="schema 5"):
+    with pytest.raises(StoreError, match="schema 6"):
         from nasbench.store.publish import publish
 
         publish(path, tmp_path / "published")
