@@ -116,9 +116,22 @@ def test_the_default_latency_is_drift_cancelled_and_the_wall_clock_is_named(con)
     rows = con.execute("SELECT w.metric_latency_ms, w.metric_latency_rel, w.metric_latency_wall_ms, m.value FROM "
                        "wide_smollm2_135m w JOIN measurements m ON m.arch_id = w.arch_id AND m.metric = 'latency_ms' "
                        "AND m.supernet_id = '' WHERE w.supernet_id = 'smollm2-135m-recovery-3'").fetchall()
-    assert len(rows) == 2000 and 60 < median < 80
+    assert len(rows) == 2000 and 10 < median < 500  # a 128-token prefill of a 135M model on a CPU, in ms
     assert all(abs(ms - rel * median) <= 1e-9 * ms and wall == stored for ms, rel, wall, stored in rows)
     assert sum(abs(ms - wall) > 0.05 * wall for ms, _, wall, _ in rows) > 500  # the drift the wall clock keeps
+
+
+def test_the_default_decode_latency_is_drift_cancelled_on_the_retest_archs(con):
+    """decode_ms_per_token is decode_rel x the full model's median decode time per token; the decode wall clock
+    (stored as decode_ms_per_token) reads as decode_wall_ms_per_token."""
+    [(median,)] = con.execute("SELECT median(CAST(json_extract(extra, '$.reference_ms') AS DOUBLE)) FROM measurements "
+                              "WHERE metric = 'decode_rel'").fetchall()
+    rows = con.execute("SELECT w.metric_decode_ms_per_token, w.metric_decode_rel, w.metric_decode_wall_ms_per_token, "
+                       "m.value FROM wide_smollm2_135m w JOIN measurements m ON m.arch_id = w.arch_id AND "
+                       "m.metric = 'decode_ms_per_token' AND m.supernet_id = '' WHERE w.supernet_id = "
+                       "'smollm2-135m-recovery-3' AND w.metric_decode_rel IS NOT NULL").fetchall()
+    assert len(rows) >= 200 and 1 < median < 200
+    assert all(abs(ms - rel * median) <= 1e-9 * ms and wall == stored for ms, rel, wall, stored in rows)
 
 
 def test_every_accuracy_row_states_its_items_and_stderr_and_each_arch_has_one_protocol(con):

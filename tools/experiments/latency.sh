@@ -11,13 +11,16 @@
 #              benchmark DB; rows stored before the campaign's start are replaced, so the command resumes
 #   retest     once an hour has passed since the first pass timed them: the retest archs again, into
 #              results/retest/smollm2-135m-latency-rel.duckdb, then `nasbench bench retest` prints the agreement
-#   model      the op-level latency model timed (REPEATS rounds), stored in the DB and validated on its latencies
+#   model      the op-level latency model timed (10 rounds), fitted on the DB's drift-cancelled latencies, stored in the
+#              DB and validated on them (prefill and decode)
 #   baselines  every baseline model timed the same way (tools/experiments/baselines.sh latency)
 #
 # Usage: tools/experiments/latency.sh STEP...   (NASBENCH_DATA_DIR must point at the data directory). The machine
-# must be idle: another process on the CPU adds noise that no repeat count removes. REPEATS (default 24) pairs per
-# arch; on a 2-core machine with AVX-512 BF16 / AMX one arch costs about 2.5 s for the prefill pairs and 2 s for the
-# decode pairs, so `pass` takes about 90 minutes for 2,000 archs.
+# must be idle: another process on the CPU adds noise that no repeat count removes (a test suite run beside it raised
+# the pairs' CV from 9% to 12-17%). REPEATS (default 24) prefill pairs per arch and REPEATS / 3 decode pairs of 16
+# tokens for the RETEST_N (default 200) retest archs; on a 2-core Intel Xeon with AMX-BF16 a retest arch cost about
+# 11.5 s (prefill and decode) and any other arch 2.8 s, so `pass` took about two hours for 2,000 archs and `retest`
+# about 38 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 space=spaces/smollm2-135m.yaml
@@ -26,7 +29,7 @@ retest_db=results/retest/smollm2-135m-latency-rel.duckdb  # its own file: no pai
 dir=results/retest
 campaign=$dir/latency-campaign.json
 repeats=${REPEATS:-24}
-retest_n=${RETEST_N:-250}
+retest_n=${RETEST_N:-200}
 supernet=results/supernets/smollm2-135m-recovery-1  # latency is weight-free: any supernet of the space extracts the
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')  # same dense shapes
 mkdir -p "$dir"
@@ -94,11 +97,12 @@ if gap < d.timedelta(hours=1):
     sys.exit(f"latency.sh: the retest archs were timed until {sys.argv[1]} (UTC); wait until an hour has passed")
 EOF
       profile "$dir/latency-retest.jsonl" "$retest_db" 16
-      nasbench bench retest "$db" "$retest_db" --space smollm2-135m --metrics latency_ms,latency_rel,decode_rel ;;
+      nasbench bench retest "$db" "$retest_db" --space smollm2-135m \
+        --metrics latency_ms,latency_rel,decode_ms_per_token,decode_rel ;;
     model)
       check_cpu
       nasbench bench latency-model smollm2-135m --db "$db" --rounds 10
-      for metric in latency_ms latency_rel; do
+      for metric in latency_ms decode_ms_per_token; do
         nasbench bench latency-model smollm2-135m --db "$db" --validate --metric "$metric"
       done ;;
     baselines)
