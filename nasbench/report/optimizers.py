@@ -78,5 +78,6 @@ def _stale(runs_db: str | Path, db: str | Path, space: SearchSpace,
                 f"(the newest {max(newer.values()):%Y-%m-%d %H:%M}), so the table these methods searched is not the "
                 f"DB's any more; `nasbench compare {space.name} --db {Path(db).as_posix()} --supernet "
                 f"{supernet} --objectives {objectives} --mode {mode} --runs-db {Path(runs_db).as_posix()}` (with "
-                "the methods, seeds and budget above) runs them again on today's, and the report then counts those only.")
+                "the methods, seeds and budget above) runs them again on today's, and the report then counts those "
+                "only.")
     return out
