@@ -62,6 +62,16 @@ class RecoveryCurve:
             for line in lines:
                 f.write(json.dumps(line) + "\n")
 
+    def rewind(self, step: int) -> None:
+        """Drop the lines of evaluations after ``step``: a run resumed from a checkpoint at ``step`` evaluates those
+        steps again (with the same numbers, the resume being exact), and the curve keeps one line per step and probe."""
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+        if len(kept) != len(lines):
+            self.path.write_text("".join(kept), encoding="utf-8")
+
     def windows(self) -> torch.Tensor:
         if self._windows is None:
             from nasbench import data as sources

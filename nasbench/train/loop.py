@@ -242,6 +242,8 @@ class _Run:
         c, procs = self.config, self.procs
         if resume:
             self._load_latest()
+            if procs.main:
+                self.curve.rewind(self.step)
         if procs.main:
             self.out.mkdir(parents=True, exist_ok=True)
             self._write_run_file()

@@ -219,6 +219,19 @@ def test_checkpoints_follow_the_clock_as_well_as_the_step_count(sorted_tiny, tmp
     assert [p.name for p in sorted((run / CHECKPOINTS).iterdir())] == ["step-000001", "step-000002", "step-000003"]
 
 
+def test_a_resumed_run_keeps_one_curve_line_per_step_and_probe(sorted_tiny, tmp_path):
+    import shutil
+
+    space, data, sorted_dir = sorted_tiny
+    run = tmp_path / "run"
+    _recovery(space, data, sorted_dir, run, max_steps=4, stop_at=3, checkpoint_every=1)
+    # killed after the evaluation at step 3 and before its checkpoint: the resume starts again from step 2
+    shutil.rmtree(run / CHECKPOINTS / "step-000003")
+    _recovery(space, data, sorted_dir, run, max_steps=4, resume=True)
+    curve = [json.loads(line) for line in (run / CURVE_FILE).read_text().splitlines()]
+    assert [p["step"] for p in curve] == [0, 0, 2, 2, 4, 4]
+
+
 def test_a_corrupt_training_record_is_a_one_line_error(sorted_tiny, tmp_path):
     space, data, sorted_dir = sorted_tiny
     run = tmp_path / "run"
