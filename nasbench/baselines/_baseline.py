@@ -57,8 +57,9 @@ if TYPE_CHECKING:  # the store (duckdb) loads on first use: the CLI's parser rea
 
 __all__ = ["BaselineSummary", "baseline_id", "run_baseline", "check_band"]
 
-#: The groups whose rows depend on a model's shapes only, not on its weights.
-_SHAPE_ONLY = ("latency", "latency_rel", "memory")
+#: The groups whose rows depend on a model's shapes only, not on its weights (a recovered model's parameter count is
+#: its pruned shape's: the distillation merges its adapters back).
+_SHAPE_ONLY = ("params", "latency", "latency_rel", "memory")
 #: Stored metric -> the group that measures it.
 _GROUP = {"params": "params", "params_nonzero": "params", "ppl": "ppl", "latency_ms": "latency",
           "decode_ms_per_token": "latency", "latency_rel": "latency_rel", "decode_rel": "latency_rel",
@@ -188,8 +189,15 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
     units = [(arch, arch_id(arch), in_space, None) for arch, in_space in _units(space, config)]
     with Store(db) as store:
         _check_same_build(store, sid, config, weights_id)
+        searched = [sid]  # the baselines whose stored dsa searches this run's models reuse
         if config.method == "dsa":  # a band arch's rows are under the arch its search chose: find it, if stored
             chosen = _dsa_choices(store, space, sid, units)
+            untrained = baseline_id(dataclasses.replace(config, tokens=0), weights_id)
+            if config.recovered and _same_search(store, untrained, config):
+                # the search runs on the pretrained model before any training: the untrained dsa baseline's is this
+                # one's (the same grid and calibration), so its choices are reused instead of searched again
+                chosen = _dsa_choices(store, space, untrained, units) | chosen
+                searched.insert(0, untrained)
             units = [chosen.get(unit[1], unit) for unit in units]
         since = config.protocol.remeasure_before  # a re-measurement: rows stored before it count as missing
         todo = [(*unit, _missing(store, space, sid, unit[1], wanted, device, since)) for unit in units]
@@ -223,7 +231,8 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
                              dense if len(units) == 1 else None, builder.source)
             seconds = builder.seconds
             if config.method == "dsa":  # every band arch's search, this run's and the stored ones
-                record["search"] = _stored_searches(store, sid) | builder.searches
+                record["search"] = {k: v for b in searched for k, v in _stored_searches(store, b).items()} \
+                    | builder.searches
                 seconds = sum(s.get("seconds", 0.0) for s in record["search"].values())
             # a recovered baseline's run that trained nothing (shape-only rows) keeps the stored training time
             if not config.recovered or builder.trained or not store.has_supernet(sid):
@@ -300,6 +309,15 @@ def _dsa_choices(store: Store, space: SearchSpace, sid: str,
                                     "LIMIT 1", [space.name, aid]).fetchone()
             out[band] = (bands[band] if row is None else json.loads(row[0]), aid, True, info)
     return out
+
+
+def _same_search(store: Store, sid: str, config: BaselineConfig) -> bool:
+    """``sid``'s stored dsa rows were searched on ``config``'s grid and calibration data."""
+    row = store.con.execute("SELECT config FROM supernets WHERE id = ?", [sid]).fetchone()
+    stored = json.loads(row[0]) if row is not None and row[0] else {}
+    return (stored.get("alpha_grid"), stored.get("beta_grid"), stored.get("calibration_tokens"),
+            stored.get("calibration_seq_len")) == (sorted(config.alpha), sorted(config.beta), _calib_tokens(config),
+                                                   config.calibration_seq_len)
 
 
 def _stored_searches(store: Store, sid: str) -> dict[str, Any]:

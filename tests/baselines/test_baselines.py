@@ -352,6 +352,11 @@ def test_recovered_slicegpt_baseline_names_its_budget_and_resumes(tiny_with_data
         assert store.query("SELECT wall_time_s FROM supernets WHERE id = ?",
                            [recovered.supernet_id])["wall_time_s"][0] == wall  # the training's time is kept
     assert json.loads(row["extra"][0])["weights"].startswith("untrained")
+    # ... and so does a recovered model that has no rows yet (its params are its shape's too)
+    timed = BaselineConfig("slicegpt", slicing=0.5, tokens=128, calibration_tokens=256, calibration_seq_len=32,
+                           protocol=_protocol(metrics=("latency_rel",)))
+    first = run_baseline(space, db, timed, data_dir=data, progress=False, recover_model=no_training)
+    assert first.built == 1 and {"params", "latency_rel", "decode_rel"} <= set(first.values)
 
 
 def _sorted_and_band(space, data, tmp_path, k: int = 2):

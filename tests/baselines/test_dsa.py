@@ -135,11 +135,12 @@ def test_beta_zero_is_the_sliced_model(tiny, tmp_path) -> None:
     assert archs == [arch_id(BAND[0])]  # the uniform winner is an arch of the space, as sliced's (listed apart)
 
 
-def test_recovered_dsa_distils_the_chosen_model_with_the_budget(tiny, tmp_path) -> None:
-    """dsa with tokens: the searched model distilled like a standalone model (dsa-recovered-35), under the arch its
-    search chose; a rerun builds and trains nothing."""
+def test_recovered_dsa_distils_the_chosen_model_with_the_budget(tiny, tmp_path, monkeypatch) -> None:
+    """dsa with tokens: the searched model distilled like a standalone model (dsa-recovered-35), under the arch the
+    untrained dsa baseline's search chose (not searched again); a rerun builds and trains nothing."""
     import yaml
 
+    import nasbench.baselines.dsa as dsa
     from nasbench.importance import sort_model
     from nasbench.space import load_space
     from nasbench.train import recover_model
@@ -155,6 +156,11 @@ def test_recovered_dsa_distils_the_chosen_model_with_the_budget(tiny, tmp_path) 
                   calibration_tokens=256, calibration_seq_len=32)
     kwargs = dict(supernet=tmp_path / "sorted", data_dir=data, progress=False, work_dir=tmp_path / "work")
     flat = run_baseline(space, db, BaselineConfig("dsa", **common), **kwargs)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched again: the untrained dsa baseline's search is this one's")
+
+    monkeypatch.setattr(dsa, "search", no_search)
     recovered = run_baseline(space, db, BaselineConfig("dsa", tokens=128, **common), recover_model=recover_model,
                              **kwargs)
     assert recovered.supernet_id == "baseline-dsa-recovered-35" and recovered.arch_id == flat.arch_id
