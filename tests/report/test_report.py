@@ -124,6 +124,23 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
     assert "Accuracy scorers differ between rows" in report and "lm-eval HFLM: wanda-2:4 (n = 1); packed: NAS" in report
 
 
+def test_the_datasheet_says_which_latency_the_baselines_are_compared_on(tmp_path):
+    from nasbench.report.datasheet import _baselines_latency
+
+    space = tiny_space(tmp_path / "s", "llama")
+    full = space.largest()
+    db = tmp_path / "b.duckdb"
+    common = dict(device="cpu", dtype="bfloat16", batch=1, seq_len=128)
+    with Store(db) as store:
+        store.add_results(space, full, [Measurement(arch_id(full), "baseline-wanda-2:4", "latency_ms", 80.0, "ms",
+                                                    **common)])
+    assert _baselines_latency(db, space) == ", and the pruning baselines, timed by wall clock only, are compared on it"
+    with Store(db) as store:  # timed alternately with the full model as well: the default latency on both sides
+        store.add_results(space, full, [Measurement(arch_id(full), "baseline-wanda-2:4", "latency_rel", 1.0,
+                                                    "x full model", extra={"reference_ms": 80.0}, **common)])
+    assert "compared with the sub-networks on the drift-cancelled latency" in _baselines_latency(db, space)
+
+
 def _curve(path, points, peft):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"tokens": t, "role": r, "ppl": p, "params": n, "peft": peft,
