@@ -231,8 +231,9 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
                              dense if len(units) == 1 else None, builder.source)
             seconds = builder.seconds
             if config.method == "dsa":  # every band arch's search, this run's and the stored ones
-                record["search"] = {k: v for b in searched for k, v in _stored_searches(store, b).items()} \
-                    | builder.searches
+                record["search"] = _stored_searches(store, sid) | builder.searches
+                if len(searched) > 1:  # the reused searches stay in their own baseline's record, named here
+                    record["search_from"] = searched[0]
                 seconds = sum(s.get("seconds", 0.0) for s in record["search"].values())
             # a recovered baseline's run that trained nothing (shape-only rows) keeps the stored training time
             if not config.recovered or builder.trained or not store.has_supernet(sid):
