@@ -189,7 +189,7 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
     units = [(arch, arch_id(arch), in_space, None) for arch, in_space in _units(space, config)]
     with Store(db) as store:
         _check_same_build(store, sid, config, weights_id)
-        searched = [sid]  # the baselines whose stored dsa searches this run's models reuse
+        reused = None  # the untrained dsa baseline whose stored search this recovered one's models reuse
         if config.method == "dsa":  # a band arch's rows are under the arch its search chose: find it, if stored
             chosen = _dsa_choices(store, space, sid, units)
             untrained = baseline_id(dataclasses.replace(config, tokens=0), weights_id)
@@ -197,7 +197,7 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
                 # the search runs on the pretrained model before any training: the untrained dsa baseline's is this
                 # one's (the same grid and calibration), so its choices are reused instead of searched again
                 chosen = _dsa_choices(store, space, untrained, units) | chosen
-                searched.insert(0, untrained)
+                reused = untrained
             units = [chosen.get(unit[1], unit) for unit in units]
         since = config.protocol.remeasure_before  # a re-measurement: rows stored before it count as missing
         todo = [(*unit, _missing(store, space, sid, unit[1], wanted, device, since)) for unit in units]
@@ -232,8 +232,8 @@ def run_baseline(space: SearchSpace, db: str | Path, config: BaselineConfig, *,
             seconds = builder.seconds
             if config.method == "dsa":  # every band arch's search, this run's and the stored ones
                 record["search"] = _stored_searches(store, sid) | builder.searches
-                if len(searched) > 1:  # the reused searches stay in their own baseline's record, named here
-                    record["search_from"] = searched[0]
+                if reused is not None:  # the reused searches stay in their own baseline's record, named here
+                    record["search_from"] = reused
                 seconds = sum(s.get("seconds", 0.0) for s in record["search"].values())
             # a recovered baseline's run that trained nothing (shape-only rows) keeps the stored training time
             if not config.recovered or builder.trained or not store.has_supernet(sid):

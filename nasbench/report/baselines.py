@@ -43,7 +43,7 @@ _DRIFT_CANCELLED_NOTE = ("CPU latency: the drift-cancelled `latency_ms` on both 
 DECODE, DECODE_DRIFT_CANCELLED = "decode_wall_ms_per_token", "decode_ms_per_token"
 
 
-def _comparison_latency(models: list[dict[str, Any]]) -> tuple[str, str, str]:
+def comparison_latency(models: list[dict[str, Any]]) -> tuple[str, str, str]:
     """(metric, note, words) of the latency NAS and the baselines are compared on: the drift-cancelled one when
     every baseline model has it, else the wall clock (never one against the other)."""
     if all(m["values"].get(LATENCY_DRIFT_CANCELLED) is not None for m in models):
@@ -75,7 +75,7 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
             m["values"]["params"] = float(_params_of(space, db, m["arch_id"]))
     full = space.largest()
     full_id, full_params = arch_id(full), space.params(full)
-    lat_metric, lat_note, lat_words = _comparison_latency(models)
+    lat_metric, lat_note, lat_words = comparison_latency(models)
     ppl = metric_values(db, space.name, "ppl")
     selection = metric_values(db, space.name, "ppl_selection")
     latency = metric_values(db, space.name, lat_metric)

@@ -195,13 +195,13 @@ def limits_section(db: str | Path, space: SearchSpace, main_supernet: str | None
 
 def _baselines_latency(db: str | Path, space: SearchSpace) -> str:
     """How the pruning baselines' latency relates to the drift (the clause closing the drift line)."""
-    from nasbench.report.baselines import LATENCY_DRIFT_CANCELLED, _comparison_latency
+    from nasbench.report.baselines import LATENCY_DRIFT_CANCELLED, comparison_latency
     from nasbench.store import baseline_rows
 
     models = baseline_rows(db, space.name, device="cpu")
     if not models:
         return ""
-    if _comparison_latency(models)[0] == LATENCY_DRIFT_CANCELLED:
+    if comparison_latency(models)[0] == LATENCY_DRIFT_CANCELLED:
         return (", and the pruning baselines, each timed alternately with the same full model too, are compared "
                 "with the sub-networks on the drift-cancelled latency")
     return ", and the pruning baselines, timed by wall clock only, are compared on it"

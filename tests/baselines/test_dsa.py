@@ -168,7 +168,10 @@ def test_recovered_dsa_distils_the_chosen_model_with_the_budget(tiny, tmp_path, 
     with Store(db) as store:
         extra = json.loads(store.query("SELECT extra FROM measurements WHERE supernet_id = ? AND metric = 'ppl'",
                                        [recovered.supernet_id])["extra"][0])
+        record = json.loads(store.query("SELECT config FROM supernets WHERE id = ?",
+                                        [recovered.supernet_id])["config"][0])
     assert extra["train_tokens"] >= 128 and extra["band_arch_id"] == arch_id(BAND[0])
+    assert record["search_from"] == flat.supernet_id and record["search"] == {}  # named, not copied
     again = run_baseline(space, db, BaselineConfig("dsa", tokens=128, **common), recover_model=recover_model,
                          **kwargs)
     assert again.built == 0 and again.rows == 0
