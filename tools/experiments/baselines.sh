@@ -3,11 +3,12 @@
 #
 #   accuracy   every baseline model's accuracy scored again with the packed scorer the sub-networks were scored with
 #              (rows stored before SCORER_SINCE came from lm-eval's HFLM loop and are replaced); a baseline of
-#              several archs gets accuracy on its first 4 (dsa has 4; sliced 16, whose first arch is the one scored
-#              before), so its Table 1 row is their mean and says of how many. sliced-recovered keeps no weights
+#              several archs gets accuracy on its first 4 (sliced has 16, whose first arch is the one scored before;
+#              dsa on all 16), so its Table 1 row is their mean and says of how many. sliced-recovered keeps no weights
 #              after its rows are stored, so its models are distilled again (seed 0, as before).
 #   recovered  SliceGPT (10/20/30%) and DSA (50/75%) models distilled with the supernet's recovery recipe and budget
-#              (286,720 tokens each, as sliced-recovered and smollm2-135m-recovery-1), every row group measured.
+#              (286,720 tokens each, as sliced-recovered and smollm2-135m-recovery-1), every row group measured; DSA
+#              on the first 4 archs of each band, the ones its untrained perplexity rows cover (~10 min per model).
 #   latency    every baseline model (S6's standalone models too) timed alternately with the space's full model
 #              (latency_rel, decode over 16 tokens), replacing rows stored before LATENCY_SINCE; run it on an idle
 #              machine right after the benchmark's own latency_rel pass, on the same machine, so that one protocol
@@ -46,8 +47,8 @@ recovered=(
   "--method slicegpt --slicing 0.1 --tokens $budget --work-dir $work"
   "--method slicegpt --slicing 0.2 --tokens $budget --work-dir $work"
   "--method slicegpt --slicing 0.3 --tokens $budget --work-dir $work"
-  "--method dsa --target 0.5 --supernet $order --tokens $budget --work-dir $work"
-  "--method dsa --target 0.75 --supernet $order --tokens $budget --work-dir $work"
+  "--method dsa --target 0.5 --supernet $order --tokens $budget --work-dir $work --n-archs 4"
+  "--method dsa --target 0.75 --supernet $order --tokens $budget --work-dir $work --n-archs 4"
 )
 accuracy=(--metrics acc --tasks arc_easy,arc_challenge,piqa,hellaswag,winogrande --limit-items 500)
 # S6's standalone models (one sliced-recovered arch per file): timed with the others
