@@ -161,7 +161,10 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
         values = {n: (_mean if n.startswith("acc_") else _median)([m["values"].get(n) for m in group])
                   for n in names}
         scored = sum(1 for m in group if any(n.startswith("acc_") for n in m["values"]))
-        label = method + f" (n = {len(group)}" + (f"; accuracy of {scored}" if 0 < scored < len(group) else "") + ")"
+        with_ppl = sum(1 for m in group if m["values"].get("ppl") is not None)
+        label = method + f" (n = {len(group)}" + "".join(  # a column over fewer archs than the row says so
+            f"; {what} of {k}" for what, k in (("perplexity", with_ppl), ("accuracy", scored)) if 0 < k < len(group))
+        label += ")"
         budget = ("none (training-free: a merged LoRA delta would fill the 2:4 masks)" if method.endswith("2:4")
                   else "none")
         if "recovered" in method:  # the budget asked per model (each row's extra has the tokens it consumed)

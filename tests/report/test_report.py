@@ -124,6 +124,33 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
     assert "Accuracy scorers differ between rows" in report and "lm-eval HFLM: wanda-2:4 (n = 1); packed: NAS" in report
 
 
+def test_a_baseline_row_says_when_a_column_covers_fewer_of_its_archs(tmp_path):
+    space = tiny_space(tmp_path / "s", "llama")
+    bands = {"50": space.sample(3, seed=1)}
+    for label, archs in bands.items():
+        (tmp_path / f"{space.name}-{label}.jsonl").write_text("".join(json.dumps({"arch": a}) + "\n" for a in archs))
+    db = tmp_path / "b.duckdb"
+    _db(space, db, bands)
+    archs = space.sample(3, seed=3)
+    with Store(db) as store:  # three models of one baseline: every one has params, two perplexity, one accuracy
+        store.add_supernet("baseline-sliced-50", space.name, "tiny", strategy="sliced")
+        for i, arch in enumerate(archs):
+            rows = [Measurement(arch_id=arch_id(arch), supernet_id="baseline-sliced-50", metric="params_nonzero",
+                                value=float(space.params(arch)), unit="params")]
+            if i < 2:
+                rows.append(Measurement(arch_id=arch_id(arch), supernet_id="baseline-sliced-50", metric="ppl",
+                                        value=100.0 + i, unit="perplexity", seq_len=512))
+            if i == 0:
+                rows.append(Measurement(arch_id=arch_id(arch), supernet_id="baseline-sliced-50", metric="acc",
+                                        value=0.3, unit="accuracy", task="piqa", extra={"items": 500}))
+            store.add_results(space, arch, rows)
+    out = tmp_path / "out"
+    assert main(["report", space.path, "--db", str(db), "--bands", str(tmp_path), "--out", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "| sliced-50 (n = 3; perplexity of 2; accuracy of 1) |" in report
+    assert "| wanda-2:4 (n = 1) |" in report  # a column over every arch says nothing
+
+
 def test_the_datasheet_says_which_latency_the_baselines_are_compared_on(tmp_path):
     from nasbench.report.datasheet import _baselines_latency
 
