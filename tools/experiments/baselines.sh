@@ -6,9 +6,11 @@
 #              several archs gets accuracy on its first 4 (sliced has 16, whose first arch is the one scored before;
 #              dsa on all 16), so its Table 1 row is their mean and says of how many. sliced-recovered keeps no weights
 #              after its rows are stored, so its models are distilled again (seed 0, as before).
+#   perplexity every arch of the DSA baselines gets its perplexity (their first 4 had it), so that their findings rest
+#              on 16 archs: a paired test over 4 cannot reach p < 0.05.
 #   recovered  SliceGPT (10/20/30%) and DSA (50/75%) models distilled with the supernet's recovery recipe and budget
 #              (286,720 tokens each, as sliced-recovered and smollm2-135m-recovery-1), every row group measured; DSA
-#              on the first 4 archs of each band, the ones its untrained perplexity rows cover (~10 min per model).
+#              on the first 4 archs of each band (~10 min of training per model).
 #   latency    every baseline model (S6's standalone models too) timed alternately with the space's full model
 #              (latency_rel, decode over 16 tokens), replacing rows stored before LATENCY_SINCE; run it on an idle
 #              machine right after the benchmark's own latency_rel pass, on the same machine, so that one protocol
@@ -66,6 +68,11 @@ for step in "$@"; do
         case "$m" in *"--method sliced "*) m="$m --n-archs 4" ;; esac
         nasbench baseline "$space" $m "${accuracy[@]}" --dtype bfloat16 --remeasure-before "$SCORER_SINCE" --db "$db"
       done ;;
+    perplexity)
+      for target in 0.5 0.75; do
+        nasbench baseline "$space" --method dsa --target $target --supernet $order --metrics ppl --dtype bfloat16 \
+          --db "$db"
+      done ;;
     recovered)
       for m in "${recovered[@]}"; do
         # shellcheck disable=SC2086
@@ -79,7 +86,7 @@ for step in "$@"; do
         nasbench baseline "$space" $m --metrics latency_rel --decode-tokens 16 \
           --latency-repeats "${REPEATS:-24}" --dtype bfloat16 --remeasure-before "$LATENCY_SINCE" --db "$db"
       done ;;
-    *) echo "baselines.sh: unknown step '$step'; one of accuracy recovered latency" >&2
+    *) echo "baselines.sh: unknown step '$step'; one of accuracy perplexity recovered latency" >&2
        exit 2 ;;
   esac
 done
