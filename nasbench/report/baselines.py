@@ -180,11 +180,12 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
     unpicked = [sid for sid in trained if not any(s == sid for s, _ in selection)]
     for sid in trained:
         if sid not in unpicked:
-            rows_of = [r for method, data in summary.items()
-                       for r in _findings(space, db, ppl, selection, latency, sid, method, data, tokens, lat_words)]
+            rows_of = _corrected([r for method, data in summary.items()
+                                  for r in _findings(space, db, ppl, selection, latency, sid, method, data, tokens,
+                                                     lat_words)], _ppl_verdict)
             if rows_of:
                 findings += [f"NAS `{sid}` ({tokens.get(sid) or 0:,} training tokens for all its sub-networks) "
-                             "against each baseline:", "", _PPL_HEAD, table_rule(9), *rows_of, ""]
+                             "against each baseline:", "", _PPL_HEAD, table_rule(11), *rows_of, ""]
     if unpicked:  # one line for them all: a pick needs the selection split
         findings.append(f"Not compared: {', '.join(f'`{s}`' for s in unpicked)}; no sub-network of "
                         f"{'theirs' if len(unpicked) > 1 else 'it'} has a selection-split perplexity (`nasbench "
@@ -197,11 +198,12 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
             if sid in unpicked:
                 continue
             unmeasured: dict[str, None] = {}
-            rows_of = [r for method, data in summary.items()
-                       for r in _acc_findings(space, db, acc, ppl, selection, (lat_metric, lat_words, latency), sid,
-                                              method, data["group"], tasks, unmeasured)]
+            rows_of = _corrected([r for method, data in summary.items()
+                                  for r in _acc_findings(space, db, acc, ppl, selection,
+                                                         (lat_metric, lat_words, latency), sid, method, data["group"],
+                                                         tasks, unmeasured)], _acc_verdict)
             if rows_of:
-                acc_findings += [f"NAS `{sid}` against each baseline:", "", _ACC_HEAD, table_rule(9), *rows_of, ""]
+                acc_findings += [f"NAS `{sid}` against each baseline:", "", _ACC_HEAD, table_rule(11), *rows_of, ""]
             if unmeasured:
                 many = len(unmeasured) > 1
                 command = f"nasbench profile {space.path} --supernet {sid} --n 0 --archs FILE --metrics acc --tasks "
@@ -223,23 +225,59 @@ def baseline_section(db: str | Path, space: SearchSpace, out_dir: Path | None = 
                       f"most {MAX_SHARE:.0%} of the full params and within the baseline's budget) picked on the "
                       "selection split, never a minimum over test perplexities; a pick has no interval. The ratio is "
                       "NAS / baseline; for a baseline of several archs its 95% interval resamples the baseline's "
-                      "archs (their median), and the verdict needs it to exclude 1; a single-arch baseline has no "
-                      "interval, so its row states the measured ratio and no verdict beyond it. Each side names its "
-                      "training budget.", "", *findings]
+                      "archs (their median), and the test is the two-sided Wilcoxon signed-rank test of ln(baseline "
+                      "ppl / NAS ppl) over the baseline's archs (the pick is one model), Holm-corrected over the "
+                      "tested rows of each table; a verdict needs the interval to exclude 1 and the Holm p to be "
+                      f"below {ALPHA}. A single-arch baseline has no interval and no test, so its row states the "
+                      "measured ratio and no verdict beyond it. Each side names its training budget.", "",
+                      *findings]
     if acc_findings:
         lines += ["", f"Findings (mean accuracy over {', '.join(tasks)}; the NAS side is the sub-network of lowest "
                       "selection-split perplexity among the compressed ones that fit the budget (the perplexity "
                       "findings' pick), chosen without looking at its accuracy or its test perplexity: the best "
                       "of many accuracies measured on the same items is biased upward by their noise (the winner's "
                       "curse), which the interval, the items' sampling error with lm-eval's stderr per task "
-                      "combined, would not show):", "", *acc_findings]
+                      "combined, would not show; the test is the two-sided z-test of the difference with that "
+                      "error, Holm-corrected over the compared rows of each table, and a verdict needs the Holm p "
+                      f"below {ALPHA}):", "", *acc_findings]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
 _PPL_HEAD = ("| baseline (archs, training) | matched | NAS budget | NAS pick | NAS params | NAS ppl | baseline ppl "
-             "(median) | NAS / baseline [95% CI over the baseline's archs] | verdict |")
+             "(median) | NAS / baseline [95% CI over the baseline's archs] | Wilcoxon p | Holm p | verdict |")
 _ACC_HEAD = ("| baseline | matched | NAS budget | NAS pick (ppl) | compressed archs that fit | NAS acc | baseline "
-             "acc | difference [95% CI] | verdict |")
+             "acc | difference [95% CI] | z-test p | Holm p | verdict |")
+#: A finding's significance level, after Holm's correction over its table.
+ALPHA = 0.05
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.2g}" if p >= 1e-4 else "< 1e-4"
+
+
+def _corrected(rows: list[Any], verdict: Any) -> list[str]:
+    """The table's rows with their tests Holm-corrected together: a row is a finished line, or ``(head, p, effect)``
+    whose last cells (p, Holm p, verdict: ``verdict(effect, holm_p)``) are added here."""
+    from nasbench.stats import holm
+
+    tested = [r for r in rows if not isinstance(r, str)]
+    adjusted = iter(holm([r[1] for r in tested]) if tested else [])
+    return [r if isinstance(r, str) else
+            f"{r[0]} {_fmt_p(r[1])} | {_fmt_p(h := float(next(adjusted)))} | **{verdict(r[2], h)}** |" for r in rows]
+
+
+def _ppl_verdict(interval: tuple[float, float], p_holm: float) -> str:
+    low, high = interval
+    if p_holm < ALPHA and (high < 1 or low > 1):
+        return "NAS wins" if high < 1 else "the baseline wins"
+    return "no clear winner (" + ("the interval holds 1" if low <= 1 <= high else f"Holm p >= {ALPHA}") + ")"
+
+
+def _acc_verdict(interval: tuple[float, float], p_holm: float) -> str:
+    low, high = interval
+    if p_holm < ALPHA and (low > 0 or high < 0):
+        return "NAS wins" if low > 0 else "the baseline wins"
+    return "no clear winner (" + ("the interval holds 0" if low <= 0 <= high else f"Holm p >= {ALPHA}") + ")"
 
 
 def _front_plots(db: str | Path, space: SearchSpace, sid: str, out_dir: Path, latency: str) -> list[str]:
@@ -276,9 +314,10 @@ def _pick(selection: dict[tuple[str, str], dict[str, Any]], ppl: dict[tuple[str,
 
 
 def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, latency: dict, sid: str, method: str,
-              data: dict[str, Any], tokens: dict[str, int | None], lat_words: str) -> list[str]:
+              data: dict[str, Any], tokens: dict[str, int | None], lat_words: str) -> list[Any]:
     """The matched-params and matched-latency rows (of :data:`_PPL_HEAD`) of one baseline against one trained
-    supernet's pick."""
+    supernet's pick: finished lines, and for a baseline of several archs ``(cells, p, interval)`` that
+    :func:`_corrected` finishes once the table's tests are known."""
     out = []
     base = np.asarray([v for v in data["ppl"] if v is not None], dtype=np.float64)
     if not len(base):
@@ -293,7 +332,7 @@ def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, la
                                ("latency", data["latency"], f"ms CPU {lat_words}")):
         present = [x for x in limits if x is not None]
         if not present:
-            out.append(f"| {name} | {kind} | the baseline's {kind} is not measured yet | - | - | - | - | - | - |")
+            out.append(f"| {name} | {kind} | the baseline's {kind} is not measured yet | - | - | - | - | - | - | - | - |")
             continue
         limit = float(np.median(present))
         if kind == "params":
@@ -305,7 +344,7 @@ def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, la
             what = f"<= {limit:.1f} {unit}, <= {MAX_SHARE:.0%} params"
         if pick is None:
             out.append(f"| {name} | {kind} | {what} | no compressed sub-network with a selection-split perplexity "
-                       "fits | - | - | - | - | - |")
+                       "fits | - | - | - | - | - | - | - |")
             continue
         value = ppl[(sid, pick)]["value"]
         median = float(np.median(base))
@@ -314,14 +353,17 @@ def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, la
                 f"{median:.1f} |")
         if len(base) < 2:
             word = "NAS lower" if ratio < 1 else "the baseline lower" if ratio > 1 else "equal"
-            out.append(f"{head} {_fmt(ratio)} (n = 1 each, no interval) | {word} |")
+            out.append(f"{head} {_fmt(ratio)} (n = 1 each, no interval) | - | - | {word} |")
             continue
+        from scipy.stats import wilcoxon
+
         rng = np.random.default_rng(0)
         medians = np.median(base[rng.integers(0, len(base), (_BOOTSTRAP, len(base)))], axis=1)
         low, high = np.percentile(value / medians, [2.5, 97.5])
-        verdict = "NAS wins" if high < 1 else ("the baseline wins" if low > 1 else "no clear winner (the interval "
-                                                                                  "holds 1)")
-        out.append(f"{head} {_fmt(ratio)} [{_fmt(float(low))}, {_fmt(float(high))}] | **{verdict}** |")
+        d = np.log(base) - math.log(value)  # each baseline arch against the one NAS model
+        p = 1.0 if not np.any(d) else float(wilcoxon(d).pvalue)
+        out.append((f"{head} {_fmt(ratio)} [{_fmt(float(low))}, {_fmt(float(high))}] |", p,
+                    (float(low), float(high))))
     return out
 
 
@@ -370,14 +412,14 @@ def _baseline_acc(m: dict[str, Any], tasks: list[str]) -> tuple[float, float] | 
 
 def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, selection: dict,
                   latency: tuple[str, str, dict], sid: str, method: str, group: list[dict[str, Any]],
-                  tasks: list[str], unmeasured: dict[str, None]) -> list[str]:
+                  tasks: list[str], unmeasured: dict[str, None]) -> list[Any]:
     """Matched params and matched latency on mean accuracy: the compressed NAS sub-network of lowest selection-split
     perplexity that fits the baseline's budget (the perplexity findings' rule) against the baseline (for several
     archs, the one of median mean accuracy). Perplexity on other text picks it so that its accuracy is an unbiased
     estimate: the highest of N accuracies on the same items is not (with 2,500 items, SE ~0.01, the top of 60 archs of
     close true accuracy sits ~0.02 above its own, as large as most differences here). A pick without accuracy on
-    every task is added to ``unmeasured`` (listed once by the caller) and draws no row. Rows of :data:`_ACC_HEAD`;
-    where the two sides were scored by different scorers the row says so and draws no verdict (one scorer for both:
+    every task is added to ``unmeasured`` (listed once by the caller) and draws no row. Rows of :data:`_ACC_HEAD`
+    (a compared one as ``(cells, p, interval)`` for :func:`_corrected`); where the two sides were scored by different scorers the row says so and draws no verdict (one scorer for both:
     ``tools/experiments/baselines.sh accuracy``)."""
     scored = [(mean, m) for m in group if (mean := _baseline_acc(m, tasks)) is not None]
     if not scored:
@@ -405,7 +447,8 @@ def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, sele
         head = f"| `{method}` | {kind} | {what} |"
         best = _pick(selection, ppl, sid, fits)  # the Table's rule: the selection split picks
         if best is None:
-            out.append(f"{head} no compressed sub-network with a selection-split perplexity fits | - | - | - | - | - |")
+            out.append(f"{head} no compressed sub-network with a selection-split perplexity fits | - | - | - | - | - | "
+                       "- | - |")
             continue
         if best not in measured:
             unmeasured[best] = None
@@ -416,14 +459,16 @@ def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, sele
         mine = acc.get((sid, best), {}).get(SCORER, set())
         theirs = {_scorer(model["extra"].get(f"acc_{t}", {})) for t in tasks}
         if mine != theirs:  # scorers differ by rounding at the scored positions: ties flip, items move
-            out.append(f"{head} {value:.3f} | {base:.3f} | - | not compared: NAS scored by "
+            out.append(f"{head} {value:.3f} | {base:.3f} | - | - | - | not compared: NAS scored by "
                        f"{' and '.join(sorted(mine))}, the baseline by {' and '.join(sorted(theirs))} |")
             continue
-        diff, half = value - base, 1.96 * math.sqrt(se * se + base_se * base_se)
-        verdict = ("NAS wins" if diff - half > 0 else "the baseline wins" if diff + half < 0
-                   else "no clear winner (the interval holds 0)")
-        out.append(f"{head} {value:.3f} | {base:.3f} | {diff:+.3f} [{diff - half:+.3f}, {diff + half:+.3f}] | "
-                   f"**{verdict}** |")
+        from scipy.stats import norm
+
+        error = math.sqrt(se * se + base_se * base_se)
+        diff, half = value - base, 1.96 * error
+        p = float(2 * norm.sf(abs(diff) / error)) if error > 0 else (1.0 if diff == 0 else 0.0)
+        out.append((f"{head} {value:.3f} | {base:.3f} | {diff:+.3f} [{diff - half:+.3f}, {diff + half:+.3f}] |", p,
+                    (diff - half, diff + half)))
     return out
 
 

@@ -107,7 +107,7 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
     # mean 0.75 vs 0.45, error sqrt(2 * 0.02^2) / 2 per side: the interval excludes 0
     finding = next(line for line in report.splitlines() if line.startswith("| `wanda-2:4` | params |"))
     assert f"| `{arch_id(small)}` (" in finding and "| 0.750 | 0.450 |" in finding
-    assert finding.endswith("| +0.300 [+0.261, +0.339] | **NAS wins** |")
+    assert finding.endswith("| +0.300 [+0.261, +0.339] | < 1e-4 | < 1e-4 | **NAS wins** |")
     missing = [line for line in report.splitlines() if line.startswith("`trained-y`: 1 pick")]
     assert missing == [f"`trained-y`: 1 pick without accuracy on every task yet (`{arch_id(small)}`), so its "
                        f"comparisons are not drawn: `nasbench profile {space.path} --supernet trained-y --n 0 --archs "
@@ -120,7 +120,8 @@ def test_table_1_shows_accuracy_and_the_findings_compare_it_with_its_error(tmp_p
     assert main(["report", space.path, "--db", str(db), "--bands", str(tmp_path), "--out", str(out)]) == 0
     report = (out / "REPORT.md").read_text()
     finding = next(line for line in report.splitlines() if line.startswith("| `wanda-2:4` | params |"))
-    assert finding.endswith("| 0.750 | 0.450 | - | not compared: NAS scored by packed, the baseline by lm-eval HFLM |")
+    assert finding.endswith("| 0.750 | 0.450 | - | - | - | not compared: NAS scored by packed, the baseline by "
+                            "lm-eval HFLM |")
     assert "Accuracy scorers differ between rows" in report and "lm-eval HFLM: wanda-2:4 (n = 1); packed: NAS" in report
 
 
@@ -359,3 +360,17 @@ def test_optimizer_runs_count_the_newest_table_and_say_when_the_benchmark_moved_
     assert "Made on an earlier table" in text and "`ppl` rows" in text and "--runs-db" in text
     later = runs_db("later.duckdb", datetime(2999, 1, 1))
     assert "earlier table" not in optimizer_section(later, space, tmp_path, db=db)
+
+
+def test_findings_are_holm_corrected_over_their_table():
+    from nasbench.report.baselines import _acc_verdict, _corrected, _ppl_verdict
+
+    # p 0.03 and 0.04 pass alone; Holm over the two makes both 0.06, and a finished row (n = 1) is kept as it is
+    rows = ["| n = 1 row |", ("| a |", 0.03, (0.5, 0.9)), ("| b |", 0.04, (1.1, 1.3))]
+    assert _corrected(rows, _ppl_verdict) == [
+        "| n = 1 row |", "| a | 0.03 | 0.06 | **no clear winner (Holm p >= 0.05)** |",
+        "| b | 0.04 | 0.06 | **no clear winner (Holm p >= 0.05)** |"]
+    assert _corrected(rows[:2], _ppl_verdict) == ["| n = 1 row |", "| a | 0.03 | 0.03 | **NAS wins** |"]
+    assert _corrected([("| c |", 0.01, (0.9, 1.2))], _ppl_verdict)[0].endswith("(the interval holds 1)** |")
+    assert _corrected([("| d |", 1e-5, (-0.2, -0.1))], _acc_verdict) == [
+        "| d | < 1e-4 | < 1e-4 | **the baseline wins** |"]
