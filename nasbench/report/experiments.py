@@ -360,7 +360,7 @@ def standalone_section(db: str | Path, space: SearchSpace, supernet: str = "smol
     x = np.array([r[2] for r in pairs])
     y = np.array([r[3] for r in pairs])
     ratio = y / x
-    tau = float(kendalltau(x, y)[0])
+    tau, tau_p = (float(v) for v in kendalltau(x, y))
     rng = np.random.default_rng(0)
     taus = []
     for _ in range(BOOTSTRAP):
@@ -375,11 +375,21 @@ def standalone_section(db: str | Path, space: SearchSpace, supernet: str = "smol
         summary = (span + f"median ratio {fmt_ratio(c.ratio)}, the supernet sub-network worse on "
                    f"{np.mean(ratio > 1):.0%} of archs; Kendall tau of the two rankings {tau:.2f}. Fewer than "
                    f"{MIN_INTERVAL} archs: no interval or test, and no verdict yet.")
-    else:
-        summary = (span + f"median ratio {_effect(c)} (Wilcoxon p {_fmt_p(c.p)}; the supernet sub-network is worse "
-                   f"on {np.mean(ratio > 1):.0%} of archs); Kendall tau of the two rankings {tau:.2f} [{low:.2f}, "
-                   f"{high:.2f}]." + (" Fewer than 8 archs: the interval is wide and the verdict provisional."
-                                      if len(pairs) < 8 else ""))
+    else:  # two tests, Holm-corrected together: does sharing cost perplexity, do the rankings agree
+        cost_p, rank_p = _holm([c.p, tau_p])
+        cost = ("weight sharing costs perplexity" if c.ratio > 1 and c.low > 1 and cost_p < 0.05 else
+                "the supernet sub-networks are better" if c.high < 1 and cost_p < 0.05 else
+                "no significant cost of weight sharing")
+        ranks = ("the supernet ranks the archs as the standalone models do, beyond chance" if low > 0
+                 and rank_p < 0.05 else "the rank agreement is not distinguishable from none (the interval holds 0 "
+                 "or the corrected p >= 0.05)")
+        summary = (span + f"median ratio {_effect(c)} (Wilcoxon signed-rank p {_fmt_p(c.p)}, Holm p "
+                   f"{_fmt_p(cost_p)}; the supernet sub-network is worse on {np.mean(ratio > 1):.0%} of archs): "
+                   f"**{cost}**. Kendall tau of the two rankings {tau:.2f} [{low:.2f}, {high:.2f}] (its test p "
+                   f"{_fmt_p(tau_p)}, Holm p {_fmt_p(rank_p)}): **{ranks}**. Two tests, Holm-corrected together; "
+                   f"one supernet and one standalone run per arch at {BUDGET:,} tokens, no seed replicates."
+                   + (" Fewer than 8 archs: the interval is wide and the verdict provisional." if len(pairs) < 8
+                      else ""))
     lines += ["", summary,
               "",
               f"What one-model recovery buys: {BUDGET:,} tokens give one standalone model; the supernet's {BUDGET:,} "
