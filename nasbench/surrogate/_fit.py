@@ -127,7 +127,11 @@ def fit_surrogate(x: np.ndarray, y: np.ndarray, cost: np.ndarray, *, space: str,
     inside = (z[test] >= mean - Z90 * std) & (z[test] <= mean + Z90 * std)
     loso_tau, loso_n = None, None
     if others is not None and len(others[1]) >= MIN_ROWS:
-        transfer = make_regressor(best, seed).fit(others[0], _forward(others[1], transform))
+        ox, oy = others
+        if best == "gp" and len(oy) > GP_MAX_ROWS:  # a GP chosen on few rows would factor a matrix of all others'
+            keep = np.sort(rng.permutation(len(oy))[:GP_MAX_ROWS])
+            ox, oy = ox[keep], oy[keep]
+        transfer = make_regressor(best, seed).fit(ox, _forward(oy, transform))
         loso_tau, loso_n = _kendall(z, transfer.predict_dist(x)[0]), int(len(z))
     card = FidelityCard(space=space, supernet_id=supernet, metric=metric, model=best, transform=transform,
                         n_train=int(len(train)), n_test=int(n_test), kendall_tau=_kendall(z[test], mean),

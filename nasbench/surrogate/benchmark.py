@@ -33,6 +33,7 @@ from nasbench.surrogate._cache import DEFAULT_CACHE, load_cached, save_cached
 from nasbench.surrogate._data import (
     EXACT_METRICS,
     LOG_METRICS,
+    WEIGHT_FREE_METRICS,
     MeasuredTable,
     read_table,
     supernets_of,
@@ -182,8 +183,8 @@ class Benchmark:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def _others(self, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
-        if metric.startswith(("latency_ms", "latency_wall_ms", "memory_mb", "energy_j")):
-            return None  # shared by every supernet: leaving one out tells nothing
+        if metric in WEIGHT_FREE_METRICS:  # shared by every supernet (borrowed rows): leaving one out tells nothing,
+            return None  # and a transfer fit on every supernet's copy of the same rows costs minutes
         xs, ys = [], []
         for table in self.others.values():
             if metric in table.metrics:

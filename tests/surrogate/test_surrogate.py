@@ -84,6 +84,8 @@ def test_cards_rank_a_smooth_benchmark_well(bench_db, tmp_path) -> None:
     # the other supernet ranks archs the same way: its transfer tau is high; latency is shared, so no transfer
     assert cards["ppl"].loso_kendall_tau > 0.6 and cards["ppl"].loso_n == 60
     assert cards["latency_ms"].loso_kendall_tau is None
+    # every weight-free metric is shared, latency_rel too (its transfer fit used every supernet's copy of its rows)
+    assert bm.fit(["latency_rel"])[0].loso_kendall_tau is None
 
 
 def test_a_supernet_must_be_chosen_when_several_exist(bench_db, tmp_path) -> None:
@@ -590,3 +592,29 @@ def test_cli_compare_noise_runs_apart_from_the_noise_free_runs(bench_db, tmp_pat
     configs = [json.loads(c) for (c,) in con.execute("SELECT config FROM runs ORDER BY created_at").fetchall()]
     con.close()
     assert len(configs) == 2 and "noise" not in configs[0] and configs[1]["noise"] is True
+
+
+def test_a_gp_transfer_fit_is_capped_at_the_gps_row_limit(monkeypatch) -> None:
+    """A GP chosen on a small supernet is not refitted on every other supernet's rows (thousands: a matrix of GBs)."""
+    from nasbench.surrogate import _fit
+
+    real, sizes = _fit.make_regressor, []
+
+    class Recorder:
+        def __init__(self, name, seed):
+            self.inner = real(name, seed)
+
+        def fit(self, x, y):
+            sizes.append(len(y))
+            self.inner.fit(x[:50], y[:50])  # the size is what is checked; a small fit keeps the test fast
+            return self
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(_fit, "make_regressor", Recorder)
+    rng = np.random.default_rng(0)
+    x, others_x = rng.random((30, 3)), rng.random((_fit.GP_MAX_ROWS + 500, 3))
+    _fit.fit_surrogate(x, x.sum(1), np.full(30, np.nan), space="s", supernet="a", metric="m", transform="identity",
+                       data_hash="h", others=(others_x, others_x.sum(1)), candidates=("gp",), folds=3)
+    assert max(sizes) == _fit.GP_MAX_ROWS  # the transfer fit, capped; every other fit is on this supernet's rows
