@@ -179,7 +179,8 @@ class Benchmark:
     def _data_hash(self, metric: str) -> str:
         """The table's hash for ``metric`` plus what else shapes the fit (the candidates, the other supernets)."""
         parts = [self.table.data_hash(metric), ",".join(self.candidates), str(self.seed)]
-        parts += [f"{s}:{t.data_hash(metric)}" for s, t in sorted(self.others.items()) if metric in t.metrics]
+        if metric not in WEIGHT_FREE_METRICS:  # the others shape only the transfer fit, which a shared metric has not
+            parts += [f"{s}:{t.data_hash(metric)}" for s, t in sorted(self.others.items()) if metric in t.metrics]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
     def _others(self, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
