@@ -10,7 +10,8 @@
 #              on 16 archs: a paired test over 4 cannot reach p < 0.05.
 #   recovered  SliceGPT (10/20/30%) and DSA (50/75%) models distilled with the supernet's recovery recipe and budget
 #              (286,720 tokens each, as sliced-recovered and smollm2-135m-recovery-1), every row group measured; DSA
-#              on the first 4 archs of each band (~10 min of training per model).
+#              on the first 4 archs of each band, two per band first, so that a run stopped early has both bands
+#              (~10-14 min per model on a 2-core Xeon, training and measuring).
 #   latency    every baseline model (S6's standalone models too) timed alternately with the space's full model
 #              (latency_rel, decode over 16 tokens), replacing rows stored before LATENCY_SINCE; run it on an idle
 #              machine right after the benchmark's own latency_rel pass, on the same machine, so that one protocol
@@ -49,6 +50,8 @@ recovered=(
   "--method slicegpt --slicing 0.1 --tokens $budget --work-dir $work"
   "--method slicegpt --slicing 0.2 --tokens $budget --work-dir $work"
   "--method slicegpt --slicing 0.3 --tokens $budget --work-dir $work"
+  "--method dsa --target 0.5 --supernet $order --tokens $budget --work-dir $work --n-archs 2"
+  "--method dsa --target 0.75 --supernet $order --tokens $budget --work-dir $work --n-archs 2"
   "--method dsa --target 0.5 --supernet $order --tokens $budget --work-dir $work --n-archs 4"
   "--method dsa --target 0.75 --supernet $order --tokens $budget --work-dir $work --n-archs 4"
 )
