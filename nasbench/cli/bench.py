@@ -164,6 +164,8 @@ def _cmd_rpd(args: argparse.Namespace) -> int:
 def _cmd_retest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    import numpy as np
+
     from nasbench.stats import agreement
     from nasbench.store import paired_values
 
@@ -177,5 +179,9 @@ def _cmd_retest(args: argparse.Namespace) -> int:
             raise NasBenchError("--metrics", f"needs >= 3 archs measured in both DBs under the same key "
                                              f"({metric})", len(pairs))
         out[metric] = agreement([x for _, x, _ in pairs], [y for _, _, y in pairs])
+        cv = paired_values(args.db, args.other, args.space, metric, field="cv")
+        if cv:  # how quiet each pass was: a busy machine shows in its pairs' spread before it shows in the tau
+            out[metric]["pair_cv_median"] = {"db": float(np.median([a for _, a, _ in cv])),
+                                             "other": float(np.median([b for _, _, b in cv]))}
     print(json.dumps(out))
     return 0

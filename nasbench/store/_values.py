@@ -209,12 +209,18 @@ def reference_drift(db: str | Path, space: str) -> dict[str, float] | None:
     return None if not row or not row[4] or row[4] < 2 else dict(zip(("median", "p5", "p95", "cv", "rows"), row))
 
 
-def paired_values(db: str | Path, other: str | Path, space: str, metric: str) -> list[tuple[str, float, float]]:
+def paired_values(db: str | Path, other: str | Path, space: str, metric: str,
+                  field: str | None = None) -> list[tuple[str, float, float]]:
     """``(arch_id, value in db, value in other)`` of every row of ``metric`` the two DBs both hold under the same
     key (supernet, arch, task, device, dtype, batch, seq_len): two measurements of the same thing. A derived metric
-    (the drift-cancelled ``latency_ms``) is each DB's own derivation, with its own reference median."""
-    sql = (f"SELECT supernet_id, arch_id, task, device, dtype, batch, seq_len, value FROM ({READINGS}) AS r "
-           "WHERE space = ? AND metric = ? AND value IS NOT NULL")
+    (the drift-cancelled ``latency_ms``) is each DB's own derivation, with its own reference median. With ``field``,
+    the rows' numeric ``extra.<field>`` instead of their values (the pairs' ``cv`` of a ``latency_rel`` row), where
+    both rows have it."""
+    value = "value" if field is None else f"TRY_CAST(json_extract(extra, '$.{field}') AS DOUBLE)"
+    if field is not None and not field.isidentifier():
+        raise ValueError(f"field must be a plain JSON key, got {field!r}")
+    sql = (f"SELECT supernet_id, arch_id, task, device, dtype, batch, seq_len, {value} FROM ({READINGS}) AS r "
+           f"WHERE space = ? AND metric = ? AND value IS NOT NULL AND {value} IS NOT NULL")
     mine = {tuple(r[:-1]): float(r[-1]) for r in _query(db, sql, [space, metric])[1]}
     theirs = {tuple(r[:-1]): float(r[-1]) for r in _query(other, sql, [space, metric])[1]}
     return sorted((key[1], value, theirs[key]) for key, value in mine.items() if key in theirs)
