@@ -11,6 +11,10 @@
 #              benchmark DB; rows stored before the campaign's start are replaced, so the command resumes
 #   retest     once an hour has passed since the first pass timed them: the retest archs again, into
 #              results/retest/smollm2-135m-latency-rel.duckdb, then `nasbench bench retest` prints the agreement
+#   again      the retest archs' first pass timed again, into the benchmark DB (their rows replaced), then the
+#              agreement printed: for a first pass that ran on a machine that was not idle (`bench retest` prints each
+#              pass's median pair CV), at least an hour after the retest; every retest arch is timed again, never a
+#              chosen few
 #   model      the op-level latency model timed (10 rounds), fitted on the DB's drift-cancelled latencies, stored in the
 #              DB and validated on them (prefill and decode)
 #   baselines  every baseline model timed the same way (tools/experiments/baselines.sh latency)
@@ -62,9 +66,24 @@ for a in retest + rest:
 EOF
 }
 
-profile() {  # ARCHS DB DECODE_TOKENS
+profile() {  # ARCHS DB DECODE_TOKENS [REMEASURE_BEFORE]
   nasbench profile "$space" --supernet "$supernet" --n 0 --archs "$1" --metrics latency_rel \
-    --latency-repeats "$repeats" --decode-tokens "$3" --dtype bfloat16 --remeasure-before "$(field since)" --db "$2"
+    --latency-repeats "$repeats" --decode-tokens "$3" --dtype bfloat16 --remeasure-before "${4:-$(field since)}" \
+    --db "$2"
+}
+
+hour_since() {  # DB: exit unless an hour has passed since the retest archs were last timed into DB (the two
+  # measurements of an arch are an hour apart at least)
+  python - "$1" "$dir/latency-retest.jsonl" <<'EOF'
+import datetime as d, json, sys, duckdb
+ids = [json.loads(line)["arch_id"] for line in open(sys.argv[2])]
+con = duckdb.connect(sys.argv[1], read_only=True)
+last = con.execute("SELECT max(created_at) FROM measurements WHERE metric = 'latency_rel' AND arch_id IN "
+                   f"({','.join('?' * len(ids))})", ids).fetchone()[0]
+if last is not None and d.datetime.now(d.timezone.utc).replace(tzinfo=None) - last < d.timedelta(hours=1):
+    sys.exit(f"latency.sh: the retest archs were timed into {sys.argv[1]} until {last} (UTC); wait until an hour "
+             "has passed")
+EOF
 }
 
 for step in "$@"; do
@@ -82,21 +101,21 @@ for step in "$@"; do
       profile "$dir/latency-archs.jsonl" "$db" 0 ;;
     retest)
       check_cpu
-      first=$(python - "$db" "$dir/latency-retest.jsonl" <<'EOF'
-import json, sys, duckdb
-ids = [json.loads(line)["arch_id"] for line in open(sys.argv[2])]
-con = duckdb.connect(sys.argv[1], read_only=True)
-print(con.execute("SELECT max(created_at) FROM measurements WHERE metric = 'latency_rel' AND arch_id IN "
-                  f"({','.join('?' * len(ids))})", ids).fetchone()[0])
-EOF
-)
-      python - "$first" <<'EOF'
-import datetime as d, sys
-gap = d.datetime.now(d.timezone.utc).replace(tzinfo=None) - d.datetime.fromisoformat(sys.argv[1])
-if gap < d.timedelta(hours=1):
-    sys.exit(f"latency.sh: the retest archs were timed until {sys.argv[1]} (UTC); wait until an hour has passed")
-EOF
+      hour_since "$db"
       profile "$dir/latency-retest.jsonl" "$retest_db" 16
+      nasbench bench retest "$db" "$retest_db" --space smollm2-135m \
+        --metrics latency_ms,latency_rel,decode_ms_per_token,decode_rel ;;
+    again)
+      check_cpu
+      [ -f "$dir/latency-retest.jsonl" ] || { echo "latency.sh: no retest archs yet: run 'pass' first" >&2; exit 2; }
+      hour_since "$retest_db"
+      # rows older than the step's first start are the first pass's, all replaced; kept in the campaign file so
+      # that the step resumes instead of starting over
+      python -c "import json, sys, datetime as d; c = json.load(open(sys.argv[1])); json.dump({**c, 'again_since':
+        c.get('again_since', d.datetime.now(d.timezone.utc).replace(tzinfo=None).isoformat(timespec='seconds'))},
+        open(sys.argv[1], 'w'), indent=1)" "$campaign"
+      again_since=$(field again_since)
+      profile "$dir/latency-retest.jsonl" "$db" 16 "$again_since"
       nasbench bench retest "$db" "$retest_db" --space smollm2-135m \
         --metrics latency_ms,latency_rel,decode_ms_per_token,decode_rel ;;
     model)
@@ -108,7 +127,7 @@ EOF
     baselines)
       check_cpu
       LATENCY_SINCE=$(field since) REPEATS=$repeats tools/experiments/baselines.sh latency ;;
-    *) echo "latency.sh: unknown step '$step'; one of start pass retest model baselines" >&2
+    *) echo "latency.sh: unknown step '$step'; one of start pass retest again model baselines" >&2
        exit 2 ;;
   esac
 done
