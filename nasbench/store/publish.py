@@ -103,7 +103,9 @@ def publish(db: str | Path, out: str | Path) -> dict[str, Any]:
         card = build_card(con, db, spaces, files, blackboxes, mains, version)
     finally:
         con.close()
-    (out / CARD_FILE).write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # one record per line, not indented: the card lists every column of every file and every supernet's config,
+    # so indentation alone made up 45% of its 1.5 MB (any JSON viewer indents it again)
+    (out / CARD_FILE).write_text(_lines(card) + "\n", encoding="utf-8")
     (out / "README.md").write_text(readme_text(card), encoding="utf-8")
     written = sorted(p for p in out.rglob("*") if p.is_file())
     return {"out": str(out), "files": len(written), "bytes": sum(p.stat().st_size for p in written),
@@ -202,3 +204,18 @@ def _write_wide(con: duckdb.DuckDBPyConnection, space: str, supernet: str, out: 
                         f"The wide view of space {space} on supernet {supernet}: one row per measured arch, "
                         "hp_<dimension> and metric_<metric>[_<task>] columns (latest value of each; weight-free "
                         "metrics shared by every supernet).", [supernet])
+
+
+def _lines(card: dict[str, Any], depth: int = 3) -> str:
+    """The card as JSON, its containers broken into one item per line down to ``depth`` levels, compact below (a
+    record set's fields, a supernet or a provenance row on one line each)."""
+    def dump(v: Any, level: int) -> str:
+        pad = "  " * level
+        if level >= depth or not isinstance(v, (dict, list)) or not v:
+            return json.dumps(v, ensure_ascii=False)
+        if isinstance(v, dict):
+            items = [f"{pad}  {json.dumps(k, ensure_ascii=False)}: {dump(x, level + 1)}" for k, x in v.items()]
+            return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+        return "[\n" + ",\n".join(f"{pad}  {dump(x, level + 1)}" for x in v) + f"\n{pad}]"
+
+    return dump(card, 0)

@@ -295,7 +295,8 @@ def test_shipped_publication_matches_the_shipped_db(fresh_publication) -> None:
         "`nasbench publish results/smollm2-135m.duckdb --out results/published/smollm2-135m`")
     # a size guard, not a format rule: the publication is committed and travels with every copy of the checkout, so
     # it stays small. One Syne Tune blackbox per (supernet, objective set) holds only its measured archs and complete
-    # columns: 2.8 MB in all (the earlier single mostly-NaN array of every supernet x arch x objective took 6.35 MB)
+    # columns (the earlier single mostly-NaN array of every supernet x arch x objective took 6.35 MB), and the card is
+    # not indented past its records (indentation was 45% of its 1.5 MB)
     assert sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file()) < 4 * 2**20
     card = json.loads((SHIPPED / "croissant.json").read_text())
     main_supernet = card["nasbench"]["main_supernets"]["smollm2-135m"]
@@ -351,3 +352,17 @@ def test_every_config_of_the_shipped_card_loads_with_datasets(tmp_path, monkeypa
     for config in front["configs"]:
         loaded = datasets.load_dataset(str(SHIPPED), config["config_name"], cache_dir=str(tmp_path / "hf"))
         assert loaded["train"].num_rows == pq_rows(SHIPPED / config["data_files"]), config
+
+
+def test_the_card_is_json_with_one_record_per_line() -> None:
+    from nasbench.store.publish import _lines
+
+    card = {"name": "x", "recordSet": [{"@id": "a", "field": [{"name": "f", "dataType": "sc:Text"}]}, {"@id": "b"}],
+            "nasbench": {"provenance": [{"metric": "ppl", "rows": 3}], "empty": []}}
+    text = _lines(card)
+    assert json.loads(text) == card
+    lines = text.splitlines()
+    # containers below the third level sit whole on their line: a record's fields, a provenance row
+    assert '      "field": [{"name": "f", "dataType": "sc:Text"}]' in lines
+    assert '      {"metric": "ppl", "rows": 3}' in lines
+    assert '    "empty": []' in lines and lines[0] == "{" and lines[-1] == "}"
