@@ -12,6 +12,7 @@ import numpy as np
 from nasbench.cards import table_rule
 from nasbench.errors import NasBenchError
 from nasbench.report._common import BOOTSTRAP as _BOOTSTRAP
+from nasbench.report._common import fmt_p as _fmt_p
 from nasbench.report._common import fmt_ratio as _fmt
 from nasbench.space import SearchSpace, arch_id
 
@@ -251,10 +252,6 @@ _ACC_HEAD = ("| baseline | matched | NAS budget | NAS pick (ppl) | compressed ar
 ALPHA = 0.05
 
 
-def _fmt_p(p: float) -> str:
-    return f"{p:.2g}" if p >= 1e-4 else "< 1e-4"
-
-
 def _corrected(rows: list[Any], verdict: Any) -> list[str]:
     """The table's rows with their tests Holm-corrected together: a row is a finished line, or ``(head, p, effect)``
     whose last cells (p, Holm p, verdict: ``verdict(effect, holm_p)``) are added here."""
@@ -332,7 +329,7 @@ def _findings(space: SearchSpace, db: str | Path, ppl: dict, selection: dict, la
                                ("latency", data["latency"], f"ms CPU {lat_words}")):
         present = [x for x in limits if x is not None]
         if not present:
-            out.append(f"| {name} | {kind} | the baseline's {kind} is not measured yet | - | - | - | - | - | - | - | - |")
+            out.append(f"| {name} | {kind} | the baseline's {kind} is not measured yet |" + " - |" * 8)
             continue
         limit = float(np.median(present))
         if kind == "params":
@@ -419,8 +416,9 @@ def _acc_findings(space: SearchSpace, db: str | Path, acc: dict, ppl: dict, sele
     estimate: the highest of N accuracies on the same items is not (with 2,500 items, SE ~0.01, the top of 60 archs of
     close true accuracy sits ~0.02 above its own, as large as most differences here). A pick without accuracy on
     every task is added to ``unmeasured`` (listed once by the caller) and draws no row. Rows of :data:`_ACC_HEAD`
-    (a compared one as ``(cells, p, interval)`` for :func:`_corrected`); where the two sides were scored by different scorers the row says so and draws no verdict (one scorer for both:
-    ``tools/experiments/baselines.sh accuracy``)."""
+    (a compared one as ``(cells, p, interval)`` for :func:`_corrected`); where the two sides were scored by
+    different scorers the row says so and draws no verdict (one scorer for both: ``tools/experiments/baselines.sh
+    accuracy``)."""
     scored = [(mean, m) for m in group if (mean := _baseline_acc(m, tasks)) is not None]
     if not scored:
         return []

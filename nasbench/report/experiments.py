@@ -24,6 +24,7 @@ import numpy as np
 
 from nasbench.perplexity import Protocol
 from nasbench.report._common import BOOTSTRAP, fmt_ratio
+from nasbench.report._common import fmt_p as _fmt_p
 from nasbench.space import SearchSpace, arch_id
 
 __all__ = ["BUDGET", "ARMS", "Arm", "Paired", "paired", "sorting_section", "factorial_section", "standalone_section",
@@ -96,10 +97,6 @@ def paired(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> Paired:
     p = 1.0 if not np.any(d) else float(wilcoxon(d).pvalue)
     return Paired(len(d), float(np.exp(np.median(d))), float(np.exp(low)), float(np.exp(high)), p,
                   float(np.mean(d < 0)))
-
-
-def _fmt_p(p: float) -> str:
-    return f"{p:.2g}" if p >= 1e-4 else "< 1e-4"
 
 
 def _effect(c: Paired) -> str:
