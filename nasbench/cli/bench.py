@@ -180,8 +180,9 @@ def _cmd_retest(args: argparse.Namespace) -> int:
                                              f"({metric})", len(pairs))
         out[metric] = agreement([x for _, x, _ in pairs], [y for _, _, y in pairs])
         cv = paired_values(args.db, args.other, args.space, metric, field="cv")
-        if cv:  # how quiet each pass was: a busy machine shows in its pairs' spread before it shows in the tau
-            out[metric]["pair_cv_median"] = {"db": float(np.median([a for _, a, _ in cv])),
+        if cv:  # how quiet each pass was (the CV of a row's pairs' ratios, or of a wall clock's repeats): a busy
+            # machine shows in it before it shows in the tau
+            out[metric]["cv_median"] = {"db": float(np.median([a for _, a, _ in cv])),
                                              "other": float(np.median([b for _, _, b in cv]))}
     print(json.dumps(out))
     return 0

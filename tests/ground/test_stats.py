@@ -53,7 +53,7 @@ def test_bench_retest_pairs_rows_by_key_and_reports_the_tau_ceiling(tmp_path, ca
     out = json.loads(capsys.readouterr().out)["latency_wall_ms"]
     assert out["n"] == 6 and out["kendall_tau"] < 1.0
     assert np.isclose(out["median_rel_diff"], np.median([abs(1 / k - 1) for k in noise]))
-    assert "pair_cv_median" not in out  # wall-clock rows carry no pairs
+    assert "cv_median" not in out  # wall-clock rows carry no pairs
     assert main([*args, "--metrics", "latency_rel"]) == 2
     assert "needs >= 3 archs measured in both DBs" in capsys.readouterr().err
     for name, cv in (("a", 0.08), ("b", 0.03)):  # timed in pairs: each pass's pairs' spread is printed beside
@@ -63,5 +63,5 @@ def test_bench_retest_pairs_rows_by_key_and_reports_the_tau_ceiling(tmp_path, ca
                 device="cpu", extra={"cv": cv * (1 + i / 10), "reference_ms": 50.0}) for i, arch in enumerate(archs)])
     assert main([*args, "--metrics", "latency_rel"]) == 0
     out = json.loads(capsys.readouterr().out)["latency_rel"]
-    assert np.isclose(out["kendall_tau"], 1.0) and np.isclose(out["pair_cv_median"]["db"], 0.08 * 1.25)
-    assert np.isclose(out["pair_cv_median"]["other"], 0.03 * 1.25)
+    assert np.isclose(out["kendall_tau"], 1.0) and np.isclose(out["cv_median"]["db"], 0.08 * 1.25)
+    assert np.isclose(out["cv_median"]["other"], 0.03 * 1.25)
