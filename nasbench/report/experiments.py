@@ -426,8 +426,8 @@ def threats_section(space: SearchSpace) -> str:
         "`train.json`). Its widest pair is one seed on two machines (the artifact's first piece, trained on an AMD "
         "EPYC without AMX, and its rerun on an Intel Xeon with AMX): a review of the training code between the two "
         "found no change of behaviour, only of rounding (the LoRA product fused into the frozen matmul, the "
-        "distillation loss computed in chunks), so a 140-step run at this learning rate is that sensitive to bf16 "
-        "arithmetic, and one run per arm cannot resolve smaller effects.",
+        "distillation loss computed in chunks), so the likeliest cause is that a 140-step run at this learning rate "
+        "is that sensitive to bf16 arithmetic; either way one run per arm cannot resolve smaller effects.",
         "- **CPU latency.** Latencies are measured on 2-core CPUs whose wall clock drifts by +-15% over minutes; "
         "only interleaved measurements against a common reference compare well, which is why the default "
         "`latency_ms` and `decode_ms_per_token` are drift-cancelled (the ratio to the full model, timed pair by "

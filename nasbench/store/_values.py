@@ -216,9 +216,9 @@ def paired_values(db: str | Path, other: str | Path, space: str, metric: str,
     (the drift-cancelled ``latency_ms``) is each DB's own derivation, with its own reference median. With ``field``,
     the rows' numeric ``extra.<field>`` instead of their values (the pairs' ``cv`` of a ``latency_rel`` row), where
     both rows have it."""
-    value = "value" if field is None else f"TRY_CAST(json_extract(extra, '$.{field}') AS DOUBLE)"
-    if field is not None and not field.isidentifier():
+    if field is not None and not field.isidentifier():  # it becomes part of the SQL text
         raise ValueError(f"field must be a plain JSON key, got {field!r}")
+    value = "value" if field is None else f"TRY_CAST(json_extract(extra, '$.{field}') AS DOUBLE)"
     sql = (f"SELECT supernet_id, arch_id, task, device, dtype, batch, seq_len, {value} FROM ({READINGS}) AS r "
            f"WHERE space = ? AND metric = ? AND value IS NOT NULL AND {value} IS NOT NULL")
     mine = {tuple(r[:-1]): float(r[-1]) for r in _query(db, sql, [space, metric])[1]}
