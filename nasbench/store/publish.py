@@ -103,8 +103,8 @@ def publish(db: str | Path, out: str | Path) -> dict[str, Any]:
         card = build_card(con, db, spaces, files, blackboxes, mains, version)
     finally:
         con.close()
-    # one record per line, not indented: the card lists every column of every file and every supernet's config,
-    # so indentation alone made up 45% of its 1.5 MB (any JSON viewer indents it again)
+    # indented down to its records only, one record per line: the card lists every column of every file and every
+    # supernet's config, so full indentation made up 45% of its 1.5 MB (any JSON viewer indents it again)
     (out / CARD_FILE).write_text(_lines(card) + "\n", encoding="utf-8")
     (out / "README.md").write_text(readme_text(card), encoding="utf-8")
     written = sorted(p for p in out.rglob("*") if p.is_file())
