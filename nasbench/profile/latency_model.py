@@ -16,7 +16,8 @@ step attending to a KV cache of ``context`` tokens:
 * ``embedding (embed_dim,)`` and ``head (embed_dim,)``: the token lookup and the LM head over every position.
 
 Timing is interleaved: every round visits all shapes of both phases in a new shuffled order, each visit times a
-batch of back-to-back calls (as many as make ``min_ms``, one for a large op), and a shape's time is the median over
+batch of back-to-back calls (as many as make ``min_ms``, one for a large op), every round's times are divided by that
+round's drift (the median over shapes of its time over the shape's median), and a shape's time is the median over
 rounds, so a slow minute of a shared machine touches every shape alike instead of a few. An intermediate size range
 wider than :data:`MAX_WIDTHS` values is timed on a grid of that many widths and interpolated linearly between them.
 
@@ -219,6 +220,7 @@ def measure_ops(space: SearchSpace, *, rounds: int = 5, device: str = "cpu", dty
             for key in order:
                 fn, n = calls[key]
                 times[key].append(_timed(where, lambda fn=fn, n=n: [fn() for _ in range(n)]) / n)
+    times = _drift_cancelled(times)
     info = machine()
     return OpTable(space=space.name, family=f.name, device=device, dtype=dtype, threads=torch.get_num_threads(),
                    cpu=info["cpu"], cpu_flags=info["cpu_flags"],
@@ -226,6 +228,21 @@ def measure_ops(space: SearchSpace, *, rounds: int = 5, device: str = "cpu", dty
                    context=context, vocab_size=space.reference.vocab_size, rounds=rounds,
                    ms={k: statistics.median(v) for k, v in times.items()},
                    spread={k: _iqr(v) for k, v in times.items()})
+
+
+def _drift_cancelled(times: Mapping[Any, Sequence[float]]) -> dict[Any, list[float]]:
+    """Every round's times divided by that round's drift: the median over all shapes of the round's time over the
+    shape's median. A round lasts seconds, the machine's speed drifts over minutes, so a whole round runs fast or
+    slow alike; without this a shape's median still carries the drift of the rounds that happened to time it fast
+    or slow, on top of the visits' own noise (an interquartile range of about 10% of a prefill visit on a 2-core
+    Xeon, which only more rounds shrink)."""
+    keys = list(times)
+    rounds = min((len(times[k]) for k in keys), default=0)
+    if rounds < 2:
+        return {k: list(v) for k, v in times.items()}
+    raw = np.array([times[k][:rounds] for k in keys], dtype=np.float64)
+    drift = np.median(raw / np.median(raw, axis=1, keepdims=True), axis=0)
+    return {k: list(row) for k, row in zip(keys, raw / drift)}
 
 
 def _device(device: str) -> torch.device:

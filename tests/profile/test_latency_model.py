@@ -113,6 +113,27 @@ def test_a_wide_intermediate_range_is_timed_on_a_grid_and_interpolated(tmp_path)
     assert np.isfinite(predict(table, space.sample(50, seed=0))).all()
 
 
+def test_a_round_that_ran_slow_is_cancelled_out() -> None:
+    from nasbench.profile.latency_model import _drift_cancelled
+
+    rng = np.random.default_rng(0)
+    true = {("prefill", "linear", (k, k)): 0.1 * (k + 1) for k in range(200)}
+    # 10 rounds, each with a speed of its own (10% spread, the machine's drift) and 3% noise per visit
+    drift = np.exp(0.1 * rng.standard_normal(10))
+    times = {key: [ms * drift[r] * np.exp(0.03 * rng.standard_normal()) for r in range(10)] for key, ms in true.items()}
+
+    def spread(table: dict) -> float:  # how far the shapes' medians disagree with the truth, beyond one common scale
+        ratio = np.array([np.median(table[k]) / true[k] for k in true])
+        return float(ratio.std() / ratio.mean())
+
+    assert spread(_drift_cancelled(times)) < 0.8 * spread(times)
+    # a round that ran uniformly slow is no different from any other after cancelling
+    slowed = {k: [v * (1.5 if r == 0 else 1.0) for r, v in enumerate(vs)] for k, vs in times.items()}
+    np.testing.assert_allclose([np.median(v) for v in _drift_cancelled(slowed).values()],
+                               [np.median(v) for v in _drift_cancelled(times).values()], rtol=0.02)
+    assert _drift_cancelled({"a": [2.0]}) == {"a": [2.0]}  # one round: nothing to cancel
+
+
 def test_fit_recovers_a_known_overhead(tmp_path) -> None:
     space = _space(tmp_path)
     table = _synthetic(space)
