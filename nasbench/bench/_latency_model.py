@@ -14,19 +14,24 @@ __all__ = ["bench_latency_model", "validate_latency_model"]
 
 
 def bench_latency_model(space: SearchSpace, db: Any, rounds: int = 5, device: str = "cpu", dtype: str = "auto",
-                        metric: str = "latency_ms") -> dict[str, Any]:
+                        metric: str = "latency_ms", refit: bool = False) -> dict[str, Any]:
     """Time the op-level latency model of ``space`` on ``device`` (:func:`nasbench.profile.latency_model.measure_ops`,
     in ``dtype``: ``auto`` decides as ``profile`` does), fit its overheads on every arch ``db`` holds measured there
     in that dtype (prefill on ``metric``: ``latency_ms``, drift-cancelled, ``latency_wall_ms`` or ``latency_rel``;
     decode on the drift-cancelled ``decode_ms_per_token``; a phase with fewer than 2 such archs keeps zero), and store
-    it in ``db``."""
+    it in ``db``. ``refit``: no timing; the table ``db`` holds for ``device`` (in ``dtype`` unless ``auto``) fitted
+    again, e.g. once more of its archs are measured or the op classes changed."""
     from pathlib import Path
 
     from nasbench.profile import latency_model as lm
 
     check_choice("metric", metric, [m for m, phase in lm.METRIC_PHASES.items() if phase == "prefill"])
     start = time.perf_counter()
-    table = lm.measure_ops(space, rounds=rounds, device=device, dtype=dtype)
+    if refit:
+        table = lm.load_table(db, space.name, device, None if dtype == "auto" else dtype)
+        rounds = table.rounds
+    else:
+        table = lm.measure_ops(space, rounds=rounds, device=device, dtype=dtype)
     seconds = time.perf_counter() - start
     if Path(db).is_file():
         for phase, measured in (("prefill", metric), ("decode", "decode_ms_per_token")):
@@ -40,7 +45,7 @@ def bench_latency_model(space: SearchSpace, db: Any, rounds: int = 5, device: st
             "overhead_ms": {p: {"per_layer": round(a, 4), "constant": round(b, 4)}
                             for p, (a, b) in table.overhead.items()},
             "scale": {p: {c: round(v, 4) for c, v in f.items()} for p, f in table.scale.items()},
-            "fitted_n": dict(table.fitted_n), "fit_metric": metric}
+            "fitted_n": dict(table.fitted_n), "fit_metric": metric, "refit": refit}
 
 
 def validate_latency_model(space: SearchSpace, db: Any, metric: str = "latency_ms", device: str = "cpu",

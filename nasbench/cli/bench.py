@@ -96,6 +96,8 @@ def add_verbs(verbs: Any) -> Any:
     p.add_argument("--device", help="cpu or cuda:N (default cpu)")
     p.add_argument("--dtype", help="auto, bfloat16, float16 or float32 (default: auto as `profile`; with "
                                    "--validate: the stored table's)")
+    p.add_argument("--refit", action="store_true", help="time nothing: fit the stored table's factors and overheads "
+                                                         "again on the DB's measured latencies")
     p.add_argument("--validate", action="store_true", help="fit the overhead on half of the measured archs and "
                                                             "print Kendall tau, the share within +-10%% and the "
                                                             "median error on the other half")
@@ -134,12 +136,16 @@ def _cmd_latency_model(args: argparse.Namespace) -> int:
     from nasbench.space import load_space
 
     space = load_space(args.space)
+    if args.validate and args.refit:
+        raise NasBenchError("--refit", "stores a fit, --validate scores one: give one of them", "--refit --validate")
+    if args.rounds is not None and (args.validate or args.refit):
+        flag = "--validate" if args.validate else "--refit"
+        raise NasBenchError("--rounds", f"times a new table: leave it out with {flag}", args.rounds)
     if args.validate:
-        if args.rounds is not None:
-            raise NasBenchError("--rounds", "times a new table: leave it out with --validate", args.rounds)
         result = bench.validate_latency_model(space, args.db, **given(args, "metric", "device", "dtype"))
     else:
-        result = bench.bench_latency_model(space, args.db, **given(args, "rounds", "device", "dtype", "metric"))
+        result = bench.bench_latency_model(space, args.db, refit=args.refit,
+                                           **given(args, "rounds", "device", "dtype", "metric"))
     print(json.dumps(result))
     return 0
 

@@ -158,12 +158,14 @@ def test_each_op_class_gets_its_own_factor(tmp_path) -> None:
     space = _space(tmp_path)
     table = _synthetic(space)
     archs = space.sample(60, seed=4)
-    truth = dataclasses.replace(table, scale={"prefill": {"linear": 0.5, "attention": 2.0, "mlp": 0.75,
-                                                          "other": 1.25}},
+    truth = dataclasses.replace(table, scale={"prefill": {"linear": 0.5, "attention": 2.0, "attention_gqa": 1.5,
+                                                          "mlp": 0.75, "other": 1.25}},
                                 overhead={"prefill": (0.2, 0.4), "decode": (0.0, 0.0)})
     fitted = fit(table, archs, predict(truth, archs))
     assert fitted.scale["prefill"] == pytest.approx(truth.scale["prefill"], rel=1e-6)
     assert fitted.overhead["prefill"] == pytest.approx((0.2, 0.4), rel=1e-6)
+    # attention with grouped kv heads (6 heads on 2 groups) is scaled apart from attention without (2 on 2)
+    assert (fitted.scale["prefill"]["attention"], fitted.scale["prefill"]["attention_gqa"]) == pytest.approx((2.0, 1.5))
     held_out = space.sample(20, seed=9)
     np.testing.assert_allclose(predict(fitted, held_out), predict(truth, held_out), rtol=1e-9)
     # archs that cannot tell the classes apart (one shape each): one factor for all, still exact on them
@@ -226,6 +228,9 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     (("--validate", "--metric", "flops"), "--metric: must be one of latency_ms, latency_wall_ms, latency_rel, "
                                           "decode_ms_per_token, decode_wall_ms_per_token, decode_rel (got 'flops')"),
     (("--validate",), "--db: holds no latency model of space 'tiny-llama' on cpu"),
+    (("--refit",), "--db: holds no latency model of space 'tiny-llama' on cpu"),
+    (("--refit", "--validate"), "--refit: stores a fit, --validate scores one: give one of them"),
+    (("--refit", "--rounds", "3"), "--rounds: times a new table: leave it out with --refit (got 3)"),
 ])
 def test_cli_errors_are_one_line(capsys, tmp_path, flags, fragment) -> None:
     space = _space(tmp_path)
@@ -264,6 +269,13 @@ def test_cli_measures_stores_and_validates(capsys, tmp_path) -> None:
     assert result["kendall_tau"] == pytest.approx(1.0) and result["within_10pct"] == 1.0
     assert result["overhead_ms"] == {"per_layer": pytest.approx(0.4, abs=1e-4), "constant": pytest.approx(0.8,
                                                                                                          abs=1e-4)}
+    # --refit times nothing: the stored table's op times stay, its overheads are fitted on every measured arch
+    code, out, _ = _run(capsys, "bench", "latency-model", space.path, "--db", db, "--refit", "--metric",
+                        "latency_wall_ms")
+    refitted = load_table(db, space.name)
+    assert code == 0 and json.loads(out)["refit"] is True and refitted.ms == table.ms
+    assert refitted.overhead["prefill"] == pytest.approx((0.4, 0.8), abs=1e-4)
+    assert refitted.fitted_n["prefill"] == len({arch_id(a) for a in archs})
 
 
 def test_a_table_stored_with_one_factor_reads_it_for_every_class() -> None:
@@ -272,3 +284,18 @@ def test_a_table_stored_with_one_factor_reads_it_for_every_class() -> None:
     assert _stored_factors([0.1, 0.2, 0.5]) == {c: 0.5 for c in CLASSES}  # fitted before the classes had their own
     assert _stored_factors([0.1, 0.2]) == {c: 1.0 for c in CLASSES}
     assert _stored_factors([0.1, 0.2, {"mlp": 2.0}]) == {**{c: 1.0 for c in CLASSES}, "mlp": 2.0}
+    # fitted before grouped attention had a class: its one attention factor for both
+    assert _stored_factors([0.1, 0.2, {"attention": 3.0}]) == {**{c: 1.0 for c in CLASSES}, "attention": 3.0,
+                                                              "attention_gqa": 3.0}
+
+
+def test_a_class_no_arch_has_keeps_its_factor(tmp_path) -> None:
+    space = _space(tmp_path)
+    table = _synthetic(space)
+    archs = [a for a in space.sample(600, seed=4) if a["n_heads"] == a["n_kv_groups"]]  # no grouped attention
+    assert len(archs) >= 20
+    truth = dataclasses.replace(table, scale={"prefill": {"linear": 0.5, "attention": 2.0, "mlp": 0.75,
+                                                          "other": 1.25}})
+    fitted = fit(table, archs, predict(truth, archs))
+    assert len(set(fitted.scale["prefill"].values())) > 1  # the classes it has are told apart
+    assert fitted.scale["prefill"] == pytest.approx({**truth.scale["prefill"], "attention_gqa": 1.0}, rel=1e-6)

@@ -15,7 +15,7 @@
 #              agreement printed: for a first pass that ran on a machine that was not idle (`bench retest` prints each
 #              pass's median pair CV), at least an hour after the retest; every retest arch is timed again, never a
 #              chosen few
-#   model      the op-level latency model timed (10 rounds), fitted on the DB's drift-cancelled latencies, stored in the
+#   model      the op-level latency model timed (200 rounds), fitted on the DB's drift-cancelled latencies, stored in the
 #              DB and validated on them (prefill and decode)
 #   baselines  every baseline model timed the same way (tools/experiments/baselines.sh latency)
 #
@@ -112,15 +112,15 @@ for step in "$@"; do
       # rows older than the step's first start are the first pass's, all replaced; kept in the campaign file so
       # that the step resumes instead of starting over
       python -c "import json, sys, datetime as d; c = json.load(open(sys.argv[1])); json.dump({**c, 'again_since':
-        c.get('again_since', d.datetime.now(d.timezone.utc).replace(tzinfo=None).isoformat(timespec='seconds'))},
-        open(sys.argv[1], 'w'), indent=1)" "$campaign"
+        c.get('again_since', d.datetime.now(d.timezone.utc).replace(tzinfo=None).isoformat(timespec='seconds')),
+        'again_repeats': int(sys.argv[2])}, open(sys.argv[1], 'w'), indent=1)" "$campaign" "$repeats"
       again_since=$(field again_since)
       profile "$dir/latency-retest.jsonl" "$db" 16 "$again_since"
       nasbench bench retest "$db" "$retest_db" --space smollm2-135m \
         --metrics latency_ms,latency_rel,decode_ms_per_token,decode_rel ;;
     model)
       check_cpu
-      nasbench bench latency-model smollm2-135m --db "$db" --rounds 10
+      nasbench bench latency-model smollm2-135m --db "$db" --rounds 200
       for metric in latency_ms decode_ms_per_token; do
         nasbench bench latency-model smollm2-135m --db "$db" --validate --metric "$metric"
       done ;;
