@@ -16,7 +16,8 @@ step attending to a KV cache of ``context`` tokens:
 * ``embedding (embed_dim,)`` and ``head (embed_dim,)``: the token lookup and the LM head over every position.
 
 Timing is interleaved: every round visits all shapes of both phases in a new shuffled order, each visit times a
-batch of back-to-back calls (as many as make ``min_ms``, one for a large op), every round's times are divided by that
+batch of back-to-back calls (as many as make ``min_ms``, one for a large op; a projection or MLP reads other
+weights at every call, from a pool larger than a core's cache, as a forward pass does), every round's times are divided by that
 round's drift (the median over shapes of its time over the shape's median), and a shape's time is the median over
 rounds, so a slow minute of a shared machine touches every shape alike instead of a few. An intermediate size range
 wider than :data:`MAX_WIDTHS` values is timed on a grid of that many widths and interpolated linearly between them.
@@ -26,8 +27,8 @@ An arch's prediction is the sum of its ops (per layer, so per-layer spaces are s
 its own, plus ``n_layers x`` a per-layer overhead plus a constant, all fitted by non-negative least squares against
 measured latencies (:func:`fit`), else factors of 1 and zero overhead. The overheads hold what the table does not
 time (biases, residual bookkeeping, HF's mask and cache code, Python dispatch); the factors what timing an op alone
-gets wrong, which differs by kind of op (a projection's weights stay in cache between timed calls, inside a forward
-pass they do not; attention inside HF's layer adds its own reshapes).
+gets wrong, which differs by kind of op (HF's layers add their own reshapes, casts and dispatch; SDPA's grouped
+path costs another share inside the model than alone).
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ PHASES = ("prefill", "decode")
 #: milliseconds, times its reference's median, which is what the drift-cancelled metric holds.
 METRIC_PHASES = {"latency_ms": "prefill", "latency_wall_ms": "prefill", "latency_rel": "prefill",
                  "decode_ms_per_token": "decode", "decode_wall_ms_per_token": "decode", "decode_rel": "decode"}
+#: The pool the projections' and MLPs' weights are drawn from, call by call (:meth:`_Builder.rotating`): beyond a
+#: core's L2 cache (a few MiB on today's CPUs), as a forward pass's weights are.
+WEIGHT_POOL_BYTES = 64 * 2**20
 #: An ``int`` / ``log_int`` intermediate size with more values than this is timed on a grid of this many widths.
 MAX_WIDTHS = 16
 #: The op classes :func:`fit` scales separately, and the class of each op. Attention with fewer kv groups than
@@ -278,9 +282,23 @@ class _Builder:
         self.f, self.device, self.dtype, self.vocab, self.context = f, device, dtype, vocab, context
         self.generator = torch.Generator().manual_seed(0)
         self.weights: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
+        self.pool: torch.Tensor | None = None
 
     def tensor(self, *shape: int) -> torch.Tensor:
         return (torch.randn(*shape, generator=self.generator) * 0.02).to(self.device, self.dtype)
+
+    def rotating(self, *shape: int) -> Callable[[], torch.Tensor]:
+        """Weights of ``shape`` that change from call to call: views at successive offsets of one shared pool of
+        :data:`WEIGHT_POOL_BYTES`, so a timed call reads its weights from beyond the core's cache as a forward pass
+        does (every layer's weights are its own), not from the cache the previous call left them in."""
+        if self.pool is None:
+            self.pool = self.tensor(WEIGHT_POOL_BYTES // torch.finfo(self.dtype).bits * 8)
+        n, size = math.prod(shape), self.pool.element_size()
+        # enough views that one cycle through them reads 16 MiB (more than any L2), spread over the pool
+        count = min(max(1, (self.pool.numel() - n) // n), max(8, math.ceil(16 * 2**20 / (n * size))))
+        starts = np.linspace(0, self.pool.numel() - n, count).astype(np.int64) // 64 * 64
+        views = [self.pool[o: o + n].view(*shape) for o in starts.tolist()]
+        return itertools.cycle(views).__next__
 
     def weight(self, name: str, *shape: int) -> torch.Tensor:
         key = (name, shape)
@@ -291,8 +309,8 @@ class _Builder:
     def build(self, op: str, shape: tuple[int, ...], tokens: int, phase: str) -> Callable[[], Any]:
         if op == "linear":
             n_in, n_out = shape
-            x, w = self.tensor(1, tokens, n_in), self.weight("linear", n_out, n_in)
-            return lambda: F.linear(x, w)
+            x, w = self.tensor(1, tokens, n_in), self.rotating(n_out, n_in)
+            return lambda: F.linear(x, w())
         if op == "mlp":
             return self._mlp(*shape, tokens)
         if op == "attention":
@@ -310,11 +328,11 @@ class _Builder:
 
     def _mlp(self, e: int, i: int, tokens: int) -> Callable[[], Any]:
         act = {"silu": F.silu, "gelu": F.gelu}[self.f.activation]
-        x, up, down = self.tensor(1, tokens, e), self.weight("up", i, e), self.weight("down", e, i)
+        x, up, down = self.tensor(1, tokens, e), self.rotating(i, e), self.rotating(e, i)
         if self.f.mlp_mats == 3:
-            gate = self.weight("gate", i, e)
-            return lambda: F.linear(act(F.linear(x, gate)) * F.linear(x, up), down)
-        return lambda: F.linear(act(F.linear(x, up)), down)
+            gate = self.rotating(i, e)
+            return lambda: F.linear(act(F.linear(x, gate())) * F.linear(x, up()), down())
+        return lambda: F.linear(act(F.linear(x, up())), down())
 
     def _norm(self, e: int, tokens: int) -> Callable[[], Any]:
         x, residual, w = self.tensor(1, tokens, e), self.tensor(1, tokens, e), self.weight("norm", e)

@@ -134,6 +134,24 @@ def test_a_round_that_ran_slow_is_cancelled_out() -> None:
     assert _drift_cancelled({"a": [2.0]}) == {"a": [2.0]}  # one round: nothing to cancel
 
 
+def test_a_timed_projection_reads_other_weights_each_call(tmp_path) -> None:
+    from nasbench.families import family
+    from nasbench.profile.latency_model import WEIGHT_POOL_BYTES, _Builder
+
+    builder = _Builder(family("llama"), torch.device("cpu"), torch.float32, 64, 20)
+    for shape in ((48, 16), (576, 1536)):
+        nxt = builder.rotating(*shape)
+        first = nxt()
+        cycle = [first]
+        while (w := nxt()).data_ptr() != first.data_ptr():
+            cycle.append(w)
+        assert all(w.shape == shape for w in cycle) and len({w.data_ptr() for w in cycle}) == len(cycle)
+        # one cycle reads more than a core's L2 holds, from one shared pool
+        assert len(cycle) * first.numel() * first.element_size() >= 16 * 2**20
+        assert all(w.untyped_storage().data_ptr() == builder.pool.untyped_storage().data_ptr() for w in cycle)
+    assert builder.pool.numel() * builder.pool.element_size() == WEIGHT_POOL_BYTES
+
+
 def test_fit_recovers_a_known_overhead(tmp_path) -> None:
     space = _space(tmp_path)
     table = _synthetic(space)
