@@ -17,10 +17,11 @@ step attending to a KV cache of ``context`` tokens:
 
 Timing is interleaved: every round visits all shapes of both phases in a new shuffled order, each visit times a
 batch of back-to-back calls (as many as make ``min_ms``, one for a large op; a projection or MLP reads other
-weights at every call, from a pool larger than a core's cache, as a forward pass does), every round's times are divided by that
-round's drift (the median over shapes of its time over the shape's median), and a shape's time is the median over
-rounds, so a slow minute of a shared machine touches every shape alike instead of a few. An intermediate size range
-wider than :data:`MAX_WIDTHS` values is timed on a grid of that many widths and interpolated linearly between them.
+weights at every call, from a pool larger than a core's cache, as a forward pass does), every round's times are
+divided by that round's drift (the median over shapes of its time over the shape's median), and a shape's time is
+the median over rounds, so a slow minute of a shared machine touches every shape alike instead of a few. An
+intermediate size range wider than :data:`MAX_WIDTHS` values is timed on a grid of that many widths and interpolated
+linearly between them.
 
 An arch's prediction is the sum of its ops (per layer, so per-layer spaces are summed layer by layer), each op class
 (:data:`CLASSES`: the projections, attention without and with grouped kv heads, the MLP, the rest) with a factor of
@@ -81,6 +82,7 @@ def _class_of(op: str, shape: tuple[int, ...]) -> str:
     if op == "attention" and shape[0] != shape[1]:  # (n_heads, n_kv_groups, head_size)
         return "attention_gqa"
     return _CLASS[op]
+
 
 Op = tuple[str, tuple[int, ...]]
 """(op, shape): ``("linear", (576, 192))``, ``("attention", (9, 3, 64))``, ..."""
@@ -294,10 +296,12 @@ class _Builder:
         if self.pool is None:
             self.pool = self.tensor(WEIGHT_POOL_BYTES // torch.finfo(self.dtype).bits * 8)
         n, size = math.prod(shape), self.pool.element_size()
+        # a weight larger than half the pool is larger than any cache too: one copy of its own is enough
+        pool = self.pool if n <= self.pool.numel() // 2 else self.tensor(n)
         # enough views that one cycle through them reads 16 MiB (more than any L2), spread over the pool
-        count = min(max(1, (self.pool.numel() - n) // n), max(8, math.ceil(16 * 2**20 / (n * size))))
-        starts = np.linspace(0, self.pool.numel() - n, count).astype(np.int64) // 64 * 64
-        views = [self.pool[o: o + n].view(*shape) for o in starts.tolist()]
+        count = min(max(1, (pool.numel() - n) // n), max(8, math.ceil(16 * 2**20 / (n * size))))
+        starts = np.linspace(0, pool.numel() - n, count).astype(np.int64) // 64 * 64
+        views = [pool[o: o + n].view(*shape) for o in starts.tolist()]
         return itertools.cycle(views).__next__
 
     def weight(self, name: str, *shape: int) -> torch.Tensor:

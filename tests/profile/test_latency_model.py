@@ -152,6 +152,16 @@ def test_a_timed_projection_reads_other_weights_each_call(tmp_path) -> None:
     assert builder.pool.numel() * builder.pool.element_size() == WEIGHT_POOL_BYTES
 
 
+def test_a_weight_larger_than_the_pool_gets_its_own(monkeypatch) -> None:
+    from nasbench.families import family
+    from nasbench.profile import latency_model
+
+    monkeypatch.setattr(latency_model, "WEIGHT_POOL_BYTES", 4096)  # 1,024 fp32 values; the weight has 768
+    builder = latency_model._Builder(family("llama"), torch.device("cpu"), torch.float32, 64, 20)
+    nxt = builder.rotating(48, 16)
+    assert nxt().shape == (48, 16) and nxt().untyped_storage().data_ptr() != builder.pool.untyped_storage().data_ptr()
+
+
 def test_fit_recovers_a_known_overhead(tmp_path) -> None:
     space = _space(tmp_path)
     table = _synthetic(space)
