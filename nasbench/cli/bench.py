@@ -150,6 +150,27 @@ def _cmd_latency_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reference_speed_r(pairs: list[tuple[str, float, float]], refs: list[tuple[str, float, float]]) -> float | None:
+    """Pearson r, over the archs both passes timed against the full model, of an arch's change between the passes
+    (log a/b) and the full model's own change beside it (log of the two ``reference_ms``): alternating pairs cancel
+    a drift that slows an arch and the full model alike, not one that slows them by different factors, and this
+    says how much of the passes' disagreement follows the machine's speed. None without such rows or where the
+    reference's time did not vary."""
+    import numpy as np
+
+    ref = {arch: (a, b) for arch, a, b in refs}
+    if len(ref) != len(refs) or len({arch for arch, _, _ in pairs}) != len(pairs):
+        return None  # an arch under two keys: which reference belongs to which value is ambiguous
+    both = [(a, b, *ref[arch]) for arch, a, b in pairs if arch in ref and min(a, b, *ref[arch]) > 0]
+    if len(both) < 3:
+        return None
+    x = np.log([a / b for a, b, _, _ in both])
+    y = np.log([ra / rb for _, _, ra, rb in both])
+    if np.std(x) == 0 or np.std(y) == 0:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
 def _cmd_rpd(args: argparse.Namespace) -> int:
     from nasbench import data
     from nasbench.importance import run_rpd
@@ -190,5 +211,9 @@ def _cmd_retest(args: argparse.Namespace) -> int:
             # machine shows in it before it shows in the tau
             out[metric]["cv_median"] = {"db": float(np.median([a for _, a, _ in cv])),
                                              "other": float(np.median([b for _, _, b in cv]))}
+        speed = _reference_speed_r(pairs, paired_values(args.db, args.other, args.space, metric,
+                                                         field="reference_ms"))
+        if speed is not None:
+            out[metric]["reference_speed_r"] = speed
     print(json.dumps(out))
     return 0

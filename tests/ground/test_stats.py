@@ -65,3 +65,32 @@ def test_bench_retest_pairs_rows_by_key_and_reports_the_tau_ceiling(tmp_path, ca
     out = json.loads(capsys.readouterr().out)["latency_rel"]
     assert np.isclose(out["kendall_tau"], 1.0) and np.isclose(out["cv_median"]["db"], 0.08 * 1.25)
     assert np.isclose(out["cv_median"]["other"], 0.03 * 1.25)
+    assert "reference_speed_r" not in out  # the full model ran at one speed throughout: nothing to follow
+
+
+def test_bench_retest_says_how_far_the_disagreement_follows_the_machines_speed(tmp_path, capsys):
+    import json
+
+    from nasbench.cli import main
+    from nasbench.models import tiny_space
+    from nasbench.space import arch_id
+    from nasbench.store import Measurement, Store
+
+    space = tiny_space(tmp_path / "s", "llama")
+    archs = space.sample(8, seed=0)
+    slow = [1.0, 1.2, 0.9, 1.1, 1.05, 0.95, 1.3, 1.0]  # the second pass's machine speed beside each arch
+    noise = [1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 0.99, 1.01]  # and its own pairs' noise
+    for name, speeds, follows, jitter in (("a", [1.0] * 8, 0.0, [1.0] * 8), ("b", slow, 0.5, noise),
+                                          ("c", slow, 0.0, noise)):
+        with Store(tmp_path / f"{name}.duckdb") as store:
+            store.add_space(space)
+            store.add_measurements(space.name, [Measurement(
+                arch_id=arch_id(arch), supernet_id="", metric="latency_rel", unit="x full model", device="cpu",
+                # a slow machine slows this arch by speed^1.5 and the full model by speed: the ratio by speed^0.5
+                value=0.1 * (i + 1) * speed ** follows * jitter[i], extra={"cv": 0.05, "reference_ms": 50.0 * speed})
+                for i, (arch, speed) in enumerate(zip(archs, speeds))])
+    args = ["bench", "retest", str(tmp_path / "a.duckdb"), "--space", space.name, "--metrics", "latency_rel"]
+    assert main([*args[:3], str(tmp_path / "b.duckdb"), *args[3:]]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_rel"]["reference_speed_r"] > 0.95
+    assert main([*args[:3], str(tmp_path / "c.duckdb"), *args[3:]]) == 0  # the ratio does not follow the speed
+    assert abs(json.loads(capsys.readouterr().out)["latency_rel"]["reference_speed_r"]) < 0.5
