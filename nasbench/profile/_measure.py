@@ -10,6 +10,7 @@ extracted dense model.
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,18 +168,43 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
         measurer = Measurer(space, config, supernet, data_dir, groups_of(todo))
         software = _software(config.device)
         with tqdm(total=len(todo), unit="arch", desc=f"profile {space.name}", disable=not progress) as bar:
-            for arch, missing in todo:
-                if config.deadline is not None and time.time() >= config.deadline:
-                    summary.stopped = True
-                    break
-                rows = measurer.measure(arch, missing)
+            if config.latency_sessions > 1:
+                _sessions(store, space, measurer, todo, config, supernet_id, software, summary, bar)
+            else:
+                for arch, missing in todo:
+                    if config.deadline is not None and time.time() >= config.deadline:
+                        summary.stopped = True
+                        break
+                    rows = measurer.measure(arch, missing)
+                    summary.rows += store_rows(store, space, arch, rows, supernet_id, software,
+                                               replace=config.remeasure_before is not None)
+                    summary.profiled += 1
+                    advance(bar)
+        measurer.supernet.reset()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _sessions(store: Store, space: SearchSpace, measurer: Measurer,
+              todo: Sequence[tuple[dict[str, Any], list[tuple[str, str]]]], config: ProfileConfig, supernet_id: str,
+              software: dict[str, str], summary: ProfileSummary, bar: Any) -> None:
+    """``latency_rel`` in ``config.latency_sessions`` sessions: the archs visited that many times in turn, each
+    arch's rows written (pooled) at its last visit. The deadline is checked per visit; it stops the run with the
+    sessions of the archs not yet written lost."""
+    held: dict[str, list[Any]] = {}
+    for session in range(config.latency_sessions):
+        for arch, _ in todo:
+            if config.deadline is not None and time.time() >= config.deadline:
+                summary.stopped = True
+                return
+            parts = held.setdefault(arch_id(arch), [])
+            parts.append(measurer.relative_session(arch))
+            if session == config.latency_sessions - 1:
+                rows = measurer.pooled_rows(arch, held.pop(arch_id(arch)))
                 summary.rows += store_rows(store, space, arch, rows, supernet_id, software,
                                            replace=config.remeasure_before is not None)
                 summary.profiled += 1
                 advance(bar)
-        measurer.supernet.reset()
-    summary.seconds = time.perf_counter() - start
-    return summary
 
 
 def groups_of(todo: Sequence[tuple[dict[str, Any], list[tuple[str, str]]]]) -> set[str]:
@@ -231,6 +257,35 @@ class Measurer:
             self.reference = _extract_and_run(self.supernet, full, self._layers(full), self.config)
         return _measure(self.space, self.supernet, self.tokenizer, arch, missing, self.config, self.evaluation,
                         self.task_dir, self._layers(arch), self.reference, self.selection)
+
+    def relative_session(self, arch: dict[str, Any]) -> Any:
+        """One session of ``latency_rel`` (:attr:`ProfileConfig.latency_sessions`): a fresh copy of ``arch`` timed
+        against the full model for its share of the pairs (a :class:`~nasbench.profile.latency.RelativeLatency`)."""
+        from nasbench.profile.latency import measure_relative_latency
+
+        config, n = self.config, self.config.latency_sessions
+        full = self.space.largest()
+        if self.reference is None:
+            self.reference = _extract_and_run(self.supernet, full, self._layers(full), config)
+        # the full model is the reference itself: 1 by definition, not a ratio of two copies' noise
+        dense = (self.reference if arch_id(arch) == arch_id(full)
+                 else _extract_and_run(self.supernet, arch, self._layers(arch), config))
+        return measure_relative_latency(dense, self.reference, batch=config.latency_batch,
+                                        seq_len=config.latency_seq_len, repeats=math.ceil(config.latency_repeats / n),
+                                        decode_tokens=config.decode_tokens, decode_warmup=0,
+                                        decode_repeats=math.ceil(max(3, config.latency_repeats // 3) / n))
+
+    def pooled_rows(self, arch: dict[str, Any], sessions: list[Any]) -> list[dict[str, Any]]:
+        """The rows of ``arch``'s ``latency_rel`` sessions pooled (and its FLOPs, which ride along every arch)."""
+        from nasbench.profile.latency import pool_sessions, relative_rows
+
+        config, aid = self.config, arch_id(arch)
+        return [dict(arch_id=aid, metric="flops", value=float(self.space.flops(arch, config.seq_len)),
+                     unit="flop/token", device=config.device, seq_len=config.seq_len, cost_s=0.0),
+                *relative_rows(pool_sessions(sessions), dict(arch_id=aid, device=config.device,
+                                                             batch=config.latency_batch,
+                                                             seq_len=config.latency_seq_len, dtype=config.dtype),
+                               arch_id(self.space.largest()), config.decode_tokens)]
 
 
 def _missing(store: Store, space: SearchSpace, arch: dict[str, Any], supernet: str,

@@ -30,12 +30,13 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["LatencyResult", "RelativeLatency", "measure_relative_latency", "relative_rows", "Footprint", "Energy", "measure_latency",
-           "memory_footprint", "prefill_peak_mb", "peak_memory_mb", "measure_energy"]
+__all__ = ["LatencyResult", "RelativeLatency", "measure_relative_latency", "pool_sessions", "relative_rows",
+           "Footprint", "Energy", "measure_latency", "memory_footprint", "prefill_peak_mb", "peak_memory_mb",
+           "measure_energy"]
 
 
 @dataclass(frozen=True)
@@ -99,16 +100,46 @@ class RelativeLatency:
     decode: RelativeLatency | None = None
     """With ``decode_tokens`` > 0: the same for the decode time per token with the KV cache (``model_ms`` and
     ``reference_ms`` per token, ``repeats`` its pairs)."""
+    pairs: tuple[tuple[float, float], ...] = ()
+    """Every timed pair, (model ms, reference ms), in order: what :func:`pool_sessions` pools."""
+    sessions: tuple[float, ...] = ()
+    """Pooled over sessions (:func:`pool_sessions`): each session's median ratio, in order (empty: one session)."""
+
+
+def pool_sessions(parts: Sequence[RelativeLatency]) -> RelativeLatency:
+    """One measurement from several sessions of the same model and reference (each a fresh copy of the model, timed
+    at another time): the median, IQR and CV over all their pairs, each session's median ratio kept.
+
+    Why sessions: on a shared CPU a model's decode time relative to the full model's moves with the machine's state
+    over minutes (other tenants' use of the shared cache and memory slows a small model's step more than the full
+    model's, which never fitted the cache), and a freshly built copy of a model runs a little faster or slower than
+    another (where its weights landed). Pairs taken back to back in one session share both, so more pairs do not
+    shrink them; sessions spread over a pass do (measured on a 2-core Xeon, decode: the state's share about 2.6%,
+    the copy's about 1%, 16 pairs' own noise about 1%)."""
+    if not parts:
+        raise ValueError("pool_sessions needs at least one session")
+    if any(p.threads != parts[0].threads for p in parts):
+        raise ValueError(f"sessions ran with different torch threads: {[p.threads for p in parts]}")
+    pooled = _summary([pair for p in parts for pair in p.pairs])
+    decode = None
+    if parts[0].decode is not None:
+        decode = pool_sessions([p.decode for p in parts if p.decode is not None])
+    return RelativeLatency(*pooled, threads=parts[0].threads, seconds=sum(p.seconds for p in parts), decode=decode,
+                           pairs=tuple(pair for p in parts for pair in p.pairs),
+                           sessions=tuple(p.ratio for p in parts) if len(parts) > 1 else ())
 
 
 def measure_relative_latency(model: torch.nn.Module, reference: torch.nn.Module, *, batch: int = 1,
                              seq_len: int = 128, warmup: int = 2, repeats: int = 10, decode_tokens: int = 0,
-                             decode_repeats: int | None = None, seed: int = 0) -> RelativeLatency:
+                             decode_repeats: int | None = None, decode_warmup: int = 1,
+                             seed: int = 0) -> RelativeLatency:
     """Prefill time of ``model`` relative to ``reference`` on the same random tokens: the two are timed alternately
     (the order flips every repeat, so neither always runs with the other's data in cache) and the ratio of each pair
     is taken, so a slow-down of the machine that lasts longer than a pair cancels. With ``decode_tokens`` > 0 the
     decode time per token (``decode_tokens`` greedy steps after a prefill of the same tokens, the prefill untimed)
-    is timed the same way, ``decode_repeats`` pairs (default ``max(3, repeats // 3)``, as the wall clock's decode)."""
+    is timed the same way, ``decode_repeats`` pairs (default ``max(3, repeats // 3)``, as the wall clock's decode)
+    after ``decode_warmup`` untimed pairs and an untimed two-token decode of ``model`` (a fresh copy's first decode
+    allocates its cache)."""
     start = time.perf_counter()
     device = next(model.parameters()).device
     vocab = min(model.config.vocab_size, reference.config.vocab_size)
@@ -118,23 +149,30 @@ def measure_relative_latency(model: torch.nn.Module, reference: torch.nn.Module,
                              warmup, repeats)
         decode = None
         if decode_tokens > 0:
+            _decode_ms_per_token(model, ids, min(2, decode_tokens), repeats=1)
             decode = _alternate(model, reference, lambda m: _decode_ms_per_token(m, ids, decode_tokens, repeats=1),
-                                1, max(3, repeats // 3) if decode_repeats is None else decode_repeats)
+                                decode_warmup, max(3, repeats // 3) if decode_repeats is None else decode_repeats)
     threads = torch.get_num_threads()
-    return RelativeLatency(*prefill, threads=threads, seconds=time.perf_counter() - start,
-                           decode=None if decode is None else RelativeLatency(*decode, threads=threads))
+    return RelativeLatency(*_summary(prefill), threads=threads, seconds=time.perf_counter() - start,
+                           decode=None if decode is None else RelativeLatency(*_summary(decode), threads=threads,
+                                                                              pairs=tuple(decode)),
+                           pairs=tuple(prefill))
 
 
 def relative_rows(rel: Any, common: dict[str, Any], reference: str, decode_tokens: int,
                   extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The ``latency_rel`` row of a :class:`~nasbench.profile.latency.RelativeLatency` (and its ``decode_rel`` row
-    when decode was timed), as Measurement keyword dicts over ``common``; ``extra`` added to each row's."""
+    when decode was timed), as Measurement keyword dicts over ``common``; ``extra`` added to each row's. A
+    measurement pooled over sessions (:func:`pool_sessions`) says so: ``sessions``, each session's median ratio."""
+    def sessions(r: RelativeLatency) -> dict[str, Any]:
+        return {"sessions": list(r.sessions)} if r.sessions else {}
+
     rows = [dict(common, metric="latency_rel", value=rel.ratio, unit="x full model", spread=rel.iqr,
                  n_repeats=rel.repeats, cost_s=rel.seconds,
                  extra={"reference": reference, "reference_ms": rel.reference_ms, "model_ms": rel.model_ms,
                         "threads": rel.threads, "cv": rel.cv,
                         "what": "median of prefill-time ratios, model and full model timed alternately",
-                        **(extra or {})})]
+                        **sessions(rel), **(extra or {})})]
     if rel.decode is not None:
         d = rel.decode
         rows.append(dict(common, metric="decode_rel", value=d.ratio, unit="x full model", spread=d.iqr,
@@ -142,25 +180,30 @@ def relative_rows(rel: Any, common: dict[str, Any], reference: str, decode_token
                          extra={"reference": reference, "reference_ms": d.reference_ms, "model_ms": d.model_ms,
                                 "threads": d.threads, "cv": d.cv, "decode_tokens": decode_tokens,
                                 "what": "median of decode-time-per-token ratios, model and full model timed "
-                                        "alternately", **(extra or {})}))
+                                        "alternately", **sessions(d), **(extra or {})}))
     return rows
 
 
 def _alternate(model: torch.nn.Module, reference: torch.nn.Module, time_one: Callable[[torch.nn.Module], float],
-               warmup: int, repeats: int) -> tuple[float, float, float, int, float, float]:
-    """(median ratio, its IQR, its CV, repeats, median model time, median reference time) of ``time_one`` run on
-    the two models alternately, the order flipping every pair, after ``warmup`` untimed pairs."""
-    ratios, mine, theirs = [], [], []
+               warmup: int, repeats: int) -> list[tuple[float, float]]:
+    """(model ms, reference ms) of ``repeats`` pairs of ``time_one`` run on the two models alternately, the order
+    flipping every pair, after ``warmup`` untimed pairs."""
+    pairs = []
     for i in range(warmup + repeats):
         pair = (model, reference) if i % 2 == 0 else (reference, model)
         times = {id(m): time_one(m) for m in pair}
         if i >= warmup:
-            mine.append(times[id(model)])
-            theirs.append(times[id(reference)])
-            ratios.append(times[id(model)] / times[id(reference)])
+            pairs.append((times[id(model)], times[id(reference)]))
+    return pairs
+
+
+def _summary(pairs: Sequence[tuple[float, float]]) -> tuple[float, float, float, int, float, float]:
+    """(median ratio, its IQR, its CV, pairs, median model ms, median reference ms) of timed pairs."""
+    ratios = [mine / theirs for mine, theirs in pairs]
     q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0], 0, ratios[0])
     cv = statistics.stdev(ratios) / statistics.fmean(ratios) if len(ratios) > 1 else 0.0
-    return statistics.median(ratios), q3 - q1, cv, repeats, statistics.median(mine), statistics.median(theirs)
+    return (statistics.median(ratios), q3 - q1, cv, len(ratios), statistics.median(p[0] for p in pairs),
+            statistics.median(p[1] for p in pairs))
 
 
 def _timed(device: torch.device, fn: Callable[[], Any]) -> float:

@@ -15,6 +15,13 @@
 #              agreement printed: for a first pass that ran on a machine that was not idle (`bench retest` prints each
 #              pass's median pair CV), at least an hour after the retest; every retest arch is timed again, never a
 #              chosen few
+#   sessions   the retest archs timed again in SESSIONS (default 6) sessions spread over the step (`profile
+#              --latency-sessions`: every arch visited SESSIONS times in turn, a fresh copy each time, all pairs
+#              pooled), into the benchmark DB (their rows replaced); decode's ratio to the full model moves with the
+#              machine's state over minutes, which pairs taken back to back in one visit share and cannot cancel
+#   sessions-retest
+#              once an hour has passed since `sessions` last timed them: the retest archs in sessions again, into
+#              the retest DB (its rows replaced), then the agreement printed
 #   model      the op-level latency model timed (200 rounds), fitted on the DB's drift-cancelled latencies, stored in the
 #              DB and validated on them (prefill and decode)
 #   baselines  every baseline model timed the same way (tools/experiments/baselines.sh latency)
@@ -33,6 +40,7 @@ retest_db=results/retest/smollm2-135m-latency-rel.duckdb  # its own file: no pai
 dir=results/retest
 campaign=$dir/latency-campaign.json
 repeats=${REPEATS:-24}
+sessions=${SESSIONS:-6}
 retest_n=${RETEST_N:-200}
 supernet=results/supernets/smollm2-135m-recovery-1  # latency is weight-free: any supernet of the space extracts the
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')  # same dense shapes
@@ -66,10 +74,22 @@ for a in retest + rest:
 EOF
 }
 
-profile() {  # ARCHS DB DECODE_TOKENS [REMEASURE_BEFORE]
+profile() {  # ARCHS DB DECODE_TOKENS [REMEASURE_BEFORE [SESSIONS]]
   nasbench profile "$space" --supernet "$supernet" --n 0 --archs "$1" --metrics latency_rel \
     --latency-repeats "$repeats" --decode-tokens "$3" --dtype bfloat16 --remeasure-before "${4:-$(field since)}" \
-    --db "$2"
+    --latency-sessions "${5:-1}" --db "$2"
+}
+
+since_of() {  # KEY: the campaign's start of a step (recorded at its first start, so that the step resumes)
+  python - "$campaign" "$1" "$repeats" "$sessions" <<'EOF'
+import datetime as d, json, sys
+path, key, repeats, sessions = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+c = json.load(open(path))
+c.setdefault(key, d.datetime.now(d.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"))
+c.update({key.removesuffix("_since") + "_repeats": repeats, key.removesuffix("_since") + "_sessions": sessions})
+json.dump(c, open(path, "w"), indent=1)
+print(c[key])
+EOF
 }
 
 hour_since() {  # DB: exit unless an hour has passed since the retest archs were last timed into DB (the two
@@ -118,6 +138,18 @@ for step in "$@"; do
       profile "$dir/latency-retest.jsonl" "$db" 16 "$again_since"
       nasbench bench retest "$db" "$retest_db" --space smollm2-135m \
         --metrics latency_ms,latency_rel,decode_ms_per_token,decode_rel ;;
+    sessions)
+      check_cpu
+      [ -f "$dir/latency-retest.jsonl" ] || { echo "latency.sh: no retest archs yet: run 'pass' first" >&2; exit 2; }
+      profile "$dir/latency-retest.jsonl" "$db" 16 "$(since_of sessions_since)" "$sessions" ;;
+    sessions-retest)
+      check_cpu
+      [ -n "$(python -c "import json, sys; print(json.load(open(sys.argv[1])).get('sessions_since', ''))" \
+        "$campaign")" ] || { echo "latency.sh: run 'sessions' first" >&2; exit 2; }
+      hour_since "$db"
+      profile "$dir/latency-retest.jsonl" "$retest_db" 16 "$(since_of sessions_retest_since)" "$sessions"
+      nasbench bench retest "$db" "$retest_db" --space smollm2-135m \
+        --metrics latency_ms,latency_rel,decode_ms_per_token,decode_rel ;;
     model)
       check_cpu
       nasbench bench latency-model smollm2-135m --db "$db" --rounds 200
@@ -127,7 +159,8 @@ for step in "$@"; do
     baselines)
       check_cpu
       LATENCY_SINCE=$(field since) REPEATS=$repeats tools/experiments/baselines.sh latency ;;
-    *) echo "latency.sh: unknown step '$step'; one of start pass retest again model baselines" >&2
+    *) echo "latency.sh: unknown step '$step'; one of start pass retest again sessions sessions-retest model" \
+            "baselines" >&2
        exit 2 ;;
   esac
 done
