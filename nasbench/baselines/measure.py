@@ -71,13 +71,14 @@ def measure_group(group: str, model: Any, tokenizer: Any, space: SearchSpace, me
 
         rel = measure_relative_latency(model, reference, batch=protocol.latency_batch,
                                        seq_len=protocol.latency_seq_len, repeats=protocol.latency_repeats,
-                                       decode_tokens=protocol.decode_tokens)
+                                       decode_tokens=protocol.decode_tokens, decode_repeats=protocol.decode_pairs)
         return relative_rows(rel, dict(common, dtype=str(next(model.parameters()).dtype).removeprefix("torch.")),
                              arch_id(space.largest()), protocol.decode_tokens, note)
     if group != "latency":
         raise NasBenchError("metrics", one_of(GROUPS, each=True), group)
     lat = measure_latency(model, batch=protocol.latency_batch, seq_len=protocol.latency_seq_len,
-                          repeats=protocol.latency_repeats, decode_tokens=protocol.decode_tokens)
+                          repeats=protocol.latency_repeats, decode_tokens=protocol.decode_tokens,
+                          decode_repeats=protocol.decode_pairs)
     timer = "cuda-events" if device.startswith("cuda") else "perf_counter"
     rows = [dict(metric="latency_ms", value=lat.median_ms, unit="ms", device=device, dtype=lat.dtype, batch=lat.batch,
                  seq_len=lat.seq_len, spread=lat.iqr_ms, n_repeats=lat.repeats, cost_s=lat.seconds,

@@ -103,6 +103,8 @@ _PROTOCOL = {
     "latency_seq_len": dict(type=int),
     "latency_repeats": dict(type=int),
     "decode_tokens": dict(type=int, help="also per-token decode latency over this many steps"),
+    "decode_repeats": dict(type=int, metavar="N", help="decode pairs (latency_rel) or repeats (latency) per arch "
+                                                       "(default max(3, latency-repeats // 3))"),
     "device": dict(metavar="D"),
     "dtype": dict(choices=("auto", "bfloat16", "float16", "float32"),
                   help="weights' dtype (default auto: bfloat16 where this machine runs it fast, else float32)"),

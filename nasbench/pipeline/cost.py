@@ -130,7 +130,7 @@ def _profile_seconds(space: SearchSpace, arch: dict[str, Any], config: Any, a: C
                                                       * space.flops(space.largest(), config.latency_seq_len))
     flops += 2 * prefill if "memory" in metrics else 0.0  # warm-up + measured prefill
     decode = 0.0
-    repeats = max(3, config.latency_repeats // 3)
+    repeats = config.decode_pairs
     step = config.decode_tokens * 2 / a.bandwidth  # per decode run: the bf16 weights read once per step
     if config.decode_tokens and "latency" in metrics:
         flops += repeats * prefill

@@ -3,8 +3,9 @@
 Which archs: seeded samples, an optional parameter grid, the smallest and the largest, deduplicated by arch_id and
 split deterministically by ``shard``. Resumable: a metric already stored for (arch, supernet, metric, task, device)
 is skipped, and each arch's new rows are committed in one transaction, so a kill loses at most the arch in flight
-and a restart adds no duplicates. Perplexity and accuracy run on the sliced supernet; latency and memory on the
-extracted dense model.
+and a restart adds no duplicates (with ``latency_sessions`` > 1 an arch's rows are written at its last session, so a
+kill loses the sessions of the archs not yet written: the same command times them again). Perplexity and accuracy
+run on the sliced supernet; latency and memory on the extracted dense model.
 """
 
 from __future__ import annotations
@@ -273,7 +274,7 @@ class Measurer:
         return measure_relative_latency(dense, self.reference, batch=config.latency_batch,
                                         seq_len=config.latency_seq_len, repeats=math.ceil(config.latency_repeats / n),
                                         decode_tokens=config.decode_tokens, decode_warmup=0,
-                                        decode_repeats=math.ceil(max(3, config.latency_repeats // 3) / n))
+                                        decode_repeats=math.ceil(config.decode_pairs / n))
 
     def pooled_rows(self, arch: dict[str, Any], sessions: list[Any]) -> list[dict[str, Any]]:
         """The rows of ``arch``'s ``latency_rel`` sessions pooled (and its FLOPs, which ride along every arch)."""
@@ -361,7 +362,8 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
                              unit="bytes/token", extra={"what": "2 x layers x kv heads x head size x dtype bytes"}))
         if "latency" in groups:
             lat = measure_latency(dense, batch=config.latency_batch, seq_len=config.latency_seq_len,
-                                  repeats=config.latency_repeats, decode_tokens=config.decode_tokens)
+                                  repeats=config.latency_repeats, decode_tokens=config.decode_tokens,
+                                  decode_repeats=config.decode_pairs)
             rows.append(dict(arch_id=aid, metric="latency_ms", value=lat.median_ms, unit="ms", device=device,
                              dtype=lat.dtype, batch=lat.batch, seq_len=lat.seq_len, spread=lat.iqr_ms,
                              n_repeats=lat.repeats, cost_s=lat.seconds,
@@ -376,7 +378,7 @@ def _measure(space: SearchSpace, supernet: Any, tokenizer: Any, arch: dict[str, 
             same = aid == arch_id(space.largest())
             rel = measure_relative_latency(reference if same else dense, reference, batch=config.latency_batch,
                                            seq_len=config.latency_seq_len, repeats=config.latency_repeats,
-                                           decode_tokens=config.decode_tokens)
+                                           decode_tokens=config.decode_tokens, decode_repeats=config.decode_pairs)
             rows += relative_rows(rel, dict(arch_id=aid, device=device, batch=config.latency_batch,
                                             seq_len=config.latency_seq_len,
                                             dtype=str(next(dense.parameters()).dtype).removeprefix("torch.")),

@@ -47,6 +47,10 @@ class ProfileConfig:
     latency_seq_len: int = 128
     latency_repeats: int = 10
     decode_tokens: int = 0
+    decode_repeats: int | None = None
+    """Decode pairs (``latency_rel``) or repeats (``latency``) per arch (:attr:`decode_pairs`); None:
+    ``max(3, latency_repeats // 3)``. Decode's pairs are noisier than prefill's (a pair's ratio varies by about 5% on
+    a shared 2-core CPU), so ranking archs by decode needs more of them than a third of prefill's."""
     device: str = "cpu"
     dtype: str = "auto"
     """Weights' dtype for every metric: ``bfloat16``, ``float16``, ``float32``, or ``auto``: bfloat16 where this
@@ -73,6 +77,8 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         # the metric vocabulary of the other verbs is accepted too: latency_ms -> latency, memory_mb -> memory, ...
         self.metrics = tuple(dict.fromkeys(profile_item(m) for m in self.metrics))
+        if self.decode_repeats is not None and self.decode_repeats < 1:
+            raise NasBenchError("decode_repeats", "must be >= 1", self.decode_repeats)
         if self.latency_sessions < 1:
             raise NasBenchError("latency_sessions", "must be >= 1", self.latency_sessions)
         if self.latency_sessions > 1 and self.metrics != ("latency_rel",):
@@ -87,6 +93,11 @@ class ProfileConfig:
             if when.tzinfo is not None:  # the rows' created_at is naive UTC
                 when = when.astimezone(timezone.utc).replace(tzinfo=None)
             self.remeasure_before = when.isoformat(sep=" ")
+
+    @property
+    def decode_pairs(self) -> int:
+        """Decode pairs (repeats) per arch: ``decode_repeats``, else ``max(3, latency_repeats // 3)``."""
+        return max(3, self.latency_repeats // 3) if self.decode_repeats is None else self.decode_repeats
 
     def ppl_protocol(self, split: str = "perplexity") -> Protocol:
         """The perplexity protocol of ``ppl`` (``split="selection"``: of ``ppl_selection``)."""

@@ -59,8 +59,10 @@ class LatencyResult:
 
 
 def measure_latency(model: torch.nn.Module, *, batch: int = 1, seq_len: int = 128, warmup: int = 2,
-                    repeats: int = 10, decode_tokens: int = 0, seed: int = 0) -> LatencyResult:
-    """Prefill latency of ``model`` on random tokens (same tokens for every repeat), plus optional decode latency."""
+                    repeats: int = 10, decode_tokens: int = 0, decode_repeats: int | None = None,
+                    seed: int = 0) -> LatencyResult:
+    """Prefill latency of ``model`` on random tokens (same tokens for every repeat), plus optional decode latency
+    (``decode_repeats`` repeats, default ``max(3, repeats // 3)``)."""
     start = time.perf_counter()
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
@@ -74,7 +76,8 @@ def measure_latency(model: torch.nn.Module, *, batch: int = 1, seq_len: int = 12
                 times.append(elapsed)
         decode = None
         if decode_tokens > 0:
-            decode = _decode_ms_per_token(model, ids, decode_tokens, repeats=max(3, repeats // 3))
+            decode = _decode_ms_per_token(model, ids, decode_tokens,
+                                          repeats=max(3, repeats // 3) if decode_repeats is None else decode_repeats)
     q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0], 0, times[0])
     mean = statistics.fmean(times)
     cv = statistics.stdev(times) / mean if len(times) > 1 else 0.0

@@ -269,6 +269,16 @@ def test_latency_sessions_revisit_the_archs_and_pool_their_pairs(tiny_with_data,
     assert profile(space, db, config, data_dir=data, progress=False).profiled == 0  # resumes: nothing missing
     with pytest.raises(NasBenchError, match="latency_rel alone"):
         ProfileConfig(metrics=("latency_rel", "ppl"), latency_sessions=2)
+    # decode's pairs: a third of prefill's by default, or as many as asked for
+    assert ProfileConfig(latency_repeats=30).decode_pairs == 10 and ProfileConfig(latency_repeats=3).decode_pairs == 3
+    assert ProfileConfig(latency_repeats=30, decode_repeats=24).decode_pairs == 24
+    with pytest.raises(NasBenchError, match="decode_repeats"):
+        ProfileConfig(decode_repeats=0)
+    more = ProfileConfig(n=0, metrics=("latency_rel",), decode_tokens=2, latency_sessions=2, decode_repeats=5,
+                         remeasure_before="2999-01-01", **dict(FAST, latency_repeats=6))
+    assert profile(space, db, more, data_dir=data, progress=False).profiled == 2  # the smallest and the largest
+    assert {n for (n,) in rows(db, "SELECT n_repeats FROM measurements WHERE metric = 'decode_rel' AND arch_id = "
+                                   f"'{full}'")} == {6}  # 5 pairs in 2 sessions: 3 each
     capsys.readouterr()
     code = main(["profile", space.path, "--n", "1", "--data-dir", str(data), "--db", str(db), "--latency-sessions",
                  "0", "--metrics", "latency_rel"])

@@ -15,7 +15,7 @@
 #              agreement printed: for a first pass that ran on a machine that was not idle (`bench retest` prints each
 #              pass's median pair CV), at least an hour after the retest; every retest arch is timed again, never a
 #              chosen few
-#   sessions   the retest archs timed again in SESSIONS (default 6) sessions spread over the step (`profile
+#   sessions   the retest archs timed again in SESSIONS (default 4) sessions spread over the step (`profile
 #              --latency-sessions`: every arch visited SESSIONS times in turn, a fresh copy each time, all pairs
 #              pooled), into the benchmark DB (their rows replaced); decode's ratio to the full model moves with the
 #              machine's state over minutes, which pairs taken back to back in one visit share and cannot cancel
@@ -28,8 +28,8 @@
 #
 # Usage: tools/experiments/latency.sh STEP...   (NASBENCH_DATA_DIR must point at the data directory). The machine
 # must be idle: another process on the CPU adds noise that no repeat count removes (a test suite run beside it raised
-# the pairs' CV from 9% to 12-17%). REPEATS (default 24) prefill pairs per arch and REPEATS / 3 decode pairs of 16
-# tokens for the RETEST_N (default 200) retest archs; on a 2-core Intel Xeon with AMX-BF16 a retest arch cost about
+# the pairs' CV from 9% to 12-17%). REPEATS (default 24) prefill pairs per arch and DECODE_REPEATS (default
+# REPEATS / 3) decode pairs of 16 tokens for the RETEST_N (default 200) retest archs; on a 2-core Intel Xeon with AMX-BF16 a retest arch cost about
 # 11.5 s (prefill and decode) and any other arch 2.8 s, so `pass` took about two hours for 2,000 archs and `retest`
 # about 38 minutes.
 set -euo pipefail
@@ -40,7 +40,8 @@ retest_db=results/retest/smollm2-135m-latency-rel.duckdb  # its own file: no pai
 dir=results/retest
 campaign=$dir/latency-campaign.json
 repeats=${REPEATS:-24}
-sessions=${SESSIONS:-6}
+sessions=${SESSIONS:-4}
+decode_repeats=${DECODE_REPEATS:-$(( repeats / 3 > 3 ? repeats / 3 : 3 ))}
 retest_n=${RETEST_N:-200}
 supernet=results/supernets/smollm2-135m-recovery-1  # latency is weight-free: any supernet of the space extracts the
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')  # same dense shapes
@@ -77,16 +78,21 @@ EOF
 profile() {  # ARCHS DB DECODE_TOKENS [REMEASURE_BEFORE [SESSIONS]]
   nasbench profile "$space" --supernet "$supernet" --n 0 --archs "$1" --metrics latency_rel \
     --latency-repeats "$repeats" --decode-tokens "$3" --dtype bfloat16 --remeasure-before "${4:-$(field since)}" \
-    --latency-sessions "${5:-1}" --db "$2"
+    --decode-repeats "$decode_repeats" --latency-sessions "${5:-1}" --db "$2"
 }
 
-since_of() {  # KEY: the campaign's start of a step (recorded at its first start, so that the step resumes)
-  python - "$campaign" "$1" "$repeats" "$sessions" <<'EOF'
+since_of() {  # KEY: the campaign's start of a step, recorded at its first start so that the step resumes; a step
+  # started again with another protocol (repeats, decode repeats, sessions) starts over from now
+  python - "$campaign" "$1" "$repeats" "$decode_repeats" "$sessions" <<'EOF'
 import datetime as d, json, sys
-path, key, repeats, sessions = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+path, key = sys.argv[1], sys.argv[2]
+step = key.removesuffix("_since")
+protocol = {f"{step}_repeats": int(sys.argv[3]), f"{step}_decode_repeats": int(sys.argv[4]),
+            f"{step}_sessions": int(sys.argv[5])}
 c = json.load(open(path))
-c.setdefault(key, d.datetime.now(d.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds"))
-c.update({key.removesuffix("_since") + "_repeats": repeats, key.removesuffix("_since") + "_sessions": sessions})
+if key not in c or any(c.get(k) != v for k, v in protocol.items()):
+    c[key] = d.datetime.now(d.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
+c.update(protocol)
 json.dump(c, open(path, "w"), indent=1)
 print(c[key])
 EOF
