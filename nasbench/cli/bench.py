@@ -101,6 +101,8 @@ def add_verbs(verbs: Any) -> Any:
     p.add_argument("--validate", action="store_true", help="fit the overhead on half of the measured archs and "
                                                             "print Kendall tau, the share within +-10%% and the "
                                                             "median error on the other half")
+    p.add_argument("--splits", type=int, help="with --validate: also score this many seeded halves and print their "
+                                               "taus, mean and minimum (default 1)")
     p.add_argument("--metric", help="measured latency the overhead is fitted on: latency_ms (default, "
                                     "drift-cancelled), latency_wall_ms (wall clock) or latency_rel; with --validate "
                                     "also decode_ms_per_token (drift-cancelled), decode_wall_ms_per_token or "
@@ -138,11 +140,13 @@ def _cmd_latency_model(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     if args.validate and args.refit:
         raise NasBenchError("--refit", "stores a fit, --validate scores one: give one of them", "--refit --validate")
+    if args.splits is not None and not args.validate:
+        raise NasBenchError("--splits", "scores held-out halves: it needs --validate", args.splits)
     if args.rounds is not None and (args.validate or args.refit):
         flag = "--validate" if args.validate else "--refit"
         raise NasBenchError("--rounds", f"times a new table: leave it out with {flag}", args.rounds)
     if args.validate:
-        result = bench.validate_latency_model(space, args.db, **given(args, "metric", "device", "dtype"))
+        result = bench.validate_latency_model(space, args.db, **given(args, "metric", "device", "dtype", "splits"))
     else:
         result = bench.bench_latency_model(space, args.db, refit=args.refit,
                                            **given(args, "rounds", "device", "dtype", "metric"))

@@ -15,6 +15,13 @@ step attending to a KV cache of ``context`` tokens:
 * ``norm (embed_dim,)``: the residual add and the family's norm before it (two per block, one final);
 * ``embedding (embed_dim,)`` and ``head (embed_dim,)``: the token lookup and the LM head over every position.
 
+* ``model (embed_dim, n_heads, n_kv_groups, head_size, intermediate_size, n_layers)``: in-model probes, whole HF
+  models of the family with random weights at every embed dim, one block shape (:func:`probe_ops`) and the two
+  depths of :data:`PROBE_LAYERS`. Their time per layer over the sum of that block's ops timed alone is the block's
+  in-model factor at that embed dim (:func:`in_model_factor`): what a block costs inside a forward pass beyond its ops
+  (the HF layer's own calls, activations passed from op to op), which differs by embed dim (on a 2-core Xeon a block
+  of width 288 took 1.24x its ops, the other widths 1.29-1.30x).
+
 Timing is interleaved: every round visits all shapes of both phases in a new shuffled order, each visit times a
 batch of back-to-back calls (as many as make ``min_ms``, one for a large op; a projection or MLP reads other
 weights at every call, from a pool larger than a core's cache, as a forward pass does), every round's times are
@@ -23,7 +30,8 @@ the median over rounds, so a slow minute of a shared machine touches every shape
 intermediate size range wider than :data:`MAX_WIDTHS` values is timed on a grid of that many widths and interpolated
 linearly between them.
 
-An arch's prediction is the sum of its ops (per layer, so per-layer spaces are summed layer by layer), each op class
+An arch's prediction is the sum of its ops (per layer, so per-layer spaces are summed layer by layer; a block's ops
+times the in-model factor of the arch's embed dim, where the table has probes), each op class
 (:data:`CLASSES`: the projections, attention without and with grouped kv heads, the MLP, the rest) with a factor of
 its own, plus ``n_layers x`` a per-layer overhead plus a constant, all fitted by non-negative least squares against
 measured latencies (:func:`fit`), else factors of 1 and zero overhead. The overheads hold what the table does not
@@ -53,8 +61,8 @@ from nasbench.families import Family
 from nasbench.families import family as family_named
 from nasbench.space import SearchSpace
 
-__all__ = ["PHASES", "METRIC_PHASES", "MAX_WIDTHS", "CLASSES", "OpTable", "space_ops", "arch_ops", "measure_ops", "predict",
-           "fit", "save_table", "load_table"]
+__all__ = ["PHASES", "METRIC_PHASES", "MAX_WIDTHS", "CLASSES", "PROBE_LAYERS", "OpTable", "space_ops", "probe_ops",
+           "arch_ops", "measure_ops", "in_model_factor", "class_sums", "predict", "fit", "save_table", "load_table"]
 
 #: The two latencies a table predicts: a prefill of ``seq_len`` tokens, and one decode step (ms per token).
 PHASES = ("prefill", "decode")
@@ -67,6 +75,8 @@ METRIC_PHASES = {"latency_ms": "prefill", "latency_wall_ms": "prefill", "latency
 #: The pool the projections' and MLPs' weights are drawn from, call by call (:meth:`_Builder.rotating`): beyond a
 #: core's L2 cache (a few MiB on today's CPUs), as a forward pass's weights are.
 WEIGHT_POOL_BYTES = 64 * 2**20
+#: The depths of the in-model probes (:func:`probe_ops`): their difference gives a block's time inside a model.
+PROBE_LAYERS = (2, 12)
 #: An ``int`` / ``log_int`` intermediate size with more values than this is timed on a grid of this many widths.
 MAX_WIDTHS = 16
 #: The op classes :func:`fit` scales separately, and the class of each op. Attention with fewer kv groups than
@@ -180,6 +190,23 @@ def space_ops(space: SearchSpace) -> list[Op]:
     return sorted(ops)
 
 
+def probe_ops(space: SearchSpace) -> list[Op]:
+    """The in-model probes of ``space``: per embed dim, whole models of the two depths of :data:`PROBE_LAYERS` whose
+    blocks have the (n_heads, n_kv_groups, head_size) of that embed dim with the median attention width and the
+    median timed intermediate size, as ``("model", (e, h, g, d, i, layers))``."""
+    combos = _head_combos(space)
+    inner = _widths(space, "intermediate_size")
+    i = inner[len(inner) // 2]
+    out = []
+    for e in space.dimensions["embed_dim"].candidates():
+        mine = sorted((h * d, h, g, d) for e2, h, g, d in combos if e2 == e)
+        if not mine:
+            continue
+        _, h, g, d = mine[len(mine) // 2]
+        out += [("model", (e, h, g, d, i, layers)) for layers in PROBE_LAYERS]
+    return out
+
+
 def arch_ops(family: str, arch: Mapping[str, Any]) -> Counter[Op]:
     """The ops of one arch and how often each runs in a forward pass: every block's (a per-layer dimension's value
     per layer), the embedding, the final norm and the head."""
@@ -220,10 +247,10 @@ def measure_ops(space: SearchSpace, *, rounds: int = 5, device: str = "cpu", dty
     dtype = resolve(ProfileConfig(n=0, metrics=("latency",), device=device, dtype=dtype)).dtype
     torch_dtype = DTYPES[dtype]
     f = space.model_family
-    builder = _Builder(f, where, torch_dtype, space.reference.vocab_size, context)
+    builder = _Builder(f, where, torch_dtype, space.reference.vocab_size, context, space.reference.tied_head)
     calls: dict[tuple[str, str, tuple[int, ...]], tuple[Callable[[], Any], int]] = {}
     with torch.inference_mode():
-        for phase, (op, shape) in itertools.product(PHASES, space_ops(space)):
+        for phase, (op, shape) in itertools.product(PHASES, space_ops(space) + probe_ops(space)):
             fn = builder.build(op, shape, seq_len if phase == "prefill" else 1, phase)
             fn()  # warm-up: kernels chosen, lazy allocations made
             once = _timed(where, fn)
@@ -280,11 +307,13 @@ def _iqr(values: Sequence[float]) -> float:
 class _Builder:
     """Each op as a closure over its own inputs; weights of one shape are shared by both phases."""
 
-    def __init__(self, f: Family, device: torch.device, dtype: torch.dtype, vocab: int, context: int) -> None:
-        self.f, self.device, self.dtype, self.vocab, self.context = f, device, dtype, vocab, context
+    def __init__(self, f: Family, device: torch.device, dtype: torch.dtype, vocab: int, context: int,
+                 tied: bool = True) -> None:
+        self.f, self.device, self.dtype, self.vocab, self.context, self.tied = f, device, dtype, vocab, context, tied
         self.generator = torch.Generator().manual_seed(0)
         self.weights: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
         self.pool: torch.Tensor | None = None
+        self.models: dict[tuple[int, ...], Any] = {}
 
     def tensor(self, *shape: int) -> torch.Tensor:
         return (torch.randn(*shape, generator=self.generator) * 0.02).to(self.device, self.dtype)
@@ -328,7 +357,34 @@ class _Builder:
         if op == "head":
             x, w = self.tensor(1, tokens, shape[0]), self.weight("head", self.vocab, shape[0])
             return lambda: F.linear(x, w)
-        raise NasBenchError("op", "must be one of linear, mlp, attention, norm, embedding, head", op)
+        if op == "model":
+            return self._model(shape, tokens, phase)
+        raise NasBenchError("op", "must be one of linear, mlp, attention, norm, embedding, head, model", op)
+
+    def _model(self, shape: tuple[int, ...], tokens: int, phase: str) -> Callable[[], Any]:
+        """A whole HF model of the family (random weights, the space's vocabulary), as the benchmark times one: a
+        prefill of ``tokens``, or one decode step against a cache of ``context`` tokens, cut back after each step."""
+        if shape not in self.models:
+            e, h, g, d, i, layers = shape
+            config = {**self.f.hf_config({"embed_dim": e, "n_layers": layers, "n_heads": h, "n_kv_groups": g,
+                                          "head_size": d, "intermediate_size": i}),
+                      "vocab_size": self.vocab, "tie_word_embeddings": self.tied}
+            torch.manual_seed(0)
+            self.models[shape] = self.f.hf_model(config).to(self.device, self.dtype).eval()
+        model = self.models[shape]
+        if phase == "prefill":
+            ids = torch.randint(0, self.vocab, (1, tokens), generator=self.generator).to(self.device)
+            return lambda: model(input_ids=ids, use_cache=False)
+        prompt = torch.randint(0, self.vocab, (1, self.context), generator=self.generator).to(self.device)
+        cache = model(input_ids=prompt, use_cache=True).past_key_values
+        step = prompt[:, -1:]
+
+        def run() -> Any:
+            out = model(input_ids=step, past_key_values=cache, use_cache=True)
+            cache.crop(-1)  # the step appended one token: the next call attends to the same length
+            return out
+
+        return run
 
     def _mlp(self, e: int, i: int, tokens: int) -> Callable[[], Any]:
         act = {"silu": F.silu, "gelu": F.gelu}[self.f.activation]
@@ -389,16 +445,39 @@ def _lookup(table: OpTable, phase: str, op: str, shape: tuple[int, ...]) -> floa
     return float(np.interp(shape[-1], widths, values))
 
 
-def _class_sums(table: OpTable, archs: Sequence[Mapping[str, Any]], phase: str) -> np.ndarray:
-    """Per arch and op class (:data:`CLASSES`), the sum of its op times (no overhead): ``(archs, classes)``."""
+def in_model_factor(table: OpTable, phase: str, embed_dim: int) -> float:
+    """A block's time inside a whole model over the sum of its ops timed alone, at ``embed_dim``: the per-layer time
+    of the table's two probes of that embed dim (their difference over their depths' difference) over the sum of the
+    probe block's op times. 1 where the table has no probes (one timed before they existed)."""
+    probes = sorted((shape[-1], ms) for (p, op, shape), ms in table.ms.items()
+                    if p == phase and op == "model" and shape[0] == embed_dim)
+    if len(probes) < 2:
+        return 1.0
+    (shallow, t_shallow), (deep, t_deep) = probes[0], probes[-1]
+    e, h, g, d, i, _ = next(shape for (p, op, shape) in table.ms if p == phase and op == "model"
+                            and shape[0] == embed_dim)
+    f = family_named(table.family, "family")
+    block = sum(count * _lookup(table, phase, *op) for op, count in Counter(_block_ops(f, e, h, g, d, i)).items())
+    return (t_deep - t_shallow) / (deep - shallow) / block
+
+
+def class_sums(table: OpTable, archs: Sequence[Mapping[str, Any]], phase: str) -> np.ndarray:
+    """Per arch and op class (:data:`CLASSES`), the sum of its op times (no overhead), a block's ops times the
+    in-model factor of the arch's embed dim: ``(archs, classes)``."""
     check_choice("phase", phase, PHASES)
     cost: dict[Op, float] = {}
+    factor: dict[int, float] = {}
     out = np.zeros((len(archs), len(CLASSES)))
     for k, arch in enumerate(archs):
+        e = _per_layer(arch["embed_dim"], int(arch["n_layers"]), "embed_dim")[0]
+        if e not in factor:
+            factor[e] = in_model_factor(table, phase, e)
+        stem = {("embedding", (e,)): 1, ("norm", (e,)): 1, ("head", (e,)): 1}  # outside the blocks
         for op, count in arch_ops(table.family, arch).items():
             if op not in cost:
                 cost[op] = _lookup(table, phase, *op)
-            out[k, CLASSES.index(_class_of(*op))] += count * cost[op]
+            outside = stem.get(op, 0)
+            out[k, CLASSES.index(_class_of(*op))] += ((count - outside) * factor[e] + outside) * cost[op]
     return out
 
 
@@ -411,20 +490,23 @@ def _factors(table: OpTable, phase: str) -> np.ndarray:
     return np.array([scale.get(c, 1.0) for c in CLASSES])
 
 
-def predict(table: OpTable, archs: Sequence[Mapping[str, Any]], phase: str = "prefill") -> np.ndarray:
+def predict(table: OpTable, archs: Sequence[Mapping[str, Any]], phase: str = "prefill",
+            sums: np.ndarray | None = None) -> np.ndarray:
     """Predicted milliseconds of each arch (canonical arch dicts of the table's space): the sum of its ops, each op
-    class times its fitted factor, plus ``n_layers x`` the per-layer overhead and the constant of ``phase``."""
+    class times its fitted factor, plus ``n_layers x`` the per-layer overhead and the constant of ``phase``.
+    ``sums``: the archs' :func:`class_sums`, when already computed."""
     per_layer, constant = table.overhead.get(phase, (0.0, 0.0))
-    return _class_sums(table, archs, phase) @ _factors(table, phase) + per_layer * _layers(archs) + constant
+    sums = class_sums(table, archs, phase) if sums is None else sums
+    return sums @ _factors(table, phase) + per_layer * _layers(archs) + constant
 
 
 def fit(table: OpTable, archs: Sequence[Mapping[str, Any]], measured: Iterable[float],
-        phase: str = "prefill") -> OpTable:
+        phase: str = "prefill", sums: np.ndarray | None = None) -> OpTable:
     """``table`` with the factor of each op class, the per-layer overhead and the constant of ``phase`` fitted by
     non-negative least squares to the ``measured`` milliseconds of ``archs``. Where the archs cannot tell the
     classes apart (their sums are collinear with each other or the overheads, e.g. a space of one shape per
     class), one factor is fitted for all of them. A class none of the archs has (no grouped kv heads in the space)
-    keeps its factor."""
+    keeps its factor. ``sums``: the archs' :func:`class_sums`, when already computed."""
     from scipy.optimize import nnls
 
     y = np.asarray(list(measured), dtype=np.float64)
@@ -432,7 +514,8 @@ def fit(table: OpTable, archs: Sequence[Mapping[str, Any]], measured: Iterable[f
         raise NasBenchError("measured", f"needs one value per arch and >= 2 archs ({len(archs)} archs)", len(y))
     if not np.all(np.isfinite(y) & (y > 0)):
         raise NasBenchError("measured", "must be finite milliseconds > 0", y[~(np.isfinite(y) & (y > 0))][0])
-    sums, rest = _class_sums(table, archs, phase), np.stack([_layers(archs), np.ones(len(y))], axis=1)
+    sums = class_sums(table, archs, phase) if sums is None else sums
+    rest = np.stack([_layers(archs), np.ones(len(y))], axis=1)
     present = sums.any(axis=0)
     design = np.concatenate([sums[:, present], rest], axis=1)
     if np.linalg.matrix_rank(design) == design.shape[1]:

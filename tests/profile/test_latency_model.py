@@ -14,8 +14,9 @@ import yaml
 
 from nasbench.cli import main
 from nasbench.errors import NasBenchError
-from nasbench.profile.latency_model import (CLASSES, MAX_WIDTHS, PHASES, OpTable, arch_ops, fit, load_table,
-                                            measure_ops, predict, save_table, space_ops)
+from nasbench.profile.latency_model import (CLASSES, MAX_WIDTHS, PHASES, PROBE_LAYERS, OpTable, arch_ops, fit,
+                                            in_model_factor, load_table, measure_ops, predict, probe_ops, save_table,
+                                            space_ops)
 from nasbench.space import load_space
 
 from conftest import tiny_space_doc
@@ -52,7 +53,7 @@ def timed(tmp_path_factory) -> tuple[object, OpTable]:
 
 def test_the_table_times_every_shape_the_space_needs(timed) -> None:
     space, table = timed
-    assert set(table.ms) == {(phase, *op) for phase in PHASES for op in space_ops(space)}
+    assert set(table.ms) == {(phase, *op) for phase in PHASES for op in space_ops(space) + probe_ops(space)}
     assert all(ms > 0 for ms in table.ms.values())
     assert (table.device, table.dtype, table.threads, table.seq_len, table.context) == ("cpu", "float32", 1, 16, 20)
     ops = set(space_ops(space))
@@ -81,9 +82,40 @@ def test_prediction_is_the_sum_of_ops_plus_overhead(timed) -> None:
             return table.ms[(phase, op, shape)]
 
         block = (2 * t("norm", 32) + t("linear", 32, 32) + 2 * t("linear", 32, 16) + t("attention", 4, 2, 8)
-                 + t("linear", 32, 32) + t("mlp", 32, 48))
+                 + t("linear", 32, 32) + t("mlp", 32, 48)) * in_model_factor(table, phase, 32)
         by_hand = t("embedding", 32) + t("norm", 32) + t("head", 32) + 2 * block + 2 * per_layer + constant
         assert predict(table, [arch], phase)[0] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_probes_are_whole_models_and_scale_the_blocks_by_their_in_model_factor(timed) -> None:
+    space, table = timed
+    probes = probe_ops(space)
+    assert {shape[0] for _, shape in probes} == set(space.dimensions["embed_dim"].candidates())
+    assert {shape[-1] for _, shape in probes} == set(PROBE_LAYERS)
+    for phase in PHASES:  # a deeper model takes longer: the timings are the models'
+        for _, (e, h, g, d, i, layers) in probes:
+            if layers == PROBE_LAYERS[0]:
+                assert table.ms[(phase, "model", (e, h, g, d, i, PROBE_LAYERS[1]))] > table.ms[
+                    (phase, "model", (e, h, g, d, i, layers))]
+    # a made-up probe pair: per layer exactly 3x the probe block's ops -> factor 3, and a block's ops count 3x
+    e, h, g, d, i, _ = probes[0][1]
+    block = sum(table.ms[("prefill", *op)] for op in
+                [("norm", (e,)), ("norm", (e,)), ("attention", (h, g, d)), ("mlp", (e, i))]
+                + [op for op in arch_ops(space.family, {"embed_dim": e, "n_layers": 1, "n_heads": h,
+                                                        "n_kv_groups": g, "head_size": d, "intermediate_size": i})
+                   if op[0] == "linear" for _ in range(arch_ops(space.family, {
+                       "embed_dim": e, "n_layers": 1, "n_heads": h, "n_kv_groups": g, "head_size": d,
+                       "intermediate_size": i})[op])])
+    ms = {k: v for k, v in table.ms.items() if not (k[0] == "prefill" and k[1] == "model" and k[2][0] == e)}
+    ms[("prefill", "model", (e, h, g, d, i, 2))] = 10.0
+    ms[("prefill", "model", (e, h, g, d, i, 12))] = 10.0 + 10 * 3 * block
+    made = dataclasses.replace(table, ms=ms)
+    assert in_model_factor(made, "prefill", e) == pytest.approx(3.0, rel=1e-9)
+    arch = {"embed_dim": e, "n_layers": 2, "n_heads": h, "n_kv_groups": g, "head_size": d, "intermediate_size": i}
+    plain = dataclasses.replace(table, ms={k: v for k, v in ms.items() if k[1] != "model"})
+    assert in_model_factor(plain, "prefill", e) == 1.0  # a table without probes: the ops alone
+    stem = sum(table.ms[("prefill", op, (e,))] for op in ("embedding", "norm", "head"))
+    assert predict(made, [arch])[0] - stem == pytest.approx(3 * (predict(plain, [arch])[0] - stem), rel=1e-9)
 
 
 def test_per_layer_archs_sum_their_layers(tmp_path) -> None:
@@ -259,6 +291,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
     (("--refit",), "--db: holds no latency model of space 'tiny-llama' on cpu"),
     (("--refit", "--validate"), "--refit: stores a fit, --validate scores one: give one of them"),
     (("--refit", "--rounds", "3"), "--rounds: times a new table: leave it out with --refit (got 3)"),
+    (("--splits", "3"), "--splits: scores held-out halves: it needs --validate (got 3)"),
 ])
 def test_cli_errors_are_one_line(capsys, tmp_path, flags, fragment) -> None:
     space = _space(tmp_path)
@@ -279,7 +312,7 @@ def test_cli_measures_stores_and_validates(capsys, tmp_path) -> None:
     code, out, _ = _run(capsys, "bench", "latency-model", space.path, "--db", db, "--rounds", "1", "--dtype",
                         "float32")
     first = json.loads(out)
-    assert code == 0 and first["ops"] == 2 * len(space_ops(space)) and first["fitted_n"] == {}
+    assert code == 0 and first["ops"] == 2 * len(space_ops(space) + probe_ops(space)) and first["fitted_n"] == {}
     table = load_table(db, space.name)
     archs = space.sample(30, seed=5)
     truth = predict(table, archs) + 0.4 * np.array([a["n_layers"] for a in archs]) + 0.8
@@ -297,6 +330,12 @@ def test_cli_measures_stores_and_validates(capsys, tmp_path) -> None:
     assert result["kendall_tau"] == pytest.approx(1.0) and result["within_10pct"] == 1.0
     assert result["overhead_ms"] == {"per_layer": pytest.approx(0.4, abs=1e-4), "constant": pytest.approx(0.8,
                                                                                                          abs=1e-4)}
+    code, out, _ = _run(capsys, "bench", "latency-model", space.path, "--db", db, "--validate", "--metric",
+                        "latency_wall_ms", "--splits", "3")
+    splits = json.loads(out)["kendall_tau_splits"]
+    assert code == 0 and splits["seeds"] == [0, 1, 2] and splits["tau"][0] == pytest.approx(result["kendall_tau"],
+                                                                                             abs=1e-4)
+    assert splits["min"] == min(splits["tau"]) and len(splits["tau"]) == 3
     # --refit times nothing: the stored table's op times stay, its overheads are fitted on every measured arch
     code, out, _ = _run(capsys, "bench", "latency-model", space.path, "--db", db, "--refit", "--metric",
                         "latency_wall_ms")

@@ -160,7 +160,7 @@ for step in "$@"; do
       check_cpu
       nasbench bench latency-model smollm2-135m --db "$db" --rounds 200
       for metric in latency_ms decode_ms_per_token; do
-        nasbench bench latency-model smollm2-135m --db "$db" --validate --metric "$metric"
+        nasbench bench latency-model smollm2-135m --db "$db" --validate --metric "$metric" --splits 5
       done ;;
     baselines)
       check_cpu
