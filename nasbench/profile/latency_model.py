@@ -19,8 +19,9 @@ step attending to a KV cache of ``context`` tokens:
   models of the family with random weights at every embed dim, one block shape (:func:`probe_ops`) and the two
   depths of :data:`PROBE_LAYERS`. Their time per layer over the sum of that block's ops timed alone is the block's
   in-model factor at that embed dim (:func:`in_model_factor`): what a block costs inside a forward pass beyond its ops
-  (the HF layer's own calls, activations passed from op to op), which differs by embed dim (on a 2-core Xeon a block
-  of width 288 took 1.24x its ops, the other widths 1.29-1.30x).
+  (the HF layer's own calls, activations passed from op to op), which differs by embed dim (on a 2-core Xeon with
+  AMX a block took 1.35-1.39x its ops in prefill and 1.66-1.69x in decode, by embed dim). The probes hold
+  ``2 x len(embed_dim)`` small whole models in memory while the table is timed.
 
 Timing is interleaved: every round visits all shapes of both phases in a new shuffled order, each visit times a
 batch of back-to-back calls (as many as make ``min_ms``, one for a large op; a projection or MLP reads other
