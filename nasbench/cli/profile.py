@@ -26,7 +26,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         raise NasBenchError("--minutes", "must be > 0", args.minutes)
     config = _protocol(args, n=args.n, seed=args.seed, grid_params=args.grid_params,
                        archs=tuple(read_arch_lines(args.archs)), shard=parse_shard(args.shard),
-                       remeasure_before=args.remeasure_before, latency_sessions=args.latency_sessions,
+                       remeasure_before=args.remeasure_before, latency_visits=args.latency_visits,
                        deadline=None if args.minutes is None else time.time() + 60 * args.minutes)
     if args.engine == "ray":
         from nasbench.profile.ray_engine import import_ray, profile_ray
@@ -275,8 +275,8 @@ def add_verbs(verbs: Any) -> None:
     p.add_argument("--db", default=DEFAULT_DB, help=f"DuckDB file (default {DEFAULT_DB})")
     p.add_argument("--shard", default="0/1", metavar="i/n", help="profile every n-th arch starting at i")
     p.add_argument("--minutes", type=float, help="start no arch after this many minutes (resume later)")
-    p.add_argument("--latency-sessions", type=int, default=1, metavar="R",
-                   help="time latency_rel (alone) in R sessions spread over the run: the archs visited R times in "
+    p.add_argument("--latency-visits", type=int, default=1, metavar="R",
+                   help="time latency_rel (alone) in R visits spread over the run: the archs visited R times in "
                         "turn, a fresh copy each time, every pair pooled; the machine's state over the run averages "
                         "out instead of deciding an arch's value (default 1)")
     _remeasure_flag(p)

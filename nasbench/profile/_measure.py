@@ -3,8 +3,8 @@
 Which archs: seeded samples, an optional parameter grid, the smallest and the largest, deduplicated by arch_id and
 split deterministically by ``shard``. Resumable: a metric already stored for (arch, supernet, metric, task, device)
 is skipped, and each arch's new rows are committed in one transaction, so a kill loses at most the arch in flight
-and a restart adds no duplicates (with ``latency_sessions`` > 1 an arch's rows are written at its last session, so a
-kill loses the sessions of the archs not yet written: the same command times them again). Perplexity and accuracy
+and a restart adds no duplicates (with ``latency_visits`` > 1 an arch's rows are written at its last visit, so a
+kill loses the visits of the archs not yet written: the same command times them again). Perplexity and accuracy
 run on the sliced supernet; latency and memory on the extracted dense model.
 """
 
@@ -169,8 +169,8 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
         measurer = Measurer(space, config, supernet, data_dir, groups_of(todo))
         software = _software(config.device)
         with tqdm(total=len(todo), unit="arch", desc=f"profile {space.name}", disable=not progress) as bar:
-            if config.latency_sessions > 1:
-                _sessions(store, space, measurer, todo, config, supernet_id, software, summary, bar)
+            if config.latency_visits > 1:
+                _visits(store, space, measurer, todo, config, supernet_id, software, summary, bar)
             else:
                 for arch, missing in todo:
                     if config.deadline is not None and time.time() >= config.deadline:
@@ -186,21 +186,21 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
     return summary
 
 
-def _sessions(store: Store, space: SearchSpace, measurer: Measurer,
+def _visits(store: Store, space: SearchSpace, measurer: Measurer,
               todo: Sequence[tuple[dict[str, Any], list[tuple[str, str]]]], config: ProfileConfig, supernet_id: str,
               software: dict[str, str], summary: ProfileSummary, bar: Any) -> None:
-    """``latency_rel`` in ``config.latency_sessions`` sessions: the archs visited that many times in turn, each
+    """``latency_rel`` in ``config.latency_visits`` visits: the archs visited that many times in turn, each
     arch's rows written (pooled) at its last visit. The deadline is checked per visit; it stops the run with the
-    sessions of the archs not yet written lost."""
+    visits of the archs not yet written lost."""
     held: dict[str, list[Any]] = {}
-    for session in range(config.latency_sessions):
+    for visit in range(config.latency_visits):
         for arch, _ in todo:
             if config.deadline is not None and time.time() >= config.deadline:
                 summary.stopped = True
                 return
             parts = held.setdefault(arch_id(arch), [])
-            parts.append(measurer.relative_session(arch))
-            if session == config.latency_sessions - 1:
+            parts.append(measurer.relative_visit(arch))
+            if visit == config.latency_visits - 1:
                 rows = measurer.pooled_rows(arch, held.pop(arch_id(arch)))
                 summary.rows += store_rows(store, space, arch, rows, supernet_id, software,
                                            replace=config.remeasure_before is not None)
@@ -259,12 +259,12 @@ class Measurer:
         return _measure(self.space, self.supernet, self.tokenizer, arch, missing, self.config, self.evaluation,
                         self.task_dir, self._layers(arch), self.reference, self.selection)
 
-    def relative_session(self, arch: dict[str, Any]) -> Any:
-        """One session of ``latency_rel`` (:attr:`ProfileConfig.latency_sessions`): a fresh copy of ``arch`` timed
+    def relative_visit(self, arch: dict[str, Any]) -> Any:
+        """One visit of ``latency_rel`` (:attr:`ProfileConfig.latency_visits`): a fresh copy of ``arch`` timed
         against the full model for its share of the pairs (a :class:`~nasbench.profile.latency.RelativeLatency`)."""
         from nasbench.profile.latency import measure_relative_latency
 
-        config, n = self.config, self.config.latency_sessions
+        config, n = self.config, self.config.latency_visits
         full = self.space.largest()
         if self.reference is None:
             self.reference = _extract_and_run(self.supernet, full, self._layers(full), config)
@@ -276,14 +276,14 @@ class Measurer:
                                         decode_tokens=config.decode_tokens, decode_warmup=0,
                                         decode_repeats=math.ceil(config.decode_pairs / n))
 
-    def pooled_rows(self, arch: dict[str, Any], sessions: list[Any]) -> list[dict[str, Any]]:
-        """The rows of ``arch``'s ``latency_rel`` sessions pooled (and its FLOPs, which ride along every arch)."""
-        from nasbench.profile.latency import pool_sessions, relative_rows
+    def pooled_rows(self, arch: dict[str, Any], visits: list[Any]) -> list[dict[str, Any]]:
+        """The rows of ``arch``'s ``latency_rel`` visits pooled (and its FLOPs, which ride along every arch)."""
+        from nasbench.profile.latency import pool_visits, relative_rows
 
         config, aid = self.config, arch_id(arch)
         return [dict(arch_id=aid, metric="flops", value=float(self.space.flops(arch, config.seq_len)),
                      unit="flop/token", device=config.device, seq_len=config.seq_len, cost_s=0.0),
-                *relative_rows(pool_sessions(sessions), dict(arch_id=aid, device=config.device,
+                *relative_rows(pool_visits(visits), dict(arch_id=aid, device=config.device,
                                                              batch=config.latency_batch,
                                                              seq_len=config.latency_seq_len, dtype=config.dtype),
                                arch_id(self.space.largest()), config.decode_tokens)]

@@ -63,12 +63,12 @@ class ProfileConfig:
     """``time.time()`` after which no new arch is started (the arch in flight finishes and is committed)."""
     endpoints: bool = True
     """Also profile the smallest admitted and the largest arch."""
-    latency_sessions: int = 1
-    """``latency_rel`` timed in this many sessions spread over the run (``--latency-sessions``): the archs are visited
+    latency_visits: int = 1
+    """``latency_rel`` timed in this many visits spread over the run (``--latency-visits``): the archs are visited
     this many times in turn, each visit timing a fresh copy of the arch for its share of the pairs, and the row pools
-    every pair (:func:`nasbench.profile.latency.pool_sessions`), so the machine's state over the run and a copy's
+    every pair (:func:`nasbench.profile.latency.pool_visits`), so the machine's state over the run and a copy's
     placement in memory average out instead of deciding an arch's value. Only with ``latency_rel`` alone, in
-    process; an arch's rows are written after its last session, so a stopped run loses the sessions of the archs
+    process; an arch's rows are written after its last visit, so a stopped run loses the visits of the archs
     not yet written."""
     remeasure_before: str | None = None
     """ISO time (UTC, as the rows' ``created_at``): a stored row of ``metrics`` older than it counts as missing and
@@ -79,10 +79,10 @@ class ProfileConfig:
         self.metrics = tuple(dict.fromkeys(profile_item(m) for m in self.metrics))
         if self.decode_repeats is not None and self.decode_repeats < 1:
             raise NasBenchError("decode_repeats", "must be >= 1", self.decode_repeats)
-        if self.latency_sessions < 1:
-            raise NasBenchError("latency_sessions", "must be >= 1", self.latency_sessions)
-        if self.latency_sessions > 1 and self.metrics != ("latency_rel",):
-            raise NasBenchError("latency_sessions", "above 1 needs the metrics latency_rel alone (sessions revisit "
+        if self.latency_visits < 1:
+            raise NasBenchError("latency_visits", "must be >= 1", self.latency_visits)
+        if self.latency_visits > 1 and self.metrics != ("latency_rel",):
+            raise NasBenchError("latency_visits", "above 1 needs the metrics latency_rel alone (visits revisit "
                                 "the archs for it only)", ",".join(self.metrics))
         if self.remeasure_before is not None:
             try:

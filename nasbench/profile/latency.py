@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["LatencyResult", "RelativeLatency", "measure_relative_latency", "pool_sessions", "relative_rows",
+__all__ = ["LatencyResult", "RelativeLatency", "measure_relative_latency", "pool_visits", "relative_rows",
            "Footprint", "Energy", "measure_latency", "memory_footprint", "prefill_peak_mb", "peak_memory_mb",
            "measure_energy"]
 
@@ -76,8 +76,7 @@ def measure_latency(model: torch.nn.Module, *, batch: int = 1, seq_len: int = 12
                 times.append(elapsed)
         decode = None
         if decode_tokens > 0:
-            decode = _decode_ms_per_token(model, ids, decode_tokens,
-                                          repeats=max(3, repeats // 3) if decode_repeats is None else decode_repeats)
+            decode = _decode_ms_per_token(model, ids, decode_tokens, repeats=_decode_pairs(repeats, decode_repeats))
     q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0], 0, times[0])
     mean = statistics.fmean(times)
     cv = statistics.stdev(times) / mean if len(times) > 1 else 0.0
@@ -104,33 +103,33 @@ class RelativeLatency:
     """With ``decode_tokens`` > 0: the same for the decode time per token with the KV cache (``model_ms`` and
     ``reference_ms`` per token, ``repeats`` its pairs)."""
     pairs: tuple[tuple[float, float], ...] = ()
-    """Every timed pair, (model ms, reference ms), in order: what :func:`pool_sessions` pools."""
-    sessions: tuple[float, ...] = ()
-    """Pooled over sessions (:func:`pool_sessions`): each session's median ratio, in order (empty: one session)."""
+    """Every timed pair, (model ms, reference ms), in order: what :func:`pool_visits` pools."""
+    visits: tuple[float, ...] = ()
+    """Pooled over visits (:func:`pool_visits`): each visit's median ratio, in order (empty: one visit)."""
 
 
-def pool_sessions(parts: Sequence[RelativeLatency]) -> RelativeLatency:
-    """One measurement from several sessions of the same model and reference (each a fresh copy of the model, timed
-    at another time): the median, IQR and CV over all their pairs, each session's median ratio kept.
+def pool_visits(parts: Sequence[RelativeLatency]) -> RelativeLatency:
+    """One measurement from several visits of the same model and reference (each a fresh copy of the model, timed
+    at another time): the median, IQR and CV over all their pairs, each visit's median ratio kept.
 
-    Why sessions: on a shared CPU a model's decode time relative to the full model's moves with the machine's state
+    Why visits: on a shared CPU a model's decode time relative to the full model's moves with the machine's state
     over minutes (other tenants' use of the shared cache and memory slows a small model's step more than the full
     model's, which never fitted the cache), and a freshly built copy of a model runs a little faster or slower than
-    another (where its weights landed). Pairs taken back to back in one session share both, so more pairs do not
-    shrink them; sessions spread over a pass do (measured on a 2-core Xeon, decode, 4 sessions of 6 pairs: a
-    session's median differed from the arch's others by about 3% beyond its pairs' own noise, and the median
-    session's ratio moved by 5.5% from the first visit of the pass to the last)."""
+    another (where its weights landed). Pairs taken back to back in one visit share both, so more pairs do not
+    shrink them; visits spread over a pass do (measured on a 2-core Xeon, decode, 4 visits of 6 pairs: a
+    visit's median differed from the arch's others by about 3% beyond its pairs' own noise, and the median
+    visit's ratio moved by 5.5% from the first visit of the pass to the last)."""
     if not parts:
-        raise ValueError("pool_sessions needs at least one session")
+        raise ValueError("pool_visits needs at least one visit")
     if any(p.threads != parts[0].threads for p in parts):
-        raise ValueError(f"sessions ran with different torch threads: {[p.threads for p in parts]}")
+        raise ValueError(f"visits ran with different torch threads: {[p.threads for p in parts]}")
     pooled = _summary([pair for p in parts for pair in p.pairs])
     decode = None
     if parts[0].decode is not None:
-        decode = pool_sessions([p.decode for p in parts if p.decode is not None])
+        decode = pool_visits([p.decode for p in parts if p.decode is not None])
     return RelativeLatency(*pooled, threads=parts[0].threads, seconds=sum(p.seconds for p in parts), decode=decode,
                            pairs=tuple(pair for p in parts for pair in p.pairs),
-                           sessions=tuple(p.ratio for p in parts) if len(parts) > 1 else ())
+                           visits=tuple(p.ratio for p in parts) if len(parts) > 1 else ())
 
 
 def measure_relative_latency(model: torch.nn.Module, reference: torch.nn.Module, *, batch: int = 1,
@@ -155,7 +154,7 @@ def measure_relative_latency(model: torch.nn.Module, reference: torch.nn.Module,
         if decode_tokens > 0:
             _decode_ms_per_token(model, ids, min(2, decode_tokens), repeats=1)
             decode = _alternate(model, reference, lambda m: _decode_ms_per_token(m, ids, decode_tokens, repeats=1),
-                                decode_warmup, max(3, repeats // 3) if decode_repeats is None else decode_repeats)
+                                decode_warmup, _decode_pairs(repeats, decode_repeats))
     threads = torch.get_num_threads()
     return RelativeLatency(*_summary(prefill), threads=threads, seconds=time.perf_counter() - start,
                            decode=None if decode is None else RelativeLatency(*_summary(decode), threads=threads,
@@ -167,16 +166,16 @@ def relative_rows(rel: Any, common: dict[str, Any], reference: str, decode_token
                   extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The ``latency_rel`` row of a :class:`~nasbench.profile.latency.RelativeLatency` (and its ``decode_rel`` row
     when decode was timed), as Measurement keyword dicts over ``common``; ``extra`` added to each row's. A
-    measurement pooled over sessions (:func:`pool_sessions`) says so: ``sessions``, each session's median ratio."""
-    def sessions(r: RelativeLatency) -> dict[str, Any]:
-        return {"sessions": list(r.sessions)} if r.sessions else {}
+    measurement pooled over visits (:func:`pool_visits`) says so: ``visits``, each visit's median ratio."""
+    def visits(r: RelativeLatency) -> dict[str, Any]:
+        return {"visits": list(r.visits)} if r.visits else {}
 
     rows = [dict(common, metric="latency_rel", value=rel.ratio, unit="x full model", spread=rel.iqr,
                  n_repeats=rel.repeats, cost_s=rel.seconds,
                  extra={"reference": reference, "reference_ms": rel.reference_ms, "model_ms": rel.model_ms,
                         "threads": rel.threads, "cv": rel.cv,
                         "what": "median of prefill-time ratios, model and full model timed alternately",
-                        **sessions(rel), **(extra or {})})]
+                        **visits(rel), **(extra or {})})]
     if rel.decode is not None:
         d = rel.decode
         rows.append(dict(common, metric="decode_rel", value=d.ratio, unit="x full model", spread=d.iqr,
@@ -184,7 +183,7 @@ def relative_rows(rel: Any, common: dict[str, Any], reference: str, decode_token
                          extra={"reference": reference, "reference_ms": d.reference_ms, "model_ms": d.model_ms,
                                 "threads": d.threads, "cv": d.cv, "decode_tokens": decode_tokens,
                                 "what": "median of decode-time-per-token ratios, model and full model timed "
-                                        "alternately", **sessions(d), **(extra or {})}))
+                                        "alternately", **visits(d), **(extra or {})}))
     return rows
 
 
@@ -208,6 +207,12 @@ def _summary(pairs: Sequence[tuple[float, float]]) -> tuple[float, float, float,
     cv = statistics.stdev(ratios) / statistics.fmean(ratios) if len(ratios) > 1 else 0.0
     return (statistics.median(ratios), q3 - q1, cv, len(ratios), statistics.median(p[0] for p in pairs),
             statistics.median(p[1] for p in pairs))
+
+
+def _decode_pairs(repeats: int, decode_repeats: int | None) -> int:
+    """Decode repeats (pairs): ``decode_repeats``, else a third of prefill's and at least 3 (as
+    :attr:`nasbench.profile.config.ProfileConfig.decode_pairs`)."""
+    return max(3, repeats // 3) if decode_repeats is None else decode_repeats
 
 
 def _timed(device: torch.device, fn: Callable[[], Any]) -> float:

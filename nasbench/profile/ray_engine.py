@@ -137,8 +137,8 @@ def check_job(config: ProfileConfig, cpus_per_task: int) -> None:
                             config.device)
     if cpus_per_task < 1:
         raise NasBenchError("cpus_per_task", "must be >= 1", cpus_per_task)
-    if config.latency_sessions > 1:  # sessions revisit the archs in one process, one reference timed throughout
-        raise NasBenchError("latency_sessions", "above 1 needs the in-process engine", config.latency_sessions)
+    if config.latency_visits > 1:  # visits revisit the archs in one process, one reference timed throughout
+        raise NasBenchError("latency_visits", "above 1 needs the in-process engine", config.latency_visits)
 
 
 def _run(ray: Any, store: Any, space: SearchSpace, job: Job, todo: list[tuple[dict[str, Any], list[Any]]],

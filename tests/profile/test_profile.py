@@ -232,58 +232,58 @@ def test_profile_latency_rel_is_relative_to_the_full_model(tiny_with_data, tmp_p
             assert value == 1.0
 
 
-def test_pooled_sessions_take_the_median_of_every_pair_and_keep_each_sessions_median() -> None:
-    from nasbench.profile.latency import RelativeLatency, pool_sessions
+def test_pooled_visits_take_the_median_of_every_pair_and_keep_each_visits_median() -> None:
+    from nasbench.profile.latency import RelativeLatency, pool_visits
 
-    def session(ratios, seconds=1.0):
+    def visit(ratios, seconds=1.0):
         pairs = tuple((r * 10, 10.0) for r in ratios)
         return RelativeLatency(sorted(ratios)[len(ratios) // 2], 0.0, 0.0, len(ratios), 0.0, 10.0, threads=2,
                                seconds=seconds, pairs=pairs,
                                decode=RelativeLatency(1.0, 0.0, 0.0, 1, 20.0, 20.0, threads=2, pairs=((20.0, 20.0),)))
 
-    pooled = pool_sessions([session([0.5, 0.6, 0.7]), session([0.8, 0.9, 1.0]), session([0.55, 0.65, 0.75], 2.0)])
+    pooled = pool_visits([visit([0.5, 0.6, 0.7]), visit([0.8, 0.9, 1.0]), visit([0.55, 0.65, 0.75], 2.0)])
     assert pooled.ratio == pytest.approx(0.7) and pooled.repeats == 9  # the median of all 9, not of the 3 medians
-    assert pooled.sessions == pytest.approx((0.6, 0.9, 0.65)) and pooled.seconds == 4.0
-    assert pooled.decode.repeats == 3 and pooled.decode.sessions == (1.0, 1.0, 1.0)
-    assert pool_sessions([session([0.5, 0.6, 0.7])]).sessions == ()  # one session is not "pooled"
+    assert pooled.visits == pytest.approx((0.6, 0.9, 0.65)) and pooled.seconds == 4.0
+    assert pooled.decode.repeats == 3 and pooled.decode.visits == (1.0, 1.0, 1.0)
+    assert pool_visits([visit([0.5, 0.6, 0.7])]).visits == ()  # one visit is not "pooled"
     with pytest.raises(ValueError, match="threads"):
-        pool_sessions([session([0.5]), RelativeLatency(1.0, 0, 0, 1, 1, 1, threads=1, pairs=((1.0, 1.0),))])
+        pool_visits([visit([0.5]), RelativeLatency(1.0, 0, 0, 1, 1, 1, threads=1, pairs=((1.0, 1.0),))])
 
 
-def test_latency_sessions_revisit_the_archs_and_pool_their_pairs(tiny_with_data, tmp_path, capsys) -> None:
+def test_latency_visits_revisit_the_archs_and_pool_their_pairs(tiny_with_data, tmp_path, capsys) -> None:
     space, data = tiny_with_data
     db = tmp_path / "s.duckdb"
-    config = ProfileConfig(n=3, seed=0, metrics=("latency_rel",), decode_tokens=2, latency_sessions=3,
+    config = ProfileConfig(n=3, seed=0, metrics=("latency_rel",), decode_tokens=2, latency_visits=3,
                            **dict(FAST, latency_repeats=6))
     summary = profile(space, db, config, data_dir=data, progress=False)
     full = arch_id(space.largest())
-    for metric, pairs in (("latency_rel", 6), ("decode_rel", 3)):  # prefill 6 / 3 sessions, decode max(3, 2) / 3
+    for metric, pairs in (("latency_rel", 6), ("decode_rel", 3)):  # prefill 6 / 3 visits, decode max(3, 2) / 3
         stored = rows(db, f"SELECT arch_id, value, n_repeats, extra FROM measurements WHERE metric = '{metric}'")
         assert len(stored) == summary.archs == summary.profiled
         for aid, value, n, extra in stored:
             extra = json.loads(extra)
-            assert n == pairs and len(extra["sessions"]) == 3 and extra["reference"] == full
-            assert min(extra["sessions"]) <= value <= max(extra["sessions"]) or aid == full
+            assert n == pairs and len(extra["visits"]) == 3 and extra["reference"] == full
+            assert min(extra["visits"]) <= value <= max(extra["visits"]) or aid == full
             if aid == full:
                 assert value == 1.0
     assert profile(space, db, config, data_dir=data, progress=False).profiled == 0  # resumes: nothing missing
     with pytest.raises(NasBenchError, match="latency_rel alone"):
-        ProfileConfig(metrics=("latency_rel", "ppl"), latency_sessions=2)
+        ProfileConfig(metrics=("latency_rel", "ppl"), latency_visits=2)
     # decode's pairs: a third of prefill's by default, or as many as asked for
     assert ProfileConfig(latency_repeats=30).decode_pairs == 10 and ProfileConfig(latency_repeats=3).decode_pairs == 3
     assert ProfileConfig(latency_repeats=30, decode_repeats=24).decode_pairs == 24
     with pytest.raises(NasBenchError, match="decode_repeats"):
         ProfileConfig(decode_repeats=0)
-    more = ProfileConfig(n=0, metrics=("latency_rel",), decode_tokens=2, latency_sessions=2, decode_repeats=5,
+    more = ProfileConfig(n=0, metrics=("latency_rel",), decode_tokens=2, latency_visits=2, decode_repeats=5,
                          remeasure_before="2999-01-01", **dict(FAST, latency_repeats=6))
     assert profile(space, db, more, data_dir=data, progress=False).profiled == 2  # the smallest and the largest
     assert {n for (n,) in rows(db, "SELECT n_repeats FROM measurements WHERE metric = 'decode_rel' AND arch_id = "
-                                   f"'{full}'")} == {6}  # 5 pairs in 2 sessions: 3 each
+                                   f"'{full}'")} == {6}  # 5 pairs in 2 visits: 3 each
     capsys.readouterr()
-    code = main(["profile", space.path, "--n", "1", "--data-dir", str(data), "--db", str(db), "--latency-sessions",
+    code = main(["profile", space.path, "--n", "1", "--data-dir", str(data), "--db", str(db), "--latency-visits",
                  "0", "--metrics", "latency_rel"])
     err = capsys.readouterr().err
-    assert code == 2 and "--latency-sessions: must be >= 1" in err and len(err.strip().splitlines()) == 1, err
+    assert code == 2 and "--latency-visits: must be >= 1" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_export_verify_ppl_reloads_the_model_and_matches_the_benchmark_row(tiny_with_data, tmp_path, capsys) -> None:

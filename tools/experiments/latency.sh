@@ -15,12 +15,12 @@
 #              agreement printed: for a first pass that ran on a machine that was not idle (`bench retest` prints each
 #              pass's median pair CV), at least an hour after the retest; every retest arch is timed again, never a
 #              chosen few
-#   sessions   the retest archs timed again in SESSIONS (default 4) sessions spread over the step (`profile
-#              --latency-sessions`: every arch visited SESSIONS times in turn, a fresh copy each time, all pairs
+#   visits     the retest archs timed again in VISITS (default 4) visits spread over the step (`profile
+#              --latency-visits`: every arch visited VISITS times in turn, a fresh copy each time, all pairs
 #              pooled), into the benchmark DB (their rows replaced); decode's ratio to the full model moves with the
 #              machine's state over minutes, which pairs taken back to back in one visit share and cannot cancel
-#   sessions-retest
-#              once an hour has passed since `sessions` last timed them: the retest archs in sessions again, into
+#   visits-retest
+#              once an hour has passed since `visits` last timed them: the retest archs in visits again, into
 #              the retest DB (its rows replaced), then the agreement printed
 #   model      the op-level latency model timed (200 rounds), fitted on the DB's drift-cancelled latencies, stored in the
 #              DB and validated on them (prefill and decode)
@@ -31,7 +31,7 @@
 # the pairs' CV from 9% to 12-17%). REPEATS (default 24) prefill pairs per arch and DECODE_REPEATS (default
 # REPEATS / 3) decode pairs of 16 tokens for the RETEST_N (default 200) retest archs; on a 2-core Intel Xeon with AMX-BF16 a retest arch cost about
 # 11.5 s (prefill and decode) and any other arch 2.8 s, so `pass` took about two hours for 2,000 archs and `retest`
-# about 38 minutes; `sessions` with REPEATS=24 DECODE_REPEATS=24 SESSIONS=4 took 78.5 minutes (23.3 s per arch).
+# about 38 minutes; `visits` with REPEATS=24 DECODE_REPEATS=24 VISITS=4 took 78.5 minutes (23.3 s per arch).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 space=spaces/smollm2-135m.yaml
@@ -40,7 +40,7 @@ retest_db=results/retest/smollm2-135m-latency-rel.duckdb  # its own file: no pai
 dir=results/retest
 campaign=$dir/latency-campaign.json
 repeats=${REPEATS:-24}
-sessions=${SESSIONS:-4}
+visits=${VISITS:-4}
 decode_repeats=${DECODE_REPEATS:-$(( repeats / 3 > 3 ? repeats / 3 : 3 ))}
 retest_n=${RETEST_N:-200}
 supernet=results/supernets/smollm2-135m-recovery-1  # latency is weight-free: any supernet of the space extracts the
@@ -75,20 +75,20 @@ for a in retest + rest:
 EOF
 }
 
-profile() {  # ARCHS DB DECODE_TOKENS [REMEASURE_BEFORE [SESSIONS]]
+profile() {  # ARCHS DB DECODE_TOKENS [REMEASURE_BEFORE [VISITS]]
   nasbench profile "$space" --supernet "$supernet" --n 0 --archs "$1" --metrics latency_rel \
     --latency-repeats "$repeats" --decode-tokens "$3" --dtype bfloat16 --remeasure-before "${4:-$(field since)}" \
-    --decode-repeats "$decode_repeats" --latency-sessions "${5:-1}" --db "$2"
+    --decode-repeats "$decode_repeats" --latency-visits "${5:-1}" --db "$2"
 }
 
 since_of() {  # KEY: the campaign's start of a step, recorded at its first start so that the step resumes; a step
-  # started again with another protocol (repeats, decode repeats, sessions) starts over from now
-  python - "$campaign" "$1" "$repeats" "$decode_repeats" "$sessions" <<'EOF'
+  # started again with another protocol (repeats, decode repeats, visits) starts over from now
+  python - "$campaign" "$1" "$repeats" "$decode_repeats" "$visits" <<'EOF'
 import datetime as d, json, sys
 path, key = sys.argv[1], sys.argv[2]
 step = key.removesuffix("_since")
 protocol = {f"{step}_repeats": int(sys.argv[3]), f"{step}_decode_repeats": int(sys.argv[4]),
-            f"{step}_sessions": int(sys.argv[5])}
+            f"{step}_latency_visits": int(sys.argv[5])}
 c = json.load(open(path))
 if key not in c or any(c.get(k) != v for k, v in protocol.items()):
     c[key] = d.datetime.now(d.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds")
@@ -144,16 +144,16 @@ for step in "$@"; do
       profile "$dir/latency-retest.jsonl" "$db" 16 "$again_since"
       nasbench bench retest "$db" "$retest_db" --space smollm2-135m \
         --metrics latency_ms,latency_rel,decode_ms_per_token,decode_rel ;;
-    sessions)
+    visits)
       check_cpu
       [ -f "$dir/latency-retest.jsonl" ] || { echo "latency.sh: no retest archs yet: run 'pass' first" >&2; exit 2; }
-      profile "$dir/latency-retest.jsonl" "$db" 16 "$(since_of sessions_since)" "$sessions" ;;
-    sessions-retest)
+      profile "$dir/latency-retest.jsonl" "$db" 16 "$(since_of visits_since)" "$visits" ;;
+    visits-retest)
       check_cpu
-      [ -n "$(python -c "import json, sys; print(json.load(open(sys.argv[1])).get('sessions_since', ''))" \
-        "$campaign")" ] || { echo "latency.sh: run 'sessions' first" >&2; exit 2; }
+      [ -n "$(python -c "import json, sys; print(json.load(open(sys.argv[1])).get('visits_since', ''))" \
+        "$campaign")" ] || { echo "latency.sh: run 'visits' first" >&2; exit 2; }
       hour_since "$db"
-      profile "$dir/latency-retest.jsonl" "$retest_db" 16 "$(since_of sessions_retest_since)" "$sessions"
+      profile "$dir/latency-retest.jsonl" "$retest_db" 16 "$(since_of visits_retest_since)" "$visits"
       nasbench bench retest "$db" "$retest_db" --space smollm2-135m \
         --metrics latency_ms,latency_rel,decode_ms_per_token,decode_rel ;;
     model)
@@ -165,7 +165,7 @@ for step in "$@"; do
     baselines)
       check_cpu
       LATENCY_SINCE=$(field since) REPEATS=$repeats tools/experiments/baselines.sh latency ;;
-    *) echo "latency.sh: unknown step '$step'; one of start pass retest again sessions sessions-retest model" \
+    *) echo "latency.sh: unknown step '$step'; one of start pass retest again visits visits-retest model" \
             "baselines" >&2
        exit 2 ;;
   esac
