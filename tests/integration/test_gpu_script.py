@@ -347,3 +347,47 @@ def test_slim_wheel_drops_only_builtin_tasks(tmp_path):
         record = z.read("lm_eval-0.0.dist-info/RECORD").decode()
     assert "lm_eval/tasks/manager.py" in kept and "lm_eval/tasks/arc/arc_easy.yaml" not in kept
     assert "arc_easy" not in record and "mmlu" not in record and "lm_eval/tasks/__init__.py" in record
+
+
+def test_park_moves_what_the_run_does_not_read_and_unpark_restores_it(tmp_path):
+    repo, parked = tmp_path / "repo", tmp_path / "parked"
+    files = {"nasbench/x.py": b"code", "results/bench.duckdb": b"d" * 5000, "results/published/a.parquet": b"p" * 300,
+             "results/supernets/keep/manifest.json": b"{}", "results/supernets/keep/w.safetensors": b"w" * 900,
+             "results/supernets/old/w.safetensors": b"o" * 900, "results/new-untracked.json": b"u" * 10,
+             "results/bands/probes.jsonl": b"{}\n"}  # the bands are kept without --keep
+    for name, data in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes(data)
+    (repo / ".gitignore").write_text("results/ignored.bin\n", encoding="utf-8")
+    (repo / "results" / "ignored.bin").write_bytes(b"i")  # a copy from git lacks it: not parked
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    _run(["git", "init", "-q"], repo, env)
+    _run(["git", "add", "nasbench", "results/bench.duckdb", "results/published", "results/supernets", "results/bands",
+          ".gitignore"], repo, env)
+    _run(["git", "commit", "-qm", "t"], repo, env)
+    gpu = [sys.executable, str(GPU / "gpu.py")]
+
+    done = _run(gpu + ["park", str(parked), "--keep", "results/supernets/keep"], repo, env)
+    moved = {"results/bench.duckdb", "results/published/a.parquet", "results/supernets/old/w.safetensors",
+             "results/new-untracked.json"}
+    assert json.loads(done.stdout)["parked"] == len(moved)
+    for name in files:
+        assert (repo / name).exists() == (name not in moved), name
+        assert (parked / name).exists() == (name in moved), name
+    assert (repo / "results" / "ignored.bin").exists()
+    # a second park into the same folder, or a folder inside the checkout, is refused
+    assert "unpark those files first" in _run(gpu + ["park", str(parked)], repo, env, check=False).stderr
+    assert "inside the checkout" in _run(gpu + ["park", "results/p"], repo, env, check=False).stderr
+    # a file written again meanwhile is a conflict: nothing moves
+    (repo / "results" / "bench.duckdb").write_bytes(b"new")
+    failed = _run(gpu + ["unpark", str(parked)], repo, env, check=False)
+    assert failed.returncode != 0 and "results/bench.duckdb" in failed.stderr
+    assert (parked / "results" / "published" / "a.parquet").exists()
+    (repo / "results" / "bench.duckdb").unlink()
+
+    _run(gpu + ["unpark", str(parked)], repo, env)
+    for name, data in files.items():
+        assert (repo / name).read_bytes() == data, name
+    assert not parked.exists()
+    assert _run(["git", "status", "--porcelain", "--untracked-files=no"], repo, env).stdout == ""

@@ -17,7 +17,9 @@ to the GPU machine, runs ``remote.sh`` there and copies its output folder back. 
   right after a checkpoint, so that ``nasbench pack`` still runs before the machine is gone;
 - ``bundle``: the packed artifact as one tar (in parts of at most ``part_mib`` where prepare was given one), with
   sha256;
-- ``fetch``: here, the parts joined and checked, the artifact moved to ``results/supernets/<id>``.
+- ``fetch``: here, the parts joined and checked, the artifact moved to ``results/supernets/<id>``;
+- ``park`` / ``unpark``: here, before and after a transfer that carries the checkout, what the run does not read
+  (the DBs, the publication, the other artifacts under ``results/``) moved out of the checkout and back.
 
 ``prepare --mode bench`` prepares the other run, the benchmark's GPU pass (``tools/gpu/gpu_bench.py``: ``plan``,
 ``bench``, ``bench-preflight``, ``fetch-bench``): part 1 then carries the plan, the perplexity text and the accuracy
@@ -99,17 +101,85 @@ def check_sums(folder: Path) -> list[str]:
     return names
 
 
-def tree_bytes(root: Path) -> int:
-    """Bytes of the checkout as a copy made from git holds them: tracked files and untracked files git does not
-    ignore (``prepare --count-tree``: for a transfer that carries the checkout beside every part)."""
+def carried_files(root: Path) -> list[Path]:
+    """The files a copy of the checkout made from git holds, relative to ``root``: tracked files and untracked files
+    git does not ignore, present as plain files (a parked file is not)."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
                             check=True, capture_output=True).stdout.split(b"\0")
-    total = 0
-    for name in {n for n in listed if n}:
-        path = root / os.fsdecode(name)
-        if path.is_file() and not path.is_symlink():
-            total += path.stat().st_size
-    return total
+    names = sorted({Path(os.fsdecode(n)) for n in listed if n})
+    return [n for n in names if (root / n).is_file() and not (root / n).is_symlink()]
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of the checkout as a copy made from git holds them (``prepare --count-tree``: for a transfer that
+    carries the checkout beside every part)."""
+    return sum((root / name).stat().st_size for name in carried_files(root))
+
+
+# ---------------------------------------------------------------------------------------------------------- park
+PARKED = "parked.json"
+#: Kept by ``park`` besides ``--keep``: the arch files both runs read (the training's probe archs, the bands).
+PARK_KEEP = ("results/bands",)
+
+
+def cmd_park(args: argparse.Namespace) -> int:
+    """Move the files under ``--under`` (default ``results/``) that the GPU run does not read out of the checkout
+    into DIR, keeping :data:`PARK_KEEP` and the paths given with ``--keep`` (the artifact it continues), so that a copy of the checkout
+    made for a transfer capped in size leaves room for the parts. ``unpark DIR`` moves them back. DIR's
+    ``parked.json`` is written before anything moves, so an interrupted park can still be unparked."""
+    root, dest = Path.cwd().resolve(), Path(args.dir).resolve()
+    if dest.is_relative_to(root):
+        raise SystemExit(f"gpu: park: {args.dir} is inside the checkout: park outside it (a copy of the checkout "
+                         "would carry the files along)")
+    if (dest / PARKED).exists():
+        raise SystemExit(f"gpu: park: {dest / PARKED} exists: unpark those files first (tools/gpu/gpu.py unpark "
+                         f"{args.dir})")
+    keep = [Path(k) for k in args.keep]
+    for k in keep:
+        if k.is_absolute() or not (root / k).exists():
+            raise SystemExit(f"gpu: park: --keep takes a path relative to the checkout that exists; got {k}")
+    before = tree_bytes(root)
+    keep += [Path(k) for k in PARK_KEEP]
+    files = [n for n in carried_files(root) if any(n.is_relative_to(u) for u in args.under)
+             and not any(n.is_relative_to(k) for k in keep)]
+    sizes = {str(n): (root / n).stat().st_size for n in files}
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / PARKED).write_text(json.dumps({"root": str(root), "files": sizes}, indent=1), encoding="utf-8")
+    for n in files:
+        (dest / n).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(root / n, dest / n)
+    print(json.dumps({"parked": len(files), "parked_mib": round(sum(sizes.values()) / MIB, 1),
+                      "checkout_mib_before": round(before / MIB, 1), "checkout_mib": round(tree_bytes(root) / MIB, 1),
+                      "dir": str(dest)}))
+    return 0
+
+
+def cmd_unpark(args: argparse.Namespace) -> int:
+    """Move the files ``park`` put into DIR back into the checkout; a file the checkout holds again by then is a
+    conflict, named, and nothing moves."""
+    root, dest = Path.cwd().resolve(), Path(args.dir).resolve()
+    if not (dest / PARKED).is_file():
+        raise SystemExit(f"gpu: unpark: {dest / PARKED} not found: nothing parked there")
+    files = [Path(n) for n in json.loads((dest / PARKED).read_text(encoding="utf-8"))["files"]]
+    waiting = [n for n in files if (dest / n).is_file()]
+    conflicts = [str(n) for n in waiting if (root / n).exists()]
+    if conflicts:
+        raise SystemExit(f"gpu: unpark: the checkout holds {len(conflicts)} of the parked files again (e.g. "
+                         f"{conflicts[0]}): move them aside, then unpark")
+    for n in waiting:
+        (root / n).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(dest / n, root / n)
+    missing = [str(n) for n in files if not (root / n).is_file()]
+    if missing:
+        raise SystemExit(f"gpu: unpark: {len(missing)} parked files are in neither place (e.g. {missing[0]})")
+    (dest / PARKED).unlink()
+    for folder in sorted((p for p in dest.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if not any(dest.iterdir()):
+        dest.rmdir()
+    print(json.dumps({"unparked": len(waiting), "checkout_mib": round(tree_bytes(root) / MIB, 1)}))
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------------- prepare
@@ -159,7 +229,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         if per_part < args.min_part_mib * MIB:
             raise SystemExit(f"gpu: --part-mib {args.part_mib:g} leaves {max(per_part, 0) / MIB:.1f} MiB per part"
                              + (f" beside the {tree / MIB:.1f} MiB checkout" if counted else "")
-                             + f": less than --min-part-mib {args.min_part_mib:g}")
+                             + f": less than --min-part-mib {args.min_part_mib:g}"
+                             + (" (park what the GPU run does not read first: tools/gpu/gpu.py park DIR --keep "
+                                f"{artifact})" if counted else ""))
     if carry.exists():
         shutil.rmtree(carry)
     p1 = carry / "p1"
@@ -668,6 +740,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plan", help="bench: the plan (gpu.py plan) part 1 carries")
     p.add_argument("--tasks", help="bench: comma list of tasks whose data files part 1 carries")
     p.set_defaults(func=cmd_prepare)
+    p = verbs.add_parser("park", help="move what the GPU run does not read out of the checkout")
+    p.add_argument("dir", help="a folder outside the checkout")
+    p.add_argument("--keep", action="append", default=[],
+                   help=f"a path the run reads (the artifact; {', '.join(PARK_KEEP)} is always kept); repeatable")
+    p.add_argument("--under", action="append", type=Path, help="folders to park from (default: results)")
+    p.set_defaults(func=cmd_park)
+    p = verbs.add_parser("unpark", help="move what park moved back into the checkout")
+    p.add_argument("dir")
+    p.set_defaults(func=cmd_unpark)
     p = verbs.add_parser("stage")
     p.add_argument("--carry", default=CARRY)
     p.add_argument("--stage", required=True)
@@ -713,6 +794,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_fetch)
     gpu_bench.add_verbs(verbs)
     args = parser.parse_args(argv)
+    if args.verb == "park" and not args.under:
+        args.under = [Path("results")]
     if args.verb == "watch" and args.command[:1] == ["--"]:
         args.command = args.command[1:]
     return int(args.func(args) or 0)
