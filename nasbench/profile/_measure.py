@@ -187,8 +187,8 @@ def profile(space: SearchSpace, db: str | Path, config: ProfileConfig, *, supern
 
 
 def _visits(store: Store, space: SearchSpace, measurer: Measurer,
-              todo: Sequence[tuple[dict[str, Any], list[tuple[str, str]]]], config: ProfileConfig, supernet_id: str,
-              software: dict[str, str], summary: ProfileSummary, bar: Any) -> None:
+            todo: Sequence[tuple[dict[str, Any], list[tuple[str, str]]]], config: ProfileConfig, supernet_id: str,
+            software: dict[str, str], summary: ProfileSummary, bar: Any) -> None:
     """``latency_rel`` in ``config.latency_visits`` visits: the archs visited that many times in turn, each
     arch's rows written (pooled) at its last visit. The deadline is checked per visit; it stops the run with the
     visits of the archs not yet written lost."""
@@ -284,8 +284,8 @@ class Measurer:
         return [dict(arch_id=aid, metric="flops", value=float(self.space.flops(arch, config.seq_len)),
                      unit="flop/token", device=config.device, seq_len=config.seq_len, cost_s=0.0),
                 *relative_rows(pool_visits(visits), dict(arch_id=aid, device=config.device,
-                                                             batch=config.latency_batch,
-                                                             seq_len=config.latency_seq_len, dtype=config.dtype),
+                                                           batch=config.latency_batch,
+                                                           seq_len=config.latency_seq_len, dtype=config.dtype),
                                arch_id(self.space.largest()), config.decode_tokens)]
 
 

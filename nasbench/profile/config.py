@@ -97,8 +97,14 @@ class ProfileConfig:
     @property
     def decode_pairs(self) -> int:
         """Decode pairs (repeats) per arch: ``decode_repeats``, else ``max(3, latency_repeats // 3)``."""
-        return max(3, self.latency_repeats // 3) if self.decode_repeats is None else self.decode_repeats
+        return decode_pairs(self.latency_repeats, self.decode_repeats)
 
     def ppl_protocol(self, split: str = "perplexity") -> Protocol:
         """The perplexity protocol of ``ppl`` (``split="selection"``: of ``ppl_selection``)."""
         return Protocol(self.ppl_tokens, self.seq_len, split)
+
+
+def decode_pairs(repeats: int, decode_repeats: int | None) -> int:
+    """Decode pairs (repeats) for ``repeats`` prefill pairs: ``decode_repeats``, else a third of them and at least 3
+    (the one rule, for :attr:`ProfileConfig.decode_pairs` and the latency functions' defaults)."""
+    return max(3, repeats // 3) if decode_repeats is None else decode_repeats

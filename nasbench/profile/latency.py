@@ -34,6 +34,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from nasbench.profile.config import decode_pairs
+
 __all__ = ["LatencyResult", "RelativeLatency", "measure_relative_latency", "pool_visits", "relative_rows",
            "Footprint", "Energy", "measure_latency", "memory_footprint", "prefill_peak_mb", "peak_memory_mb",
            "measure_energy"]
@@ -76,7 +78,7 @@ def measure_latency(model: torch.nn.Module, *, batch: int = 1, seq_len: int = 12
                 times.append(elapsed)
         decode = None
         if decode_tokens > 0:
-            decode = _decode_ms_per_token(model, ids, decode_tokens, repeats=_decode_pairs(repeats, decode_repeats))
+            decode = _decode_ms_per_token(model, ids, decode_tokens, repeats=decode_pairs(repeats, decode_repeats))
     q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0], 0, times[0])
     mean = statistics.fmean(times)
     cv = statistics.stdev(times) / mean if len(times) > 1 else 0.0
@@ -154,7 +156,7 @@ def measure_relative_latency(model: torch.nn.Module, reference: torch.nn.Module,
         if decode_tokens > 0:
             _decode_ms_per_token(model, ids, min(2, decode_tokens), repeats=1)
             decode = _alternate(model, reference, lambda m: _decode_ms_per_token(m, ids, decode_tokens, repeats=1),
-                                decode_warmup, _decode_pairs(repeats, decode_repeats))
+                                decode_warmup, decode_pairs(repeats, decode_repeats))
     threads = torch.get_num_threads()
     return RelativeLatency(*_summary(prefill), threads=threads, seconds=time.perf_counter() - start,
                            decode=None if decode is None else RelativeLatency(*_summary(decode), threads=threads,
@@ -207,12 +209,6 @@ def _summary(pairs: Sequence[tuple[float, float]]) -> tuple[float, float, float,
     cv = statistics.stdev(ratios) / statistics.fmean(ratios) if len(ratios) > 1 else 0.0
     return (statistics.median(ratios), q3 - q1, cv, len(ratios), statistics.median(p[0] for p in pairs),
             statistics.median(p[1] for p in pairs))
-
-
-def _decode_pairs(repeats: int, decode_repeats: int | None) -> int:
-    """Decode repeats (pairs): ``decode_repeats``, else a third of prefill's and at least 3 (as
-    :attr:`nasbench.profile.config.ProfileConfig.decode_pairs`)."""
-    return max(3, repeats // 3) if decode_repeats is None else decode_repeats
 
 
 def _timed(device: torch.device, fn: Callable[[], Any]) -> float:

@@ -22,17 +22,17 @@
 #   visits-retest
 #              once an hour has passed since `visits` last timed them: the retest archs in visits again, into
 #              the retest DB (its rows replaced), then the agreement printed
-#   model      the op-level latency model timed (200 rounds), fitted on the DB's drift-cancelled latencies, stored in the
-#              DB and validated on them (prefill and decode)
+#   model      the op-level latency model timed (200 rounds), fitted on the DB's drift-cancelled latencies, stored in
+#              the DB and validated on them (prefill and decode)
 #   baselines  every baseline model timed the same way (tools/experiments/baselines.sh latency)
 #
 # Usage: tools/experiments/latency.sh STEP...   (NASBENCH_DATA_DIR must point at the data directory). The machine
 # must be idle: another process on the CPU adds noise that no repeat count removes (a test suite run beside it raised
-# the pairs' CV from 9% to 12-17%). REPEATS (default 24) prefill pairs per arch and DECODE_REPEATS (default
-# REPEATS / 3) decode pairs of 16 tokens for the RETEST_N (default 200) retest archs; on a 2-core Intel Xeon with AMX-BF16 a retest arch cost about
-# 11.5 s (prefill and decode) and any other arch 2.8 s, so `pass` took about two hours for 2,000 archs and `retest`
-# about 38 minutes; `visits` with REPEATS=24 DECODE_REPEATS=24 VISITS=4 took 78.5 minutes (23.3 s per arch) and
-# `visits-retest` 85.3 minutes.
+# the pairs' CV from 9% to 12-17%). REPEATS (default 24) prefill pairs per arch and DECODE_REPEATS (default REPEATS /
+# 3) decode pairs of 16 tokens for the RETEST_N (default 200) retest archs; on a 2-core Intel Xeon with AMX-BF16 a
+# retest arch cost about 11.5 s (prefill and decode) and any other arch 2.8 s, so `pass` took about two hours for
+# 2,000 archs and `retest` about 38 minutes; `visits` with REPEATS=24 DECODE_REPEATS=24 VISITS=4 took 78.5 minutes
+# (23.3 s per arch) and `visits-retest` 85.3 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 space=spaces/smollm2-135m.yaml
